@@ -1,0 +1,400 @@
+//! Calling into a loaded plugin: a fresh sandbox per call, limits on every
+//! store, and each way a call can fail mapped to its own [`PluginError`].
+
+use std::time::Instant;
+
+use paygate_plugin_registry::PluginKind;
+use wasmtime::{Store, Trap, UpdateDeadline};
+
+use super::bindings::{
+    Decision, LimitRequest, PaymentRequest, PaymentSession, PaymentState, ProviderError,
+    VerifyError, WebhookEvent, WebhookRequest,
+};
+use super::engine::EPOCH_TICK;
+use super::error::PluginError;
+use super::loaded::{LoadedPlugin, WorldPre};
+use super::state::CallState;
+use super::stdio::panic_message;
+
+/// Bytes a value carries across the sandbox boundary, for the size caps.
+pub trait WireSize {
+    fn wire_size(&self) -> usize;
+}
+
+/// What one call cost, for benchmarks, metrics and the harness.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CallStats {
+    pub fuel_used: u64,
+    pub micros: u64,
+}
+
+impl LoadedPlugin {
+    /// `create-payment` of a provider adapter.
+    pub async fn create_payment(
+        &self,
+        request_id: &str,
+        request: &PaymentRequest,
+    ) -> Result<Result<PaymentSession, ProviderError>, PluginError> {
+        let WorldPre::Provider(pre) = &self.pre else {
+            return Err(self.wrong_kind(PluginKind::ProviderAdapter));
+        };
+        self.run(
+            request_id,
+            request.wire_size(),
+            async |store: &mut Store<CallState>| {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                instance
+                    .paygate_plugins_provider()
+                    .call_create_payment(&mut *store, request)
+                    .await
+            },
+        )
+        .await
+    }
+
+    /// `payment-status` of a provider adapter.
+    pub async fn payment_status(
+        &self,
+        request_id: &str,
+        reference: &str,
+    ) -> Result<Result<PaymentState, ProviderError>, PluginError> {
+        let WorldPre::Provider(pre) = &self.pre else {
+            return Err(self.wrong_kind(PluginKind::ProviderAdapter));
+        };
+        self.run(
+            request_id,
+            reference.len(),
+            async |store: &mut Store<CallState>| {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                instance
+                    .paygate_plugins_provider()
+                    .call_payment_status(&mut *store, reference)
+                    .await
+            },
+        )
+        .await
+    }
+
+    /// `verify` of a webhook verifier.
+    pub async fn verify(
+        &self,
+        request_id: &str,
+        request: &WebhookRequest,
+    ) -> Result<Result<Vec<WebhookEvent>, VerifyError>, PluginError> {
+        let WorldPre::Verifier(pre) = &self.pre else {
+            return Err(self.wrong_kind(PluginKind::WebhookVerifier));
+        };
+        self.run(
+            request_id,
+            request.wire_size(),
+            async |store: &mut Store<CallState>| {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                instance
+                    .paygate_plugins_verifier()
+                    .call_verify(&mut *store, request)
+                    .await
+            },
+        )
+        .await
+    }
+
+    /// `decide` of a rate-limit policy.
+    pub async fn decide(
+        &self,
+        request_id: &str,
+        request: &LimitRequest,
+    ) -> Result<Decision, PluginError> {
+        let WorldPre::Policy(pre) = &self.pre else {
+            return Err(self.wrong_kind(PluginKind::RateLimitPolicy));
+        };
+        self.run(
+            request_id,
+            request.wire_size(),
+            async |store: &mut Store<CallState>| {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                instance
+                    .paygate_plugins_policy()
+                    .call_decide(&mut *store, request)
+                    .await
+            },
+        )
+        .await
+    }
+
+    /// Runs `call` in a fresh store and turns every failure into its named error.
+    async fn run<R: WireSize>(
+        &self,
+        request_id: &str,
+        input_size: usize,
+        call: impl AsyncFnOnce(&mut Store<CallState>) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
+        let ctx = &self.ctx;
+        let limits = &ctx.limits;
+        let plugin = || ctx.name.clone();
+        if input_size > limits.max_input_bytes {
+            return Err(PluginError::InputTooLarge {
+                plugin: plugin(),
+                size: input_size,
+                limit: limits.max_input_bytes,
+            });
+        }
+
+        let started = Instant::now();
+        let mut store = Store::new(
+            &self.engine.engine,
+            CallState::new(ctx.clone(), request_id.into()),
+        );
+        store.limiter(|s| &mut s.limiter);
+        // Guest code yields to the executor every epoch tick, so a busy
+        // plugin cannot hog a worker thread; once its budget of ticks is
+        // spent, it is interrupted.
+        let mut ticks_left = limits.timeout.as_micros().div_ceil(EPOCH_TICK.as_micros()) as u64 + 1;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            ticks_left = ticks_left.saturating_sub(1);
+            if ticks_left == 0 {
+                return Err(Trap::Interrupt.into());
+            }
+            Ok(UpdateDeadline::Yield(1))
+        });
+        let fuel_budget = limits.fuel.unwrap_or(u64::MAX);
+        if self.engine.fuel {
+            store
+                .set_fuel(fuel_budget)
+                .map_err(|e| self.trap(e.to_string()))?;
+        }
+
+        // The epoch stops guest code; this also bounds time spent waiting on
+        // host imports such as HTTP.
+        let outcome = tokio::time::timeout(limits.timeout, call(&mut store)).await;
+        let fuel_used = if self.engine.fuel {
+            fuel_budget - store.get_fuel().unwrap_or(0)
+        } else {
+            0
+        };
+        let stats = CallStats {
+            fuel_used,
+            micros: started.elapsed().as_micros() as u64,
+        };
+        let result = self.outcome(&mut store, outcome);
+        self.stats.record(stats, result.as_ref().err());
+        result
+    }
+
+    fn outcome<R: WireSize>(
+        &self,
+        store: &mut Store<CallState>,
+        outcome: Result<wasmtime::Result<R>, tokio::time::error::Elapsed>,
+    ) -> Result<R, PluginError> {
+        let limits = &self.ctx.limits;
+        let plugin = || self.ctx.name.clone();
+        let value = match outcome {
+            Err(_elapsed) => {
+                return Err(PluginError::DeadlineExceeded {
+                    plugin: plugin(),
+                    timeout_ms: limits.timeout.as_millis(),
+                });
+            }
+            Ok(Err(e)) => return Err(self.classify(store, e)),
+            Ok(Ok(value)) => value,
+        };
+        if let Some(detail) = store.data_mut().denied.take() {
+            return Err(PluginError::CapabilityDenied {
+                plugin: plugin(),
+                detail,
+            });
+        }
+        let size = value.wire_size();
+        if size > limits.max_output_bytes {
+            return Err(PluginError::OutputTooLarge {
+                plugin: plugin(),
+                size,
+                limit: limits.max_output_bytes,
+            });
+        }
+        Ok(value)
+    }
+
+    fn classify(&self, store: &Store<CallState>, e: wasmtime::Error) -> PluginError {
+        let plugin = self.ctx.name.clone();
+        let state = store.data();
+        if state.limiter.hit {
+            return PluginError::MemoryLimit {
+                plugin,
+                limit_bytes: self.ctx.limits.memory_bytes,
+            };
+        }
+        match e.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => {
+                return PluginError::DeadlineExceeded {
+                    plugin,
+                    timeout_ms: self.ctx.limits.timeout.as_millis(),
+                };
+            }
+            Some(Trap::OutOfFuel) => return PluginError::OutOfFuel { plugin },
+            _ => {}
+        }
+        if let Some(detail) = state.denied.clone() {
+            return PluginError::CapabilityDenied { plugin, detail };
+        }
+        if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+            .is_some()
+        {
+            return PluginError::Busy { plugin };
+        }
+        if let Some(message) = panic_message(&state.stderr.text()) {
+            return PluginError::Panic { plugin, message };
+        }
+        let message = match e.downcast_ref::<Trap>() {
+            Some(trap) => trap.to_string(),
+            None => e.root_cause().to_string(),
+        };
+        self.trap(message)
+    }
+
+    fn trap(&self, message: String) -> PluginError {
+        PluginError::Trap {
+            plugin: self.ctx.name.clone(),
+            message,
+        }
+    }
+
+    fn wrong_kind(&self, expected: PluginKind) -> PluginError {
+        PluginError::WrongKind {
+            plugin: self.ctx.name.clone(),
+            expected,
+            actual: self.ctx.kind,
+        }
+    }
+}
+
+fn pairs_size(pairs: &[(String, String)]) -> usize {
+    pairs.iter().map(|(k, v)| k.len() + v.len()).sum()
+}
+
+impl WireSize for PaymentRequest {
+    fn wire_size(&self) -> usize {
+        self.amount.len()
+            + self.price.len()
+            + self.currency.len()
+            + self.idempotency_key.len()
+            + self.return_url.as_ref().map_or(0, String::len)
+            + pairs_size(&self.metadata)
+            + 24
+    }
+}
+
+impl WireSize for WebhookRequest {
+    fn wire_size(&self) -> usize {
+        self.path.len() + pairs_size(&self.headers) + self.body.len()
+    }
+}
+
+impl WireSize for LimitRequest {
+    fn wire_size(&self) -> usize {
+        self.route.len()
+            + self.method.len()
+            + self.client_ip.len()
+            + self.key_id.as_ref().map_or(0, String::len)
+            + 8
+    }
+}
+
+impl WireSize for Decision {
+    fn wire_size(&self) -> usize {
+        32
+    }
+}
+
+impl WireSize for PaymentSession {
+    fn wire_size(&self) -> usize {
+        self.reference.len() + self.payment_url.len()
+    }
+}
+
+impl WireSize for PaymentState {
+    fn wire_size(&self) -> usize {
+        1
+    }
+}
+
+impl WireSize for ProviderError {
+    fn wire_size(&self) -> usize {
+        match self {
+            ProviderError::Declined(m)
+            | ProviderError::InvalidRequest(m)
+            | ProviderError::Unavailable(m)
+            | ProviderError::Misconfigured(m) => m.len(),
+        }
+    }
+}
+
+impl WireSize for VerifyError {
+    fn wire_size(&self) -> usize {
+        match self {
+            VerifyError::InvalidSignature(m)
+            | VerifyError::SignatureExpired(m)
+            | VerifyError::Malformed(m)
+            | VerifyError::Misconfigured(m) => m.len(),
+        }
+    }
+}
+
+impl WireSize for Vec<WebhookEvent> {
+    fn wire_size(&self) -> usize {
+        self.iter()
+            .map(|e| {
+                e.event_id.len()
+                    + e.provider_type.len()
+                    + match &e.payment {
+                        super::bindings::PaymentRef::PaymentId(_) => 8,
+                        super::bindings::PaymentRef::ProviderReference(r) => r.len(),
+                    }
+            })
+            .sum()
+    }
+}
+
+impl<T: WireSize, E: WireSize> WireSize for Result<T, E> {
+    fn wire_size(&self) -> usize {
+        match self {
+            Ok(v) => v.wire_size(),
+            Err(e) => e.wire_size(),
+        }
+    }
+}
+
+impl LoadedPlugin {
+    /// Benchmark floor: `n` `decide` calls on ONE instance, reused, which
+    /// production never does (each call gets a fresh sandbox). Returns each
+    /// call's duration.
+    #[doc(hidden)]
+    pub async fn bench_decide_reusing_instance(
+        &self,
+        request: &LimitRequest,
+        n: usize,
+    ) -> wasmtime::Result<Vec<std::time::Duration>> {
+        let WorldPre::Policy(pre) = &self.pre else {
+            wasmtime::bail!("not a policy")
+        };
+        let mut store = Store::new(
+            &self.engine.engine,
+            CallState::new(self.ctx.clone(), "bench".into()),
+        );
+        store.set_epoch_deadline(u64::MAX / 2);
+        if self.engine.fuel {
+            store.set_fuel(u64::MAX)?;
+        }
+        let instance = pre.instantiate_async(&mut store).await?;
+        let mut times = Vec::with_capacity(n);
+        for _ in 0..n {
+            let started = Instant::now();
+            instance
+                .paygate_plugins_policy()
+                .call_decide(&mut store, request)
+                .await?;
+            times.push(started.elapsed());
+        }
+        Ok(times)
+    }
+}

@@ -1,0 +1,241 @@
+//! The counter store behind the `counters` import: Redis in production, so
+//! limits hold across host replicas; memory for tests and benchmarks.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionManager;
+
+/// Why a counter operation failed.
+#[derive(Debug, thiserror::Error)]
+#[error("counter store unavailable: {0}")]
+pub struct CounterError(pub String);
+
+/// Where counters live.
+pub enum Counters {
+    Memory(MemoryCounters),
+    Redis(RedisCounters),
+}
+
+impl Counters {
+    /// In-process counters (one host only).
+    pub fn memory() -> Self {
+        Counters::Memory(MemoryCounters::default())
+    }
+
+    /// Adds `delta` to `key` in the fixed window of `window_ms` that holds
+    /// now; returns the new value and the ms until the window ends.
+    pub async fn increment(
+        &self,
+        key: &str,
+        delta: i64,
+        window_ms: u64,
+    ) -> Result<(i64, u64), CounterError> {
+        match self {
+            Counters::Memory(m) => Ok(m.increment(key, delta, window_ms)),
+            Counters::Redis(r) => r.increment(key, delta, window_ms).await,
+        }
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<i64>, CounterError> {
+        match self {
+            Counters::Memory(m) => Ok(m.get(key)),
+            Counters::Redis(r) => r.get(key).await,
+        }
+    }
+
+    /// Stores `new` for `ttl_ms` only if the current value is `expected`.
+    pub async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<i64>,
+        new: i64,
+        ttl_ms: u64,
+    ) -> Result<bool, CounterError> {
+        match self {
+            Counters::Memory(m) => Ok(m.compare_and_swap(key, expected, new, ttl_ms)),
+            Counters::Redis(r) => r.compare_and_swap(key, expected, new, ttl_ms).await,
+        }
+    }
+}
+
+/// Counters in a mutex-guarded map; expired entries are dropped on access
+/// and swept when the map grows.
+#[derive(Default)]
+pub struct MemoryCounters {
+    map: Mutex<HashMap<String, (i64, Instant)>>,
+}
+
+impl MemoryCounters {
+    const SWEEP_AT: usize = 100_000;
+
+    fn with_map<R>(&self, f: impl FnOnce(&mut HashMap<String, (i64, Instant)>, Instant) -> R) -> R {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if map.len() >= Self::SWEEP_AT {
+            map.retain(|_, (_, exp)| *exp > now);
+        }
+        f(&mut map, now)
+    }
+
+    fn live(map: &HashMap<String, (i64, Instant)>, key: &str, now: Instant) -> Option<i64> {
+        map.get(key).filter(|(_, exp)| *exp > now).map(|(v, _)| *v)
+    }
+
+    fn increment(&self, key: &str, delta: i64, window_ms: u64) -> (i64, u64) {
+        let window_ms = window_ms.max(1);
+        let wall_ms = super::services::Clock::System.now_ms();
+        let reset_ms = window_ms - wall_ms % window_ms;
+        let slot = format!("{key}\u{0}{}", wall_ms / window_ms);
+        self.with_map(|map, now| {
+            let value = Self::live(map, &slot, now)
+                .unwrap_or(0)
+                .saturating_add(delta);
+            map.insert(slot, (value, now + Duration::from_millis(reset_ms)));
+            (value, reset_ms)
+        })
+    }
+
+    fn get(&self, key: &str) -> Option<i64> {
+        self.with_map(|map, now| Self::live(map, key, now))
+    }
+
+    fn compare_and_swap(&self, key: &str, expected: Option<i64>, new: i64, ttl_ms: u64) -> bool {
+        self.with_map(|map, now| {
+            if Self::live(map, key, now) != expected {
+                return false;
+            }
+            map.insert(
+                key.to_owned(),
+                (new, now + Duration::from_millis(ttl_ms.max(1))),
+            );
+            true
+        })
+    }
+}
+
+/// Counters in Redis, every operation one atomic command or script.
+pub struct RedisCounters {
+    conn: ConnectionManager,
+    prefix: String,
+    increment: redis::Script,
+    cas: redis::Script,
+}
+
+impl RedisCounters {
+    /// Connects to `url`; every key is stored under `prefix`.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, CounterError> {
+        let client = redis::Client::open(url).map_err(|e| CounterError(e.to_string()))?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Duration::from_secs(2))
+            .set_response_timeout(Duration::from_secs(2))
+            .set_number_of_retries(1);
+        let conn = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(|e| CounterError(e.to_string()))?;
+        Ok(Self {
+            conn,
+            prefix: prefix.to_owned(),
+            // INCRBY and its expiry in one step, so a crash between the two
+            // can never leave a counter without an end.
+            increment: redis::Script::new(
+                "local v = redis.call('INCRBY', KEYS[1], ARGV[1]) \
+                 if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end \
+                 return v",
+            ),
+            cas: redis::Script::new(
+                "local cur = redis.call('GET', KEYS[1]) \
+                 if (ARGV[1] == '' and not cur) or cur == ARGV[1] then \
+                   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 end \
+                 return 0",
+            ),
+        })
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    async fn increment(
+        &self,
+        key: &str,
+        delta: i64,
+        window_ms: u64,
+    ) -> Result<(i64, u64), CounterError> {
+        let window_ms = window_ms.max(1);
+        let wall_ms = super::services::Clock::System.now_ms();
+        let reset_ms = window_ms - wall_ms % window_ms;
+        let slot = format!("{}:{}", self.key(key), wall_ms / window_ms);
+        let value: i64 = self
+            .increment
+            .key(slot)
+            .arg(delta)
+            .arg(reset_ms)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| CounterError(e.to_string()))?;
+        Ok((value, reset_ms))
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<i64>, CounterError> {
+        redis::cmd("GET")
+            .arg(self.key(key))
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| CounterError(e.to_string()))
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<i64>,
+        new: i64,
+        ttl_ms: u64,
+    ) -> Result<bool, CounterError> {
+        let expected = expected.map(|v| v.to_string()).unwrap_or_default();
+        let stored: i64 = self
+            .cas
+            .key(self.key(key))
+            .arg(expected)
+            .arg(new)
+            .arg(ttl_ms.max(1))
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| CounterError(e.to_string()))?;
+        Ok(stored == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_cas_only_swaps_the_expected_value() {
+        let c = Counters::memory();
+        assert!(c.compare_and_swap("k", None, 5, 10_000).await.unwrap());
+        assert!(!c.compare_and_swap("k", None, 6, 10_000).await.unwrap());
+        assert!(!c.compare_and_swap("k", Some(4), 6, 10_000).await.unwrap());
+        assert!(c.compare_and_swap("k", Some(5), 6, 10_000).await.unwrap());
+        assert_eq!(c.get("k").await.unwrap(), Some(6));
+    }
+
+    #[tokio::test]
+    async fn memory_values_expire() {
+        let c = Counters::memory();
+        assert!(c.compare_and_swap("k", None, 1, 1).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(c.get("k").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn memory_increment_counts_within_a_window() {
+        let c = Counters::memory();
+        let (a, reset) = c.increment("w", 1, 60_000).await.unwrap();
+        let (b, _) = c.increment("w", 2, 60_000).await.unwrap();
+        // The window may roll over between the two calls; either way b counts a's window or starts anew.
+        assert!(b == a + 2 || b == 2, "a={a} b={b}");
+        assert!(reset <= 60_000);
+    }
+}

@@ -1,0 +1,161 @@
+//! The one wasmtime `Engine` of the host, its linkers, and the epoch ticker
+//! that enforces call deadlines.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use paygate_plugin_registry::PluginKind;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::bindings;
+use super::limits::MAX_MEMORY_BYTES;
+use super::state::CallState;
+
+/// How often the epoch advances; deadlines are counted in these ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Engine-wide settings.
+#[derive(Clone, Debug)]
+pub struct EngineSettings {
+    /// Plugin calls that may run at the same time (pool slots).
+    pub max_concurrent_calls: u32,
+    /// Count fuel, so limits can set a fuel budget.
+    pub fuel: bool,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            max_concurrent_calls: 1000,
+            fuel: true,
+        }
+    }
+}
+
+/// The engine, one linker per world, and the ticker thread.
+pub struct PluginEngine {
+    pub engine: Engine,
+    provider: Linker<CallState>,
+    verifier: Linker<CallState>,
+    policy: Linker<CallState>,
+    pub fuel: bool,
+    _ticker: Ticker,
+}
+
+impl PluginEngine {
+    pub fn new(settings: &EngineSettings) -> wasmtime::Result<Self> {
+        let n = settings.max_concurrent_calls;
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(n)
+            .total_core_instances(n * 8)
+            .total_memories(n)
+            .total_tables(n * 4)
+            .total_stacks(n)
+            .max_memories_per_component(2)
+            .max_tables_per_component(8)
+            .max_core_instances_per_component(32)
+            .max_component_instance_size(1 << 20)
+            .max_core_instance_size(1 << 20)
+            .max_memory_size(MAX_MEMORY_BYTES);
+        let mut config = Config::new();
+        config
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .epoch_interruption(true)
+            .consume_fuel(settings.fuel);
+        let engine = Engine::new(&config)?;
+
+        Ok(Self {
+            provider: linker::<bindings::provider::ProviderAdapter>(&engine)?,
+            verifier: linker::<bindings::verifier::WebhookVerifier>(&engine)?,
+            policy: linker::<bindings::policy::RateLimitPolicy>(&engine)?,
+            fuel: settings.fuel,
+            _ticker: Ticker::start(engine.clone()),
+            engine,
+        })
+    }
+
+    /// The linker that grants exactly the imports of `kind`'s world.
+    pub fn linker(&self, kind: PluginKind) -> &Linker<CallState> {
+        match kind {
+            PluginKind::ProviderAdapter => &self.provider,
+            PluginKind::WebhookVerifier => &self.verifier,
+            PluginKind::RateLimitPolicy => &self.policy,
+        }
+    }
+
+    /// A key of everything that makes compiled code valid for this engine.
+    pub fn compatibility_key(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        format!("wasmtime48-{:016x}", h.finish())
+    }
+}
+
+/// Adds WASI (as the sandbox grants it) and the world's own imports.
+fn linker<W: AddToLinker>(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    W::add(&mut linker)?;
+    Ok(linker)
+}
+
+trait AddToLinker {
+    fn add(linker: &mut Linker<CallState>) -> wasmtime::Result<()>;
+}
+
+impl AddToLinker for bindings::provider::ProviderAdapter {
+    fn add(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+        Self::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
+    }
+}
+
+impl AddToLinker for bindings::verifier::WebhookVerifier {
+    fn add(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+        Self::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
+    }
+}
+
+impl AddToLinker for bindings::policy::RateLimitPolicy {
+    fn add(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+        Self::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
+    }
+}
+
+/// A thread advancing the engine's epoch every [`EPOCH_TICK`]; stopped on drop.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Ticker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("paygate-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawning the epoch thread");
+        Self {
+            stop,
+            handle: Some(handle),
+        }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}

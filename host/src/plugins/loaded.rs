@@ -1,0 +1,52 @@
+//! A plugin ready to be called: its context and its pre-instantiated,
+//! type-checked component.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::bindings::policy::RateLimitPolicyPre;
+use super::bindings::provider::ProviderAdapterPre;
+use super::bindings::verifier::WebhookVerifierPre;
+use super::call::CallStats;
+use super::engine::PluginEngine;
+use super::error::PluginError;
+use super::state::{CallState, PluginContext};
+
+/// The typed `InstancePre` of the world the component implements.
+pub enum WorldPre {
+    Provider(ProviderAdapterPre<CallState>),
+    Verifier(WebhookVerifierPre<CallState>),
+    Policy(RateLimitPolicyPre<CallState>),
+}
+
+/// One version of one plugin. Calls hold an `Arc` to it, so a call in flight
+/// keeps its version alive after a swap.
+pub struct LoadedPlugin {
+    pub ctx: Arc<PluginContext>,
+    pub(crate) pre: WorldPre,
+    pub(crate) engine: Arc<PluginEngine>,
+    /// Size of the component's bytes.
+    pub size_bytes: usize,
+    pub stats: PluginStats,
+}
+
+/// Running totals of a plugin version's calls.
+#[derive(Default)]
+pub struct PluginStats {
+    pub calls: AtomicU64,
+    pub errors: AtomicU64,
+    pub fuel_used: AtomicU64,
+    pub micros: AtomicU64,
+}
+
+impl PluginStats {
+    pub(crate) fn record(&self, stats: CallStats, error: Option<&PluginError>) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.fuel_used.fetch_add(stats.fuel_used, Ordering::Relaxed);
+        self.micros.fetch_add(stats.micros, Ordering::Relaxed);
+        if let Some(e) = error {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(plugin = %e, kind = e.kind(), "plugin call failed");
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Turning component bytes and a spec into a [`LoadedPlugin`]: compile (or
+//! load the compiled artifact from the cache), detect and check the world,
+//! pre-instantiate, resolve secrets.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use paygate_plugin_registry::{Digest, PluginKind, PluginSpec, SecretRef};
+use wasmtime::component::Component;
+
+use super::allow::AllowList;
+use super::bindings::policy::RateLimitPolicyPre;
+use super::bindings::provider::ProviderAdapterPre;
+use super::bindings::verifier::WebhookVerifierPre;
+use super::engine::PluginEngine;
+use super::error::LoadError;
+use super::limits::Limits;
+use super::loaded::{LoadedPlugin, PluginStats, WorldPre};
+use super::services::HostServices;
+use super::state::PluginContext;
+use crate::secret::Secret;
+
+/// How a component's machine code was obtained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodeSource {
+    Compiled,
+    Cached,
+}
+
+/// Loads plugins into one engine, caching compiled code on disk.
+#[derive(Clone)]
+pub struct Loader {
+    pub engine: Arc<PluginEngine>,
+    pub services: Arc<HostServices>,
+    cache_dir: Option<PathBuf>,
+}
+
+impl Loader {
+    pub fn new(
+        engine: Arc<PluginEngine>,
+        services: Arc<HostServices>,
+        cache_dir: Option<PathBuf>,
+    ) -> Self {
+        Self {
+            engine,
+            services,
+            cache_dir,
+        }
+    }
+
+    /// Loads `bytes` as plugin `name`. `expected` is the world the caller
+    /// needs (e.g. the world of the version being replaced); the spec may
+    /// name one too. Both must agree with what the component exports.
+    pub fn load(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        spec: &PluginSpec,
+        expected: Option<PluginKind>,
+    ) -> Result<(LoadedPlugin, CodeSource), LoadError> {
+        let digest = Digest::of(bytes);
+        let (component, source) = self.component(name, bytes, &digest)?;
+        let kind = detect_kind(&self.engine, name, &component)?;
+        for wanted in [expected, spec.kind].into_iter().flatten() {
+            if wanted != kind {
+                return Err(LoadError::WrongWorld {
+                    name: name.into(),
+                    expected: wanted,
+                    reason: format!("it exports the {kind} world"),
+                });
+            }
+        }
+        let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
+            name: name.into(),
+            expected: kind,
+            reason: format!("{e:#}"),
+        };
+        let pre = self
+            .engine
+            .linker(kind)
+            .instantiate_pre(&component)
+            .map_err(wrong_world)?;
+        let pre = match kind {
+            PluginKind::ProviderAdapter => {
+                WorldPre::Provider(ProviderAdapterPre::new(pre).map_err(wrong_world)?)
+            }
+            PluginKind::WebhookVerifier => {
+                WorldPre::Verifier(WebhookVerifierPre::new(pre).map_err(wrong_world)?)
+            }
+            PluginKind::RateLimitPolicy => {
+                WorldPre::Policy(RateLimitPolicyPre::new(pre).map_err(wrong_world)?)
+            }
+        };
+        let ctx = PluginContext {
+            name: name.into(),
+            version: spec.version.clone(),
+            digest,
+            kind,
+            limits: Limits::from_spec(&spec.limits),
+            allowed_hosts: AllowList::new(&spec.allowed_hosts),
+            config: spec.config.clone(),
+            secrets: resolve_secrets(name, &spec.secrets),
+            services: self.services.clone(),
+        };
+        let plugin = LoadedPlugin {
+            ctx: Arc::new(ctx),
+            pre,
+            engine: self.engine.clone(),
+            size_bytes: bytes.len(),
+            stats: PluginStats::default(),
+        };
+        Ok((plugin, source))
+    }
+
+    /// Compiles `bytes`, or loads the artifact this host cached for them.
+    fn component(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        digest: &Digest,
+    ) -> Result<(Component, CodeSource), LoadError> {
+        let engine = &self.engine.engine;
+        let cached = self.cache_path(digest);
+        if let Some(path) = cached.as_deref().filter(|p| p.exists()) {
+            // SAFETY: the cache directory is the host's own, and artifacts
+            // are named by the source's digest and this engine's
+            // compatibility key, so only code this host compiled, for these
+            // engine settings, is ever loaded here.
+            match unsafe { Component::deserialize_file(engine, path) } {
+                Ok(component) => return Ok((component, CodeSource::Cached)),
+                Err(e) => {
+                    tracing::warn!(plugin = name, error = %e, "discarding unusable cached artifact")
+                }
+            }
+        }
+        if !looks_like_component(bytes) {
+            return Err(LoadError::NotAComponent {
+                name: name.into(),
+                reason: describe_non_component(bytes),
+            });
+        }
+        let started = Instant::now();
+        let component = Component::new(engine, bytes).map_err(|e| LoadError::NotAComponent {
+            name: name.into(),
+            reason: format!("{e:#}"),
+        })?;
+        tracing::info!(plugin = name, %digest, ms = started.elapsed().as_millis() as u64, "compiled component");
+        if let Some(path) = cached {
+            if let Err(e) = write_artifact(&path, &component) {
+                tracing::warn!(plugin = name, error = %e, "could not cache compiled component");
+            }
+        }
+        Ok((component, CodeSource::Compiled))
+    }
+
+    fn cache_path(&self, digest: &Digest) -> Option<PathBuf> {
+        let dir = self.cache_dir.as_ref()?;
+        Some(dir.join(format!(
+            "{}-{}.cwasm",
+            digest.hex(),
+            self.engine.compatibility_key()
+        )))
+    }
+}
+
+/// The preamble of a component: `\0asm`, version 0x0d, layer 1.
+fn looks_like_component(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [0x0d, 0x00, 0x01, 0x00]
+}
+
+fn describe_non_component(bytes: &[u8]) -> String {
+    if bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0] {
+        "this is a core WebAssembly module; wrap it into a component (e.g. `wasm-tools component new`)".into()
+    } else if bytes.is_empty() {
+        "the file is empty".into()
+    } else {
+        "the file does not start with the WebAssembly component preamble".into()
+    }
+}
+
+/// Names the world by the interface the component exports.
+fn detect_kind(
+    engine: &PluginEngine,
+    name: &str,
+    component: &Component,
+) -> Result<PluginKind, LoadError> {
+    let ty = component.component_type();
+    let exports: Vec<String> = ty
+        .exports(&engine.engine)
+        .map(|(n, _)| n.to_owned())
+        .collect();
+    PluginKind::ALL
+        .into_iter()
+        .find(|k| exports.iter().any(|e| e == k.export()))
+        .ok_or_else(|| LoadError::WrongWorld {
+            name: name.into(),
+            expected: PluginKind::ProviderAdapter,
+            reason: format!(
+                "it exports none of the paygate interfaces (found: {}); expected one of {}",
+                if exports.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    exports.join(", ")
+                },
+                PluginKind::ALL.map(|k| k.export()).join(", ")
+            ),
+        })
+}
+
+/// Resolves secret references now, so a call never touches the environment.
+fn resolve_secrets(name: &str, refs: &BTreeMap<String, SecretRef>) -> BTreeMap<String, Secret> {
+    refs.iter()
+        .filter_map(|(key, r)| match r {
+            SecretRef::Env(var) => match std::env::var(var) {
+                Ok(value) if !value.is_empty() => Some((key.clone(), Secret::new(value))),
+                _ => {
+                    tracing::warn!(plugin = name, secret = %key, reference = %r, "secret reference resolves to nothing");
+                    None
+                }
+            },
+        })
+        .collect()
+}
+
+/// Writes atomically: a crash mid-write never leaves a truncated artifact.
+fn write_artifact(path: &Path, component: &Component) -> std::io::Result<()> {
+    let bytes = component
+        .serialize()
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(tmp, path)
+}

@@ -1,0 +1,63 @@
+//! Host services shared by every plugin call: the outbound HTTP client, the
+//! counter store and the clock.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::counters::Counters;
+
+/// What host imports reach outside the sandbox through.
+pub struct HostServices {
+    pub http: reqwest::Client,
+    pub counters: Counters,
+    pub clock: Clock,
+}
+
+impl HostServices {
+    /// Services for production: a real HTTP client, the given counter store
+    /// and the system clock.
+    pub fn new(counters: Counters) -> Arc<Self> {
+        Arc::new(Self {
+            http: http_client(),
+            counters,
+            clock: Clock::System,
+        })
+    }
+}
+
+/// An HTTP client for plugins: no redirects (a redirect could lead past
+/// the allow-list), no proxy from the environment, no cookies.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .pool_idle_timeout(std::time::Duration::from_secs(30))
+        .build()
+        .expect("building an HTTP client with static settings")
+}
+
+/// The time plugins see. Tests and the harness fix it to test expiry rules.
+pub enum Clock {
+    System,
+    /// A settable time in Unix milliseconds.
+    Fixed(AtomicU64),
+}
+
+impl Clock {
+    pub fn now_ms(&self) -> u64 {
+        match self {
+            Clock::System => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            Clock::Fixed(ms) => ms.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Moves a fixed clock; a no-op on the system clock.
+    pub fn set_ms(&self, value: u64) {
+        if let Clock::Fixed(ms) = self {
+            ms.store(value, Ordering::Relaxed);
+        }
+    }
+}

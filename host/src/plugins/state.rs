@@ -1,0 +1,90 @@
+//! The data of one call's `Store`: created fresh for every call and dropped
+//! with it, so nothing a call leaves behind is seen by the next.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use paygate_plugin_registry::{Digest, PluginKind};
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::allow::AllowList;
+use super::limits::{Limits, MemoryLimiter};
+use super::services::HostServices;
+use super::stdio::CapturedOutput;
+use crate::secret::Secret;
+
+/// A loaded plugin's identity, grants and settings, shared by all its calls.
+pub struct PluginContext {
+    pub name: String,
+    pub version: String,
+    pub digest: Digest,
+    pub kind: PluginKind,
+    pub limits: Limits,
+    pub allowed_hosts: AllowList,
+    pub config: BTreeMap<String, String>,
+    pub secrets: BTreeMap<String, Secret>,
+    pub services: Arc<HostServices>,
+}
+
+/// Store data of one call.
+pub struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
+    pub(crate) plugin: Arc<PluginContext>,
+    pub(crate) request_id: Arc<str>,
+    pub(crate) log_lines: u32,
+    /// The first capability the guest asked for and was refused.
+    pub(crate) denied: Option<String>,
+    pub(crate) stderr: CapturedOutput,
+}
+
+/// How much of the guest's stderr is kept, to recover panic messages.
+const STDERR_CAPTURE_BYTES: usize = 4096;
+
+impl CallState {
+    pub fn new(plugin: Arc<PluginContext>, request_id: Arc<str>) -> Self {
+        let stderr = CapturedOutput::new(STDERR_CAPTURE_BYTES);
+        // No environment, arguments, directories or sockets: the guest gets
+        // only clocks, randomness and a stderr the host reads back.
+        let wasi = WasiCtx::builder()
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(plugin.limits.memory_bytes),
+            plugin,
+            request_id,
+            log_lines: 0,
+            denied: None,
+            stderr,
+        }
+    }
+
+    /// Records a refused capability; the call will fail with it whatever
+    /// the guest returns.
+    pub(crate) fn deny(&mut self, detail: String) {
+        tracing::warn!(
+            plugin = %self.plugin.name,
+            version = %self.plugin.version,
+            request_id = %self.request_id,
+            %detail,
+            "plugin capability denied"
+        );
+        self.denied.get_or_insert(detail);
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}

@@ -1,0 +1,200 @@
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::PluginKind;
+
+/// Everything the host needs besides the component's bytes: identity,
+/// capabilities and limits. Written by operators as TOML.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSpec {
+    /// Human version, e.g. "1.4.0"; the digest is the real identity.
+    #[serde(default = "unversioned")]
+    pub version: String,
+    /// The world the component must implement; checked at load.
+    #[serde(default)]
+    pub kind: Option<PluginKind>,
+    /// Hosts the plugin may reach through the `http` import: `host`,
+    /// `host:port`, or `*.domain` for any subdomain.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    #[serde(default)]
+    pub limits: LimitsSpec,
+    /// Plain settings returned by `config.get`.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    /// Secrets returned by `config.secret`, by reference (see [`SecretRef`]).
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretRef>,
+}
+
+fn unversioned() -> String {
+    "unversioned".to_owned()
+}
+
+/// The spec of a component that comes without one: no capabilities, the
+/// host's default limits.
+impl Default for PluginSpec {
+    fn default() -> Self {
+        Self {
+            version: unversioned(),
+            kind: None,
+            allowed_hosts: Vec::new(),
+            limits: LimitsSpec::default(),
+            config: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+        }
+    }
+}
+
+/// Resource limits of every call into the plugin; unset fields take the
+/// host's defaults.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    /// Linear memory the guest may grow to, in MiB.
+    pub memory_mib: Option<u32>,
+    /// Wall-clock deadline of one call, in milliseconds.
+    pub timeout_ms: Option<u32>,
+    /// Wasm fuel (roughly instructions) one call may burn.
+    pub fuel: Option<u64>,
+    /// Largest input the host passes in, in KiB.
+    pub max_input_kib: Option<u32>,
+    /// Largest result the host accepts back, in KiB.
+    pub max_output_kib: Option<u32>,
+    /// Timeout of one outbound HTTP request, in milliseconds.
+    pub http_timeout_ms: Option<u32>,
+    /// Largest outbound HTTP response body, in KiB.
+    pub http_max_response_kib: Option<u32>,
+}
+
+/// Where the host finds a secret. Only the reference is ever stored:
+/// `env:NAME` reads the environment variable `NAME` of the host process.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum SecretRef {
+    /// `env:NAME`.
+    Env(String),
+}
+
+/// A spec that cannot be used, with the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("invalid plugin spec: {0}")]
+    Toml(#[from] toml::de::Error),
+    #[error("invalid plugin spec: {0}")]
+    Invalid(String),
+}
+
+impl PluginSpec {
+    /// Parses and checks a spec written in TOML.
+    pub fn from_toml(text: &str) -> Result<Self, SpecError> {
+        let spec: PluginSpec = toml::from_str(text)?;
+        spec.check()?;
+        Ok(spec)
+    }
+
+    fn check(&self) -> Result<(), SpecError> {
+        if self.version.trim().is_empty() {
+            return Err(SpecError::Invalid("version is empty".into()));
+        }
+        for host in &self.allowed_hosts {
+            let bare = host.strip_prefix("*.").unwrap_or(host);
+            let valid =
+                !bare.is_empty() && !bare.contains(['/', '@', ' ', '*']) && !host.contains("://");
+            if !valid {
+                return Err(SpecError::Invalid(format!(
+                    "allowed_hosts entry {host:?} must be host, host:port or *.domain"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl TryFrom<String> for SecretRef {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        match s.split_once(':') {
+            Some(("env", name)) if !name.is_empty() => Ok(SecretRef::Env(name.to_owned())),
+            _ => Err(format!("secret reference {s:?} must be env:NAME")),
+        }
+    }
+}
+
+impl From<SecretRef> for String {
+    fn from(r: SecretRef) -> String {
+        r.to_string()
+    }
+}
+
+impl fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretRef::Env(name) => write!(f, "env:{name}"),
+        }
+    }
+}
+
+impl fmt::Debug for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_spec() {
+        let spec = PluginSpec::from_toml(
+            r#"
+            version = "1.2.0"
+            kind = "provider-adapter"
+            allowed_hosts = ["api.stripe.com", "localhost:8002", "*.example.com"]
+            [limits]
+            memory_mib = 16
+            timeout_ms = 2000
+            fuel = 1000000
+            [config]
+            base-url = "http://localhost:8002"
+            [secrets]
+            secret-key = "env:STRIPE_SECRET_KEY"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(spec.kind, Some(PluginKind::ProviderAdapter));
+        assert_eq!(spec.limits.memory_mib, Some(16));
+        assert_eq!(
+            spec.secrets["secret-key"],
+            SecretRef::Env("STRIPE_SECRET_KEY".into())
+        );
+        assert_eq!(spec.config["base-url"], "http://localhost:8002");
+    }
+
+    #[test]
+    fn empty_spec_takes_defaults() {
+        let spec = PluginSpec::from_toml("").unwrap();
+        assert_eq!(spec.version, "unversioned");
+        assert!(spec.kind.is_none());
+        assert!(spec.allowed_hosts.is_empty());
+    }
+
+    #[test]
+    fn refuses_bad_specs_with_a_reason() {
+        for (text, needle) in [
+            ("kind = \"printer\"", "unknown variant"),
+            ("allowed_hosts = [\"https://x.com\"]", "allowed_hosts"),
+            ("[secrets]\nk = \"vault:x\"", "env:NAME"),
+            ("colour = 1", "unknown field"),
+            ("version = \"\"", "version is empty"),
+        ] {
+            let err = PluginSpec::from_toml(text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Helpers shared by paygate's guest plugins.
+//!
+//! Everything here is plain Rust with no WIT imports, so it runs (and is
+//! tested) on the host target as well as inside a component. Types that the
+//! bindings generate per crate are bridged with the macros in [`provider`].
+
+pub mod crypto;
+pub mod headers;
+pub mod hex;
+pub mod money;
+pub mod provider;
+pub mod settings;
+pub mod url;

@@ -1,0 +1,96 @@
+//! Decimal price strings to integer minor units (cents, yen, fils ...).
+
+/// Currencies whose minor unit is the major unit (ISO 4217 exponent 0, as
+/// Stripe treats them).
+const ZERO_DECIMAL: &[&str] = &[
+    "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND",
+    "VUV", "XAF", "XOF", "XPF",
+];
+
+/// Currencies with a thousandth as minor unit (ISO 4217 exponent 3).
+const THREE_DECIMAL: &[&str] = &["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"];
+
+/// Number of decimal places of `currency` (an upper-case ISO 4217 code);
+/// every currency not listed as 0 or 3 has 2.
+pub fn exponent(currency: &str) -> u32 {
+    if ZERO_DECIMAL.contains(&currency) {
+        0
+    } else if THREE_DECIMAL.contains(&currency) {
+        3
+    } else {
+        2
+    }
+}
+
+/// Converts a non-negative decimal string such as `"10.50"` into minor units
+/// of `currency`, e.g. `1050` for EUR or `10` for JPY `"10"`.
+///
+/// Only plain digits with an optional fractional part are accepted. Extra
+/// fractional digits are allowed only while they are zeros: `"10.500"` EUR is
+/// exactly 1050 cents, but `"10.505"` cannot be charged and is an error
+/// rather than being rounded behind the merchant's back.
+pub fn to_minor_units(price: &str, currency: &str) -> Result<u64, String> {
+    let digits = exponent(currency) as usize;
+    let (whole, fraction) = match price.split_once('.') {
+        Some((whole, fraction)) => (whole, fraction),
+        None => (price, ""),
+    };
+    let is_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !is_digits(whole) || !is_digits(fraction) {
+        return Err(format!("price {price:?} is not a plain decimal number"));
+    }
+    if price.contains('.') && fraction.is_empty() {
+        return Err(format!(
+            "price {price:?} has no digits after the decimal point"
+        ));
+    }
+    let (kept, rest) = fraction.split_at(fraction.len().min(digits));
+    if rest.bytes().any(|b| b != b'0') {
+        return Err(format!(
+            "price {price:?} has more than {digits} decimal places, the precision of {currency}"
+        ));
+    }
+    // Pad the kept fraction to exactly `digits` places before joining, so
+    // "10.5" EUR becomes "1050".
+    let joined = format!("{whole}{kept:0<digits$}");
+    joined
+        .parse::<u64>()
+        .map_err(|_| format!("price {price:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_decimal_currencies() {
+        assert_eq!(to_minor_units("10.00", "EUR"), Ok(1000));
+        assert_eq!(to_minor_units("10.5", "EUR"), Ok(1050));
+        assert_eq!(to_minor_units("10", "USD"), Ok(1000));
+        assert_eq!(to_minor_units("0.01", "USD"), Ok(1));
+        assert_eq!(to_minor_units("10.500", "EUR"), Ok(1050));
+        assert!(to_minor_units("10.505", "EUR").is_err());
+    }
+
+    #[test]
+    fn zero_and_three_decimal_currencies() {
+        assert_eq!(exponent("JPY"), 0);
+        assert_eq!(to_minor_units("1500", "JPY"), Ok(1500));
+        assert_eq!(to_minor_units("1500.0", "KRW"), Ok(1500));
+        assert!(to_minor_units("1500.5", "JPY").is_err());
+        assert_eq!(exponent("KWD"), 3);
+        assert_eq!(to_minor_units("1.234", "KWD"), Ok(1234));
+        assert_eq!(to_minor_units("1.2", "BHD"), Ok(1200));
+        assert!(to_minor_units("1.2345", "OMR").is_err());
+    }
+
+    #[test]
+    fn rejects_malformed_prices() {
+        for bad in [
+            "", ".5", "5.", "-1", "+1", "1e3", "1,00", " 1", "1.2.3", "abc",
+        ] {
+            assert!(to_minor_units(bad, "EUR").is_err(), "{bad:?} accepted");
+        }
+        assert!(to_minor_units("99999999999999999999", "EUR").is_err());
+    }
+}

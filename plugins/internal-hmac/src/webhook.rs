@@ -1,0 +1,150 @@
+//! The internal webhook scheme: a hex HMAC-SHA256 of the raw body in
+//! `X-Internal-Signature` (or `X-Provider-Signature`) and a flat JSON body.
+
+use crate::exports::paygate::plugins::verifier::{
+    EventStatus, PaymentRef, VerifyError, WebhookEvent,
+};
+use guest_common::{crypto, headers, hex};
+use serde_json::{Map, Value};
+
+/// Headers that may carry the signature, in order of preference.
+const SIGNATURE_HEADERS: [&str; 2] = ["x-internal-signature", "x-provider-signature"];
+
+/// Checks the signature over the raw body.
+pub fn check_signature(
+    secret: &str,
+    header_list: &[(String, String)],
+    body: &[u8],
+) -> Result<(), VerifyError> {
+    let given = SIGNATURE_HEADERS
+        .iter()
+        .find_map(|name| headers::find(header_list, name))
+        .ok_or_else(|| VerifyError::InvalidSignature("missing signature header".into()))?;
+    let given = hex::decode(given.trim())
+        .ok_or_else(|| VerifyError::InvalidSignature("signature is not hex".into()))?;
+    let expected = crypto::hmac_sha256(secret.as_bytes(), body);
+    if crypto::constant_time_eq(&given, &expected) {
+        Ok(())
+    } else {
+        Err(VerifyError::InvalidSignature(
+            "signature does not match the body".into(),
+        ))
+    }
+}
+
+/// Turns a verified body into its one event.
+///
+/// The event id is derived from the body's hash, since the scheme has no
+/// event id of its own and a replay must be recognisable as one.
+pub fn parse_event(body: &[u8]) -> Result<WebhookEvent, VerifyError> {
+    let object: Map<String, Value> = serde_json::from_slice(body)
+        .map_err(|err| VerifyError::Malformed(format!("body is not a JSON object ({err})")))?;
+    let payment_id = match object.get("payment_id") {
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) if s.bytes().all(|b| b.is_ascii_digit()) => s.parse().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        VerifyError::Malformed("field `payment_id` must be a non-negative integer".into())
+    })?;
+    let (status, name) = match object.get("status").and_then(Value::as_str) {
+        Some("finished") => (EventStatus::Finished, "finished"),
+        Some("failed") => (EventStatus::Failed, "failed"),
+        _ => {
+            return Err(VerifyError::Malformed(
+                "field `status` must be \"finished\" or \"failed\"".into(),
+            ));
+        }
+    };
+    let digest = hex::encode(&crypto::sha256(body));
+    Ok(WebhookEvent {
+        event_id: format!("ih_{}", &digest[..32]),
+        payment: PaymentRef::PaymentId(payment_id),
+        status,
+        provider_type: format!("internal.{name}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "s3cret";
+    const BODY: &[u8] = br#"{"payment_id":42,"status":"finished"}"#;
+
+    fn headers_with(name: &str, value: &str) -> Vec<(String, String)> {
+        vec![(name.to_string(), value.to_string())]
+    }
+
+    fn signature() -> String {
+        hex::encode(&crypto::hmac_sha256(SECRET.as_bytes(), BODY))
+    }
+
+    #[test]
+    fn accepts_either_header_in_any_case() {
+        let sig = signature();
+        assert!(check_signature(SECRET, &headers_with("x-internal-signature", &sig), BODY).is_ok());
+        let upper = sig.to_uppercase();
+        assert!(
+            check_signature(SECRET, &headers_with("x-provider-signature", &upper), BODY).is_ok()
+        );
+    }
+
+    #[test]
+    fn rejects_bad_signatures() {
+        let invalid = |h: Vec<(String, String)>, body: &[u8]| {
+            matches!(
+                check_signature(SECRET, &h, body),
+                Err(VerifyError::InvalidSignature(_))
+            )
+        };
+        assert!(invalid(Vec::new(), BODY));
+        assert!(invalid(
+            headers_with("x-internal-signature", "nothex"),
+            BODY
+        ));
+        assert!(invalid(
+            headers_with("x-internal-signature", &"00".repeat(32)),
+            BODY
+        ));
+        assert!(invalid(
+            headers_with("x-internal-signature", &signature()),
+            b"{}"
+        ));
+        assert!(invalid(
+            headers_with("x-internal-signature", &signature()[..62]),
+            BODY
+        ));
+    }
+
+    #[test]
+    fn parses_events() {
+        let event = parse_event(BODY).unwrap();
+        assert!(matches!(event.payment, PaymentRef::PaymentId(42)));
+        assert!(matches!(event.status, EventStatus::Finished));
+        assert_eq!(event.provider_type, "internal.finished");
+        assert_eq!(event.event_id.len(), 35);
+        assert!(event.event_id.starts_with("ih_"));
+        // The same body gives the same id, so the host can spot replays.
+        assert_eq!(parse_event(BODY).unwrap().event_id, event.event_id);
+        let failed = parse_event(br#"{"payment_id":"7","status":"failed"}"#).unwrap();
+        assert!(matches!(failed.payment, PaymentRef::PaymentId(7)));
+        assert_eq!(failed.provider_type, "internal.failed");
+        assert_ne!(failed.event_id, event.event_id);
+    }
+
+    #[test]
+    fn names_the_bad_field() {
+        let message = |body: &[u8]| match parse_event(body) {
+            Err(VerifyError::Malformed(m)) => m,
+            other => panic!("expected malformed, got {other:?}"),
+        };
+        assert!(message(b"nope").contains("JSON"));
+        assert!(message(br#"{"status":"failed"}"#).contains("payment_id"));
+        assert!(message(br#"{"payment_id":-1,"status":"failed"}"#).contains("payment_id"));
+        assert!(message(br#"{"payment_id":1.5,"status":"failed"}"#).contains("payment_id"));
+        assert!(message(br#"{"payment_id":"","status":"failed"}"#).contains("payment_id"));
+        assert!(message(br#"{"payment_id":1,"status":"pending"}"#).contains("status"));
+        assert!(message(br#"{"payment_id":1}"#).contains("status"));
+    }
+}

@@ -1,0 +1,122 @@
+//! The sandbox provider's payment-link API, free of WIT imports.
+
+use crate::exports::paygate::plugins::provider::{PaymentRequest, PaymentSession, PaymentState};
+use guest_common::provider::{Failure, malformed, required_str, success_object};
+use serde_json::{Value, json};
+
+/// The JSON body of `POST /payment-links`. Amount and price stay decimal
+/// strings so no precision is lost on the way.
+pub fn create_body(request: &PaymentRequest) -> Vec<u8> {
+    json!({
+        "payment_id": request.payment_id,
+        "merchant_id": request.merchant_id,
+        "order_id": request.order_id,
+        "amount": request.amount,
+        "price": request.price,
+        "currency": request.currency,
+        "idempotency_key": request.idempotency_key,
+        "return_url": request.return_url,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Reads the created link; the id may come back as a string or a number.
+pub fn parse_link(status: u16, body: &[u8]) -> Result<PaymentSession, Failure> {
+    let object = success_object(status, body)?;
+    let reference = match object.get("id") {
+        Some(Value::String(id)) if !id.is_empty() => id.clone(),
+        Some(Value::Number(id)) => id.to_string(),
+        _ => return Err(malformed("missing field `id`")),
+    };
+    Ok(PaymentSession {
+        reference,
+        payment_url: required_str(&object, "payment_url")?,
+    })
+}
+
+/// Reads a link's status.
+pub fn parse_status(status: u16, body: &[u8]) -> Result<PaymentState, Failure> {
+    let object = success_object(status, body)?;
+    match required_str(&object, "status")?.as_str() {
+        "pending" => Ok(PaymentState::Pending),
+        "finished" => Ok(PaymentState::Finished),
+        "failed" => Ok(PaymentState::Failed),
+        other => Err(malformed(&format!("unknown status {other:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serializes_the_request() {
+        let request = PaymentRequest {
+            payment_id: 42,
+            merchant_id: 7,
+            order_id: 1001,
+            amount: "2.5".into(),
+            price: "10.00".into(),
+            currency: "EUR".into(),
+            idempotency_key: "idem-1".into(),
+            return_url: None,
+            metadata: vec![],
+        };
+        let body: Value = serde_json::from_slice(&create_body(&request)).unwrap();
+        assert_eq!(
+            body,
+            json!({
+                "payment_id": 42, "merchant_id": 7, "order_id": 1001, "amount": "2.5",
+                "price": "10.00", "currency": "EUR", "idempotency_key": "idem-1",
+                "return_url": null,
+            })
+        );
+    }
+
+    #[test]
+    fn parses_links() {
+        let link = parse_link(
+            201,
+            br#"{"id":"pl_1","payment_url":"https://sb.test/pl_1"}"#,
+        );
+        assert_eq!(link.unwrap().payment_url, "https://sb.test/pl_1");
+        assert_eq!(
+            parse_link(200, br#"{"id":9,"payment_url":"u"}"#)
+                .unwrap()
+                .reference,
+            "9"
+        );
+        assert!(matches!(
+            parse_link(200, br#"{"id":"x"}"#),
+            Err(Failure::Unavailable(_))
+        ));
+        assert!(matches!(
+            parse_link(422, b"{}"),
+            Err(Failure::InvalidRequest(_))
+        ));
+        assert!(matches!(parse_link(402, b"{}"), Err(Failure::Declined(_))));
+        assert!(matches!(parse_link(502, b""), Err(Failure::Unavailable(_))));
+    }
+
+    #[test]
+    fn parses_statuses() {
+        let status = |body: &[u8]| parse_status(200, body);
+        assert!(matches!(
+            status(br#"{"status":"pending"}"#),
+            Ok(PaymentState::Pending)
+        ));
+        assert!(matches!(
+            status(br#"{"status":"finished"}"#),
+            Ok(PaymentState::Finished)
+        ));
+        assert!(matches!(
+            status(br#"{"status":"failed"}"#),
+            Ok(PaymentState::Failed)
+        ));
+        assert!(matches!(
+            status(br#"{"status":"odd"}"#),
+            Err(Failure::Unavailable(_))
+        ));
+    }
+}

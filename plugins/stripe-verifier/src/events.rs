@@ -1,0 +1,160 @@
+//! Stripe Checkout events to paygate's normalized webhook events.
+
+use crate::exports::paygate::plugins::verifier::{
+    EventStatus, PaymentRef, VerifyError, WebhookEvent,
+};
+use serde_json::{Map, Value};
+
+/// Maps a verified body to events; event types paygate does not track give
+/// an empty list.
+pub fn map(body: &[u8]) -> Result<Vec<WebhookEvent>, VerifyError> {
+    let event: Map<String, Value> = serde_json::from_slice(body)
+        .map_err(|err| VerifyError::Malformed(format!("body is not a JSON object ({err})")))?;
+    let text = |field: &str| match event.get(field) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        _ => Err(VerifyError::Malformed(format!(
+            "missing string field `{field}`"
+        ))),
+    };
+    let event_id = text("id")?;
+    let provider_type = text("type")?;
+    let object = event
+        .get("data")
+        .and_then(|data| data.get("object"))
+        .and_then(Value::as_object);
+    let Some(status) = status_of(&provider_type, object) else {
+        return Ok(Vec::new());
+    };
+    let object =
+        object.ok_or_else(|| VerifyError::Malformed("missing object `data.object`".into()))?;
+    Ok(vec![WebhookEvent {
+        event_id,
+        payment: payment_of(object)?,
+        status,
+        provider_type,
+    }])
+}
+
+/// The status an event type implies, or `None` for untracked types.
+///
+/// `checkout.session.completed` with `payment_status: "unpaid"` is a
+/// delayed payment method that has not settled; Stripe follows up with
+/// `async_payment_succeeded` or `async_payment_failed`, so it is pending.
+fn status_of(kind: &str, object: Option<&Map<String, Value>>) -> Option<EventStatus> {
+    let payment_status = object
+        .and_then(|o| o.get("payment_status"))
+        .and_then(Value::as_str);
+    match kind {
+        "checkout.session.completed" if payment_status == Some("unpaid") => {
+            Some(EventStatus::Pending)
+        }
+        "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
+            Some(EventStatus::Finished)
+        }
+        "checkout.session.expired" | "checkout.session.async_payment_failed" => {
+            Some(EventStatus::Failed)
+        }
+        _ => None,
+    }
+}
+
+/// paygate's id from `client_reference_id` when it is one (the adapter puts
+/// it there), else the session id the adapter returned as reference.
+fn payment_of(object: &Map<String, Value>) -> Result<PaymentRef, VerifyError> {
+    let own_id = object
+        .get("client_reference_id")
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|id| id.parse().ok());
+    if let Some(id) = own_id {
+        return Ok(PaymentRef::PaymentId(id));
+    }
+    match object.get("id").and_then(Value::as_str) {
+        Some(id) if !id.is_empty() => Ok(PaymentRef::ProviderReference(id.to_string())),
+        _ => Err(VerifyError::Malformed(
+            "`data.object` has neither a numeric `client_reference_id` nor an `id`".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(kind: &str, object: Value) -> Vec<u8> {
+        json!({"id": "evt_1", "type": kind, "data": {"object": object}})
+            .to_string()
+            .into_bytes()
+    }
+
+    fn single(body: &[u8]) -> WebhookEvent {
+        let mut events = map(body).unwrap();
+        assert_eq!(events.len(), 1);
+        events.remove(0)
+    }
+
+    #[test]
+    fn maps_checkout_events() {
+        let object = json!({"id": "cs_1", "client_reference_id": "42", "payment_status": "paid"});
+        let done = single(&event("checkout.session.completed", object.clone()));
+        assert_eq!(done.event_id, "evt_1");
+        assert_eq!(done.provider_type, "checkout.session.completed");
+        assert!(matches!(done.payment, PaymentRef::PaymentId(42)));
+        assert!(matches!(done.status, EventStatus::Finished));
+        let cases = [
+            ("checkout.session.expired", EventStatus::Failed),
+            ("checkout.session.async_payment_failed", EventStatus::Failed),
+            (
+                "checkout.session.async_payment_succeeded",
+                EventStatus::Finished,
+            ),
+        ];
+        for (kind, want) in cases {
+            let got = single(&event(kind, object.clone())).status;
+            assert_eq!(format!("{got:?}"), format!("{want:?}"), "{kind}");
+        }
+    }
+
+    #[test]
+    fn unsettled_completion_is_pending() {
+        let object = json!({"id": "cs_1", "client_reference_id": "42", "payment_status": "unpaid"});
+        let got = single(&event("checkout.session.completed", object));
+        assert!(matches!(got.status, EventStatus::Pending));
+    }
+
+    #[test]
+    fn falls_back_to_the_session_id() {
+        for object in [
+            json!({"id": "cs_9"}),
+            json!({"id": "cs_9", "client_reference_id": "x"}),
+        ] {
+            let got = single(&event("checkout.session.expired", object));
+            assert!(matches!(got.payment, PaymentRef::ProviderReference(ref id) if id == "cs_9"));
+        }
+    }
+
+    #[test]
+    fn ignores_untracked_types() {
+        let body = event("payment_intent.created", json!({"id": "pi_1"}));
+        assert!(map(&body).unwrap().is_empty());
+        let bare = br#"{"id":"evt_2","type":"customer.created"}"#;
+        assert!(map(bare).unwrap().is_empty());
+    }
+
+    #[test]
+    fn rejects_malformed_bodies() {
+        let malformed = |body: &[u8]| matches!(map(body), Err(VerifyError::Malformed(_)));
+        assert!(malformed(b"not json"));
+        assert!(malformed(b"[]"));
+        assert!(malformed(br#"{"type":"checkout.session.completed"}"#));
+        assert!(malformed(br#"{"id":"evt_1"}"#));
+        assert!(malformed(
+            br#"{"id":"evt_1","type":"checkout.session.completed"}"#
+        ));
+        assert!(malformed(&event(
+            "checkout.session.completed",
+            json!({"client_reference_id": "x"})
+        )));
+    }
+}

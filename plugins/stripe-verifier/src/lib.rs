@@ -1,0 +1,47 @@
+//! paygate webhook verifier for Stripe's `Stripe-Signature` scheme and
+//! Checkout Session events.
+//!
+//! Setting: `tolerance-seconds` (default 300). Secret: `webhook-secret`
+//! (the `whsec_...` string, used whole as the HMAC key).
+
+mod events;
+mod signature;
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    world: "webhook-verifier",
+});
+
+use exports::paygate::plugins::verifier::{Guest, VerifyError, WebhookEvent, WebhookRequest};
+use guest_common::{headers, settings};
+use paygate::plugins::{clock, config};
+
+/// Stripe's own libraries default to five minutes.
+const DEFAULT_TOLERANCE_SECONDS: u64 = 300;
+
+/// The exported verifier.
+struct StripeVerifier;
+
+impl Guest for StripeVerifier {
+    fn verify(request: WebhookRequest) -> Result<Vec<WebhookEvent>, VerifyError> {
+        let secret =
+            settings::required("secret", "webhook-secret", config::secret("webhook-secret"))
+                .map_err(VerifyError::Misconfigured)?;
+        let tolerance = settings::parse_or(
+            "tolerance-seconds",
+            config::get("tolerance-seconds"),
+            DEFAULT_TOLERANCE_SECONDS,
+        )
+        .map_err(VerifyError::Misconfigured)?;
+        signature::check(
+            &secret,
+            headers::find(&request.headers, "stripe-signature"),
+            &request.body,
+            clock::now_ms(),
+            tolerance,
+        )?;
+        events::map(&request.body)
+    }
+}
+
+export!(StripeVerifier);

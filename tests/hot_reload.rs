@@ -1,0 +1,155 @@
+//! Hot reload from a watched directory under a steady call loop.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::post;
+use paygate::plugins::PluginDir;
+use paygate_plugin_registry::Digest;
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::{FakeServer, Runtime, payment, wasm};
+
+/// Writes like an operator should: a temporary file, then a rename.
+fn publish(dir: &std::path::Path, name: &str, bytes: &[u8]) {
+    let tmp = dir.join(format!(".{name}.wasm.tmp"));
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, dir.join(format!("{name}.wasm"))).unwrap();
+}
+
+/// Waits until `check` holds, up to 10 s; returns how long it took.
+async fn until(check: impl Fn() -> bool) -> Duration {
+    let started = Instant::now();
+    while !check() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "timed out waiting for reload"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swaps_under_load_lose_no_call_and_corrupt_versions_are_refused() {
+    let fake = FakeServer::start(Router::new().route(
+        "/payment-links",
+        post(|| async {
+            (
+                axum::http::StatusCode::CREATED,
+                r#"{"id":"pl_1","payment_url":"http://pay.invalid/pl_1"}"#,
+            )
+        }),
+    ))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("pay.toml"),
+        format!(
+            "allowed_hosts = [\"127.0.0.1:{}\"]\n[config]\nbase-url = \"{}\"\n",
+            fake.addr.port(),
+            fake.url()
+        ),
+    )
+    .unwrap();
+    let versions = [wasm("chaos"), wasm("sandbox_adapter")];
+    publish(dir.path(), "pay", &versions[0]);
+
+    let rt = Runtime::new();
+    let plugin_dir = PluginDir::new(dir.path());
+    assert!(plugin_dir.load_all(&rt.set).unwrap().is_empty());
+    let shutdown = CancellationToken::new();
+    let watcher = plugin_dir.watch(rt.set.clone(), shutdown.clone()).unwrap();
+
+    // A steady call loop: every call must succeed on whichever version serves.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let loops: Vec<_> = (0..4)
+        .map(|_| {
+            let (set, stop, ok, failed) =
+                (rt.set.clone(), stop.clone(), ok.clone(), failed.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let plugin = set.require("pay").unwrap();
+                    match plugin.create_payment("loop", &payment(1, &[])).await {
+                        Ok(Ok(_)) => ok.fetch_add(1, Ordering::Relaxed),
+                        other => {
+                            eprintln!("failed call: {other:?}");
+                            failed.fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                    // A call that does no I/O never yields; let the watcher run.
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+
+    let digest_now = || rt.set.get("pay").map(|p| p.ctx.digest);
+    let mut reloads = Vec::new();
+    for i in 1..=20 {
+        let bytes = &versions[i % 2];
+        publish(dir.path(), "pay", bytes);
+        let want = Digest::of(bytes);
+        reloads.push(until(|| digest_now() == Some(want)).await);
+    }
+    let serving = digest_now();
+
+    // A corrupt component is refused; the serving version stays.
+    publish(
+        dir.path(),
+        "pay",
+        b"\0asm\x0d\0\x01\0 this is not a valid component",
+    );
+    until(|| {
+        rt.set
+            .list()
+            .iter()
+            .any(|p| p.name == "pay" && p.last_rejection.is_some())
+    })
+    .await;
+    assert_eq!(digest_now(), serving);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // And a good version after it is taken again.
+    assert_eq!(serving, Some(Digest::of(&versions[0])));
+    publish(dir.path(), "pay", &versions[1]);
+    until(|| digest_now() == Some(Digest::of(&versions[1]))).await;
+
+    stop.store(true, Ordering::Relaxed);
+    for l in loops {
+        l.await.unwrap();
+    }
+    shutdown.cancel();
+    watcher.await.unwrap();
+
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!(
+        "{ok} calls, {failed} failed, slowest reload {:?}",
+        reloads.iter().max().unwrap()
+    );
+    assert_eq!(failed, 0);
+    assert!(ok > 100, "the loop made only {ok} calls");
+    assert!(
+        rt.set.list().iter().all(|p| p.last_rejection.is_none()),
+        "success clears the rejection"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_spec_is_refused_like_a_bad_component() {
+    let dir = tempfile::tempdir().unwrap();
+    publish(dir.path(), "policy", &wasm("token_bucket"));
+    std::fs::write(dir.path().join("policy.toml"), "limits = \"lots\"").unwrap();
+    let rt = Runtime::new();
+    let failures = PluginDir::new(dir.path()).load_all(&rt.set).unwrap();
+    assert_eq!(failures.len(), 1);
+    assert!(
+        failures[0].to_string().contains("invalid plugin spec"),
+        "{}",
+        failures[0]
+    );
+    assert!(rt.set.get("policy").is_none());
+}

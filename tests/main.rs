@@ -1,0 +1,9 @@
+//! paygate's test suite: the plugin runtime against real components built
+//! from `plugins/` (run `plugins/build.sh` first; `scripts/test` does), and
+//! against real Redis where a test needs shared state.
+
+mod compose;
+mod helpers;
+mod hot_reload;
+mod plugins;
+mod sandbox;

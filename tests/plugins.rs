@@ -1,0 +1,459 @@
+//! The shipped plugins, loaded into the real runtime and talking to loopback
+//! fakes of the providers.
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::any;
+use hmac::{Hmac, Mac};
+use paygate::plugins::Counters;
+use paygate::plugins::bindings::{
+    Decision, EventStatus, LimitRequest, PaymentRef, ProviderError, VerifyError, WebhookRequest,
+};
+use paygate::plugins::counters::RedisCounters;
+use sha2::Sha256;
+
+use crate::helpers::{FakeServer, Runtime, payment};
+
+/// A fake that answers every request with `status` and `body`.
+fn canned(status: u16, body: &'static str) -> Router {
+    Router::new().fallback(any(move || async move {
+        (
+            StatusCode::from_u16(status).unwrap(),
+            [("content-type", "application/json")],
+            body,
+        )
+    }))
+}
+
+fn stripe_spec(base: &str) -> String {
+    let port = base.rsplit(':').next().unwrap();
+    format!(
+        "version = \"1.0.0\"\nallowed_hosts = [\"127.0.0.1:{port}\"]\n[config]\nbase-url = \"{base}\"\n[secrets]\nsecret-key = \"env:PAYGATE_TEST_STRIPE_KEY\"\n"
+    )
+}
+
+fn set_test_secrets() {
+    // SAFETY: every test sets the same values, so concurrent writers agree.
+    unsafe {
+        std::env::set_var("PAYGATE_TEST_STRIPE_KEY", "sk_test_123");
+        std::env::set_var("PAYGATE_TEST_WEBHOOK_SECRET", "whsec_test_secret");
+    }
+}
+
+#[tokio::test]
+async fn stripe_adapter_opens_a_checkout_session() {
+    set_test_secrets();
+    let fake = FakeServer::start(canned(
+        200,
+        r#"{"id":"cs_test_1","url":"https://checkout.stripe.com/c/pay/cs_test_1"}"#,
+    ))
+    .await;
+    let rt = Runtime::new();
+    let stripe = rt.install("stripe", "stripe_adapter", &stripe_spec(&fake.url()));
+
+    let session = stripe
+        .create_payment("req-1", &payment(42, &[]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(session.reference, "cs_test_1");
+    assert_eq!(
+        session.payment_url,
+        "https://checkout.stripe.com/c/pay/cs_test_1"
+    );
+
+    let sent = &fake.requests()[0];
+    assert_eq!(
+        (sent.method.as_str(), sent.path.as_str()),
+        ("POST", "/v1/checkout/sessions")
+    );
+    assert_eq!(sent.headers["authorization"], "Bearer sk_test_123");
+    assert_eq!(sent.headers["idempotency-key"], "idem-42");
+    assert_eq!(sent.headers["x-request-id"], "req-1");
+    assert!(sent.headers["content-type"].starts_with("application/x-www-form-urlencoded"));
+    let form: Vec<(String, String)> = url_pairs(&sent.body);
+    let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    assert_eq!(field("mode"), Some("payment"));
+    assert_eq!(field("client_reference_id"), Some("42"));
+    assert_eq!(
+        field("line_items[0][price_data][unit_amount]"),
+        Some("1000")
+    );
+    assert_eq!(field("line_items[0][price_data][currency]"), Some("eur"));
+    assert_eq!(field("metadata[payment_id]"), Some("42"));
+}
+
+fn url_pairs(body: &str) -> Vec<(String, String)> {
+    body.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let bytes = s.replace('+', " ").into_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+#[tokio::test]
+async fn stripe_adapter_maps_provider_failures() {
+    set_test_secrets();
+    let cases: [(u16, &'static str, fn(&ProviderError) -> bool); 4] = [
+        (
+            402,
+            r#"{"error":{"type":"card_error","message":"Your card was declined."}}"#,
+            |e| matches!(e, ProviderError::Declined(_)),
+        ),
+        (
+            401,
+            r#"{"error":{"type":"invalid_request_error","message":"Invalid API Key"}}"#,
+            |e| matches!(e, ProviderError::Misconfigured(_)),
+        ),
+        (503, r#"{"error":{"message":"down"}}"#, |e| {
+            matches!(e, ProviderError::Unavailable(_))
+        }),
+        (200, r#"not json"#, |e| {
+            matches!(e, ProviderError::Unavailable(_))
+        }),
+    ];
+    for (status, body, expected) in cases {
+        let fake = FakeServer::start(canned(status, body)).await;
+        let rt = Runtime::new();
+        let stripe = rt.install("stripe", "stripe_adapter", &stripe_spec(&fake.url()));
+        let err = stripe
+            .create_payment("r", &payment(1, &[]))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(expected(&err), "{status} {body} gave {err:?}");
+    }
+}
+
+#[tokio::test]
+async fn stripe_adapter_without_its_secret_is_misconfigured() {
+    let fake = FakeServer::start(canned(200, "{}")).await;
+    let rt = Runtime::new();
+    let spec =
+        stripe_spec(&fake.url()).replace("PAYGATE_TEST_STRIPE_KEY", "PAYGATE_TEST_UNSET_VARIABLE");
+    let stripe = rt.install("stripe", "stripe_adapter", &spec);
+    let err = stripe
+        .create_payment("r", &payment(1, &[]))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, ProviderError::Misconfigured(_)), "{err:?}");
+    assert!(
+        fake.requests().is_empty(),
+        "no request may leave without credentials"
+    );
+}
+
+#[tokio::test]
+async fn sandbox_adapter_creates_a_payment_link() {
+    let fake = FakeServer::start(canned(
+        201,
+        r#"{"id":"pl_9","payment_url":"http://localhost:8002/pay/pl_9"}"#,
+    ))
+    .await;
+    let rt = Runtime::new();
+    let port = fake.addr.port();
+    let sandbox = rt.install(
+        "sandbox",
+        "sandbox_adapter",
+        &format!(
+            "allowed_hosts = [\"127.0.0.1:{port}\"]\n[config]\nbase-url = \"{}\"\n",
+            fake.url()
+        ),
+    );
+    let session = sandbox
+        .create_payment("r", &payment(9, &[]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (session.reference.as_str(), session.payment_url.as_str()),
+        ("pl_9", "http://localhost:8002/pay/pl_9")
+    );
+    let sent = &fake.requests()[0];
+    assert_eq!(sent.path, "/payment-links");
+    let body: serde_json::Value = serde_json::from_str(&sent.body).unwrap();
+    assert_eq!(body["payment_id"], 9);
+    assert_eq!(body["price"], "10.00");
+}
+
+fn hmac_hex(key: &[u8], message: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+    mac.update(message);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn webhook(headers: &[(&str, &str)], body: &str) -> WebhookRequest {
+    WebhookRequest {
+        path: "/api/v1/payments/webhook".into(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+const VERIFIER_SPEC: &str = "[secrets]\nwebhook-secret = \"env:PAYGATE_TEST_WEBHOOK_SECRET\"\n";
+
+#[tokio::test]
+async fn stripe_verifier_checks_signature_and_tolerance() {
+    set_test_secrets();
+    let rt = Runtime::new();
+    let verifier = rt.install("stripe-webhook", "stripe_verifier", VERIFIER_SPEC);
+    let now = rt.services.clock.now_ms() / 1000;
+    let body = r#"{"id":"evt_1","type":"checkout.session.completed","data":{"object":{"id":"cs_1","client_reference_id":"42"}}}"#;
+    let sign =
+        |t: u64, body: &str| hmac_hex(b"whsec_test_secret", format!("{t}.{body}").as_bytes());
+
+    // Valid, with a second stale v1 beside the good one (secret rotation).
+    let header = format!("t={now},v1={},v1={}", "0".repeat(64), sign(now, body));
+    let events = verifier
+        .verify("r", &webhook(&[("stripe-signature", &header)], body))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event_id, "evt_1");
+    assert!(matches!(events[0].payment, PaymentRef::PaymentId(42)));
+    assert_eq!(events[0].status, EventStatus::Finished);
+
+    // Tampered body.
+    let tampered = body.replace("42", "43");
+    let out = verifier
+        .verify("r", &webhook(&[("stripe-signature", &header)], &tampered))
+        .await
+        .unwrap();
+    assert!(
+        matches!(out, Err(VerifyError::InvalidSignature(_))),
+        "{out:?}"
+    );
+
+    // Correctly signed but too old.
+    let old = now - 301;
+    let header = format!("t={old},v1={}", sign(old, body));
+    let out = verifier
+        .verify("r", &webhook(&[("stripe-signature", &header)], body))
+        .await
+        .unwrap();
+    assert!(
+        matches!(out, Err(VerifyError::SignatureExpired(_))),
+        "{out:?}"
+    );
+
+    // Missing and malformed headers.
+    for headers in [
+        vec![],
+        vec![("stripe-signature", "garbage")],
+        vec![("stripe-signature", "t=1,v1=zz")],
+    ] {
+        let out = verifier
+            .verify("r", &webhook(&headers, body))
+            .await
+            .unwrap();
+        assert!(
+            matches!(out, Err(VerifyError::InvalidSignature(_))),
+            "{headers:?}: {out:?}"
+        );
+    }
+
+    // Expired and failed sessions; untracked event types are acknowledged with no events.
+    for (kind, expected) in [
+        ("checkout.session.expired", Some(EventStatus::Failed)),
+        (
+            "checkout.session.async_payment_failed",
+            Some(EventStatus::Failed),
+        ),
+        ("customer.created", None),
+    ] {
+        let body = body.replace("checkout.session.completed", kind);
+        let header = format!("t={now},v1={}", sign(now, &body));
+        let events = verifier
+            .verify("r", &webhook(&[("stripe-signature", &header)], &body))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(events.first().map(|e| e.status), expected, "{kind}");
+    }
+}
+
+#[tokio::test]
+async fn internal_hmac_verifier_accepts_both_header_names() {
+    set_test_secrets();
+    let rt = Runtime::new();
+    let verifier = rt.install("internal", "internal_hmac", VERIFIER_SPEC);
+    let body = r#"{"payment_id": 42, "status": "failed"}"#;
+    let sig = hmac_hex(b"whsec_test_secret", body.as_bytes());
+
+    for (name, value) in [
+        ("x-internal-signature", sig.clone()),
+        ("x-provider-signature", sig.to_uppercase()),
+    ] {
+        let events = verifier
+            .verify("r", &webhook(&[(name, &value)], body))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(events.len(), 1, "{name}");
+        assert!(matches!(events[0].payment, PaymentRef::PaymentId(42)));
+        assert_eq!(events[0].status, EventStatus::Failed);
+    }
+    // The same body always has the same event id, so a replay is recognizable.
+    let a = verifier
+        .verify("r", &webhook(&[("x-internal-signature", &sig)], body))
+        .await
+        .unwrap()
+        .unwrap();
+    let b = verifier
+        .verify("r", &webhook(&[("x-internal-signature", &sig)], body))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a[0].event_id, b[0].event_id);
+
+    let wrong = hmac_hex(b"another secret", body.as_bytes());
+    let out = verifier
+        .verify("r", &webhook(&[("x-internal-signature", &wrong)], body))
+        .await
+        .unwrap();
+    assert!(
+        matches!(out, Err(VerifyError::InvalidSignature(_))),
+        "{out:?}"
+    );
+    let out = verifier
+        .verify("r", &webhook(&[("x-internal-signature", &sig[..20])], body))
+        .await
+        .unwrap();
+    assert!(
+        matches!(out, Err(VerifyError::InvalidSignature(_))),
+        "truncated: {out:?}"
+    );
+
+    let unknown = r#"{"payment_id": 42, "status": "refunded"}"#;
+    let sig = hmac_hex(b"whsec_test_secret", unknown.as_bytes());
+    let out = verifier
+        .verify("r", &webhook(&[("x-internal-signature", &sig)], unknown))
+        .await
+        .unwrap();
+    assert!(matches!(out, Err(VerifyError::Malformed(_))), "{out:?}");
+}
+
+fn limit_request(ip: &str, key: Option<&str>) -> LimitRequest {
+    LimitRequest {
+        route: "/api/v1/payments".into(),
+        method: "POST".into(),
+        client_ip: ip.into(),
+        merchant_id: None,
+        key_id: key.map(str::to_owned),
+    }
+}
+
+async fn decide(rt: &Runtime, request: &LimitRequest) -> Decision {
+    rt.set
+        .require("rate-limit")
+        .unwrap()
+        .decide("r", request)
+        .await
+        .unwrap()
+}
+
+const POLICY_SPEC: &str =
+    "[config]\nip-rate = \"20\"\nip-burst = \"40\"\nkey-rate = \"5\"\nkey-burst = \"10\"\n";
+
+#[tokio::test]
+async fn token_bucket_allows_the_burst_then_refills() {
+    let rt = Runtime::new();
+    rt.install("rate-limit", "token_bucket", POLICY_SPEC);
+    let ip = limit_request("203.0.113.7", None);
+    for i in 0..40 {
+        let d = decide(&rt, &ip).await;
+        assert!(d.allowed, "request {i} denied: {d:?}");
+        assert_eq!(d.remaining, 39 - i);
+    }
+    let denied = decide(&rt, &ip).await;
+    assert!(!denied.allowed);
+    assert_eq!(denied.limit, 40);
+    let wait = denied.retry_after_ms.expect("retry-after");
+    assert!((1..=50).contains(&wait), "retry after {wait} ms at 20/s");
+    // Another client is unaffected.
+    assert!(
+        decide(&rt, &limit_request("198.51.100.1", None))
+            .await
+            .allowed
+    );
+    // One emission interval later, one more request fits.
+    rt.services.clock.set_ms(rt.services.clock.now_ms() + 50);
+    assert!(decide(&rt, &ip).await.allowed);
+    assert!(!decide(&rt, &ip).await.allowed);
+}
+
+#[tokio::test]
+async fn token_bucket_limits_per_key_across_addresses() {
+    let rt = Runtime::new();
+    rt.install("rate-limit", "token_bucket", POLICY_SPEC);
+    for i in 0..10 {
+        let d = decide(&rt, &limit_request(&format!("10.0.0.{i}"), Some("key-a"))).await;
+        assert!(d.allowed, "request {i}: {d:?}");
+    }
+    let d = decide(&rt, &limit_request("10.0.1.1", Some("key-a"))).await;
+    assert!(!d.allowed && d.limit == 10, "{d:?}");
+    assert!(
+        decide(&rt, &limit_request("10.0.1.1", Some("key-b")))
+            .await
+            .allowed
+    );
+}
+
+#[tokio::test]
+async fn token_bucket_limits_hold_across_replicas_through_redis() {
+    let prefix = format!("paygate-test-{}-{}:", std::process::id(), rand_suffix());
+    let connect = || async {
+        Counters::Redis(
+            RedisCounters::connect("redis://127.0.0.1:6379", &prefix)
+                .await
+                .expect("redis"),
+        )
+    };
+    // Two runtimes stand for two host processes sharing one Redis.
+    let a = Runtime::with_counters(connect().await);
+    let b = Runtime::with_counters(connect().await);
+    a.install("rate-limit", "token_bucket", POLICY_SPEC);
+    b.install("rate-limit", "token_bucket", POLICY_SPEC);
+    let ip = limit_request("192.0.2.1", None);
+    let mut allowed = 0;
+    for i in 0..60 {
+        let rt = if i % 2 == 0 { &a } else { &b };
+        if decide(rt, &ip).await.allowed {
+            allowed += 1;
+        }
+    }
+    assert_eq!(allowed, 40, "the burst is shared, not per replica");
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
