@@ -63,7 +63,7 @@ async fn main() {
 
     // Policy: limits so high every call is allowed, so each call does the full GCRA path.
     let spec =
-        PluginSpec::from_toml("[config]\nip-rate = \"1000000000\"\nip-burst = \"1000000000\"\n")
+        PluginSpec::from_toml("[config]\nip-rate = \"1000000000\"\nip-burst = \"1000000000\"\nkey-rate = \"1000000000\"\nkey-burst = \"1000000000\"\n")
             .unwrap();
     let policy = set
         .install("rate-limit", &wasm("token_bucket"), &spec)
