@@ -47,6 +47,7 @@ impl Runtime {
             http: paygate::plugins::services::http_client(),
             counters,
             clock: Clock::Fixed(1_800_000_000_000.into()),
+            named_secrets: Default::default(),
         });
         let cache = tempfile::tempdir().expect("tempdir");
         let loader = Loader::new(

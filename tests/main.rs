@@ -2,8 +2,10 @@
 //! from `plugins/` (run `plugins/build.sh` first; `scripts/test` does), and
 //! against real Redis where a test needs shared state.
 
+mod api;
 mod compose;
 mod helpers;
 mod hot_reload;
 mod plugins;
 mod sandbox;
+mod sandbox_provider;

@@ -41,6 +41,7 @@ fn runtime(cache: Option<std::path::PathBuf>) -> Arc<PluginSet> {
         http: paygate::plugins::services::http_client(),
         counters: Counters::memory(),
         clock: Clock::System,
+        named_secrets: Default::default(),
     });
     Arc::new(PluginSet::new(Loader::new(
         Arc::new(engine),

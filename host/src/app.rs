@@ -4,72 +4,61 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::db::Databases;
+use crate::gateway::Gateway;
 use crate::http::{AppState, router};
+use crate::merchants::{AuthCache, MerchantStore};
+use crate::payments::PaymentStore;
 use crate::plugins::counters::RedisCounters;
 use crate::plugins::{
     Counters, EngineSettings, HostServices, Loader, PluginDir, PluginEngine, PluginSet,
 };
+use crate::providers::{CircuitBreaker, ProviderStore};
 
-/// A built server: listener bound, plugins loaded, not yet serving.
+/// A built server: databases migrated, plugins loaded, listener bound.
 pub struct App {
     listener: TcpListener,
-    pub plugins: Arc<PluginSet>,
+    pub gateway: Arc<Gateway>,
     plugin_dir: PluginDir,
 }
 
 impl App {
-    /// Binds the listener (port 0 picks a free one), loads the plugin
-    /// directory. Plugins that fail to load are logged and listed, not fatal.
+    /// Connects and migrates the databases, connects Redis, loads the plugin
+    /// directory and binds the listener (port 0 picks a free one). Plugins
+    /// that fail to load are logged and listed, not fatal.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let engine = PluginEngine::new(&EngineSettings {
-            max_concurrent_calls: config.plugin_max_concurrent_calls,
-            ..Default::default()
-        })
-        .map_err(|e| anyhow::anyhow!("{e:#}"))
-        .context("creating the WebAssembly engine")?;
-        let counters = RedisCounters::connect(
-            &config.redis_url,
-            &format!("{}counters:", config.redis_prefix),
-        )
-        .await
-        .with_context(|| format!("connecting to Redis at REDIS_URL={}", config.redis_url))?;
-        let services = HostServices::new(Counters::Redis(counters));
-        let loader = Loader::new(
-            Arc::new(engine),
-            services,
-            Some(config.plugin_cache_dir.clone()),
-        );
-        let plugins = Arc::new(PluginSet::new(loader));
-
-        std::fs::create_dir_all(&config.plugin_dir).with_context(|| {
-            format!(
-                "creating PAYGATE_PLUGIN_DIR={}",
-                config.plugin_dir.display()
-            )
-        })?;
-        let plugin_dir = PluginDir::new(&config.plugin_dir);
-        let dir = plugin_dir.clone();
-        let set = plugins.clone();
-        let failures = tokio::task::spawn_blocking(move || dir.load_all(&set))
-            .await?
-            .with_context(|| {
-                format!("reading PAYGATE_PLUGIN_DIR={}", config.plugin_dir.display())
-            })?;
-        for failure in failures {
-            tracing::error!(error = %failure, "plugin not loaded at start");
-        }
-
+        let dbs = Databases::connect_and_migrate(&config.databases, config.db_pool_size).await?;
+        let redis = redis_connection(&config.redis_url).await?;
+        let plugins = Arc::new(load_plugins(config).await?);
+        let gateway = Arc::new(Gateway {
+            payments: PaymentStore::new(dbs.payments.clone()),
+            merchants: MerchantStore::new(dbs.merchants.clone()),
+            providers: ProviderStore::new(dbs.providers.clone()),
+            circuit: CircuitBreaker::new(
+                redis.clone(),
+                &config.redis_prefix,
+                config.circuit.clone(),
+            ),
+            plugins,
+            auth: AuthCache::default(),
+            redis,
+            rate_limit_plugin: config.rate_limit_plugin.clone(),
+            trusted_proxies: config.trusted_proxies.clone(),
+            hsts_max_age: config.hsts_max_age,
+            dbs,
+        });
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding PAYGATE_LISTEN={}", config.listen))?;
         Ok(Self {
             listener,
-            plugins,
-            plugin_dir,
+            gateway,
+            plugin_dir: PluginDir::new(&config.plugin_dir),
         })
     }
 
@@ -84,9 +73,9 @@ impl App {
         let addr = self.local_addr();
         let watcher = self
             .plugin_dir
-            .watch(self.plugins.clone(), shutdown.clone())?;
+            .watch(self.gateway.plugins.clone(), shutdown.clone())?;
         let app = router(AppState {
-            plugins: self.plugins.clone(),
+            gateway: self.gateway.clone(),
         });
         tracing::info!(%addr, "paygate serving");
         axum::serve(
@@ -100,4 +89,65 @@ impl App {
         tracing::info!("paygate stopped");
         Ok(())
     }
+}
+
+/// A Redis connection that reconnects by itself and never waits long.
+pub async fn redis_connection(url: &str) -> anyhow::Result<ConnectionManager> {
+    let client =
+        redis::Client::open(url).with_context(|| format!("REDIS_URL={url} is not a Redis URL"))?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(std::time::Duration::from_secs(2))
+        .set_response_timeout(std::time::Duration::from_secs(2))
+        .set_number_of_retries(1);
+    ConnectionManager::new_with_config(client, config)
+        .await
+        .with_context(|| format!("connecting to Redis at REDIS_URL={url}"))
+}
+
+async fn load_plugins(config: &Config) -> anyhow::Result<PluginSet> {
+    let engine = PluginEngine::new(&EngineSettings {
+        max_concurrent_calls: config.plugin_max_concurrent_calls,
+        ..Default::default()
+    })
+    .map_err(|e| anyhow::anyhow!("{e:#}"))
+    .context("creating the WebAssembly engine")?;
+    let counters = RedisCounters::connect(
+        &config.redis_url,
+        &format!("{}counters:", config.redis_prefix),
+    )
+    .await
+    .with_context(|| format!("connecting to Redis at REDIS_URL={}", config.redis_url))?;
+    let named_secrets = [
+        ("INTERNAL_WEBHOOK_SECRET", &config.internal_webhook_secret),
+        ("STRIPE_SECRET_KEY", &config.stripe_secret_key),
+        ("STRIPE_WEBHOOK_SECRET", &config.stripe_webhook_secret),
+    ]
+    .into_iter()
+    .map(|(name, secret)| (name.to_owned(), secret.clone()))
+    .collect();
+    let services = HostServices::new(Counters::Redis(counters), named_secrets);
+    let set = PluginSet::new(Loader::new(
+        Arc::new(engine),
+        services,
+        Some(config.plugin_cache_dir.clone()),
+    ));
+    std::fs::create_dir_all(&config.plugin_dir).with_context(|| {
+        format!(
+            "creating PAYGATE_PLUGIN_DIR={}",
+            config.plugin_dir.display()
+        )
+    })?;
+    let dir = PluginDir::new(&config.plugin_dir);
+    let set = tokio::task::spawn_blocking(move || {
+        let failures = dir.load_all(&set);
+        (set, failures)
+    })
+    .await?;
+    let failures = set
+        .1
+        .with_context(|| format!("reading PAYGATE_PLUGIN_DIR={}", config.plugin_dir.display()))?;
+    for failure in failures {
+        tracing::error!(error = %failure, "plugin not loaded at start");
+    }
+    Ok(set.0)
 }

@@ -1,8 +1,11 @@
 //! Every setting of `paygate serve`, from flags or environment variables,
-//! with defaults that run on a developer machine.
+//! with defaults that run on a developer machine with no variable set.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::secret::Secret;
 
 /// Settings of the server.
 #[derive(Clone, Debug, clap::Args)]
@@ -10,6 +13,56 @@ pub struct Config {
     /// Address the merchant API listens on.
     #[arg(long, env = "PAYGATE_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub databases: DatabaseUrls,
+
+    /// Connections in the payments database pool (the others are sized from it).
+    #[arg(long, env = "PAYGATE_DB_POOL_SIZE", default_value_t = 32)]
+    pub db_pool_size: u32,
+
+    /// Redis: rate-limit counters and circuit breakers shared by every replica.
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+
+    /// Prefix of every Redis key this deployment writes.
+    #[arg(long, env = "PAYGATE_REDIS_PREFIX", default_value = "paygate:")]
+    pub redis_prefix: String,
+
+    /// RabbitMQ, for payment events (used by the outbox).
+    #[arg(
+        long,
+        env = "RABBITMQ_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub rabbitmq_url: String,
+
+    /// Shared secret of the internal webhook scheme (`x-internal-signature`).
+    #[arg(
+        long,
+        env = "INTERNAL_WEBHOOK_SECRET",
+        default_value = "demo-internal-webhook-secret",
+        hide_default_value = true
+    )]
+    pub internal_webhook_secret: Secret,
+
+    /// Stripe API secret key, handed to the `stripe` plugin.
+    #[arg(
+        long,
+        env = "STRIPE_SECRET_KEY",
+        default_value = "sk_test_demo",
+        hide_default_value = true
+    )]
+    pub stripe_secret_key: Secret,
+
+    /// Stripe webhook endpoint secret, handed to the `stripe-webhook` plugin.
+    #[arg(
+        long,
+        env = "STRIPE_WEBHOOK_SECRET",
+        default_value = "whsec_demo",
+        hide_default_value = true
+    )]
+    pub stripe_webhook_secret: Secret,
 
     /// Directory of plugins (`<name>.wasm` + `<name>.toml`), watched for changes.
     #[arg(long, env = "PAYGATE_PLUGIN_DIR", default_value = ".paygate/plugins")]
@@ -23,14 +76,6 @@ pub struct Config {
     )]
     pub plugin_cache_dir: PathBuf,
 
-    /// Redis, for rate-limit counters shared by every replica.
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
-    pub redis_url: String,
-
-    /// Prefix of every Redis key this host writes.
-    #[arg(long, env = "PAYGATE_REDIS_PREFIX", default_value = "paygate:")]
-    pub redis_prefix: String,
-
     /// Plugin calls that may run at once.
     #[arg(
         long,
@@ -39,22 +84,136 @@ pub struct Config {
     )]
     pub plugin_max_concurrent_calls: u32,
 
-    /// Demo mode: permissive defaults for a local try-out.
+    /// The rate-limit policy plugin run before authentication; empty for none.
+    #[arg(long, env = "PAYGATE_RATE_LIMIT_PLUGIN", default_value = "rate-limit")]
+    pub rate_limit_plugin: String,
+
+    /// Peers whose `X-Forwarded-For` is trusted for the client IP (comma-separated).
+    #[arg(long, env = "PAYGATE_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<IpAddr>,
+
+    #[command(flatten)]
+    pub circuit: CircuitSettings,
+
+    /// `Strict-Transport-Security` max-age in seconds; 0 sends no HSTS header.
+    #[arg(long, env = "PAYGATE_HSTS_MAX_AGE", default_value_t = 0)]
+    pub hsts_max_age: u64,
+
+    /// Demo mode: seed a demo merchant, bind the `stripe` and `sandbox` aliases
+    /// and start the sandbox provider beside the API.
     #[arg(long)]
     pub demo: bool,
 }
 
+/// One URL per database.
+#[derive(Clone, Debug, clap::Args)]
+pub struct DatabaseUrls {
+    #[arg(
+        long = "payments-database-url",
+        env = "PAYMENTS_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/paygate_payments"
+    )]
+    pub payments: String,
+    #[arg(
+        long = "merchants-database-url",
+        env = "MERCHANTS_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/paygate_merchants"
+    )]
+    pub merchants: String,
+    #[arg(
+        long = "providers-database-url",
+        env = "PROVIDERS_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/paygate_providers"
+    )]
+    pub providers: String,
+    #[arg(
+        long = "logs-database-url",
+        env = "LOGS_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/paygate_logs"
+    )]
+    pub logs: String,
+}
+
+/// The per-alias circuit breaker kept in Redis.
+#[derive(Clone, Debug, clap::Args)]
+pub struct CircuitSettings {
+    /// Consecutive provider failures that open the circuit.
+    #[arg(
+        long = "circuit-failure-threshold",
+        env = "PAYGATE_CIRCUIT_FAILURE_THRESHOLD",
+        default_value_t = 5
+    )]
+    pub failure_threshold: u32,
+    /// How long an open circuit refuses calls before letting one probe through.
+    #[arg(long = "circuit-cooldown", env = "PAYGATE_CIRCUIT_COOLDOWN", default_value = "30s", value_parser = parse_duration)]
+    pub cooldown: Duration,
+    /// If Redis is unreachable: allow calls (`true`) or refuse them.
+    #[arg(long = "circuit-fail-open", env = "PAYGATE_CIRCUIT_FAIL_OPEN", default_value_t = true, action = clap::ArgAction::Set)]
+    pub fail_open: bool,
+}
+
+/// Parses `250ms`, `30s`, `5m`, `2h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30s"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" | "" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("{s:?}: unit must be ms, s, m or h")),
+    }
+}
+
 impl Config {
-    /// Settings for tests: port 0 and the given directories.
-    pub fn for_tests(plugin_dir: PathBuf, plugin_cache_dir: PathBuf) -> Self {
+    /// Settings for tests: port 0, the given databases and directories.
+    pub fn for_tests(
+        databases: DatabaseUrls,
+        plugin_dir: PathBuf,
+        plugin_cache_dir: PathBuf,
+        redis_prefix: String,
+    ) -> Self {
         Self {
             listen: "127.0.0.1:0".parse().expect("static address"),
+            databases,
+            db_pool_size: 8,
+            redis_url: "redis://127.0.0.1:6379".into(),
+            redis_prefix,
+            rabbitmq_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            internal_webhook_secret: Secret::new("test-internal-secret"),
+            stripe_secret_key: Secret::new("sk_test_123"),
+            stripe_webhook_secret: Secret::new("whsec_test"),
             plugin_dir,
             plugin_cache_dir,
-            redis_url: "redis://127.0.0.1:6379".into(),
-            redis_prefix: format!("paygate-test-{}:", std::process::id()),
             plugin_max_concurrent_calls: 200,
+            rate_limit_plugin: "rate-limit".into(),
+            trusted_proxies: Vec::new(),
+            circuit: CircuitSettings {
+                failure_threshold: 3,
+                cooldown: Duration::from_millis(500),
+                fail_open: true,
+            },
+            hsts_max_age: 0,
             demo: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5d").is_err());
     }
 }

@@ -2,14 +2,25 @@
 //! and rate-limit policies are sandboxed WebAssembly components.
 //!
 //! [`plugins`] is the runtime those components run in: one engine, a fresh
-//! store per call, hard limits, hot reload. [`config`] is every setting in one
-//! typed place; [`app`] wires settings into a running server; [`http`] is the
-//! router; [`telemetry`] sets up logging.
+//! store per call, hard limits, hot reload. The domains each own their
+//! database: [`merchants`] (keys, quotas), [`providers`] (alias bindings,
+//! circuit breaker), [`payments`] (payments, timeline, idempotency); [`db`]
+//! connects and migrates them. [`http`] is the API over a [`gateway::Gateway`]
+//! of those services; [`config`] is every setting in one typed place; [`app`]
+//! wires settings into a running server; [`sandbox`] is the stand-in payment
+//! provider of tests and the demo; [`telemetry`] sets up logging.
 
 pub mod app;
 pub mod config;
+pub mod db;
+pub mod demo;
+pub mod gateway;
 pub mod http;
+pub mod merchants;
+pub mod payments;
 pub mod plugins;
+pub mod providers;
+pub mod sandbox;
 pub mod secret;
 pub mod telemetry;
 

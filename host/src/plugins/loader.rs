@@ -101,7 +101,7 @@ impl Loader {
             limits: Limits::from_spec(&spec.limits),
             allowed_hosts: AllowList::new(&spec.allowed_hosts),
             config: spec.config.clone(),
-            secrets: resolve_secrets(name, &spec.secrets),
+            secrets: resolve_secrets(name, &spec.secrets, &self.services.named_secrets),
             services: self.services.clone(),
         };
         let plugin = LoadedPlugin {
@@ -210,11 +210,16 @@ fn detect_kind(
 }
 
 /// Resolves secret references now, so a call never touches the environment.
-fn resolve_secrets(name: &str, refs: &BTreeMap<String, SecretRef>) -> BTreeMap<String, Secret> {
+/// Secrets the host was handed by name win over the environment.
+fn resolve_secrets(
+    name: &str,
+    refs: &BTreeMap<String, SecretRef>,
+    named: &BTreeMap<String, Secret>,
+) -> BTreeMap<String, Secret> {
     refs.iter()
         .filter_map(|(key, r)| match r {
-            SecretRef::Env(var) => match std::env::var(var) {
-                Ok(value) if !value.is_empty() => Some((key.clone(), Secret::new(value))),
+            SecretRef::Env(var) => match named.get(var).cloned().or_else(|| std::env::var(var).ok().map(Secret::new)) {
+                Some(value) if !value.expose().is_empty() => Some((key.clone(), value)),
                 _ => {
                     tracing::warn!(plugin = name, secret = %key, reference = %r, "secret reference resolves to nothing");
                     None

@@ -1,27 +1,33 @@
 //! Host services shared by every plugin call: the outbound HTTP client, the
 //! counter store and the clock.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::counters::Counters;
+use crate::secret::Secret;
 
 /// What host imports reach outside the sandbox through.
 pub struct HostServices {
     pub http: reqwest::Client,
     pub counters: Counters,
     pub clock: Clock,
+    /// Secrets the host was given by flag or setting, by the name an
+    /// `env:NAME` reference uses; they win over the process environment.
+    pub named_secrets: BTreeMap<String, Secret>,
 }
 
 impl HostServices {
     /// Services for production: a real HTTP client, the given counter store
     /// and the system clock.
-    pub fn new(counters: Counters) -> Arc<Self> {
+    pub fn new(counters: Counters, named_secrets: BTreeMap<String, Secret>) -> Arc<Self> {
         Arc::new(Self {
             http: http_client(),
             counters,
             clock: Clock::System,
+            named_secrets,
         })
     }
 }

@@ -1,0 +1,101 @@
+//! The four PostgreSQL databases, one per domain, each with its own pool
+//! and migrations. One server holding all four is the default; any may move.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
+
+use crate::config::DatabaseUrls;
+
+/// A pool per database.
+#[derive(Clone, Debug)]
+pub struct Databases {
+    pub payments: PgPool,
+    pub merchants: PgPool,
+    pub providers: PgPool,
+    pub logs: PgPool,
+}
+
+/// The migrations of each database, embedded at build time.
+static PAYMENTS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/payments");
+static MERCHANTS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/merchants");
+static PROVIDERS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/providers");
+static LOGS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/logs");
+
+impl Databases {
+    /// Connects to all four, creating a missing database when the server
+    /// allows it, and applies pending migrations.
+    pub async fn connect_and_migrate(urls: &DatabaseUrls, pool_size: u32) -> anyhow::Result<Self> {
+        let dbs = Self {
+            payments: pool("PAYMENTS_DATABASE_URL", &urls.payments, pool_size).await?,
+            merchants: pool("MERCHANTS_DATABASE_URL", &urls.merchants, pool_size / 2 + 1).await?,
+            providers: pool("PROVIDERS_DATABASE_URL", &urls.providers, 4).await?,
+            logs: pool("LOGS_DATABASE_URL", &urls.logs, pool_size / 4 + 1).await?,
+        };
+        for (name, migrator, db) in [
+            ("payments", &PAYMENTS, &dbs.payments),
+            ("merchants", &MERCHANTS, &dbs.merchants),
+            ("providers", &PROVIDERS, &dbs.providers),
+            ("logs", &LOGS, &dbs.logs),
+        ] {
+            migrator
+                .run(db)
+                .await
+                .with_context(|| format!("migrating the {name} database"))?;
+        }
+        Ok(dbs)
+    }
+}
+
+async fn pool(var: &str, url: &str, size: u32) -> anyhow::Result<PgPool> {
+    let options: PgConnectOptions = url
+        .parse()
+        .with_context(|| format!("{var} is not a PostgreSQL URL"))?;
+    let options = options.disable_statement_logging();
+    create_if_missing(&options)
+        .await
+        .with_context(|| format!("creating the database of {var}"))?;
+    PgPoolOptions::new()
+        .max_connections(size.max(1))
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+        .with_context(|| format!("connecting to {var}"))
+}
+
+/// Creates the URL's database through the server's `postgres` database.
+async fn create_if_missing(options: &PgConnectOptions) -> anyhow::Result<()> {
+    let Some(name) = options.get_database().map(str::to_owned) else {
+        return Ok(());
+    };
+    if sqlx::PgConnection::connect_with(options).await.is_ok() {
+        return Ok(());
+    }
+    let mut admin = sqlx::PgConnection::connect_with(&options.clone().database("postgres")).await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await?;
+    if !exists {
+        // Identifiers cannot be bound; quote it. A concurrent creator may win the race.
+        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+        if let Err(e) = sqlx::query(&format!("CREATE DATABASE {quoted}"))
+            .execute(&mut admin)
+            .await
+        {
+            // 42P04: exists; 23505: another creator won between check and create.
+            let raced = e
+                .as_database_error()
+                .and_then(|d| d.code())
+                .is_some_and(|c| c == "42P04" || c == "23505");
+            if !raced {
+                return Err(e.into());
+            }
+        }
+        tracing::info!(database = %name, "created database");
+    }
+    Ok(())
+}

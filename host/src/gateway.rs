@@ -1,0 +1,26 @@
+//! Everything a request handler needs, built once at start.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::db::Databases;
+use crate::merchants::{AuthCache, MerchantStore};
+use crate::payments::PaymentStore;
+use crate::plugins::PluginSet;
+use crate::providers::{CircuitBreaker, ProviderStore};
+
+/// The services behind the API.
+pub struct Gateway {
+    pub dbs: Databases,
+    pub payments: PaymentStore,
+    pub merchants: MerchantStore,
+    pub providers: ProviderStore,
+    pub circuit: CircuitBreaker,
+    pub plugins: Arc<PluginSet>,
+    pub auth: AuthCache,
+    pub redis: redis::aio::ConnectionManager,
+    /// Name of the rate-limit policy plugin; empty for none.
+    pub rate_limit_plugin: String,
+    pub trusted_proxies: Vec<IpAddr>,
+    pub hsts_max_age: u64,
+}

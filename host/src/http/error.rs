@@ -1,0 +1,201 @@
+//! The one error type of the API: a status, a stable code, a message, and
+//! for field errors the fields. Causes are logged; clients never see them.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::json;
+
+/// One offending field of a request body or query.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Every way an API request can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    InvalidRequest {
+        message: String,
+        fields: Vec<FieldError>,
+    },
+    #[error("no provider is bound to alias {0:?}")]
+    UnknownAlias(String),
+    #[error("the subscription is not this merchant's, or is inactive")]
+    InvalidSubscription,
+    #[error("the X-Api-Key header is missing")]
+    Unauthorized,
+    #[error("the API key is unknown or revoked")]
+    InvalidApiKey,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("{0}")]
+    InvalidSignature(&'static str),
+    #[error("the signature's timestamp is outside the tolerance")]
+    SignatureExpired,
+    #[error("not found")]
+    NotFound,
+    #[error("this idempotency key was used with a different request body")]
+    IdempotencyConflict,
+    #[error("a request with this idempotency key is still being processed")]
+    RequestInProgress,
+    #[error("a payment for this order_id already exists")]
+    OrderExists { payment_id: i64 },
+    #[error("{0}")]
+    NothingToRetry(&'static str),
+    #[error("the request body is larger than 1 MiB")]
+    PayloadTooLarge,
+    #[error("the request body must be JSON (Content-Type: application/json)")]
+    UnsupportedMediaType,
+    #[error("rate limit exceeded")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("the subscription's payment tokens are spent")]
+    QuotaExceeded,
+    #[error("the payment provider failed: {0}")]
+    ProviderError(String),
+    #[error("the provider is unavailable (circuit open)")]
+    ProviderUnavailable { retry_after_secs: u64 },
+    #[error("a backing service is unavailable")]
+    ServiceUnavailable(String),
+}
+
+impl ApiError {
+    /// A 400 for one field.
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        Self::fields(vec![FieldError::new(field, message)])
+    }
+
+    /// A 400 listing every offending field.
+    pub fn fields(fields: Vec<FieldError>) -> Self {
+        Self::InvalidRequest {
+            message: "the request has invalid fields".into(),
+            fields,
+        }
+    }
+
+    /// A 400 without fields, e.g. malformed JSON.
+    pub fn malformed(message: impl Into<String>) -> Self {
+        Self::InvalidRequest {
+            message: message.into(),
+            fields: Vec::new(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        use ApiError::*;
+        match self {
+            InvalidRequest { .. } | UnknownAlias(_) | InvalidSubscription => {
+                StatusCode::BAD_REQUEST
+            }
+            Unauthorized | InvalidApiKey => StatusCode::UNAUTHORIZED,
+            Forbidden(_) | InvalidSignature(_) | SignatureExpired => StatusCode::FORBIDDEN,
+            NotFound => StatusCode::NOT_FOUND,
+            IdempotencyConflict | RequestInProgress | OrderExists { .. } | NothingToRetry(_) => {
+                StatusCode::CONFLICT
+            }
+            PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            RateLimited { .. } | QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
+            ProviderError(_) => StatusCode::BAD_GATEWAY,
+            ProviderUnavailable { .. } | ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The stable code of API.md.
+    pub fn code(&self) -> &'static str {
+        use ApiError::*;
+        match self {
+            InvalidRequest { .. } => "invalid_request",
+            UnknownAlias(_) => "unknown_alias",
+            InvalidSubscription => "invalid_subscription",
+            Unauthorized => "unauthorized",
+            InvalidApiKey => "invalid_api_key",
+            Forbidden(_) => "forbidden",
+            InvalidSignature(_) => "invalid_signature",
+            SignatureExpired => "signature_expired",
+            NotFound => "not_found",
+            IdempotencyConflict => "idempotency_conflict",
+            RequestInProgress => "request_in_progress",
+            OrderExists { .. } => "order_exists",
+            NothingToRetry(_) => "nothing_to_retry",
+            PayloadTooLarge => "payload_too_large",
+            UnsupportedMediaType => "unsupported_media_type",
+            RateLimited { .. } => "rate_limited",
+            QuotaExceeded => "quota_exceeded",
+            ProviderError(_) => "provider_error",
+            ProviderUnavailable { .. } => "provider_unavailable",
+            ServiceUnavailable(_) => "service_unavailable",
+        }
+    }
+
+    /// The JSON body, with the request id filled in by the response layer.
+    pub fn body(&self, request_id: &str) -> serde_json::Value {
+        let message = match self {
+            // The cause stays in the log; the client learns only what failed.
+            ApiError::ServiceUnavailable(_) => {
+                "a backing service is unavailable; retry later".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let mut body = json!({"error": self.code(), "message": message, "request_id": request_id});
+        match self {
+            ApiError::InvalidRequest { fields, .. } if !fields.is_empty() => {
+                body["fields"] = json!(fields)
+            }
+            ApiError::OrderExists { payment_id } => body["payment_id"] = json!(payment_id),
+            _ => {}
+        }
+        body
+    }
+}
+
+tokio::task_local! {
+    /// The id of the request being handled; set by the request-id middleware.
+    pub static REQUEST_ID: String;
+}
+
+/// The current request's id, or "" outside a request.
+pub fn current_request_id() -> String {
+    REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(code = self.code(), error = %self, "request failed");
+        } else {
+            tracing::info!(code = self.code(), error = %self, "request refused");
+        }
+        let retry_after = match &self {
+            ApiError::RateLimited { retry_after_secs }
+            | ApiError::ProviderUnavailable { retry_after_secs } => Some(*retry_after_secs),
+            _ => None,
+        };
+        let mut response = (status, Json(self.body(&current_request_id()))).into_response();
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        response
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::ServiceUnavailable(format!("database: {e}"))
+    }
+}

@@ -1,0 +1,73 @@
+//! `GET /health`: every backing service and the plugin runtime.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::AppState;
+
+/// 200 when every check is ok, else 503 naming the failing ones.
+pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let gw = &state.gateway;
+    let postgres = async {
+        for pool in [
+            &gw.dbs.payments,
+            &gw.dbs.merchants,
+            &gw.dbs.providers,
+            &gw.dbs.logs,
+        ] {
+            sqlx::query("SELECT 1")
+                .execute(pool)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok::<_, String>(())
+    };
+    let redis = async {
+        let mut conn = gw.redis.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    let (postgres, redis) = tokio::join!(postgres, redis);
+    let plugins = if gw.plugins.list().iter().any(|p| p.version.is_some()) {
+        Ok(())
+    } else {
+        Err("no plugins loaded".to_owned())
+    };
+    let checks = [
+        ("postgres", postgres),
+        ("redis", redis),
+        ("plugins", plugins),
+    ];
+    let healthy = checks.iter().all(|(_, r)| r.is_ok());
+    let body: serde_json::Map<String, Value> = checks
+        .iter()
+        .map(|(name, r)| {
+            if let Err(e) = r {
+                tracing::warn!(check = name, error = %e, "health check failed");
+            }
+            (
+                name.to_string(),
+                json!(if r.is_ok() { "ok" } else { "failing" }),
+            )
+        })
+        .collect();
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({"status": if healthy { "ok" } else { "degraded" }, "checks": body})),
+    )
+}
+
+/// What is loaded, its version, digest, calls, errors and last refusal.
+pub async fn list_plugins(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({ "plugins": state.gateway.plugins.list() }))
+}

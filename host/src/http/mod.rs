@@ -1,0 +1,50 @@
+//! The HTTP API: router, layers, error type and handlers.
+
+pub mod auth;
+pub mod error;
+mod health;
+pub mod middleware;
+mod payments;
+pub mod rate_limit;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use crate::gateway::Gateway;
+use error::ApiError;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub gateway: Arc<Gateway>,
+}
+
+/// The merchant API with its layers, outermost first: request id,
+/// security headers, body guard; rate limiting on the merchant routes.
+pub fn router(state: AppState) -> Router {
+    let merchant_api = Router::new()
+        .route(
+            "/api/v1/payments",
+            post(payments::create).get(payments::list),
+        )
+        .route("/api/v1/payments/{id}/show", get(payments::show))
+        .route("/api/v1/payments/{id}/tracking", get(payments::tracking))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::rate_limit,
+        ));
+    Router::new()
+        .merge(merchant_api)
+        .route("/health", get(health::health))
+        .route("/admin/v1/plugins", get(health::list_plugins))
+        .fallback(|| async { ApiError::NotFound })
+        .layer(axum::middleware::from_fn(middleware::body_guard))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::security_headers,
+        ))
+        .layer(axum::middleware::from_fn(middleware::request_id))
+        .with_state(state)
+}

@@ -1,0 +1,231 @@
+//! `/api/v1/payments` handlers.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use super::AppState;
+use super::auth::authenticate;
+use super::error::{ApiError, FieldError, current_request_id};
+use crate::merchants::Scope;
+use crate::payments::create::{CreatePayment, create_payment};
+use crate::payments::{Alias, Currency, IdempotencyKey, Money, Payment};
+
+/// `POST /api/v1/payments`.
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let gw = &state.gateway;
+    let merchant = authenticate(gw, &headers, Scope::Write, &body).await?;
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::malformed(format!("malformed JSON: {e}")))?;
+    let request = parse_create(&value)?;
+    let header_key = match headers.get("idempotency-key") {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|k| IdempotencyKey::parse(k).ok())
+                .ok_or_else(|| {
+                    ApiError::field(
+                        "Idempotency-Key",
+                        "must be 1 to 255 visible ASCII characters",
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    let key = header_key.or_else(|| request.event_id.clone());
+    // serde_json's map is sorted, so this is a canonical form of the body.
+    let fingerprint = Sha256::digest(serde_json::to_vec(&value).unwrap_or_default());
+    let created = create_payment(
+        gw,
+        &merchant,
+        &request,
+        key.as_ref(),
+        &fingerprint,
+        &current_request_id(),
+    )
+    .await?;
+    let status = StatusCode::from_u16(created.status).unwrap_or(StatusCode::OK);
+    let mut response = (status, Json(created.body)).into_response();
+    if created.replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// Validates a create body, reporting every bad field at once.
+fn parse_create(value: &Value) -> Result<CreatePayment, ApiError> {
+    let Some(obj) = value.as_object() else {
+        return Err(ApiError::malformed("the body must be a JSON object"));
+    };
+    let mut errors = Vec::new();
+    let order_id = positive_int(obj, "order_id", &mut errors);
+    let subscription_id = positive_int(obj, "subscription_id", &mut errors);
+    let amount = money(obj, "amount", &mut errors);
+    let price = money(obj, "price", &mut errors);
+    let alias = match obj.get("alias") {
+        Some(Value::String(s)) => Alias::parse(s)
+            .map_err(|m| errors.push(FieldError::new("alias", m)))
+            .ok(),
+        Some(_) => fail(&mut errors, "alias", "must be a string"),
+        None => fail(&mut errors, "alias", "is required"),
+    };
+    let event_id = match obj.get("event_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => IdempotencyKey::parse(s)
+            .map_err(|m| errors.push(FieldError::new("event_id", m)))
+            .ok(),
+        Some(_) => fail(&mut errors, "event_id", "must be a string"),
+    };
+    let currency = match obj.get("currency") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Currency::parse(s)
+            .map_err(|m| errors.push(FieldError::new("currency", m)))
+            .ok(),
+        Some(_) => fail(&mut errors, "currency", "must be a string"),
+    };
+    match (order_id, subscription_id, amount, price, alias) {
+        (Some(order_id), Some(subscription_id), Some(amount), Some(price), Some(alias))
+            if errors.is_empty() =>
+        {
+            Ok(CreatePayment {
+                order_id,
+                amount,
+                price,
+                alias,
+                subscription_id,
+                event_id,
+                currency,
+            })
+        }
+        _ => Err(ApiError::fields(errors)),
+    }
+}
+
+fn fail<T>(errors: &mut Vec<FieldError>, field: &str, message: &str) -> Option<T> {
+    errors.push(FieldError::new(field, message));
+    None
+}
+
+fn positive_int(
+    obj: &Map<String, Value>,
+    field: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<i64> {
+    match obj.get(field) {
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(v) if v >= 1 => Some(v),
+            _ => fail(
+                errors,
+                field,
+                "must be a whole number from 1 to 9223372036854775807",
+            ),
+        },
+        Some(_) => fail(errors, field, "must be a whole number"),
+        None => fail(errors, field, "is required"),
+    }
+}
+
+fn money(obj: &Map<String, Value>, field: &str, errors: &mut Vec<FieldError>) -> Option<Money> {
+    let text = match obj.get(field) {
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return fail(errors, field, "must be a decimal number or string"),
+        None => return fail(errors, field, "is required"),
+    };
+    Money::parse(&text)
+        .map_err(|m| errors.push(FieldError::new(field, m)))
+        .ok()
+}
+
+/// `GET /api/v1/payments?page=&limit=`.
+pub async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
+    let gw = &state.gateway;
+    let merchant = authenticate(gw, &headers, Scope::Read, &[]).await?;
+    let mut errors = Vec::new();
+    let mut param = |name: &str, default: i64, max: i64| -> i64 {
+        let Some((_, raw)) = params.iter().find(|(k, _)| k == name) else {
+            return default;
+        };
+        match raw.parse::<i64>() {
+            Ok(v) if (1..=max).contains(&v) => v,
+            _ => {
+                errors.push(FieldError::new(
+                    name,
+                    format!("must be a whole number from 1 to {max}"),
+                ));
+                default
+            }
+        }
+    };
+    let page = param("page", 1, 1_000_000);
+    let limit = param("limit", 20, 100);
+    if !errors.is_empty() {
+        return Err(ApiError::fields(errors));
+    }
+    let (items, total) = gw.payments.list(merchant.id, page, limit).await?;
+    Ok(Json(json!({
+        "page": page,
+        "limit": limit,
+        "total": total,
+        "has_next": page * limit < total,
+        "items": items,
+    })))
+}
+
+fn payment_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|id| *id >= 1)
+        .ok_or_else(|| ApiError::field("id", "must be a positive whole number"))
+}
+
+/// The caller's own payment `raw_id`; another merchant's is not found.
+async fn own_payment(
+    state: &AppState,
+    headers: &HeaderMap,
+    raw_id: &str,
+) -> Result<Payment, ApiError> {
+    let gw = &state.gateway;
+    let merchant = authenticate(gw, headers, Scope::Read, &[]).await?;
+    let id = payment_id(raw_id)?;
+    gw.payments
+        .get(merchant.id, id)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
+/// `GET /api/v1/payments/{id}/show`.
+pub async fn show(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(own_payment(&state, &headers, &id).await?)))
+}
+
+/// `GET /api/v1/payments/{id}/tracking`.
+pub async fn tracking(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let payment = own_payment(&state, &headers, &id).await?;
+    let events = state.gateway.payments.timeline(payment.payment_id).await?;
+    Ok(Json(
+        json!({"payment_id": payment.payment_id, "payment_status": payment.status, "events": events}),
+    ))
+}

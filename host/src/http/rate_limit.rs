@@ -1,0 +1,115 @@
+//! The rate-limit policy plugin, asked before any authentication work.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::error::{ApiError, current_request_id};
+use crate::merchants::ApiKey;
+use crate::plugins::bindings::{Decision, LimitRequest};
+
+/// Denies with 429 when the policy says so; otherwise adds the
+/// `RateLimit-*` headers to the response. A missing or failing policy
+/// lets the request through (logged): rate limiting fails open.
+pub async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let gw = &state.gateway;
+    let plugin = (!gw.rate_limit_plugin.is_empty())
+        .then(|| gw.plugins.get(&gw.rate_limit_plugin))
+        .flatten();
+    let Some(plugin) = plugin else {
+        return next.run(request).await;
+    };
+
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let limit_request = LimitRequest {
+        route: request.extensions().get::<MatchedPath>().map_or_else(
+            || request.uri().path().to_owned(),
+            |m| m.as_str().to_owned(),
+        ),
+        method: request.method().to_string(),
+        client_ip: client_ip(peer, request.headers(), &gw.trusted_proxies)
+            .map_or_else(String::new, |ip| ip.to_string()),
+        merchant_id: None,
+        key_id: request
+            .headers()
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(|k| ApiKey(k).key_id()),
+    };
+    let decision = match plugin.decide(&current_request_id(), &limit_request).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "rate-limit policy failed; allowing the request");
+            return next.run(request).await;
+        }
+    };
+    if !decision.allowed {
+        let retry_after_secs = decision.retry_after_ms.unwrap_or(1000).div_ceil(1000);
+        let mut response = ApiError::RateLimited { retry_after_secs }.into_response();
+        add_headers(response.headers_mut(), &decision);
+        return response;
+    }
+    let mut response = next.run(request).await;
+    add_headers(response.headers_mut(), &decision);
+    response
+}
+
+fn add_headers(headers: &mut HeaderMap, d: &Decision) {
+    headers.insert("ratelimit-limit", HeaderValue::from(d.limit));
+    headers.insert("ratelimit-remaining", HeaderValue::from(d.remaining));
+    headers.insert(
+        "ratelimit-reset",
+        HeaderValue::from(d.reset_ms.div_ceil(1000)),
+    );
+}
+
+/// The socket's peer, or the last untrusted hop of `X-Forwarded-For` when
+/// the peer is a trusted proxy.
+pub fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpAddr]) -> Option<IpAddr> {
+    let peer = peer?;
+    if !trusted.contains(&peer) {
+        return Some(peer);
+    }
+    let forwarded = headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    forwarded
+        .split(',')
+        .rev()
+        .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
+        .find(|ip| !trusted.contains(ip))
+        .or(Some(peer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("198.51.100.1, 203.0.113.5, 10.0.0.2"),
+        );
+        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
+        let other: IpAddr = "192.0.2.9".parse().unwrap();
+        assert_eq!(client_ip(Some(other), &headers, &[proxy]), Some(other));
+        assert_eq!(
+            client_ip(Some(proxy), &headers, &[proxy]),
+            Some("203.0.113.5".parse().unwrap())
+        );
+        assert_eq!(
+            client_ip(Some(proxy), &HeaderMap::new(), &[proxy]),
+            Some(proxy)
+        );
+    }
+}

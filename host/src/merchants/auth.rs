@@ -1,0 +1,85 @@
+//! Who is calling: an API key resolved to its merchant and scope, cached
+//! for a few seconds so the hot path rarely touches the database.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::keys::{ApiKey, KeyHash};
+use super::store::MerchantStore;
+use crate::secret::Secret;
+
+/// What a key may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Write,
+    Read,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Write => "write",
+            Scope::Read => "read",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "write" => Some(Scope::Write),
+            "read" => Some(Scope::Read),
+            _ => None,
+        }
+    }
+}
+
+/// An authenticated merchant.
+#[derive(Clone, Debug)]
+pub struct Merchant {
+    pub id: i64,
+    pub scope: Scope,
+    pub default_currency: String,
+    /// Set when the merchant requires signed writes.
+    pub request_signing_secret: Option<Secret>,
+}
+
+/// How long a resolved key is trusted; revocations take effect within it.
+pub const AUTH_CACHE_TTL: Duration = Duration::from_secs(4);
+
+/// Key hash → merchant, for [`AUTH_CACHE_TTL`]. Unknown keys are not cached,
+/// so a key works the moment it is created.
+#[derive(Default)]
+pub struct AuthCache {
+    entries: Mutex<HashMap<KeyHash, (Instant, Merchant)>>,
+}
+
+impl AuthCache {
+    /// Resolves `key`; `None` when it is unknown or revoked.
+    pub async fn resolve(
+        &self,
+        store: &MerchantStore,
+        key: &str,
+    ) -> Result<Option<Merchant>, sqlx::Error> {
+        let hash = ApiKey(key).hash();
+        let now = Instant::now();
+        if let Some((at, merchant)) = self.lock().get(&hash) {
+            if now.duration_since(*at) < AUTH_CACHE_TTL {
+                return Ok(Some(merchant.clone()));
+            }
+        }
+        let found = store.merchant_for_key(&hash).await?;
+        let mut entries = self.lock();
+        if entries.len() > 100_000 {
+            entries.retain(|_, (at, _)| now.duration_since(*at) < AUTH_CACHE_TTL);
+        }
+        match &found {
+            Some(m) => entries.insert(hash, (now, m.clone())),
+            None => entries.remove(&hash),
+        };
+        Ok(found)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<KeyHash, (Instant, Merchant)>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

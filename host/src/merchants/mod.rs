@@ -1,0 +1,10 @@
+//! Merchants, their API keys and their subscriptions (the merchants
+//! database). Other modules call these functions, never this module's SQL.
+
+mod auth;
+mod keys;
+mod store;
+
+pub use auth::{AUTH_CACHE_TTL, AuthCache, Merchant, Scope};
+pub use keys::{ApiKey, KeyHash, generate_key, generate_secret};
+pub use store::{CreatedMerchant, MerchantStore, NewMerchant, QuotaError};

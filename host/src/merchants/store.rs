@@ -1,0 +1,228 @@
+//! SQL of the merchants database.
+
+use serde::Serialize;
+use sqlx::PgPool;
+
+use super::auth::{Merchant, Scope};
+use super::keys::{ApiKey, KeyHash, generate_key, generate_secret};
+use crate::secret::Secret;
+
+/// The merchants database.
+#[derive(Clone, Debug)]
+pub struct MerchantStore {
+    pool: PgPool,
+}
+
+/// What `merchants create` takes.
+#[derive(Clone, Debug)]
+pub struct NewMerchant {
+    pub name: String,
+    pub callback_url: Option<String>,
+    pub tokens: i64,
+    pub currency: String,
+    pub require_signed_writes: bool,
+}
+
+/// What `merchants create` prints: the only time keys and secrets are shown.
+#[derive(Clone, Debug, Serialize)]
+pub struct CreatedMerchant {
+    pub merchant_id: i64,
+    pub subscription_id: i64,
+    pub api_key: String,
+    pub read_api_key: String,
+    pub webhook_secret: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_signing_secret: Option<String>,
+}
+
+/// Why a token could not be taken.
+#[derive(Debug, PartialEq, Eq)]
+pub enum QuotaError {
+    /// Not the merchant's subscription, or inactive.
+    InvalidSubscription,
+    Exhausted,
+}
+
+impl MerchantStore {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Creates a merchant with a subscription and a write and a read key.
+    pub async fn create(&self, new: &NewMerchant) -> Result<CreatedMerchant, sqlx::Error> {
+        let webhook_secret = generate_secret("whsec_");
+        let signing = new.require_signed_writes.then(|| generate_secret("rss_"));
+        let mut tx = self.pool.begin().await?;
+        let merchant_id: i64 = sqlx::query_scalar(
+            "INSERT INTO merchants (name, callback_url, webhook_secret, default_currency, require_signed_writes, request_signing_secret)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .bind(&new.name)
+        .bind(&new.callback_url)
+        .bind(webhook_secret.expose())
+        .bind(&new.currency)
+        .bind(new.require_signed_writes)
+        .bind(signing.as_ref().map(Secret::expose))
+        .fetch_one(&mut *tx)
+        .await?;
+        let subscription_id: i64 = sqlx::query_scalar(
+            "INSERT INTO subscriptions (merchant_id, token_limit) VALUES ($1, $2) RETURNING id",
+        )
+        .bind(merchant_id)
+        .bind(new.tokens)
+        .fetch_one(&mut *tx)
+        .await?;
+        let (api_key, read_api_key) = insert_key_pair(&mut tx, merchant_id).await?;
+        tx.commit().await?;
+        Ok(CreatedMerchant {
+            merchant_id,
+            subscription_id,
+            api_key: api_key.expose().to_owned(),
+            read_api_key: read_api_key.expose().to_owned(),
+            webhook_secret: webhook_secret.expose().to_owned(),
+            request_signing_secret: signing.map(|s| s.expose().to_owned()),
+        })
+    }
+
+    /// Revokes one key; returns whether it existed and was live.
+    pub async fn revoke_key(&self, key: &str) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at = now() WHERE key_hash = $1 AND revoked_at IS NULL",
+        )
+        .bind(&ApiKey(key).hash().0[..])
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Revokes every live key of the merchant and issues a new pair;
+    /// `None` when there is no such merchant.
+    pub async fn rotate_keys(
+        &self,
+        merchant_id: i64,
+    ) -> Result<Option<(Secret, Secret)>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM merchants WHERE id = $1)")
+                .bind(merchant_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if !exists {
+            return Ok(None);
+        }
+        sqlx::query(
+            "UPDATE api_keys SET revoked_at = now() WHERE merchant_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(merchant_id)
+        .execute(&mut *tx)
+        .await?;
+        let pair = insert_key_pair(&mut tx, merchant_id).await?;
+        tx.commit().await?;
+        Ok(Some(pair))
+    }
+
+    /// The merchant behind a live key.
+    pub async fn merchant_for_key(&self, hash: &KeyHash) -> Result<Option<Merchant>, sqlx::Error> {
+        let row: Option<(i64, String, String, Option<String>)> = sqlx::query_as(
+            "SELECT m.id, k.scope, m.default_currency, CASE WHEN m.require_signed_writes THEN m.request_signing_secret END
+             FROM api_keys k JOIN merchants m ON m.id = k.merchant_id
+             WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
+        )
+        .bind(&hash.0[..])
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.and_then(|(id, scope, currency, signing)| {
+            Some(Merchant {
+                id,
+                scope: Scope::parse(&scope)?,
+                default_currency: currency,
+                request_signing_secret: signing.map(Secret::new),
+            })
+        }))
+    }
+
+    /// Takes one token of the merchant's own active subscription, exactly:
+    /// the check and the increment are one statement.
+    pub async fn take_token(
+        &self,
+        merchant_id: i64,
+        subscription_id: i64,
+    ) -> Result<Result<(), QuotaError>, sqlx::Error> {
+        let taken = sqlx::query(
+            "UPDATE subscriptions SET tokens_used = tokens_used + 1
+             WHERE id = $1 AND merchant_id = $2 AND active AND tokens_used < token_limit",
+        )
+        .bind(subscription_id)
+        .bind(merchant_id)
+        .execute(&self.pool)
+        .await?;
+        if taken.rows_affected() == 1 {
+            return Ok(Ok(()));
+        }
+        let valid: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM subscriptions WHERE id = $1 AND merchant_id = $2 AND active)")
+                .bind(subscription_id)
+                .bind(merchant_id)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(Err(if valid {
+            QuotaError::Exhausted
+        } else {
+            QuotaError::InvalidSubscription
+        }))
+    }
+
+    /// Gives back a token taken for a payment that was not created.
+    pub async fn return_token(&self, subscription_id: i64) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE subscriptions SET tokens_used = tokens_used - 1 WHERE id = $1 AND tokens_used > 0")
+            .bind(subscription_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Tokens used of a subscription (for tests and operators).
+    pub async fn tokens_used(&self, subscription_id: i64) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT tokens_used FROM subscriptions WHERE id = $1")
+            .bind(subscription_id)
+            .fetch_one(&self.pool)
+            .await
+    }
+}
+
+async fn insert_key_pair(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    merchant_id: i64,
+) -> Result<(Secret, Secret), sqlx::Error> {
+    let write = generate_key(Scope::Write);
+    let read = generate_key(Scope::Read);
+    for (key, scope) in [(&write, Scope::Write), (&read, Scope::Read)] {
+        sqlx::query("INSERT INTO api_keys (merchant_id, key_hash, scope) VALUES ($1, $2, $3)")
+            .bind(merchant_id)
+            .bind(&ApiKey(key.expose()).hash().0[..])
+            .bind(scope.as_str())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok((write, read))
+}
+
+impl MerchantStore {
+    /// The id of the oldest merchant with this name (for the demo's seed).
+    pub async fn id_by_name(&self, name: &str) -> Result<Option<i64>, sqlx::Error> {
+        sqlx::query_scalar("SELECT id FROM merchants WHERE name = $1 ORDER BY id LIMIT 1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// The first subscription of a merchant (for the demo's seed).
+    pub async fn first_subscription(&self, merchant_id: i64) -> Result<Option<i64>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT id FROM subscriptions WHERE merchant_id = $1 ORDER BY id LIMIT 1",
+        )
+        .bind(merchant_id)
+        .fetch_optional(&self.pool)
+        .await
+    }
+}

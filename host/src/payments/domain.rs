@@ -1,0 +1,199 @@
+//! Payment values that are valid by construction: parse, don't validate.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+/// A positive decimal with at most 8 places, below 10^12: an amount or a price.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Money(#[serde(with = "rust_decimal::serde::str")] Decimal);
+
+impl Money {
+    /// The largest accepted value, 999999999999.99999999.
+    pub fn max() -> Decimal {
+        Decimal::from_str("999999999999.99999999").expect("static decimal")
+    }
+
+    /// Parses the decimal text of a JSON number or string.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.is_empty() || text.len() > 40 {
+            return Err("must be a decimal number".into());
+        }
+        if text.contains(['e', 'E']) {
+            return Err("must be written without an exponent".into());
+        }
+        let value =
+            Decimal::from_str_exact(text).map_err(|_| "must be a decimal number".to_owned())?;
+        if value.scale() > 8 {
+            return Err("must have at most 8 decimal places".into());
+        }
+        if value <= Decimal::ZERO {
+            return Err("must be greater than 0".into());
+        }
+        if value > Self::max() {
+            return Err("must be at most 999999999999.99999999".into());
+        }
+        Ok(Self(value))
+    }
+
+    pub fn value(&self) -> Decimal {
+        self.0
+    }
+
+    /// Wraps a value read back from the database, which enforces the same bounds.
+    pub fn from_db(value: Decimal) -> Self {
+        Self(value)
+    }
+}
+
+impl fmt::Display for Money {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// An ISO 4217 code: three upper-case ASCII letters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Currency([u8; 3]);
+
+impl Currency {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let upper = text.trim().to_ascii_uppercase();
+        match upper.as_bytes() {
+            [a, b, c] if [a, b, c].iter().all(|x| x.is_ascii_uppercase()) => Ok(Self([*a, *b, *c])),
+            _ => Err("must be a three-letter ISO 4217 code".into()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("ASCII by construction")
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A provider alias such as `stripe`: lower-case letters, digits, `-`, `_`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Alias(String);
+
+impl Alias {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let ok = (1..=64).contains(&text.len())
+            && text.bytes().enumerate().all(|(i, b)| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || (i > 0 && (b == b'-' || b == b'_'))
+            });
+        if ok {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err("must be a provider alias such as \"stripe\"".into())
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Alias {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An idempotency key: 1 to 255 visible ASCII characters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if (1..=255).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_graphic()) {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err("must be 1 to 255 visible ASCII characters".into())
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Payment states, as the API spells them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum PaymentStatus {
+    #[serde(rename = "PAYMENT_PENDING")]
+    Pending,
+    #[serde(rename = "PAYMENT_FINISHED")]
+    Finished,
+    #[serde(rename = "PAYMENT_FAILED")]
+    Failed,
+}
+
+impl PaymentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentStatus::Pending => "PAYMENT_PENDING",
+            PaymentStatus::Finished => "PAYMENT_FINISHED",
+            PaymentStatus::Failed => "PAYMENT_FAILED",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            PaymentStatus::Pending,
+            PaymentStatus::Finished,
+            PaymentStatus::Failed,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_keeps_scale_and_enforces_bounds() {
+        assert_eq!(Money::parse("10.00").unwrap().to_string(), "10.00");
+        assert_eq!(
+            Money::parse("999999999999.99999999").unwrap().to_string(),
+            "999999999999.99999999"
+        );
+        for bad in [
+            "0",
+            "-1",
+            "0.000000001",
+            "1000000000000",
+            "1e3",
+            "abc",
+            "",
+            "NaN",
+            "1.2.3",
+        ] {
+            assert!(Money::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn currency_alias_and_keys() {
+        assert_eq!(Currency::parse("eur").unwrap().as_str(), "EUR");
+        assert!(Currency::parse("EURO").is_err());
+        assert!(Currency::parse("E1R").is_err());
+        assert!(Alias::parse("stripe").is_ok());
+        assert!(Alias::parse("Stripe").is_err());
+        assert!(Alias::parse("-x").is_err());
+        assert!(Alias::parse("").is_err());
+        assert!(IdempotencyKey::parse("evt_123").is_ok());
+        assert!(IdempotencyKey::parse("has space").is_err());
+        assert!(IdempotencyKey::parse(&"k".repeat(256)).is_err());
+    }
+}

@@ -1,0 +1,122 @@
+//! Idempotency keys: the first request with a key does the work; retries
+//! with the same body get its response again, other bodies a conflict.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::domain::IdempotencyKey;
+use super::store::PaymentStore;
+
+/// How long an unfinished claim blocks retries before a retry may take it
+/// over (the first request's process died mid-way).
+const CLAIM_LEASE_SECS: i64 = 60;
+
+/// What a request holding an idempotency key should do.
+#[derive(Debug, PartialEq)]
+pub enum Claim {
+    /// First time: go ahead, then `complete` or `release` the key.
+    Fresh,
+    /// Done before: answer this again.
+    Replay { status: u16, body: Value },
+    /// The key was used with a different body.
+    Conflict,
+    /// The first request is still running.
+    InProgress,
+}
+
+impl PaymentStore {
+    /// Claims `key` for a request whose canonical body hashes to `hash`.
+    pub async fn claim_idempotency(
+        &self,
+        merchant_id: i64,
+        key: &IdempotencyKey,
+        hash: &[u8],
+    ) -> Result<Claim, sqlx::Error> {
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency_keys (merchant_id, key, request_hash, state) VALUES ($1, $2, $3, 'in_progress')
+             ON CONFLICT (merchant_id, key) DO NOTHING",
+        )
+        .bind(merchant_id)
+        .bind(key.as_str())
+        .bind(hash)
+        .execute(&self.pool)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            return Ok(Claim::Fresh);
+        }
+        let row: Option<(Vec<u8>, String, Option<i16>, Option<Value>, DateTime<Utc>)> =
+            sqlx::query_as(
+                "SELECT request_hash, state, response_status, response_body, created_at
+             FROM idempotency_keys WHERE merchant_id = $1 AND key = $2",
+            )
+            .bind(merchant_id)
+            .bind(key.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some((stored_hash, state, status, body, created_at)) = row else {
+            // Released between our insert and select: try once more from the top.
+            return Box::pin(self.claim_idempotency(merchant_id, key, hash)).await;
+        };
+        if stored_hash != hash {
+            return Ok(Claim::Conflict);
+        }
+        if state == "done" {
+            return Ok(Claim::Replay {
+                status: status.unwrap_or(200) as u16,
+                body: body.unwrap_or(Value::Null),
+            });
+        }
+        let taken_over = sqlx::query(
+            "UPDATE idempotency_keys SET created_at = now()
+             WHERE merchant_id = $1 AND key = $2 AND state = 'in_progress' AND created_at = $3
+               AND created_at < now() - make_interval(secs => $4)",
+        )
+        .bind(merchant_id)
+        .bind(key.as_str())
+        .bind(created_at)
+        .bind(CLAIM_LEASE_SECS as f64)
+        .execute(&self.pool)
+        .await?;
+        Ok(if taken_over.rows_affected() == 1 {
+            Claim::Fresh
+        } else {
+            Claim::InProgress
+        })
+    }
+
+    /// Stores the final response of a claimed key.
+    pub async fn complete_idempotency(
+        &self,
+        merchant_id: i64,
+        key: &IdempotencyKey,
+        status: u16,
+        body: &Value,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE idempotency_keys SET state = 'done', response_status = $3, response_body = $4
+             WHERE merchant_id = $1 AND key = $2",
+        )
+        .bind(merchant_id)
+        .bind(key.as_str())
+        .bind(status as i16)
+        .bind(body)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Frees a claimed key whose request ended without creating a payment,
+    /// so a corrected retry can run.
+    pub async fn release_idempotency(
+        &self,
+        merchant_id: i64,
+        key: &IdempotencyKey,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM idempotency_keys WHERE merchant_id = $1 AND key = $2 AND state = 'in_progress'")
+            .bind(merchant_id)
+            .bind(key.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,10 @@
+//! Payments: creation through a provider plugin, listing, showing and the
+//! timeline (the payments database).
+
+pub mod create;
+pub mod domain;
+pub mod idempotency;
+pub mod store;
+
+pub use domain::{Alias, Currency, IdempotencyKey, Money, PaymentStatus};
+pub use store::{Payment, PaymentStore, TimelineEvent};

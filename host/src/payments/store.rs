@@ -1,0 +1,285 @@
+//! SQL of the payments database: payments, their timeline, idempotency keys.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::{PgPool, Postgres, Transaction};
+
+use super::domain::{Money, PaymentStatus};
+
+/// The payments database.
+#[derive(Clone, Debug)]
+pub struct PaymentStore {
+    pub(crate) pool: PgPool,
+}
+
+/// A payment as the API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Payment {
+    pub payment_id: i64,
+    pub order_id: i64,
+    pub provider: String,
+    pub amount: Money,
+    pub price: Money,
+    pub currency: String,
+    pub status: PaymentStatus,
+    pub payment_url: Option<String>,
+    #[serde(with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "rfc3339")]
+    pub updated_at: DateTime<Utc>,
+}
+
+/// RFC 3339 in UTC with a `Z`, as the API promises.
+mod rfc3339 {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true))
+    }
+}
+
+/// One row of a payment's timeline.
+#[derive(Clone, Debug, Serialize)]
+pub struct TimelineEvent {
+    pub event_type: String,
+    pub status: String,
+    pub message: Option<String>,
+    pub payload: Option<Value>,
+    #[serde(serialize_with = "rfc3339::serialize")]
+    pub timestamp: DateTime<Utc>,
+}
+
+/// A new payment row, before the provider is called.
+pub struct NewPayment<'a> {
+    pub merchant_id: i64,
+    pub order_id: i64,
+    pub subscription_id: i64,
+    pub alias: &'a str,
+    pub amount: Decimal,
+    pub price: Decimal,
+    pub currency: &'a str,
+}
+
+type PaymentRow = (
+    i64,
+    i64,
+    String,
+    Decimal,
+    Decimal,
+    String,
+    String,
+    Option<String>,
+    DateTime<Utc>,
+    DateTime<Utc>,
+);
+
+const PAYMENT_COLUMNS: &str =
+    "id, order_id, alias, amount, price, currency, status, payment_url, created_at, updated_at";
+
+fn to_payment(r: PaymentRow) -> Payment {
+    Payment {
+        payment_id: r.0,
+        order_id: r.1,
+        provider: r.2,
+        amount: Money::from_db(r.3),
+        price: Money::from_db(r.4),
+        currency: r.5,
+        status: PaymentStatus::parse(&r.6).unwrap_or(PaymentStatus::Pending),
+        payment_url: r.7,
+        created_at: r.8,
+        updated_at: r.9,
+    }
+}
+
+/// Result of inserting a payment.
+pub enum Inserted {
+    Created(i64),
+    /// The merchant already has a payment for this order.
+    OrderExists(i64),
+}
+
+impl PaymentStore {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// The merchant's payment for `order_id`, if any.
+    pub async fn payment_for_order(
+        &self,
+        merchant_id: i64,
+        order_id: i64,
+    ) -> Result<Option<i64>, sqlx::Error> {
+        sqlx::query_scalar("SELECT id FROM payments WHERE merchant_id = $1 AND order_id = $2")
+            .bind(merchant_id)
+            .bind(order_id)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// Inserts the payment (pending) and its first timeline row in one transaction.
+    pub async fn insert(&self, new: &NewPayment<'_>) -> Result<Inserted, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO payments (merchant_id, order_id, subscription_id, alias, amount, price, currency, status)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'PAYMENT_PENDING')
+             ON CONFLICT (merchant_id, order_id) DO NOTHING RETURNING id",
+        )
+        .bind(new.merchant_id)
+        .bind(new.order_id)
+        .bind(new.subscription_id)
+        .bind(new.alias)
+        .bind(new.amount)
+        .bind(new.price)
+        .bind(new.currency)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = id else {
+            tx.rollback().await?;
+            let existing = self
+                .payment_for_order(new.merchant_id, new.order_id)
+                .await?;
+            return Ok(Inserted::OrderExists(existing.unwrap_or_default()));
+        };
+        log(
+            &mut tx,
+            id,
+            "EVENT_PAYMENT_CREATED",
+            "PAYMENT_PENDING",
+            "payment created",
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Inserted::Created(id))
+    }
+
+    /// Records the provider's answer: pending with its URL, or failed.
+    pub async fn record_provider_outcome(
+        &self,
+        payment_id: i64,
+        outcome: Result<(&str, &str), &str>,
+        payload: Value,
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        match outcome {
+            Ok((reference, url)) => {
+                sqlx::query(
+                    "UPDATE payments SET provider_reference = $2, payment_url = $3, updated_at = now() WHERE id = $1",
+                )
+                .bind(payment_id)
+                .bind(reference)
+                .bind(url)
+                .execute(&mut *tx)
+                .await?;
+                log(
+                    &mut tx,
+                    payment_id,
+                    "EVENT_PROVIDER_REQUEST_SENT",
+                    "PAYMENT_PENDING",
+                    "provider session opened",
+                    Some(payload),
+                )
+                .await?;
+            }
+            Err(message) => {
+                sqlx::query("UPDATE payments SET status = 'PAYMENT_FAILED', updated_at = now() WHERE id = $1")
+                    .bind(payment_id)
+                    .execute(&mut *tx)
+                    .await?;
+                log(
+                    &mut tx,
+                    payment_id,
+                    "EVENT_PROVIDER_REQUEST_SENT",
+                    "PAYMENT_FAILED",
+                    message,
+                    Some(payload),
+                )
+                .await?;
+            }
+        }
+        tx.commit().await
+    }
+
+    /// One payment of the merchant; another merchant's is `None`.
+    pub async fn get(
+        &self,
+        merchant_id: i64,
+        payment_id: i64,
+    ) -> Result<Option<Payment>, sqlx::Error> {
+        let row: Option<PaymentRow> = sqlx::query_as(&format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1 AND merchant_id = $2"
+        ))
+        .bind(payment_id)
+        .bind(merchant_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(to_payment))
+    }
+
+    /// A page of the merchant's payments, newest first, and their total.
+    pub async fn list(
+        &self,
+        merchant_id: i64,
+        page: i64,
+        limit: i64,
+    ) -> Result<(Vec<Payment>, i64), sqlx::Error> {
+        let rows: Vec<PaymentRow> = sqlx::query_as(&format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE merchant_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
+        ))
+        .bind(merchant_id)
+        .bind(limit)
+        .bind((page - 1).saturating_mul(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM payments WHERE merchant_id = $1")
+            .bind(merchant_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((rows.into_iter().map(to_payment).collect(), total))
+    }
+
+    /// The payment's timeline in time order.
+    pub async fn timeline(&self, payment_id: i64) -> Result<Vec<TimelineEvent>, sqlx::Error> {
+        let rows: Vec<(String, String, Option<String>, Option<Value>, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT event_type, status, message, payload, created_at FROM payment_logs WHERE payment_id = $1 ORDER BY id",
+        )
+        .bind(payment_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(event_type, status, message, payload, timestamp)| TimelineEvent {
+                    event_type,
+                    status,
+                    message,
+                    payload,
+                    timestamp,
+                },
+            )
+            .collect())
+    }
+}
+
+/// Appends a timeline row inside the caller's transaction.
+pub(crate) async fn log(
+    tx: &mut Transaction<'_, Postgres>,
+    payment_id: i64,
+    event_type: &str,
+    status: &str,
+    message: &str,
+    payload: Option<Value>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO payment_logs (payment_id, event_type, status, message, payload) VALUES ($1, $2, $3, $4, $5)")
+        .bind(payment_id)
+        .bind(event_type)
+        .bind(status)
+        .bind(message)
+        .bind(payload)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! A circuit breaker per provider alias, in Redis (`cb:<alias>`) so every
+//! replica sees the same state. Closed: calls pass, consecutive failures are
+//! counted. Open (threshold reached): calls are refused until the cooldown
+//! ends. Half-open: one probe passes; its success closes the circuit, its
+//! failure opens it again.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+
+use crate::config::CircuitSettings;
+use crate::plugins::Clock;
+
+/// The breaker's answer before a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CircuitState {
+    /// Go ahead.
+    Closed,
+    /// Go ahead: this call is the half-open probe.
+    Probe,
+    /// Refuse; retry after this long.
+    Open { retry_after: Duration },
+}
+
+/// The breakers of all aliases.
+pub struct CircuitBreaker {
+    conn: ConnectionManager,
+    prefix: String,
+    settings: CircuitSettings,
+    acquire: redis::Script,
+    failure: redis::Script,
+}
+
+impl CircuitBreaker {
+    pub fn new(conn: ConnectionManager, prefix: &str, settings: CircuitSettings) -> Self {
+        Self {
+            conn,
+            prefix: format!("{prefix}cb:"),
+            settings,
+            // Returns {0} closed, {1} probe, {2, ms} open.
+            acquire: redis::Script::new(
+                "local open_until = tonumber(redis.call('HGET', KEYS[1], 'open_until') or '0') \
+                 local now = tonumber(ARGV[1]) \
+                 if open_until == 0 then return {0, 0} end \
+                 if now < open_until then return {2, open_until - now} end \
+                 local probe_until = tonumber(redis.call('HGET', KEYS[1], 'probe_until') or '0') \
+                 if now < probe_until then return {2, probe_until - now} end \
+                 redis.call('HSET', KEYS[1], 'probe_until', now + tonumber(ARGV[2])) \
+                 return {1, 0}",
+            ),
+            // Counts a failure; opens the circuit at the threshold or when a probe failed.
+            failure: redis::Script::new(
+                "local n = redis.call('HINCRBY', KEYS[1], 'failures', 1) \
+                 local probing = redis.call('HEXISTS', KEYS[1], 'probe_until') == 1 \
+                 if n >= tonumber(ARGV[2]) or probing then \
+                   redis.call('HSET', KEYS[1], 'open_until', tonumber(ARGV[1]) + tonumber(ARGV[3])) \
+                   redis.call('HDEL', KEYS[1], 'probe_until') \
+                 end \
+                 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) * 10 + 60000) \
+                 return n",
+            ),
+        }
+    }
+
+    fn key(&self, alias: &str) -> String {
+        format!("{}{alias}", self.prefix)
+    }
+
+    /// May a call to `alias` go ahead? If Redis cannot answer, the
+    /// `circuit-fail-open` setting decides.
+    pub async fn acquire(&self, alias: &str) -> CircuitState {
+        let cooldown_ms = self.settings.cooldown.as_millis() as u64;
+        let result: Result<(u8, u64), _> = self
+            .acquire
+            .key(self.key(alias))
+            .arg(Clock::System.now_ms())
+            .arg(cooldown_ms.max(1000))
+            .invoke_async(&mut self.conn.clone())
+            .await;
+        match result {
+            Ok((0, _)) => CircuitState::Closed,
+            Ok((1, _)) => CircuitState::Probe,
+            Ok((_, ms)) => CircuitState::Open {
+                retry_after: Duration::from_millis(ms),
+            },
+            Err(e) => {
+                tracing::warn!(%alias, error = %e, fail_open = self.settings.fail_open, "circuit breaker state unavailable");
+                if self.settings.fail_open {
+                    CircuitState::Closed
+                } else {
+                    CircuitState::Open {
+                        retry_after: Duration::from_secs(1),
+                    }
+                }
+            }
+        }
+    }
+
+    /// A call succeeded: the circuit closes and the count starts again.
+    pub async fn success(&self, alias: &str) {
+        let result: Result<(), _> = redis::cmd("DEL")
+            .arg(self.key(alias))
+            .query_async(&mut self.conn.clone())
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(%alias, error = %e, "could not reset circuit breaker");
+        }
+    }
+
+    /// A call failed in a way that says the provider is unwell.
+    pub async fn failure(&self, alias: &str) {
+        let result: Result<i64, _> = self
+            .failure
+            .key(self.key(alias))
+            .arg(Clock::System.now_ms())
+            .arg(self.settings.failure_threshold.max(1))
+            .arg(self.settings.cooldown.as_millis() as u64)
+            .invoke_async(&mut self.conn.clone())
+            .await;
+        match result {
+            Ok(n) if n as u32 >= self.settings.failure_threshold => {
+                tracing::warn!(%alias, failures = n, "circuit open");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(%alias, error = %e, "could not count provider failure"),
+        }
+    }
+}

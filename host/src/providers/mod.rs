@@ -1,0 +1,8 @@
+//! Provider aliases (the providers database) and the per-alias circuit
+//! breaker (Redis).
+
+mod circuit;
+mod store;
+
+pub use circuit::{CircuitBreaker, CircuitState};
+pub use store::{AliasBinding, ProviderStore};

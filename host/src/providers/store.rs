@@ -1,0 +1,102 @@
+//! SQL of the providers database.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sqlx::PgPool;
+
+/// An alias and the plugins that serve it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AliasBinding {
+    pub alias: String,
+    pub provider_plugin: String,
+    pub verifier_plugin: Option<String>,
+    pub available: bool,
+}
+
+/// How long a looked-up binding is reused.
+const CACHE_TTL: Duration = Duration::from_secs(2);
+
+/// The providers database, with a short cache for the request path.
+pub struct ProviderStore {
+    pool: PgPool,
+    cache: Mutex<HashMap<String, (Instant, Option<AliasBinding>)>>,
+}
+
+impl ProviderStore {
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            cache: Mutex::default(),
+        }
+    }
+
+    /// Creates or replaces an alias binding.
+    pub async fn set(&self, binding: &AliasBinding) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO provider_aliases (alias, provider_plugin, verifier_plugin, available) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (alias) DO UPDATE SET provider_plugin = $2, verifier_plugin = $3, available = $4, updated_at = now()",
+        )
+        .bind(&binding.alias)
+        .bind(&binding.provider_plugin)
+        .bind(&binding.verifier_plugin)
+        .bind(binding.available)
+        .execute(&self.pool)
+        .await?;
+        self.lock().remove(&binding.alias);
+        Ok(())
+    }
+
+    /// Every binding, by alias.
+    pub async fn list(&self) -> Result<Vec<AliasBinding>, sqlx::Error> {
+        let rows: Vec<(String, String, Option<String>, bool)> = sqlx::query_as(
+            "SELECT alias, provider_plugin, verifier_plugin, available FROM provider_aliases ORDER BY alias",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(alias, provider_plugin, verifier_plugin, available)| AliasBinding {
+                    alias,
+                    provider_plugin,
+                    verifier_plugin,
+                    available,
+                },
+            )
+            .collect())
+    }
+
+    /// The binding of `alias`, cached for a moment.
+    pub async fn get(&self, alias: &str) -> Result<Option<AliasBinding>, sqlx::Error> {
+        if let Some((at, binding)) = self.lock().get(alias) {
+            if at.elapsed() < CACHE_TTL {
+                return Ok(binding.clone());
+            }
+        }
+        let row: Option<(String, String, Option<String>, bool)> = sqlx::query_as(
+            "SELECT alias, provider_plugin, verifier_plugin, available FROM provider_aliases WHERE alias = $1",
+        )
+        .bind(alias)
+        .fetch_optional(&self.pool)
+        .await?;
+        let binding =
+            row.map(
+                |(alias, provider_plugin, verifier_plugin, available)| AliasBinding {
+                    alias,
+                    provider_plugin,
+                    verifier_plugin,
+                    available,
+                },
+            );
+        self.lock()
+            .insert(alias.to_owned(), (Instant::now(), binding.clone()));
+        Ok(binding)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Option<AliasBinding>)>> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

@@ -1,0 +1,116 @@
+//! A stand-in payment provider for paygate's tests and demo.
+//!
+//! It speaks the two dialects paygate's adapter plugins send: the original
+//! system's payment-link API (the `sandbox` adapter) and the part of Stripe
+//! Checkout the `stripe` adapter uses. Each payment gets a hosted page with
+//! Pay and Decline buttons; the first click settles the payment and sends
+//! the gateway the webhook the real provider would, signed the way paygate's
+//! `internal_hmac` and `stripe_verifier` plugins check. State lives in
+//! memory only.
+
+mod checkout;
+mod html;
+mod links;
+mod page;
+mod reply;
+mod store;
+mod stripe_form;
+mod webhook;
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use axum::Router;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::secret::Secret;
+use store::Sandbox;
+
+/// Settings of the sandbox provider, from flags or environment variables.
+/// The defaults match `serve --demo` on one machine.
+#[derive(Clone, Debug, clap::Args)]
+pub struct SandboxArgs {
+    /// Address the sandbox provider listens on.
+    #[arg(long, env = "SANDBOX_LISTEN", default_value = "0.0.0.0:8002")]
+    pub listen: SocketAddr,
+
+    /// Base URL buyers' browsers reach the sandbox at; payment pages live
+    /// under it.
+    #[arg(
+        long,
+        env = "SANDBOX_PUBLIC_URL",
+        default_value = "http://localhost:8002"
+    )]
+    pub public_url: String,
+
+    /// paygate's base URL; webhooks go to its `/api/v1/payments/webhook…`.
+    #[arg(
+        long,
+        env = "PAYGATE_GATEWAY_URL",
+        default_value = "http://localhost:8080"
+    )]
+    pub gateway_url: String,
+
+    /// Key of the internal scheme's `x-internal-signature` HMAC.
+    #[arg(
+        long,
+        env = "INTERNAL_WEBHOOK_SECRET",
+        default_value = "demo-internal-webhook-secret",
+        hide_env_values = true
+    )]
+    pub internal_webhook_secret: Secret,
+
+    /// Key of the `Stripe-Signature` HMAC (the whole `whsec_…` string).
+    #[arg(
+        long,
+        env = "STRIPE_WEBHOOK_SECRET",
+        default_value = "whsec_demo",
+        hide_env_values = true
+    )]
+    pub stripe_webhook_secret: Secret,
+}
+
+/// Every route of the sandbox provider, plus `GET /health` for scripts that
+/// wait for it to come up, over a fresh, empty memory.
+pub fn router(args: &SandboxArgs) -> Router {
+    Router::new()
+        .route(
+            "/health",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route("/payment-links", post(links::create))
+        .route("/payment-links/{id}", get(links::show))
+        .route("/v1/checkout/sessions", post(checkout::create))
+        .route("/v1/checkout/sessions/{id}", get(checkout::show))
+        .route("/pay/{id}", get(page::show))
+        .route("/pay/{id}/pay", post(page::pay))
+        .route("/pay/{id}/decline", post(page::decline))
+        .with_state(Sandbox::new(args))
+}
+
+/// Serves the sandbox on `listener` until `shutdown` is cancelled, then
+/// finishes the requests in flight. Webhook deliveries still retrying are
+/// left to the runtime.
+pub async fn serve(
+    listener: TcpListener,
+    args: SandboxArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let addr = listener
+        .local_addr()
+        .context("reading the sandbox's address")?;
+    tracing::info!(
+        %addr,
+        public_url = %args.public_url,
+        gateway_url = %args.gateway_url,
+        "sandbox provider serving"
+    );
+    axum::serve(listener, router(&args))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+        .context("serving the sandbox provider")?;
+    tracing::info!("sandbox provider stopped");
+    Ok(())
+}

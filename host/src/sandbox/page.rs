@@ -1,0 +1,159 @@
+//! The buyer's side: `GET /pay/{id}` and the two buttons,
+//! `POST /pay/{id}/pay` and `POST /pay/{id}/decline`.
+
+use std::time::Duration;
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+
+use super::html::{self, View};
+use super::reply::html;
+use super::store::{Order, Outcome, Payment, Sandbox};
+use super::webhook;
+
+/// How long a click waits for the gateway's first answer before
+/// redirecting, so the merchant's return page usually sees the new status.
+const FIRST_ATTEMPT_WAIT: Duration = Duration::from_secs(3);
+
+/// `GET /pay/{id}`.
+pub(crate) async fn show(
+    State(sandbox): State<Sandbox>,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    let id = id.map(|Path(id)| id).unwrap_or_default();
+    match sandbox.get(&id) {
+        Some(payment) => html(StatusCode::OK, html::payment(&view(&payment))),
+        None => html(StatusCode::NOT_FOUND, html::not_found(&id)),
+    }
+}
+
+/// `POST /pay/{id}/pay`.
+pub(crate) async fn pay(
+    State(sandbox): State<Sandbox>,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    settle(sandbox, id, Outcome::Finished).await
+}
+
+/// `POST /pay/{id}/decline`.
+pub(crate) async fn decline(
+    State(sandbox): State<Sandbox>,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    settle(sandbox, id, Outcome::Failed).await
+}
+
+/// Settles the payment once; only the click that settles it sends a
+/// webhook. Every click then goes where the payment's outcome leads.
+async fn settle(
+    sandbox: Sandbox,
+    id: Result<Path<String>, PathRejection>,
+    outcome: Outcome,
+) -> Response {
+    let id = id.map(|Path(id)| id).unwrap_or_default();
+    let Some((mut payment, changed)) = sandbox.settle(&id, outcome) else {
+        return html(StatusCode::NOT_FOUND, html::not_found(&id));
+    };
+    if changed {
+        tracing::info!(payment = %payment.id, outcome = ?payment.outcome, "sandbox payment settled");
+        if let Some(hook) = webhook::for_payment(&sandbox, &payment) {
+            let first_answer = webhook::spawn(sandbox.clone(), hook);
+            let _ = tokio::time::timeout(FIRST_ATTEMPT_WAIT, first_answer).await;
+            // Read again for the delivery result the first attempt left.
+            payment = sandbox.get(&id).unwrap_or(payment);
+        }
+    }
+    match return_url(&payment) {
+        Some(url) => Redirect::to(&url).into_response(),
+        None => html(StatusCode::OK, html::payment(&view(&payment))),
+    }
+}
+
+/// Where the buyer goes after a click: the link's return URL, or the
+/// session's success or cancel URL with Stripe's `{CHECKOUT_SESSION_ID}`
+/// placeholder filled in.
+fn return_url(payment: &Payment) -> Option<String> {
+    match (&payment.order, payment.outcome) {
+        (_, Outcome::Pending) => None,
+        (Order::Link(link), _) => link.return_url.clone(),
+        (Order::Session(session), outcome) => {
+            let url = if outcome == Outcome::Finished {
+                session.success_url.as_ref()
+            } else {
+                session.cancel_url.as_ref()
+            };
+            url.map(|url| url.replace("{CHECKOUT_SESSION_ID}", &payment.id))
+        }
+    }
+}
+
+fn view(payment: &Payment) -> View<'_> {
+    let (total, details) = match &payment.order {
+        Order::Link(link) => (
+            format!("{} {}", link.price, link.currency),
+            vec![
+                ("Order", link.order_id.to_string()),
+                ("Quantity", link.amount.clone()),
+                ("Merchant", link.merchant_id.to_string()),
+            ],
+        ),
+        Order::Session(session) => {
+            let mut details = Vec::new();
+            let order = session
+                .metadata
+                .get("order_id")
+                .cloned()
+                .or_else(|| session.product_name.clone());
+            if let Some(order) = order {
+                details.push(("Order", order));
+            }
+            if let Some(reference) = &session.client_reference_id {
+                details.push(("Reference", reference.clone()));
+            }
+            let total = major_units(session.amount_total, &session.currency);
+            (total, details)
+        }
+    };
+    let mut details = details;
+    details.push(("Provider id", payment.id.clone()));
+    View {
+        id: &payment.id,
+        total,
+        details,
+        outcome: payment.outcome,
+        delivery: payment.delivery.as_deref(),
+    }
+}
+
+/// Minor units written in major units with the currency code, using
+/// Stripe's list of currencies without or with three decimals.
+fn major_units(minor: u64, currency: &str) -> String {
+    let code = currency.to_ascii_uppercase();
+    let exponent = match code.as_str() {
+        "BIF" | "CLP" | "DJF" | "GNF" | "JPY" | "KMF" | "KRW" | "MGA" | "PYG" | "RWF" | "UGX"
+        | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+        "BHD" | "JOD" | "KWD" | "OMR" | "TND" => 3,
+        _ => 2,
+    };
+    if exponent == 0 {
+        return format!("{minor} {code}");
+    }
+    let scale = 10u64.pow(exponent);
+    let width = exponent as usize;
+    format!("{}.{:0width$} {code}", minor / scale, minor % scale)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_major_units() {
+        assert_eq!(major_units(1050, "eur"), "10.50 EUR");
+        assert_eq!(major_units(5, "usd"), "0.05 USD");
+        assert_eq!(major_units(1500, "jpy"), "1500 JPY");
+        assert_eq!(major_units(1500, "kwd"), "1.500 KWD");
+    }
+}

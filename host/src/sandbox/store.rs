@@ -1,0 +1,240 @@
+//! The sandbox's memory: every payment it opened, by id, and the
+//! idempotency keys that opened them. Nothing survives a restart.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand::Rng;
+use rand::distr::Alphanumeric;
+
+use super::SandboxArgs;
+use crate::secret::Secret;
+
+/// More payments than any test or demo opens; the cap keeps a sandbox left
+/// running (or hammered) from growing without bound.
+const MAX_PAYMENTS: usize = 100_000;
+
+/// Prefix of payment-link ids.
+pub(crate) const LINK_PREFIX: &str = "pl_";
+/// Prefix of Checkout Session ids, as Stripe's test mode names them.
+pub(crate) const SESSION_PREFIX: &str = "cs_test_";
+/// Prefix of Stripe event ids.
+pub(crate) const EVENT_PREFIX: &str = "evt_";
+
+/// Where a payment stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Pending,
+    Finished,
+    Failed,
+}
+
+/// A payment link as the `sandbox` adapter asked for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Link {
+    pub payment_id: u64,
+    pub merchant_id: u64,
+    pub order_id: u64,
+    pub amount: String,
+    pub price: String,
+    pub currency: String,
+    pub return_url: Option<String>,
+}
+
+/// A Checkout Session as the `stripe` adapter asked for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Session {
+    pub client_reference_id: Option<String>,
+    /// In the currency's minor units, as Stripe counts.
+    pub amount_total: u64,
+    /// Lower case, as Stripe answers.
+    pub currency: String,
+    pub product_name: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub success_url: Option<String>,
+    pub cancel_url: Option<String>,
+}
+
+/// What was asked for. It doubles as the idempotency fingerprint: a key
+/// reused with a different order is a conflict, not a replay.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Order {
+    Link(Link),
+    Session(Session),
+}
+
+/// One payment the sandbox opened.
+#[derive(Clone, Debug)]
+pub(crate) struct Payment {
+    pub id: String,
+    pub order: Order,
+    pub outcome: Outcome,
+    /// Unix seconds.
+    pub created: u64,
+    /// The last webhook delivery attempt, in words, once there was one.
+    pub delivery: Option<String>,
+}
+
+/// The answer to a create request.
+pub(crate) enum Opened {
+    New(Payment),
+    /// The idempotency key was seen with the same order.
+    Replayed(Payment),
+    /// The idempotency key was seen with another order.
+    Conflict,
+    /// [`MAX_PAYMENTS`] reached.
+    Full,
+}
+
+/// The settings the handlers need, taken from [`SandboxArgs`].
+pub(crate) struct Settings {
+    /// Without a trailing slash.
+    pub public_url: String,
+    /// Without a trailing slash.
+    pub gateway_url: String,
+    pub internal_secret: Secret,
+    pub stripe_secret: Secret,
+}
+
+#[derive(Default)]
+struct Memory {
+    payments: HashMap<String, Payment>,
+    /// `{id prefix}{key}` to payment id, so the two APIs' keys never meet.
+    keys: HashMap<String, String>,
+}
+
+/// The state every handler shares.
+#[derive(Clone)]
+pub(crate) struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: Settings,
+    http: reqwest::Client,
+    memory: Mutex<Memory>,
+}
+
+impl Sandbox {
+    pub(crate) fn new(args: &SandboxArgs) -> Self {
+        let http = reqwest::Client::builder()
+            // Webhooks go to the configured gateway and nowhere else.
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("building an HTTP client with static settings");
+        let settings = Settings {
+            public_url: args.public_url.trim_end_matches('/').to_string(),
+            gateway_url: args.gateway_url.trim_end_matches('/').to_string(),
+            internal_secret: args.internal_webhook_secret.clone(),
+            stripe_secret: args.stripe_webhook_secret.clone(),
+        };
+        Self {
+            inner: Arc::new(Inner {
+                settings,
+                http,
+                memory: Mutex::default(),
+            }),
+        }
+    }
+
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
+    /// The buyer-facing page of a payment.
+    pub(crate) fn payment_url(&self, id: &str) -> String {
+        format!("{}/pay/{id}", self.inner.settings.public_url)
+    }
+
+    /// Opens a payment with an id starting with `prefix`, or finds the one
+    /// `key` opened before. Check and insert happen under one lock, so two
+    /// concurrent requests with one key still open one payment.
+    pub(crate) fn open(&self, prefix: &str, key: Option<&str>, order: Order) -> Opened {
+        let mut memory = self.lock();
+        let scoped = key.map(|k| format!("{prefix}{k}"));
+        if let Some(earlier) = scoped
+            .as_ref()
+            .and_then(|k| memory.keys.get(k))
+            .and_then(|id| memory.payments.get(id))
+        {
+            return if earlier.order == order {
+                Opened::Replayed(earlier.clone())
+            } else {
+                Opened::Conflict
+            };
+        }
+        if memory.payments.len() >= MAX_PAYMENTS {
+            return Opened::Full;
+        }
+        let payment = Payment {
+            id: new_id(prefix),
+            order,
+            outcome: Outcome::Pending,
+            created: unix_now(),
+            delivery: None,
+        };
+        if let Some(scoped) = scoped {
+            memory.keys.insert(scoped, payment.id.clone());
+        }
+        memory.payments.insert(payment.id.clone(), payment.clone());
+        Opened::New(payment)
+    }
+
+    /// A copy of the payment `id`.
+    pub(crate) fn get(&self, id: &str) -> Option<Payment> {
+        self.lock().payments.get(id).cloned()
+    }
+
+    /// Moves a pending payment to `outcome`. Returns the payment and whether
+    /// it changed; a settled payment stays as it is, so a second click (or a
+    /// click on the other button) sends nothing.
+    pub(crate) fn settle(&self, id: &str, outcome: Outcome) -> Option<(Payment, bool)> {
+        let mut memory = self.lock();
+        let payment = memory.payments.get_mut(id)?;
+        let changed = payment.outcome == Outcome::Pending;
+        if changed {
+            payment.outcome = outcome;
+        }
+        Some((payment.clone(), changed))
+    }
+
+    /// Notes how the last webhook attempt for `id` went, for its page.
+    pub(crate) fn record_delivery(&self, id: &str, text: String) {
+        if let Some(payment) = self.lock().payments.get_mut(id) {
+            payment.delivery = Some(text);
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Memory> {
+        // Every critical section leaves the maps consistent, so a panic
+        // elsewhere while holding the lock is no reason to stop serving.
+        self.inner
+            .memory
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// `prefix` and 24 random alphanumerics, as the providers' ids look.
+pub(crate) fn new_id(prefix: &str) -> String {
+    let tail: String = rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(24)
+        .map(char::from)
+        .collect();
+    format!("{prefix}{tail}")
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,172 @@
+//! The webhook a settled payment sends the gateway, signed as paygate's
+//! verifiers expect, and its delivery with retries.
+
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use serde_json::json;
+use sha2::Sha256;
+use tokio::sync::oneshot;
+
+use super::checkout::session_json;
+use super::store::{EVENT_PREFIX, Order, Outcome, Payment, Sandbox, new_id, unix_now};
+
+/// Attempts per webhook, and the pause before the first retry (doubling).
+const ATTEMPTS: u32 = 4;
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+
+/// A webhook ready to send: where, what, and how to sign it.
+pub(crate) struct Webhook {
+    payment_id: String,
+    url: String,
+    body: Vec<u8>,
+    scheme: Scheme,
+}
+
+enum Scheme {
+    /// `x-internal-signature`: hex HMAC of the body.
+    Internal,
+    /// `Stripe-Signature`: HMAC of `{t}.{body}`, signed afresh per attempt
+    /// as Stripe does, so a late retry is not refused as stale.
+    Stripe,
+}
+
+/// The webhook announcing `payment`'s outcome, `None` while it is pending.
+pub(crate) fn for_payment(sandbox: &Sandbox, payment: &Payment) -> Option<Webhook> {
+    let gateway = &sandbox.settings().gateway_url;
+    let (url, body, scheme) = match (&payment.order, payment.outcome) {
+        (_, Outcome::Pending) => return None,
+        (Order::Link(link), outcome) => {
+            let status = if outcome == Outcome::Finished {
+                "finished"
+            } else {
+                "failed"
+            };
+            // Written out by hand so the bytes are exactly the documented body.
+            let body = format!(
+                r#"{{"payment_id":{},"status":"{status}"}}"#,
+                link.payment_id
+            );
+            let url = format!("{gateway}/api/v1/payments/webhook");
+            (url, body.into_bytes(), Scheme::Internal)
+        }
+        (Order::Session(_), outcome) => {
+            let kind = if outcome == Outcome::Finished {
+                "checkout.session.completed"
+            } else {
+                "checkout.session.expired"
+            };
+            let event = json!({
+                "id": new_id(EVENT_PREFIX),
+                "object": "event",
+                "type": kind,
+                "created": unix_now(),
+                "data": { "object": session_json(sandbox, payment) },
+            });
+            let url = format!("{gateway}/api/v1/payments/webhook/stripe");
+            (url, event.to_string().into_bytes(), Scheme::Stripe)
+        }
+    };
+    Some(Webhook {
+        payment_id: payment.id.clone(),
+        url,
+        body,
+        scheme,
+    })
+}
+
+/// Delivers `webhook` in the background. The receiver fires once the first
+/// attempt has an answer, so the caller may wait that long and no longer.
+pub(crate) fn spawn(sandbox: Sandbox, webhook: Webhook) -> oneshot::Receiver<()> {
+    let (first_done, first_answer) = oneshot::channel();
+    tokio::spawn(deliver(sandbox, webhook, first_done));
+    first_answer
+}
+
+async fn deliver(sandbox: Sandbox, webhook: Webhook, first_done: oneshot::Sender<()>) {
+    let mut first_done = Some(first_done);
+    let mut backoff = FIRST_BACKOFF;
+    for attempt in 1..=ATTEMPTS {
+        let (name, value) = signature(&sandbox, &webhook);
+        let sent = sandbox
+            .http()
+            .post(&webhook.url)
+            .header("content-type", "application/json")
+            .header(name, value)
+            .body(webhook.body.clone())
+            .send()
+            .await;
+        let (delivered, outcome) = match sent {
+            Ok(answer) if answer.status().is_success() => (
+                true,
+                format!("delivered (HTTP {})", answer.status().as_u16()),
+            ),
+            Ok(answer) => (
+                false,
+                format!("gateway answered HTTP {}", answer.status().as_u16()),
+            ),
+            Err(error) => (false, format!("gateway unreachable: {}", chain(&error))),
+        };
+        let url = webhook.url.as_str();
+        if delivered {
+            tracing::info!(payment = %webhook.payment_id, %url, attempt, %outcome, "sandbox webhook");
+        } else {
+            tracing::warn!(payment = %webhook.payment_id, %url, attempt, %outcome, "sandbox webhook");
+        }
+        let last = !delivered && attempt == ATTEMPTS;
+        let summary = if last {
+            format!("{outcome}; gave up after {ATTEMPTS} attempts")
+        } else {
+            format!("{outcome} (attempt {attempt} of {ATTEMPTS})")
+        };
+        sandbox.record_delivery(&webhook.payment_id, summary);
+        if let Some(done) = first_done.take() {
+            let _ = done.send(());
+        }
+        if delivered || last {
+            if last {
+                tracing::error!(payment = %webhook.payment_id, %url, "sandbox webhook not delivered");
+            }
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff *= 2;
+    }
+}
+
+/// The signature header for one attempt.
+fn signature(sandbox: &Sandbox, webhook: &Webhook) -> (&'static str, String) {
+    let settings = sandbox.settings();
+    match webhook.scheme {
+        Scheme::Internal => (
+            "x-internal-signature",
+            hmac_hex(settings.internal_secret.expose().as_bytes(), &webhook.body),
+        ),
+        Scheme::Stripe => {
+            let t = unix_now();
+            let mut signed = format!("{t}.").into_bytes();
+            signed.extend_from_slice(&webhook.body);
+            let v1 = hmac_hex(settings.stripe_secret.expose().as_bytes(), &signed);
+            ("stripe-signature", format!("t={t},v1={v1}"))
+        }
+    }
+}
+
+/// Lower-case hex HMAC-SHA256.
+fn hmac_hex(key: &[u8], message: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(message);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// An error with its causes, which is where reqwest says what went wrong.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
+}

@@ -1,0 +1,7 @@
+//! The merchant REST API end to end: a real host on port 0 over real
+//! PostgreSQL and Redis, the shipped plugins, and the sandbox provider.
+
+mod app;
+mod create;
+mod guards;
+mod reliability;

@@ -1,0 +1,279 @@
+//! `spawn_app()`: one host per test, its own merchant and Redis prefix, over
+//! databases shared by this test process.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use paygate::config::DatabaseUrls;
+use paygate::gateway::Gateway;
+use paygate::merchants::{CreatedMerchant, NewMerchant};
+use paygate::providers::AliasBinding;
+use paygate::{App, Config};
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::wasm;
+
+/// Databases of this test process, created once; stale ones of dead test
+/// processes are dropped first.
+async fn databases() -> DatabaseUrls {
+    static ONCE: OnceCell<DatabaseUrls> = OnceCell::const_new();
+    ONCE.get_or_init(|| async {
+        drop_stale_test_databases().await;
+        let base = format!(
+            "postgres://postgres@127.0.0.1:5432/paygate_test_{}",
+            std::process::id()
+        );
+        let urls = DatabaseUrls {
+            payments: format!("{base}_payments"),
+            merchants: format!("{base}_merchants"),
+            providers: format!("{base}_providers"),
+            logs: format!("{base}_logs"),
+        };
+        // Create and migrate once, before the apps race to.
+        paygate::db::Databases::connect_and_migrate(&urls, 2)
+            .await
+            .expect("test databases");
+        urls
+    })
+    .await
+    .clone()
+}
+
+async fn drop_stale_test_databases() {
+    use sqlx::Connection;
+    let Ok(mut admin) =
+        sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres").await
+    else {
+        return;
+    };
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'paygate_test_%'")
+            .fetch_all(&mut admin)
+            .await
+            .unwrap_or_default();
+    for name in names {
+        let pid = name.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()) {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .execute(&mut admin)
+                .await;
+        }
+    }
+}
+
+/// Compiled plugin code shared by every app of this process.
+fn cache_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("paygate-test-cache-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Extra plugin set-up of a test: (name, component, spec).
+pub type ExtraPlugin = (&'static str, &'static str, String);
+
+pub struct TestApp {
+    pub url: String,
+    pub gateway: Arc<Gateway>,
+    pub merchant: CreatedMerchant,
+    pub sandbox_url: String,
+    pub client: reqwest::Client,
+    shutdown: CancellationToken,
+    _plugin_dir: tempfile::TempDir,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Rate limits so high no ordinary test meets them.
+pub const LAX_RATE_LIMIT: &str = "[config]\nip-rate = \"100000\"\nip-burst = \"100000\"\nkey-rate = \"100000\"\nkey-burst = \"100000\"\n";
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(LAX_RATE_LIMIT, Vec::new(), |c| c).await
+}
+
+/// A host with the given rate-limit spec, extra plugins, and config tweaks.
+pub async fn spawn_app_with(
+    rate_limit: &str,
+    extra: Vec<ExtraPlugin>,
+    tweak: impl FnOnce(Config) -> Config,
+) -> TestApp {
+    let shutdown = CancellationToken::new();
+    let sandbox_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sandbox_addr = sandbox_listener.local_addr().unwrap();
+    let sandbox_url = format!("http://{sandbox_addr}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let provider_spec = format!(
+        "allowed_hosts = [\"{sandbox_addr}\"]\n[config]\nbase-url = \"{sandbox_url}\"\n[secrets]\nsecret-key = \"env:STRIPE_SECRET_KEY\"\n"
+    );
+    let mut plugins: Vec<ExtraPlugin> = vec![
+        ("sandbox", "sandbox_adapter", provider_spec.clone()),
+        ("stripe", "stripe_adapter", provider_spec),
+        ("rate-limit", "token_bucket", rate_limit.to_owned()),
+    ];
+    plugins.extend(extra);
+    for (name, component, spec) in &plugins {
+        std::fs::write(dir.path().join(format!("{name}.wasm")), wasm(component)).unwrap();
+        std::fs::write(dir.path().join(format!("{name}.toml")), spec).unwrap();
+    }
+
+    let prefix = format!("paygate-test-{}:", uuid::Uuid::new_v4());
+    let config = tweak(Config::for_tests(
+        databases().await,
+        dir.path().to_owned(),
+        cache_dir(),
+        prefix,
+    ));
+    let app = App::build(&config).await.expect("building the app");
+    let url = format!("http://{}", app.local_addr());
+    let gateway = app.gateway.clone();
+    tokio::spawn(app.run(shutdown.clone()));
+
+    let sandbox_args = paygate::sandbox::SandboxArgs {
+        listen: sandbox_addr,
+        public_url: sandbox_url.clone(),
+        gateway_url: url.clone(),
+        internal_webhook_secret: config.internal_webhook_secret.clone(),
+        stripe_webhook_secret: config.stripe_webhook_secret.clone(),
+    };
+    tokio::spawn(paygate::sandbox::serve(
+        sandbox_listener,
+        sandbox_args,
+        shutdown.clone(),
+    ));
+
+    for (alias, plugin) in [("sandbox", "sandbox"), ("stripe", "stripe")] {
+        bind(&gateway, alias, plugin).await;
+    }
+    let merchant = new_merchant(&gateway, 1000, false).await;
+    TestApp {
+        url,
+        gateway,
+        merchant,
+        sandbox_url,
+        client: reqwest::Client::new(),
+        shutdown,
+        _plugin_dir: dir,
+    }
+}
+
+/// Binds `alias` to provider plugin `plugin` (the alias table is shared by
+/// the process's apps; bindings name plugins each app loads itself).
+pub async fn bind(gateway: &Gateway, alias: &str, plugin: &str) {
+    gateway
+        .providers
+        .set(&AliasBinding {
+            alias: alias.into(),
+            provider_plugin: plugin.into(),
+            verifier_plugin: None,
+            available: true,
+        })
+        .await
+        .unwrap();
+}
+
+pub async fn new_merchant(gateway: &Gateway, tokens: i64, signed: bool) -> CreatedMerchant {
+    gateway
+        .merchants
+        .create(&NewMerchant {
+            name: "test merchant".into(),
+            callback_url: None,
+            tokens,
+            currency: "EUR".into(),
+            require_signed_writes: signed,
+        })
+        .await
+        .unwrap()
+}
+
+/// A response's status, headers and JSON body.
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn code(&self) -> &str {
+        self.body["error"].as_str().unwrap_or_default()
+    }
+}
+
+impl TestApp {
+    /// A create body for this app's merchant.
+    pub fn body(&self, order_id: i64) -> Value {
+        json!({"order_id": order_id, "amount": 1, "price": "10.00", "alias": "sandbox",
+               "subscription_id": self.merchant.subscription_id})
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        key: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Reply {
+        let mut req = self.client.post(format!("{}{path}", self.url)).body(body);
+        if let Some(key) = key {
+            req = req.header("x-api-key", key);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        reply(req.send().await.unwrap()).await
+    }
+
+    /// POSTs JSON with the merchant's write key.
+    pub async fn create(&self, body: &Value) -> Reply {
+        let key = self.merchant.api_key.clone();
+        self.post_raw(
+            "/api/v1/payments",
+            Some(&key),
+            &[("content-type", "application/json")],
+            body.to_string().into_bytes(),
+        )
+        .await
+    }
+
+    pub async fn get(&self, path: &str, key: Option<&str>) -> Reply {
+        let mut req = self.client.get(format!("{}{path}", self.url));
+        if let Some(key) = key {
+            req = req.header("x-api-key", key);
+        }
+        reply(req.send().await.unwrap()).await
+    }
+
+    pub async fn tokens_used(&self) -> i64 {
+        self.gateway
+            .merchants
+            .tokens_used(self.merchant.subscription_id)
+            .await
+            .unwrap()
+    }
+
+    pub async fn payment_count(&self) -> i64 {
+        self.get("/api/v1/payments", Some(&self.merchant.read_api_key))
+            .await
+            .body["total"]
+            .as_i64()
+            .unwrap()
+    }
+}
+
+async fn reply(response: reqwest::Response) -> Reply {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}

@@ -1,0 +1,227 @@
+//! Creating, listing, showing and tracking payments; idempotency and quota.
+
+use serde_json::json;
+
+use super::app::{new_merchant, spawn_app};
+
+#[tokio::test]
+async fn create_show_list_and_track_a_payment() {
+    let app = spawn_app().await;
+    let created = app.create(&app.body(123)).await;
+    assert_eq!(created.status, 200, "{:?}", created.body);
+    assert_eq!(created.body["status"], "PAYMENT_PENDING");
+    let id = created.body["payment_id"].as_i64().unwrap();
+    let url = created.body["payment_url"].as_str().unwrap();
+    assert!(url.starts_with(&app.sandbox_url), "{url}");
+
+    // The payment page is the sandbox's, with its Pay button.
+    let page = reqwest::get(url).await.unwrap().text().await.unwrap();
+    assert!(page.contains("id=\"pay\""), "{page}");
+
+    let read = app.merchant.read_api_key.clone();
+    let shown = app
+        .get(&format!("/api/v1/payments/{id}/show"), Some(&read))
+        .await;
+    assert_eq!(shown.status, 200);
+    let p = &shown.body;
+    assert_eq!(
+        (p["payment_id"].as_i64(), p["order_id"].as_i64()),
+        (Some(id), Some(123))
+    );
+    assert_eq!(
+        (
+            p["provider"].as_str(),
+            p["amount"].as_str(),
+            p["price"].as_str()
+        ),
+        (Some("sandbox"), Some("1"), Some("10.00"))
+    );
+    assert_eq!(
+        (p["currency"].as_str(), p["status"].as_str()),
+        (Some("EUR"), Some("PAYMENT_PENDING"))
+    );
+    assert!(p["created_at"].as_str().unwrap().ends_with('Z'));
+
+    let listed = app
+        .get("/api/v1/payments?page=1&limit=20", Some(&read))
+        .await;
+    assert_eq!(listed.body["total"], 1);
+    assert_eq!(listed.body["has_next"], false);
+    assert_eq!(listed.body["items"][0]["payment_id"].as_i64(), Some(id));
+
+    let tracked = app
+        .get(&format!("/api/v1/payments/{id}/tracking"), Some(&read))
+        .await;
+    assert_eq!(tracked.body["payment_status"], "PAYMENT_PENDING");
+    let types: Vec<&str> = tracked.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        ["EVENT_PAYMENT_CREATED", "EVENT_PROVIDER_REQUEST_SENT"]
+    );
+    assert_eq!(app.tokens_used().await, 1);
+}
+
+#[tokio::test]
+async fn stripe_alias_works_against_the_sandbox() {
+    let app = spawn_app().await;
+    let mut body = app.body(5);
+    body["alias"] = json!("stripe");
+    let created = app.create(&body).await;
+    assert_eq!(created.status, 200, "{:?}", created.body);
+    assert!(
+        created.body["payment_url"]
+            .as_str()
+            .unwrap()
+            .contains("/pay/cs_test_")
+    );
+}
+
+#[tokio::test]
+async fn list_pages_newest_first_and_only_own_payments() {
+    let app = spawn_app().await;
+    for order in 1..=5 {
+        assert_eq!(app.create(&app.body(order)).await.status, 200);
+    }
+    let read = app.merchant.read_api_key.clone();
+    let page = app
+        .get("/api/v1/payments?page=2&limit=2", Some(&read))
+        .await;
+    assert_eq!(
+        (
+            page.body["page"].as_i64(),
+            page.body["limit"].as_i64(),
+            page.body["total"].as_i64()
+        ),
+        (Some(2), Some(2), Some(5))
+    );
+    assert_eq!(page.body["has_next"], true);
+    let orders: Vec<i64> = page.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["order_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(orders, [3, 2]);
+
+    let other = new_merchant(&app.gateway, 10, false).await;
+    let theirs = app.get("/api/v1/payments", Some(&other.read_api_key)).await;
+    assert_eq!(theirs.body["total"], 0);
+}
+
+#[tokio::test]
+async fn same_key_same_body_replays_without_a_second_charge() {
+    let app = spawn_app().await;
+    let mut body = app.body(10);
+    body["event_id"] = json!("evt_123");
+    let first = app.create(&body).await;
+    assert_eq!(first.status, 200);
+    let again = app.create(&body).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body, first.body);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    assert_eq!(app.tokens_used().await, 1);
+    assert_eq!(app.payment_count().await, 1);
+
+    // Same key, other body.
+    body["price"] = json!("11.00");
+    let conflict = app.create(&body).await;
+    assert_eq!(
+        (conflict.status, conflict.code()),
+        (409, "idempotency_conflict")
+    );
+
+    // The Idempotency-Key header wins over event_id.
+    let key = app.merchant.api_key.clone();
+    let h = [
+        ("content-type", "application/json"),
+        ("idempotency-key", "hdr-1"),
+    ];
+    let body = app.body(11).to_string().into_bytes();
+    let a = app
+        .post_raw("/api/v1/payments", Some(&key), &h, body.clone())
+        .await;
+    let b = app.post_raw("/api/v1/payments", Some(&key), &h, body).await;
+    assert_eq!((a.status, b.status), (200, 200));
+    assert_eq!(a.body["payment_id"], b.body["payment_id"]);
+    assert_eq!(app.tokens_used().await, 2);
+}
+
+#[tokio::test]
+async fn order_ids_are_unique_per_merchant_not_globally() {
+    let app = spawn_app().await;
+    let first = app.create(&app.body(77)).await;
+    let again = app.create(&app.body(77)).await;
+    assert_eq!((again.status, again.code()), (409, "order_exists"));
+    assert_eq!(again.body["payment_id"], first.body["payment_id"]);
+    assert_eq!(app.tokens_used().await, 1);
+
+    // Another merchant may use the same order number.
+    let other = new_merchant(&app.gateway, 10, false).await;
+    let body = json!({"order_id": 77, "amount": 1, "price": "1", "alias": "sandbox", "subscription_id": other.subscription_id});
+    let theirs = app
+        .post_raw(
+            "/api/v1/payments",
+            Some(&other.api_key),
+            &[("content-type", "application/json")],
+            body.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(theirs.status, 200, "{:?}", theirs.body);
+}
+
+#[tokio::test]
+async fn quota_is_exact_under_concurrency() {
+    let app = spawn_app().await;
+    let small = new_merchant(&app.gateway, 3, false).await;
+    let calls = (1..=12).map(|order| {
+        let (client, url, key) = (app.client.clone(), app.url.clone(), small.api_key.clone());
+        let body = json!({"order_id": order, "amount": 1, "price": "1", "alias": "sandbox", "subscription_id": small.subscription_id});
+        tokio::spawn(async move {
+            let r = client.post(format!("{url}/api/v1/payments")).header("x-api-key", key).json(&body).send().await.unwrap();
+            let status = r.status().as_u16();
+            let body: serde_json::Value = r.json().await.unwrap();
+            (status, body["error"].as_str().unwrap_or_default().to_owned())
+        })
+    });
+    let mut ok = 0;
+    for call in calls {
+        match call.await.unwrap() {
+            (200, _) => ok += 1,
+            (429, code) => assert_eq!(code, "quota_exceeded"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(ok, 3);
+    assert_eq!(
+        app.gateway
+            .merchants
+            .tokens_used(small.subscription_id)
+            .await
+            .unwrap(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn another_merchants_subscription_is_refused() {
+    let app = spawn_app().await;
+    let other = new_merchant(&app.gateway, 10, false).await;
+    let mut body = app.body(1);
+    body["subscription_id"] = json!(other.subscription_id);
+    let r = app.create(&body).await;
+    assert_eq!((r.status, r.code()), (400, "invalid_subscription"));
+    assert_eq!(
+        app.gateway
+            .merchants
+            .tokens_used(other.subscription_id)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(app.payment_count().await, 0);
+}

@@ -1,0 +1,316 @@
+//! Bad input, authentication, rate limiting and response headers: each
+//! refusal has its status and code, and nothing is written or charged.
+
+use hmac::{Hmac, Mac};
+use serde_json::json;
+use sha2::Sha256;
+
+use super::app::{TestApp, new_merchant, spawn_app, spawn_app_with};
+
+/// Asserts the refusal and that it wrote and charged nothing.
+async fn refused(
+    app: &TestApp,
+    reply: super::app::Reply,
+    status: u16,
+    code: &str,
+) -> serde_json::Value {
+    assert_eq!(
+        (reply.status, reply.code()),
+        (status, code),
+        "{:?}",
+        reply.body
+    );
+    assert!(
+        reply.body["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+    assert!(
+        reply.body["request_id"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+    assert_eq!(app.tokens_used().await, 0);
+    assert_eq!(app.payment_count().await, 0);
+    reply.body
+}
+
+#[tokio::test]
+async fn invalid_bodies_name_their_fields() {
+    let app = spawn_app().await;
+    let key = app.merchant.api_key.clone();
+    let json_h = [("content-type", "application/json")];
+
+    let r = app
+        .post_raw(
+            "/api/v1/payments",
+            Some(&key),
+            &json_h,
+            b"{not json".to_vec(),
+        )
+        .await;
+    let body = refused(&app, r, 400, "invalid_request").await;
+    assert!(body.get("fields").is_none(), "malformed JSON has no fields");
+
+    let r = app.create(&json!({})).await;
+    let body = refused(&app, r, 400, "invalid_request").await;
+    let fields: Vec<&str> = body["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
+    for f in ["order_id", "subscription_id", "amount", "price", "alias"] {
+        assert!(fields.contains(&f), "{f} missing from {fields:?}");
+    }
+
+    for (field, value) in [
+        ("amount", json!(-1)),
+        ("amount", json!(0)),
+        ("amount", json!("1000000000000")),
+        ("price", json!("0.000000001")),
+        ("price", json!("ten")),
+        ("price", json!(true)),
+        ("order_id", json!("123")),
+        ("order_id", json!(1.5)),
+        ("order_id", json!(-3)),
+        ("currency", json!("EURO")),
+        ("event_id", json!(42)),
+        ("alias", json!(7)),
+    ] {
+        let mut body = app.body(1);
+        body[field] = value.clone();
+        let r = app.create(&body).await;
+        let body = refused(&app, r, 400, "invalid_request").await;
+        assert_eq!(body["fields"][0]["field"], field, "{field}={value}");
+    }
+
+    let mut body = app.body(1);
+    body["alias"] = json!("nosuchprovider");
+    let r = app.create(&body).await;
+    refused(&app, r, 400, "unknown_alias").await;
+}
+
+#[tokio::test]
+async fn size_type_and_path_guards() {
+    let app = spawn_app().await;
+    let key = app.merchant.api_key.clone();
+    let big = vec![b' '; (1 << 20) + 1];
+    let r = app
+        .post_raw(
+            "/api/v1/payments",
+            Some(&key),
+            &[("content-type", "application/json")],
+            big,
+        )
+        .await;
+    refused(&app, r, 413, "payload_too_large").await;
+
+    let body = app.body(1).to_string().into_bytes();
+    let r = app
+        .post_raw(
+            "/api/v1/payments",
+            Some(&key),
+            &[("content-type", "text/plain")],
+            body.clone(),
+        )
+        .await;
+    refused(&app, r, 415, "unsupported_media_type").await;
+    let r = app
+        .post_raw("/api/v1/payments", Some(&key), &[], body)
+        .await;
+    refused(&app, r, 415, "unsupported_media_type").await;
+
+    let read = app.merchant.read_api_key.clone();
+    let r = app.get("/api/v1/payments/abc/show", Some(&read)).await;
+    assert_eq!((r.status, r.code()), (400, "invalid_request"));
+    let r = app
+        .get("/api/v1/payments/999999999/show", Some(&read))
+        .await;
+    assert_eq!((r.status, r.code()), (404, "not_found"));
+    for q in ["page=0", "limit=0", "limit=101", "page=x"] {
+        let r = app.get(&format!("/api/v1/payments?{q}"), Some(&read)).await;
+        assert_eq!((r.status, r.code()), (400, "invalid_request"), "{q}");
+    }
+    let r = app.get("/no/such/route", None).await;
+    assert_eq!((r.status, r.code()), (404, "not_found"));
+}
+
+#[tokio::test]
+async fn keys_scopes_and_merchant_isolation() {
+    let app = spawn_app().await;
+    let body = app.body(1).to_string().into_bytes();
+    let json_h = [("content-type", "application/json")];
+    let r = app
+        .post_raw("/api/v1/payments", None, &json_h, body.clone())
+        .await;
+    refused(&app, r, 401, "unauthorized").await;
+    let r = app
+        .post_raw(
+            "/api/v1/payments",
+            Some("pk_unknown"),
+            &json_h,
+            body.clone(),
+        )
+        .await;
+    refused(&app, r, 401, "invalid_api_key").await;
+    let read = app.merchant.read_api_key.clone();
+    let r = app
+        .post_raw("/api/v1/payments", Some(&read), &json_h, body)
+        .await;
+    refused(&app, r, 403, "forbidden").await;
+
+    // Another merchant's payment is not found, on every read path.
+    let created = app.create(&app.body(2)).await;
+    let id = created.body["payment_id"].as_i64().unwrap();
+    let other = new_merchant(&app.gateway, 10, false).await;
+    for path in ["show", "tracking"] {
+        let r = app
+            .get(
+                &format!("/api/v1/payments/{id}/{path}"),
+                Some(&other.read_api_key),
+            )
+            .await;
+        assert_eq!((r.status, r.code()), (404, "not_found"), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn revoked_and_rotated_keys_stop_working() {
+    let app = spawn_app().await;
+    let read = app.merchant.read_api_key.clone();
+    assert_eq!(app.get("/api/v1/payments", Some(&read)).await.status, 200);
+    assert!(app.gateway.merchants.revoke_key(&read).await.unwrap());
+    tokio::time::sleep(paygate::merchants::AUTH_CACHE_TTL + std::time::Duration::from_millis(200))
+        .await;
+    let r = app.get("/api/v1/payments", Some(&read)).await;
+    assert_eq!((r.status, r.code()), (401, "invalid_api_key"));
+
+    let (write, new_read) = app
+        .gateway
+        .merchants
+        .rotate_keys(app.merchant.merchant_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        app.get("/api/v1/payments", Some(new_read.expose()))
+            .await
+            .status,
+        200
+    );
+    assert!(write.expose().starts_with("pk_"));
+}
+
+fn sign(secret: &str, t: u64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[tokio::test]
+async fn merchants_may_require_signed_writes() {
+    let app = spawn_app().await;
+    let signed = new_merchant(&app.gateway, 10, true).await;
+    let secret = signed
+        .request_signing_secret
+        .clone()
+        .expect("signing secret");
+    let body = json!({"order_id": 1, "amount": 1, "price": "1", "alias": "sandbox", "subscription_id": signed.subscription_id})
+        .to_string()
+        .into_bytes();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let post = |headers: Vec<(&'static str, String)>| {
+        let (client, url, key, body) = (
+            app.client.clone(),
+            app.url.clone(),
+            signed.api_key.clone(),
+            body.clone(),
+        );
+        async move {
+            let mut req = client
+                .post(format!("{url}/api/v1/payments"))
+                .header("x-api-key", key)
+                .header("content-type", "application/json");
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            let r = req.body(body).send().await.unwrap();
+            let status = r.status().as_u16();
+            let json: serde_json::Value = r.json().await.unwrap();
+            (
+                status,
+                json["error"].as_str().unwrap_or_default().to_owned(),
+            )
+        }
+    };
+    assert_eq!(post(vec![]).await, (403, "forbidden".into()));
+    assert_eq!(
+        post(vec![("x-signature", sign("wrong", now, &body))]).await,
+        (403, "invalid_signature".into())
+    );
+    assert_eq!(
+        post(vec![("x-signature", sign(&secret, now - 1000, &body))]).await,
+        (403, "signature_expired".into())
+    );
+    assert_eq!(
+        post(vec![("x-signature", sign(&secret, now, &body))])
+            .await
+            .0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn rate_limit_answers_429_before_authentication() {
+    let policy = "[config]\nip-rate = \"1\"\nip-burst = \"3\"\n";
+    let app = spawn_app_with(policy, Vec::new(), |c| c).await;
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        // No key at all: a limited client is refused before auth is tried.
+        codes.push(app.get("/api/v1/payments", None).await);
+    }
+    assert!(codes[..3].iter().all(|r| r.code() == "unauthorized"));
+    let limited = &codes[3];
+    assert_eq!((limited.status, limited.code()), (429, "rate_limited"));
+    assert!(limited.headers.contains_key("retry-after"));
+    assert_eq!(limited.headers["ratelimit-limit"], "3");
+    assert_eq!(limited.headers["ratelimit-remaining"], "0");
+    assert!(codes[0].headers.contains_key("ratelimit-reset"));
+}
+
+#[tokio::test]
+async fn every_response_carries_request_id_and_security_headers() {
+    let app = spawn_app().await;
+    let r = app
+        .client
+        .get(format!("{}/api/v1/payments", app.url))
+        .header("x-request-id", "req-abc-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "req-abc-1");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["request_id"], "req-abc-1");
+
+    let r = app
+        .client
+        .get(format!("{}/health", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(uuid::Uuid::parse_str(r.headers()["x-request-id"].to_str().unwrap()).is_ok());
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        body["checks"],
+        json!({"postgres": "ok", "redis": "ok", "plugins": "ok"})
+    );
+}

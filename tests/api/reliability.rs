@@ -1,0 +1,158 @@
+//! Provider failures: stored as failed and free of charge, the circuit
+//! breaker, and an idempotency key while its first request still runs.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::post;
+use serde_json::json;
+
+use super::app::{LAX_RATE_LIMIT, TestApp, bind, spawn_app_with};
+use crate::helpers::FakeServer;
+
+/// An app with alias `flaky` served by the sandbox adapter against `fake`.
+async fn app_with_provider(fake: &FakeServer) -> TestApp {
+    let spec = format!(
+        "allowed_hosts = [\"{}\"]\n[config]\nbase-url = \"{}\"\n",
+        fake.addr,
+        fake.url()
+    );
+    let app = spawn_app_with(
+        LAX_RATE_LIMIT,
+        vec![("flaky", "sandbox_adapter", spec)],
+        |c| c,
+    )
+    .await;
+    bind(&app.gateway, "flaky", "flaky").await;
+    app
+}
+
+/// A provider that fails with 503 while `failing` is set.
+async fn switchable_provider(failing: Arc<AtomicBool>) -> FakeServer {
+    FakeServer::start(Router::new().route(
+        "/payment-links",
+        post(move || {
+            let failing = failing.clone();
+            async move {
+                if failing.load(Ordering::SeqCst) {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        r#"{"error":{"message":"down"}}"#,
+                    )
+                } else {
+                    (
+                        StatusCode::CREATED,
+                        r#"{"id":"pl_ok","payment_url":"http://pay.invalid/pl_ok"}"#,
+                    )
+                }
+            }
+        }),
+    ))
+    .await
+}
+
+fn flaky(app: &TestApp, order: i64) -> serde_json::Value {
+    let mut body = app.body(order);
+    body["alias"] = json!("flaky");
+    body
+}
+
+#[tokio::test]
+async fn provider_failure_stores_a_failed_payment_and_charges_nothing() {
+    let fake = switchable_provider(Arc::new(AtomicBool::new(true))).await;
+    let app = app_with_provider(&fake).await;
+    let r = app.create(&flaky(&app, 1)).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (502, "provider_error"),
+        "{:?}",
+        r.body
+    );
+    let id = r.body["payment_id"].as_i64().unwrap();
+    let shown = app
+        .get(
+            &format!("/api/v1/payments/{id}/show"),
+            Some(&app.merchant.read_api_key.clone()),
+        )
+        .await;
+    assert_eq!(shown.body["status"], "PAYMENT_FAILED");
+    assert_eq!(app.tokens_used().await, 0);
+}
+
+#[tokio::test]
+async fn circuit_opens_after_consecutive_failures_and_a_probe_closes_it() {
+    let failing = Arc::new(AtomicBool::new(true));
+    let fake = switchable_provider(failing.clone()).await;
+    let app = app_with_provider(&fake).await;
+    // Threshold 3 in test settings.
+    for order in 1..=3 {
+        assert_eq!(app.create(&flaky(&app, order)).await.status, 502);
+    }
+    let calls_before = fake.requests().len();
+    let open = app.create(&flaky(&app, 4)).await;
+    assert_eq!((open.status, open.code()), (503, "provider_unavailable"));
+    assert!(open.headers.contains_key("retry-after"));
+    assert_eq!(
+        fake.requests().len(),
+        calls_before,
+        "an open circuit must not call the provider"
+    );
+    assert_eq!(app.tokens_used().await, 0);
+
+    // After the cooldown one probe goes through; its success closes the circuit.
+    failing.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(app.create(&flaky(&app, 5)).await.status, 200);
+    assert_eq!(app.create(&flaky(&app, 6)).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_key_whose_first_request_still_runs_is_refused() {
+    let slow = FakeServer::start(Router::new().route(
+        "/payment-links",
+        post(|| async {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            (
+                StatusCode::CREATED,
+                r#"{"id":"pl_slow","payment_url":"http://pay.invalid/pl_slow"}"#,
+            )
+        }),
+    ))
+    .await;
+    let app = app_with_provider(&slow).await;
+    let mut body = flaky(&app, 1);
+    body["event_id"] = json!("evt_slow");
+    let first = {
+        let (client, url, key, body) = (
+            app.client.clone(),
+            app.url.clone(),
+            app.merchant.api_key.clone(),
+            body.clone(),
+        );
+        tokio::spawn(async move {
+            client
+                .post(format!("{url}/api/v1/payments"))
+                .header("x-api-key", key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let second = app.create(&body).await;
+    assert_eq!((second.status, second.code()), (409, "request_in_progress"));
+    assert_eq!(first.await.unwrap(), 200);
+    let replay = app.create(&body).await;
+    assert_eq!(replay.status, 200);
+    assert_eq!(app.tokens_used().await, 1);
+    assert_eq!(
+        slow.requests().len(),
+        1,
+        "the provider is called once per key"
+    );
+}
