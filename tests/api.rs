@@ -3,5 +3,6 @@
 
 mod app;
 mod create;
+mod docs;
 mod guards;
 mod reliability;

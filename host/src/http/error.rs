@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::json;
 
 /// One offending field of a request body or query.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,

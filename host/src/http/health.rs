@@ -8,6 +8,13 @@ use serde_json::{Value, json};
 use super::AppState;
 
 /// 200 when every check is ok, else 503 naming the failing ones.
+#[utoipa::path(
+    get, path = "/health",
+    responses(
+        (status = 200, description = "Every check ok: `{\"status\": \"ok\", \"checks\": {...}}`"),
+        (status = 503, description = "A check failed; `checks` names it"),
+    )
+)]
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let gw = &state.gateway;
     let postgres = async {

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod error;
 mod health;
 pub mod middleware;
+pub mod openapi;
 mod payments;
 pub mod rate_limit;
 
@@ -39,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .merge(merchant_api)
         .route("/health", get(health::health))
         .route("/admin/v1/plugins", get(health::list_plugins))
+        .merge(openapi::routes())
         .fallback(|| async { ApiError::NotFound })
         .layer(axum::middleware::from_fn(middleware::body_guard))
         .layer(axum::middleware::from_fn_with_state(

@@ -11,11 +11,31 @@ use sha2::{Digest, Sha256};
 use super::AppState;
 use super::auth::authenticate;
 use super::error::{ApiError, FieldError, current_request_id};
+#[allow(unused_imports)] // named by the OpenAPI annotations
+use super::openapi::{CreatePaymentBody, CreatedBody, ErrorBody, PaymentPage, Tracking};
 use crate::merchants::Scope;
 use crate::payments::create::{CreatePayment, create_payment};
 use crate::payments::{Alias, Currency, IdempotencyKey, Money, Payment};
 
 /// `POST /api/v1/payments`.
+#[utoipa::path(
+    post, path = "/api/v1/payments", tag = "payments",
+    request_body = CreatePaymentBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Idempotency key; else `event_id`")),
+    responses(
+        (status = 200, description = "Created (or replayed: `Idempotent-Replayed: true`)", body = CreatedBody),
+        (status = 400, description = "`invalid_request`, `unknown_alias`, `invalid_subscription`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`, `invalid_api_key`", body = ErrorBody),
+        (status = 403, description = "`forbidden` (read-only key, signed writes missing), `invalid_signature`, `signature_expired`", body = ErrorBody),
+        (status = 409, description = "`idempotency_conflict`, `request_in_progress`, `order_exists`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`, `quota_exceeded`", body = ErrorBody),
+        (status = 502, description = "`provider_error`: the payment is stored `PAYMENT_FAILED`", body = ErrorBody),
+        (status = 503, description = "`provider_unavailable` (circuit open), `service_unavailable`", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -148,6 +168,20 @@ fn money(obj: &Map<String, Value>, field: &str, errors: &mut Vec<FieldError>) ->
 }
 
 /// `GET /api/v1/payments?page=&limit=`.
+#[utoipa::path(
+    get, path = "/api/v1/payments", tag = "payments",
+    params(
+        ("page" = Option<i64>, Query, description = "≥ 1, default 1"),
+        ("limit" = Option<i64>, Query, description = "1–100, default 20"),
+    ),
+    responses(
+        (status = 200, description = "The merchant's payments, newest first", body = PaymentPage),
+        (status = 400, description = "`invalid_request`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`, `invalid_api_key`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
 pub async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -209,6 +243,18 @@ async fn own_payment(
 }
 
 /// `GET /api/v1/payments/{id}/show`.
+#[utoipa::path(
+    get, path = "/api/v1/payments/{id}/show", tag = "payments",
+    params(("id" = i64, Path, description = "Payment id")),
+    responses(
+        (status = 200, description = "The payment", body = Payment),
+        (status = 400, description = "`invalid_request` (id not a number)", body = ErrorBody),
+        (status = 401, description = "`unauthorized`, `invalid_api_key`", body = ErrorBody),
+        (status = 404, description = "`not_found`, also for another merchant's payment", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
 pub async fn show(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -218,6 +264,18 @@ pub async fn show(
 }
 
 /// `GET /api/v1/payments/{id}/tracking`.
+#[utoipa::path(
+    get, path = "/api/v1/payments/{id}/tracking", tag = "payments",
+    params(("id" = i64, Path, description = "Payment id")),
+    responses(
+        (status = 200, description = "The payment's timeline in time order", body = Tracking),
+        (status = 400, description = "`invalid_request` (id not a number)", body = ErrorBody),
+        (status = 401, description = "`unauthorized`, `invalid_api_key`", body = ErrorBody),
+        (status = 404, description = "`not_found`, also for another merchant's payment", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
 pub async fn tracking(
     State(state): State<AppState>,
     headers: HeaderMap,

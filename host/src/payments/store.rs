@@ -15,19 +15,28 @@ pub struct PaymentStore {
 }
 
 /// A payment as the API shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Payment {
     pub payment_id: i64,
     pub order_id: i64,
+    /// The provider alias.
     pub provider: String,
+    /// Quantity bought, a decimal string.
+    #[schema(value_type = String, example = "1")]
     pub amount: Money,
+    /// Total charged, a decimal string.
+    #[schema(value_type = String, example = "10.00")]
     pub price: Money,
     pub currency: String,
+    #[schema(value_type = String, example = "PAYMENT_PENDING")]
     pub status: PaymentStatus,
     pub payment_url: Option<String>,
+    /// RFC 3339, UTC.
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTime<Utc>,
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -42,13 +51,16 @@ mod rfc3339 {
 }
 
 /// One row of a payment's timeline.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct TimelineEvent {
+    /// `EVENT_PAYMENT_CREATED`, `EVENT_PROVIDER_REQUEST_SENT`, ...
     pub event_type: String,
     pub status: String,
     pub message: Option<String>,
+    #[schema(value_type = Option<Object>)]
     pub payload: Option<Value>,
     #[serde(serialize_with = "rfc3339::serialize")]
+    #[schema(value_type = String, format = DateTime)]
     pub timestamp: DateTime<Utc>,
 }
 

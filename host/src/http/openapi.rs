@@ -1,0 +1,113 @@
+//! The OpenAPI document, generated from the handlers' annotations and the
+//! response types themselves, and Swagger UI served from paygate's own
+//! binary (no CDN).
+
+use axum::Router;
+use serde::Serialize;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_swagger_ui::SwaggerUi;
+
+use super::AppState;
+use super::error::FieldError;
+use crate::payments::store::{Payment, TimelineEvent};
+
+/// The API's document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "paygate",
+        description = "Merchant API of paygate: create, list, show and track payments. Every error is \
+                       {\"error\", \"message\", \"request_id\"} with a stable code; field errors add \"fields\".",
+        version = "0.1.0"
+    ),
+    paths(
+        super::payments::create,
+        super::payments::list,
+        super::payments::show,
+        super::payments::tracking,
+        super::health::health,
+    ),
+    components(schemas(ErrorBody, FieldError, CreatePaymentBody, CreatedBody, Payment, PaymentPage, TimelineEvent, Tracking)),
+    modifiers(&KeyAuth),
+    tags((name = "payments", description = "Payments of the calling merchant"))
+)]
+pub struct ApiDoc;
+
+struct KeyAuth;
+
+impl Modify for KeyAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Api-Key"))),
+        );
+    }
+}
+
+/// `/openapi.json` and Swagger UI at `/docs`.
+pub fn routes() -> Router<AppState> {
+    Router::from(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+}
+
+/// Every error response.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable code, e.g. `invalid_request`, `order_exists`.
+    pub error: String,
+    pub message: String,
+    pub request_id: String,
+    /// Field errors (400 `invalid_request` on fields only).
+    pub fields: Option<Vec<FieldError>>,
+    /// The existing payment (409 `order_exists`) or the failed one (502).
+    pub payment_id: Option<i64>,
+}
+
+/// `POST /api/v1/payments` body.
+#[derive(Serialize, ToSchema)]
+pub struct CreatePaymentBody {
+    /// The merchant's order number, unique per merchant.
+    pub order_id: i64,
+    /// Quantity bought: a JSON number or string, > 0, at most 8 decimal places.
+    #[schema(value_type = String, example = "1")]
+    pub amount: String,
+    /// Total charged: a JSON number or string, > 0, ≤ 999999999999.99999999, at most 8 decimal places.
+    #[schema(value_type = String, example = "10.00")]
+    pub price: String,
+    /// Provider alias, e.g. `stripe`.
+    pub alias: String,
+    pub subscription_id: i64,
+    /// Idempotency key when no `Idempotency-Key` header is sent.
+    pub event_id: Option<String>,
+    /// ISO 4217; the merchant's default otherwise.
+    pub currency: Option<String>,
+}
+
+/// A created payment.
+#[derive(Serialize, ToSchema)]
+pub struct CreatedBody {
+    pub payment_id: i64,
+    #[schema(example = "PAYMENT_PENDING")]
+    pub status: String,
+    pub payment_url: String,
+}
+
+/// A page of payments, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct PaymentPage {
+    pub page: i64,
+    pub limit: i64,
+    pub total: i64,
+    pub has_next: bool,
+    pub items: Vec<Payment>,
+}
+
+/// A payment's timeline.
+#[derive(Serialize, ToSchema)]
+pub struct Tracking {
+    pub payment_id: i64,
+    #[schema(example = "PAYMENT_PENDING")]
+    pub payment_status: String,
+    pub events: Vec<TimelineEvent>,
+}

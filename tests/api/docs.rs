@@ -1,0 +1,277 @@
+//! The OpenAPI document matches what the API really does, and Swagger UI
+//! renders it from assets paygate serves itself.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+
+use super::app::{Reply, TestApp, new_merchant, spawn_app};
+
+async fn spec(app: &TestApp) -> Value {
+    let r = app.get("/openapi.json", None).await;
+    assert_eq!(r.status, 200);
+    r.body
+}
+
+/// The statuses the spec documents for one operation.
+fn documented(spec: &Value, method: &str, path: &str) -> BTreeSet<u16> {
+    spec["paths"][path][method]["responses"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{method} {path} is not in the spec"))
+        .keys()
+        .map(|k| k.parse().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn spec_lists_exactly_the_routes_served() {
+    let app = spawn_app().await;
+    let spec = spec(&app).await;
+    let mut operations = BTreeSet::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            operations.insert(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    let served: BTreeSet<String> = [
+        "POST /api/v1/payments",
+        "GET /api/v1/payments",
+        "GET /api/v1/payments/{id}/show",
+        "GET /api/v1/payments/{id}/tracking",
+        "GET /health",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    assert_eq!(operations, served);
+    // And each of them answers (no 404 from the router: path shapes agree).
+    for op in &served {
+        let (method, path) = op.split_once(' ').unwrap();
+        let path = path.replace("{id}", "1");
+        let r = if method == "POST" {
+            app.post_raw(&path, None, &[], Vec::new()).await
+        } else {
+            app.get(&path, None).await
+        };
+        assert!(
+            r.code() != "not_found" || path.contains("/1/"),
+            "{op} is not routed: {:?}",
+            r.body
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_status_the_api_answers_is_documented() {
+    let app = spawn_app().await;
+    let spec = spec(&app).await;
+    let key = app.merchant.api_key.clone();
+    let read = app.merchant.read_api_key.clone();
+    let json_h = [("content-type", "application/json")];
+    let body = |b: &Value| b.to_string().into_bytes();
+    let created = app.create(&app.body(1)).await;
+    let id = created.body["payment_id"].as_i64().unwrap();
+    let broke = new_merchant(&app.gateway, 0, false).await;
+    let mut no_tokens = app.body(2);
+    no_tokens["subscription_id"] = json!(broke.subscription_id);
+
+    let mut observed: Vec<(&str, &str, Reply)> = vec![
+        ("post", "/api/v1/payments", created),
+        ("post", "/api/v1/payments", app.create(&json!({})).await),
+        (
+            "post",
+            "/api/v1/payments",
+            app.post_raw("/api/v1/payments", None, &json_h, body(&app.body(3)))
+                .await,
+        ),
+        (
+            "post",
+            "/api/v1/payments",
+            app.post_raw("/api/v1/payments", Some(&read), &json_h, body(&app.body(3)))
+                .await,
+        ),
+        ("post", "/api/v1/payments", app.create(&app.body(1)).await),
+        (
+            "post",
+            "/api/v1/payments",
+            app.post_raw(
+                "/api/v1/payments",
+                Some(&key),
+                &json_h,
+                vec![b' '; (1 << 20) + 1],
+            )
+            .await,
+        ),
+        (
+            "post",
+            "/api/v1/payments",
+            app.post_raw("/api/v1/payments", Some(&key), &[], body(&app.body(3)))
+                .await,
+        ),
+        (
+            "post",
+            "/api/v1/payments",
+            app.post_raw(
+                "/api/v1/payments",
+                Some(&broke.api_key),
+                &json_h,
+                body(&no_tokens),
+            )
+            .await,
+        ),
+        (
+            "get",
+            "/api/v1/payments",
+            app.get("/api/v1/payments", Some(&read)).await,
+        ),
+        (
+            "get",
+            "/api/v1/payments",
+            app.get("/api/v1/payments?limit=1000", Some(&read)).await,
+        ),
+        (
+            "get",
+            "/api/v1/payments",
+            app.get("/api/v1/payments", None).await,
+        ),
+        ("get", "/health", app.get("/health", None).await),
+    ];
+    for (path, suffix) in [
+        ("/api/v1/payments/{id}/show", "show"),
+        ("/api/v1/payments/{id}/tracking", "tracking"),
+    ] {
+        observed.push((
+            "get",
+            path,
+            app.get(&format!("/api/v1/payments/{id}/{suffix}"), Some(&read))
+                .await,
+        ));
+        observed.push((
+            "get",
+            path,
+            app.get(&format!("/api/v1/payments/x/{suffix}"), Some(&read))
+                .await,
+        ));
+        observed.push((
+            "get",
+            path,
+            app.get(
+                &format!("/api/v1/payments/{}/{suffix}", id + 1_000_000),
+                Some(&read),
+            )
+            .await,
+        ));
+        observed.push((
+            "get",
+            path,
+            app.get(&format!("/api/v1/payments/{id}/{suffix}"), Some("rk_nope"))
+                .await,
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    for (method, path, reply) in &observed {
+        assert!(
+            documented(&spec, method, path).contains(&reply.status),
+            "{method} {path} answered {} ({:?}), which the spec does not document",
+            reply.status,
+            reply.body
+        );
+        if reply.status >= 400 {
+            for field in ["error", "message", "request_id"] {
+                assert!(
+                    reply.body[field].is_string(),
+                    "{method} {path} {}: no {field}",
+                    reply.status
+                );
+            }
+        }
+        seen.insert((method.to_string(), path.to_string(), reply.status));
+    }
+    // The create path really produced each of these.
+    for status in [200, 400, 401, 403, 409, 413, 415, 429] {
+        assert!(
+            seen.contains(&("post".into(), "/api/v1/payments".into(), status)),
+            "create never answered {status}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn swagger_ui_is_served_without_a_cdn() {
+    let app = spawn_app().await;
+    let page = app
+        .client
+        .get(format!("{}/docs/", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("swagger-ui"), "{html}");
+    assert!(
+        !html.contains("https://"),
+        "the page must not load anything from elsewhere"
+    );
+    for asset in [
+        "swagger-ui.css",
+        "swagger-ui-bundle.js",
+        "swagger-initializer.js",
+    ] {
+        let r = app
+            .client
+            .get(format!("{}/docs/{asset}", app.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{asset}");
+    }
+}
+
+/// Opens /docs in headless Chromium and reads the rendered DOM. Set
+/// PAYGATE_SKIP_BROWSER=1 to skip where Chromium cannot be installed.
+#[tokio::test]
+async fn docs_render_the_payment_operations_in_a_browser() {
+    if std::env::var("PAYGATE_SKIP_BROWSER").is_ok() {
+        eprintln!("skipped: PAYGATE_SKIP_BROWSER is set");
+        return;
+    }
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect(
+            "Chromium is not installed (apt-get install chromium), or set PAYGATE_SKIP_BROWSER=1",
+        );
+    let app = spawn_app().await;
+    let profile = tempfile::tempdir().unwrap();
+    let output = tokio::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=10000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(format!("{}/docs/", app.url))
+        .output()
+        .await
+        .unwrap();
+    let dom = String::from_utf8_lossy(&output.stdout);
+    for rendered in [
+        "/api/v1/payments/{id}/show",
+        "/api/v1/payments/{id}/tracking",
+        "opblock-post",
+        "opblock-get",
+    ] {
+        assert!(
+            dom.contains(rendered),
+            "{rendered} not rendered; DOM starts: {}",
+            &dom[..dom.len().min(2000)]
+        );
+    }
+}
