@@ -5,4 +5,5 @@ mod app;
 mod create;
 mod docs;
 mod guards;
+mod lifecycle;
 mod reliability;

@@ -47,6 +47,7 @@ impl App {
             plugins,
             auth: AuthCache::default(),
             redis,
+            rabbitmq_url: config.rabbitmq_url.clone(),
             rate_limit_plugin: config.rate_limit_plugin.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
             hsts_max_age: config.hsts_max_age,

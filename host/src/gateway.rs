@@ -19,6 +19,8 @@ pub struct Gateway {
     pub plugins: Arc<PluginSet>,
     pub auth: AuthCache,
     pub redis: redis::aio::ConnectionManager,
+    /// The broker, checked by `/health`.
+    pub rabbitmq_url: String,
     /// Name of the rate-limit policy plugin; empty for none.
     pub rate_limit_plugin: String,
     pub trusted_proxies: Vec<IpAddr>,

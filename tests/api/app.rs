@@ -80,7 +80,8 @@ pub struct TestApp {
     pub merchant: CreatedMerchant,
     pub sandbox_url: String,
     pub client: reqwest::Client,
-    shutdown: CancellationToken,
+    pub shutdown: CancellationToken,
+    pub server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _plugin_dir: tempfile::TempDir,
 }
 
@@ -133,7 +134,7 @@ pub async fn spawn_app_with(
     let app = App::build(&config).await.expect("building the app");
     let url = format!("http://{}", app.local_addr());
     let gateway = app.gateway.clone();
-    tokio::spawn(app.run(shutdown.clone()));
+    let server = Some(tokio::spawn(app.run(shutdown.clone())));
 
     let sandbox_args = paygate::sandbox::SandboxArgs {
         listen: sandbox_addr,
@@ -159,6 +160,7 @@ pub async fn spawn_app_with(
         sandbox_url,
         client: reqwest::Client::new(),
         shutdown,
+        server,
         _plugin_dir: dir,
     }
 }

@@ -311,6 +311,6 @@ async fn every_response_carries_request_id_and_security_headers() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(
         body["checks"],
-        json!({"postgres": "ok", "redis": "ok", "plugins": "ok"})
+        json!({"postgres": "ok", "redis": "ok", "rabbitmq": "ok", "plugins": "ok"})
     );
 }

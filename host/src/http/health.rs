@@ -39,7 +39,8 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
             .map(|_| ())
             .map_err(|e| e.to_string())
     };
-    let (postgres, redis) = tokio::join!(postgres, redis);
+    let rabbitmq = reachable(&gw.rabbitmq_url);
+    let (postgres, redis, rabbitmq) = tokio::join!(postgres, redis, rabbitmq);
     let plugins = if gw.plugins.list().iter().any(|p| p.version.is_some()) {
         Ok(())
     } else {
@@ -48,6 +49,7 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     let checks = [
         ("postgres", postgres),
         ("redis", redis),
+        ("rabbitmq", rabbitmq),
         ("plugins", plugins),
     ];
     let healthy = checks.iter().all(|(_, r)| r.is_ok());
@@ -77,4 +79,27 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
 /// What is loaded, its version, digest, calls, errors and last refusal.
 pub async fn list_plugins(State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "plugins": state.gateway.plugins.list() }))
+}
+
+/// Whether the broker in an `amqp://` URL accepts a TCP connection within a
+/// second. (The outbox, which talks AMQP to it, reports its own state.)
+async fn reachable(url: &str) -> Result<(), String> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    let addr = if host_port.contains(':') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:5672")
+    };
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        tokio::net::TcpStream::connect(&addr),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("{addr}: {e}")),
+        Err(_) => Err(format!("{addr}: no answer within 1 s")),
+    }
 }
