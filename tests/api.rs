@@ -7,3 +7,4 @@ mod docs;
 mod guards;
 mod lifecycle;
 mod reliability;
+mod webhooks;

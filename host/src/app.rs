@@ -19,6 +19,7 @@ use crate::plugins::{
     Counters, EngineSettings, HostServices, Loader, PluginDir, PluginEngine, PluginSet,
 };
 use crate::providers::{CircuitBreaker, ProviderStore};
+use crate::webhooks::WebhookLog;
 
 /// A built server: databases migrated, plugins loaded, listener bound.
 pub struct App {
@@ -46,6 +47,8 @@ impl App {
             ),
             plugins,
             auth: AuthCache::default(),
+            webhook_log: WebhookLog::new(dbs.logs.clone()),
+            internal_verifier: config.internal_verifier_plugin.clone(),
             redis,
             rabbitmq_url: config.rabbitmq_url.clone(),
             rate_limit_plugin: config.rate_limit_plugin.clone(),

@@ -88,6 +88,14 @@ pub struct Config {
     #[arg(long, env = "PAYGATE_RATE_LIMIT_PLUGIN", default_value = "rate-limit")]
     pub rate_limit_plugin: String,
 
+    /// The verifier plugin of the internal webhook route (`x-internal-signature`).
+    #[arg(
+        long,
+        env = "PAYGATE_INTERNAL_VERIFIER_PLUGIN",
+        default_value = "internal-webhook"
+    )]
+    pub internal_verifier_plugin: String,
+
     /// Peers whose `X-Forwarded-For` is trusted for the client IP (comma-separated).
     #[arg(long, env = "PAYGATE_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<IpAddr>,
@@ -191,6 +199,7 @@ impl Config {
             plugin_cache_dir,
             plugin_max_concurrent_calls: 200,
             rate_limit_plugin: "rate-limit".into(),
+            internal_verifier_plugin: "internal-webhook".into(),
             trusted_proxies: Vec::new(),
             circuit: CircuitSettings {
                 failure_threshold: 3,

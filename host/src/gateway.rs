@@ -8,6 +8,7 @@ use crate::merchants::{AuthCache, MerchantStore};
 use crate::payments::PaymentStore;
 use crate::plugins::PluginSet;
 use crate::providers::{CircuitBreaker, ProviderStore};
+use crate::webhooks::WebhookLog;
 
 /// The services behind the API.
 pub struct Gateway {
@@ -18,6 +19,9 @@ pub struct Gateway {
     pub circuit: CircuitBreaker,
     pub plugins: Arc<PluginSet>,
     pub auth: AuthCache,
+    pub webhook_log: WebhookLog,
+    /// The verifier plugin of `POST /api/v1/payments/webhook`.
+    pub internal_verifier: String,
     pub redis: redis::aio::ConnectionManager,
     /// The broker, checked by `/health`.
     pub rabbitmq_url: String,

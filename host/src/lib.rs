@@ -23,6 +23,7 @@ pub mod providers;
 pub mod sandbox;
 pub mod secret;
 pub mod telemetry;
+pub mod webhooks;
 
 pub use app::App;
 pub use config::Config;

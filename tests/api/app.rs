@@ -117,6 +117,16 @@ pub async fn spawn_app_with(
         ("sandbox", "sandbox_adapter", provider_spec.clone()),
         ("stripe", "stripe_adapter", provider_spec),
         ("rate-limit", "token_bucket", rate_limit.to_owned()),
+        (
+            "internal-webhook",
+            "internal_hmac",
+            "[secrets]\nwebhook-secret = \"env:INTERNAL_WEBHOOK_SECRET\"\n".to_owned(),
+        ),
+        (
+            "stripe-webhook",
+            "stripe_verifier",
+            "[secrets]\nwebhook-secret = \"env:STRIPE_WEBHOOK_SECRET\"\n".to_owned(),
+        ),
     ];
     plugins.extend(extra);
     for (name, component, spec) in &plugins {
@@ -149,8 +159,11 @@ pub async fn spawn_app_with(
         shutdown.clone(),
     ));
 
-    for (alias, plugin) in [("sandbox", "sandbox"), ("stripe", "stripe")] {
-        bind(&gateway, alias, plugin).await;
+    for (alias, plugin, verifier) in [
+        ("sandbox", "sandbox", "internal-webhook"),
+        ("stripe", "stripe", "stripe-webhook"),
+    ] {
+        bind_verified(&gateway, alias, plugin, verifier).await;
     }
     let merchant = new_merchant(&gateway, 1000, false).await;
     TestApp {
@@ -168,16 +181,31 @@ pub async fn spawn_app_with(
 /// Binds `alias` to provider plugin `plugin` (the alias table is shared by
 /// the process's apps; bindings name plugins each app loads itself).
 pub async fn bind(gateway: &Gateway, alias: &str, plugin: &str) {
-    gateway
-        .providers
-        .set(&AliasBinding {
+    bind_binding(
+        gateway,
+        AliasBinding {
             alias: alias.into(),
             provider_plugin: plugin.into(),
             verifier_plugin: None,
             available: true,
-        })
-        .await
-        .unwrap();
+        },
+    )
+    .await;
+}
+
+/// Binds `alias` to a provider plugin and its webhook verifier plugin.
+pub async fn bind_verified(gateway: &Gateway, alias: &str, plugin: &str, verifier: &str) {
+    let binding = AliasBinding {
+        alias: alias.into(),
+        provider_plugin: plugin.into(),
+        verifier_plugin: Some(verifier.into()),
+        available: true,
+    };
+    bind_binding(gateway, binding).await;
+}
+
+async fn bind_binding(gateway: &Gateway, binding: AliasBinding) {
+    gateway.providers.set(&binding).await.unwrap();
 }
 
 pub async fn new_merchant(gateway: &Gateway, tokens: i64, signed: bool) -> CreatedMerchant {

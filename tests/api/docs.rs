@@ -38,6 +38,8 @@ async fn spec_lists_exactly_the_routes_served() {
         "GET /api/v1/payments",
         "GET /api/v1/payments/{id}/show",
         "GET /api/v1/payments/{id}/tracking",
+        "POST /api/v1/payments/webhook",
+        "POST /api/v1/payments/webhook/{alias}",
         "GET /health",
     ]
     .into_iter()
@@ -47,7 +49,7 @@ async fn spec_lists_exactly_the_routes_served() {
     // And each of them answers (no 404 from the router: path shapes agree).
     for op in &served {
         let (method, path) = op.split_once(' ').unwrap();
-        let path = path.replace("{id}", "1");
+        let path = path.replace("{id}", "1").replace("{alias}", "sandbox");
         let r = if method == "POST" {
             app.post_raw(&path, None, &[], Vec::new()).await
         } else {

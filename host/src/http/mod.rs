@@ -7,6 +7,7 @@ pub mod middleware;
 pub mod openapi;
 mod payments;
 pub mod rate_limit;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -38,6 +39,11 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .merge(merchant_api)
+        .route("/api/v1/payments/webhook", post(webhooks::internal))
+        .route(
+            "/api/v1/payments/webhook/{alias}",
+            post(webhooks::for_alias),
+        )
         .route("/health", get(health::health))
         .route("/admin/v1/plugins", get(health::list_plugins))
         .merge(openapi::routes())

@@ -26,11 +26,16 @@ use crate::payments::store::{Payment, TimelineEvent};
         super::payments::list,
         super::payments::show,
         super::payments::tracking,
+        super::webhooks::internal,
+        super::webhooks::for_alias,
         super::health::health,
     ),
     components(schemas(ErrorBody, FieldError, CreatePaymentBody, CreatedBody, Payment, PaymentPage, TimelineEvent, Tracking)),
     modifiers(&KeyAuth),
-    tags((name = "payments", description = "Payments of the calling merchant"))
+    tags(
+        (name = "payments", description = "Payments of the calling merchant"),
+        (name = "webhooks", description = "Payment events from providers, signature-checked by verifier plugins")
+    )
 )]
 pub struct ApiDoc;
 

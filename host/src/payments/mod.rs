@@ -5,6 +5,7 @@ pub mod create;
 pub mod domain;
 pub mod idempotency;
 pub mod store;
+pub mod webhook;
 
 pub use domain::{Alias, Currency, IdempotencyKey, Money, PaymentStatus};
 pub use store::{Payment, PaymentStore, TimelineEvent};

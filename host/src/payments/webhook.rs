@@ -1,0 +1,133 @@
+//! Applying verified provider events: a pending payment moves to finished
+//! or failed once; its timeline row and its outbox row commit in the same
+//! transaction; terminal payments never change.
+
+use serde_json::json;
+
+use super::domain::PaymentStatus;
+use super::store::{PaymentStore, log};
+
+/// What applying one event did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Applied {
+    Updated {
+        payment_id: i64,
+        status: PaymentStatus,
+    },
+    AlreadyProcessed {
+        payment_id: i64,
+        status: PaymentStatus,
+    },
+    NotFound,
+}
+
+type PaymentForEvent = (
+    i64,
+    String,
+    i64,
+    i64,
+    String,
+    rust_decimal::Decimal,
+    rust_decimal::Decimal,
+    chrono::DateTime<chrono::Utc>,
+);
+
+/// How a webhook event names its payment.
+pub enum PaymentLookup<'a> {
+    Id(i64),
+    ProviderReference(&'a str),
+}
+
+impl PaymentStore {
+    /// Moves the payment (only among `aliases`) to `status`, once.
+    pub async fn apply_provider_event(
+        &self,
+        lookup: PaymentLookup<'_>,
+        aliases: &[String],
+        status: PaymentStatus,
+        provider_type: &str,
+        event_id: &str,
+    ) -> Result<Applied, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let (by_id, by_reference) = match lookup {
+            PaymentLookup::Id(id) => (Some(id), None),
+            PaymentLookup::ProviderReference(reference) => (None, Some(reference)),
+        };
+        // One of the two keys is NULL, and `= NULL` matches nothing.
+        let row: Option<PaymentForEvent> = sqlx::query_as(
+            "SELECT id, status, merchant_id, order_id, currency, amount, price, created_at
+             FROM payments WHERE (id = $1 OR provider_reference = $2) AND alias = ANY($3) FOR UPDATE",
+        )
+        .bind(by_id)
+        .bind(by_reference)
+        .bind(aliases)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((payment_id, current, merchant_id, order_id, currency, amount, price, created_at)) =
+            row
+        else {
+            return Ok(Applied::NotFound);
+        };
+        let current = PaymentStatus::parse(&current).unwrap_or(PaymentStatus::Pending);
+        if current != PaymentStatus::Pending || status == PaymentStatus::Pending {
+            return Ok(Applied::AlreadyProcessed {
+                payment_id,
+                status: current,
+            });
+        }
+        sqlx::query("UPDATE payments SET status = $2, updated_at = now() WHERE id = $1")
+            .bind(payment_id)
+            .bind(status.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let payload = json!({"provider_event_id": event_id, "provider_type": provider_type});
+        log(
+            &mut tx,
+            payment_id,
+            "EVENT_PROVIDER_WEBHOOK",
+            status.as_str(),
+            provider_type,
+            Some(payload),
+        )
+        .await?;
+        let event_type = if status == PaymentStatus::Finished {
+            "payment.finished"
+        } else {
+            "payment.failed"
+        };
+        let notification_id = uuid::Uuid::new_v4();
+        let body = json!({
+            "event_id": notification_id.to_string(),
+            "event_type": event_type,
+            "payment_id": payment_id,
+            "order_id": order_id,
+            "merchant_id": merchant_id,
+            "status": status.as_str(),
+            "amount": amount.to_string(),
+            "price": price.to_string(),
+            "currency": currency,
+            "created_at": created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        });
+        sqlx::query("INSERT INTO outbox (payment_id, event_id, event_type, payload) VALUES ($1, $2, $3, $4)")
+            .bind(payment_id)
+            .bind(notification_id)
+            .bind(event_type)
+            .bind(body)
+            .execute(&mut *tx)
+            .await?;
+        // Wakes the outbox producer on commit.
+        sqlx::query("SELECT pg_notify('paygate_outbox', '')")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Applied::Updated { payment_id, status })
+    }
+
+    /// Outbox rows of a payment: (event_type, status), for tests and the API.
+    pub async fn outbox_of(&self, payment_id: i64) -> Result<Vec<(String, String)>, sqlx::Error> {
+        sqlx::query_as("SELECT event_type, status FROM outbox WHERE payment_id = $1 ORDER BY id")
+            .bind(payment_id)
+            .fetch_all(&self.pool)
+            .await
+    }
+}

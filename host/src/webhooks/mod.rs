@@ -1,0 +1,79 @@
+//! Inbound provider webhooks: every one is recorded in the logs database,
+//! valid or not, with its headers (credentials and signatures redacted),
+//! raw body, verdict and request id.
+
+use serde_json::{Map, Value};
+use sqlx::PgPool;
+
+/// Headers whose values never reach storage.
+const REDACTED: [&str; 7] = [
+    "authorization",
+    "cookie",
+    "x-api-key",
+    "x-internal-signature",
+    "x-provider-signature",
+    "stripe-signature",
+    "x-signature",
+];
+
+/// The logs database.
+#[derive(Clone, Debug)]
+pub struct WebhookLog {
+    pool: PgPool,
+}
+
+/// One received webhook and what became of it.
+pub struct Inbound<'a> {
+    pub request_id: &'a str,
+    pub path: &'a str,
+    pub alias: Option<&'a str>,
+    pub headers: &'a [(String, String)],
+    pub body: &'a [u8],
+    pub verdict: &'a str,
+    pub detail: Option<&'a str>,
+}
+
+impl WebhookLog {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub async fn record(&self, w: &Inbound<'_>) -> Result<(), sqlx::Error> {
+        let headers: Map<String, Value> = w
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                let value = if REDACTED.contains(&k.as_str()) {
+                    "[redacted]"
+                } else {
+                    v.as_str()
+                };
+                (k.clone(), Value::String(value.to_owned()))
+            })
+            .collect();
+        sqlx::query(
+            "INSERT INTO inbound_webhooks (request_id, path, alias, headers, body, verdict, detail)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(w.request_id)
+        .bind(w.path)
+        .bind(w.alias)
+        .bind(Value::Object(headers))
+        .bind(w.body)
+        .bind(w.verdict)
+        .bind(w.detail)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Verdicts recorded for a request id, for tests and operators.
+    pub async fn verdicts(&self, request_id: &str) -> Result<Vec<(String, Value)>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT verdict, headers FROM inbound_webhooks WHERE request_id = $1 ORDER BY id",
+        )
+        .bind(request_id)
+        .fetch_all(&self.pool)
+        .await
+    }
+}

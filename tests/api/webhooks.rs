@@ -1,0 +1,237 @@
+//! Provider webhooks: verified by plugins, recorded, applied once, and
+//! written with their outbox row in one transaction.
+
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use super::app::{Reply, TestApp, spawn_app};
+
+/// The secret `Config::for_tests` gives the internal scheme.
+const INTERNAL_SECRET: &[u8] = b"test-internal-secret";
+
+fn hex_hmac(key: &[u8], body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+async fn internal_webhook(
+    app: &TestApp,
+    body: &str,
+    signature: Option<String>,
+    request_id: &str,
+) -> Reply {
+    let mut headers = vec![
+        ("content-type", "application/json".to_owned()),
+        ("x-request-id", request_id.to_owned()),
+    ];
+    if let Some(sig) = signature {
+        headers.push(("x-internal-signature", sig));
+    }
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    app.post_raw(
+        "/api/v1/payments/webhook",
+        None,
+        &headers,
+        body.as_bytes().to_vec(),
+    )
+    .await
+}
+
+async fn status_of(app: &TestApp, id: i64) -> String {
+    let r = app
+        .get(
+            &format!("/api/v1/payments/{id}/show"),
+            Some(&app.merchant.read_api_key.clone()),
+        )
+        .await;
+    r.body["status"].as_str().unwrap().to_owned()
+}
+
+async fn pending_payment(app: &TestApp, order: i64, alias: &str) -> i64 {
+    let mut body = app.body(order);
+    body["alias"] = json!(alias);
+    let r = app.create(&body).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.body["payment_id"].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn a_signed_webhook_finishes_the_payment_once() {
+    let app = spawn_app().await;
+    let id = pending_payment(&app, 1, "sandbox").await;
+    let body = format!(r#"{{"payment_id": {id}, "status": "finished"}}"#);
+    let sig = hex_hmac(INTERNAL_SECRET, body.as_bytes());
+
+    let r = internal_webhook(&app, &body, Some(sig.clone()), "wh-1").await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        r.body,
+        json!({"status": "ok", "result": {"message": "payment updated", "payment_id": id, "status": "PAYMENT_FINISHED"}})
+    );
+    assert_eq!(status_of(&app, id).await, "PAYMENT_FINISHED");
+
+    // A replay is a no-op, and so is a later contrary event: terminal states stay.
+    let r = internal_webhook(&app, &body, Some(sig.to_uppercase()), "wh-2").await;
+    assert_eq!(r.body["result"]["message"], "already processed");
+    let failed = format!(r#"{{"payment_id": {id}, "status": "failed"}}"#);
+    let r = internal_webhook(
+        &app,
+        &failed,
+        Some(hex_hmac(INTERNAL_SECRET, failed.as_bytes())),
+        "wh-3",
+    )
+    .await;
+    assert_eq!(
+        r.body["result"],
+        json!({"message": "already processed", "payment_id": id, "status": "PAYMENT_FINISHED"})
+    );
+    assert_eq!(status_of(&app, id).await, "PAYMENT_FINISHED");
+
+    // Exactly one outbox row, written with the change.
+    let outbox = app.gateway.payments.outbox_of(id).await.unwrap();
+    assert_eq!(
+        outbox,
+        [("payment.finished".to_owned(), "LOG_PENDING".to_owned())]
+    );
+    let events: Vec<Value> = app
+        .get(
+            &format!("/api/v1/payments/{id}/tracking"),
+            Some(&app.merchant.read_api_key.clone()),
+        )
+        .await
+        .body["events"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        events.last().unwrap()["event_type"],
+        "EVENT_PROVIDER_WEBHOOK"
+    );
+
+    // Recorded in the logs database, signature redacted.
+    let logged = app.gateway.webhook_log.verdicts("wh-1").await.unwrap();
+    assert_eq!(logged.len(), 1);
+    assert_eq!(logged[0].0, "valid");
+    assert_eq!(logged[0].1["x-internal-signature"], "[redacted]");
+}
+
+#[tokio::test]
+async fn bad_signatures_are_refused_recorded_and_not_applied() {
+    let app = spawn_app().await;
+    let id = pending_payment(&app, 1, "sandbox").await;
+    let body = format!(r#"{{"payment_id": {id}, "status": "finished"}}"#);
+    let good = hex_hmac(INTERNAL_SECRET, body.as_bytes());
+    let tampered = body.replace("finished", "failed");
+    for (i, (body, sig)) in [
+        (body.as_str(), None),
+        (
+            body.as_str(),
+            Some(hex_hmac(b"wrong secret", body.as_bytes())),
+        ),
+        (body.as_str(), Some(good[..32].to_owned())),
+        (tampered.as_str(), Some(good.clone())),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let rid = format!("bad-{i}");
+        let r = internal_webhook(&app, body, sig, &rid).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (403, "invalid_signature"),
+            "case {i}: {:?}",
+            r.body
+        );
+        assert_eq!(
+            app.gateway.webhook_log.verdicts(&rid).await.unwrap()[0].0,
+            "invalid_signature"
+        );
+    }
+    assert_eq!(status_of(&app, id).await, "PAYMENT_PENDING");
+    assert!(app.gateway.payments.outbox_of(id).await.unwrap().is_empty());
+
+    let unknown = format!(r#"{{"payment_id": {id}, "status": "refunded"}}"#);
+    let r = internal_webhook(
+        &app,
+        &unknown,
+        Some(hex_hmac(INTERNAL_SECRET, unknown.as_bytes())),
+        "bad-status",
+    )
+    .await;
+    assert_eq!((r.status, r.code()), (400, "invalid_request"));
+    assert_eq!(status_of(&app, id).await, "PAYMENT_PENDING");
+}
+
+#[tokio::test]
+async fn unknown_payments_and_other_providers_payments_are_not_found() {
+    let app = spawn_app().await;
+    let body = r#"{"payment_id": 987654321, "status": "finished"}"#;
+    let r = internal_webhook(
+        &app,
+        body,
+        Some(hex_hmac(INTERNAL_SECRET, body.as_bytes())),
+        "nf-1",
+    )
+    .await;
+    assert_eq!(
+        r.body["result"],
+        json!({"message": "payment not found", "payment_id": 987654321, "status": null})
+    );
+
+    // A stripe payment cannot be moved by the internal verifier.
+    let id = pending_payment(&app, 2, "stripe").await;
+    let body = format!(r#"{{"payment_id": {id}, "status": "failed"}}"#);
+    let r = internal_webhook(
+        &app,
+        &body,
+        Some(hex_hmac(INTERNAL_SECRET, body.as_bytes())),
+        "nf-2",
+    )
+    .await;
+    assert_eq!(r.body["result"]["message"], "payment not found");
+    assert_eq!(status_of(&app, id).await, "PAYMENT_PENDING");
+
+    let r = app
+        .post_raw(
+            "/api/v1/payments/webhook/nosuchalias",
+            None,
+            &[("content-type", "application/json")],
+            b"{}".to_vec(),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (404, "not_found"));
+}
+
+#[tokio::test]
+async fn clicking_pay_on_the_sandbox_page_finishes_a_stripe_payment() {
+    let app = spawn_app().await;
+    let mut body = app.body(3);
+    body["alias"] = json!("stripe");
+    let created = app.create(&body).await;
+    let id = created.body["payment_id"].as_i64().unwrap();
+    let url = created.body["payment_url"].as_str().unwrap().to_owned();
+    // The sandbox signs a checkout.session.completed event with Stripe's scheme.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let clicked = client.post(format!("{url}/pay")).send().await.unwrap();
+    assert!(
+        clicked.status().is_success() || clicked.status().is_redirection(),
+        "{}",
+        clicked.status()
+    );
+    let started = std::time::Instant::now();
+    while status_of(&app, id).await != "PAYMENT_FINISHED" {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the webhook never finished the payment"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.gateway.payments.outbox_of(id).await.unwrap().len(), 1);
+}
