@@ -17,8 +17,9 @@
 //! default 10, after a 2 s warm-up), `BENCH_SWEEP_SECONDS` (per sweep level,
 //! default 3, after a 1 s warm-up), `BENCH_CLIENTS` (default 32),
 //! `BENCH_DB_POOL_SIZE` (default 32, as `paygate serve`),
-//! `BENCH_CLIENT_THREADS` (load generator threads, default 1), `RUST_LOG`
-//! (default `warn`).
+//! `BENCH_CLIENT_THREADS` (load generator threads, default 1),
+//! `BENCH_RATE_LIMIT` (`on`, or `off` to run without the rate-limit policy
+//! and isolate its cost), `RUST_LOG` (default `warn`).
 //!
 //! Prints Markdown tables; docs/BENCHMARKS.md holds the recorded figures.
 
@@ -74,6 +75,7 @@ struct Settings {
     sweep: Vec<usize>,
     db_pool_size: u32,
     client_threads: usize,
+    rate_limit: bool,
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -97,6 +99,11 @@ impl Settings {
             sweep: vec![1, 8, 32, 64, 128],
             db_pool_size: env_or("BENCH_DB_POOL_SIZE", 32),
             client_threads: env_or("BENCH_CLIENT_THREADS", 1),
+            rate_limit: match std::env::var("BENCH_RATE_LIMIT").as_deref() {
+                Ok("off") => false,
+                Ok("on") | Err(_) => true,
+                Ok(other) => panic!("BENCH_RATE_LIMIT={other:?}: use on or off"),
+            },
         }
     }
 }
@@ -163,10 +170,11 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
     let cache_dir = tempfile::tempdir().unwrap();
     let provider_spec =
         format!("allowed_hosts = [\"{sandbox_addr}\"]\n[config]\nbase-url = \"{sandbox_url}\"\n");
-    for (name, component, spec) in [
-        ("sandbox", "sandbox_adapter", provider_spec.as_str()),
-        ("rate-limit", "token_bucket", RATE_LIMIT_SPEC),
-    ] {
+    let mut plugins = vec![("sandbox", "sandbox_adapter", provider_spec.as_str())];
+    if settings.rate_limit {
+        plugins.push(("rate-limit", "token_bucket", RATE_LIMIT_SPEC));
+    }
+    for (name, component, spec) in plugins {
         std::fs::write(
             plugin_dir.path().join(format!("{name}.wasm")),
             wasm(component),
@@ -190,6 +198,9 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
     // What `paygate serve` runs with by default, not the tests' small sizes.
     config.db_pool_size = settings.db_pool_size;
     config.plugin_max_concurrent_calls = 1000;
+    if !settings.rate_limit {
+        config.rate_limit_plugin = String::new();
+    }
     config.circuit = CircuitSettings {
         failure_threshold: 5,
         cooldown: Duration::from_secs(30),
@@ -219,6 +230,9 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
     sandbox.serve(listener);
 
     for plugin in ["sandbox", "rate-limit"] {
+        if plugin == "rate-limit" && !settings.rate_limit {
+            continue;
+        }
         assert!(
             gateway.plugins.get(plugin).is_some(),
             "plugin {plugin} did not load: {:?}",
@@ -523,13 +537,12 @@ async fn client_loop(
         }
         let outcome = target.send(kind, &ids, &cursor).await;
         let done = Instant::now();
-        if let (Kind::Create, Ok((200, body))) = (kind, &outcome) {
-            if let Some(id) = serde_json::from_slice::<Value>(body)
+        if let (Kind::Create, Ok((200, body))) = (kind, &outcome)
+            && let Some(id) = serde_json::from_slice::<Value>(body)
                 .ok()
                 .and_then(|v| v["payment_id"].as_i64())
-            {
-                samples.created.push(id);
-            }
+        {
+            samples.created.push(id);
         }
         if sent < start {
             continue;
@@ -716,11 +729,12 @@ fn parse_stat(text: &str) -> Option<(&str, Vec<u64>)> {
     let open = text.find('(')?;
     let close = text.rfind(')')?;
     let comm = &text[open + 1..close];
-    let fields = text[close + 1..]
+    let fields: Vec<u64> = text[close + 1..]
         .split_whitespace()
         .map(|f| f.parse().unwrap_or(0))
         .collect();
-    Some((comm, fields))
+    // Every field the callers read (up to cstime) is there.
+    (fields.len() > 14).then_some((comm, fields))
 }
 
 /// Cumulative CPU clock ticks of each part.
@@ -746,25 +760,25 @@ impl CpuTicks {
             at: Some(Instant::now()),
             ..Default::default()
         };
-        if let Ok(stat) = std::fs::read_to_string("/proc/stat") {
-            if let Some(line) = stat.lines().next() {
-                let v: Vec<u64> = line
-                    .split_whitespace()
-                    .skip(1)
-                    .map(|f| f.parse().unwrap_or(0))
-                    .collect();
-                // user nice system idle iowait irq softirq steal
-                t.machine_busy = [0, 1, 2, 5, 6, 7]
-                    .iter()
-                    .map(|&i| v.get(i).copied().unwrap_or(0))
-                    .sum();
-            }
+        if let Ok(stat) = std::fs::read_to_string("/proc/stat")
+            && let Some(line) = stat.lines().next()
+        {
+            let v: Vec<u64> = line
+                .split_whitespace()
+                .skip(1)
+                .map(|f| f.parse().unwrap_or(0))
+                .collect();
+            // user nice system idle iowait irq softirq steal
+            t.machine_busy = [0, 1, 2, 5, 6, 7]
+                .iter()
+                .map(|&i| v.get(i).copied().unwrap_or(0))
+                .sum();
         }
-        if let Ok(text) = std::fs::read_to_string("/proc/self/stat") {
-            if let Some((_, f)) = parse_stat(&text) {
-                t.process = f[11] + f[12];
-                t.children = f[13] + f[14];
-            }
+        if let Ok(text) = std::fs::read_to_string("/proc/self/stat")
+            && let Some((_, f)) = parse_stat(&text)
+        {
+            t.process = f[11] + f[12];
+            t.children = f[13] + f[14];
         }
         if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
             for task in tasks.flatten() {
@@ -1122,7 +1136,7 @@ async fn pgbench(
         stdout
             .lines()
             .find_map(|l| l.strip_prefix(prefix))
-            .and_then(|rest| rest.trim().split_whitespace().next())
+            .and_then(|rest| rest.split_whitespace().next())
             .and_then(|v| v.parse().ok())
     };
     Some(Baseline {
@@ -1152,12 +1166,18 @@ struct Report<'a> {
     rss_peak_kib: u64,
 }
 
-fn phase_label(p: &Phase) -> &'static str {
-    match p.kind {
-        Kind::Create => {
+fn phase_label(p: &Phase, rate_limit: bool) -> &'static str {
+    match (p.kind, rate_limit) {
+        (Kind::Create, true) => {
             "`POST /api/v1/payments` (rate-limit + sandbox adapter plugins, sandbox provider over loopback)"
         }
-        Kind::Show => "`GET /api/v1/payments/{id}/show` (read key)",
+        (Kind::Create, false) => {
+            "`POST /api/v1/payments` (**no rate-limit policy**; sandbox adapter plugin, sandbox provider over loopback)"
+        }
+        (Kind::Show, true) => "`GET /api/v1/payments/{id}/show` (rate-limit plugin, read key)",
+        (Kind::Show, false) => {
+            "`GET /api/v1/payments/{id}/show` (**no rate-limit policy**, read key)"
+        }
     }
 }
 
@@ -1179,8 +1199,13 @@ fn report(r: &Report<'_>) {
         r.server_info
     );
     println!(
-        "Host in this process: DB pool {} (payments), plugin calls ≤ 1000, log level `{}`; {} load generator thread(s); phases {} s after a {} s warm-up; sweep {} s per level after {} s.",
+        "Host in this process: DB pool {} (payments), plugin calls ≤ 1000, rate-limit policy {}, log level `{}`; {} load generator thread(s); phases {} s after a {} s warm-up; sweep {} s per level after {} s.",
         s.db_pool_size,
+        if s.rate_limit {
+            "on (limits never reached)"
+        } else {
+            "**off** (`BENCH_RATE_LIMIT=off`)"
+        },
         std::env::var("RUST_LOG").unwrap_or_default(),
         s.client_threads,
         s.seconds,
@@ -1196,7 +1221,7 @@ fn report(r: &Report<'_>) {
     for p in r.phases {
         println!(
             "| {} | {} | {} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} |",
-            phase_label(p),
+            phase_label(p, s.rate_limit),
             p.clients,
             p.requests(),
             p.error_count(),

@@ -42,7 +42,8 @@ pub struct Config {
         long,
         env = "INTERNAL_WEBHOOK_SECRET",
         default_value = "demo-internal-webhook-secret",
-        hide_default_value = true
+        hide_default_value = true,
+        hide_env_values = true
     )]
     pub internal_webhook_secret: Secret,
 
@@ -51,7 +52,8 @@ pub struct Config {
         long,
         env = "STRIPE_SECRET_KEY",
         default_value = "sk_test_demo",
-        hide_default_value = true
+        hide_default_value = true,
+        hide_env_values = true
     )]
     pub stripe_secret_key: Secret,
 
@@ -60,7 +62,8 @@ pub struct Config {
         long,
         env = "STRIPE_WEBHOOK_SECRET",
         default_value = "whsec_demo",
-        hide_default_value = true
+        hide_default_value = true,
+        hide_env_values = true
     )]
     pub stripe_webhook_secret: Secret,
 
