@@ -9,6 +9,7 @@ use axum::routing::post;
 use serde_json::{Value, json};
 
 use super::app::{LAX_RATE_LIMIT, bind, spawn_app, spawn_app_with};
+use super::reliability::slow_provider;
 use crate::helpers::FakeServer;
 
 #[tokio::test]
@@ -26,17 +27,7 @@ async fn health_names_the_failing_service() {
 
 #[tokio::test]
 async fn shutdown_finishes_requests_in_flight_then_stops() {
-    let slow = FakeServer::start(Router::new().route(
-        "/payment-links",
-        post(|| async {
-            tokio::time::sleep(Duration::from_millis(800)).await;
-            (
-                StatusCode::CREATED,
-                r#"{"id":"pl_1","payment_url":"http://pay.invalid/pl_1"}"#,
-            )
-        }),
-    ))
-    .await;
+    let slow = slow_provider(Duration::from_millis(800)).await;
     let spec = format!(
         "allowed_hosts = [\"{}\"]\n[config]\nbase-url = \"{}\"\n",
         slow.addr,

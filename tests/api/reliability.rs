@@ -30,6 +30,21 @@ async fn app_with_provider(fake: &FakeServer) -> TestApp {
     app
 }
 
+/// A provider that answers every payment link after `delay`.
+pub(super) async fn slow_provider(delay: Duration) -> FakeServer {
+    FakeServer::start(Router::new().route(
+        "/payment-links",
+        post(move || async move {
+            tokio::time::sleep(delay).await;
+            (
+                StatusCode::CREATED,
+                r#"{"id":"pl_slow","payment_url":"http://pay.invalid/pl_slow"}"#,
+            )
+        }),
+    ))
+    .await
+}
+
 /// A provider that fails with 503 while `failing` is set.
 async fn switchable_provider(failing: Arc<AtomicBool>) -> FakeServer {
     FakeServer::start(Router::new().route(
@@ -111,17 +126,7 @@ async fn circuit_opens_after_consecutive_failures_and_a_probe_closes_it() {
 
 #[tokio::test]
 async fn a_key_whose_first_request_still_runs_is_refused() {
-    let slow = FakeServer::start(Router::new().route(
-        "/payment-links",
-        post(|| async {
-            tokio::time::sleep(Duration::from_millis(1500)).await;
-            (
-                StatusCode::CREATED,
-                r#"{"id":"pl_slow","payment_url":"http://pay.invalid/pl_slow"}"#,
-            )
-        }),
-    ))
-    .await;
+    let slow = slow_provider(Duration::from_millis(1500)).await;
     let app = app_with_provider(&slow).await;
     let mut body = flaky(&app, 1);
     body["event_id"] = json!("evt_slow");

@@ -10,7 +10,7 @@ use super::{
     INTERNAL_SECRET_VAR, STRIPE_KEY_VAR, STRIPE_SECRET_VAR, Sandbox, client, gateway, received,
     set_plugin_secrets,
 };
-use crate::helpers::{Received, Runtime, payment};
+use crate::helpers::{FakeServer, Received, Runtime, payment};
 
 fn adapter_spec(sandbox: &Sandbox, with_key: bool) -> String {
     let port = sandbox.url.rsplit(':').next().unwrap();
@@ -77,6 +77,39 @@ async fn verify(verifier: &LoadedPlugin, webhook: &Received) -> (PaymentRef, Eve
     (event.payment, event.status)
 }
 
+/// Opens payment `id` through `adapter`, clicks `button`, and checks the
+/// adapter's status and the `nth` webhook the gateway got, as `verifier`
+/// reads it. Returns the provider reference and the webhook.
+async fn click_and_check(
+    adapter: &LoadedPlugin,
+    verifier: &LoadedPlugin,
+    gateway: &FakeServer,
+    id: u64,
+    button: &str,
+    nth: usize,
+) -> (String, Received) {
+    let (state, event) = if button == "pay" {
+        (PaymentState::Finished, EventStatus::Finished)
+    } else {
+        (PaymentState::Failed, EventStatus::Failed)
+    };
+    let reference = open_and_click(adapter, id, button).await;
+    let seen = adapter
+        .payment_status("r", &reference)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen, state);
+    let webhook = received(gateway, nth + 1).await[nth].clone();
+    let (payment_ref, status) = verify(verifier, &webhook).await;
+    assert!(
+        matches!(payment_ref, PaymentRef::PaymentId(p) if p == id),
+        "{payment_ref:?}"
+    );
+    assert_eq!(status, event);
+    (reference, webhook)
+}
+
 #[tokio::test]
 async fn sandbox_adapter_and_internal_verifier_agree_with_the_sandbox() {
     set_plugin_secrets();
@@ -90,34 +123,9 @@ async fn sandbox_adapter_and_internal_verifier_agree_with_the_sandbox() {
         &verifier_spec(INTERNAL_SECRET_VAR),
     );
 
-    let reference = open_and_click(&adapter, 81, "pay").await;
+    let (reference, _) = click_and_check(&adapter, &verifier, &gateway, 81, "pay", 0).await;
     assert!(reference.starts_with("pl_"));
-    let state = adapter
-        .payment_status("r", &reference)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(state, PaymentState::Finished);
-    let (payment_ref, status) = verify(&verifier, &received(&gateway, 1).await[0]).await;
-    assert!(
-        matches!(payment_ref, PaymentRef::PaymentId(81)),
-        "{payment_ref:?}"
-    );
-    assert_eq!(status, EventStatus::Finished);
-
-    let reference = open_and_click(&adapter, 82, "decline").await;
-    let state = adapter
-        .payment_status("r", &reference)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(state, PaymentState::Failed);
-    let (payment_ref, status) = verify(&verifier, &received(&gateway, 2).await[1]).await;
-    assert!(
-        matches!(payment_ref, PaymentRef::PaymentId(82)),
-        "{payment_ref:?}"
-    );
-    assert_eq!(status, EventStatus::Failed);
+    let (reference, _) = click_and_check(&adapter, &verifier, &gateway, 82, "decline", 1).await;
 
     // The adapter's retry (same idempotency key) gets the same link back.
     let again = adapter
@@ -147,36 +155,11 @@ async fn stripe_adapter_and_verifier_agree_with_the_sandbox() {
         &verifier_spec(STRIPE_SECRET_VAR),
     );
 
-    let reference = open_and_click(&adapter, 91, "pay").await;
+    let (reference, webhook) = click_and_check(&adapter, &verifier, &gateway, 91, "pay", 0).await;
     assert!(reference.starts_with("cs_test_"));
-    let state = adapter
-        .payment_status("r", &reference)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(state, PaymentState::Finished);
-    let webhook = &received(&gateway, 1).await[0];
-    let (payment_ref, status) = verify(&verifier, webhook).await;
-    assert!(
-        matches!(payment_ref, PaymentRef::PaymentId(91)),
-        "{payment_ref:?}"
-    );
-    assert_eq!(status, EventStatus::Finished);
     let event: Value = serde_json::from_str(&webhook.body).unwrap();
     assert_eq!(event["data"]["object"]["amount_total"], 1000);
     assert_eq!(event["data"]["object"]["metadata"]["order_id"], "1091");
 
-    let reference = open_and_click(&adapter, 92, "decline").await;
-    let state = adapter
-        .payment_status("r", &reference)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(state, PaymentState::Failed);
-    let (payment_ref, status) = verify(&verifier, &received(&gateway, 2).await[1]).await;
-    assert!(
-        matches!(payment_ref, PaymentRef::PaymentId(92)),
-        "{payment_ref:?}"
-    );
-    assert_eq!(status, EventStatus::Failed);
+    click_and_check(&adapter, &verifier, &gateway, 92, "decline", 1).await;
 }
