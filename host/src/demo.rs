@@ -66,9 +66,12 @@ pub async fn seed(gw: &Gateway, api_base: &str) -> anyhow::Result<serde_json::Va
                 )
             }
         };
+    // A fresh order number each start, so the printed curl works again
+    // against databases kept from an earlier run.
+    let order_id = chrono::Utc::now().timestamp();
     let curl = format!(
         "curl -s -X POST {api_base}/api/v1/payments -H 'X-Api-Key: {api_key}' -H 'Content-Type: application/json' \
-         -d '{{\"order_id\": 1, \"amount\": 1, \"price\": \"10.00\", \"alias\": \"stripe\", \"subscription_id\": {subscription_id}}}'"
+         -d '{{\"order_id\": {order_id}, \"amount\": 1, \"price\": \"10.00\", \"alias\": \"stripe\", \"subscription_id\": {subscription_id}}}'"
     );
     Ok(json!({
         "merchant_id": merchant_id,
