@@ -271,6 +271,19 @@ impl TestApp {
         .await
     }
 
+    /// Starts a create in the background, for requests that must overlap.
+    pub fn spawn_create(
+        &self,
+        body: &Value,
+    ) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
+        let request = self
+            .client
+            .post(format!("{}/api/v1/payments", self.url))
+            .header("x-api-key", &self.merchant.api_key)
+            .json(body);
+        tokio::spawn(request.send())
+    }
+
     pub async fn get(&self, path: &str, key: Option<&str>) -> Reply {
         let mut req = self.client.get(format!("{}{path}", self.url));
         if let Some(key) = key {

@@ -3,14 +3,10 @@
 
 use std::time::Duration;
 
-use axum::Router;
-use axum::http::StatusCode;
-use axum::routing::post;
 use serde_json::{Value, json};
 
 use super::app::{LAX_RATE_LIMIT, bind, spawn_app, spawn_app_with};
 use super::reliability::slow_provider;
-use crate::helpers::FakeServer;
 
 #[tokio::test]
 async fn health_names_the_failing_service() {
@@ -42,21 +38,7 @@ async fn shutdown_finishes_requests_in_flight_then_stops() {
     bind(&app.gateway, "slowpay", "slowpay").await;
     let mut body = app.body(1);
     body["alias"] = json!("slowpay");
-    let in_flight = {
-        let (client, url, key) = (
-            app.client.clone(),
-            app.url.clone(),
-            app.merchant.api_key.clone(),
-        );
-        tokio::spawn(async move {
-            client
-                .post(format!("{url}/api/v1/payments"))
-                .header("x-api-key", key)
-                .json(&body)
-                .send()
-                .await
-        })
-    };
+    let in_flight = app.spawn_create(&body);
     tokio::time::sleep(Duration::from_millis(200)).await;
     app.shutdown.cancel();
     let answered = in_flight

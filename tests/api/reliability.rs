@@ -130,28 +130,11 @@ async fn a_key_whose_first_request_still_runs_is_refused() {
     let app = app_with_provider(&slow).await;
     let mut body = flaky(&app, 1);
     body["event_id"] = json!("evt_slow");
-    let first = {
-        let (client, url, key, body) = (
-            app.client.clone(),
-            app.url.clone(),
-            app.merchant.api_key.clone(),
-            body.clone(),
-        );
-        tokio::spawn(async move {
-            client
-                .post(format!("{url}/api/v1/payments"))
-                .header("x-api-key", key)
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-                .status()
-        })
-    };
+    let first = app.spawn_create(&body);
     tokio::time::sleep(Duration::from_millis(400)).await;
     let second = app.create(&body).await;
     assert_eq!((second.status, second.code()), (409, "request_in_progress"));
-    assert_eq!(first.await.unwrap(), 200);
+    assert_eq!(first.await.unwrap().unwrap().status(), 200);
     let replay = app.create(&body).await;
     assert_eq!(replay.status, 200);
     assert_eq!(app.tokens_used().await, 1);

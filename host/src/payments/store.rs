@@ -176,7 +176,7 @@ impl PaymentStore {
         payload: Value,
     ) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        match outcome {
+        let (status, message) = match outcome {
             Ok((reference, url)) => {
                 sqlx::query(
                     "UPDATE payments SET provider_reference = $2, payment_url = $3, updated_at = now() WHERE id = $1",
@@ -186,32 +186,25 @@ impl PaymentStore {
                 .bind(url)
                 .execute(&mut *tx)
                 .await?;
-                log(
-                    &mut tx,
-                    payment_id,
-                    "EVENT_PROVIDER_REQUEST_SENT",
-                    "PAYMENT_PENDING",
-                    "provider session opened",
-                    Some(payload),
-                )
-                .await?;
+                ("PAYMENT_PENDING", "provider session opened")
             }
             Err(message) => {
                 sqlx::query("UPDATE payments SET status = 'PAYMENT_FAILED', updated_at = now() WHERE id = $1")
                     .bind(payment_id)
                     .execute(&mut *tx)
                     .await?;
-                log(
-                    &mut tx,
-                    payment_id,
-                    "EVENT_PROVIDER_REQUEST_SENT",
-                    "PAYMENT_FAILED",
-                    message,
-                    Some(payload),
-                )
-                .await?;
+                ("PAYMENT_FAILED", message)
             }
-        }
+        };
+        log(
+            &mut tx,
+            payment_id,
+            "EVENT_PROVIDER_REQUEST_SENT",
+            status,
+            message,
+            Some(payload),
+        )
+        .await?;
         tx.commit().await
     }
 
