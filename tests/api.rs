@@ -6,5 +6,6 @@ mod create;
 mod docs;
 mod guards;
 mod lifecycle;
+mod notifications;
 mod reliability;
 mod webhooks;

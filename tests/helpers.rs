@@ -108,6 +108,8 @@ pub struct Received {
 pub struct FakeServer {
     pub addr: SocketAddr,
     pub received: Arc<Mutex<Vec<Received>>>,
+    /// New connections to close at once, unanswered (a peer that hangs up).
+    pub drop_connections: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl FakeServer {
@@ -147,8 +149,17 @@ impl FakeServer {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
+        let drop_connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let listener = HangingUp {
+            inner: listener,
+            remaining: drop_connections.clone(),
+        };
         tokio::spawn(async move { axum::serve(listener, router).await.ok() });
-        Self { addr, received }
+        Self {
+            addr,
+            received,
+            drop_connections,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -157,5 +168,42 @@ impl FakeServer {
 
     pub fn requests(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
+    }
+}
+
+/// A listener that closes the next `remaining` connections after reading
+/// what the client sent, without answering.
+struct HangingUp {
+    inner: tokio::net::TcpListener,
+    remaining: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl axum::serve::Listener for HangingUp {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        use std::sync::atomic::Ordering;
+        use tokio::io::AsyncReadExt;
+        loop {
+            let Ok((mut stream, addr)) = self.inner.accept().await else {
+                continue;
+            };
+            let hang_up = self
+                .remaining
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if !hang_up {
+                return (stream, addr);
+            }
+            let mut buf = [0u8; 4096];
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), stream.read(&mut buf))
+                .await;
+            drop(stream);
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
     }
 }

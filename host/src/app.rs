@@ -13,6 +13,8 @@ use crate::db::Databases;
 use crate::gateway::Gateway;
 use crate::http::{AppState, router};
 use crate::merchants::{AuthCache, MerchantStore};
+use crate::notifier::Notifier;
+use crate::outbox::{OutboxStore, Producer, Topology};
 use crate::payments::PaymentStore;
 use crate::plugins::counters::RedisCounters;
 use crate::plugins::{
@@ -26,6 +28,10 @@ pub struct App {
     listener: TcpListener,
     pub gateway: Arc<Gateway>,
     plugin_dir: PluginDir,
+    producer: Producer,
+    notifier: Arc<Notifier>,
+    /// Names this app's broker connections (`paygate notifier <instance>`).
+    pub instance: String,
 }
 
 impl App {
@@ -38,6 +44,7 @@ impl App {
         let plugins = Arc::new(load_plugins(config).await?);
         let gateway = Arc::new(Gateway {
             payments: PaymentStore::new(dbs.payments.clone()),
+            outbox: OutboxStore::new(dbs.payments.clone(), dbs.payments_relaxed.clone()),
             merchants: MerchantStore::new(dbs.merchants.clone()),
             providers: ProviderStore::new(dbs.providers.clone()),
             circuit: CircuitBreaker::new(
@@ -59,10 +66,35 @@ impl App {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding PAYGATE_LISTEN={}", config.listen))?;
+        let topology = Topology::new(&config.outbox);
+        let instance = format!(
+            "pid {} {}",
+            std::process::id(),
+            &uuid::Uuid::new_v4().to_string()[..8]
+        );
+        let producer = Producer {
+            store: gateway.outbox.clone(),
+            listen_pool: gateway.dbs.payments.clone(),
+            amqp_url: config.rabbitmq_url.clone(),
+            instance: instance.clone(),
+            topology: topology.clone(),
+            settings: config.outbox.clone(),
+        };
+        let notifier = Arc::new(Notifier::new(
+            gateway.outbox.clone(),
+            gateway.merchants.clone(),
+            config.rabbitmq_url.clone(),
+            instance.clone(),
+            topology,
+            config.notifier.clone(),
+        ));
         Ok(Self {
             listener,
             gateway,
             plugin_dir: PluginDir::new(&config.plugin_dir),
+            producer,
+            notifier,
+            instance,
         })
     }
 
@@ -72,12 +104,15 @@ impl App {
             .expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown` is cancelled, then drains in-flight requests.
+    /// Serves until `shutdown` is cancelled, then drains in-flight requests;
+    /// the outbox producer and the notifier finish what they hold.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let addr = self.local_addr();
         let watcher = self
             .plugin_dir
             .watch(self.gateway.plugins.clone(), shutdown.clone())?;
+        let producer = tokio::spawn(self.producer.run(shutdown.clone()));
+        let notifier = tokio::spawn(self.notifier.run(shutdown.clone()));
         let app = router(AppState {
             gateway: self.gateway.clone(),
         });
@@ -90,6 +125,8 @@ impl App {
         .await?;
         shutdown.cancel();
         let _ = watcher.await;
+        let _ = producer.await;
+        let _ = notifier.await;
         tracing::info!("paygate stopped");
         Ok(())
     }

@@ -106,6 +106,12 @@ pub struct Config {
     #[command(flatten)]
     pub circuit: CircuitSettings,
 
+    #[command(flatten)]
+    pub outbox: OutboxSettings,
+
+    #[command(flatten)]
+    pub notifier: NotifierSettings,
+
     /// `Strict-Transport-Security` max-age in seconds; 0 sends no HSTS header.
     #[arg(long, env = "PAYGATE_HSTS_MAX_AGE", default_value_t = 0)]
     pub hsts_max_age: u64,
@@ -163,6 +169,64 @@ pub struct CircuitSettings {
     pub fail_open: bool,
 }
 
+/// The outbox producer and the RabbitMQ topology it publishes to.
+#[derive(Clone, Debug, clap::Args)]
+pub struct OutboxSettings {
+    /// Prefix of the exchange and queue names (`payments`, `payments.merchant`, ...),
+    /// so deployments can share a broker.
+    #[arg(
+        long = "amqp-namespace",
+        env = "PAYGATE_AMQP_NAMESPACE",
+        default_value = ""
+    )]
+    pub namespace: String,
+    /// Delete the queues after they have been unused this long (none by default).
+    #[arg(long = "amqp-queue-expires", env = "PAYGATE_AMQP_QUEUE_EXPIRES", value_parser = parse_duration)]
+    pub queue_expires: Option<Duration>,
+    /// How often the producer looks for due rows when no NOTIFY woke it.
+    #[arg(long = "outbox-poll-interval", env = "OUTBOX_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+    /// How long a claimed or published row may stay unsettled before it is
+    /// published again (a crash or a lost message).
+    #[arg(long = "outbox-lease", env = "OUTBOX_LEASE", default_value = "60s", value_parser = parse_duration)]
+    pub lease: Duration,
+    /// Rows claimed and published per round.
+    #[arg(
+        long = "outbox-batch-size",
+        env = "OUTBOX_BATCH_SIZE",
+        default_value_t = 500
+    )]
+    pub batch_size: i64,
+}
+
+/// Delivery of signed notifications to merchants' callback URLs.
+#[derive(Clone, Debug, clap::Args)]
+pub struct NotifierSettings {
+    /// Delays before each retry; attempts = 1 + their number.
+    #[arg(
+        long = "notifier-retry-schedule",
+        env = "NOTIFIER_RETRY_SCHEDULE",
+        default_value = "5s,5m,30m,2h,5h,10h",
+        value_delimiter = ',',
+        value_parser = parse_duration
+    )]
+    pub retry_schedule: Vec<Duration>,
+    /// How long a merchant's endpoint may take to answer.
+    #[arg(long = "notifier-timeout", env = "NOTIFIER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Deliveries in flight at once (also the RabbitMQ prefetch).
+    #[arg(
+        long = "notifier-concurrency",
+        env = "NOTIFIER_CONCURRENCY",
+        default_value_t = 64
+    )]
+    pub concurrency: u16,
+    /// Allow callback URLs on loopback and private addresses (off: they are
+    /// refused, against server-side request forgery).
+    #[arg(long = "allow-private-callbacks", env = "PAYGATE_ALLOW_PRIVATE_CALLBACKS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_private_callbacks: bool,
+}
+
 /// Parses `250ms`, `30s`, `5m`, `2h`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -208,6 +272,19 @@ impl Config {
                 failure_threshold: 3,
                 cooldown: Duration::from_millis(500),
                 fail_open: true,
+            },
+            outbox: OutboxSettings {
+                namespace: format!("paygate_test_{}.", std::process::id()),
+                queue_expires: Some(Duration::from_secs(600)),
+                poll_interval: Duration::from_millis(200),
+                lease: Duration::from_secs(5),
+                batch_size: 500,
+            },
+            notifier: NotifierSettings {
+                retry_schedule: vec![Duration::from_millis(50), Duration::from_millis(100)],
+                timeout: Duration::from_secs(2),
+                concurrency: 16,
+                allow_private_callbacks: true,
             },
             hsts_max_age: 0,
             demo: false,

@@ -13,6 +13,11 @@ use crate::config::DatabaseUrls;
 #[derive(Clone, Debug)]
 pub struct Databases {
     pub payments: PgPool,
+    /// The payments database again, with `synchronous_commit = off`: for the
+    /// outbox's claims, whose loss in a database crash only means a
+    /// notification is published or offered again (never lost: the
+    /// settling writes go through `payments`, durably).
+    pub payments_relaxed: PgPool,
     pub merchants: PgPool,
     pub providers: PgPool,
     pub logs: PgPool,
@@ -30,6 +35,13 @@ impl Databases {
     pub async fn connect_and_migrate(urls: &DatabaseUrls, pool_size: u32) -> anyhow::Result<Self> {
         let dbs = Self {
             payments: pool("PAYMENTS_DATABASE_URL", &urls.payments, pool_size).await?,
+            payments_relaxed: pool_with(
+                "PAYMENTS_DATABASE_URL",
+                &urls.payments,
+                pool_size / 2 + 1,
+                &[("synchronous_commit", "off")],
+            )
+            .await?,
             merchants: pool("MERCHANTS_DATABASE_URL", &urls.merchants, pool_size / 2 + 1).await?,
             providers: pool("PROVIDERS_DATABASE_URL", &urls.providers, 4).await?,
             logs: pool("LOGS_DATABASE_URL", &urls.logs, pool_size / 4 + 1).await?,
@@ -50,10 +62,21 @@ impl Databases {
 }
 
 async fn pool(var: &str, url: &str, size: u32) -> anyhow::Result<PgPool> {
+    pool_with(var, url, size, &[]).await
+}
+
+async fn pool_with(
+    var: &str,
+    url: &str,
+    size: u32,
+    settings: &[(&str, &str)],
+) -> anyhow::Result<PgPool> {
     let options: PgConnectOptions = url
         .parse()
         .with_context(|| format!("{var} is not a PostgreSQL URL"))?;
-    let options = options.disable_statement_logging();
+    let options = options
+        .disable_statement_logging()
+        .options(settings.iter().copied());
     create_if_missing(&options)
         .await
         .with_context(|| format!("creating the database of {var}"))?;

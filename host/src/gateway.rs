@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::db::Databases;
 use crate::merchants::{AuthCache, MerchantStore};
+use crate::outbox::OutboxStore;
 use crate::payments::PaymentStore;
 use crate::plugins::PluginSet;
 use crate::providers::{CircuitBreaker, ProviderStore};
@@ -14,6 +15,8 @@ use crate::webhooks::WebhookLog;
 pub struct Gateway {
     pub dbs: Databases,
     pub payments: PaymentStore,
+    /// Merchant notifications waiting, in flight, delivered or failed.
+    pub outbox: OutboxStore,
     pub merchants: MerchantStore,
     pub providers: ProviderStore,
     pub circuit: CircuitBreaker,

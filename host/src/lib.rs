@@ -7,7 +7,9 @@
 //! circuit breaker), [`payments`] (payments, timeline, idempotency); [`db`]
 //! connects and migrates them. [`http`] is the API over a [`gateway::Gateway`]
 //! of those services; [`config`] is every setting in one typed place; [`app`]
-//! wires settings into a running server; [`sandbox`] is the stand-in payment
+//! wires settings into a running server; [`outbox`] publishes committed
+//! payment outcomes to RabbitMQ and [`notifier`] delivers them, signed, to
+//! merchants; [`sandbox`] is the stand-in payment
 //! provider of tests and the demo; [`telemetry`] sets up logging.
 
 pub mod app;
@@ -17,6 +19,8 @@ pub mod demo;
 pub mod gateway;
 pub mod http;
 pub mod merchants;
+pub mod notifier;
+pub mod outbox;
 pub mod payments;
 pub mod plugins;
 pub mod providers;

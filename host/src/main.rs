@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use paygate::config::DatabaseUrls;
 use paygate::db::Databases;
 use paygate::merchants::{MerchantStore, NewMerchant};
+use paygate::outbox::OutboxStore;
 use paygate::providers::{AliasBinding, ProviderStore};
 use paygate::sandbox::SandboxArgs;
 use paygate::{App, Config, demo, sandbox, telemetry};
@@ -43,6 +44,20 @@ enum Command {
     },
     /// Run the sandbox payment provider (tests and the demo use it).
     SandboxProvider(SandboxArgs),
+    /// Inspect the outbox of merchant notifications.
+    Outbox {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(subcommand)]
+        command: OutboxCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OutboxCommand {
+    /// Print pending, retrying, processing, delivered and failed counts and
+    /// the oldest pending age, as JSON.
+    Stats,
 }
 
 #[derive(clap::Args)]
@@ -101,6 +116,15 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Merchants { db, command } => merchants(db, command).await,
         Command::Providers { db, command } => providers(db, command).await,
+        Command::Outbox {
+            db,
+            command: OutboxCommand::Stats,
+        } => {
+            let dbs = Databases::connect_and_migrate(&db.databases, 2).await?;
+            let store = OutboxStore::new(dbs.payments, dbs.payments_relaxed);
+            println!("{}", serde_json::to_string_pretty(&store.stats().await?)?);
+            Ok(())
+        }
         Command::SandboxProvider(args) => {
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await
@@ -112,7 +136,11 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(mut config: Config) -> anyhow::Result<()> {
+    if config.demo {
+        // The demo shop listens on localhost.
+        config.notifier.allow_private_callbacks = true;
+    }
     let app = App::build(&config).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));

@@ -16,22 +16,32 @@ use tokio_util::sync::CancellationToken;
 
 use crate::helpers::wasm;
 
+/// Databases and a broker namespace of their own, for a test that needs
+/// no other app's producer or notifier near its rows (`tag` names them).
+pub async fn isolated(tag: &str) -> (DatabaseUrls, String) {
+    databases().await; // stale ones dropped first
+    let urls = database_urls(&format!("paygate_test_{}_{tag}", std::process::id()));
+    (urls, format!("paygate_test_{}_{tag}.", std::process::id()))
+}
+
+/// The four databases named `{prefix}_payments`, ... on the local server.
+fn database_urls(prefix: &str) -> DatabaseUrls {
+    let base = format!("postgres://postgres@127.0.0.1:5432/{prefix}");
+    DatabaseUrls {
+        payments: format!("{base}_payments"),
+        merchants: format!("{base}_merchants"),
+        providers: format!("{base}_providers"),
+        logs: format!("{base}_logs"),
+    }
+}
+
 /// Databases of this test process, created once; stale ones of dead test
 /// processes are dropped first.
 async fn databases() -> DatabaseUrls {
     static ONCE: OnceCell<DatabaseUrls> = OnceCell::const_new();
     ONCE.get_or_init(|| async {
         drop_stale_test_databases().await;
-        let base = format!(
-            "postgres://postgres@127.0.0.1:5432/paygate_test_{}",
-            std::process::id()
-        );
-        let urls = DatabaseUrls {
-            payments: format!("{base}_payments"),
-            merchants: format!("{base}_merchants"),
-            providers: format!("{base}_providers"),
-            logs: format!("{base}_logs"),
-        };
+        let urls = database_urls(&format!("paygate_test_{}", std::process::id()));
         // Create and migrate once, before the apps race to.
         paygate::db::Databases::connect_and_migrate(&urls, 2)
             .await
@@ -82,6 +92,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub shutdown: CancellationToken,
     pub server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// Names the app's RabbitMQ connections.
+    pub instance: String,
     _plugin_dir: tempfile::TempDir,
 }
 
@@ -144,6 +156,7 @@ pub async fn spawn_app_with(
     let app = App::build(&config).await.expect("building the app");
     let url = format!("http://{}", app.local_addr());
     let gateway = app.gateway.clone();
+    let instance = app.instance.clone();
     let server = Some(tokio::spawn(app.run(shutdown.clone())));
 
     let sandbox_args = paygate::sandbox::SandboxArgs {
@@ -174,6 +187,7 @@ pub async fn spawn_app_with(
         client: reqwest::Client::new(),
         shutdown,
         server,
+        instance,
         _plugin_dir: dir,
     }
 }
@@ -209,11 +223,21 @@ async fn bind_binding(gateway: &Gateway, binding: AliasBinding) {
 }
 
 pub async fn new_merchant(gateway: &Gateway, tokens: i64, signed: bool) -> CreatedMerchant {
+    merchant_with(gateway, tokens, signed, None).await
+}
+
+/// A merchant whose notifications go to `callback_url`.
+pub async fn merchant_with(
+    gateway: &Gateway,
+    tokens: i64,
+    signed: bool,
+    callback_url: Option<String>,
+) -> CreatedMerchant {
     gateway
         .merchants
         .create(&NewMerchant {
             name: "test merchant".into(),
-            callback_url: None,
+            callback_url,
             tokens,
             currency: "EUR".into(),
             require_signed_writes: signed,
@@ -290,6 +314,20 @@ impl TestApp {
             req = req.header("x-api-key", key);
         }
         reply(req.send().await.unwrap()).await
+    }
+
+    /// The event types of a payment's timeline, in order.
+    pub async fn timeline_types(&self, id: i64) -> Vec<String> {
+        let read = self.merchant.read_api_key.clone();
+        let tracked = self
+            .get(&format!("/api/v1/payments/{id}/tracking"), Some(&read))
+            .await;
+        tracked.body["events"]
+            .as_array()
+            .unwrap_or(&Vec::new())
+            .iter()
+            .map(|e| e["event_type"].as_str().unwrap_or_default().to_owned())
+            .collect()
     }
 
     pub async fn tokens_used(&self) -> i64 {

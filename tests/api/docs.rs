@@ -38,6 +38,8 @@ async fn spec_lists_exactly_the_routes_served() {
         "GET /api/v1/payments",
         "GET /api/v1/payments/{id}/show",
         "GET /api/v1/payments/{id}/tracking",
+        "GET /api/v1/payments/{id}/notifications",
+        "POST /api/v1/payments/{id}/notifications/retry",
         "POST /api/v1/payments/webhook",
         "POST /api/v1/payments/webhook/{alias}",
         "GET /health",
@@ -141,6 +143,7 @@ async fn every_status_the_api_answers_is_documented() {
     for (path, suffix) in [
         ("/api/v1/payments/{id}/show", "show"),
         ("/api/v1/payments/{id}/tracking", "tracking"),
+        ("/api/v1/payments/{id}/notifications", "notifications"),
     ] {
         observed.push((
             "get",
@@ -168,6 +171,19 @@ async fn every_status_the_api_answers_is_documented() {
             path,
             app.get(&format!("/api/v1/payments/{id}/{suffix}"), Some("rk_nope"))
                 .await,
+        ));
+    }
+    let retry = "/api/v1/payments/{id}/notifications/retry";
+    for (payment, key) in [
+        (id.to_string(), &key),
+        (id.to_string(), &read),
+        ("x".into(), &key),
+    ] {
+        let path = format!("/api/v1/payments/{payment}/notifications/retry");
+        observed.push((
+            "post",
+            retry,
+            app.post_raw(&path, Some(key), &[], Vec::new()).await,
         ));
     }
     let mut seen = BTreeSet::new();

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod error;
 mod health;
 pub mod middleware;
+mod notifications;
 pub mod openapi;
 mod payments;
 pub mod rate_limit;
@@ -33,6 +34,14 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/payments/{id}/show", get(payments::show))
         .route("/api/v1/payments/{id}/tracking", get(payments::tracking))
+        .route(
+            "/api/v1/payments/{id}/notifications",
+            get(notifications::list),
+        )
+        .route(
+            "/api/v1/payments/{id}/notifications/retry",
+            post(notifications::retry),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             rate_limit::rate_limit,

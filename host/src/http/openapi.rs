@@ -10,6 +10,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use super::AppState;
 use super::error::FieldError;
+use crate::outbox::{Attempt, NotificationStatus};
 use crate::payments::store::{Payment, TimelineEvent};
 
 /// The API's document.
@@ -26,11 +27,13 @@ use crate::payments::store::{Payment, TimelineEvent};
         super::payments::list,
         super::payments::show,
         super::payments::tracking,
+        super::notifications::list,
+        super::notifications::retry,
         super::webhooks::internal,
         super::webhooks::for_alias,
         super::health::health,
     ),
-    components(schemas(ErrorBody, FieldError, CreatePaymentBody, CreatedBody, Payment, PaymentPage, TimelineEvent, Tracking)),
+    components(schemas(ErrorBody, FieldError, CreatePaymentBody, CreatedBody, Payment, PaymentPage, TimelineEvent, Tracking, Notifications, NotificationStatus, Attempt, Queued)),
     modifiers(&KeyAuth),
     tags(
         (name = "payments", description = "Payments of the calling merchant"),
@@ -115,4 +118,18 @@ pub struct Tracking {
     #[schema(example = "PAYMENT_PENDING")]
     pub payment_status: String,
     pub events: Vec<TimelineEvent>,
+}
+
+/// A payment's merchant notifications.
+#[derive(Serialize, ToSchema)]
+pub struct Notifications {
+    pub payment_id: i64,
+    pub notifications: Vec<NotificationStatus>,
+}
+
+/// A notification queued again.
+#[derive(Serialize, ToSchema)]
+pub struct Queued {
+    #[schema(example = "queued")]
+    pub status: String,
 }

@@ -233,8 +233,19 @@ async fn own_payment(
     headers: &HeaderMap,
     raw_id: &str,
 ) -> Result<Payment, ApiError> {
+    own_payment_for(state, headers, raw_id, Scope::Read, &[]).await
+}
+
+/// [`own_payment`] for a key of `scope`, a write signed over `body`.
+pub(super) async fn own_payment_for(
+    state: &AppState,
+    headers: &HeaderMap,
+    raw_id: &str,
+    scope: Scope,
+    body: &[u8],
+) -> Result<Payment, ApiError> {
     let gw = &state.gateway;
-    let merchant = authenticate(gw, headers, Scope::Read, &[]).await?;
+    let merchant = authenticate(gw, headers, scope, body).await?;
     let id = payment_id(raw_id)?;
     gw.payments
         .get(merchant.id, id)

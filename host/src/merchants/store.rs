@@ -225,4 +225,27 @@ impl MerchantStore {
         .fetch_optional(&self.pool)
         .await
     }
+
+    /// Where and with what key a merchant's notifications go.
+    pub async fn notification_target(
+        &self,
+        merchant_id: i64,
+    ) -> Result<Option<NotificationTarget>, sqlx::Error> {
+        let row: Option<(Option<String>, String)> =
+            sqlx::query_as("SELECT callback_url, webhook_secret FROM merchants WHERE id = $1")
+                .bind(merchant_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(callback_url, secret)| NotificationTarget {
+            callback_url,
+            webhook_secret: Secret::new(secret),
+        }))
+    }
+}
+
+/// A merchant's callback URL and notification signing secret (`whsec_...`).
+#[derive(Clone, Debug)]
+pub struct NotificationTarget {
+    pub callback_url: Option<String>,
+    pub webhook_secret: Secret,
 }

@@ -1,0 +1,308 @@
+//! One signed POST to a merchant's callback URL, Standard Webhooks style,
+//! with the server-side request forgery guard: unless allowed, a callback
+//! that is or resolves to a loopback, private, link-local or otherwise
+//! non-public address is refused before any connection is made (the check
+//! runs on the resolved addresses, so DNS cannot point around it).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use hmac::{Hmac, Mac};
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use sha2::Sha256;
+
+use crate::secret::Secret;
+
+/// The most of a merchant's answer read (and thrown away).
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// What one attempt came to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    pub status_code: Option<u16>,
+    pub latency: Duration,
+    /// `None` when the merchant answered 2xx.
+    pub error: Option<String>,
+}
+
+/// Delivers notifications; one per process, its connections reused.
+#[derive(Clone, Debug)]
+pub struct Deliverer {
+    client: reqwest::Client,
+    allow_private: bool,
+}
+
+impl Deliverer {
+    pub fn new(timeout: Duration, allow_private: bool) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(GuardedResolver { allow_private }))
+            .user_agent(concat!("paygate-notifier/", env!("CARGO_PKG_VERSION")))
+            .pool_max_idle_per_host(64)
+            .build()
+            .expect("static HTTP client settings");
+        Self {
+            client,
+            allow_private,
+        }
+    }
+
+    /// POSTs `body` signed with the merchant's secret; never panics, every
+    /// failure is an [`Outcome`] with its error.
+    pub async fn deliver(
+        &self,
+        url: &str,
+        secret: &Secret,
+        event_id: &str,
+        body: Vec<u8>,
+    ) -> Outcome {
+        let started = Instant::now();
+        let failed = |error: String| Outcome {
+            status_code: None,
+            latency: started.elapsed(),
+            error: Some(error),
+        };
+        let url = match self.check_url(url) {
+            Ok(url) => url,
+            Err(error) => return failed(error),
+        };
+        let timestamp = chrono::Utc::now().timestamp();
+        let signature = match sign(secret, event_id, timestamp, &body) {
+            Ok(signature) => signature,
+            Err(error) => return failed(error),
+        };
+        let sent = self
+            .client
+            .post(url)
+            .header("content-type", "application/json")
+            .header("webhook-id", event_id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(body)
+            .send()
+            .await;
+        let mut response = match sent {
+            Ok(response) => response,
+            Err(error) => return failed(describe(&error)),
+        };
+        let status = response.status();
+        // Read a little of the answer so the connection can be reused.
+        let mut read = 0;
+        while read < MAX_RESPONSE_BYTES {
+            match response.chunk().await {
+                Ok(Some(chunk)) => read += chunk.len(),
+                _ => break,
+            }
+        }
+        Outcome {
+            status_code: Some(status.as_u16()),
+            latency: started.elapsed(),
+            error: (!status.is_success()).then(|| format!("merchant answered {status}")),
+        }
+    }
+
+    fn check_url(&self, url: &str) -> Result<reqwest::Url, String> {
+        let url = reqwest::Url::parse(url).map_err(|_| "callback URL is not a URL".to_owned())?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err("callback URL must be http or https".into());
+        }
+        let literal = match url.host() {
+            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            Some(url::Host::Domain(_)) => None,
+            None => return Err("callback URL has no host".into()),
+        };
+        if let Some(ip) = literal
+            && !self.allow_private
+            && !is_public(ip)
+        {
+            return Err(format!("callback address {ip} is not public (refused)"));
+        }
+        Ok(url)
+    }
+}
+
+/// Standard Webhooks: `v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>`,
+/// the key being the base64 after `whsec_`.
+pub fn sign(secret: &Secret, id: &str, timestamp: i64, body: &[u8]) -> Result<String, String> {
+    let key = signing_key(secret)?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes any key length");
+    mac.update(id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    Ok(format!("v1,{}", BASE64.encode(mac.finalize().into_bytes())))
+}
+
+fn signing_key(secret: &Secret) -> Result<Vec<u8>, String> {
+    let encoded = secret
+        .expose()
+        .strip_prefix("whsec_")
+        .unwrap_or(secret.expose());
+    BASE64
+        .decode(encoded)
+        .map_err(|_| "the merchant's webhook secret is not whsec_ + base64".to_owned())
+}
+
+/// Says what failed without the URL (it may hold credentials).
+fn describe(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "connection failed"
+    } else if error.is_request() || error.is_body() {
+        "request failed"
+    } else {
+        "failed"
+    };
+    let mut cause = String::new();
+    let mut source = std::error::Error::source(error);
+    while let Some(inner) = source {
+        cause = inner.to_string();
+        source = inner.source();
+    }
+    if cause.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind}: {cause}")
+    }
+}
+
+/// Resolves names, then keeps only addresses the policy allows.
+#[derive(Debug)]
+struct GuardedResolver {
+    allow_private: bool,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let allow_private = self.allow_private;
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> = resolved
+                .into_iter()
+                .filter(|a| allow_private || is_public(a.ip()))
+                .collect();
+            if allowed.is_empty() {
+                return Err(format!("{host} resolves to no public address (refused)").into());
+            }
+            let addrs: Addrs = Box::new(allowed.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+/// Whether an address is on the public internet: not loopback, private,
+/// link-local (cloud metadata lives there), shared, documentation,
+/// multicast, unspecified or broadcast; IPv4 inside IPv6 judged as IPv4.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_public_v4(v4),
+            None => is_public_v6(v6),
+        },
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    !(ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.is_documentation()
+        || a == 0
+        || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
+        || (a == 192 && b == 0 && ip.octets()[2] == 0) // IETF protocol assignments
+        || (a == 198 && (b == 18 || b == 19)) // benchmarking
+        || a >= 240)
+}
+
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    let first = ip.segments()[0];
+    !(ip.is_loopback()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        || (first & 0xfe00) == 0xfc00 // unique local
+        || (first & 0xffc0) == 0xfe80 // link-local
+        || first == 0x2001 && ip.segments()[1] == 0x0db8 // documentation
+        || first == 0x0064 && ip.segments()[1] == 0xff9b) // NAT64 to anywhere
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_public_addresses_pass() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in ["93.184.216.34", "1.1.1.1", "2606:4700::1111"] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+    }
+
+    #[test]
+    fn signature_is_standard_webhooks() {
+        // Key bytes "0123456789abcdef0123456789abcdef", base64-encoded.
+        let secret = Secret::new("whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=");
+        let signature = sign(&secret, "evt_1", 1_700_000_000, b"{}").unwrap();
+        let key = b"0123456789abcdef0123456789abcdef";
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+        mac.update(b"evt_1.1700000000.{}");
+        let expected = format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()));
+        assert_eq!(signature, expected);
+        assert!(sign(&Secret::new("whsec_%%%"), "e", 1, b"").is_err());
+    }
+
+    #[tokio::test]
+    async fn private_callbacks_are_refused_before_connecting() {
+        let deliverer = Deliverer::new(Duration::from_secs(1), false);
+        let secret = Secret::new("whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=");
+        for url in [
+            "http://127.0.0.1:9/hook",
+            "http://[::1]:9/hook",
+            "http://localhost:9/hook",
+            "http://169.254.169.254/latest",
+        ] {
+            let outcome = deliverer.deliver(url, &secret, "evt", b"{}".to_vec()).await;
+            assert_eq!(outcome.status_code, None, "{url}");
+            let error = outcome.error.expect("refused");
+            assert!(error.contains("refused"), "{url}: {error}");
+        }
+        let outcome = deliverer
+            .deliver("ftp://example.com/", &secret, "evt", Vec::new())
+            .await;
+        assert_eq!(
+            outcome.error.as_deref(),
+            Some("callback URL must be http or https")
+        );
+    }
+}

@@ -1,0 +1,308 @@
+//! The notifier: consumes `payments.merchant` with manual acks and bounded
+//! concurrency, delivers each notification signed to the merchant's
+//! callback URL, records every attempt before acknowledging the message,
+//! and schedules retries through the outbox (`NOTIFIER_RETRY_SCHEDULE`).
+//! After the last attempt the row is `LOG_FAILED` and the message goes to
+//! the dead-letter queue.
+//!
+//! Never twice: a message is delivered only after its row is claimed with
+//! the attempt count the message was published with (see [`crate::outbox`]),
+//! so a redelivered or duplicate message of a delivered event is dropped.
+
+mod deliver;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use lapin::Acker;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+pub use deliver::{Deliverer, Outcome, is_public, sign};
+
+use crate::config::NotifierSettings;
+use crate::merchants::{MerchantStore, NotificationTarget};
+use crate::outbox::{
+    Backoff, HEADER_ATTEMPTS, HEADER_OUTBOX_ID, MessageRow, Notification, OutboxStore, Settlement,
+    Topology, connect, jitter, reconnecting,
+};
+
+/// How long a merchant's callback URL and secret are reused.
+const TARGET_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Most attempts recorded in one transaction.
+const MAX_SETTLE_BATCH: usize = 256;
+
+/// Delivers notifications until cancelled.
+pub struct Notifier {
+    pub store: OutboxStore,
+    pub merchants: MerchantStore,
+    pub amqp_url: String,
+    /// Names this process's connections at the broker.
+    pub instance: String,
+    pub topology: Topology,
+    pub settings: NotifierSettings,
+    deliverer: Deliverer,
+    targets: Mutex<HashMap<i64, (Instant, Option<NotificationTarget>)>>,
+}
+
+/// An attempt's record and the message to acknowledge once it is durable.
+type Settling = (Settlement, Acker);
+
+impl Notifier {
+    pub fn new(
+        store: OutboxStore,
+        merchants: MerchantStore,
+        amqp_url: String,
+        instance: String,
+        topology: Topology,
+        settings: NotifierSettings,
+    ) -> Self {
+        let deliverer = Deliverer::new(settings.timeout, settings.allow_private_callbacks);
+        Self {
+            store,
+            merchants,
+            amqp_url,
+            instance,
+            topology,
+            settings,
+            deliverer,
+            targets: Mutex::default(),
+        }
+    }
+
+    /// Consumes until `shutdown`, reconnecting with backoff.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        reconnecting("notifier", &shutdown, || self.clone().serve(&shutdown)).await;
+    }
+
+    /// One connected session. On shutdown: stop consuming, finish the
+    /// deliveries in flight, record them, acknowledge, close.
+    async fn serve(self: Arc<Self>, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        let connection = connect(
+            &self.amqp_url,
+            &format!("paygate notifier {}", self.instance),
+        )
+        .await?;
+        let channel = connection.create_channel().await?;
+        self.topology.declare(&channel).await?;
+        let concurrency = self.settings.concurrency.max(1);
+        channel
+            .basic_qos(concurrency, BasicQosOptions::default())
+            .await?;
+        let tag = format!("paygate-notifier-{}", uuid::Uuid::new_v4());
+        let mut consumer = channel
+            .basic_consume(
+                self.topology.queue.as_str().into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        tracing::info!(queue = %self.topology.queue, "notifier consuming");
+
+        let (settle_tx, settle_rx) = mpsc::channel::<Settling>(usize::from(concurrency) * 2);
+        let settler = tokio::spawn(settle_loop(self.store.clone(), settle_rx));
+        let slots = Arc::new(Semaphore::new(usize::from(concurrency)));
+        let result = loop {
+            let next = tokio::select! {
+                next = consumer.next() => next,
+                _ = shutdown.cancelled() => break Ok(()),
+            };
+            let delivery = match next {
+                Some(Ok(delivery)) => delivery,
+                Some(Err(error)) => break Err(error.into()),
+                None => break Err(anyhow::anyhow!("the broker cancelled the consumer")),
+            };
+            let slot = slots
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            let this = self.clone();
+            let settle_tx = settle_tx.clone();
+            tokio::spawn(async move {
+                this.handle(delivery, settle_tx).await;
+                drop(slot);
+            });
+        };
+        let _ = channel
+            .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+            .await;
+        // Deliveries in flight finish (bounded by the timeout) and are recorded.
+        let _ = slots.acquire_many(u32::from(concurrency)).await;
+        drop(settle_tx);
+        let _ = settler.await;
+        let _ = connection.close(200, "bye".into()).await;
+        result
+    }
+
+    async fn handle(&self, delivery: Delivery, settle: mpsc::Sender<Settling>) {
+        let Some(message) = message_row(&delivery.properties) else {
+            tracing::error!(
+                delivery_tag = delivery.delivery_tag,
+                "message without an outbox row: dead-lettered"
+            );
+            let _ = delivery.acker.nack(dead_letter()).await;
+            return;
+        };
+        let lease = self.settings.timeout + Duration::from_secs(5);
+        let outbox_id = message.outbox_id;
+        let claimed = match self.store.claim_delivery(&message, lease).await {
+            Ok(Some(claimed)) => claimed,
+            Ok(None) => {
+                tracing::debug!(outbox_id, "duplicate or stale message dropped");
+                let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+                return;
+            }
+            Err(error) => {
+                // Back to the queue after a pause, not in a tight loop.
+                tracing::warn!(outbox_id, %error, "cannot claim a notification; requeued");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let _ = delivery
+                    .acker
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await;
+                return;
+            }
+        };
+        let at = chrono::Utc::now();
+        let outcome = self.attempt(&claimed).await;
+        let retry_in = match &outcome.error {
+            None => None,
+            Some(_) => usize::try_from(claimed.attempt - 1)
+                .ok()
+                .and_then(|i| self.settings.retry_schedule.get(i))
+                .map(|delay| jitter(*delay)),
+        };
+        if let Some(error) = &outcome.error {
+            tracing::info!(outbox_id, payment_id = claimed.payment_id, attempt = claimed.attempt, %error, retry = retry_in.is_some(), "notification not delivered");
+        }
+        let settlement = Settlement {
+            outbox_id,
+            payment_id: claimed.payment_id,
+            event_type: claimed.event_type.clone(),
+            attempt: claimed.attempt,
+            at,
+            status_code: outcome.status_code,
+            latency: outcome.latency,
+            error: outcome.error,
+            retry_in,
+        };
+        if settle.send((settlement, delivery.acker)).await.is_err() {
+            tracing::error!(
+                outbox_id,
+                "settling stopped; the row's lease will bring it back"
+            );
+        }
+    }
+
+    /// One delivery attempt to the merchant of `n`.
+    async fn attempt(&self, n: &Notification) -> Outcome {
+        let no_target = |error: &str| Outcome {
+            status_code: None,
+            latency: Duration::ZERO,
+            error: Some(error.to_owned()),
+        };
+        let Some(merchant_id) = n.payload.get("merchant_id").and_then(|v| v.as_i64()) else {
+            return no_target("notification without a merchant");
+        };
+        let target = match self.target(merchant_id).await {
+            Ok(Some(target)) => target,
+            Ok(None) => return no_target("merchant not found"),
+            Err(error) => {
+                tracing::warn!(merchant_id, %error, "merchant lookup failed");
+                return no_target("merchant lookup failed");
+            }
+        };
+        let Some(url) = target.callback_url.as_deref() else {
+            return no_target("merchant has no callback URL");
+        };
+        let body = serde_json::to_vec(&n.payload).expect("a JSON value serializes");
+        self.deliverer
+            .deliver(url, &target.webhook_secret, &n.event_id.to_string(), body)
+            .await
+    }
+
+    async fn target(&self, merchant_id: i64) -> sqlx::Result<Option<NotificationTarget>> {
+        if let Some((at, target)) = self.targets.lock().expect("cache lock").get(&merchant_id)
+            && at.elapsed() < TARGET_CACHE_TTL
+        {
+            return Ok(target.clone());
+        }
+        let target = self.merchants.notification_target(merchant_id).await?;
+        self.targets
+            .lock()
+            .expect("cache lock")
+            .insert(merchant_id, (Instant::now(), target.clone()));
+        Ok(target)
+    }
+}
+
+/// Records attempts in batches (whatever is waiting, up to a limit), then
+/// acknowledges their messages: finally failed ones to the dead-letter
+/// queue. A batch that cannot be recorded is retried for a while, then
+/// acknowledged anyway: the rows' leases bring them back to the producer.
+async fn settle_loop(store: OutboxStore, mut rx: mpsc::Receiver<Settling>) {
+    let mut batch = Vec::with_capacity(MAX_SETTLE_BATCH);
+    while rx.recv_many(&mut batch, MAX_SETTLE_BATCH).await > 0 {
+        let settlements: Vec<Settlement> = batch.iter().map(|(s, _)| s.clone()).collect();
+        let mut backoff = Backoff::new();
+        let mut tries = 0;
+        let recorded = loop {
+            match store.settle(&settlements).await {
+                Ok(_) => break true,
+                Err(error) if tries < 20 => {
+                    tries += 1;
+                    tracing::warn!(%error, "cannot record notification attempts; retrying");
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "giving up recording attempts; leases will bring the rows back");
+                    break false;
+                }
+            }
+        };
+        for (settlement, acker) in batch.drain(..) {
+            let _ = if recorded && settlement.status() == "LOG_FAILED" {
+                acker.nack(dead_letter()).await
+            } else {
+                acker.ack(BasicAckOptions::default()).await
+            };
+        }
+    }
+}
+
+fn dead_letter() -> BasicNackOptions {
+    BasicNackOptions {
+        requeue: false,
+        ..Default::default()
+    }
+}
+
+/// The outbox row a message names.
+fn message_row(properties: &lapin::BasicProperties) -> Option<MessageRow> {
+    let headers = properties.headers().as_ref()?;
+    let int = |name: &str| match headers.inner().get(name)? {
+        AMQPValue::LongLongInt(v) => Some(*v),
+        AMQPValue::LongInt(v) => Some(i64::from(*v)),
+        AMQPValue::ShortInt(v) => Some(i64::from(*v)),
+        AMQPValue::LongUInt(v) => Some(i64::from(*v)),
+        _ => None,
+    };
+    let event_id = properties.message_id().as_ref()?.as_str().parse().ok()?;
+    Some(MessageRow {
+        outbox_id: int(HEADER_OUTBOX_ID)?,
+        event_id,
+        published_attempts: i32::try_from(int(HEADER_ATTEMPTS)?).ok()?,
+    })
+}

@@ -1,0 +1,402 @@
+//! SQL of the outbox: claiming rows to publish, claiming a message's row to
+//! deliver it, settling attempts, and what merchants and operators read.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::PgPool;
+
+/// The outbox tables of the payments database.
+#[derive(Clone, Debug)]
+pub struct OutboxStore {
+    /// Durable writes: settled attempts, re-queues.
+    pool: PgPool,
+    /// `synchronous_commit = off`: claims, whose loss only repeats work.
+    relaxed: PgPool,
+}
+
+/// A row claimed by the producer, to publish.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Claimed {
+    pub id: i64,
+    pub event_id: uuid::Uuid,
+    pub event_type: String,
+    pub payload: Value,
+    pub attempts: i32,
+}
+
+/// What a message says of its row: the id, the event (checked too, so a
+/// message can never claim another deployment's row of the same id) and
+/// the attempt count it was published with.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MessageRow {
+    pub outbox_id: i64,
+    pub event_id: uuid::Uuid,
+    pub published_attempts: i32,
+}
+
+/// A row claimed by the notifier for one delivery attempt.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Notification {
+    pub id: i64,
+    pub payment_id: i64,
+    pub event_id: uuid::Uuid,
+    pub event_type: String,
+    pub payload: Value,
+    /// This attempt's number, from 1.
+    pub attempt: i32,
+}
+
+/// The outcome of one delivery attempt, to record.
+#[derive(Clone, Debug)]
+pub struct Settlement {
+    pub outbox_id: i64,
+    pub payment_id: i64,
+    pub event_type: String,
+    pub attempt: i32,
+    pub at: DateTime<Utc>,
+    pub status_code: Option<u16>,
+    pub latency: Duration,
+    pub error: Option<String>,
+    /// `Some(delay)` to retry after it; `None` when delivered or given up.
+    pub retry_in: Option<Duration>,
+}
+
+impl Settlement {
+    pub fn delivered(&self) -> bool {
+        self.error.is_none()
+    }
+
+    /// The row's status after this attempt.
+    pub fn status(&self) -> &'static str {
+        match (self.delivered(), self.retry_in) {
+            (true, _) => "LOG_SUCCESS",
+            (false, Some(_)) => "LOG_RETRYING",
+            (false, None) => "LOG_FAILED",
+        }
+    }
+}
+
+/// A notification and its attempts, as the API shows them.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct NotificationStatus {
+    pub event_id: String,
+    /// `payment.finished` or `payment.failed`.
+    pub event_type: String,
+    /// `LOG_PENDING`, `LOG_PROCESSING`, `LOG_RETRYING`, `LOG_SUCCESS` or `LOG_FAILED`.
+    pub status: String,
+    pub attempts: Vec<Attempt>,
+}
+
+/// One delivery attempt.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct Attempt {
+    /// RFC 3339, UTC.
+    #[schema(value_type = String, format = DateTime)]
+    pub at: String,
+    /// The merchant endpoint's HTTP status; null when none came.
+    pub status_code: Option<u16>,
+    pub latency_ms: i64,
+    pub error: Option<String>,
+}
+
+/// Counts for `paygate outbox stats`.
+#[derive(Clone, Debug, Serialize)]
+pub struct OutboxStats {
+    pub pending: i64,
+    pub retrying: i64,
+    pub processing: i64,
+    pub delivered: i64,
+    pub failed: i64,
+    /// Age of the oldest row waiting to be published, in seconds.
+    pub oldest_pending_age_seconds: Option<f64>,
+}
+
+/// outbox_id, at, status_code, latency_ms, error.
+type AttemptRow = (i64, DateTime<Utc>, Option<i16>, i32, Option<String>);
+
+fn interval(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+impl OutboxStore {
+    pub fn new(pool: PgPool, relaxed: PgPool) -> Self {
+        Self { pool, relaxed }
+    }
+
+    /// Claims up to `limit` due rows for publishing, oldest due first, and
+    /// leases them for `lease`. Rows another replica holds are skipped.
+    pub async fn claim_due(&self, limit: i64, lease: Duration) -> sqlx::Result<Vec<Claimed>> {
+        sqlx::query_as(
+            "WITH due AS (
+                 SELECT id FROM outbox
+                 WHERE status IN ('LOG_PENDING', 'LOG_RETRYING') AND next_retry_at <= now()
+                 ORDER BY next_retry_at
+                 LIMIT $1
+                 FOR UPDATE SKIP LOCKED
+             )
+             UPDATE outbox o
+             SET status = 'LOG_PROCESSING', claimed_until = now() + make_interval(secs => $2)
+             FROM due WHERE o.id = due.id
+             RETURNING o.id, o.event_id, o.event_type, o.payload, o.attempts",
+        )
+        .bind(limit)
+        .bind(interval(lease))
+        .fetch_all(&self.relaxed)
+        .await
+    }
+
+    /// Claims rows whose lease ran out while `LOG_PROCESSING`: published or
+    /// delivering when something died. They are published again.
+    pub async fn reclaim_expired(&self, limit: i64, lease: Duration) -> sqlx::Result<Vec<Claimed>> {
+        sqlx::query_as(
+            "WITH expired AS (
+                 SELECT id FROM outbox
+                 WHERE status = 'LOG_PROCESSING' AND claimed_until < now()
+                 ORDER BY claimed_until
+                 LIMIT $1
+                 FOR UPDATE SKIP LOCKED
+             )
+             UPDATE outbox o SET claimed_until = now() + make_interval(secs => $2)
+             FROM expired WHERE o.id = expired.id
+             RETURNING o.id, o.event_id, o.event_type, o.payload, o.attempts",
+        )
+        .bind(limit)
+        .bind(interval(lease))
+        .fetch_all(&self.relaxed)
+        .await
+    }
+
+    /// Gives back rows that could not be published, so the next round (or
+    /// another replica) takes them at once.
+    pub async fn release(&self, rows: &[Claimed]) -> sqlx::Result<()> {
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let attempts: Vec<i32> = rows.iter().map(|r| r.attempts).collect();
+        sqlx::query(
+            "UPDATE outbox o
+             SET status = CASE WHEN o.attempts = 0 THEN 'LOG_PENDING' ELSE 'LOG_RETRYING' END,
+                 claimed_until = NULL
+             FROM unnest($1::bigint[], $2::int[]) AS r(id, attempts)
+             WHERE o.id = r.id AND o.attempts = r.attempts AND o.status = 'LOG_PROCESSING'",
+        )
+        .bind(ids)
+        .bind(attempts)
+        .execute(&self.relaxed)
+        .await?;
+        Ok(())
+    }
+
+    /// When the producer should look again without being woken: the
+    /// earliest retry due or lease running out.
+    pub async fn next_due(&self) -> sqlx::Result<Option<DateTime<Utc>>> {
+        sqlx::query_scalar(
+            "SELECT least(
+                 (SELECT min(next_retry_at) FROM outbox WHERE status IN ('LOG_PENDING', 'LOG_RETRYING')),
+                 (SELECT min(claimed_until) FROM outbox WHERE status = 'LOG_PROCESSING'))",
+        )
+        .fetch_one(&self.relaxed)
+        .await
+    }
+
+    /// Claims a message's row for one delivery attempt: only while it is
+    /// published with the attempt count the message carries. `None` means
+    /// the message is a duplicate or stale (delivered, settled, or taken
+    /// by another delivery) and must not be delivered.
+    pub async fn claim_delivery(
+        &self,
+        message: &MessageRow,
+        lease: Duration,
+    ) -> sqlx::Result<Option<Notification>> {
+        sqlx::query_as(
+            "UPDATE outbox
+             SET attempts = attempts + 1, claimed_until = now() + make_interval(secs => $4)
+             WHERE id = $1 AND event_id = $2 AND status = 'LOG_PROCESSING' AND attempts = $3
+             RETURNING id, payment_id, event_id, event_type, payload, attempts AS attempt",
+        )
+        .bind(message.outbox_id)
+        .bind(message.event_id)
+        .bind(message.published_attempts)
+        .bind(interval(lease))
+        .fetch_optional(&self.relaxed)
+        .await
+    }
+
+    /// Records attempts durably, in one transaction: each row's new status,
+    /// the attempt, and a timeline entry of its payment. Returns the ids
+    /// whose row was still this attempt's (a row settled by a later attempt
+    /// is left as it is). Wakes the producer when a retry was scheduled.
+    pub async fn settle(&self, batch: &[Settlement]) -> sqlx::Result<Vec<i64>> {
+        let mut ids = Vec::with_capacity(batch.len());
+        let mut attempts = Vec::with_capacity(batch.len());
+        let mut statuses = Vec::with_capacity(batch.len());
+        let mut retry_in = Vec::with_capacity(batch.len());
+        let mut ats = Vec::with_capacity(batch.len());
+        let mut codes = Vec::with_capacity(batch.len());
+        let mut latencies = Vec::with_capacity(batch.len());
+        let mut errors = Vec::with_capacity(batch.len());
+        let mut payment_ids = Vec::with_capacity(batch.len());
+        let mut messages = Vec::with_capacity(batch.len());
+        let mut payloads = Vec::with_capacity(batch.len());
+        for s in batch {
+            let latency_ms = i32::try_from(s.latency.as_millis()).unwrap_or(i32::MAX);
+            ids.push(s.outbox_id);
+            attempts.push(s.attempt);
+            statuses.push(s.status());
+            retry_in.push(s.retry_in.map_or(0.0, interval));
+            ats.push(s.at);
+            codes.push(s.status_code.map(|c| c as i16));
+            latencies.push(latency_ms);
+            errors.push(s.error.clone());
+            payment_ids.push(s.payment_id);
+            messages.push(match (s.status_code, &s.error) {
+                (_, None) => format!("{} delivered (attempt {})", s.event_type, s.attempt),
+                (_, Some(e)) => format!("{} attempt {}: {e}", s.event_type, s.attempt),
+            });
+            payloads.push(serde_json::json!({
+                "attempt": s.attempt,
+                "status_code": s.status_code,
+                "latency_ms": latency_ms,
+                "error": s.error,
+            }));
+        }
+        let mut tx = self.pool.begin().await?;
+        let settled: Vec<i64> = sqlx::query_scalar(
+            "UPDATE outbox o
+             SET status = u.status,
+                 next_retry_at = CASE WHEN u.status = 'LOG_RETRYING'
+                                      THEN now() + make_interval(secs => u.retry_in)
+                                      ELSE o.next_retry_at END,
+                 claimed_until = NULL
+             FROM unnest($1::bigint[], $2::int[], $3::text[], $4::float8[])
+                  AS u(id, attempts, status, retry_in)
+             WHERE o.id = u.id AND o.attempts = u.attempts AND o.status = 'LOG_PROCESSING'
+             RETURNING o.id",
+        )
+        .bind(&ids)
+        .bind(&attempts)
+        .bind(&statuses)
+        .bind(&retry_in)
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO notification_attempts (outbox_id, attempt, at, status_code, latency_ms, error)
+             SELECT * FROM unnest($1::bigint[], $2::int[], $3::timestamptz[], $4::int2[], $5::int[], $6::text[])
+             ON CONFLICT (outbox_id, attempt) DO NOTHING",
+        )
+        .bind(&ids)
+        .bind(&attempts)
+        .bind(&ats)
+        .bind(&codes)
+        .bind(&latencies)
+        .bind(&errors)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO payment_logs (payment_id, event_type, status, message, payload, created_at)
+             SELECT p, 'EVENT_MERCHANT_NOTIFICATION', s, m, j, t
+             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::jsonb[], $5::timestamptz[]) AS u(p, s, m, j, t)",
+        )
+        .bind(&payment_ids)
+        .bind(&statuses)
+        .bind(&messages)
+        .bind(&payloads)
+        .bind(&ats)
+        .execute(&mut *tx)
+        .await?;
+        if batch.iter().any(|s| s.retry_in.is_some()) {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(super::NOTIFY_CHANNEL)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(settled)
+    }
+
+    /// A payment's notifications and their attempts, oldest first.
+    pub async fn notifications_of(&self, payment_id: i64) -> sqlx::Result<Vec<NotificationStatus>> {
+        let rows: Vec<(i64, uuid::Uuid, String, String)> = sqlx::query_as(
+            "SELECT id, event_id, event_type, status FROM outbox WHERE payment_id = $1 ORDER BY id",
+        )
+        .bind(payment_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+        let attempts: Vec<AttemptRow> = sqlx::query_as(
+            "SELECT outbox_id, at, status_code, latency_ms, error FROM notification_attempts
+                 WHERE outbox_id = ANY($1) ORDER BY outbox_id, attempt",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, event_id, event_type, status)| NotificationStatus {
+                event_id: event_id.to_string(),
+                event_type,
+                status,
+                attempts: attempts
+                    .iter()
+                    .filter(|a| a.0 == id)
+                    .map(|(_, at, code, latency_ms, error)| Attempt {
+                        at: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                        status_code: code.map(|c| c as u16),
+                        latency_ms: i64::from(*latency_ms),
+                        error: error.clone(),
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+
+    /// Queues a payment's failed notifications again (one more attempt
+    /// each, same `event_id`); how many were.
+    pub async fn retry_failed(&self, payment_id: i64) -> sqlx::Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE outbox SET status = 'LOG_PENDING', next_retry_at = now(), claimed_until = NULL
+             WHERE payment_id = $1 AND status = 'LOG_FAILED'",
+        )
+        .bind(payment_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(super::NOTIFY_CHANNEL)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    pub async fn stats(&self) -> sqlx::Result<OutboxStats> {
+        let (pending, retrying, processing, delivered, failed, oldest): (
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            Option<f64>,
+        ) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE status = 'LOG_PENDING'),
+                    count(*) FILTER (WHERE status = 'LOG_RETRYING'),
+                    count(*) FILTER (WHERE status = 'LOG_PROCESSING'),
+                    count(*) FILTER (WHERE status = 'LOG_SUCCESS'),
+                    count(*) FILTER (WHERE status = 'LOG_FAILED'),
+                    extract(epoch FROM now() - min(created_at) FILTER (WHERE status = 'LOG_PENDING'))::float8
+             FROM outbox",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(OutboxStats {
+            pending,
+            retrying,
+            processing,
+            delivered,
+            failed,
+            oldest_pending_age_seconds: oldest,
+        })
+    }
+}

@@ -1,0 +1,536 @@
+//! Merchant notifications end to end: a terminal transition goes through the
+//! outbox, RabbitMQ and the notifier to a merchant endpoint on loopback,
+//! signed; failures are retried on the schedule, recorded, and end failed;
+//! nothing is delivered twice.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::StatusCode;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use hmac::{Hmac, Mac};
+use lapin::options::BasicPublishOptions;
+use lapin::types::{AMQPValue, FieldTable};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use super::app::{LAX_RATE_LIMIT, TestApp, isolated, merchant_with, spawn_app_with};
+use crate::helpers::{FakeServer, Received};
+
+/// The secret `Config::for_tests` gives the internal scheme.
+const INTERNAL_SECRET: &[u8] = b"test-internal-secret";
+
+/// What the merchant's endpoint does with a request.
+#[derive(Clone, Copy, Debug)]
+enum Answer {
+    Status(u16),
+    /// Never answers (the notifier's timeout ends it).
+    Hang,
+    /// 200 after a while.
+    Slow(Duration),
+}
+
+/// A merchant endpoint answering from a script, then 200.
+struct MerchantEndpoint {
+    server: FakeServer,
+    script: Arc<Mutex<VecDeque<Answer>>>,
+}
+
+impl MerchantEndpoint {
+    async fn start(script: &[Answer]) -> Self {
+        let script = Arc::new(Mutex::new(script.iter().copied().collect::<VecDeque<_>>()));
+        let next = script.clone();
+        let router = Router::new().route(
+            "/notifications",
+            axum::routing::post(move || {
+                let answer = next.lock().unwrap().pop_front();
+                async move {
+                    match answer.unwrap_or(Answer::Status(200)) {
+                        Answer::Status(code) => StatusCode::from_u16(code).unwrap(),
+                        Answer::Hang => {
+                            tokio::time::sleep(Duration::from_secs(3600)).await;
+                            StatusCode::OK
+                        }
+                        Answer::Slow(delay) => {
+                            tokio::time::sleep(delay).await;
+                            StatusCode::OK
+                        }
+                    }
+                }
+            }),
+        );
+        Self {
+            server: FakeServer::start(router).await,
+            script,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("{}/notifications", self.server.url())
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.server.requests()
+    }
+}
+
+/// An app whose merchant's callback is `endpoint`; `tweak` adjusts settings.
+async fn app_notifying(
+    endpoint: &MerchantEndpoint,
+    tweak: impl FnOnce(paygate::Config) -> paygate::Config,
+) -> TestApp {
+    let mut app = spawn_app_with(LAX_RATE_LIMIT, Vec::new(), tweak).await;
+    app.merchant = merchant_with(&app.gateway, 1000, false, Some(endpoint.url())).await;
+    app
+}
+
+/// [`app_notifying`] on databases and a broker namespace of its own: the
+/// process's other apps share theirs and would deliver its notifications
+/// with their own settings, as replicas do.
+async fn app_notifying_alone(
+    endpoint: &MerchantEndpoint,
+    tag: &str,
+    tweak: impl FnOnce(paygate::Config) -> paygate::Config,
+) -> TestApp {
+    let (databases, namespace) = isolated(tag).await;
+    app_notifying(endpoint, move |mut c| {
+        c.databases = databases;
+        c.outbox.namespace = namespace;
+        tweak(c)
+    })
+    .await
+}
+
+/// The provider's signed internal webhook moving payment `id` to `status`.
+async fn provider_webhook(url: &str, client: &reqwest::Client, id: i64, status: &str) -> u16 {
+    let body = json!({"payment_id": id, "status": status}).to_string();
+    let mut mac = Hmac::<Sha256>::new_from_slice(INTERNAL_SECRET).unwrap();
+    mac.update(body.as_bytes());
+    client
+        .post(format!("{url}/api/v1/payments/webhook"))
+        .header("content-type", "application/json")
+        .header(
+            "x-internal-signature",
+            hex::encode(mac.finalize().into_bytes()),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// A host started on the isolated databases `tag` after `first` stopped,
+/// serving the same merchant.
+async fn next_host(first: &TestApp, tag: &str) -> TestApp {
+    let (databases, namespace) = isolated(tag).await;
+    let mut next = spawn_app_with(LAX_RATE_LIMIT, Vec::new(), move |mut c| {
+        c.databases = databases;
+        c.outbox.namespace = namespace;
+        c
+    })
+    .await;
+    next.merchant = first.merchant.clone();
+    next
+}
+
+/// Creates a payment and finishes (or fails) it as the provider would.
+async fn settle_payment(app: &TestApp, order: i64, status: &str) -> i64 {
+    let r = app.create(&app.body(order)).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let id = r.body["payment_id"].as_i64().unwrap();
+    assert_eq!(
+        provider_webhook(&app.url, &app.client, id, status).await,
+        200
+    );
+    id
+}
+
+async fn notifications(app: &TestApp, id: i64) -> Value {
+    let r = app
+        .get(
+            &format!("/api/v1/payments/{id}/notifications"),
+            Some(&app.merchant.read_api_key.clone()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.body
+}
+
+/// Waits until the payment's one notification reaches `status`.
+async fn wait_for_status(app: &TestApp, id: i64, status: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let body = notifications(app, id).await;
+        if body["notifications"][0]["status"] == status {
+            return body["notifications"][0].clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "notification never reached {status}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn verify_signature(secret: &str, received: &Received) {
+    let key = BASE64
+        .decode(secret.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let id = &received.headers["webhook-id"];
+    let timestamp = &received.headers["webhook-timestamp"];
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{timestamp}.{}", received.body).as_bytes());
+    let expected = format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()));
+    assert_eq!(received.headers["webhook-signature"], expected);
+    let age = chrono::Utc::now().timestamp() - timestamp.parse::<i64>().unwrap();
+    assert!((0..60).contains(&age), "timestamp {timestamp} is not now");
+}
+
+#[tokio::test]
+async fn a_finished_payment_is_notified_once_signed_and_recorded() {
+    let endpoint = MerchantEndpoint::start(&[]).await;
+    let app = app_notifying(&endpoint, |c| c).await;
+    let id = settle_payment(&app, 1, "finished").await;
+
+    let notification = wait_for_status(&app, id, "LOG_SUCCESS").await;
+    let received = endpoint.received();
+    assert_eq!(received.len(), 1, "{received:?}");
+    let request = &received[0];
+    verify_signature(&app.merchant.webhook_secret, request);
+    assert_eq!(request.headers["webhook-id"], notification["event_id"]);
+    let body: Value = serde_json::from_str(&request.body).unwrap();
+    assert_eq!(body["event_id"], notification["event_id"]);
+    assert_eq!(body["event_type"], "payment.finished");
+    assert_eq!(body["payment_id"], id);
+    assert_eq!(body["order_id"], 1);
+    assert_eq!(body["merchant_id"], app.merchant.merchant_id);
+    assert_eq!(body["status"], "PAYMENT_FINISHED");
+    assert_eq!(
+        (body["amount"].clone(), body["price"].clone()),
+        (json!("1"), json!("10.00"))
+    );
+    assert_eq!(body["currency"], "EUR");
+    let attempts = notification["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0]["status_code"], 200);
+    assert_eq!(attempts[0]["error"], Value::Null);
+
+    // The timeline shows the attempt.
+    let kinds = app.timeline_types(id).await;
+    assert_eq!(
+        kinds.last().map(String::as_str),
+        Some("EVENT_MERCHANT_NOTIFICATION"),
+        "{kinds:?}"
+    );
+
+    // The provider's webhook again changes nothing and notifies nobody.
+    assert_eq!(
+        provider_webhook(&app.url, &app.client, id, "finished").await,
+        200
+    );
+    // Delivered is final: a retry finds nothing failed.
+    let r = retry(&app, id, &app.merchant.api_key.clone()).await;
+    assert_eq!((r.status, r.code()), (409, "nothing_to_retry"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(endpoint.received().len(), 1);
+}
+
+async fn retry(app: &TestApp, id: i64, key: &str) -> super::app::Reply {
+    app.post_raw(
+        &format!("/api/v1/payments/{id}/notifications/retry"),
+        Some(key),
+        &[],
+        Vec::new(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn failures_are_retried_on_schedule_then_failed_then_retried_by_hand() {
+    // 500, 410, 503: all three attempts of the test schedule fail.
+    let endpoint = MerchantEndpoint::start(&[
+        Answer::Status(500),
+        Answer::Status(410),
+        Answer::Status(503),
+    ])
+    .await;
+    let app = app_notifying(&endpoint, |c| c).await;
+    let id = settle_payment(&app, 1, "failed").await;
+
+    let failed = wait_for_status(&app, id, "LOG_FAILED").await;
+    let codes: Vec<Value> = failed["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status_code"].clone())
+        .collect();
+    assert_eq!(codes, [json!(500), json!(410), json!(503)]);
+    assert_eq!(failed["event_type"], "payment.failed");
+    assert_eq!(endpoint.received().len(), 3);
+
+    // A read key may not re-queue; another merchant's payment is not found.
+    let r = retry(&app, id, &app.merchant.read_api_key.clone()).await;
+    assert_eq!(r.status, 403);
+    let other = merchant_with(&app.gateway, 10, false, None).await;
+    let r = retry(&app, id, &other.api_key).await;
+    assert_eq!((r.status, r.code()), (404, "not_found"));
+
+    // The merchant's endpoint recovered: the retry delivers the same event.
+    let r = retry(&app, id, &app.merchant.api_key.clone()).await;
+    assert_eq!(
+        (r.status, r.body.clone()),
+        (202, json!({"status": "queued"}))
+    );
+    let delivered = wait_for_status(&app, id, "LOG_SUCCESS").await;
+    assert_eq!(delivered["attempts"].as_array().unwrap().len(), 4);
+    let received = endpoint.received();
+    assert_eq!(received.len(), 4);
+    let ids: Vec<&String> = received.iter().map(|r| &r.headers["webhook-id"]).collect();
+    assert!(ids.iter().all(|i| **i == failed["event_id"]), "{ids:?}");
+    for request in &received {
+        verify_signature(&app.merchant.webhook_secret, request);
+    }
+    assert!(endpoint.script.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn hanging_and_hung_up_endpoints_are_attempts_with_their_errors() {
+    let endpoint = MerchantEndpoint::start(&[Answer::Hang]).await;
+    // The first connection is closed unanswered, the next request hangs
+    // past the timeout, then the endpoint answers.
+    endpoint
+        .server
+        .drop_connections
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let app = app_notifying_alone(&endpoint, "hangs", |mut c| {
+        c.notifier.timeout = Duration::from_millis(500);
+        c.notifier.retry_schedule = vec![Duration::from_millis(50); 3];
+        c
+    })
+    .await;
+    let id = settle_payment(&app, 1, "finished").await;
+
+    let delivered = wait_for_status(&app, id, "LOG_SUCCESS").await;
+    let attempts = delivered["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 3, "{attempts:?}");
+    assert_eq!(attempts[0]["status_code"], Value::Null);
+    assert!(
+        attempts[0]["error"].as_str().unwrap().contains("failed"),
+        "{attempts:?}"
+    );
+    assert_eq!(attempts[1]["status_code"], Value::Null);
+    assert!(
+        attempts[1]["error"].as_str().unwrap().contains("timed out"),
+        "{attempts:?}"
+    );
+    assert!(attempts[1]["latency_ms"].as_i64().unwrap() >= 400);
+    assert_eq!(attempts[2]["status_code"], 200);
+}
+
+#[tokio::test]
+async fn loopback_callbacks_are_refused_unless_allowed() {
+    let endpoint = MerchantEndpoint::start(&[]).await;
+    let app = app_notifying_alone(&endpoint, "ssrf", |mut c| {
+        c.notifier.allow_private_callbacks = false;
+        c.notifier.retry_schedule = Vec::new();
+        c
+    })
+    .await;
+    let id = settle_payment(&app, 1, "finished").await;
+    let failed = wait_for_status(&app, id, "LOG_FAILED").await;
+    let error = failed["attempts"][0]["error"].as_str().unwrap().to_owned();
+    assert!(error.contains("not public"), "{error}");
+    assert!(endpoint.received().is_empty());
+}
+
+#[tokio::test]
+async fn a_redelivered_message_of_a_delivered_event_is_not_delivered_again() {
+    let endpoint = MerchantEndpoint::start(&[]).await;
+    let app = app_notifying(&endpoint, |c| c).await;
+    let id = settle_payment(&app, 1, "finished").await;
+    let notification = wait_for_status(&app, id, "LOG_SUCCESS").await;
+
+    // The same message again, as RabbitMQ would redeliver it.
+    let (outbox_id,): (i64,) = sqlx::query_as("SELECT id FROM outbox WHERE payment_id = $1")
+        .bind(id)
+        .fetch_one(&app.gateway.dbs.payments)
+        .await
+        .unwrap();
+    let connection = paygate::outbox::connect("amqp://guest:guest@127.0.0.1:5672/%2f", "test")
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let mut headers = FieldTable::default();
+    headers.insert("x-outbox-id".into(), AMQPValue::LongLongInt(outbox_id));
+    headers.insert("x-attempts".into(), AMQPValue::LongInt(0));
+    let event_id = notification["event_id"].as_str().unwrap();
+    for _ in 0..3 {
+        channel
+            .basic_publish(
+                format!("paygate_test_{}.payments", std::process::id()).into(),
+                "payment.finished".into(),
+                BasicPublishOptions::default(),
+                b"{}",
+                lapin::BasicProperties::default()
+                    .with_message_id(event_id.into())
+                    .with_headers(headers.clone()),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(endpoint.received().len(), 1);
+    assert_eq!(
+        wait_for_status(&app, id, "LOG_SUCCESS").await["attempts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn rows_claimed_by_a_producer_that_died_are_published_after_the_lease() {
+    let endpoint = MerchantEndpoint::start(&[]).await;
+    let mut first = app_notifying_alone(&endpoint, "lease", |c| c).await;
+    let r = first.create(&first.body(1)).await;
+    let id = r.body["payment_id"].as_i64().unwrap();
+    // The host stops; a provider event commits; a producer claims the row
+    // and dies before publishing.
+    first.shutdown.cancel();
+    first.server.take().unwrap().await.unwrap().unwrap();
+    let applied = first
+        .gateway
+        .payments
+        .apply_provider_event(
+            paygate::payments::webhook::PaymentLookup::Id(id),
+            &["sandbox".to_owned()],
+            paygate::payments::PaymentStatus::Finished,
+            "test",
+            "evt-lease",
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        applied,
+        paygate::payments::webhook::Applied::Updated { .. }
+    ));
+    let claimed = first
+        .gateway
+        .outbox
+        .claim_due(10, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+
+    // A new host on the same databases publishes it once the lease is over.
+    let second = next_host(&first, "lease").await;
+    let started = Instant::now();
+    let delivered = wait_for_status(&second, id, "LOG_SUCCESS").await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "published before the lease ran out"
+    );
+    assert_eq!(delivered["attempts"].as_array().unwrap().len(), 1);
+    assert_eq!(endpoint.received().len(), 1);
+}
+
+/// Closes this app's connections at the broker, as a network fault or a
+/// broker restart would; how many were closed.
+fn close_broker_connections(instance: &str) -> usize {
+    let listed = std::process::Command::new("rabbitmqctl")
+        .args(["list_connections", "pid", "client_properties", "--quiet"])
+        .output()
+        .expect("rabbitmqctl runs");
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    let pids: Vec<&str> = listed
+        .lines()
+        .filter(|line| line.contains(instance))
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    for pid in &pids {
+        let closed = std::process::Command::new("rabbitmqctl")
+            .args(["close_connection", pid, "closed by a paygate test"])
+            .output()
+            .expect("rabbitmqctl runs");
+        assert!(closed.status.success(), "{closed:?}");
+    }
+    pids.len()
+}
+
+/// Every payment's one notification delivered, each exactly once.
+async fn assert_each_delivered_once(app: &TestApp, endpoint: &MerchantEndpoint, ids: &[i64]) {
+    for id in ids {
+        wait_for_status(app, *id, "LOG_SUCCESS").await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut delivered: Vec<i64> = endpoint
+        .received()
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<Value>(&r.body).unwrap()["payment_id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    delivered.sort();
+    assert_eq!(delivered, ids, "each payment notified exactly once");
+}
+
+#[tokio::test]
+async fn broker_connections_dropped_under_load_lose_and_repeat_nothing() {
+    let endpoint = MerchantEndpoint::start(&[]).await;
+    let app = app_notifying_alone(&endpoint, "amqpdrop", |c| c).await;
+    let mut ids = Vec::new();
+    for order in 1..=40 {
+        let r = app.create(&app.body(order)).await;
+        ids.push(r.body["payment_id"].as_i64().unwrap());
+    }
+    let finishing = {
+        let ids = ids.clone();
+        let (url, client) = (app.url.clone(), app.client.clone());
+        tokio::spawn(async move {
+            for id in ids {
+                assert_eq!(provider_webhook(&url, &client, id, "finished").await, 200);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    // Twice while the transitions commit: producer and notifier both lose
+    // their connections and must reconnect.
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let closed = tokio::task::spawn_blocking({
+            let instance = app.instance.clone();
+            move || close_broker_connections(&instance)
+        })
+        .await
+        .unwrap();
+        assert!(closed >= 1, "no connection of this app at the broker");
+    }
+    finishing.await.unwrap();
+    assert_each_delivered_once(&app, &endpoint, &ids).await;
+}
+
+#[tokio::test]
+async fn a_host_stopped_mid_delivery_hands_over_without_loss_or_repeat() {
+    let endpoint = MerchantEndpoint::start(&[Answer::Slow(Duration::from_millis(200)); 20]).await;
+    let mut first = app_notifying_alone(&endpoint, "handover", |c| c).await;
+    let mut ids = Vec::new();
+    for order in 1..=20 {
+        ids.push(settle_payment(&first, order, "finished").await);
+    }
+    // Stop at once, whatever is in flight.
+    first.shutdown.cancel();
+    first.server.take().unwrap().await.unwrap().unwrap();
+
+    let second = next_host(&first, "handover").await;
+    assert_each_delivered_once(&second, &endpoint, &ids).await;
+}
