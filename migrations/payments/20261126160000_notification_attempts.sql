@@ -11,6 +11,9 @@ CREATE TABLE notification_attempts (
     UNIQUE (outbox_id, attempt)
 );
 
--- Rows published (or being delivered) whose lease may run out: the producer
--- republishes them when it does, after a crash or a lost message.
-CREATE INDEX outbox_leased ON outbox (claimed_until) WHERE status = 'LOG_PROCESSING';
+-- Leased rows (claimed, published or being delivered), by expiry: the
+-- producer republishes those whose lease ran out, after a crash or a lost
+-- message. Partial on the lease, not on the status: a status-partial index
+-- looks empty to the planner right after a burst of claims and would be
+-- chosen over the primary key for single-row updates.
+CREATE INDEX outbox_leased ON outbox (claimed_until) WHERE claimed_until IS NOT NULL;

@@ -154,7 +154,7 @@ impl OutboxStore {
         sqlx::query_as(
             "WITH expired AS (
                  SELECT id FROM outbox
-                 WHERE status = 'LOG_PROCESSING' AND claimed_until < now()
+                 WHERE claimed_until < now() AND status = 'LOG_PROCESSING'
                  ORDER BY claimed_until
                  LIMIT $1
                  FOR UPDATE SKIP LOCKED
@@ -194,7 +194,7 @@ impl OutboxStore {
         sqlx::query_scalar(
             "SELECT least(
                  (SELECT min(next_retry_at) FROM outbox WHERE status IN ('LOG_PENDING', 'LOG_RETRYING')),
-                 (SELECT min(claimed_until) FROM outbox WHERE status = 'LOG_PROCESSING'))",
+                 (SELECT min(claimed_until) FROM outbox WHERE claimed_until IS NOT NULL AND status = 'LOG_PROCESSING'))",
         )
         .fetch_one(&self.relaxed)
         .await
