@@ -8,13 +8,15 @@
 //! connects and migrates them. [`http`] is the API over a [`gateway::Gateway`]
 //! of those services; [`config`] is every setting in one typed place; [`app`]
 //! wires settings into a running server; [`sandbox`] is the stand-in payment
-//! provider of tests and the demo; [`telemetry`] sets up logging.
+//! provider of tests and the demo; [`html`] is what server-rendered pages
+//! share; [`telemetry`] sets up logging.
 
 pub mod app;
 pub mod config;
 pub mod db;
 pub mod demo;
 pub mod gateway;
+pub mod html;
 pub mod http;
 pub mod merchants;
 pub mod payments;
