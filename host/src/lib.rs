@@ -8,8 +8,9 @@
 //! connects and migrates them. [`http`] is the API over a [`gateway::Gateway`]
 //! of those services; [`config`] is every setting in one typed place; [`app`]
 //! wires settings into a running server; [`sandbox`] is the stand-in payment
-//! provider of tests and the demo; [`html`] is what server-rendered pages
-//! share; [`telemetry`] sets up logging.
+//! provider of tests and the demo; [`shop`] is the demo shop, a merchant
+//! that uses paygate through its public API only; [`html`] is what their
+//! pages share; [`telemetry`] sets up logging.
 
 pub mod app;
 pub mod config;
@@ -24,6 +25,7 @@ pub mod plugins;
 pub mod providers;
 pub mod sandbox;
 pub mod secret;
+pub mod shop;
 pub mod telemetry;
 pub mod webhooks;
 
