@@ -1,7 +1,7 @@
 //! The merchant REST API end to end: a real host on port 0 over real
 //! PostgreSQL and Redis, the shipped plugins, and the sandbox provider.
 
-mod app;
+pub(crate) mod app;
 mod create;
 mod docs;
 mod guards;

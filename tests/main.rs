@@ -9,3 +9,4 @@ mod hot_reload;
 mod plugins;
 mod sandbox;
 mod sandbox_provider;
+mod shop;

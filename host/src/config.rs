@@ -122,13 +122,17 @@ pub struct Config {
     pub demo: bool,
 }
 
+/// The payments database on a developer machine (the demo shop's default too).
+pub const DEFAULT_PAYMENTS_DATABASE_URL: &str =
+    "postgres://postgres@127.0.0.1:5432/paygate_payments";
+
 /// One URL per database.
 #[derive(Clone, Debug, clap::Args)]
 pub struct DatabaseUrls {
     #[arg(
         long = "payments-database-url",
         env = "PAYMENTS_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/paygate_payments"
+        default_value = DEFAULT_PAYMENTS_DATABASE_URL
     )]
     pub payments: String,
     #[arg(

@@ -61,6 +61,17 @@ impl Databases {
     }
 }
 
+/// Connects to the payments database alone and applies its migrations: the
+/// demo shop keeps its orders there and needs none of the other three.
+pub async fn connect_payments(url: &str, pool_size: u32) -> anyhow::Result<PgPool> {
+    let db = pool("PAYMENTS_DATABASE_URL", url, pool_size).await?;
+    PAYMENTS
+        .run(&db)
+        .await
+        .context("migrating the payments database")?;
+    Ok(db)
+}
+
 async fn pool(var: &str, url: &str, size: u32) -> anyhow::Result<PgPool> {
     pool_with(var, url, size, &[]).await
 }

@@ -9,14 +9,17 @@
 //! of those services; [`config`] is every setting in one typed place; [`app`]
 //! wires settings into a running server; [`outbox`] publishes committed
 //! payment outcomes to RabbitMQ and [`notifier`] delivers them, signed, to
-//! merchants; [`sandbox`] is the stand-in payment
-//! provider of tests and the demo; [`telemetry`] sets up logging.
+//! merchants; [`sandbox`] is the stand-in payment provider of tests and the
+//! demo; [`shop`] is the demo shop, a merchant that uses paygate through its
+//! public API only; [`html`] is what their pages share; [`telemetry`] sets
+//! up logging.
 
 pub mod app;
 pub mod config;
 pub mod db;
 pub mod demo;
 pub mod gateway;
+pub mod html;
 pub mod http;
 pub mod merchants;
 pub mod notifier;
@@ -26,6 +29,7 @@ pub mod plugins;
 pub mod providers;
 pub mod sandbox;
 pub mod secret;
+pub mod shop;
 pub mod telemetry;
 pub mod webhooks;
 

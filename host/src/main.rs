@@ -8,6 +8,7 @@ use paygate::merchants::{MerchantStore, NewMerchant};
 use paygate::outbox::OutboxStore;
 use paygate::providers::{AliasBinding, ProviderStore};
 use paygate::sandbox::SandboxArgs;
+use paygate::shop::{Shop, ShopArgs};
 use paygate::{App, Config, demo, sandbox, telemetry};
 use tokio_util::sync::CancellationToken;
 
@@ -44,6 +45,8 @@ enum Command {
     },
     /// Run the sandbox payment provider (tests and the demo use it).
     SandboxProvider(SandboxArgs),
+    /// Run the demo shop, a merchant storefront that pays through paygate.
+    DemoShop(ShopArgs),
     /// Inspect the outbox of merchant notifications.
     Outbox {
         #[command(flatten)]
@@ -133,6 +136,12 @@ async fn main() -> anyhow::Result<()> {
             tokio::spawn(stop_on_signal(shutdown.clone()));
             sandbox::serve(listener, args, shutdown).await
         }
+        Command::DemoShop(args) => {
+            let shop = Shop::build(&args).await?;
+            let shutdown = CancellationToken::new();
+            tokio::spawn(stop_on_signal(shutdown.clone()));
+            shop.run(shutdown).await
+        }
     }
 }
 
@@ -146,19 +155,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     tokio::spawn(stop_on_signal(shutdown.clone()));
     if config.demo {
         let port = app.local_addr().port();
-        let seeded = demo::seed(&app.gateway, &format!("http://localhost:{port}")).await?;
-        println!("{}", serde_json::to_string_pretty(&seeded)?);
-        let args = SandboxArgs {
-            listen: "0.0.0.0:8002".parse().expect("static address"),
-            public_url: "http://localhost:8002".into(),
-            gateway_url: format!("http://localhost:{port}"),
-            internal_webhook_secret: config.internal_webhook_secret.clone(),
-            stripe_webhook_secret: config.stripe_webhook_secret.clone(),
-        };
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("binding the sandbox provider to {}", args.listen))?;
-        tokio::spawn(sandbox::serve(listener, args, shutdown.clone()));
+        demo::start(&app.gateway, &config, port, shutdown.clone()).await?;
     }
     app.run(shutdown).await
 }

@@ -37,7 +37,7 @@ fn database_urls(prefix: &str) -> DatabaseUrls {
 
 /// Databases of this test process, created once; stale ones of dead test
 /// processes are dropped first.
-async fn databases() -> DatabaseUrls {
+pub async fn databases() -> DatabaseUrls {
     static ONCE: OnceCell<DatabaseUrls> = OnceCell::const_new();
     ONCE.get_or_init(|| async {
         drop_stale_test_databases().await;
@@ -347,7 +347,8 @@ impl TestApp {
     }
 }
 
-async fn reply(response: reqwest::Response) -> Reply {
+/// Reads a response: status, headers, and the body as JSON (or as a string).
+pub async fn reply(response: reqwest::Response) -> Reply {
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let text = response.text().await.unwrap();

@@ -3,7 +3,7 @@
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
@@ -46,20 +46,26 @@ pub async fn security_headers(
     let api = request.uri().path().starts_with("/api/");
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
+    no_sniffing_or_framing(headers);
+    if api {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    let max_age = state.gateway.hsts_max_age;
+    if max_age > 0
+        && let Ok(v) = HeaderValue::from_str(&format!("max-age={max_age}"))
+    {
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, v);
+    }
+    response
+}
+
+/// `nosniff` and frame deny: what every answer of paygate's servers carries.
+pub fn no_sniffing_or_framing(headers: &mut HeaderMap) {
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    if api {
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
-    if state.gateway.hsts_max_age > 0 {
-        if let Ok(v) = HeaderValue::from_str(&format!("max-age={}", state.gateway.hsts_max_age)) {
-            headers.insert(header::STRICT_TRANSPORT_SECURITY, v);
-        }
-    }
-    response
 }
 
 /// 413 for bodies over 1 MiB, 415 for a body that is not JSON. The body is
@@ -90,7 +96,8 @@ pub async fn body_guard(request: Request, next: Next) -> Response {
         .await
 }
 
-fn is_json(value: Option<&HeaderValue>) -> bool {
+/// Whether a `Content-Type` value says JSON (parameters such as a charset aside).
+pub fn is_json(value: Option<&HeaderValue>) -> bool {
     let Some(v) = value.and_then(|v| v.to_str().ok()) else {
         return false;
     };

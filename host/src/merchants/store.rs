@@ -216,6 +216,28 @@ impl MerchantStore {
             .await
     }
 
+    /// The secret a merchant's notifications are signed with (for the demo
+    /// shop, which verifies them as the demo merchant).
+    pub async fn webhook_secret(&self, merchant_id: i64) -> Result<Option<Secret>, sqlx::Error> {
+        let secret: Option<String> =
+            sqlx::query_scalar("SELECT webhook_secret FROM merchants WHERE id = $1")
+                .bind(merchant_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(secret.map(Secret::new))
+    }
+
+    /// Points a merchant's notifications at `url`; returns whether the
+    /// merchant exists.
+    pub async fn set_callback_url(&self, merchant_id: i64, url: &str) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query("UPDATE merchants SET callback_url = $2 WHERE id = $1")
+            .bind(merchant_id)
+            .bind(url)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// The first subscription of a merchant (for the demo's seed).
     pub async fn first_subscription(&self, merchant_id: i64) -> Result<Option<i64>, sqlx::Error> {
         sqlx::query_scalar(

@@ -2,6 +2,7 @@
 //! outside assets, so it works offline and in any test browser.
 
 use super::store::Outcome;
+use crate::html::escape;
 
 const STYLE: &str = "\
 body{margin:0;min-height:100vh;display:flex;align-items:center;justify-content:center;\
@@ -93,22 +94,6 @@ fn layout(title: &str, body: &str) -> String {
          <title>{title}</title><style>{STYLE}</style></head>\
          <body><main><p class=\"brand\">paygate sandbox</p>{body}</main></body></html>"
     )
-}
-
-/// Escapes text for HTML content and quoted attributes.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -9,9 +9,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::html::{self, View};
-use super::reply::html;
 use super::store::{Order, Outcome, Payment, Sandbox};
 use super::webhook;
+use crate::html::page;
 
 /// How long a click waits for the gateway's first answer before
 /// redirecting, so the merchant's return page usually sees the new status.
@@ -24,8 +24,8 @@ pub(crate) async fn show(
 ) -> Response {
     let id = id.map(|Path(id)| id).unwrap_or_default();
     match sandbox.get(&id) {
-        Some(payment) => html(StatusCode::OK, html::payment(&view(&payment))),
-        None => html(StatusCode::NOT_FOUND, html::not_found(&id)),
+        Some(payment) => page(StatusCode::OK, html::payment(&view(&payment))),
+        None => page(StatusCode::NOT_FOUND, html::not_found(&id)),
     }
 }
 
@@ -54,7 +54,7 @@ async fn settle(
 ) -> Response {
     let id = id.map(|Path(id)| id).unwrap_or_default();
     let Some((mut payment, changed)) = sandbox.settle(&id, outcome) else {
-        return html(StatusCode::NOT_FOUND, html::not_found(&id));
+        return page(StatusCode::NOT_FOUND, html::not_found(&id));
     };
     if changed {
         tracing::info!(payment = %payment.id, outcome = ?payment.outcome, "sandbox payment settled");
@@ -67,7 +67,7 @@ async fn settle(
     }
     match return_url(&payment) {
         Some(url) => Redirect::to(&url).into_response(),
-        None => html(StatusCode::OK, html::payment(&view(&payment))),
+        None => page(StatusCode::OK, html::payment(&view(&payment))),
     }
 }
 

@@ -1,6 +1,6 @@
 //! Response shapes and input checks both provider dialects share.
 
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -27,26 +27,6 @@ pub(crate) fn stripe_error(
         error["param"] = Value::from(param);
     }
     (status, axum::Json(json!({ "error": error }))).into_response()
-}
-
-/// A page of the sandbox. The policy forbids scripts and outside assets
-/// but leaves `form-action` open: browsers apply it to the redirect after
-/// a click, which goes to the merchant's site.
-pub(crate) fn html(status: StatusCode, page: String) -> Response {
-    (
-        status,
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'",
-            ),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        page,
-    )
-        .into_response()
 }
 
 /// The `Idempotency-Key` header: absent or empty is `None`.

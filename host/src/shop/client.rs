@@ -1,0 +1,100 @@
+//! The shop's side of paygate's public API: `POST /api/v1/payments` with the
+//! shop's own key, as any merchant would call it.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::order::{CURRENCY, NewOrder};
+use crate::secret::Secret;
+
+/// paygate waits up to ten seconds for a provider; leave it room to answer.
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A merchant client of one paygate.
+#[derive(Clone, Debug)]
+pub struct PaygateClient {
+    http: reqwest::Client,
+    payments_url: String,
+    api_key: Secret,
+    subscription_id: i64,
+}
+
+/// The payment paygate opened for an order.
+#[derive(Clone, Debug, Deserialize)]
+pub struct CreatedPayment {
+    pub payment_id: i64,
+    pub payment_url: String,
+}
+
+/// Why no payment was created: paygate's error code, or one of ours when
+/// paygate could not be reached (`gateway_unreachable`) or answered
+/// something that is not its API (`invalid_response`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: String,
+    pub message: String,
+}
+
+impl PaygateClient {
+    pub fn new(api_url: &str, api_key: Secret, subscription_id: i64) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .build()
+            .expect("a client with a timeout builds");
+        Self {
+            http,
+            payments_url: format!("{}/api/v1/payments", api_url.trim_end_matches('/')),
+            api_key,
+            subscription_id,
+        }
+    }
+
+    /// Asks paygate for the order's payment. The idempotency key is the
+    /// order's, so a retried request can never open a second payment.
+    pub async fn create_payment(
+        &self,
+        order_id: i64,
+        order: &NewOrder,
+    ) -> Result<CreatedPayment, Refusal> {
+        let body = json!({
+            "order_id": order_id,
+            "amount": order.quantity(),
+            "price": order.price().to_string(),
+            "currency": CURRENCY,
+            "alias": order.alias(),
+            "subscription_id": self.subscription_id,
+        });
+        let answer = self
+            .http
+            .post(&self.payments_url)
+            .header("x-api-key", self.api_key.expose())
+            .header("idempotency-key", format!("order-{order_id}"))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|error| Refusal {
+                code: "gateway_unreachable".into(),
+                message: format!("paygate could not be reached: {error}"),
+            })?;
+        let status = answer.status();
+        let text = answer.text().await.unwrap_or_default();
+        if status.is_success() {
+            return serde_json::from_str(&text).map_err(|_| Refusal {
+                code: "invalid_response".into(),
+                message: format!("paygate answered HTTP {status} without a payment"),
+            });
+        }
+        let error: Value = serde_json::from_str(&text).unwrap_or_default();
+        Err(Refusal {
+            code: error["error"]
+                .as_str()
+                .unwrap_or("invalid_response")
+                .to_owned(),
+            message: error["message"]
+                .as_str()
+                .map_or_else(|| format!("paygate answered HTTP {status}"), str::to_owned),
+        })
+    }
+}

@@ -1,0 +1,212 @@
+//! The demo shop: a small storefront that is a merchant of paygate and
+//! nothing more. It sells a fixed [`order::CATALOGUE`], creates each
+//! order's payment through paygate's public API with its own key
+//! ([`client`]), sends the buyer to the payment page, and settles the order
+//! when paygate's signed notification arrives ([`notifications`]). Orders
+//! live in the payments database ([`store`]). [`api`] is the JSON side
+//! (`/api/v1/orders`, `/api/v1/notifications`), [`pages`] the HTML one.
+//!
+//! `paygate demo-shop` runs it alone; `serve --demo` runs it beside the API
+//! for the demo merchant, so the README's loop works in one command.
+
+mod api;
+mod client;
+mod error;
+pub mod notifications;
+pub mod order;
+mod pages;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
+use axum::routing::{get, post};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::DEFAULT_PAYMENTS_DATABASE_URL;
+use crate::http::middleware::no_sniffing_or_framing;
+use crate::secret::Secret;
+use client::PaygateClient;
+use error::ShopError;
+use notifications::WebhookKey;
+use order::NewOrder;
+use store::{Order, OrderStore};
+
+/// Largest request body: orders and notifications are a few hundred bytes.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Settings of the demo shop, from flags or environment variables.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ShopArgs {
+    /// Address the shop listens on.
+    #[arg(long, env = "DEMO_SHOP_LISTEN", default_value = "0.0.0.0:8001")]
+    pub listen: SocketAddr,
+
+    /// paygate's base URL; payments are created at its `/api/v1/payments`.
+    #[arg(long, env = "PAYGATE_API_URL", default_value = "http://localhost:8080")]
+    pub paygate_api_url: String,
+
+    /// The shop's write key at paygate (`pk_…`).
+    #[arg(long, env = "DEMO_SHOP_API_KEY", hide_env_values = true)]
+    pub api_key: Secret,
+
+    /// The subscription the shop's payments are charged to.
+    #[arg(long, env = "DEMO_SHOP_SUBSCRIPTION_ID")]
+    pub subscription_id: i64,
+
+    /// The shop's webhook secret at paygate (`whsec_…`), to verify notifications.
+    #[arg(long, env = "DEMO_SHOP_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Secret,
+
+    /// The payments database, where the orders are kept.
+    #[arg(
+        long,
+        env = "PAYMENTS_DATABASE_URL",
+        default_value = DEFAULT_PAYMENTS_DATABASE_URL,
+        hide_env_values = true
+    )]
+    pub payments_database_url: String,
+}
+
+/// Everything a handler needs.
+#[derive(Clone)]
+struct ShopState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    orders: OrderStore,
+    paygate: PaygateClient,
+    webhook_key: WebhookKey,
+}
+
+/// A built shop: settings checked, database ready, listener bound.
+pub struct Shop {
+    listener: TcpListener,
+    state: ShopState,
+}
+
+impl Shop {
+    /// Connects to the payments database, applies its migrations and binds
+    /// the listener (port 0 picks a free one).
+    pub async fn build(args: &ShopArgs) -> anyhow::Result<Self> {
+        let pool = crate::db::connect_payments(&args.payments_database_url, 4).await?;
+        Self::with_pool(args, pool).await
+    }
+
+    /// Builds over a pool of an already migrated payments database, as
+    /// `serve --demo` does with its own.
+    pub async fn with_pool(args: &ShopArgs, pool: PgPool) -> anyhow::Result<Self> {
+        let webhook_key = WebhookKey::parse(args.webhook_secret.expose())
+            .map_err(|e| anyhow::anyhow!("DEMO_SHOP_WEBHOOK_SECRET {e}"))?;
+        anyhow::ensure!(
+            args.subscription_id > 0,
+            "DEMO_SHOP_SUBSCRIPTION_ID must be a subscription id (1 or more)"
+        );
+        let paygate = PaygateClient::new(
+            &args.paygate_api_url,
+            args.api_key.clone(),
+            args.subscription_id,
+        );
+        let listener = TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("binding DEMO_SHOP_LISTEN={}", args.listen))?;
+        let inner = Inner {
+            orders: OrderStore::new(pool),
+            paygate,
+            webhook_key,
+        };
+        Ok(Self {
+            listener,
+            state: ShopState {
+                inner: Arc::new(inner),
+            },
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` is cancelled, then finishes the requests in
+    /// flight.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let addr = self.local_addr();
+        tracing::info!(%addr, "demo shop serving");
+        axum::serve(self.listener, router(self.state))
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+            .context("serving the demo shop")?;
+        tracing::info!("demo shop stopped");
+        Ok(())
+    }
+}
+
+fn router(state: ShopState) -> Router {
+    Router::new()
+        .route("/", get(pages::products))
+        .route("/orders", get(pages::orders).post(pages::order_form))
+        .route(
+            "/api/v1/orders",
+            post(api::create_order).get(api::list_orders),
+        )
+        .route("/api/v1/orders/{id}", get(api::show_order))
+        .route("/api/v1/notifications", post(api::notification))
+        .route(
+            "/health",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .fallback(|| async { ShopError::NotFound })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(state)
+}
+
+/// Headers every answer carries; pages add their own policy. Orders
+/// change, so nothing is cached.
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    no_sniffing_or_framing(headers);
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Stores the order, then asks paygate for its payment: the order exists
+/// before paygate is called, so its id can be the payment's `order_id`. A
+/// refusal fails the order and is passed on.
+async fn place_order(state: &ShopState, new: NewOrder) -> Result<Order, ShopError> {
+    let shop = &state.inner;
+    let order = shop.orders.insert(&new).await?;
+    match shop.paygate.create_payment(order.order_id, &new).await {
+        Ok(payment) => {
+            tracing::info!(
+                order_id = order.order_id,
+                payment_id = payment.payment_id,
+                "demo shop order placed"
+            );
+            Ok(shop
+                .orders
+                .set_payment(order.order_id, payment.payment_id, &payment.payment_url)
+                .await?)
+        }
+        Err(refusal) => {
+            tracing::warn!(order_id = order.order_id, code = %refusal.code, "paygate refused the order's payment");
+            shop.orders.fail(order.order_id).await?;
+            Err(ShopError::PaymentFailed {
+                order_id: order.order_id,
+                refusal,
+            })
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! SQL of the shop's tables in the payments database: `orders` and the
+//! `order_notifications` it has acted on.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use sqlx::PgPool;
+
+use super::order::{CURRENCY, NewOrder, OrderStatus, Product};
+
+/// Orders shown by a listing, newest first.
+pub const LIST_LIMIT: i64 = 100;
+
+/// The shop's orders.
+#[derive(Clone, Debug)]
+pub struct OrderStore {
+    pool: PgPool,
+}
+
+/// An order as the API and the pages show it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Order {
+    pub order_id: i64,
+    pub product_id: i64,
+    pub product: &'static str,
+    pub quantity: i32,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub price: Decimal,
+    pub currency: String,
+    pub alias: String,
+    pub status: OrderStatus,
+    pub payment_id: Option<i64>,
+    pub payment_url: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+type OrderRow = (
+    i64,
+    i64,
+    i32,
+    Decimal,
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<String>,
+    DateTime<Utc>,
+    DateTime<Utc>,
+);
+
+const COLUMNS: &str = "id, product_id, quantity, price, currency, alias, status, payment_id, payment_url, created_at, updated_at";
+
+impl From<OrderRow> for Order {
+    fn from(row: OrderRow) -> Self {
+        let (
+            id,
+            product_id,
+            quantity,
+            price,
+            currency,
+            alias,
+            status,
+            payment_id,
+            url,
+            created,
+            updated,
+        ) = row;
+        Self {
+            order_id: id,
+            product_id,
+            product: Product::find(product_id).map_or("(no longer sold)", |p| p.name),
+            quantity,
+            price,
+            currency,
+            alias,
+            status: OrderStatus::parse(&status).unwrap_or(OrderStatus::Pending),
+            payment_id,
+            payment_url: url,
+            created_at: created,
+            updated_at: updated,
+        }
+    }
+}
+
+/// What a notification did to its order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The pending order moved to this status.
+    Updated(OrderStatus),
+    /// This webhook-id was acted on before; nothing changed.
+    Duplicate,
+    /// Recorded, nothing to change: the order is already settled.
+    Settled(OrderStatus),
+    /// Recorded, nothing to change: no order has this id.
+    UnknownOrder,
+    /// Refused and not recorded: the order was paid by another payment.
+    PaymentMismatch { order_payment_id: i64 },
+}
+
+impl OrderStore {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Stores a new pending order; returns it with its id.
+    pub async fn insert(&self, new: &NewOrder) -> Result<Order, sqlx::Error> {
+        let row: OrderRow = sqlx::query_as(&format!(
+            "INSERT INTO orders (product_id, quantity, alias, price, currency)
+             VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
+        ))
+        .bind(new.product().id)
+        .bind(new.quantity())
+        .bind(new.alias())
+        .bind(new.price())
+        .bind(CURRENCY)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.into())
+    }
+
+    /// Notes the payment paygate created for the order.
+    pub async fn set_payment(
+        &self,
+        order_id: i64,
+        payment_id: i64,
+        payment_url: &str,
+    ) -> Result<Order, sqlx::Error> {
+        let row: OrderRow = sqlx::query_as(&format!(
+            "UPDATE orders SET payment_id = $2, payment_url = $3, updated_at = now()
+             WHERE id = $1 RETURNING {COLUMNS}"
+        ))
+        .bind(order_id)
+        .bind(payment_id)
+        .bind(payment_url)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.into())
+    }
+
+    /// Fails a pending order whose payment could not be created.
+    pub async fn fail(&self, order_id: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE orders SET status = 'ORDER_FAILED', updated_at = now()
+             WHERE id = $1 AND status = 'ORDER_PENDING'",
+        )
+        .bind(order_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn get(&self, order_id: i64) -> Result<Option<Order>, sqlx::Error> {
+        let row: Option<OrderRow> =
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM orders WHERE id = $1"))
+                .bind(order_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(Order::from))
+    }
+
+    /// The latest [`LIST_LIMIT`] orders, newest first.
+    pub async fn list(&self) -> Result<Vec<Order>, sqlx::Error> {
+        let rows: Vec<OrderRow> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM orders ORDER BY id DESC LIMIT $1"
+        ))
+        .bind(LIST_LIMIT)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Order::from).collect())
+    }
+
+    /// Applies a verified notification once. The webhook-id is recorded in
+    /// the transaction that changes the order, so a redelivery racing the
+    /// first waits for it and then finds the id taken.
+    pub async fn apply_notification(
+        &self,
+        webhook_id: &str,
+        event_type: &str,
+        order_id: i64,
+        payment_id: i64,
+        outcome: OrderStatus,
+    ) -> Result<Applied, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let first = sqlx::query(
+            "INSERT INTO order_notifications (webhook_id, order_id, event_type)
+             VALUES ($1, $2, $3) ON CONFLICT (webhook_id) DO NOTHING",
+        )
+        .bind(webhook_id)
+        .bind(order_id)
+        .bind(event_type)
+        .execute(&mut *tx)
+        .await?;
+        if first.rows_affected() == 0 {
+            return Ok(Applied::Duplicate);
+        }
+        let found: Option<(String, Option<i64>)> =
+            sqlx::query_as("SELECT status, payment_id FROM orders WHERE id = $1 FOR UPDATE")
+                .bind(order_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let applied = match found {
+            None => Applied::UnknownOrder,
+            // Dropping the transaction forgets the webhook-id: the refusal
+            // stands for every retry, and paygate shows it failing.
+            Some((_, Some(ours))) if ours != payment_id => {
+                return Ok(Applied::PaymentMismatch {
+                    order_payment_id: ours,
+                });
+            }
+            Some((status, _)) if status != OrderStatus::Pending.as_str() => {
+                Applied::Settled(OrderStatus::parse(&status).unwrap_or(OrderStatus::Pending))
+            }
+            // A payment id not stored yet (the shop stopped between paygate's
+            // answer and saving it) is taken from the signed notification.
+            Some(_) => {
+                sqlx::query(
+                    "UPDATE orders SET status = $2, payment_id = $3, updated_at = now() WHERE id = $1",
+                )
+                .bind(order_id)
+                .bind(outcome.as_str())
+                .bind(payment_id)
+                .execute(&mut *tx)
+                .await?;
+                Applied::Updated(outcome)
+            }
+        };
+        tx.commit().await?;
+        Ok(applied)
+    }
+}
