@@ -10,3 +10,4 @@ mod plugins;
 mod sandbox;
 mod sandbox_provider;
 mod shop;
+mod webdriver;

@@ -3,6 +3,7 @@
 //! anything unsigned, stale or malformed changes nothing. Each shop keeps
 //! its orders in a database of its own, so a test sees only its orders.
 
+mod browser;
 mod notifications;
 mod orders;
 

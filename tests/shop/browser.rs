@@ -1,0 +1,67 @@
+//! The demo's whole loop in a real browser: headless Chromium opens the
+//! shop, orders, follows the payment page and clicks Pay; the provider's
+//! signed webhook finishes the payment, the outbox and RabbitMQ carry the
+//! outcome, the notifier's signed notification finishes the order, and the
+//! orders page shows it.
+
+use std::time::{Duration, Instant};
+
+use super::spawn_shop;
+use crate::webdriver::{self, Browser};
+
+#[tokio::test]
+async fn a_browser_orders_pays_and_sees_the_order_finished() {
+    if std::env::var("PAYGATE_SKIP_BROWSER").is_ok() {
+        eprintln!("skipped: PAYGATE_SKIP_BROWSER is set");
+        return;
+    }
+    webdriver::available().unwrap();
+    let shop = spawn_shop().await;
+    shop.app
+        .gateway
+        .merchants
+        .set_callback_url(
+            shop.app.merchant.merchant_id,
+            &format!("{}/api/v1/notifications", shop.url),
+        )
+        .await
+        .unwrap();
+
+    let browser = Browser::start().await;
+    browser.open(&format!("{}/", shop.url)).await;
+    browser.click("#order-2").await;
+    // The shop redirected to the provider's payment page.
+    let started = Instant::now();
+    while !browser
+        .current_url()
+        .await
+        .starts_with(&shop.app.sandbox_url)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never reached the payment page"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser.click("#pay").await;
+
+    let order = shop.get("/api/v1/orders").await.body["orders"][0].clone();
+    let order_id = order["order_id"].as_i64().unwrap();
+    assert_eq!(order["product_id"], 2);
+    let status_cell = format!("#order-{order_id}-status");
+    let started = Instant::now();
+    loop {
+        browser.open(&format!("{}/orders", shop.url)).await;
+        let status = browser.text(&status_cell).await;
+        if status.contains("FINISHED") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the orders page still shows {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    browser.close().await;
+    assert_eq!(shop.order_status(order_id).await, "ORDER_FINISHED");
+}
