@@ -64,7 +64,7 @@ pub fn sign_digest(secret: &SecretKey, digest: &Digest) -> ComponentSignature {
 }
 
 impl SecretKey {
-    /// The public half, to hand to the registry to trust.
+    /// The public half, to hand to [`crate::Registry::trust`].
     pub fn public_key(&self) -> PublicKey {
         PublicKey(self.0.verifying_key())
     }
@@ -241,6 +241,45 @@ fn parse_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
+/// The trusted key that vouches for `digest` among `signatures`, or why
+/// none does. With no trusted keys, signatures are optional: `Ok(None)`.
+pub(crate) fn trusted_signer(
+    component: &str,
+    digest: &Digest,
+    signatures: &[ComponentSignature],
+    trusted: &[PublicKey],
+) -> Result<Option<KeyId>, RegistryError> {
+    if trusted.is_empty() {
+        return Ok(None);
+    }
+    let by_trusted = signatures.iter().filter(|s| trusted.contains(&s.key));
+    let mut bad = None;
+    for signature in by_trusted {
+        if signature.verifies(digest) {
+            return Ok(Some(signature.key.id()));
+        }
+        bad = Some(signature.key.id());
+    }
+    let (component, digest) = (component.to_owned(), *digest);
+    Err(match bad {
+        Some(key) => RegistryError::BadSignature {
+            component,
+            digest,
+            key,
+        },
+        None if signatures.is_empty() => RegistryError::Unsigned {
+            component,
+            digest,
+            trusted: trusted.len(),
+        },
+        None => RegistryError::UntrustedSigner {
+            component,
+            digest,
+            keys: signatures.iter().map(|s| s.key.id()).collect(),
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,5 +337,25 @@ mod tests {
         assert!("abc".parse::<PublicKey>().is_err());
         assert!("ed25519:abc:def".parse::<ComponentSignature>().is_err());
         assert!(KeyId::try_from("XYZ".to_owned()).is_err());
+    }
+
+    #[test]
+    fn trust_policy_names_what_is_wrong() {
+        let (trusted_secret, trusted) = keygen().unwrap();
+        let (stranger_secret, _) = keygen().unwrap();
+        let digest = Digest::of(b"c");
+        let good = sign(&trusted_secret, b"c");
+        let forged = sign(&trusted_secret, b"something else");
+        let stranger = sign(&stranger_secret, b"c");
+        let check = |sigs: &[ComponentSignature]| trusted_signer("p@1", &digest, sigs, &[trusted]);
+
+        assert_eq!(trusted_signer("p@1", &digest, &[], &[]).unwrap(), None);
+        assert_eq!(
+            check(&[stranger.clone(), good]).unwrap(),
+            Some(trusted.id())
+        );
+        assert_refused!(check(&[]), RegistryError::Unsigned { .. });
+        assert_refused!(check(&[forged]), RegistryError::BadSignature { .. });
+        assert_refused!(check(&[stranger]), RegistryError::UntrustedSigner { .. });
     }
 }
