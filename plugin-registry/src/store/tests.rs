@@ -3,6 +3,7 @@ use std::sync::LazyLock;
 use super::*;
 use crate::{SecretKey, keygen, sign};
 
+mod concurrency;
 mod signatures;
 
 static NO_SPEC: LazyLock<PluginSpec> = LazyLock::new(PluginSpec::default);
