@@ -96,7 +96,8 @@ impl PluginSpec {
         Ok(spec)
     }
 
-    fn check(&self) -> Result<(), SpecError> {
+    /// Checks what the types cannot: a version and well-formed host patterns.
+    pub(crate) fn check(&self) -> Result<(), SpecError> {
         if self.version.trim().is_empty() {
             return Err(SpecError::Invalid("version is empty".into()));
         }
