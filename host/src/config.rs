@@ -218,7 +218,7 @@ pub struct NotifierSettings {
     /// How long a merchant's endpoint may take to answer.
     #[arg(long = "notifier-timeout", env = "NOTIFIER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
-    /// Deliveries in flight at once (also the RabbitMQ prefetch).
+    /// Deliveries in flight at once (the RabbitMQ prefetch is four times it).
     #[arg(
         long = "notifier-concurrency",
         env = "NOTIFIER_CONCURRENCY",

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use lapin::Acker;
-use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
 };
@@ -36,8 +35,10 @@ use crate::outbox::{
 
 /// How long a merchant's callback URL and secret are reused.
 const TARGET_CACHE_TTL: Duration = Duration::from_secs(5);
-/// Most attempts recorded in one transaction.
-const MAX_SETTLE_BATCH: usize = 256;
+/// Messages the broker may hand over per delivery in flight.
+const PREFETCH_PER_DELIVERY: u16 = 4;
+/// Most rows claimed, or attempts recorded, in one statement.
+const MAX_BATCH: usize = 256;
 
 /// Delivers notifications until cancelled.
 pub struct Notifier {
@@ -54,6 +55,8 @@ pub struct Notifier {
 
 /// An attempt's record and the message to acknowledge once it is durable.
 type Settling = (Settlement, Acker);
+/// A received message waiting for its row to be claimed.
+type Claiming = (MessageRow, Acker);
 
 impl Notifier {
     pub fn new(
@@ -93,8 +96,11 @@ impl Notifier {
         let channel = connection.create_channel().await?;
         self.topology.declare(&channel).await?;
         let concurrency = self.settings.concurrency.max(1);
+        // More messages than deliveries in flight: the next batch is being
+        // claimed while this one is delivered and recorded.
+        let prefetch = concurrency.saturating_mul(PREFETCH_PER_DELIVERY);
         channel
-            .basic_qos(concurrency, BasicQosOptions::default())
+            .basic_qos(prefetch, BasicQosOptions::default())
             .await?;
         let tag = format!("paygate-notifier-{}", uuid::Uuid::new_v4());
         let mut consumer = channel
@@ -109,7 +115,9 @@ impl Notifier {
 
         let (settle_tx, settle_rx) = mpsc::channel::<Settling>(usize::from(concurrency) * 2);
         let settler = tokio::spawn(settle_loop(self.store.clone(), settle_rx));
+        let (claim_tx, claim_rx) = mpsc::channel::<Claiming>(usize::from(prefetch));
         let slots = Arc::new(Semaphore::new(usize::from(concurrency)));
+        let claimer = tokio::spawn(self.clone().claim_loop(claim_rx, slots.clone(), settle_tx));
         let result = loop {
             let next = tokio::select! {
                 next = consumer.next() => next,
@@ -120,61 +128,84 @@ impl Notifier {
                 Some(Err(error)) => break Err(error.into()),
                 None => break Err(anyhow::anyhow!("the broker cancelled the consumer")),
             };
-            let slot = slots
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("the semaphore is never closed");
-            let this = self.clone();
-            let settle_tx = settle_tx.clone();
-            tokio::spawn(async move {
-                this.handle(delivery, settle_tx).await;
-                drop(slot);
-            });
+            let Some(message) = message_row(&delivery.properties) else {
+                tracing::error!(
+                    delivery_tag = delivery.delivery_tag,
+                    "message without an outbox row: dead-lettered"
+                );
+                let _ = delivery.acker.nack(dead_letter()).await;
+                continue;
+            };
+            if claim_tx.send((message, delivery.acker)).await.is_err() {
+                break Err(anyhow::anyhow!("the claiming task stopped"));
+            }
         };
         let _ = channel
             .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
             .await;
-        // Deliveries in flight finish (bounded by the timeout) and are recorded.
+        // Messages received are claimed or given back, deliveries in flight
+        // finish (bounded by the timeout) and are recorded, then acknowledged.
+        drop(claim_tx);
+        let _ = claimer.await;
         let _ = slots.acquire_many(u32::from(concurrency)).await;
-        drop(settle_tx);
         let _ = settler.await;
         let _ = connection.close(200, "bye".into()).await;
         result
     }
 
-    async fn handle(&self, delivery: Delivery, settle: mpsc::Sender<Settling>) {
-        let Some(message) = message_row(&delivery.properties) else {
-            tracing::error!(
-                delivery_tag = delivery.delivery_tag,
-                "message without an outbox row: dead-lettered"
-            );
-            let _ = delivery.acker.nack(dead_letter()).await;
-            return;
-        };
+    /// Claims the rows of waiting messages in batches (whatever has arrived,
+    /// one statement), then starts a delivery for each row claimed;
+    /// duplicate and stale messages are acknowledged and dropped.
+    async fn claim_loop(
+        self: Arc<Self>,
+        mut rx: mpsc::Receiver<Claiming>,
+        slots: Arc<Semaphore>,
+        settle: mpsc::Sender<Settling>,
+    ) {
         let lease = self.settings.timeout + Duration::from_secs(5);
-        let outbox_id = message.outbox_id;
-        let claimed = match self.store.claim_delivery(&message, lease).await {
-            Ok(Some(claimed)) => claimed,
-            Ok(None) => {
-                tracing::debug!(outbox_id, "duplicate or stale message dropped");
-                let _ = delivery.acker.ack(BasicAckOptions::default()).await;
-                return;
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            let messages: Vec<MessageRow> = batch.iter().map(|(m, _)| *m).collect();
+            let mut claimed = match self.store.claim_deliveries(&messages, lease).await {
+                Ok(claimed) => claimed,
+                Err(error) => {
+                    // Back to the queue after a pause, not in a tight loop.
+                    tracing::warn!(%error, messages = batch.len(), "cannot claim notifications; requeued");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    for (_, acker) in batch.drain(..) {
+                        let _ = acker.nack(requeue()).await;
+                    }
+                    continue;
+                }
+            };
+            for (message, acker) in batch.drain(..) {
+                let Some(notification) = claimed.remove(&message.outbox_id) else {
+                    tracing::debug!(
+                        outbox_id = message.outbox_id,
+                        "duplicate or stale message dropped"
+                    );
+                    let _ = acker.ack(BasicAckOptions::default()).await;
+                    continue;
+                };
+                let slot = slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("the semaphore is never closed");
+                let (this, settle) = (self.clone(), settle.clone());
+                tokio::spawn(async move {
+                    let settlement = this.deliver(notification).await;
+                    if settle.send((settlement, acker)).await.is_err() {
+                        tracing::error!("settling stopped; the row's lease will bring it back");
+                    }
+                    drop(slot);
+                });
             }
-            Err(error) => {
-                // Back to the queue after a pause, not in a tight loop.
-                tracing::warn!(outbox_id, %error, "cannot claim a notification; requeued");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                let _ = delivery
-                    .acker
-                    .nack(BasicNackOptions {
-                        requeue: true,
-                        ..Default::default()
-                    })
-                    .await;
-                return;
-            }
-        };
+        }
+    }
+
+    /// One delivery attempt and what to record of it.
+    async fn deliver(&self, claimed: Notification) -> Settlement {
         let at = chrono::Utc::now();
         let outcome = self.attempt(&claimed).await;
         let retry_in = match &outcome.error {
@@ -185,24 +216,18 @@ impl Notifier {
                 .map(|delay| jitter(*delay)),
         };
         if let Some(error) = &outcome.error {
-            tracing::info!(outbox_id, payment_id = claimed.payment_id, attempt = claimed.attempt, %error, retry = retry_in.is_some(), "notification not delivered");
+            tracing::info!(outbox_id = claimed.id, payment_id = claimed.payment_id, attempt = claimed.attempt, %error, retry = retry_in.is_some(), "notification not delivered");
         }
-        let settlement = Settlement {
-            outbox_id,
+        Settlement {
+            outbox_id: claimed.id,
             payment_id: claimed.payment_id,
-            event_type: claimed.event_type.clone(),
+            event_type: claimed.event_type,
             attempt: claimed.attempt,
             at,
             status_code: outcome.status_code,
             latency: outcome.latency,
             error: outcome.error,
             retry_in,
-        };
-        if settle.send((settlement, delivery.acker)).await.is_err() {
-            tracing::error!(
-                outbox_id,
-                "settling stopped; the row's lease will bring it back"
-            );
         }
     }
 
@@ -253,8 +278,8 @@ impl Notifier {
 /// queue. A batch that cannot be recorded is retried for a while, then
 /// acknowledged anyway: the rows' leases bring them back to the producer.
 async fn settle_loop(store: OutboxStore, mut rx: mpsc::Receiver<Settling>) {
-    let mut batch = Vec::with_capacity(MAX_SETTLE_BATCH);
-    while rx.recv_many(&mut batch, MAX_SETTLE_BATCH).await > 0 {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let settlements: Vec<Settlement> = batch.iter().map(|(s, _)| s.clone()).collect();
         let mut backoff = Backoff::new();
         let mut tries = 0;
@@ -279,6 +304,13 @@ async fn settle_loop(store: OutboxStore, mut rx: mpsc::Receiver<Settling>) {
                 acker.ack(BasicAckOptions::default()).await
             };
         }
+    }
+}
+
+fn requeue() -> BasicNackOptions {
+    BasicNackOptions {
+        requeue: true,
+        ..Default::default()
     }
 }
 

@@ -1,6 +1,7 @@
 //! SQL of the outbox: claiming rows to publish, claiming a message's row to
 //! deliver it, settling attempts, and what merchants and operators read.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -200,27 +201,34 @@ impl OutboxStore {
         .await
     }
 
-    /// Claims a message's row for one delivery attempt: only while it is
-    /// published with the attempt count the message carries. `None` means
-    /// the message is a duplicate or stale (delivered, settled, or taken
-    /// by another delivery) and must not be delivered.
-    pub async fn claim_delivery(
+    /// Claims the rows of received messages, one delivery attempt each:
+    /// a row only while it is published with the attempt count its message
+    /// carries. A message whose id is missing from the answer is a
+    /// duplicate or stale (delivered, settled, or taken by another
+    /// delivery) and must not be delivered.
+    pub async fn claim_deliveries(
         &self,
-        message: &MessageRow,
+        messages: &[MessageRow],
         lease: Duration,
-    ) -> sqlx::Result<Option<Notification>> {
-        sqlx::query_as(
-            "UPDATE outbox
-             SET attempts = attempts + 1, claimed_until = now() + make_interval(secs => $4)
-             WHERE id = $1 AND event_id = $2 AND status = 'LOG_PROCESSING' AND attempts = $3
-             RETURNING id, payment_id, event_id, event_type, payload, attempts AS attempt",
+    ) -> sqlx::Result<HashMap<i64, Notification>> {
+        let ids: Vec<i64> = messages.iter().map(|m| m.outbox_id).collect();
+        let events: Vec<uuid::Uuid> = messages.iter().map(|m| m.event_id).collect();
+        let attempts: Vec<i32> = messages.iter().map(|m| m.published_attempts).collect();
+        let claimed: Vec<Notification> = sqlx::query_as(
+            "UPDATE outbox o
+             SET attempts = o.attempts + 1, claimed_until = now() + make_interval(secs => $4)
+             FROM unnest($1::bigint[], $2::uuid[], $3::int[]) AS m(id, event_id, attempts)
+             WHERE o.id = m.id AND o.event_id = m.event_id AND o.attempts = m.attempts
+               AND o.status = 'LOG_PROCESSING'
+             RETURNING o.id, o.payment_id, o.event_id, o.event_type, o.payload, o.attempts AS attempt",
         )
-        .bind(message.outbox_id)
-        .bind(message.event_id)
-        .bind(message.published_attempts)
+        .bind(ids)
+        .bind(events)
+        .bind(attempts)
         .bind(interval(lease))
-        .fetch_optional(&self.relaxed)
-        .await
+        .fetch_all(&self.relaxed)
+        .await?;
+        Ok(claimed.into_iter().map(|n| (n.id, n)).collect())
     }
 
     /// Records attempts durably, in one transaction: each row's new status,
