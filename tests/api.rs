@@ -7,5 +7,6 @@ mod docs;
 mod guards;
 mod lifecycle;
 mod notifications;
+mod registry;
 mod reliability;
 mod webhooks;

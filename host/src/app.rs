@@ -19,13 +19,17 @@ use crate::payments::PaymentStore;
 use crate::plugins::counters::RedisCounters;
 use crate::plugins::{
     Counters, EngineSettings, HostServices, Loader, PluginDir, PluginEngine, PluginSet,
+    RegistrySource,
 };
 use crate::providers::{CircuitBreaker, ProviderStore};
+use crate::secret::Secret;
 use crate::webhooks::WebhookLog;
 
 /// A built server: databases migrated, plugins loaded, listener bound.
 pub struct App {
     listener: TcpListener,
+    /// The admin API's listener and token, when a token is set.
+    admin: Option<(TcpListener, Secret)>,
     pub gateway: Arc<Gateway>,
     plugin_dir: PluginDir,
     producer: Producer,
@@ -42,6 +46,10 @@ impl App {
         let dbs = Databases::connect_and_migrate(&config.databases, config.db_pool_size).await?;
         let redis = redis_connection(&config.redis_url).await?;
         let plugins = Arc::new(load_plugins(config).await?);
+        let registry = match &config.registry_dir {
+            Some(dir) => Some(serve_registry(dir, &plugins).await?),
+            None => None,
+        };
         let gateway = Arc::new(Gateway {
             payments: PaymentStore::new(dbs.payments.clone()),
             outbox: OutboxStore::new(dbs.payments.clone(), dbs.payments_relaxed.clone()),
@@ -53,6 +61,7 @@ impl App {
                 config.circuit.clone(),
             ),
             plugins,
+            registry,
             auth: AuthCache::default(),
             webhook_log: WebhookLog::new(dbs.logs.clone()),
             internal_verifier: config.internal_verifier_plugin.clone(),
@@ -61,11 +70,26 @@ impl App {
             rate_limit_plugin: config.rate_limit_plugin.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
             hsts_max_age: config.hsts_max_age,
+            metrics: Arc::default(),
             dbs,
         });
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding PAYGATE_LISTEN={}", config.listen))?;
+        let admin = match &config.admin_token {
+            Some(token) => {
+                let admin = TcpListener::bind(config.admin_listen)
+                    .await
+                    .with_context(|| {
+                        format!("binding PAYGATE_ADMIN_LISTEN={}", config.admin_listen)
+                    })?;
+                Some((admin, token.clone()))
+            }
+            None => {
+                tracing::warn!("PAYGATE_ADMIN_TOKEN is not set: the admin API is off");
+                None
+            }
+        };
         let topology = Topology::new(&config.outbox);
         let instance = format!(
             "pid {} {}",
@@ -79,6 +103,7 @@ impl App {
             instance: instance.clone(),
             topology: topology.clone(),
             settings: config.outbox.clone(),
+            metrics: gateway.metrics.clone(),
         };
         let notifier = Arc::new(Notifier::new(
             gateway.outbox.clone(),
@@ -87,15 +112,22 @@ impl App {
             instance.clone(),
             topology,
             config.notifier.clone(),
+            gateway.metrics.clone(),
         ));
         Ok(Self {
             listener,
+            admin,
             gateway,
             plugin_dir: PluginDir::new(&config.plugin_dir),
             producer,
             notifier,
             instance,
         })
+    }
+
+    /// The admin API's address, when it is on.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -111,11 +143,25 @@ impl App {
         let watcher = self
             .plugin_dir
             .watch(self.gateway.plugins.clone(), shutdown.clone())?;
+        let follower = self
+            .gateway
+            .registry
+            .clone()
+            .map(|r| r.follow(self.gateway.plugins.clone(), shutdown.clone()));
         let producer = tokio::spawn(self.producer.run(shutdown.clone()));
         let notifier = tokio::spawn(self.notifier.run(shutdown.clone()));
-        let app = router(AppState {
+        let state = AppState {
             gateway: self.gateway.clone(),
+        };
+        let admin = self.admin.map(|(listener, token)| {
+            let admin = crate::http::admin::router(state.clone(), token);
+            let stop = shutdown.clone().cancelled_owned();
+            tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "admin API serving");
+            tokio::spawn(async move {
+                axum::serve(listener, admin).with_graceful_shutdown(stop).await
+            })
         });
+        let app = router(state);
         tracing::info!(%addr, "paygate serving");
         axum::serve(
             self.listener,
@@ -125,6 +171,12 @@ impl App {
         .await?;
         shutdown.cancel();
         let _ = watcher.await;
+        if let Some(follower) = follower {
+            let _ = follower.await;
+        }
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
         let _ = producer.await;
         let _ = notifier.await;
         tracing::info!("paygate stopped");
@@ -143,6 +195,24 @@ pub async fn redis_connection(url: &str) -> anyhow::Result<ConnectionManager> {
     ConnectionManager::new_with_config(client, config)
         .await
         .with_context(|| format!("connecting to Redis at REDIS_URL={url}"))
+}
+
+/// Opens the registry and loads its active versions (refusals are logged
+/// and listed, not fatal).
+async fn serve_registry(
+    dir: &std::path::Path,
+    plugins: &Arc<PluginSet>,
+) -> anyhow::Result<RegistrySource> {
+    let source = RegistrySource::open(dir)
+        .with_context(|| format!("opening PAYGATE_REGISTRY_DIR={}", dir.display()))?;
+    let (syncing, set) = (source.clone(), plugins.clone());
+    let refused = tokio::task::spawn_blocking(move || syncing.sync(&set))
+        .await?
+        .with_context(|| format!("reading PAYGATE_REGISTRY_DIR={}", dir.display()))?;
+    for failure in refused {
+        tracing::error!(error = %failure, "registry plugin not loaded at start");
+    }
+    Ok(source)
 }
 
 async fn load_plugins(config: &Config) -> anyhow::Result<PluginSet> {

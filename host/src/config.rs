@@ -14,6 +14,14 @@ pub struct Config {
     #[arg(long, env = "PAYGATE_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
 
+    /// Address of the admin API (plugins, activation, rollback, /metrics).
+    #[arg(long, env = "PAYGATE_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
+    pub admin_listen: SocketAddr,
+
+    /// Bearer token of the admin API; without one the admin API is off.
+    #[arg(long, env = "PAYGATE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<Secret>,
+
     #[command(flatten)]
     pub databases: DatabaseUrls,
 
@@ -70,6 +78,11 @@ pub struct Config {
     /// Directory of plugins (`<name>.wasm` + `<name>.toml`), watched for changes.
     #[arg(long, env = "PAYGATE_PLUGIN_DIR", default_value = ".paygate/plugins")]
     pub plugin_dir: PathBuf,
+
+    /// A plugin registry (`paygate plugins ...`) whose active versions are
+    /// served and followed; none by default.
+    #[arg(long, env = "PAYGATE_REGISTRY_DIR")]
+    pub registry_dir: Option<PathBuf>,
 
     /// Where compiled plugin code is cached, keyed by digest and engine settings.
     #[arg(
@@ -258,6 +271,8 @@ impl Config {
     ) -> Self {
         Self {
             listen: "127.0.0.1:0".parse().expect("static address"),
+            admin_listen: "127.0.0.1:0".parse().expect("static address"),
+            admin_token: Some(Secret::new("test-admin-token")),
             databases,
             db_pool_size: 8,
             redis_url: "redis://127.0.0.1:6379".into(),
@@ -267,6 +282,7 @@ impl Config {
             stripe_secret_key: Secret::new("sk_test_123"),
             stripe_webhook_secret: Secret::new("whsec_test"),
             plugin_dir,
+            registry_dir: None,
             plugin_cache_dir,
             plugin_max_concurrent_calls: 200,
             rate_limit_plugin: "rate-limit".into(),

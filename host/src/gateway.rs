@@ -7,7 +7,7 @@ use crate::db::Databases;
 use crate::merchants::{AuthCache, MerchantStore};
 use crate::outbox::OutboxStore;
 use crate::payments::PaymentStore;
-use crate::plugins::PluginSet;
+use crate::plugins::{PluginSet, RegistrySource};
 use crate::providers::{CircuitBreaker, ProviderStore};
 use crate::webhooks::WebhookLog;
 
@@ -21,6 +21,8 @@ pub struct Gateway {
     pub providers: ProviderStore,
     pub circuit: CircuitBreaker,
     pub plugins: Arc<PluginSet>,
+    /// The plugin registry served, when one is configured.
+    pub registry: Option<RegistrySource>,
     pub auth: AuthCache,
     pub webhook_log: WebhookLog,
     /// The verifier plugin of `POST /api/v1/payments/webhook`.
@@ -32,4 +34,6 @@ pub struct Gateway {
     pub rate_limit_plugin: String,
     pub trusted_proxies: Vec<IpAddr>,
     pub hsts_max_age: u64,
+    /// What `/metrics` on the admin listener shows.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }

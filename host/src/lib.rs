@@ -22,6 +22,7 @@ pub mod gateway;
 pub mod html;
 pub mod http;
 pub mod merchants;
+pub mod metrics;
 pub mod notifier;
 pub mod outbox;
 pub mod payments;

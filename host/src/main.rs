@@ -47,6 +47,18 @@ enum Command {
     SandboxProvider(SandboxArgs),
     /// Run the demo shop, a merchant storefront that pays through paygate.
     DemoShop(ShopArgs),
+    /// Publish, activate, roll back and check plugins in a registry.
+    Plugins {
+        /// The registry directory (hosts serve it with the same setting).
+        #[arg(
+            long,
+            env = "PAYGATE_REGISTRY_DIR",
+            default_value = ".paygate/registry"
+        )]
+        registry: std::path::PathBuf,
+        #[command(subcommand)]
+        command: PluginsCommand,
+    },
     /// Inspect the outbox of merchant notifications.
     Outbox {
         #[command(flatten)]
@@ -54,6 +66,50 @@ enum Command {
         #[command(subcommand)]
         command: OutboxCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum PluginsCommand {
+    /// Check a component (it must load, in the world its spec names) and
+    /// store it as a version of a plugin.
+    Publish {
+        file: std::path::PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        version: String,
+        /// Hosts, limits, config and secret references (the plugin spec TOML).
+        #[arg(long)]
+        spec: Option<std::path::PathBuf>,
+        /// Sign with this key (from `plugins keygen`).
+        #[arg(long)]
+        sign_key: Option<std::path::PathBuf>,
+        /// Make it the active version at once.
+        #[arg(long)]
+        activate: bool,
+        /// Compiled code goes here, where hosts look for it.
+        #[arg(
+            long,
+            env = "PAYGATE_PLUGIN_CACHE_DIR",
+            default_value = ".paygate/cache"
+        )]
+        cache_dir: std::path::PathBuf,
+    },
+    /// Every plugin: kind, active version, digest, versions.
+    List,
+    /// Make `NAME@VERSION` the active version; hosts swap within a second.
+    Activate { target: String },
+    /// Go back to the version active before the current one.
+    Rollback { name: String },
+    /// Hash every stored component and check signatures; non-zero on a problem.
+    Verify,
+    /// Make a signing key pair: the secret to a new file, the public key printed.
+    Keygen {
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Trust a public key: from now on only components it signed are accepted.
+    Trust { public_key: String },
 }
 
 #[derive(Subcommand)]
@@ -119,6 +175,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Merchants { db, command } => merchants(db, command).await,
         Command::Providers { db, command } => providers(db, command).await,
+        Command::Plugins { registry, command } => plugins(&registry, command),
         Command::Outbox {
             db,
             command: OutboxCommand::Stats,
@@ -231,6 +288,114 @@ async fn providers(db: DbArgs, command: ProviderCommand) -> anyhow::Result<()> {
 }
 
 /// Cancels `shutdown` on SIGINT or SIGTERM.
+fn plugins(root: &std::path::Path, command: PluginsCommand) -> anyhow::Result<()> {
+    use paygate_plugin_registry::{PluginSpec, Registry, keygen};
+    let registry = Registry::open(root)?;
+    let print = |value: serde_json::Value| {
+        println!("{}", serde_json::to_string_pretty(&value).expect("JSON"))
+    };
+    match command {
+        PluginsCommand::Publish {
+            file,
+            name,
+            version,
+            spec,
+            sign_key,
+            activate,
+            cache_dir,
+        } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let spec = match spec {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    PluginSpec::from_toml(&text)
+                        .with_context(|| format!("in {}", path.display()))?
+                }
+                None => PluginSpec::default(),
+            };
+            let published = paygate::plugins::operator::publish(
+                &registry,
+                Some(cache_dir),
+                paygate::plugins::operator::PublishRequest {
+                    name: name.clone(),
+                    version: version.clone(),
+                    bytes,
+                    spec,
+                    sign_key,
+                    activate,
+                },
+            )?;
+            print(serde_json::json!({
+                "plugin": name, "version": version, "digest": published.digest.to_string(),
+                "outcome": format!("{:?}", published.outcome),
+                "signed_by": published.signed_by.map(|k| k.to_string()),
+                "activated": published.activated, "revision": published.revision,
+            }));
+        }
+        PluginsCommand::List => {
+            println!(
+                "{:<20} {:<18} {:<10} {:<20} versions",
+                "NAME", "KIND", "ACTIVE", "DIGEST"
+            );
+            for p in registry.list()? {
+                println!(
+                    "{:<20} {:<18} {:<10} {:<20} {}",
+                    p.name,
+                    p.kind.to_string(),
+                    p.active.as_deref().unwrap_or("-"),
+                    p.digest.map(|d| d.short()).unwrap_or_else(|| "-".into()),
+                    p.versions.join(", ")
+                );
+            }
+        }
+        PluginsCommand::Activate { target } => {
+            let (name, version) = target
+                .split_once('@')
+                .context("name the version as NAME@VERSION")?;
+            let done = registry.activate(name, version)?;
+            print(
+                serde_json::json!({"plugin": done.name, "from": done.from, "to": done.to, "revision": done.revision}),
+            );
+        }
+        PluginsCommand::Rollback { name } => {
+            let done = registry.rollback(&name)?;
+            print(
+                serde_json::json!({"plugin": done.name, "from": done.from, "to": done.to, "revision": done.revision}),
+            );
+        }
+        PluginsCommand::Verify => {
+            let report = registry.verify()?;
+            for problem in &report.problems {
+                eprintln!("problem: {problem}");
+            }
+            print(serde_json::json!({
+                "blobs": report.blobs, "versions": report.versions,
+                "signatures_required": report.signatures_required, "problems": report.problems.len(),
+            }));
+            anyhow::ensure!(
+                report.is_ok(),
+                "the registry has {} problem(s)",
+                report.problems.len()
+            );
+        }
+        PluginsCommand::Keygen { out } => {
+            let (secret, public) = keygen()?;
+            secret.save(&out)?;
+            print(
+                serde_json::json!({"secret_key_file": out.display().to_string(), "public_key": public.to_string()}),
+            );
+        }
+        PluginsCommand::Trust { public_key } => {
+            let key = public_key.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+            let id = registry.trust(&key)?;
+            print(serde_json::json!({"trusted": id.to_string()}));
+        }
+    }
+    Ok(())
+}
+
 async fn stop_on_signal(shutdown: CancellationToken) {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("installing the SIGTERM handler");

@@ -94,6 +94,8 @@ pub struct TestApp {
     pub server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     /// Names the app's RabbitMQ connections.
     pub instance: String,
+    /// The admin API (token `test-admin-token`).
+    pub admin_url: String,
     _plugin_dir: tempfile::TempDir,
 }
 
@@ -157,6 +159,10 @@ pub async fn spawn_app_with(
     let url = format!("http://{}", app.local_addr());
     let gateway = app.gateway.clone();
     let instance = app.instance.clone();
+    let admin_url = format!(
+        "http://{}",
+        app.admin_addr().expect("tests run the admin API")
+    );
     let server = Some(tokio::spawn(app.run(shutdown.clone())));
 
     let sandbox_args = paygate::sandbox::SandboxArgs {
@@ -188,6 +194,7 @@ pub async fn spawn_app_with(
         shutdown,
         server,
         instance,
+        admin_url,
         _plugin_dir: dir,
     }
 }

@@ -69,6 +69,13 @@ pub enum ApiError {
     ProviderUnavailable { retry_after_secs: u64 },
     #[error("a backing service is unavailable")]
     ServiceUnavailable(String),
+    /// Admin API: no such plugin or version in the registry.
+    #[error("{0}")]
+    NoSuchPlugin(String),
+    /// Admin API: the registry refused the change (nothing to roll back to,
+    /// no registry configured, ...).
+    #[error("{0}")]
+    RegistryRefused(String),
 }
 
 impl ApiError {
@@ -101,10 +108,12 @@ impl ApiError {
             }
             Unauthorized | InvalidApiKey => StatusCode::UNAUTHORIZED,
             Forbidden(_) | InvalidSignature(_) | SignatureExpired => StatusCode::FORBIDDEN,
-            NotFound => StatusCode::NOT_FOUND,
-            IdempotencyConflict | RequestInProgress | OrderExists { .. } | NothingToRetry(_) => {
-                StatusCode::CONFLICT
-            }
+            NotFound | NoSuchPlugin(_) => StatusCode::NOT_FOUND,
+            IdempotencyConflict
+            | RequestInProgress
+            | OrderExists { .. }
+            | NothingToRetry(_)
+            | RegistryRefused(_) => StatusCode::CONFLICT,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             RateLimited { .. } | QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
@@ -125,7 +134,8 @@ impl ApiError {
             Forbidden(_) => "forbidden",
             InvalidSignature(_) => "invalid_signature",
             SignatureExpired => "signature_expired",
-            NotFound => "not_found",
+            NotFound | NoSuchPlugin(_) => "not_found",
+            RegistryRefused(_) => "registry_refused",
             IdempotencyConflict => "idempotency_conflict",
             RequestInProgress => "request_in_progress",
             OrderExists { .. } => "order_exists",

@@ -76,11 +76,6 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     )
 }
 
-/// What is loaded, its version, digest, calls, errors and last refusal.
-pub async fn list_plugins(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({ "plugins": state.gateway.plugins.list() }))
-}
-
 /// Whether the broker in an `amqp://` URL accepts a TCP connection within a
 /// second. (The outbox, which talks AMQP to it, reports its own state.)
 async fn reachable(url: &str) -> Result<(), String> {

@@ -37,6 +37,18 @@ pub async fn request_id(request: Request, next: Next) -> Response {
     response
 }
 
+/// Counts each request by status class and its latency ([`crate::metrics`]).
+pub async fn measure(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    state
+        .gateway
+        .metrics
+        .http
+        .record(response.status().as_u16(), started.elapsed());
+    response
+}
+
 /// `nosniff`, frame deny, HSTS when configured, and `no-store` on the API.
 pub async fn security_headers(
     State(state): State<AppState>,

@@ -1,5 +1,6 @@
 //! The HTTP API: router, layers, error type and handlers.
 
+pub mod admin;
 pub mod auth;
 pub mod error;
 mod health;
@@ -54,13 +55,16 @@ pub fn router(state: AppState) -> Router {
             post(webhooks::for_alias),
         )
         .route("/health", get(health::health))
-        .route("/admin/v1/plugins", get(health::list_plugins))
         .merge(openapi::routes())
         .fallback(|| async { ApiError::NotFound })
         .layer(axum::middleware::from_fn(middleware::body_guard))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::security_headers,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::measure,
         ))
         .layer(axum::middleware::from_fn(middleware::request_id))
         .with_state(state)

@@ -28,10 +28,12 @@ pub use deliver::{Deliverer, Outcome, is_public, sign};
 
 use crate::config::NotifierSettings;
 use crate::merchants::{MerchantStore, NotificationTarget};
+use crate::metrics::Metrics;
 use crate::outbox::{
     Backoff, HEADER_ATTEMPTS, HEADER_OUTBOX_ID, MessageRow, Notification, OutboxStore, Settlement,
     Topology, connect, jitter, reconnecting,
 };
+use std::sync::atomic::Ordering;
 
 /// How long a merchant's callback URL and secret are reused.
 const TARGET_CACHE_TTL: Duration = Duration::from_secs(5);
@@ -50,6 +52,7 @@ pub struct Notifier {
     pub topology: Topology,
     pub settings: NotifierSettings,
     deliverer: Deliverer,
+    metrics: Arc<Metrics>,
     targets: Mutex<HashMap<i64, (Instant, Option<NotificationTarget>)>>,
 }
 
@@ -66,6 +69,7 @@ impl Notifier {
         instance: String,
         topology: Topology,
         settings: NotifierSettings,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let deliverer = Deliverer::new(settings.timeout, settings.allow_private_callbacks);
         Self {
@@ -76,6 +80,7 @@ impl Notifier {
             topology,
             settings,
             deliverer,
+            metrics,
             targets: Mutex::default(),
         }
     }
@@ -180,6 +185,10 @@ impl Notifier {
             };
             for (message, acker) in batch.drain(..) {
                 let Some(notification) = claimed.remove(&message.outbox_id) else {
+                    self.metrics
+                        .outbox
+                        .dropped_duplicates
+                        .fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(
                         outbox_id = message.outbox_id,
                         "duplicate or stale message dropped"
@@ -214,6 +223,13 @@ impl Notifier {
                 .ok()
                 .and_then(|i| self.settings.retry_schedule.get(i))
                 .map(|delay| jitter(*delay)),
+        };
+        let outbox = &self.metrics.outbox;
+        outbox.delivery_latency.observe(outcome.latency);
+        match (&outcome.error, retry_in) {
+            (None, _) => outbox.delivered.fetch_add(1, Ordering::Relaxed),
+            (Some(_), Some(_)) => outbox.retries_scheduled.fetch_add(1, Ordering::Relaxed),
+            (Some(_), None) => outbox.failed.fetch_add(1, Ordering::Relaxed),
         };
         if let Some(error) = &outcome.error {
             tracing::info!(outbox_id = claimed.id, payment_id = claimed.payment_id, attempt = claimed.attempt, %error, retry = retry_in.is_some(), "notification not delivered");

@@ -16,6 +16,9 @@ use super::amqp::{Topology, connect, reconnecting};
 use super::store::{Claimed, OutboxStore};
 use super::{HEADER_ATTEMPTS, HEADER_OUTBOX_ID, NOTIFY_CHANNEL};
 use crate::config::OutboxSettings;
+use crate::metrics::Metrics;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 /// Publishes outbox rows until cancelled.
 pub struct Producer {
@@ -26,6 +29,7 @@ pub struct Producer {
     pub instance: String,
     pub topology: Topology,
     pub settings: OutboxSettings,
+    pub metrics: Arc<Metrics>,
 }
 
 /// A connected publishing channel.
@@ -167,7 +171,16 @@ impl Producer {
                 }
             }
         }
+        let published = (rows.len() - failed.len()) as u64;
+        self.metrics
+            .outbox
+            .published
+            .fetch_add(published, Ordering::Relaxed);
         if !failed.is_empty() {
+            self.metrics
+                .outbox
+                .publish_failures
+                .fetch_add(failed.len() as u64, Ordering::Relaxed);
             let back: Vec<Claimed> = failed.into_iter().map(|i| rows[i].clone()).collect();
             self.store.release(&back).await?;
         }

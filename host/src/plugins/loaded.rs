@@ -1,8 +1,9 @@
 //! A plugin ready to be called: its context and its pre-instantiated,
 //! type-checked component.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::bindings::policy::RateLimitPolicyPre;
 use super::bindings::provider::ProviderAdapterPre;
@@ -11,6 +12,7 @@ use super::call::CallStats;
 use super::engine::PluginEngine;
 use super::error::PluginError;
 use super::state::{CallState, PluginContext};
+use crate::metrics::Histogram;
 
 /// The typed `InstancePre` of the world the component implements.
 pub enum WorldPre {
@@ -37,15 +39,32 @@ pub struct PluginStats {
     pub errors: AtomicU64,
     pub fuel_used: AtomicU64,
     pub micros: AtomicU64,
+    pub latency: Histogram,
+    /// Failed calls by [`PluginError::kind`] (failures are rare: a lock is fine).
+    errors_by_kind: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl PluginStats {
+    /// Failed calls so far, by kind.
+    pub fn errors_by_kind(&self) -> Vec<(&'static str, u64)> {
+        let counts = self.errors_by_kind.lock().expect("stats lock");
+        counts.iter().map(|(k, n)| (*k, *n)).collect()
+    }
+
     pub(crate) fn record(&self, stats: CallStats, error: Option<&PluginError>) {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.fuel_used.fetch_add(stats.fuel_used, Ordering::Relaxed);
         self.micros.fetch_add(stats.micros, Ordering::Relaxed);
+        self.latency
+            .observe(std::time::Duration::from_micros(stats.micros));
         if let Some(e) = error {
             self.errors.fetch_add(1, Ordering::Relaxed);
+            *self
+                .errors_by_kind
+                .lock()
+                .expect("stats lock")
+                .entry(e.kind())
+                .or_default() += 1;
             tracing::warn!(plugin = %e, kind = e.kind(), "plugin call failed");
         }
     }

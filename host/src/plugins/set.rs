@@ -50,6 +50,13 @@ impl PluginSet {
     }
 
     /// The version of `name` serving now.
+    /// Names of the plugins serving, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.serving.load().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<LoadedPlugin>> {
         self.serving.load().get(name).cloned()
     }

@@ -1,0 +1,292 @@
+//! Counters and latency histograms, rendered in the Prometheus text format
+//! on the admin listener's `GET /metrics`: per-plugin calls, errors by kind,
+//! call latency and fuel; HTTP requests by status class and latency; the
+//! outbox's rows by state and the producer's and notifier's work.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::outbox::OutboxStats;
+use crate::plugins::PluginSet;
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5,
+];
+
+/// A latency histogram with fixed buckets, updated without locks.
+#[derive(Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Writes `<name>_bucket`, `_sum` and `_count` lines with `labels`
+    /// (already formatted, e.g. `plugin="stripe"`, or empty).
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braces} {sum}");
+        let _ = writeln!(out, "{name}_count{braces} {count}");
+    }
+}
+
+/// HTTP requests of the merchant API, by status class.
+#[derive(Default)]
+pub struct HttpMetrics {
+    by_class: [AtomicU64; 5],
+    pub latency: Histogram,
+}
+
+impl HttpMetrics {
+    pub fn record(&self, status: u16, elapsed: Duration) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.by_class[class].fetch_add(1, Ordering::Relaxed);
+        self.latency.observe(elapsed);
+    }
+}
+
+/// The outbox producer's and the notifier's work.
+#[derive(Default)]
+pub struct OutboxMetrics {
+    pub published: AtomicU64,
+    pub publish_failures: AtomicU64,
+    pub delivered: AtomicU64,
+    pub retries_scheduled: AtomicU64,
+    pub failed: AtomicU64,
+    pub dropped_duplicates: AtomicU64,
+    pub delivery_latency: Histogram,
+}
+
+/// Everything this process counts.
+#[derive(Default)]
+pub struct Metrics {
+    pub http: HttpMetrics,
+    pub outbox: OutboxMetrics,
+}
+
+fn counter(out: &mut String, name: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+}
+
+fn gauge(out: &mut String, name: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+}
+
+fn histogram(out: &mut String, name: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+}
+
+/// Label values escaped as Prometheus requires.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Metrics {
+    /// The whole exposition; `outbox` is read from the database by the caller.
+    pub fn render(&self, plugins: &PluginSet, outbox: Option<&OutboxStats>) -> String {
+        let mut out = String::new();
+        self.render_plugins(&mut out, plugins);
+        counter(
+            &mut out,
+            "paygate_http_requests_total",
+            "Merchant API requests by status class.",
+        );
+        for (i, class) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
+            let n = self.http.by_class[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "paygate_http_requests_total{{class=\"{class}\"}} {n}");
+        }
+        histogram(
+            &mut out,
+            "paygate_http_request_duration_seconds",
+            "Merchant API request latency.",
+        );
+        self.http
+            .latency
+            .render(&mut out, "paygate_http_request_duration_seconds", "");
+        let o = &self.outbox;
+        for (name, help, value) in [
+            (
+                "paygate_outbox_published_total",
+                "Notifications published to RabbitMQ and confirmed.",
+                &o.published,
+            ),
+            (
+                "paygate_outbox_publish_failures_total",
+                "Notifications the broker did not confirm (given back).",
+                &o.publish_failures,
+            ),
+            (
+                "paygate_notifier_delivered_total",
+                "Notifications the merchant accepted (2xx).",
+                &o.delivered,
+            ),
+            (
+                "paygate_notifier_retries_total",
+                "Failed attempts with a retry scheduled.",
+                &o.retries_scheduled,
+            ),
+            (
+                "paygate_notifier_failed_total",
+                "Notifications given up after the last attempt.",
+                &o.failed,
+            ),
+            (
+                "paygate_notifier_duplicates_dropped_total",
+                "Redelivered or stale messages not delivered again.",
+                &o.dropped_duplicates,
+            ),
+        ] {
+            counter(&mut out, name, help);
+            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        }
+        histogram(
+            &mut out,
+            "paygate_notifier_attempt_duration_seconds",
+            "Time of one delivery attempt.",
+        );
+        o.delivery_latency
+            .render(&mut out, "paygate_notifier_attempt_duration_seconds", "");
+        if let Some(stats) = outbox {
+            gauge(&mut out, "paygate_outbox_rows", "Outbox rows by state.");
+            for (state, n) in [
+                ("pending", stats.pending),
+                ("retrying", stats.retrying),
+                ("processing", stats.processing),
+                ("delivered", stats.delivered),
+                ("failed", stats.failed),
+            ] {
+                let _ = writeln!(out, "paygate_outbox_rows{{state=\"{state}\"}} {n}");
+            }
+            gauge(
+                &mut out,
+                "paygate_outbox_oldest_pending_seconds",
+                "Age of the oldest row waiting to be published.",
+            );
+            let age = stats.oldest_pending_age_seconds.unwrap_or(0.0);
+            let _ = writeln!(out, "paygate_outbox_oldest_pending_seconds {age}");
+        }
+        out
+    }
+
+    fn render_plugins(&self, out: &mut String, plugins: &PluginSet) {
+        let loaded: Vec<_> = plugins
+            .names()
+            .into_iter()
+            .filter_map(|name| plugins.get(&name).map(|p| (name, p)))
+            .collect();
+        let labels = |name: &str, p: &crate::plugins::LoadedPlugin| {
+            format!(
+                "plugin=\"{}\",version=\"{}\"",
+                escape(name),
+                escape(&p.ctx.version)
+            )
+        };
+        counter(
+            out,
+            "paygate_plugin_calls_total",
+            "Calls into a plugin version.",
+        );
+        for (name, p) in &loaded {
+            let _ = writeln!(
+                out,
+                "paygate_plugin_calls_total{{{}}} {}",
+                labels(name, p),
+                p.stats.calls.load(Ordering::Relaxed)
+            );
+        }
+        counter(
+            out,
+            "paygate_plugin_errors_total",
+            "Failed plugin calls by kind (deadline, fuel, memory, trap, capability_denied, ...).",
+        );
+        for (name, p) in &loaded {
+            for (kind, n) in p.stats.errors_by_kind() {
+                let _ = writeln!(
+                    out,
+                    "paygate_plugin_errors_total{{{},kind=\"{kind}\"}} {n}",
+                    labels(name, p)
+                );
+            }
+        }
+        counter(
+            out,
+            "paygate_plugin_fuel_consumed_total",
+            "Fuel burnt by a plugin version's calls (when metering is on).",
+        );
+        for (name, p) in &loaded {
+            let _ = writeln!(
+                out,
+                "paygate_plugin_fuel_consumed_total{{{}}} {}",
+                labels(name, p),
+                p.stats.fuel_used.load(Ordering::Relaxed)
+            );
+        }
+        histogram(
+            out,
+            "paygate_plugin_call_duration_seconds",
+            "Plugin call latency, sandbox set-up included.",
+        );
+        for (name, p) in &loaded {
+            p.stats.latency.render(
+                out,
+                "paygate_plugin_call_duration_seconds",
+                &labels(name, p),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let h = Histogram::default();
+        h.observe(Duration::from_micros(40));
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_secs(10));
+        let mut out = String::new();
+        h.render(&mut out, "x", "a=\"b\"");
+        assert!(
+            out.contains("x_bucket{a=\"b\",le=\"0.00005\"} 1\n"),
+            "{out}"
+        );
+        assert!(out.contains("x_bucket{a=\"b\",le=\"0.005\"} 2\n"), "{out}");
+        assert!(out.contains("x_bucket{a=\"b\",le=\"2.5\"} 2\n"), "{out}");
+        assert!(out.contains("x_bucket{a=\"b\",le=\"+Inf\"} 3\n"), "{out}");
+        assert!(out.contains("x_count{a=\"b\"} 3\n"), "{out}");
+    }
+}
