@@ -12,7 +12,9 @@ out=../../dist/paypal_js.wasm
 
 require_command componentize-js npm
 # `npm ci` starts from an empty node_modules; only pay for that when the
-# lock file changed.
+# lock file changed. (package.json also names @bytecodealliance/preview2-shim:
+# componentize-js 0.23.0 imports it without declaring it, and `npm ci`
+# installs only what is declared.)
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
     install_tool componentize-js npm ci --no-audit --no-fund
 fi
