@@ -166,12 +166,12 @@ impl Subject {
         }
         latencies.sort();
         shown(&format!(
-            "{}: {:.1} MiB, compiled in {} ms, loaded from cache in {} ms, \
+            "{}: {:.1} MiB, compiled in {} ms, loaded from cache in {:.1} ms, \
              create-payment in {:.2} ms (median) using {} fuel",
             self.name(),
             self.bytes.len() as f64 / f64::from(1 << 20),
             self.compiled_in.as_millis(),
-            cached_in.as_millis(),
+            cached_in.as_secs_f64() * 1000.0,
             latencies[latencies.len() / 2].as_secs_f64() * 1000.0,
             adapter.stats.fuel_used.load(Ordering::Relaxed) / CALLS,
         ));
