@@ -7,6 +7,7 @@ mod compose;
 mod helpers;
 mod hot_reload;
 mod plugins;
+mod polyglot;
 mod sandbox;
 mod sandbox_provider;
 mod shop;

@@ -4,7 +4,7 @@
 
 mod flows;
 mod refusals;
-mod with_plugins;
+pub(crate) mod with_plugins;
 
 use std::time::Duration;
 
@@ -30,15 +30,15 @@ const STRIPE_SECRET_VAR: &str = "PAYGATE_TEST_SANDBOX_STRIPE_SECRET";
 const STRIPE_KEY_VAR: &str = "PAYGATE_TEST_SANDBOX_STRIPE_KEY";
 
 /// A running sandbox.
-struct Sandbox {
-    url: String,
+pub(crate) struct Sandbox {
+    pub(crate) url: String,
     stop: CancellationToken,
     served: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Sandbox {
     /// Serves a sandbox on a free loopback port, sending webhooks to `gateway`.
-    async fn start(gateway: &str) -> Self {
+    pub(crate) async fn start(gateway: &str) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let url = format!("http://{addr}");
@@ -60,7 +60,7 @@ impl Sandbox {
 }
 
 /// A gateway that accepts every webhook.
-async fn gateway() -> FakeServer {
+pub(crate) async fn gateway() -> FakeServer {
     FakeServer::start(
         Router::new().fallback(any(|| async { (StatusCode::OK, r#"{"status":"ok"}"#) })),
     )

@@ -45,7 +45,7 @@ fn as_webhook(received: &Received) -> WebhookRequest {
 
 /// Opens payment `id` through `adapter`, checks its page offers the
 /// buttons, clicks `button`, and returns the provider reference.
-async fn open_and_click(adapter: &LoadedPlugin, id: u64, button: &str) -> String {
+pub(crate) async fn open_and_click(adapter: &LoadedPlugin, id: u64, button: &str) -> String {
     let session = adapter
         .create_payment("req-sandbox", &payment(id, &[]))
         .await
