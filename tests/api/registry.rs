@@ -425,3 +425,29 @@ fn the_plugins_cli_publishes_signed_versions_activates_rolls_back_and_verifies()
     assert!(ok, "{out}{err}");
     assert!(out.contains("\"problems\": 0"), "{out}");
 }
+
+#[tokio::test]
+async fn hosts_sharing_a_registry_converge_on_the_active_version() {
+    let (first, dir, registry) = app_with_registry().await;
+    let root = dir.path().to_owned();
+    let second = spawn_app_with(LAX_RATE_LIMIT, Vec::new(), move |mut c| {
+        c.registry_dir = Some(root);
+        c
+    })
+    .await;
+    publish_stripe(&registry, &first, "1.0.0", "stripe_adapter", true);
+    publish_stripe(&registry, &first, "2.0.0", "stripe_adapter", false);
+    for app in [&first, &second] {
+        wait_serving(app, "stripe", "1.0.0").await;
+    }
+    // An operator's CLI changes the registry; neither host is told.
+    registry.activate("stripe", "2.0.0").unwrap();
+    for app in [&first, &second] {
+        let took = wait_serving(app, "stripe", "2.0.0").await;
+        assert!(took < Duration::from_secs(5), "took {took:?}");
+    }
+    registry.rollback("stripe").unwrap();
+    for app in [&first, &second] {
+        wait_serving(app, "stripe", "1.0.0").await;
+    }
+}
