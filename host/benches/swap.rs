@@ -38,10 +38,12 @@ async fn fresh_databases() -> DatabaseUrls {
         .await
         .expect("PostgreSQL on 127.0.0.1:5432");
     for db in ["payments", "merchants", "providers", "logs"] {
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {PREFIX}_{db} WITH (FORCE)"))
-            .execute(&mut admin)
-            .await
-            .unwrap();
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {PREFIX}_{db} WITH (FORCE)"
+        ))
+        .execute(&mut admin)
+        .await
+        .unwrap();
     }
     let url = |db: &str| format!("{PG_SERVER}/{PREFIX}_{db}");
     DatabaseUrls {
@@ -191,7 +193,10 @@ async fn main() {
         };
         let changed = Instant::now();
         while serving().as_deref() != Some(target.as_str()) {
-            assert!(changed.elapsed() < Duration::from_secs(30), "{target} never served");
+            assert!(
+                changed.elapsed() < Duration::from_secs(30),
+                "{target} never served"
+            );
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         times.push(changed.elapsed());
@@ -230,7 +235,9 @@ async fn main() {
     }
     times.sort();
     println!("## Plugin hot swap under load\n");
-    println!("| clients | payments | rate | failed requests | swaps (+1 corrupt) | registry change → serving p50 | max |");
+    println!(
+        "| clients | payments | rate | failed requests | swaps (+1 corrupt) | registry change → serving p50 | max |"
+    );
     println!("|---|---|---|---|---|---|---|");
     println!(
         "| {clients} | {payments} | {:.0}/s | {} | {swaps} | {:.0} ms | {:.0} ms |",

@@ -95,8 +95,18 @@ enum PluginsCommand {
         )]
         cache_dir: std::path::PathBuf,
     },
-    /// Every plugin: kind, active version, digest, versions.
-    List,
+    /// Every plugin: kind, active version, digest, versions and, from a
+    /// running host's admin API, what it serves, its calls and errors.
+    List {
+        #[arg(
+            long,
+            env = "PAYGATE_ADMIN_URL",
+            default_value = "http://127.0.0.1:9090"
+        )]
+        admin_url: String,
+        #[arg(long, env = "PAYGATE_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: Option<paygate::secret::Secret>,
+    },
     /// Make `NAME@VERSION` the active version; hosts swap within a second.
     Activate { target: String },
     /// Go back to the version active before the current one.
@@ -175,7 +185,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Merchants { db, command } => merchants(db, command).await,
         Command::Providers { db, command } => providers(db, command).await,
-        Command::Plugins { registry, command } => plugins(&registry, command),
+        Command::Plugins { registry, command } => plugins(&registry, command).await,
         Command::Outbox {
             db,
             command: OutboxCommand::Stats,
@@ -288,7 +298,7 @@ async fn providers(db: DbArgs, command: ProviderCommand) -> anyhow::Result<()> {
 }
 
 /// Cancels `shutdown` on SIGINT or SIGTERM.
-fn plugins(root: &std::path::Path, command: PluginsCommand) -> anyhow::Result<()> {
+async fn plugins(root: &std::path::Path, command: PluginsCommand) -> anyhow::Result<()> {
     use paygate_plugin_registry::{PluginSpec, Registry, keygen};
     let registry = Registry::open(root)?;
     let print = |value: serde_json::Value| {
@@ -334,19 +344,43 @@ fn plugins(root: &std::path::Path, command: PluginsCommand) -> anyhow::Result<()
                 "activated": published.activated, "revision": published.revision,
             }));
         }
-        PluginsCommand::List => {
+        PluginsCommand::List {
+            admin_url,
+            admin_token,
+        } => {
+            let serving = match admin_token {
+                Some(token) => serving_plugins(&admin_url, &token).await,
+                None => Vec::new(),
+            };
             println!(
-                "{:<20} {:<18} {:<10} {:<20} versions",
-                "NAME", "KIND", "ACTIVE", "DIGEST"
+                "{:<18} {:<18} {:<10} {:<14} {:<10} {:>8} {:>7}  versions",
+                "NAME", "KIND", "ACTIVE", "DIGEST", "LOADED", "CALLS", "ERRORS"
             );
             for p in registry.list()? {
+                let host = serving.iter().find(|s| s["name"] == p.name.as_str());
+                let field = |key: &str| {
+                    host.and_then(|h| h.get(key))
+                        .filter(|v| !v.is_null())
+                        .map(|v| {
+                            v.as_str()
+                                .map(str::to_owned)
+                                .unwrap_or_else(|| v.to_string())
+                        })
+                        .unwrap_or_else(|| "-".into())
+                };
                 println!(
-                    "{:<20} {:<18} {:<10} {:<20} {}",
+                    "{:<18} {:<18} {:<10} {:<14} {:<10} {:>8} {:>7}  {}{}",
                     p.name,
                     p.kind.to_string(),
                     p.active.as_deref().unwrap_or("-"),
                     p.digest.map(|d| d.short()).unwrap_or_else(|| "-".into()),
-                    p.versions.join(", ")
+                    field("version"),
+                    field("calls"),
+                    field("errors"),
+                    p.versions.join(", "),
+                    host.and_then(|h| h["last_rejection"].as_str())
+                        .map(|r| format!("  (refused: {r})"))
+                        .unwrap_or_default(),
                 );
             }
         }
@@ -394,6 +428,39 @@ fn plugins(root: &std::path::Path, command: PluginsCommand) -> anyhow::Result<()
         }
     }
     Ok(())
+}
+
+/// What a running host serves, from its admin API; nothing when it cannot
+/// be reached (the registry columns still print).
+async fn serving_plugins(
+    admin_url: &str,
+    token: &paygate::secret::Secret,
+) -> Vec<serde_json::Value> {
+    let answer = reqwest::Client::new()
+        .get(format!("{admin_url}/admin/v1/plugins"))
+        .bearer_auth(token.expose())
+        .timeout(std::time::Duration::from_secs(2))
+        .send()
+        .await;
+    match answer {
+        Ok(r) if r.status().is_success() => r
+            .json::<serde_json::Value>()
+            .await
+            .ok()
+            .and_then(|v| v["plugins"].as_array().cloned())
+            .unwrap_or_default(),
+        Ok(r) => {
+            eprintln!(
+                "admin API at {admin_url} answered {}: loaded state not shown",
+                r.status()
+            );
+            Vec::new()
+        }
+        Err(_) => {
+            eprintln!("no host's admin API at {admin_url}: loaded state not shown");
+            Vec::new()
+        }
+    }
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {

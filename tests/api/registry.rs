@@ -146,7 +146,7 @@ async fn publishing_refuses_what_would_not_load() {
 
 #[tokio::test]
 async fn the_admin_api_activates_and_rolls_back_behind_its_token() {
-    let (app, _dir, registry) = app_with_registry().await;
+    let (app, dir, registry) = app_with_registry().await;
     publish_stripe(&registry, &app, "1.0.0", "stripe_adapter", true);
     publish_stripe(&registry, &app, "2.0.0", "stripe_adapter", false);
     wait_serving(&app, "stripe", "1.0.0").await;
@@ -234,6 +234,37 @@ async fn the_admin_api_activates_and_rolls_back_behind_its_token() {
     let (status, metrics) = admin(&app, "GET", "/metrics", None, Some(TOKEN)).await;
     assert_eq!(status, 200);
     let metrics = metrics.as_str().unwrap().to_owned();
+    // The CLI's list joins the registry with what the host serves.
+    let root = dir.path().to_str().unwrap().to_owned();
+    let admin_url = app.admin_url.clone();
+    let (ok, listed, err) = tokio::task::spawn_blocking(move || {
+        cli(&[
+            "plugins",
+            "--registry",
+            &root,
+            "list",
+            "--admin-url",
+            &admin_url,
+            "--admin-token",
+            TOKEN,
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    let row = listed
+        .lines()
+        .find(|l| l.starts_with("stripe"))
+        .unwrap_or_default();
+    let columns: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        &columns[..7]
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()[4..7],
+        ["1.0.0", "1", "0"],
+        "{listed}"
+    );
     for line in [
         "paygate_plugin_calls_total{plugin=\"stripe\",version=\"1.0.0\"} 1",
         "paygate_http_requests_total{class=\"2xx\"}",
