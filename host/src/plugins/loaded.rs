@@ -37,6 +37,9 @@ pub struct PluginStats {
     pub errors: AtomicU64,
     pub fuel_used: AtomicU64,
     pub micros: AtomicU64,
+    /// The most linear memory one call held, since the last
+    /// [`PluginStats::take_peak_memory`].
+    pub peak_memory_bytes: AtomicU64,
 }
 
 impl PluginStats {
@@ -44,9 +47,17 @@ impl PluginStats {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.fuel_used.fetch_add(stats.fuel_used, Ordering::Relaxed);
         self.micros.fetch_add(stats.micros, Ordering::Relaxed);
+        self.peak_memory_bytes
+            .fetch_max(stats.peak_memory_bytes, Ordering::Relaxed);
         if let Some(e) = error {
             self.errors.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(plugin = %e, kind = e.kind(), "plugin call failed");
         }
+    }
+
+    /// The peak since the previous take, starting a new period; a reader
+    /// that wants the peak of some calls takes it before and after them.
+    pub fn take_peak_memory(&self) -> u64 {
+        self.peak_memory_bytes.swap(0, Ordering::Relaxed)
     }
 }
