@@ -31,7 +31,7 @@ pub use engine::{EngineSettings, PluginEngine};
 pub use error::{LoadError, PluginError};
 pub use limits::Limits;
 pub use loaded::LoadedPlugin;
-pub use loader::{CodeSource, Loader};
+pub use loader::{CodeSource, CompiledComponent, Loader};
 pub use services::{Clock, HostServices};
 pub use set::{PluginInfo, PluginSet};
 pub use watch::PluginDir;
