@@ -29,6 +29,7 @@
 //! ```
 
 pub mod case;
+pub mod cli;
 pub mod fixtures;
 pub mod host;
 pub mod mock;
