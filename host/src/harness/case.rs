@@ -32,10 +32,13 @@ impl Verdict {
 /// any one call held).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Measured {
+    /// Calls into the plugin.
     pub calls: u64,
     /// Time inside the plugin calls, host imports (HTTP) included.
     pub micros: u64,
+    /// Fuel burned: roughly, WebAssembly instructions executed.
     pub fuel: u64,
+    /// The most linear memory one call held.
     pub peak_memory_bytes: u64,
 }
 
@@ -48,7 +51,9 @@ pub struct CaseResult {
     pub about: String,
     /// `built-in`, or the fixture file the case came from.
     pub source: String,
+    /// Passed, failed or skipped, and why.
     pub verdict: Verdict,
+    /// What the case's calls cost.
     pub stats: Measured,
     /// Wall time of the whole case, mock delays included.
     pub elapsed: Duration,
@@ -57,8 +62,11 @@ pub struct CaseResult {
 /// What names a case in a report.
 #[derive(Clone, Debug)]
 pub struct Label {
+    /// See [`CaseResult::name`].
     pub name: String,
+    /// See [`CaseResult::about`].
     pub about: String,
+    /// See [`CaseResult::source`].
     pub source: String,
 }
 
@@ -109,10 +117,12 @@ impl CaseResult {
         .without_calls(Verdict::Fail(error.to_string()))
     }
 
+    /// Whether the case passed.
     pub fn passed(&self) -> bool {
         matches!(self.verdict, Verdict::Pass(_))
     }
 
+    /// Whether the case failed (a skipped case neither passed nor failed).
     pub fn failed(&self) -> bool {
         matches!(self.verdict, Verdict::Fail(_))
     }
@@ -120,8 +130,11 @@ impl CaseResult {
 
 /// The component under test, as the suites see it.
 pub struct Subject<'a> {
+    /// The component's name in reports and logs.
     pub name: &'a str,
+    /// The mock host it runs in.
     pub host: &'a MockHost,
+    /// Compiled once, bound again for cases that need other settings.
     pub compiled: &'a CompiledComponent,
     /// Loaded with [`Settings::Full`].
     pub plugin: &'a LoadedPlugin,

@@ -60,6 +60,7 @@ pub struct RunArgs {
 /// Where compiled code is kept between runs: the same cache `serve` uses.
 #[derive(Args)]
 pub struct CacheArgs {
+    /// Where compiled code is kept between runs (the cache `serve` uses).
     #[arg(
         long = "cache-dir",
         env = "PAYGATE_PLUGIN_CACHE_DIR",

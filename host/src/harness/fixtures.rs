@@ -116,8 +116,10 @@ impl RequestMatch {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FixtureResponse {
+    /// HTTP status, 200 unless given.
     #[serde(default = "ok_status")]
     pub status: u16,
+    /// Response headers, added to the content type the body implies.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     /// A string is sent as it is; anything else is sent as JSON.
@@ -157,6 +159,7 @@ impl FixtureResponse {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookFixture {
+    /// The path it arrived on; the webhook route of paygate unless given.
     #[serde(default = "webhook_path")]
     pub path: String,
     /// Header names are lower-cased before the call, as the host does.
@@ -195,7 +198,9 @@ impl WebhookFixture {
 #[derive(Debug, thiserror::Error)]
 #[error("fixture {path}: {reason}")]
 pub struct FixtureError {
+    /// The file or folder.
     pub path: String,
+    /// What is wrong with it.
     pub reason: String,
 }
 

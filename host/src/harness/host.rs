@@ -33,8 +33,11 @@ pub enum Settings {
 
 /// Engine, services and mock provider of one harness run.
 pub struct MockHost {
+    /// Compiles and binds the component under test.
     pub loader: Loader,
+    /// What the plugin's imports reach: its clock is the one cases move.
     pub services: Arc<HostServices>,
+    /// The loopback server playing the payment provider.
     pub provider: MockProvider,
     config: BTreeMap<String, String>,
     secrets: BTreeMap<String, String>,

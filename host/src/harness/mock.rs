@@ -16,6 +16,7 @@ use super::fixtures::FixtureResponse;
 /// One request the mock provider received.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Received {
+    /// Upper-case HTTP method.
     pub method: String,
     /// The path without the query.
     pub path: String,

@@ -14,12 +14,15 @@ use crate::plugins::CodeSource;
 pub struct Report {
     /// The component's file name.
     pub component: String,
+    /// The component's size in bytes.
     pub size_bytes: usize,
+    /// The SHA-256 of the component's bytes.
     pub digest: Digest,
     /// `None` when the component did not load.
     pub world: Option<PluginKind>,
     /// How long compiling (or loading the cached code) took, and which.
     pub compile: Option<(Duration, CodeSource)>,
+    /// Built-in cases first, then one per fixture.
     pub cases: Vec<CaseResult>,
     /// Wall time of the whole run.
     pub elapsed: Duration,

@@ -39,16 +39,22 @@ use crate::plugins::bindings::{LimitRequest, PaymentRequest};
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunInput {
+    /// The export to call; the world's main one unless given.
     #[serde(default)]
     pub call: Option<String>,
+    /// The call's argument; fields left out take the sample values.
     #[serde(default)]
     pub input: Value,
+    /// Settings, as `--config` gives them to `plugin test`.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// Secrets, over the harness's test secrets.
     #[serde(default)]
     pub secrets: BTreeMap<String, String>,
+    /// What the mock provider answers; a 500 naming the missing fixture if absent.
     #[serde(default)]
     pub provider_response: Option<FixtureResponse>,
+    /// The clock the plugin sees, in Unix milliseconds.
     #[serde(default)]
     pub now_ms: Option<u64>,
 }

@@ -38,8 +38,10 @@ pub enum Scheme {
 }
 
 impl Scheme {
+    /// Every built-in scheme, in the order detection tries them.
     pub const ALL: [Scheme; 2] = [Scheme::InternalHmac, Scheme::Stripe];
 
+    /// The name `--scheme` takes.
     pub fn name(self) -> &'static str {
         match self {
             Scheme::InternalHmac => "internal-hmac",
