@@ -12,13 +12,15 @@
 //! merchants; [`sandbox`] is the stand-in payment provider of tests and the
 //! demo; [`shop`] is the demo shop, a merchant that uses paygate through its
 //! public API only; [`html`] is what their pages share; [`telemetry`] sets
-//! up logging.
+//! up logging. [`harness`] runs a component's conformance suite against a
+//! mock host (`paygate plugin test`), also from a plugin's own `cargo test`.
 
 pub mod app;
 pub mod config;
 pub mod db;
 pub mod demo;
 pub mod gateway;
+pub mod harness;
 pub mod html;
 pub mod http;
 pub mod merchants;

@@ -4,6 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use paygate::config::DatabaseUrls;
 use paygate::db::Databases;
+use paygate::harness::cli::PluginCommand;
 use paygate::merchants::{MerchantStore, NewMerchant};
 use paygate::outbox::OutboxStore;
 use paygate::providers::{AliasBinding, ProviderStore};
@@ -65,6 +66,11 @@ enum Command {
         db: DbArgs,
         #[command(subcommand)]
         command: OutboxCommand,
+    },
+    /// Test or run one plugin component against a mock host.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
     },
 }
 
@@ -175,8 +181,11 @@ enum ProviderCommand {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    telemetry::init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    // The harness prints a report on stdout; only problems belong on stderr.
+    let is_harness = matches!(cli.command, Command::Plugin { .. });
+    telemetry::init_with_default(if is_harness { "warn" } else { "info" });
+    match cli.command {
         Command::Serve(config) => serve(*config).await,
         Command::Migrate(db) => {
             Databases::connect_and_migrate(&db.databases, 2).await?;
@@ -208,6 +217,13 @@ async fn main() -> anyhow::Result<()> {
             let shutdown = CancellationToken::new();
             tokio::spawn(stop_on_signal(shutdown.clone()));
             shop.run(shutdown).await
+        }
+        Command::Plugin { command } => {
+            let code = paygate::harness::cli::run(command).await?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
         }
     }
 }

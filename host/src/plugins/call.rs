@@ -26,6 +26,8 @@ pub trait WireSize {
 pub struct CallStats {
     pub fuel_used: u64,
     pub micros: u64,
+    /// The most linear memory the call's instance held at once.
+    pub peak_memory_bytes: u64,
 }
 
 impl LoadedPlugin {
@@ -175,6 +177,7 @@ impl LoadedPlugin {
         let stats = CallStats {
             fuel_used,
             micros: started.elapsed().as_micros() as u64,
+            peak_memory_bytes: store.data().limiter.peak_bytes as u64,
         };
         let result = self.outcome(&mut store, outcome);
         self.stats.record(stats, result.as_ref().err());

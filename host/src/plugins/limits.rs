@@ -65,9 +65,15 @@ impl Limits {
 
 /// Caps a store's linear memory and remembers whether the cap was hit, so a
 /// failed call can be reported as a memory-limit breach rather than a trap.
+/// It also keeps the most linear memory the store held at once, for the
+/// harness and metrics.
 pub struct MemoryLimiter {
     max_bytes: usize,
     pub(crate) hit: bool,
+    /// Linear memory of all the store's memories now.
+    total_bytes: usize,
+    /// The largest `total_bytes` seen.
+    pub(crate) peak_bytes: usize,
 }
 
 impl MemoryLimiter {
@@ -75,6 +81,8 @@ impl MemoryLimiter {
         Self {
             max_bytes,
             hit: false,
+            total_bytes: 0,
+            peak_bytes: 0,
         }
     }
 }
@@ -82,7 +90,7 @@ impl MemoryLimiter {
 impl wasmtime::ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -95,6 +103,10 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
                 self.max_bytes
             );
         }
+        // wasmtime asks here for a memory's initial size too (from 0), so
+        // the sum covers every memory the instance ever had.
+        self.total_bytes += desired.saturating_sub(current);
+        self.peak_bytes = self.peak_bytes.max(self.total_bytes);
         Ok(true)
     }
 

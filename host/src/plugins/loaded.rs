@@ -42,6 +42,9 @@ pub struct PluginStats {
     pub latency: Histogram,
     /// Failed calls by [`PluginError::kind`] (failures are rare: a lock is fine).
     errors_by_kind: Mutex<BTreeMap<&'static str, u64>>,
+    /// The most linear memory one call held, since the last
+    /// [`PluginStats::take_peak_memory`].
+    pub peak_memory_bytes: AtomicU64,
 }
 
 impl PluginStats {
@@ -57,6 +60,8 @@ impl PluginStats {
         self.micros.fetch_add(stats.micros, Ordering::Relaxed);
         self.latency
             .observe(std::time::Duration::from_micros(stats.micros));
+        self.peak_memory_bytes
+            .fetch_max(stats.peak_memory_bytes, Ordering::Relaxed);
         if let Some(e) = error {
             self.errors.fetch_add(1, Ordering::Relaxed);
             *self
@@ -67,5 +72,11 @@ impl PluginStats {
                 .or_default() += 1;
             tracing::warn!(plugin = %e, kind = e.kind(), "plugin call failed");
         }
+    }
+
+    /// The peak since the previous take, starting a new period; a reader
+    /// that wants the peak of some calls takes it before and after them.
+    pub fn take_peak_memory(&self) -> u64 {
+        self.peak_memory_bytes.swap(0, Ordering::Relaxed)
     }
 }

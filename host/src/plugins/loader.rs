@@ -29,6 +29,26 @@ pub enum CodeSource {
     Cached,
 }
 
+/// A component compiled for the loader's engine, not yet bound to a spec.
+#[derive(Clone)]
+pub struct CompiledComponent {
+    component: Component,
+    digest: Digest,
+    size_bytes: usize,
+}
+
+impl CompiledComponent {
+    /// The SHA-256 of the component's bytes.
+    pub fn digest(&self) -> Digest {
+        self.digest
+    }
+
+    /// The size of the component's bytes.
+    pub fn size_bytes(&self) -> usize {
+        self.size_bytes
+    }
+}
+
 /// Loads plugins into one engine, caching compiled code on disk.
 #[derive(Clone)]
 pub struct Loader {
@@ -60,9 +80,38 @@ impl Loader {
         spec: &PluginSpec,
         expected: Option<PluginKind>,
     ) -> Result<(LoadedPlugin, CodeSource), LoadError> {
+        let (compiled, source) = self.compile(name, bytes)?;
+        Ok((self.load_compiled(name, &compiled, spec, expected)?, source))
+    }
+
+    /// Compiles `bytes` (or takes the cached artifact) without a spec, for
+    /// callers that load one component under several specs, like the harness.
+    pub fn compile(
+        &self,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<(CompiledComponent, CodeSource), LoadError> {
         let digest = Digest::of(bytes);
         let (component, source) = self.component(name, bytes, &digest)?;
-        let kind = detect_kind(&self.engine, name, &component)?;
+        let compiled = CompiledComponent {
+            component,
+            digest,
+            size_bytes: bytes.len(),
+        };
+        Ok((compiled, source))
+    }
+
+    /// Type-checks a compiled component against its world and binds it to
+    /// `spec`: the second half of [`Loader::load`].
+    pub fn load_compiled(
+        &self,
+        name: &str,
+        compiled: &CompiledComponent,
+        spec: &PluginSpec,
+        expected: Option<PluginKind>,
+    ) -> Result<LoadedPlugin, LoadError> {
+        let component = &compiled.component;
+        let kind = detect_kind(&self.engine, name, component)?;
         for wanted in [expected, spec.kind].into_iter().flatten() {
             if wanted != kind {
                 return Err(LoadError::WrongWorld {
@@ -80,7 +129,7 @@ impl Loader {
         let pre = self
             .engine
             .linker(kind)
-            .instantiate_pre(&component)
+            .instantiate_pre(component)
             .map_err(wrong_world)?;
         let pre = match kind {
             PluginKind::ProviderAdapter => {
@@ -96,7 +145,7 @@ impl Loader {
         let ctx = PluginContext {
             name: name.into(),
             version: spec.version.clone(),
-            digest,
+            digest: compiled.digest,
             kind,
             limits: Limits::from_spec(&spec.limits),
             allowed_hosts: AllowList::new(&spec.allowed_hosts),
@@ -104,14 +153,13 @@ impl Loader {
             secrets: resolve_secrets(name, &spec.secrets, &self.services.named_secrets),
             services: self.services.clone(),
         };
-        let plugin = LoadedPlugin {
+        Ok(LoadedPlugin {
             ctx: Arc::new(ctx),
             pre,
             engine: self.engine.clone(),
-            size_bytes: bytes.len(),
+            size_bytes: compiled.size_bytes,
             stats: PluginStats::default(),
-        };
-        Ok((plugin, source))
+        })
     }
 
     /// Compiles `bytes`, or loads the artifact this host cached for them.

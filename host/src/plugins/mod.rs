@@ -33,7 +33,7 @@ pub use engine::{EngineSettings, PluginEngine};
 pub use error::{LoadError, PluginError};
 pub use limits::Limits;
 pub use loaded::LoadedPlugin;
-pub use loader::{CodeSource, Loader};
+pub use loader::{CodeSource, CompiledComponent, Loader};
 pub use registry::RegistrySource;
 pub use services::{Clock, HostServices};
 pub use set::{PluginInfo, PluginSet};
