@@ -145,6 +145,35 @@ async fn same_key_same_body_replays_without_a_second_charge() {
     assert_eq!(app.tokens_used().await, 2);
 }
 
+/// The same body written differently (member order, whitespace) is the
+/// same request to idempotency: replayed, not a conflict.
+#[tokio::test]
+async fn a_retried_body_in_another_member_order_is_a_replay() {
+    let app = spawn_app().await;
+    let key = app.merchant.api_key.clone();
+    let h = [
+        ("content-type", "application/json"),
+        ("idempotency-key", "reordered-1"),
+    ];
+    let sub = app.merchant.subscription_id;
+    let compact = format!(
+        r#"{{"order_id":21,"amount":1,"price":"10.00","alias":"sandbox","subscription_id":{sub}}}"#
+    );
+    let reordered = format!(
+        "{{\n  \"subscription_id\": {sub},\n  \"alias\": \"sandbox\",\n  \"price\": \"10.00\",\n  \"amount\": 1,\n  \"order_id\": 21\n}}"
+    );
+    let first = app
+        .post_raw("/api/v1/payments", Some(&key), &h, compact.into_bytes())
+        .await;
+    let again = app
+        .post_raw("/api/v1/payments", Some(&key), &h, reordered.into_bytes())
+        .await;
+    assert_eq!((first.status, again.status), (200, 200), "{:?}", again.body);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    assert_eq!(again.body, first.body);
+    assert_eq!(app.tokens_used().await, 1);
+}
+
 #[tokio::test]
 async fn order_ids_are_unique_per_merchant_not_globally() {
     let app = spawn_app().await;

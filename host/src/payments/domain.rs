@@ -197,3 +197,52 @@ mod tests {
         assert!(IdempotencyKey::parse(&"k".repeat(256)).is_err());
     }
 }
+
+#[cfg(test)]
+mod money_properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Every positive decimal in range with at most 8 places parses,
+        /// and prints back exactly as written (scale kept: "10.00").
+        #[test]
+        fn in_range_amounts_parse_and_print_back(
+            int in 0u64..1_000_000_000_000,
+            frac in proptest::option::of("[0-9]{1,8}"),
+        ) {
+            let text = match &frac { Some(f) => format!("{int}.{f}"), None => int.to_string() };
+            let value = Decimal::from_str_exact(&text).unwrap();
+            match Money::parse(&text) {
+                Ok(money) => {
+                    prop_assert!(value > Decimal::ZERO);
+                    prop_assert_eq!(money.to_string(), text.clone());
+                    prop_assert_eq!(Money::parse(&money.to_string()).unwrap(), money);
+                }
+                Err(_) => prop_assert_eq!(value, Decimal::ZERO, "{} refused", text),
+            }
+        }
+
+        /// More than 8 places is refused, even when they are zeros.
+        #[test]
+        fn more_than_eight_places_are_refused(int in 0u64..1_000_000, frac in "[0-9]{9,12}") {
+            let text = format!("{int}.{frac}");
+            prop_assert!(Money::parse(&text).is_err());
+        }
+
+        /// Zero, negatives and values past the maximum are refused.
+        #[test]
+        fn out_of_range_is_refused(int in 1_000_000_000_000u64..u64::MAX / 2, negative in 0u64..1_000_000) {
+            prop_assert!(Money::parse(&int.to_string()).is_err());
+            let negative = format!("-{negative}");
+            prop_assert!(Money::parse(&negative).is_err());
+        }
+
+        /// Whatever the text, parsing answers and never panics.
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,60}") {
+            let _ = Money::parse(&text);
+        }
+    }
+}
