@@ -6,6 +6,7 @@ mod create;
 mod docs;
 mod guards;
 mod lifecycle;
+mod logs;
 mod notifications;
 mod registry;
 mod reliability;

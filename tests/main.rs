@@ -7,6 +7,7 @@ mod compose;
 mod harness;
 mod helpers;
 mod hot_reload;
+mod logs;
 mod plugins;
 mod polyglot;
 mod sandbox;

@@ -118,6 +118,7 @@ pub async fn spawn_app_with(
     extra: Vec<ExtraPlugin>,
     tweak: impl FnOnce(Config) -> Config,
 ) -> TestApp {
+    crate::logs::capture();
     let shutdown = CancellationToken::new();
     let sandbox_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sandbox_addr = sandbox_listener.local_addr().unwrap();

@@ -1,0 +1,101 @@
+//! No key, secret or signature in any log line: a payment's whole life
+//! (create, read, a bad key, provider webhooks good and bad, a signed
+//! notification, the admin API) runs with every log line captured, then
+//! the capture is searched for each secret involved.
+
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::app::{LAX_RATE_LIMIT, merchant_with, spawn_app_with};
+use crate::helpers::FakeServer;
+
+#[tokio::test]
+async fn no_key_secret_or_signature_reaches_a_log_line() {
+    let merchant_endpoint = FakeServer::start(
+        axum::Router::new().route("/hook", axum::routing::post(|| async { "ok" })),
+    )
+    .await;
+    let mut app = spawn_app_with(LAX_RATE_LIMIT, Vec::new(), |c| c).await;
+    app.merchant = merchant_with(
+        &app.gateway,
+        100,
+        false,
+        Some(format!("{}/hook", merchant_endpoint.url())),
+    )
+    .await;
+    let id = app.create(&app.body(1)).await.body["payment_id"]
+        .as_i64()
+        .unwrap();
+    let read = app.merchant.read_api_key.clone();
+    app.get(&format!("/api/v1/payments/{id}/show"), Some(&read))
+        .await;
+    app.get(
+        "/api/v1/payments",
+        Some("pk_not_a_real_key_but_still_secret"),
+    )
+    .await;
+
+    let body = format!(r#"{{"payment_id": {id}, "status": "finished"}}"#);
+    let mut mac = Hmac::<Sha256>::new_from_slice(b"test-internal-secret").unwrap();
+    mac.update(body.as_bytes());
+    let signature = hex::encode(mac.finalize().into_bytes());
+    let forged = "ab".repeat(32);
+    for sig in [&forged, &signature] {
+        app.post_raw(
+            "/api/v1/payments/webhook",
+            None,
+            &[
+                ("content-type", "application/json"),
+                ("x-internal-signature", sig),
+            ],
+            body.clone().into_bytes(),
+        )
+        .await;
+    }
+    let started = Instant::now();
+    while merchant_endpoint.requests().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "never notified"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let sent_signature = merchant_endpoint.requests()[0].headers["webhook-signature"].clone();
+    let _ = app
+        .client
+        .get(format!("{}/admin/v1/plugins", app.admin_url))
+        .bearer_auth("test-admin-token")
+        .send()
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let logs = crate::logs::captured();
+    assert!(
+        logs.contains("plugin loaded and serving"),
+        "the capture works"
+    );
+    let whsec = app.merchant.webhook_secret.clone();
+    let secrets = [
+        ("write key", app.merchant.api_key.as_str()),
+        ("read key", read.as_str()),
+        ("an unknown key sent", "pk_not_a_real_key_but_still_secret"),
+        ("webhook secret", whsec.as_str()),
+        ("webhook secret's key", whsec.trim_start_matches("whsec_")),
+        (
+            "notification signature",
+            sent_signature.trim_start_matches("v1,"),
+        ),
+        ("internal webhook secret", "test-internal-secret"),
+        ("provider webhook signature", signature.as_str()),
+        ("forged signature", forged.as_str()),
+        ("Stripe secret key", "sk_test_123"),
+        ("admin token", "test-admin-token"),
+    ];
+    for (what, secret) in secrets {
+        if let Some(line) = logs.lines().find(|l| l.contains(secret)) {
+            panic!("the {what} is in a log line: {line}");
+        }
+    }
+}
