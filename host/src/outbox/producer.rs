@@ -81,6 +81,9 @@ impl Producer {
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
         let lease = self.settings.lease;
+        // Expired leases are rare (a crash, a lost message): looked for once
+        // per poll interval, not on every wake-up of the commit path.
+        let mut next_reclaim = std::time::Instant::now();
         loop {
             if shutdown.is_cancelled() {
                 return Ok(());
@@ -89,9 +92,10 @@ impl Producer {
                 .store
                 .claim_due(self.settings.batch_size, lease)
                 .await?;
-            if rows.len() < self.settings.batch_size as usize {
-                let room = self.settings.batch_size - rows.len() as i64;
+            let room = self.settings.batch_size - rows.len() as i64;
+            if room > 0 && std::time::Instant::now() >= next_reclaim {
                 rows.extend(self.store.reclaim_expired(room, lease).await?);
+                next_reclaim = std::time::Instant::now() + self.settings.poll_interval;
             }
             let full = rows.len() as i64 >= self.settings.batch_size;
             if !rows.is_empty() {
