@@ -16,6 +16,9 @@
 //! `NOTIFIER_CONCURRENCY` (64), `RUST_LOG` (warn). Run with
 //! `scripts/bench-notify`; docs/BENCHMARKS.md holds the recorded figures.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,18 +33,11 @@ use paygate::payments::PaymentStatus;
 use paygate::payments::webhook::PaymentLookup;
 use paygate::secret::Secret;
 use paygate::{App, Config};
-use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
 
-const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
-const PREFIX: &str = "paygate_bench_notify";
+use common::{fresh_databases, percentile_ms, setting};
 
-fn setting(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+const PREFIX: &str = "paygate_bench_notify";
 
 /// What the merchant endpoint saw: arrival time of each payment's
 /// notifications (more than one would be a duplicate).
@@ -105,27 +101,6 @@ fn config(urls: &DatabaseUrls, plugin_dir: &std::path::Path) -> Config {
     config
 }
 
-async fn fresh_databases() -> DatabaseUrls {
-    let mut admin = sqlx::PgConnection::connect(&format!("{PG_SERVER}/postgres"))
-        .await
-        .expect("PostgreSQL on 127.0.0.1:5432");
-    for db in ["payments", "merchants", "providers", "logs"] {
-        sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS {PREFIX}_{db} WITH (FORCE)"
-        ))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    }
-    let url = |db: &str| format!("{PG_SERVER}/{PREFIX}_{db}");
-    DatabaseUrls {
-        payments: url("payments"),
-        merchants: url("merchants"),
-        providers: url("providers"),
-        logs: url("logs"),
-    }
-}
-
 /// The broker may hold messages of an earlier, interrupted run.
 async fn purge_queues() {
     let connection = paygate::outbox::connect("amqp://guest:guest@127.0.0.1:5672/%2f", "bench")
@@ -154,14 +129,6 @@ async fn insert_payments(pool: &sqlx::PgPool, merchant_id: i64, n: i64, status: 
     .fetch_all(pool)
     .await
     .unwrap()
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1000.0
 }
 
 async fn start_host(
@@ -195,7 +162,7 @@ async fn main() {
     let rate = setting("BENCH_RATE", 300);
     let seconds = setting("BENCH_SECONDS", 10);
     let backlog = setting("BENCH_BACKLOG", 100_000) as i64;
-    let urls = fresh_databases().await;
+    let urls = fresh_databases(PREFIX).await;
     purge_queues().await;
     let plugin_dir = tempfile::tempdir().unwrap();
     let config = config(&urls, plugin_dir.path());
@@ -269,10 +236,10 @@ async fn main() {
         "| {} | {offered:.0}/s | {unique}{} | {duplicates} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms |\n",
         ids.len(),
         if all { "" } else { " (timed out)" },
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.9),
-        percentile(&latencies, 0.99),
-        percentile(&latencies, 1.0),
+        percentile_ms(&latencies, 0.5),
+        percentile_ms(&latencies, 0.9),
+        percentile_ms(&latencies, 0.99),
+        percentile_ms(&latencies, 1.0),
     );
     shutdown.cancel();
     let _ = task.await;

@@ -8,11 +8,13 @@
 //! Settings (environment): `BENCH_CLIENTS` (32), `BENCH_SWAPS` (20).
 //! Run with `scripts/bench-swap`; docs/BENCHMARKS.md holds the figures.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use paygate::config::DatabaseUrls;
 use paygate::merchants::NewMerchant;
 use paygate::plugins::operator::{PublishRequest, publish};
 use paygate::providers::AliasBinding;
@@ -20,48 +22,15 @@ use paygate::sandbox::SandboxArgs;
 use paygate::{App, Config};
 use paygate_plugin_registry::{PluginKind, PluginSpec, Publish, Registry};
 use serde_json::json;
-use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
 
-const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+use common::{fresh_databases, percentile_ms, setting};
+
 const PREFIX: &str = "paygate_bench_swap";
-
-fn setting(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-async fn fresh_databases() -> DatabaseUrls {
-    let mut admin = sqlx::PgConnection::connect(&format!("{PG_SERVER}/postgres"))
-        .await
-        .expect("PostgreSQL on 127.0.0.1:5432");
-    for db in ["payments", "merchants", "providers", "logs"] {
-        sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS {PREFIX}_{db} WITH (FORCE)"
-        ))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    }
-    let url = |db: &str| format!("{PG_SERVER}/{PREFIX}_{db}");
-    DatabaseUrls {
-        payments: url("payments"),
-        merchants: url("merchants"),
-        providers: url("providers"),
-        logs: url("logs"),
-    }
-}
 
 fn component(name: &str) -> Vec<u8> {
     let path = format!("{}/../plugins/dist/{name}.wasm", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e} (run plugins/build.sh)"))
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1000.0
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -99,7 +68,7 @@ async fn main() {
     }
 
     let mut config = Config::for_tests(
-        fresh_databases().await,
+        fresh_databases(PREFIX).await,
         work.path().join("plugins"),
         cache,
         "paygate-bench-swap:".into(),
@@ -243,8 +212,8 @@ async fn main() {
         "| {clients} | {payments} | {:.0}/s | {} | {swaps} | {:.0} ms | {:.0} ms |",
         payments as f64 / elapsed.as_secs_f64(),
         failed.load(Ordering::Relaxed),
-        percentile(&times, 0.5),
-        percentile(&times, 1.0),
+        percentile_ms(&times, 0.5),
+        percentile_ms(&times, 1.0),
     );
     shutdown.cancel();
     let _ = server.await;

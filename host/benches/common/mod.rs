@@ -1,0 +1,49 @@
+//! What the end-to-end benchmarks share: settings from the environment,
+//! fresh databases of their own, percentiles.
+
+use std::time::Duration;
+
+use paygate::config::DatabaseUrls;
+use sqlx::Connection;
+
+const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+
+/// A numeric setting from the environment, or `default`.
+pub fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The four databases `{prefix}_payments`, ... dropped if an earlier run
+/// left them (the host creates and migrates them at start).
+pub async fn fresh_databases(prefix: &str) -> DatabaseUrls {
+    let mut admin = sqlx::PgConnection::connect(&format!("{PG_SERVER}/postgres"))
+        .await
+        .expect("PostgreSQL on 127.0.0.1:5432");
+    for db in ["payments", "merchants", "providers", "logs"] {
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {prefix}_{db} WITH (FORCE)"
+        ))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    }
+    let url = |db: &str| format!("{PG_SERVER}/{prefix}_{db}");
+    DatabaseUrls {
+        payments: url("payments"),
+        merchants: url("merchants"),
+        providers: url("providers"),
+        logs: url("logs"),
+    }
+}
+
+/// The `p` quantile of sorted durations, in milliseconds (NaN when empty).
+pub fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
