@@ -32,6 +32,21 @@ async fn spawn_shop() -> TestShop {
     spawn_shop_with(|args| args).await
 }
 
+/// A shop whose merchant's notifications paygate delivers to the shop itself.
+async fn spawn_shop_notified() -> TestShop {
+    let shop = spawn_shop().await;
+    shop.app
+        .gateway
+        .merchants
+        .set_callback_url(
+            shop.app.merchant.merchant_id,
+            &format!("{}/api/v1/notifications", shop.url),
+        )
+        .await
+        .unwrap();
+    shop
+}
+
 /// A shop whose settings `tweak` may change (a wrong key, another gateway).
 async fn spawn_shop_with(tweak: impl FnOnce(ShopArgs) -> ShopArgs) -> TestShop {
     static SHOPS: AtomicUsize = AtomicUsize::new(0);

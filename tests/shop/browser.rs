@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::spawn_shop;
+use super::spawn_shop_notified;
 use crate::webdriver::{self, Browser};
 
 #[tokio::test]
@@ -16,16 +16,7 @@ async fn a_browser_orders_pays_and_sees_the_order_finished() {
         return;
     }
     webdriver::available().unwrap();
-    let shop = spawn_shop().await;
-    shop.app
-        .gateway
-        .merchants
-        .set_callback_url(
-            shop.app.merchant.merchant_id,
-            &format!("{}/api/v1/notifications", shop.url),
-        )
-        .await
-        .unwrap();
+    let shop = spawn_shop_notified().await;
 
     let browser = Browser::start().await;
     browser.open(&format!("{}/", shop.url)).await;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{notification, now, signed, spawn_shop};
+use super::{notification, now, signed, spawn_shop, spawn_shop_notified};
 use crate::api::app::new_merchant;
 
 #[tokio::test]
@@ -184,16 +184,7 @@ async fn notifications_the_shop_cannot_apply() {
 /// the shop, and the order is finished.
 #[tokio::test]
 async fn the_whole_loop_from_order_to_finished() {
-    let shop = spawn_shop().await;
-    shop.app
-        .gateway
-        .merchants
-        .set_callback_url(
-            shop.app.merchant.merchant_id,
-            &format!("{}/api/v1/notifications", shop.url),
-        )
-        .await
-        .unwrap();
+    let shop = spawn_shop_notified().await;
     let clicked = shop
         .order_form(&[("product_id", "1"), ("amount", "2"), ("alias", "sandbox")])
         .await;
