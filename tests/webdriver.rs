@@ -147,12 +147,24 @@ impl Browser {
         .await;
     }
 
-    pub async fn text(&self, css: &str) -> String {
-        let id = self.find(css).await;
-        let text = self
-            .call(reqwest::Method::GET, &format!("/element/{id}/text"), None)
-            .await;
-        text.as_str().unwrap_or_default().to_owned()
+    /// The text of the first element matching `css` on the page as it is
+    /// now, without waiting; `None` when there is none.
+    pub async fn text_now(&self, css: &str) -> Option<String> {
+        let url = format!("{}/session/{}/element", self.base, self.session);
+        let answer: Value = self
+            .http
+            .post(url)
+            .json(&json!({"using": "css selector", "value": css}))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let id = answer["value"][ELEMENT].as_str()?.to_owned();
+        let url = format!("{}/session/{}/element/{id}/text", self.base, self.session);
+        let text: Value = self.http.get(url).send().await.ok()?.json().await.ok()?;
+        text["value"].as_str().map(str::to_owned)
     }
 }
 

@@ -35,6 +35,20 @@ async fn a_browser_orders_pays_and_sees_the_order_finished() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     browser.click("#pay").await;
+    // Let the click's own navigation (the provider's redirect onward)
+    // settle first, or it could land after, and over, the orders page.
+    let started = Instant::now();
+    while browser
+        .current_url()
+        .await
+        .starts_with(&shop.app.sandbox_url)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "Pay never left the payment page"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     let order = shop.get("/api/v1/orders").await.body["orders"][0].clone();
     let order_id = order["order_id"].as_i64().unwrap();
@@ -42,8 +56,9 @@ async fn a_browser_orders_pays_and_sees_the_order_finished() {
     let status_cell = format!("#order-{order_id}-status");
     let started = Instant::now();
     loop {
+        // Reopened each round: a late navigation can never strand the check.
         browser.open(&format!("{}/orders", shop.url)).await;
-        let status = browser.text(&status_cell).await;
+        let status = browser.text_now(&status_cell).await.unwrap_or_default();
         if status.contains("FINISHED") {
             break;
         }
