@@ -451,6 +451,28 @@ async fn token_bucket_limits_hold_across_replicas_through_redis() {
     assert_eq!(allowed, 40, "the burst is shared, not per replica");
 }
 
+#[tokio::test]
+async fn a_remembered_read_never_makes_a_stale_swap_succeed() {
+    let prefix = format!("paygate-test-{}-{}:", std::process::id(), rand_suffix());
+    let a = RedisCounters::connect("redis://127.0.0.1:6379", &prefix)
+        .await
+        .unwrap();
+    let b = RedisCounters::connect("redis://127.0.0.1:6379", &prefix)
+        .await
+        .unwrap();
+    let (a, b) = (Counters::Redis(a), Counters::Redis(b));
+    assert_eq!(a.get("k").await.unwrap(), None); // a remembers "absent"
+    assert!(b.compare_and_swap("k", None, 5, 60_000).await.unwrap());
+    // a's read is stale; its swap is checked in Redis, fails, and teaches
+    // it the current value, with which the next swap succeeds.
+    assert_eq!(a.get("k").await.unwrap(), None);
+    assert!(!a.compare_and_swap("k", None, 1, 60_000).await.unwrap());
+    assert_eq!(a.get("k").await.unwrap(), Some(5));
+    assert!(a.compare_and_swap("k", Some(5), 6, 60_000).await.unwrap());
+    assert!(!b.compare_and_swap("k", Some(5), 7, 60_000).await.unwrap());
+    assert_eq!(b.get("k").await.unwrap(), Some(6));
+}
+
 fn rand_suffix() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

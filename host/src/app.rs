@@ -150,6 +150,11 @@ impl App {
             .map(|r| r.follow(self.gateway.plugins.clone(), shutdown.clone()));
         let producer = tokio::spawn(self.producer.run(shutdown.clone()));
         let notifier = tokio::spawn(self.notifier.run(shutdown.clone()));
+        let reconciler = tokio::spawn(crate::quota::run(
+            self.gateway.merchants.clone(),
+            self.gateway.payments.clone(),
+            shutdown.clone(),
+        ));
         let state = AppState {
             gateway: self.gateway.clone(),
         };
@@ -179,6 +184,7 @@ impl App {
         }
         let _ = producer.await;
         let _ = notifier.await;
+        let _ = reconciler.await;
         tracing::info!("paygate stopped");
         Ok(())
     }

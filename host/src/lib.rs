@@ -4,7 +4,8 @@
 //! [`plugins`] is the runtime those components run in: one engine, a fresh
 //! store per call, hard limits, hot reload. The domains each own their
 //! database: [`merchants`] (keys, quotas), [`providers`] (alias bindings,
-//! circuit breaker), [`payments`] (payments, timeline, idempotency); [`db`]
+//! circuit breaker), [`payments`] (payments, timeline, idempotency), and
+//! [`quota`] gives back tokens whose payment never came to be; [`db`]
 //! connects and migrates them. [`http`] is the API over a [`gateway::Gateway`]
 //! of those services; [`config`] is every setting in one typed place; [`app`]
 //! wires settings into a running server; [`outbox`] publishes committed
@@ -30,6 +31,7 @@ pub mod outbox;
 pub mod payments;
 pub mod plugins;
 pub mod providers;
+pub mod quota;
 pub mod sandbox;
 pub mod secret;
 pub mod shop;

@@ -67,6 +67,13 @@ enum Command {
         #[command(subcommand)]
         command: OutboxCommand,
     },
+    /// Quota upkeep.
+    Quota {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(subcommand)]
+        command: QuotaCommand,
+    },
     /// Test or run one plugin component against a mock host.
     Plugin {
         #[command(subcommand)]
@@ -133,6 +140,17 @@ enum OutboxCommand {
     /// Print pending, retrying, processing, delivered and failed counts and
     /// the oldest pending age, as JSON.
     Stats,
+}
+
+#[derive(Subcommand)]
+enum QuotaCommand {
+    /// Give back the tokens of orders whose payment was never created (or
+    /// whose creation failed) once their charge is older than `--grace`;
+    /// prints what it did as JSON. Running hosts do this every 30 s.
+    Reconcile {
+        #[arg(long, default_value = "60s", value_parser = paygate::config::parse_duration)]
+        grace: std::time::Duration,
+    },
 }
 
 #[derive(clap::Args)]
@@ -202,6 +220,20 @@ async fn main() -> anyhow::Result<()> {
             let dbs = Databases::connect_and_migrate(&db.databases, 2).await?;
             let store = OutboxStore::new(dbs.payments, dbs.payments_relaxed);
             println!("{}", serde_json::to_string_pretty(&store.stats().await?)?);
+            Ok(())
+        }
+        Command::Quota {
+            db,
+            command: QuotaCommand::Reconcile { grace },
+        } => {
+            let dbs = Databases::connect_and_migrate(&db.databases, 2).await?;
+            let merchants = paygate::merchants::MerchantStore::new(dbs.merchants);
+            let payments = paygate::payments::PaymentStore::new(dbs.payments);
+            let done = paygate::quota::reconcile(&merchants, &payments, grace).await?;
+            println!(
+                "{}",
+                serde_json::json!({"settled": done.settled, "refunded": done.refunded})
+            );
             Ok(())
         }
         Command::SandboxProvider(args) => {

@@ -2,7 +2,10 @@
 
 use serde_json::json;
 
-use super::app::{new_merchant, spawn_app};
+use paygate::merchants::Take;
+use paygate::payments::store::{Inserted, NewPayment};
+
+use super::app::{new_merchant, reply, spawn_app};
 
 #[tokio::test]
 async fn create_show_list_and_track_a_payment() {
@@ -247,4 +250,99 @@ async fn another_merchants_subscription_is_refused() {
         0
     );
     assert_eq!(app.payment_count().await, 0);
+}
+
+#[tokio::test]
+async fn one_order_charged_once_under_concurrent_requests() {
+    let app = spawn_app().await;
+    let calls: Vec<_> = (0..6).map(|_| app.spawn_create(&app.body(77))).collect();
+    let mut ok = 0;
+    for call in calls {
+        let r = reply(call.await.unwrap().unwrap()).await;
+        match (r.status, r.code()) {
+            (200, _) => ok += 1,
+            (409, "order_exists" | "request_in_progress") => {}
+            other => panic!("unexpected {other:?} {:?}", r.body),
+        }
+    }
+    assert_eq!(ok, 1);
+    assert_eq!(app.tokens_used().await, 1);
+    assert_eq!(app.payment_count().await, 1);
+}
+
+/// Moves this merchant's quota charges ten minutes into the past, as if the
+/// requests that took them had died that long ago.
+async fn age_charges(app: &super::app::TestApp) {
+    sqlx::query("UPDATE quota_charges SET charged_at = now() - interval '10 minutes' WHERE merchant_id = $1")
+        .bind(app.merchant.merchant_id)
+        .execute(&app.gateway.dbs.merchants)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn tokens_of_payments_never_created_are_given_back() {
+    let app = spawn_app().await;
+    let (m, sub) = (app.merchant.merchant_id, app.merchant.subscription_id);
+    let gw = &app.gateway;
+    // Order 1 is paid for; order 2's request died after its charge; order 3's
+    // after its payment failed at the provider, before the refund.
+    assert_eq!(app.create(&app.body(1)).await.status, 200);
+    assert_eq!(
+        gw.merchants.take_token(m, sub, 2).await.unwrap(),
+        Take::Taken
+    );
+    assert_eq!(
+        gw.merchants.take_token(m, sub, 3).await.unwrap(),
+        Take::Taken
+    );
+    let Inserted::Created(failed) = gw
+        .payments
+        .insert(&NewPayment {
+            merchant_id: m,
+            order_id: 3,
+            subscription_id: sub,
+            alias: "sandbox",
+            amount: 1.into(),
+            price: 1.into(),
+            currency: "EUR",
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("order 3 exists")
+    };
+    gw.payments
+        .record_provider_outcome(failed, Err("declined"), json!({}))
+        .await
+        .unwrap();
+    assert_eq!(app.tokens_used().await, 3);
+
+    // While the charge is young, another request for order 2 waits its turn.
+    let r = app.create(&app.body(2)).await;
+    assert_eq!((r.status, r.code()), (409, "request_in_progress"));
+
+    age_charges(&app).await;
+    let grace = std::time::Duration::from_secs(300);
+    let done = paygate::quota::reconcile(&gw.merchants, &gw.payments, grace)
+        .await
+        .unwrap();
+    assert!(done.refunded >= 2 && done.settled >= 1, "{done:?}");
+    assert_eq!(app.tokens_used().await, 1);
+    let again = paygate::quota::reconcile(&gw.merchants, &gw.payments, grace)
+        .await
+        .unwrap();
+    assert_eq!(again, paygate::quota::Reconciled::default());
+
+    // A charge left behind long enough is taken over by the next request
+    // for its order, which pays with it rather than a second token.
+    assert_eq!(
+        gw.merchants.take_token(m, sub, 4).await.unwrap(),
+        Take::Taken
+    );
+    age_charges(&app).await;
+    let r = app.create(&app.body(4)).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(app.tokens_used().await, 2);
+    assert_eq!(app.payment_count().await, 3);
 }

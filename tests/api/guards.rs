@@ -85,6 +85,16 @@ async fn invalid_bodies_name_their_fields() {
         assert_eq!(body["fields"][0]["field"], field, "{field}={value}");
     }
 
+    // Finer than the currency's minor unit: no provider could charge it.
+    for (price, currency) in [("10.001", "EUR"), ("100.5", "JPY"), ("1.0001", "KWD")] {
+        let mut body = app.body(1);
+        body["price"] = json!(price);
+        body["currency"] = json!(currency);
+        let r = app.create(&body).await;
+        let body = refused(&app, r, 400, "invalid_request").await;
+        assert_eq!(body["fields"][0]["field"], "price", "{price} {currency}");
+    }
+
     let mut body = app.body(1);
     body["alias"] = json!("nosuchprovider");
     let r = app.create(&body).await;

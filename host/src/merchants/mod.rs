@@ -7,4 +7,6 @@ mod store;
 
 pub use auth::{AUTH_CACHE_TTL, AuthCache, Merchant, Scope};
 pub use keys::{ApiKey, KeyHash, generate_key, generate_secret};
-pub use store::{CreatedMerchant, MerchantStore, NewMerchant, NotificationTarget, QuotaError};
+pub use store::{
+    CreatedMerchant, MerchantStore, NewMerchant, NotificationTarget, QuotaError, Take,
+};

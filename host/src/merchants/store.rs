@@ -1,5 +1,7 @@
 //! SQL of the merchants database.
 
+use std::time::Duration;
+
 use serde::Serialize;
 use sqlx::PgPool;
 
@@ -33,6 +35,19 @@ pub struct CreatedMerchant {
     pub webhook_secret: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_signing_secret: Option<String>,
+}
+
+/// What taking a token for an order came to.
+#[derive(Debug, PartialEq)]
+pub enum Take {
+    /// Charged to this request.
+    Taken,
+    /// The order is already charged, `age` ago: its payment exists, another
+    /// request for it is running, or one died before creating it.
+    Held {
+        age: Duration,
+    },
+    Refused(QuotaError),
 }
 
 /// Why a token could not be taken.
@@ -141,52 +156,105 @@ impl MerchantStore {
         }))
     }
 
-    /// Takes one token of the merchant's own active subscription, exactly:
-    /// the check and the increment are one statement.
+    /// Takes one token of the merchant's own active subscription for
+    /// `order_id`, exactly: the check, the slot's increment and the charge
+    /// are one statement.
     pub async fn take_token(
         &self,
         merchant_id: i64,
         subscription_id: i64,
-    ) -> Result<Result<(), QuotaError>, sqlx::Error> {
-        let taken = sqlx::query(
-            "UPDATE subscriptions SET tokens_used = tokens_used + 1
-             WHERE id = $1 AND merchant_id = $2 AND active AND tokens_used < token_limit",
-        )
-        .bind(subscription_id)
-        .bind(merchant_id)
-        .execute(&self.pool)
-        .await?;
-        if taken.rows_affected() == 1 {
-            return Ok(Ok(()));
-        }
-        let valid: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM subscriptions WHERE id = $1 AND merchant_id = $2 AND active)")
+        order_id: i64,
+    ) -> Result<Take, sqlx::Error> {
+        let (outcome, held_secs): (String, Option<f64>) =
+            sqlx::query_as("SELECT outcome, held_secs FROM take_quota_token($1, $2, $3)")
                 .bind(subscription_id)
                 .bind(merchant_id)
+                .bind(order_id)
                 .fetch_one(&self.pool)
                 .await?;
-        Ok(Err(if valid {
-            QuotaError::Exhausted
-        } else {
-            QuotaError::InvalidSubscription
-        }))
+        Ok(match outcome.as_str() {
+            "taken" => Take::Taken,
+            "held" => Take::Held {
+                age: Duration::from_secs_f64(held_secs.unwrap_or(0.0).max(0.0)),
+            },
+            "exhausted" => Take::Refused(QuotaError::Exhausted),
+            _ => Take::Refused(QuotaError::InvalidSubscription),
+        })
     }
 
-    /// Gives back a token taken for a payment that was not created.
-    pub async fn return_token(&self, subscription_id: i64) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE subscriptions SET tokens_used = tokens_used - 1 WHERE id = $1 AND tokens_used > 0")
-            .bind(subscription_id)
-            .execute(&self.pool)
+    /// Makes an unsettled charge older than `lease` this request's own: the
+    /// request that took it died before creating a payment. Whether the
+    /// charge is still there and still that old is checked in the same
+    /// statement, so only one request takes it over.
+    pub async fn take_over_charge(
+        &self,
+        merchant_id: i64,
+        order_id: i64,
+        lease: Duration,
+    ) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "UPDATE quota_charges SET charged_at = now()
+             WHERE merchant_id = $1 AND order_id = $2 AND NOT settled
+               AND charged_at < now() - make_interval(secs => $3)",
+        )
+        .bind(merchant_id)
+        .bind(order_id)
+        .bind(lease.as_secs_f64())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Gives back the token charged for `order_id`, if it still is.
+    pub async fn refund_token(&self, merchant_id: i64, order_id: i64) -> Result<bool, sqlx::Error> {
+        let refunded: Option<bool> = sqlx::query_scalar("SELECT refund_quota_token($1, $2)")
+            .bind(merchant_id)
+            .bind(order_id)
+            .fetch_one(&self.pool)
             .await?;
+        Ok(refunded.unwrap_or(false))
+    }
+
+    /// Unsettled charges taken before `grace` ago, oldest first.
+    pub async fn unsettled_charges(
+        &self,
+        grace: Duration,
+        limit: i64,
+    ) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT merchant_id, order_id FROM quota_charges
+             WHERE NOT settled AND charged_at < now() - make_interval(secs => $1)
+             ORDER BY charged_at LIMIT $2",
+        )
+        .bind(grace.as_secs_f64())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Marks charges whose payments exist, so they are not looked at again.
+    pub async fn settle_charges(&self, orders: &[(i64, i64)]) -> Result<(), sqlx::Error> {
+        let (merchants, order_ids): (Vec<i64>, Vec<i64>) = orders.iter().copied().unzip();
+        sqlx::query(
+            "UPDATE quota_charges c SET settled = TRUE
+             FROM unnest($1::bigint[], $2::bigint[]) AS o (merchant_id, order_id)
+             WHERE c.merchant_id = o.merchant_id AND c.order_id = o.order_id",
+        )
+        .bind(&merchants)
+        .bind(&order_ids)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     /// Tokens used of a subscription (for tests and operators).
     pub async fn tokens_used(&self, subscription_id: i64) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar("SELECT tokens_used FROM subscriptions WHERE id = $1")
-            .bind(subscription_id)
-            .fetch_one(&self.pool)
-            .await
+        sqlx::query_scalar(
+            "SELECT COALESCE(sum(used), 0)::bigint FROM quota_slots WHERE subscription_id = $1",
+        )
+        .bind(subscription_id)
+        .fetch_one(&self.pool)
+        .await
     }
 }
 

@@ -8,10 +8,11 @@ use super::idempotency::Claim;
 use super::store::{Inserted, NewPayment};
 use crate::gateway::Gateway;
 use crate::http::error::ApiError;
-use crate::merchants::{Merchant, QuotaError};
+use crate::merchants::{Merchant, QuotaError, Take};
 use crate::plugins::PluginError;
 use crate::plugins::bindings::{PaymentRequest, ProviderError};
 use crate::providers::CircuitState;
+use crate::quota::CHARGE_LEASE;
 
 /// A validated `POST /api/v1/payments` body.
 #[derive(Clone, Debug)]
@@ -93,26 +94,40 @@ async fn run(
         .await?
         .filter(|b| b.available)
         .ok_or_else(|| ApiError::UnknownAlias(request.alias.to_string()))?;
-    if let Some(existing) = gw
-        .payments
-        .payment_for_order(merchant.id, request.order_id)
-        .await?
-    {
-        return Err(ApiError::OrderExists {
-            payment_id: existing,
-        });
-    }
     match gw
         .merchants
-        .take_token(merchant.id, request.subscription_id)
+        .take_token(merchant.id, request.subscription_id, request.order_id)
         .await?
     {
-        Ok(()) => {}
-        Err(QuotaError::InvalidSubscription) => return Err(ApiError::InvalidSubscription),
-        Err(QuotaError::Exhausted) => return Err(ApiError::QuotaExceeded),
+        Take::Taken => {}
+        Take::Held { age } => {
+            // The order is charged already: by its payment, by a request for
+            // it that is still running, or by one that died before creating
+            // the payment (then, after the lease, this request carries on
+            // with that charge).
+            order_free(gw, merchant, request).await?;
+            let dead = age >= CHARGE_LEASE
+                && gw
+                    .merchants
+                    .take_over_charge(merchant.id, request.order_id, CHARGE_LEASE)
+                    .await?;
+            if !dead {
+                return Err(ApiError::RequestInProgress);
+            }
+        }
+        Take::Refused(refused) => {
+            // order_exists is checked before the quota: a spent quota does
+            // not hide an existing order.
+            order_free(gw, merchant, request).await?;
+            return Err(match refused {
+                QuotaError::InvalidSubscription => ApiError::InvalidSubscription,
+                QuotaError::Exhausted => ApiError::QuotaExceeded,
+            });
+        }
     }
-    // From here on the token is held: every path that creates no payment
-    // gives it back.
+    // From here on the order's token is held: every path that creates no
+    // payment, or one whose creation failed, gives it back. A crash in
+    // between leaves that to the quota reconciler.
     let result = with_token(
         gw,
         merchant,
@@ -124,11 +139,31 @@ async fn run(
     .await;
     let keep_token = matches!(&result, Ok(c) if c.status == 200);
     if !keep_token {
-        if let Err(e) = gw.merchants.return_token(request.subscription_id).await {
-            tracing::error!(error = %e, subscription_id = request.subscription_id, "could not return a quota token");
+        if let Err(e) = gw
+            .merchants
+            .refund_token(merchant.id, request.order_id)
+            .await
+        {
+            tracing::error!(error = %e, order_id = request.order_id, "could not give back a quota token; the reconciler will");
         }
     }
     result
+}
+
+/// `order_exists` when the merchant already has a payment for the order.
+async fn order_free(
+    gw: &Gateway,
+    merchant: &Merchant,
+    request: &CreatePayment,
+) -> Result<(), ApiError> {
+    match gw
+        .payments
+        .payment_for_order(merchant.id, request.order_id)
+        .await?
+    {
+        Some(payment_id) => Err(ApiError::OrderExists { payment_id }),
+        None => Ok(()),
+    }
 }
 
 async fn with_token(

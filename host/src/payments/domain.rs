@@ -44,6 +44,13 @@ impl Money {
         self.0
     }
 
+    /// Whether the value can be charged in `currency`: no more decimal
+    /// places than its minor unit, trailing zeros aside ("10.50" EUR fits,
+    /// "10.505" does not).
+    pub fn fits(&self, currency: &Currency) -> bool {
+        self.0.normalize().scale() <= currency.exponent()
+    }
+
     /// Wraps a value read back from the database, which enforces the same bounds.
     pub fn from_db(value: Decimal) -> Self {
         Self(value)
@@ -71,6 +78,12 @@ impl Currency {
 
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).expect("ASCII by construction")
+    }
+
+    /// Decimal places of the currency's minor unit (ISO 4217): 0 for JPY,
+    /// 3 for KWD, 2 for most.
+    pub fn exponent(&self) -> u32 {
+        guest_common::money::exponent(self.as_str())
     }
 }
 
@@ -188,6 +201,15 @@ mod tests {
         assert_eq!(Currency::parse("eur").unwrap().as_str(), "EUR");
         assert!(Currency::parse("EURO").is_err());
         assert!(Currency::parse("E1R").is_err());
+        let eur = Currency::parse("EUR").unwrap();
+        let jpy = Currency::parse("JPY").unwrap();
+        let kwd = Currency::parse("KWD").unwrap();
+        assert!(Money::parse("10.50").unwrap().fits(&eur));
+        assert!(Money::parse("10.5000").unwrap().fits(&eur));
+        assert!(!Money::parse("10.001").unwrap().fits(&eur));
+        assert!(Money::parse("10.001").unwrap().fits(&kwd));
+        assert!(Money::parse("1000").unwrap().fits(&jpy));
+        assert!(!Money::parse("1000.5").unwrap().fits(&jpy));
         assert!(Alias::parse("stripe").is_ok());
         assert!(Alias::parse("Stripe").is_err());
         assert!(Alias::parse("-x").is_err());

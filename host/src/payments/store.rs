@@ -131,13 +131,19 @@ impl PaymentStore {
             .await
     }
 
-    /// Inserts the payment (pending) and its first timeline row in one transaction.
+    /// Inserts the payment (pending) and its first timeline row: one
+    /// statement, so one round trip and one commit.
     pub async fn insert(&self, new: &NewPayment<'_>) -> Result<Inserted, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
         let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO payments (merchant_id, order_id, subscription_id, alias, amount, price, currency, status)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'PAYMENT_PENDING')
-             ON CONFLICT (merchant_id, order_id) DO NOTHING RETURNING id",
+            "WITH p AS (
+                INSERT INTO payments (merchant_id, order_id, subscription_id, alias, amount, price, currency, status)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, 'PAYMENT_PENDING')
+                ON CONFLICT (merchant_id, order_id) DO NOTHING RETURNING id
+             ), logged AS (
+                INSERT INTO payment_logs (payment_id, event_type, status, message)
+                SELECT id, 'EVENT_PAYMENT_CREATED', 'PAYMENT_PENDING', 'payment created' FROM p
+             )
+             SELECT id FROM p",
         )
         .bind(new.merchant_id)
         .bind(new.order_id)
@@ -146,66 +152,77 @@ impl PaymentStore {
         .bind(new.amount)
         .bind(new.price)
         .bind(new.currency)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&self.pool)
         .await?;
-        let Some(id) = id else {
-            tx.rollback().await?;
-            let existing = self
-                .payment_for_order(new.merchant_id, new.order_id)
-                .await?;
-            return Ok(Inserted::OrderExists(existing.unwrap_or_default()));
-        };
-        log(
-            &mut tx,
-            id,
-            "EVENT_PAYMENT_CREATED",
-            "PAYMENT_PENDING",
-            "payment created",
-            None,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Inserted::Created(id))
+        match id {
+            Some(id) => Ok(Inserted::Created(id)),
+            None => {
+                let existing = self
+                    .payment_for_order(new.merchant_id, new.order_id)
+                    .await?;
+                Ok(Inserted::OrderExists(existing.unwrap_or_default()))
+            }
+        }
     }
 
-    /// Records the provider's answer: pending with its URL, or failed.
+    /// Records the provider's answer, pending with its URL or failed, with
+    /// its timeline row: one statement.
     pub async fn record_provider_outcome(
         &self,
         payment_id: i64,
         outcome: Result<(&str, &str), &str>,
         payload: Value,
     ) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let (status, message) = match outcome {
-            Ok((reference, url)) => {
-                sqlx::query(
-                    "UPDATE payments SET provider_reference = $2, payment_url = $3, updated_at = now() WHERE id = $1",
-                )
-                .bind(payment_id)
-                .bind(reference)
-                .bind(url)
-                .execute(&mut *tx)
-                .await?;
-                ("PAYMENT_PENDING", "provider session opened")
-            }
-            Err(message) => {
-                sqlx::query("UPDATE payments SET status = 'PAYMENT_FAILED', updated_at = now() WHERE id = $1")
-                    .bind(payment_id)
-                    .execute(&mut *tx)
-                    .await?;
-                ("PAYMENT_FAILED", message)
-            }
+        // $2/$3 are the session's reference and URL; without them the
+        // payment failed and $4 says why.
+        let (reference, url, status, message) = match outcome {
+            Ok((reference, url)) => (
+                Some(reference),
+                Some(url),
+                "PAYMENT_PENDING",
+                "provider session opened",
+            ),
+            Err(message) => (None, None, "PAYMENT_FAILED", message),
         };
-        log(
-            &mut tx,
-            payment_id,
-            "EVENT_PROVIDER_REQUEST_SENT",
-            status,
-            message,
-            Some(payload),
+        sqlx::query(
+            "WITH u AS (
+                UPDATE payments SET provider_reference = $2, payment_url = $3,
+                       status = CASE WHEN $3::text IS NULL THEN 'PAYMENT_FAILED' ELSE status END,
+                       updated_at = now()
+                WHERE id = $1 RETURNING id
+             )
+             INSERT INTO payment_logs (payment_id, event_type, status, message, payload)
+             SELECT id, 'EVENT_PROVIDER_REQUEST_SENT', $4, $5, $6 FROM u",
         )
+        .bind(payment_id)
+        .bind(reference)
+        .bind(url)
+        .bind(status)
+        .bind(message)
+        .bind(payload)
+        .execute(&self.pool)
         .await?;
-        tx.commit().await
+        Ok(())
+    }
+
+    /// Of `orders` (merchant, order), those with a payment that counts
+    /// against the quota: any but one whose creation failed.
+    pub async fn live_orders(
+        &self,
+        orders: &[(i64, i64)],
+    ) -> Result<std::collections::HashSet<(i64, i64)>, sqlx::Error> {
+        let (merchants, order_ids): (Vec<i64>, Vec<i64>) = orders.iter().copied().unzip();
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT p.merchant_id, p.order_id FROM payments p
+             JOIN unnest($1::bigint[], $2::bigint[]) AS o (merchant_id, order_id)
+               ON p.merchant_id = o.merchant_id AND p.order_id = o.order_id
+             WHERE NOT (p.status = 'PAYMENT_FAILED' AND p.payment_url IS NULL)",
+        )
+        .bind(&merchants)
+        .bind(&order_ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().collect())
     }
 
     /// One payment of the merchant; another merchant's is `None`.

@@ -116,12 +116,26 @@ impl MemoryCounters {
 }
 
 /// Counters in Redis, every operation one atomic command or script.
+///
+/// `get` answers from what this host last read or stored for the key, when
+/// that is younger than [`SEEN_FOR`]: a plugin's read-modify-swap loop then
+/// costs one round trip, the swap, instead of two. The swap is always
+/// checked in Redis; one that fails hands back the current value, so a
+/// stale read (another replica wrote meanwhile) costs a retry, never a
+/// wrong result.
 pub struct RedisCounters {
     conn: ConnectionManager,
     prefix: String,
     increment: redis::Script,
     cas: redis::Script,
+    seen: Mutex<HashMap<String, (Option<i64>, Instant)>>,
 }
+
+/// How long a value read or stored by this host is answered from memory.
+const SEEN_FOR: Duration = Duration::from_millis(250);
+
+/// Past this many keys, expired entries are swept from the seen values.
+const SEEN_SWEEP_AT: usize = 10_000;
 
 impl RedisCounters {
     /// Connects to `url`; every key is stored under `prefix`.
@@ -144,13 +158,32 @@ impl RedisCounters {
                  if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end \
                  return v",
             ),
+            // Swaps and answers {1, new}, or answers {0, current} (current
+            // absent when the key is), so a loser learns the value at once.
             cas: redis::Script::new(
                 "local cur = redis.call('GET', KEYS[1]) \
                  if (ARGV[1] == '' and not cur) or cur == ARGV[1] then \
-                   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 end \
-                 return 0",
+                   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return {1, ARGV[2]} end \
+                 return {0, cur}",
             ),
+            seen: Mutex::default(),
         })
+    }
+
+    fn recall(&self, key: &str) -> Option<Option<i64>> {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.get(key)
+            .filter(|(_, until)| *until > Instant::now())
+            .map(|(value, _)| *value)
+    }
+
+    fn remember(&self, key: &str, value: Option<i64>, for_at_most: Duration) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if seen.len() >= SEEN_SWEEP_AT {
+            seen.retain(|_, (_, until)| *until > now);
+        }
+        seen.insert(key.to_owned(), (value, now + for_at_most.min(SEEN_FOR)));
     }
 
     fn key(&self, key: &str) -> String {
@@ -179,11 +212,16 @@ impl RedisCounters {
     }
 
     async fn get(&self, key: &str) -> Result<Option<i64>, CounterError> {
-        redis::cmd("GET")
+        if let Some(value) = self.recall(key) {
+            return Ok(value);
+        }
+        let value: Option<i64> = redis::cmd("GET")
             .arg(self.key(key))
             .query_async(&mut self.conn.clone())
             .await
-            .map_err(|e| CounterError(e.to_string()))
+            .map_err(|e| CounterError(e.to_string()))?;
+        self.remember(key, value, SEEN_FOR);
+        Ok(value)
     }
 
     async fn compare_and_swap(
@@ -194,7 +232,7 @@ impl RedisCounters {
         ttl_ms: u64,
     ) -> Result<bool, CounterError> {
         let expected = expected.map(|v| v.to_string()).unwrap_or_default();
-        let stored: i64 = self
+        let answer: (i64, Option<i64>) = self
             .cas
             .key(self.key(key))
             .arg(expected)
@@ -203,7 +241,16 @@ impl RedisCounters {
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(|e| CounterError(e.to_string()))?;
-        Ok(stored == 1)
+        match answer {
+            (1, _) => {
+                self.remember(key, Some(new), Duration::from_millis(ttl_ms));
+                Ok(true)
+            }
+            (_, current) => {
+                self.remember(key, current, SEEN_FOR);
+                Ok(false)
+            }
+        }
     }
 }
 

@@ -1,0 +1,82 @@
+//! The quota reconciler. A token is charged in the merchants database before
+//! the payment is written to the payments database; the two cannot commit
+//! together, so a host that dies in between leaves a charge without a
+//! payment. The reconciler gives those back, and the tokens of payments
+//! whose creation failed when the request could not, and marks the charges
+//! whose payments exist as settled so they are never looked at again.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::merchants::MerchantStore;
+use crate::payments::PaymentStore;
+
+/// How long a charge may wait for its payment before it counts as left
+/// behind: far longer than a request takes from the charge to the insert.
+pub const CHARGE_LEASE: Duration = Duration::from_secs(60);
+
+/// How often a host looks for charges left behind.
+const INTERVAL: Duration = Duration::from_secs(30);
+
+/// Charges examined per round trip.
+const BATCH: i64 = 500;
+
+/// What one reconciliation did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Charges whose payments exist.
+    pub settled: usize,
+    /// Tokens given back.
+    pub refunded: usize,
+}
+
+/// Examines every unsettled charge older than `grace`. Safe on several
+/// hosts at once: a refund deletes its charge in the statement that gives
+/// the token back, so it happens once.
+pub async fn reconcile(
+    merchants: &MerchantStore,
+    payments: &PaymentStore,
+    grace: Duration,
+) -> Result<Reconciled, sqlx::Error> {
+    let mut done = Reconciled::default();
+    loop {
+        let charges = merchants.unsettled_charges(grace, BATCH).await?;
+        let live: HashSet<(i64, i64)> = payments.live_orders(&charges).await?;
+        let (settle, refund): (Vec<_>, Vec<_>) =
+            charges.iter().partition(|order| live.contains(order));
+        if !settle.is_empty() {
+            merchants.settle_charges(&settle).await?;
+        }
+        for &(merchant_id, order_id) in &refund {
+            if merchants.refund_token(merchant_id, order_id).await? {
+                tracing::info!(
+                    merchant_id,
+                    order_id,
+                    "gave back a quota token whose payment was never created"
+                );
+                done.refunded += 1;
+            }
+        }
+        done.settled += settle.len();
+        if charges.len() < BATCH as usize {
+            return Ok(done);
+        }
+    }
+}
+
+/// Reconciles every [`INTERVAL`] until `shutdown`.
+pub async fn run(merchants: MerchantStore, payments: PaymentStore, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = reconcile(&merchants, &payments, CHARGE_LEASE).await {
+            tracing::warn!(error = %e, "quota reconciliation failed; trying again later");
+        }
+    }
+}
