@@ -146,6 +146,11 @@ async fn with_token(
                 retry_after_secs: retry_after.as_secs_f64().ceil() as u64,
             });
         }
+        CircuitState::Unknown => {
+            return Err(ApiError::ServiceUnavailable(
+                "circuit breaker state (Redis) unavailable".into(),
+            ));
+        }
         state => state == CircuitState::Probe,
     };
     let currency = request
