@@ -13,6 +13,10 @@ use crate::plugins::PluginError;
 use crate::plugins::bindings::{PaymentRequest, ProviderError};
 use crate::providers::CircuitState;
 
+/// How long a compensating write that met a database outage is retried
+/// (less than an idempotency claim's lease).
+const COMPENSATE_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A validated `POST /api/v1/payments` body.
 #[derive(Clone, Debug)]
 pub struct CreatePayment {
@@ -65,16 +69,25 @@ pub async fn create_payment(
     if let Some(key) = key {
         // A payment exists only for 200 and 502: those answers are final for
         // the key. Anything else frees it for a corrected retry.
-        let stored = match &outcome {
-            Ok(created) => {
-                gw.payments
-                    .complete_idempotency(merchant.id, key, created.status, &created.body)
-                    .await
+        let (payments, merchant_id, key) = (gw.payments.clone(), merchant.id, key.clone());
+        let settled = outcome.as_ref().ok().map(|c| (c.status, c.body.clone()));
+        let record = move || {
+            let (payments, key, settled) = (payments.clone(), key.clone(), settled.clone());
+            async move {
+                match settled {
+                    Some((status, body)) => {
+                        let done = payments.complete_idempotency(merchant_id, &key, status, &body);
+                        done.await
+                    }
+                    None => payments.release_idempotency(merchant_id, &key).await,
+                }
             }
-            Err(_) => gw.payments.release_idempotency(merchant.id, key).await,
         };
-        if let Err(e) = stored {
-            tracing::error!(error = %e, "could not record the idempotency outcome");
+        if let Err(e) = record().await {
+            // Within the claim's lease, so a retry never frees a key that
+            // another request has taken over since.
+            tracing::warn!(error = %e, "could not record the idempotency outcome; retrying");
+            crate::db::retry_in_background("idempotency outcome", COMPENSATE_WITHIN, record);
         }
     }
     outcome
@@ -111,8 +124,9 @@ async fn run(
         Err(QuotaError::InvalidSubscription) => return Err(ApiError::InvalidSubscription),
         Err(QuotaError::Exhausted) => return Err(ApiError::QuotaExceeded),
     }
-    // From here on the token is held: every path that creates no payment
-    // gives it back.
+    // From here on the token is held: every path that leaves no payment
+    // (or a failed one) gives it back.
+    let mut stored = false;
     let result = with_token(
         gw,
         merchant,
@@ -120,12 +134,21 @@ async fn run(
         key,
         request_id,
         &binding.provider_plugin,
+        &mut stored,
     )
     .await;
-    let keep_token = matches!(&result, Ok(c) if c.status == 200);
+    // An error after the payment row was stored means its outcome could not
+    // be recorded: it exists, pending, and keeps its token.
+    let keep_token = matches!(&result, Ok(c) if c.status == 200) || (stored && result.is_err());
     if !keep_token {
-        if let Err(e) = gw.merchants.return_token(request.subscription_id).await {
-            tracing::error!(error = %e, subscription_id = request.subscription_id, "could not return a quota token");
+        let (merchants, subscription_id) = (gw.merchants.clone(), request.subscription_id);
+        let give_back = move || {
+            let merchants = merchants.clone();
+            async move { merchants.return_token(subscription_id).await }
+        };
+        if let Err(e) = give_back().await {
+            tracing::warn!(error = %e, subscription_id, "could not return a quota token; retrying");
+            crate::db::retry_in_background("quota token return", COMPENSATE_WITHIN, give_back);
         }
     }
     result
@@ -138,6 +161,7 @@ async fn with_token(
     key: Option<&IdempotencyKey>,
     request_id: &str,
     plugin_name: &str,
+    stored: &mut bool,
 ) -> Result<Created, ApiError> {
     let alias = request.alias.as_str();
     let probe = match gw.circuit.acquire(alias).await {
@@ -172,6 +196,7 @@ async fn with_token(
         Inserted::Created(id) => id,
         Inserted::OrderExists(id) => return Err(ApiError::OrderExists { payment_id: id }),
     };
+    *stored = true;
 
     let provider_request = PaymentRequest {
         payment_id: payment_id as u64,
