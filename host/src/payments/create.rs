@@ -67,8 +67,9 @@ pub async fn create_payment(
     }
     let outcome = run(gw, merchant, request, key, request_id).await;
     if let Some(key) = key {
-        // A payment exists only for 200 and 502: those answers are final for
-        // the key. Anything else frees it for a corrected retry.
+        // 200 and 502 are final for the key. Anything else frees it for a
+        // corrected retry (one after a 503 that left a payment stored finds
+        // it: 409 order_exists).
         let (payments, merchant_id, key) = (gw.payments.clone(), merchant.id, key.clone());
         let settled = outcome.as_ref().ok().map(|c| (c.status, c.body.clone()));
         let record = move || {
