@@ -7,7 +7,7 @@ mod docs;
 mod guards;
 mod lifecycle;
 mod logs;
-mod notifications;
+pub(crate) mod notifications;
 mod registry;
 mod reliability;
 mod webhooks;

@@ -4,6 +4,7 @@
 
 mod api;
 mod compose;
+mod faults;
 mod harness;
 mod helpers;
 mod hot_reload;

@@ -204,7 +204,7 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
     config.circuit = CircuitSettings {
         failure_threshold: 5,
         cooldown: Duration::from_secs(30),
-        fail_open: true,
+        on_redis_down: paygate::config::RedisDownPolicy::Open,
     };
     progress("building the host (creates and migrates the paygate_bench_* databases)");
     // App::build creates and migrates the databases through

@@ -68,6 +68,7 @@ impl App {
             redis,
             rabbitmq_url: config.rabbitmq_url.clone(),
             rate_limit_plugin: config.rate_limit_plugin.clone(),
+            rate_limit_on_redis_down: config.rate_limit_on_redis_down,
             trusted_proxies: config.trusted_proxies.clone(),
             hsts_max_age: config.hsts_max_age,
             metrics: Arc::default(),

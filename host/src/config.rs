@@ -104,6 +104,16 @@ pub struct Config {
     #[arg(long, env = "PAYGATE_RATE_LIMIT_PLUGIN", default_value = "rate-limit")]
     pub rate_limit_plugin: String,
 
+    /// If the policy's counters (Redis) cannot answer: let requests through
+    /// unlimited (`open`) or refuse them with 503 `service_unavailable` (`closed`).
+    #[arg(
+        long,
+        env = "PAYGATE_RATE_LIMIT_ON_REDIS_DOWN",
+        value_enum,
+        default_value_t = RedisDownPolicy::Open
+    )]
+    pub rate_limit_on_redis_down: RedisDownPolicy,
+
     /// The verifier plugin of the internal webhook route (`x-internal-signature`).
     #[arg(
         long,
@@ -181,9 +191,24 @@ pub struct CircuitSettings {
     /// How long an open circuit refuses calls before letting one probe through.
     #[arg(long = "circuit-cooldown", env = "PAYGATE_CIRCUIT_COOLDOWN", default_value = "30s", value_parser = parse_duration)]
     pub cooldown: Duration,
-    /// If Redis is unreachable: allow calls (`true`) or refuse them.
-    #[arg(long = "circuit-fail-open", env = "PAYGATE_CIRCUIT_FAIL_OPEN", default_value_t = true, action = clap::ArgAction::Set)]
-    pub fail_open: bool,
+    /// If Redis cannot say the circuit's state: call the provider as if it
+    /// were closed (`open`) or refuse with 503 `service_unavailable` (`closed`).
+    #[arg(
+        long = "circuit-on-redis-down",
+        env = "PAYGATE_CIRCUIT_ON_REDIS_DOWN",
+        value_enum,
+        default_value_t = RedisDownPolicy::Open
+    )]
+    pub on_redis_down: RedisDownPolicy,
+}
+
+/// What a Redis-backed safeguard does while Redis cannot answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RedisDownPolicy {
+    /// Fail open: the request goes ahead without the safeguard.
+    Open,
+    /// Fail closed: the request is refused with 503 `service_unavailable`.
+    Closed,
 }
 
 /// The outbox producer and the RabbitMQ topology it publishes to.
@@ -286,12 +311,13 @@ impl Config {
             plugin_cache_dir,
             plugin_max_concurrent_calls: 200,
             rate_limit_plugin: "rate-limit".into(),
+            rate_limit_on_redis_down: RedisDownPolicy::Open,
             internal_verifier_plugin: "internal-webhook".into(),
             trusted_proxies: Vec::new(),
             circuit: CircuitSettings {
                 failure_threshold: 3,
                 cooldown: Duration::from_millis(500),
-                fail_open: true,
+                on_redis_down: RedisDownPolicy::Open,
             },
             outbox: OutboxSettings {
                 namespace: format!("paygate_test_{}.", std::process::id()),
@@ -315,6 +341,36 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser)]
+    struct Serve {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    fn serve(args: &[&str]) -> Result<Config, clap::Error> {
+        use clap::Parser;
+        Serve::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
+            .map(|s| s.config)
+    }
+
+    #[test]
+    fn redis_down_policies_are_open_unless_set_closed() {
+        let defaults = serve(&[]).unwrap();
+        assert_eq!(defaults.rate_limit_on_redis_down, RedisDownPolicy::Open);
+        assert_eq!(defaults.circuit.on_redis_down, RedisDownPolicy::Open);
+        let closed = serve(&[
+            "--rate-limit-on-redis-down",
+            "closed",
+            "--circuit-on-redis-down",
+            "closed",
+        ])
+        .unwrap();
+        assert_eq!(closed.rate_limit_on_redis_down, RedisDownPolicy::Closed);
+        assert_eq!(closed.circuit.on_redis_down, RedisDownPolicy::Closed);
+        let refused = serve(&["--circuit-on-redis-down", "maybe"]).err().unwrap();
+        assert!(refused.to_string().contains("open, closed"), "{refused}");
+    }
 
     #[test]
     fn durations_parse_with_units() {

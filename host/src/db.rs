@@ -1,7 +1,7 @@
 //! The four PostgreSQL databases, one per domain, each with its own pool
 //! and migrations. One server holding all four is the default; any may move.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -97,6 +97,41 @@ async fn pool_with(
         .connect_with(options)
         .await
         .with_context(|| format!("connecting to {var}"))
+}
+
+/// Runs a compensating write again, with backoff, until it succeeds or
+/// `within` has passed: for one that failed because the database was away
+/// for a moment (a restart, a failover), such as giving back a quota token.
+/// The caller's request has already been answered; giving up is logged.
+pub fn retry_in_background<F, Fut>(what: &'static str, within: Duration, mut write: F)
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), sqlx::Error>> + Send,
+{
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let mut backoff = crate::outbox::Backoff::new();
+        loop {
+            tokio::time::sleep(backoff.next_delay()).await;
+            match write().await {
+                Ok(()) => {
+                    tracing::info!(
+                        what,
+                        after_ms = started.elapsed().as_millis() as u64,
+                        "compensating write done on a retry"
+                    );
+                    return;
+                }
+                Err(e) if started.elapsed() < within => {
+                    tracing::debug!(what, error = %e, "compensating write failed; retrying");
+                }
+                Err(e) => {
+                    tracing::error!(what, error = %e, "compensating write abandoned");
+                    return;
+                }
+            }
+        }
+    });
 }
 
 /// Creates the URL's database through the server's `postgres` database.

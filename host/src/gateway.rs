@@ -32,6 +32,8 @@ pub struct Gateway {
     pub rabbitmq_url: String,
     /// Name of the rate-limit policy plugin; empty for none.
     pub rate_limit_plugin: String,
+    /// What rate limiting does while its counters (Redis) cannot answer.
+    pub rate_limit_on_redis_down: crate::config::RedisDownPolicy,
     pub trusted_proxies: Vec<IpAddr>,
     pub hsts_max_age: u64,
     /// What `/metrics` on the admin listener shows.

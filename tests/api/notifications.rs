@@ -25,7 +25,7 @@ const INTERNAL_SECRET: &[u8] = b"test-internal-secret";
 
 /// What the merchant's endpoint does with a request.
 #[derive(Clone, Copy, Debug)]
-enum Answer {
+pub(crate) enum Answer {
     Status(u16),
     /// Never answers (the notifier's timeout ends it).
     Hang,
@@ -34,13 +34,13 @@ enum Answer {
 }
 
 /// A merchant endpoint answering from a script, then 200.
-struct MerchantEndpoint {
+pub(crate) struct MerchantEndpoint {
     server: FakeServer,
     script: Arc<Mutex<VecDeque<Answer>>>,
 }
 
 impl MerchantEndpoint {
-    async fn start(script: &[Answer]) -> Self {
+    pub(crate) async fn start(script: &[Answer]) -> Self {
         let script = Arc::new(Mutex::new(script.iter().copied().collect::<VecDeque<_>>()));
         let next = script.clone();
         let router = Router::new().route(
@@ -68,11 +68,11 @@ impl MerchantEndpoint {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("{}/notifications", self.server.url())
     }
 
-    fn received(&self) -> Vec<Received> {
+    pub(crate) fn received(&self) -> Vec<Received> {
         self.server.requests()
     }
 }
@@ -105,7 +105,12 @@ async fn app_notifying_alone(
 }
 
 /// The provider's signed internal webhook moving payment `id` to `status`.
-async fn provider_webhook(url: &str, client: &reqwest::Client, id: i64, status: &str) -> u16 {
+pub(crate) async fn provider_webhook(
+    url: &str,
+    client: &reqwest::Client,
+    id: i64,
+    status: &str,
+) -> u16 {
     let body = json!({"payment_id": id, "status": status}).to_string();
     let mut mac = Hmac::<Sha256>::new_from_slice(INTERNAL_SECRET).unwrap();
     mac.update(body.as_bytes());
@@ -466,7 +471,11 @@ fn close_broker_connections(instance: &str) -> usize {
 }
 
 /// Every payment's one notification delivered, each exactly once.
-async fn assert_each_delivered_once(app: &TestApp, endpoint: &MerchantEndpoint, ids: &[i64]) {
+pub(crate) async fn assert_each_delivered_once(
+    app: &TestApp,
+    endpoint: &MerchantEndpoint,
+    ids: &[i64],
+) {
     for id in ids {
         wait_for_status(app, *id, "LOG_SUCCESS").await;
     }

@@ -67,7 +67,8 @@ pub enum ApiError {
     ProviderError(String),
     #[error("the provider is unavailable (circuit open)")]
     ProviderUnavailable { retry_after_secs: u64 },
-    #[error("a backing service is unavailable")]
+    /// The cause is logged; the client is told only to retry.
+    #[error("a backing service is unavailable: {0}")]
     ServiceUnavailable(String),
     /// Admin API: no such plugin or version in the registry.
     #[error("{0}")]
@@ -171,6 +172,10 @@ impl ApiError {
     }
 }
 
+/// `Retry-After` of a 503 `service_unavailable`: outages the API rides out
+/// are seconds long (a restart, a failover), so ask for a quick retry.
+const SERVICE_RETRY_AFTER_SECS: u64 = 1;
+
 tokio::task_local! {
     /// The id of the request being handled; set by the request-id middleware.
     pub static REQUEST_ID: String;
@@ -192,6 +197,7 @@ impl IntoResponse for ApiError {
         let retry_after = match &self {
             ApiError::RateLimited { retry_after_secs }
             | ApiError::ProviderUnavailable { retry_after_secs } => Some(*retry_after_secs),
+            ApiError::ServiceUnavailable(_) => Some(SERVICE_RETRY_AFTER_SECS),
             _ => None,
         };
         let mut response = (status, Json(self.body(&current_request_id()))).into_response();
@@ -207,5 +213,23 @@ impl IntoResponse for ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         ApiError::ServiceUnavailable(format!("database: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outage_is_a_503_that_asks_for_a_retry_and_hides_its_cause() {
+        let error = ApiError::from(sqlx::Error::PoolTimedOut);
+        assert!(error.to_string().contains("database"), "logged: {error}");
+        let body = error.body("req-1");
+        assert_eq!(body["error"], "service_unavailable");
+        assert_eq!(body["request_id"], "req-1");
+        assert!(!body["message"].as_str().unwrap().contains("database"));
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
     }
 }

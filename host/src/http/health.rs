@@ -1,5 +1,7 @@
 //! `GET /health`: every backing service and the plugin runtime.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -17,28 +19,38 @@ use super::AppState;
 )]
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let gw = &state.gateway;
+    // Concurrently and each within a bound: a server that is down makes a
+    // pool wait out its whole acquire timeout, four times over if in turn.
     let postgres = async {
-        for pool in [
-            &gw.dbs.payments,
-            &gw.dbs.merchants,
-            &gw.dbs.providers,
-            &gw.dbs.logs,
-        ] {
-            sqlx::query("SELECT 1")
-                .execute(pool)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        Ok::<_, String>(())
+        let pools = [
+            ("payments", &gw.dbs.payments),
+            ("merchants", &gw.dbs.merchants),
+            ("providers", &gw.dbs.providers),
+            ("logs", &gw.dbs.logs),
+        ];
+        let pings = pools.map(|(name, pool)| {
+            bounded(async move {
+                sqlx::query("SELECT 1")
+                    .execute(pool)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("{name} database: {e}"))
+            })
+        });
+        futures_util::future::join_all(pings)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>, String>>()
+            .map(|_| ())
     };
-    let redis = async {
+    let redis = bounded(async {
         let mut conn = gw.redis.clone();
         redis::cmd("PING")
             .query_async::<String>(&mut conn)
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())
-    };
+    });
     let rabbitmq = reachable(&gw.rabbitmq_url);
     let (postgres, redis, rabbitmq) = tokio::join!(postgres, redis, rabbitmq);
     let plugins = if gw.plugins.list().iter().any(|p| p.version.is_some()) {
@@ -74,6 +86,15 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         status,
         Json(json!({"status": if healthy { "ok" } else { "degraded" }, "checks": body})),
     )
+}
+
+/// How long one check may take before it counts as failing.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+async fn bounded(check: impl Future<Output = Result<(), String>>) -> Result<(), String> {
+    tokio::time::timeout(CHECK_TIMEOUT, check)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {CHECK_TIMEOUT:?}")))
 }
 
 /// Whether the broker in an `amqp://` URL accepts a TCP connection within a

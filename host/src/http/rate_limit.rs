@@ -9,12 +9,15 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::{ApiError, current_request_id};
+use crate::config::RedisDownPolicy;
 use crate::merchants::ApiKey;
 use crate::plugins::bindings::{Decision, LimitRequest};
 
 /// Denies with 429 when the policy says so; otherwise adds the
 /// `RateLimit-*` headers to the response. A missing or failing policy
-/// lets the request through (logged): rate limiting fails open.
+/// lets the request through (logged). When the policy's counters (Redis)
+/// could not answer, `PAYGATE_RATE_LIMIT_ON_REDIS_DOWN` decides, whatever
+/// the policy made of it: through without headers, or 503.
 pub async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let gw = &state.gateway;
     let plugin = (!gw.rate_limit_plugin.is_empty())
@@ -43,13 +46,27 @@ pub async fn rate_limit(State(state): State<AppState>, request: Request, next: N
             .and_then(|v| v.to_str().ok())
             .map(|k| ApiKey(k).key_id()),
     };
-    let decision = match plugin.decide(&current_request_id(), &limit_request).await {
+    let decided = match plugin
+        .decide_observed(&current_request_id(), &limit_request)
+        .await
+    {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(error = %e, "rate-limit policy failed; allowing the request");
             return next.run(request).await;
         }
     };
+    if decided.counters_unavailable {
+        // The policy already logged the store's error; /health shows it too.
+        return match gw.rate_limit_on_redis_down {
+            RedisDownPolicy::Open => next.run(request).await,
+            RedisDownPolicy::Closed => {
+                ApiError::ServiceUnavailable("rate-limit counters (Redis) unavailable".into())
+                    .into_response()
+            }
+        };
+    }
+    let decision = decided.decision;
     if !decision.allowed {
         let retry_after_secs = decision.retry_after_ms.unwrap_or(1000).div_ceil(1000);
         let mut response = ApiError::RateLimited { retry_after_secs }.into_response();

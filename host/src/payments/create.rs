@@ -14,6 +14,10 @@ use crate::plugins::bindings::{PaymentRequest, ProviderError};
 use crate::providers::CircuitState;
 use crate::quota::CHARGE_LEASE;
 
+/// How long a compensating write that met a database outage is retried
+/// (less than an idempotency claim's lease).
+const COMPENSATE_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A validated `POST /api/v1/payments` body.
 #[derive(Clone, Debug)]
 pub struct CreatePayment {
@@ -64,18 +68,28 @@ pub async fn create_payment(
     }
     let outcome = run(gw, merchant, request, key, request_id).await;
     if let Some(key) = key {
-        // A payment exists only for 200 and 502: those answers are final for
-        // the key. Anything else frees it for a corrected retry.
-        let stored = match &outcome {
-            Ok(created) => {
-                gw.payments
-                    .complete_idempotency(merchant.id, key, created.status, &created.body)
-                    .await
+        // 200 and 502 are final for the key. Anything else frees it for a
+        // corrected retry (one after a 503 that left a payment stored finds
+        // it: 409 order_exists).
+        let (payments, merchant_id, key) = (gw.payments.clone(), merchant.id, key.clone());
+        let settled = outcome.as_ref().ok().map(|c| (c.status, c.body.clone()));
+        let record = move || {
+            let (payments, key, settled) = (payments.clone(), key.clone(), settled.clone());
+            async move {
+                match settled {
+                    Some((status, body)) => {
+                        let done = payments.complete_idempotency(merchant_id, &key, status, &body);
+                        done.await
+                    }
+                    None => payments.release_idempotency(merchant_id, &key).await,
+                }
             }
-            Err(_) => gw.payments.release_idempotency(merchant.id, key).await,
         };
-        if let Err(e) = stored {
-            tracing::error!(error = %e, "could not record the idempotency outcome");
+        if let Err(e) = record().await {
+            // Within the claim's lease, so a retry never frees a key that
+            // another request has taken over since.
+            tracing::warn!(error = %e, "could not record the idempotency outcome; retrying");
+            crate::db::retry_in_background("idempotency outcome", COMPENSATE_WITHIN, record);
         }
     }
     outcome
@@ -128,6 +142,7 @@ async fn run(
     // From here on the order's token is held: every path that creates no
     // payment, or one whose creation failed, gives it back. A crash in
     // between leaves that to the quota reconciler.
+    let mut stored = false;
     let result = with_token(
         gw,
         merchant,
@@ -135,16 +150,23 @@ async fn run(
         key,
         request_id,
         &binding.provider_plugin,
+        &mut stored,
     )
     .await;
-    let keep_token = matches!(&result, Ok(c) if c.status == 200);
+    // An error after the payment row was stored means its outcome could not
+    // be recorded: it exists, pending, and keeps its token.
+    let keep_token = matches!(&result, Ok(c) if c.status == 200) || (stored && result.is_err());
     if !keep_token {
-        if let Err(e) = gw
-            .merchants
-            .refund_token(merchant.id, request.order_id)
-            .await
-        {
-            tracing::error!(error = %e, order_id = request.order_id, "could not give back a quota token; the reconciler will");
+        let (merchants, merchant_id, order_id) = (gw.merchants.clone(), merchant.id, request.order_id);
+        let give_back = move || {
+            let merchants = merchants.clone();
+            async move { merchants.refund_token(merchant_id, order_id).await.map(drop) }
+        };
+        // Giving back is idempotent (the charge row goes with the token), so
+        // retrying it is safe; the reconciler is the last resort.
+        if let Err(e) = give_back().await {
+            tracing::warn!(error = %e, order_id, "could not give back a quota token; retrying");
+            crate::db::retry_in_background("quota token return", COMPENSATE_WITHIN, give_back);
         }
     }
     result
@@ -173,6 +195,7 @@ async fn with_token(
     key: Option<&IdempotencyKey>,
     request_id: &str,
     plugin_name: &str,
+    stored: &mut bool,
 ) -> Result<Created, ApiError> {
     let alias = request.alias.as_str();
     let probe = match gw.circuit.acquire(alias).await {
@@ -180,6 +203,11 @@ async fn with_token(
             return Err(ApiError::ProviderUnavailable {
                 retry_after_secs: retry_after.as_secs_f64().ceil() as u64,
             });
+        }
+        CircuitState::Unknown => {
+            return Err(ApiError::ServiceUnavailable(
+                "circuit breaker state (Redis) unavailable".into(),
+            ));
         }
         state => state == CircuitState::Probe,
     };
@@ -202,6 +230,7 @@ async fn with_token(
         Inserted::Created(id) => id,
         Inserted::OrderExists(id) => return Err(ApiError::OrderExists { payment_id: id }),
     };
+    *stored = true;
 
     let provider_request = PaymentRequest {
         payment_id: payment_id as u64,

@@ -21,6 +21,14 @@ pub trait WireSize {
     fn wire_size(&self) -> usize;
 }
 
+/// A rate-limit policy's decision and what the host saw while it was taken.
+#[derive(Clone, Debug)]
+pub struct Decided {
+    pub decision: Decision,
+    /// A counter operation found the store (Redis) unreachable.
+    pub counters_unavailable: bool,
+}
+
 /// What one call cost, for benchmarks, metrics and the harness.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CallStats {
@@ -106,6 +114,17 @@ impl LoadedPlugin {
         request_id: &str,
         request: &LimitRequest,
     ) -> Result<Decision, PluginError> {
+        Ok(self.decide_observed(request_id, request).await?.decision)
+    }
+
+    /// `decide` of a rate-limit policy, and whether the counter store
+    /// failed while the policy took it: then the decision is the guest's
+    /// guess and the host's own setting should rule.
+    pub async fn decide_observed(
+        &self,
+        request_id: &str,
+        request: &LimitRequest,
+    ) -> Result<Decided, PluginError> {
         let WorldPre::Policy(pre) = &self.pre else {
             return Err(self.wrong_kind(PluginKind::RateLimitPolicy));
         };
@@ -114,10 +133,14 @@ impl LoadedPlugin {
             request.wire_size(),
             async |store: &mut Store<CallState>| {
                 let instance = pre.instantiate_async(&mut *store).await?;
-                instance
+                let decision = instance
                     .paygate_plugins_policy()
                     .call_decide(&mut *store, request)
-                    .await
+                    .await?;
+                Ok(Decided {
+                    decision,
+                    counters_unavailable: store.data().counters_unavailable,
+                })
             },
         )
         .await
@@ -306,6 +329,12 @@ impl WireSize for LimitRequest {
 impl WireSize for Decision {
     fn wire_size(&self) -> usize {
         32
+    }
+}
+
+impl WireSize for Decided {
+    fn wire_size(&self) -> usize {
+        self.decision.wire_size()
     }
 }
 

@@ -37,6 +37,9 @@ pub struct CallState {
     pub(crate) log_lines: u32,
     /// The first capability the guest asked for and was refused.
     pub(crate) denied: Option<String>,
+    /// Whether a counter operation found the store unreachable: the
+    /// host's policy, not the guest, then decides (see `decide_observed`).
+    pub(crate) counters_unavailable: bool,
     pub(crate) stderr: CapturedOutput,
 }
 
@@ -62,6 +65,7 @@ impl CallState {
             request_id,
             log_lines: 0,
             denied: None,
+            counters_unavailable: false,
             stderr,
         }
     }

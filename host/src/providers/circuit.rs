@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 
-use crate::config::CircuitSettings;
+use crate::config::{CircuitSettings, RedisDownPolicy};
 use crate::plugins::Clock;
 
 /// The breaker's answer before a call.
@@ -20,6 +20,9 @@ pub enum CircuitState {
     Probe,
     /// Refuse; retry after this long.
     Open { retry_after: Duration },
+    /// Redis cannot say and the policy is to fail closed: refuse, the
+    /// state store (not the provider) is unavailable.
+    Unknown,
 }
 
 /// The breakers of all aliases.
@@ -67,7 +70,7 @@ impl CircuitBreaker {
     }
 
     /// May a call to `alias` go ahead? If Redis cannot answer, the
-    /// `circuit-fail-open` setting decides.
+    /// `circuit-on-redis-down` setting decides.
     pub async fn acquire(&self, alias: &str) -> CircuitState {
         let cooldown_ms = self.settings.cooldown.as_millis() as u64;
         let result: Result<(u8, u64), _> = self
@@ -84,13 +87,11 @@ impl CircuitBreaker {
                 retry_after: Duration::from_millis(ms),
             },
             Err(e) => {
-                tracing::warn!(%alias, error = %e, fail_open = self.settings.fail_open, "circuit breaker state unavailable");
-                if self.settings.fail_open {
-                    CircuitState::Closed
-                } else {
-                    CircuitState::Open {
-                        retry_after: Duration::from_secs(1),
-                    }
+                let policy = self.settings.on_redis_down;
+                tracing::warn!(%alias, error = %e, ?policy, "circuit breaker state unavailable");
+                match policy {
+                    RedisDownPolicy::Open => CircuitState::Closed,
+                    RedisDownPolicy::Closed => CircuitState::Unknown,
                 }
             }
         }

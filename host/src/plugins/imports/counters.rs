@@ -13,10 +13,12 @@ impl CallState {
         }
         Ok(format!("{}:{key}", self.plugin.name))
     }
-}
 
-fn unavailable(e: crate::plugins::counters::CounterError) -> CounterError {
-    CounterError::Unavailable(e.0)
+    /// The guest's error for a store that cannot answer, noted for the host.
+    fn unavailable(&mut self, e: crate::plugins::counters::CounterError) -> CounterError {
+        self.counters_unavailable = true;
+        CounterError::Unavailable(e.0)
+    }
 }
 
 impl Host for CallState {
@@ -27,24 +29,20 @@ impl Host for CallState {
         window_ms: u64,
     ) -> Result<Window, CounterError> {
         let key = self.counter_key(&key)?;
-        let (value, reset_ms) = self
+        let counted = self
             .plugin
             .services
             .counters
             .increment(&key, delta, window_ms)
-            .await
-            .map_err(unavailable)?;
+            .await;
+        let (value, reset_ms) = counted.map_err(|e| self.unavailable(e))?;
         Ok(Window { value, reset_ms })
     }
 
     async fn get(&mut self, key: String) -> Result<Option<i64>, CounterError> {
         let key = self.counter_key(&key)?;
-        self.plugin
-            .services
-            .counters
-            .get(&key)
-            .await
-            .map_err(unavailable)
+        let value = self.plugin.services.counters.get(&key).await;
+        value.map_err(|e| self.unavailable(e))
     }
 
     async fn compare_and_swap(
@@ -55,11 +53,12 @@ impl Host for CallState {
         ttl_ms: u64,
     ) -> Result<bool, CounterError> {
         let key = self.counter_key(&key)?;
-        self.plugin
+        let swapped = self
+            .plugin
             .services
             .counters
             .compare_and_swap(&key, expected, new, ttl_ms)
-            .await
-            .map_err(unavailable)
+            .await;
+        swapped.map_err(|e| self.unavailable(e))
     }
 }
