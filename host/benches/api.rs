@@ -15,13 +15,20 @@
 //!
 //! Settings (environment): `BENCH_SECONDS` (measured seconds per phase,
 //! default 10, after a 2 s warm-up), `BENCH_SWEEP_SECONDS` (per sweep level,
-//! default 3, after a 1 s warm-up), `BENCH_CLIENTS` (default 32),
+//! default 3, after a 1 s warm-up), `BENCH_SWEEP` (client counts of the
+//! sweep, default `1,2,4,8,16,32,64,128`), `BENCH_SWEEP_SHOW` (`on`, or `off`
+//! to sweep only the create path), `BENCH_CLIENTS` (default 32),
 //! `BENCH_DB_POOL_SIZE` (default 32, as `paygate serve`),
 //! `BENCH_CLIENT_THREADS` (load generator threads, default 1),
 //! `BENCH_RATE_LIMIT` (`on`, or `off` to run without the rate-limit policy
 //! and isolate its cost), `RUST_LOG` (default `warn`).
 //!
-//! Prints Markdown tables; docs/BENCHMARKS.md holds the recorded figures.
+//! Prints Markdown tables, and writes their figures as JSON to the file
+//! `BENCH_JSON` names when it is set (scripts/report assembles
+//! docs/BENCHMARKS.md from it); docs/BENCHMARKS.md holds the recorded figures.
+
+#[path = "common/mod.rs"]
+mod common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -35,7 +42,7 @@ use paygate::merchants::NewMerchant;
 use paygate::providers::AliasBinding;
 use paygate::sandbox::SandboxArgs;
 use paygate::{App, Config};
-use serde_json::Value;
+use serde_json::{Value, json};
 use sqlx::Connection;
 use tokio::net::TcpListener;
 use tokio::runtime::Handle;
@@ -73,9 +80,19 @@ struct Settings {
     sweep_warmup: Duration,
     clients: usize,
     sweep: Vec<usize>,
+    sweep_show: bool,
     db_pool_size: u32,
     client_threads: usize,
     rate_limit: bool,
+}
+
+/// `on` (the default) or `off`.
+fn env_switch(name: &str) -> bool {
+    match std::env::var(name).as_deref() {
+        Ok("off") => false,
+        Ok("on") | Err(_) => true,
+        Ok(other) => panic!("{name}={other:?}: use on or off"),
+    }
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -96,14 +113,19 @@ impl Settings {
             warmup: Duration::from_secs(2),
             sweep_warmup: Duration::from_secs(1),
             clients: env_or("BENCH_CLIENTS", 32),
-            sweep: vec![1, 8, 32, 64, 128],
+            sweep: std::env::var("BENCH_SWEEP")
+                .unwrap_or_else(|_| "1,2,4,8,16,32,64,128".into())
+                .split(',')
+                .map(|n| {
+                    n.trim()
+                        .parse()
+                        .unwrap_or_else(|_| panic!("BENCH_SWEEP: {n:?} is not a client count"))
+                })
+                .collect(),
+            sweep_show: env_switch("BENCH_SWEEP_SHOW"),
             db_pool_size: env_or("BENCH_DB_POOL_SIZE", 32),
             client_threads: env_or("BENCH_CLIENT_THREADS", 1),
-            rate_limit: match std::env::var("BENCH_RATE_LIMIT").as_deref() {
-                Ok("off") => false,
-                Ok("on") | Err(_) => true,
-                Ok(other) => panic!("BENCH_RATE_LIMIT={other:?}: use on or off"),
-            },
+            rate_limit: env_switch("BENCH_RATE_LIMIT"),
         }
     }
 }
@@ -311,7 +333,7 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
                 settings.clients,
                 settings.warmup,
                 measure,
-                created,
+                created.clone(),
             )
             .await,
         );
@@ -334,6 +356,26 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
             .await,
         );
     }
+    // The same levels reading: cheap (no provider, no commit), and the
+    // plot shows both paths.
+    let mut show_sweep = Vec::new();
+    if settings.sweep_show && !created.is_empty() {
+        for &clients in &settings.sweep {
+            progress(&format!("sweep: GET show at {clients} clients"));
+            show_sweep.push(
+                run_phase(
+                    &loadgen,
+                    &target,
+                    Kind::Show,
+                    clients,
+                    settings.sweep_warmup,
+                    Duration::from_secs_f64(settings.sweep_seconds),
+                    created.clone(),
+                )
+                .await,
+            );
+        }
+    }
     let rss_peak_kib = proc_status_kib("VmHWM");
 
     progress("stopping the host, then the pgbench ceiling");
@@ -354,7 +396,7 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
     let baselines = pgbench_baselines(&settings).await;
     let load_at_end = loadavg();
 
-    report(&Report {
+    let r = Report {
         settings: &settings,
         started_at,
         server_info,
@@ -362,9 +404,12 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
         load_at_end,
         phases: &phases,
         sweep: &sweep,
+        show_sweep: &show_sweep,
         baselines: &baselines,
         rss_peak_kib,
-    });
+    };
+    report(&r);
+    common::write_json(&report_json(&r));
 }
 
 /// One request the host must answer 200 before anything is measured.
@@ -625,6 +670,18 @@ impl Phase {
             .last()
             .map_or(f64::NAN, |&m| m as f64 / 1000.0)
     }
+    /// Its figures for `BENCH_JSON`.
+    fn json(&self, label: &str) -> Value {
+        json!({
+            "kind": match self.kind { Kind::Create => "create", Kind::Show => "show" },
+            "label": label, "clients": self.clients, "requests": self.requests(),
+            "ok": self.ok, "errors": self.error_count(), "error_codes": self.errors,
+            "seconds": self.elapsed.as_secs_f64(), "per_second": self.per_second(),
+            "mean_ms": self.mean_ms(), "p50_ms": self.percentile_ms(0.5),
+            "p90_ms": self.percentile_ms(0.9), "p99_ms": self.percentile_ms(0.99),
+            "max_ms": self.max_ms(), "rss_max_mib": mib(self.rss_max_kib), "cpu": self.cpu,
+        })
+    }
 }
 
 /// Runs `clients` clients on the load generator's runtime for `warmup`
@@ -849,7 +906,7 @@ impl CpuTicks {
 }
 
 /// Average cores in use over a phase.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, serde::Serialize)]
 struct CpuShare {
     wall: f64,
     machine: f64,
@@ -1155,6 +1212,7 @@ struct Report<'a> {
     load_at_end: String,
     phases: &'a [Phase],
     sweep: &'a [Phase],
+    show_sweep: &'a [Phase],
     baselines: &'a [Baseline],
     rss_peak_kib: u64,
 }
@@ -1176,6 +1234,62 @@ fn phase_label(p: &Phase, rate_limit: bool) -> &'static str {
 
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
+}
+
+/// The figures [`report`] prints, for `BENCH_JSON`.
+fn report_json(r: &Report<'_>) -> Value {
+    let s = r.settings;
+    let sweep = |phases: &[Phase]| -> Vec<Value> { phases.iter().map(|p| p.json("")).collect() };
+    json!({
+        "bench": "api",
+        "started_at": r.started_at.to_rfc3339(),
+        "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "load_at_start": r.load_at_start, "load_at_end": r.load_at_end,
+        "postgres": r.server_info,
+        "settings": {
+            "seconds": s.seconds, "warmup_seconds": s.warmup.as_secs_f64(),
+            "sweep_seconds": s.sweep_seconds, "sweep_warmup_seconds": s.sweep_warmup.as_secs_f64(),
+            "clients": s.clients, "db_pool_size": s.db_pool_size,
+            "client_threads": s.client_threads, "rate_limit": s.rate_limit,
+            "rust_log": std::env::var("RUST_LOG").unwrap_or_default(),
+        },
+        "phases": r.phases.iter().map(|p| p.json(phase_label(p, s.rate_limit))).collect::<Vec<_>>(),
+        "baselines": r.baselines.iter().map(|b| json!({
+            "label": b.label, "command": b.command, "clients": b.clients,
+            "transactions": b.transactions, "failed": b.failed, "tps": b.tps,
+            "latency_avg_ms": b.latency_avg_ms, "cpu": b.cpu,
+        })).collect::<Vec<_>>(),
+        "sweep": sweep(r.sweep),
+        "show_sweep": sweep(r.show_sweep),
+        "rss_peak_mib": mib(r.rss_peak_kib),
+    })
+}
+
+/// One sweep's table: a row per client count.
+fn sweep_table(path: &str, per: &str, sweep: &[Phase]) {
+    println!();
+    println!("### Concurrency sweep: `{path}`");
+    println!();
+    println!(
+        "| clients | requests | errors | {per} | p50 ms | p90 ms | p99 ms | max ms | host cores | postgres cores | host RSS MiB (max) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for p in sweep {
+        println!(
+            "| {} | {} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} |",
+            p.clients,
+            p.requests(),
+            p.error_count(),
+            p.per_second(),
+            p.percentile_ms(0.5),
+            p.percentile_ms(0.9),
+            p.percentile_ms(0.99),
+            p.max_ms(),
+            p.cpu.host,
+            p.cpu.postgres,
+            mib(p.rss_max_kib)
+        );
+    }
 }
 
 fn report(r: &Report<'_>) {
@@ -1292,6 +1406,7 @@ fn report(r: &Report<'_>) {
         .chain(
             r.sweep
                 .iter()
+                .chain(r.show_sweep)
                 .map(|p| (format!("sweep, {} clients", p.clients), p)),
         )
     {
@@ -1312,28 +1427,13 @@ fn report(r: &Report<'_>) {
         }
     }
 
-    println!();
-    println!("### Concurrency sweep: `POST /api/v1/payments`");
-    println!();
-    println!(
-        "| clients | requests | errors | payments/s | p50 ms | p90 ms | p99 ms | max ms | host cores | postgres cores | host RSS MiB (max) |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    for p in r.sweep {
-        println!(
-            "| {} | {} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} |",
-            p.clients,
-            p.requests(),
-            p.error_count(),
-            p.per_second(),
-            p.percentile_ms(0.5),
-            p.percentile_ms(0.9),
-            p.percentile_ms(0.99),
-            p.max_ms(),
-            p.cpu.host,
-            p.cpu.postgres,
-            mib(p.rss_max_kib)
-        );
+    for (path, per, sweep) in [
+        ("POST /api/v1/payments", "payments/s", r.sweep),
+        ("GET /api/v1/payments/{id}/show", "requests/s", r.show_sweep),
+    ] {
+        if !sweep.is_empty() {
+            sweep_table(path, per, sweep);
+        }
     }
 
     println!();
@@ -1366,6 +1466,9 @@ fn report(r: &Report<'_>) {
     }
     for p in r.sweep {
         cpu_row(format!("sweep POST, {} clients", p.clients), &p.cpu);
+    }
+    for p in r.show_sweep {
+        cpu_row(format!("sweep GET show, {} clients", p.clients), &p.cpu);
     }
     for b in r.baselines {
         cpu_row(b.label.clone(), &b.cpu);

@@ -15,6 +15,7 @@
 //! `BENCH_SECONDS` (latency phase, 10), `BENCH_BACKLOG` (100000),
 //! `NOTIFIER_CONCURRENCY` (64), `RUST_LOG` (warn). Run with
 //! `scripts/bench-notify`; docs/BENCHMARKS.md holds the recorded figures.
+//! `BENCH_JSON` names a file for the same figures as JSON (scripts/report).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -33,9 +34,10 @@ use paygate::payments::PaymentStatus;
 use paygate::payments::webhook::PaymentLookup;
 use paygate::secret::Secret;
 use paygate::{App, Config};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use common::{fresh_databases, percentile_ms, setting};
+use common::{fresh_databases, percentile_ms, setting, write_json};
 
 const PREFIX: &str = "paygate_bench_notify";
 
@@ -229,18 +231,20 @@ async fn main() {
             .collect()
     };
     latencies.sort();
+    let [p50, p90, p99, max] = [0.5, 0.9, 0.99, 1.0].map(|p| percentile_ms(&latencies, p));
     println!("## Commit of a status change → notification received (loopback merchant)\n");
     println!("| transitions | offered rate | received | duplicates | median | p90 | p99 | max |");
     println!("|---|---|---|---|---|---|---|---|");
     println!(
-        "| {} | {offered:.0}/s | {unique}{} | {duplicates} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms |\n",
+        "| {} | {offered:.0}/s | {unique}{} | {duplicates} | {p50:.1} ms | {p90:.1} ms | {p99:.1} ms | {max:.1} ms |\n",
         ids.len(),
         if all { "" } else { " (timed out)" },
-        percentile_ms(&latencies, 0.5),
-        percentile_ms(&latencies, 0.9),
-        percentile_ms(&latencies, 0.99),
-        percentile_ms(&latencies, 1.0),
     );
+    let latency = json!({
+        "rate": rate, "seconds": seconds, "transitions": ids.len(), "offered_rate": offered,
+        "received": unique, "timed_out": !all, "duplicates": duplicates,
+        "median_ms": p50, "p90_ms": p90, "p99_ms": p99, "max_ms": max,
+    });
     shutdown.cancel();
     let _ = task.await;
     receiver.clear();
@@ -283,15 +287,22 @@ async fn main() {
         "| backlog | received | lost | duplicates | time (incl. host start) | rate | rows LOG_SUCCESS |"
     );
     println!("|---|---|---|---|---|---|---|");
+    let (lost, drain_rate) = (
+        backlog_ids.len() - unique,
+        unique as f64 / elapsed.as_secs_f64(),
+    );
     println!(
-        "| {} | {unique}{} | {} | {late_duplicates} | {:.1} s | {:.0}/s | {} |\n",
+        "| {} | {unique}{} | {lost} | {late_duplicates} | {:.1} s | {drain_rate:.0}/s | {} |\n",
         backlog_ids.len(),
         if all { "" } else { " (timed out)" },
-        backlog_ids.len() - unique,
         elapsed.as_secs_f64(),
-        unique as f64 / elapsed.as_secs_f64(),
         stats.delivered,
     );
+    let drain = json!({
+        "backlog": backlog_ids.len(), "received": unique, "timed_out": !all, "lost": lost,
+        "duplicates": late_duplicates, "seconds": elapsed.as_secs_f64(), "rate": drain_rate,
+        "rows_delivered": stats.delivered,
+    });
     let _ = duplicates;
     shutdown.cancel();
     let _ = task.await;
@@ -329,12 +340,17 @@ async fn main() {
     for worker in workers {
         worker.await.unwrap();
     }
-    let elapsed = started.elapsed();
+    let baseline_rate = receiver.counts().0 as f64 / started.elapsed().as_secs_f64();
     println!("## Baseline: signed POSTs straight to the receiver (no database, no broker)\n");
     println!("| requests | concurrency | rate |");
     println!("|---|---|---|");
-    println!(
-        "| {n} | {concurrency} | {:.0}/s |\n",
-        receiver.counts().0 as f64 / elapsed.as_secs_f64()
-    );
+    println!("| {n} | {concurrency} | {baseline_rate:.0}/s |\n");
+    write_json(&json!({
+        "bench": "notify",
+        "notifier_concurrency": concurrency,
+        "outbox_batch_size": config.outbox.batch_size,
+        "latency": latency,
+        "drain": drain,
+        "baseline": {"requests": n, "concurrency": concurrency, "rate": baseline_rate},
+    }));
 }

@@ -2,7 +2,11 @@
 //! floor, component load from cache against a fresh compile, and reload
 //! time. Run with `scripts/bench-plugins` (which builds the plugins first).
 //!
-//! Prints a Markdown table; docs/BENCHMARKS.md holds the recorded figures.
+//! Prints a Markdown table, and writes its rows as JSON to `BENCH_JSON` when
+//! set (scripts/report); docs/BENCHMARKS.md holds the recorded figures.
+
+#[path = "common/mod.rs"]
+mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,25 +18,26 @@ use paygate::plugins::{
     Clock, Counters, EngineSettings, HostServices, Loader, PluginEngine, PluginSet,
 };
 use paygate_plugin_registry::PluginSpec;
+use serde_json::{Value, json};
+
+use common::{percentile_ms, setting, write_json};
 
 fn wasm(name: &str) -> Vec<u8> {
     let path = format!("{}/../plugins/dist/{name}.wasm", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}; run plugins/build.sh first"))
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-fn row(what: &str, mut times: Vec<Duration>) {
+/// Prints one table row and keeps it, under `id`, for the JSON document.
+fn row(rows: &mut Vec<Value>, id: &str, what: &str, mut times: Vec<Duration>) {
     times.sort();
+    let us = |p| percentile_ms(&times, p) * 1000.0;
+    let (median, p99, max) = (us(0.5), us(0.99), us(1.0));
     println!(
-        "| {what} | {} | {:.1} | {:.1} | {:.1} |",
-        times.len(),
-        percentile(&times, 0.5).as_secs_f64() * 1e6,
-        percentile(&times, 0.99).as_secs_f64() * 1e6,
-        times.last().unwrap().as_secs_f64() * 1e6,
+        "| {what} | {} | {median:.1} | {p99:.1} | {max:.1} |",
+        times.len()
     );
+    rows.push(json!({"id": id, "measurement": what, "n": times.len(),
+                     "median_us": median, "p99_us": p99, "max_us": max}));
 }
 
 fn runtime(cache: Option<std::path::PathBuf>) -> Arc<PluginSet> {
@@ -52,10 +57,8 @@ fn runtime(cache: Option<std::path::PathBuf>) -> Arc<PluginSet> {
 
 #[tokio::main]
 async fn main() {
-    let iterations: usize = std::env::var("BENCH_ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000);
+    let iterations = setting("BENCH_ITERATIONS", 20_000) as usize;
+    let mut rows = Vec::new();
     let cache = tempfile::tempdir().unwrap();
     let set = runtime(Some(cache.path().to_owned()));
 
@@ -86,12 +89,22 @@ async fn main() {
         fresh.push(started.elapsed());
         assert!(d.allowed);
     }
-    row("token-bucket `decide`, fresh sandbox per call", fresh);
+    row(
+        &mut rows,
+        "policy_fresh",
+        "token-bucket `decide`, fresh sandbox per call",
+        fresh,
+    );
     let reuse = policy
         .bench_decide_reusing_instance(&request, iterations)
         .await
         .unwrap();
-    row("token-bucket `decide`, one instance reused (floor)", reuse);
+    row(
+        &mut rows,
+        "policy_reused",
+        "token-bucket `decide`, one instance reused (floor)",
+        reuse,
+    );
 
     // Provider adapter against a loopback fake of Stripe.
     let fake = Router::new().route(
@@ -136,6 +149,8 @@ async fn main() {
         calls.push(started.elapsed());
     }
     row(
+        &mut rows,
+        "stripe_create",
         "stripe adapter `create-payment` incl. loopback HTTP, fresh sandbox",
         calls,
     );
@@ -152,7 +167,12 @@ async fn main() {
             .unwrap();
         compiles.push(started.elapsed());
     }
-    row("load stripe adapter, compiling (no cache)", compiles);
+    row(
+        &mut rows,
+        "load_compile",
+        "load stripe adapter, compiling (no cache)",
+        compiles,
+    );
     let mut cached = Vec::new();
     for _ in 0..50 {
         let fresh_set = runtime(Some(cache.path().to_owned()));
@@ -164,7 +184,12 @@ async fn main() {
         cached.push(started.elapsed());
         assert_eq!(source, paygate::plugins::CodeSource::Cached);
     }
-    row("load stripe adapter, from the compiled cache", cached);
+    row(
+        &mut rows,
+        "load_cached",
+        "load stripe adapter, from the compiled cache",
+        cached,
+    );
 
     // Swap: install alternating versions while measuring the install itself.
     let versions = [wasm("sandbox_adapter"), wasm("stripe_adapter")];
@@ -175,7 +200,10 @@ async fn main() {
         swaps.push(started.elapsed());
     }
     row(
+        &mut rows,
+        "swap_install",
         "swap a provider version (cached code) into the serving set",
         swaps,
     );
+    write_json(&json!({"bench": "plugins", "iterations": iterations, "rows": rows}));
 }

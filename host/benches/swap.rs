@@ -7,6 +7,7 @@
 //!
 //! Settings (environment): `BENCH_CLIENTS` (32), `BENCH_SWAPS` (20).
 //! Run with `scripts/bench-swap`; docs/BENCHMARKS.md holds the figures.
+//! `BENCH_JSON` names a file for the same figures as JSON (scripts/report).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -24,7 +25,7 @@ use paygate_plugin_registry::{PluginKind, PluginSpec, Publish, Registry};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use common::{fresh_databases, percentile_ms, setting};
+use common::{fresh_databases, percentile_ms, setting, write_json};
 
 const PREFIX: &str = "paygate_bench_swap";
 
@@ -203,18 +204,25 @@ async fn main() {
         task.await.unwrap();
     }
     times.sort();
+    let (rate, failed) = (
+        payments as f64 / elapsed.as_secs_f64(),
+        failed.load(Ordering::Relaxed),
+    );
+    let (p50, max) = (percentile_ms(&times, 0.5), percentile_ms(&times, 1.0));
     println!("## Plugin hot swap under load\n");
     println!(
         "| clients | payments | rate | failed requests | swaps (+1 corrupt) | registry change → serving p50 | max |"
     );
     println!("|---|---|---|---|---|---|---|");
     println!(
-        "| {clients} | {payments} | {:.0}/s | {} | {swaps} | {:.0} ms | {:.0} ms |",
-        payments as f64 / elapsed.as_secs_f64(),
-        failed.load(Ordering::Relaxed),
-        percentile_ms(&times, 0.5),
-        percentile_ms(&times, 1.0),
+        "| {clients} | {payments} | {rate:.0}/s | {failed} | {swaps} | {p50:.0} ms | {max:.0} ms |"
     );
+    // The corrupt version's refusal is asserted above: a run that gets here saw it.
+    write_json(&json!({
+        "bench": "swap", "clients": clients, "payments": payments, "seconds": elapsed.as_secs_f64(),
+        "rate": rate, "failed": failed, "swaps": swaps, "corrupt_refused": true,
+        "change_to_serving_p50_ms": p50, "change_to_serving_max_ms": max,
+    }));
     shutdown.cancel();
     let _ = server.await;
 }

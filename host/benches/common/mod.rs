@@ -1,5 +1,9 @@
-//! What the end-to-end benchmarks share: settings from the environment,
-//! fresh databases of their own, percentiles.
+//! What the benchmarks share: settings from the environment, fresh
+//! databases of their own, percentiles, and the machine-readable copy of
+//! their results that scripts/report assembles into docs/BENCHMARKS.md.
+
+// Each bench uses some of these, none all of them.
+#![allow(dead_code)]
 
 use std::time::Duration;
 
@@ -46,4 +50,15 @@ pub fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
     }
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i].as_secs_f64() * 1000.0
+}
+
+/// Writes `doc` as pretty JSON to the file `BENCH_JSON` names, when it is
+/// set: the figures behind the Markdown a bench prints, for scripts/report.
+pub fn write_json(doc: &serde_json::Value) {
+    let Some(path) = std::env::var_os("BENCH_JSON") else {
+        return;
+    };
+    let text = serde_json::to_string_pretty(doc).expect("a JSON value serializes");
+    std::fs::write(&path, text + "\n")
+        .unwrap_or_else(|e| panic!("writing BENCH_JSON={}: {e}", path.to_string_lossy()));
 }

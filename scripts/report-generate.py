@@ -1,0 +1,514 @@
+#!/usr/bin/env python3
+"""Assembles docs/BENCHMARKS.md and the concurrency plot from the JSON the
+benches write (BENCH_JSON), for scripts/report, which runs them.
+
+  report-generate.py machine --quick 0|1        the machine, as JSON (stdout)
+  report-generate.py step --name ... ...        one step's record, one JSON line
+  report-generate.py build --results DIR --notes DIR --out FILE --plot FILE
+
+`build` reads DIR/machine.json, DIR/steps.jsonl and DIR/<bench>.json;
+every figure and every met/not met is computed from them, and each
+section's hand-written notes (NOTES/<section>.md) are included verbatim.
+Only `build` with a plot needs matplotlib (scripts/report installs it).
+"""
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+
+# ---------------------------------------------------------------------------
+# Recording a run.
+
+
+def output(*cmd):
+    """A command's output, or "" when it is missing or fails."""
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return out.stdout if out.returncode == 0 else ""
+
+
+def run(*cmd):
+    """A command's first output line, or None."""
+    lines = output(*cmd).strip().splitlines()
+    return lines[0].strip() if lines else None
+
+
+def read(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def loadavg():
+    return " ".join(read("/proc/loadavg").split()[:3])
+
+
+def machine(quick):
+    cpuinfo = read("/proc/cpuinfo")
+    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
+    mem = re.search(r"^MemTotal:\s*(\d+) kB", read("/proc/meminfo"), re.M)
+    os_name = re.search(r'^PRETTY_NAME="?([^"\n]*)"?', read("/etc/os-release"), re.M)
+    lock = read(os.path.join(os.path.dirname(__file__), "..", "Cargo.lock"))
+    wasmtime = re.search(r'name = "wasmtime"\nversion = "([^"]+)"', lock)
+    redis_version = re.search(r"^redis_version:(\S+)",
+                              output("redis-cli", "-h", "127.0.0.1", "INFO", "server"), re.M)
+    dirty = run("git", "status", "--porcelain", "--untracked-files=no")
+    return {
+        "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "quick": quick == "1",
+        "nproc": os.cpu_count(),
+        "cpu_model": model.group(1) if model else None,
+        "memory_gib": int(mem.group(1)) / 1024 / 1024 if mem else None,
+        "os": os_name.group(1) if os_name else None,
+        "kernel": os.uname().release,
+        "rustc": run("rustc", "--version"),
+        "wasmtime": wasmtime.group(1) if wasmtime else None,
+        "postgres": run("psql", "-X", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres",
+                        "-Atc", "SHOW server_version"),
+        "redis": redis_version.group(1) if redis_version else None,
+        "rabbitmq": run("rabbitmqctl", "version"),
+        "commit": run("git", "rev-parse", "--short", "HEAD"),
+        "uncommitted_changes": bool(dirty),
+        "load_before": loadavg(),
+    }
+
+
+# ---------------------------------------------------------------------------
+# Formatting.
+
+
+def num(v, digits=1, unit=""):
+    """A figure, or an en dash when it was not measured."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return f"{v:,.{digits}f}{unit}"
+
+
+def table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def utc(ts):
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc)
+
+
+def step_line(step):
+    """Command, when, how long and the load around a step."""
+    if step is None:
+        return "Not run."
+    start, end = utc(step["start"]), utc(step["end"])
+    line = (f"Command: `{step['command']}` · ran {start:%H:%M:%S}–{end:%H:%M:%S} UTC "
+            f"({step['end'] - step['start']} s) · load average {step['load_before']} before, "
+            f"{step['load_after']} after.")
+    if step["status"] != 0:
+        line += f" **The bench failed (exit status {step['status']}); see its log.**"
+    return line
+
+
+# ---------------------------------------------------------------------------
+# Targets: each computed from the figures.
+
+ORIGINAL = {"create_rate": "9.8/s", "create_p99": "p50 815 ms", "show_rate": "258/s"}
+
+
+def plugin_row(data, ident):
+    for row in (data or {}).get("rows", []):
+        if row["id"] == ident:
+            return row
+    return None
+
+
+def api_phase(data, kind):
+    for phase in (data or {}).get("phases", []):
+        if phase["kind"] == kind:
+            return phase
+    return None
+
+
+def targets(d):
+    """Rows of (target, original system, measured, met) from the bench JSON."""
+    rows = []
+
+    def add(target, original, measured, ok):
+        met = "–" if ok is None else ("yes" if ok else "**no**")
+        rows.append((target, original, measured, met))
+
+    def check(value, test):
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return None
+        return test(value)
+
+    policy = plugin_row(d.get("plugins"), "policy_fresh")
+    cached = plugin_row(d.get("plugins"), "load_cached")
+    m = policy["median_us"] if policy else None
+    add("plugin: policy call, fresh sandbox, median ≤ 25 µs", "",
+        num(m, 1, " µs"), check(m, lambda v: v <= 25))
+    p = policy["p99_us"] if policy else None
+    add("plugin: policy call p99 ≤ 60 µs", "", num(p, 1, " µs"), check(p, lambda v: v <= 60))
+    c = cached["median_us"] / 1000 if cached else None
+    add("plugin: load from the compiled cache ≤ 2 ms (median)", "",
+        num(c, 2, " ms") + (f" (p99 {num(cached['p99_us'] / 1000, 2)} ms)" if cached else ""),
+        check(c, lambda v: v <= 2))
+
+    api = d.get("api")
+    create, show = api_phase(api, "create"), api_phase(api, "show")
+    at = lambda ph: f" (at {ph['clients']} clients)" if ph and ph["clients"] != 32 else ""
+    at32 = lambda ph, test: (lambda v: test(v) if ph["clients"] == 32 else None)
+    v = create["per_second"] if create else None
+    add("create ≥ 1,000 payments/s at 32 clients", ORIGINAL["create_rate"],
+        num(v, 1, "/s") + at(create), check(v, at32(create, lambda x: x >= 1000)) if create else None)
+    v = create["p99_ms"] if create else None
+    add("create p99 ≤ 50 ms at 32 clients", ORIGINAL["create_p99"],
+        f"p99 {num(v, 2)} ms (p50 {num(create['p50_ms'], 2)} ms)" + at(create) if create else "–",
+        check(v, at32(create, lambda x: x <= 50)) if create else None)
+    v = create["errors"] if create else None
+    add("create: zero errors", "", num(v, 0), check(v, lambda x: x == 0))
+    ceiling = (api or {}).get("baselines") or []
+    if create and ceiling:
+        add("(create throughput against the pgbench ceiling, simple protocol)", "",
+            f"{100 * create['per_second'] / ceiling[0]['tps']:.0f}% of {num(ceiling[0]['tps'], 0)} tps",
+            None)
+    v = show["per_second"] if show else None
+    add("show ≥ 5,000 requests/s at 32 clients", ORIGINAL["show_rate"],
+        num(v, 1, "/s") + at(show), check(v, at32(show, lambda x: x >= 5000)) if show else None)
+
+    notify = d.get("notify") or {}
+    lat, drain = notify.get("latency"), notify.get("drain")
+    rate = f" at {num(lat['offered_rate'], 0)}/s" if lat else ""
+    v = lat["median_ms"] if lat else None
+    add("notifications: commit → received median ≤ 20 ms at 300/s", "",
+        num(v, 1, " ms") + rate, check(v, lambda x: x <= 20))
+    v = lat["p99_ms"] if lat else None
+    add("notifications: commit → received p99 ≤ 100 ms at 300/s", "",
+        num(v, 1, " ms") + rate, check(v, lambda x: x <= 100))
+    v = drain["rate"] if drain else None
+    add("notifications: drain ≥ 3,000/s", "",
+        num(v, 0, "/s") + (f" ({num(drain['backlog'], 0)} backlog)" if drain else ""),
+        check(v, lambda x: x >= 3000))
+    if lat and drain:
+        lost = lat["transitions"] - lat["received"] + drain["lost"]
+        dup = lat["duplicates"] + drain["duplicates"]
+        add("notifications: zero lost, zero duplicated", "", f"{lost} lost, {dup} duplicated",
+            lost == 0 and dup == 0 and not lat["timed_out"] and not drain["timed_out"])
+    else:
+        add("notifications: zero lost, zero duplicated", "", "–", None)
+
+    swap = d.get("swap")
+    v = swap["change_to_serving_max_ms"] if swap else None
+    add("hot swap: registry change → serving ≤ 1 s (slowest of the swaps)", "",
+        num(v, 0, " ms") + (f" (p50 {num(swap['change_to_serving_p50_ms'], 0)} ms, "
+                            f"{swap['swaps']} swaps)" if swap else ""),
+        check(v, lambda x: x <= 1000))
+    v = swap["failed"] if swap else None
+    add("hot swap: zero failed requests under load", "",
+        num(v, 0) + (f" of {num(swap['payments'], 0)} at {swap['clients']} clients" if swap else ""),
+        check(v, lambda x: x == 0))
+
+    harness = d.get("harness")
+    v = max(harness["cold"]["max_ms"], harness["cached"]["max_ms"]) if harness else None
+    add("harness: `paygate plugin test` < 5 s (slowest run, cold or cached)", "",
+        num(v, 0, " ms"), check(v, lambda x: x < 5000))
+    return rows
+
+
+# ---------------------------------------------------------------------------
+# Sections.
+
+
+def section_plugins(d):
+    rows = [(r["measurement"], num(r["n"], 0), num(r["median_us"]), num(r["p99_us"]),
+             num(r["max_us"])) for r in d["rows"]]
+    return table(["measurement", "n", "median µs", "p99 µs", "max µs"], rows)
+
+
+def phase_row(p, label):
+    return (label, p["clients"], num(p["requests"], 0), num(p["errors"], 0),
+            num(p["per_second"]), num(p["mean_ms"], 2), num(p["p50_ms"], 2),
+            num(p["p90_ms"], 2), num(p["p99_ms"], 2), num(p["max_ms"], 2),
+            num(p["rss_max_mib"]))
+
+
+def cpu_row(name, c):
+    return (name, num(c["wall"]), num(c["machine"], 2), num(c["host"], 2), num(c["loadgen"], 2),
+            num(c["sandbox"], 2), num(c["children"], 2), num(c["postgres"], 2),
+            num(c["redis"], 2), num(c["other"], 2))
+
+
+def section_api(d, plot_link):
+    s = d["settings"]
+    out = [
+        f"Server: {d['postgres']}. Host in the bench process: DB pool {s['db_pool_size']}, "
+        f"rate-limit policy {'on (limits never reached)' if s['rate_limit'] else '**off**'}, "
+        f"log level `{s['rust_log']}`, {s['client_threads']} load generator thread(s); "
+        f"phases {num(s['seconds'], 1)} s after a {num(s['warmup_seconds'], 0)} s warm-up, "
+        f"sweep {num(s['sweep_seconds'], 1)} s per level after {num(s['sweep_warmup_seconds'], 0)} s.",
+        "",
+    ]
+    rows = [phase_row(p, p["label"]) for p in d["phases"]]
+    rows += [(b["label"], b["clients"], num(b["transactions"], 0), num(b["failed"], 0),
+              num(b["tps"]), num(b["latency_avg_ms"], 2), "–", "–", "–", "–", "–")
+             for b in d["baselines"]]
+    out += table(["measurement", "clients", "requests", "errors", "per second", "mean ms",
+                  "p50 ms", "p90 ms", "p99 ms", "max ms", "host RSS MiB (max)"], rows)
+    out += ["", f"Host RSS is `VmRSS` of the bench process (host, load generator and sandbox "
+            f"provider); its peak (`VmHWM`) over the run: {num(d['rss_peak_mib'])} MiB. pgbench rows "
+            f"are transactions (one run of the script) per second and pgbench's average latency:"]
+    out += [f"- `{b['command']}`" for b in d["baselines"]]
+
+    errors = [(f"{'POST' if p['kind'] == 'create' else 'GET show'}, {where}{p['clients']} clients",
+               code, n)
+              for where, phases in (("", d["phases"]), ("sweep, ", d["sweep"] + d["show_sweep"]))
+              for p in phases for code, n in p["error_codes"].items()]
+    if errors:
+        out += [""] + table(["errors in", "status and code", "count"], errors)
+
+    for title, per, sweep in (("`POST /api/v1/payments`", "payments/s", d["sweep"]),
+                              ("`GET /api/v1/payments/{id}/show`", "requests/s", d["show_sweep"])):
+        if not sweep:
+            continue
+        out += ["", f"### Concurrency sweep: {title}", ""]
+        out += table(["clients", "requests", "errors", per, "p50 ms", "p90 ms", "p99 ms", "max ms",
+                      "host cores", "postgres cores", "host RSS MiB (max)"],
+                     [(p["clients"], num(p["requests"], 0), num(p["errors"], 0),
+                       num(p["per_second"]), num(p["p50_ms"], 2), num(p["p90_ms"], 2),
+                       num(p["p99_ms"], 2), num(p["max_ms"], 2), num(p["cpu"]["host"], 2),
+                       num(p["cpu"]["postgres"], 2), num(p["rss_max_mib"])) for p in sweep])
+    if plot_link:
+        out += ["", f"![create and show throughput and p99 latency against concurrency]({plot_link})"]
+
+    out += ["", "### Where the CPU went (average cores in use over each measured window)", ""]
+    cpu = [cpu_row(f"{'POST' if p['kind'] == 'create' else 'GET show'}, {p['clients']} clients",
+                   p["cpu"]) for p in d["phases"]]
+    cpu += [cpu_row(f"sweep {'POST' if p['kind'] == 'create' else 'GET show'}, "
+                    f"{p['clients']} clients", p["cpu"]) for p in d["sweep"] + d["show_sweep"]]
+    cpu += [cpu_row(b["label"], b["cpu"]) for b in d["baselines"]]
+    out += table(["phase", "wall s", f"machine busy (of {d['cores']})", "paygate host",
+                  "load generator", "sandbox provider", "pgbench client", "postgres (all)",
+                  "redis", "other processes"], cpu)
+    out += ["", "\"postgres (all)\" is every PostgreSQL process on the machine, including "
+            "backends of other clients; \"other processes\" is everything else the machine ran."]
+    return out
+
+
+def section_notify(d):
+    lat, drain, base = d["latency"], d["drain"], d["baseline"]
+    out = [f"`NOTIFIER_CONCURRENCY={d['notifier_concurrency']}`, "
+           f"`OUTBOX_BATCH_SIZE={d['outbox_batch_size']}`.", ""]
+    out += table(["measurement", "transitions", "offered rate", "received", "duplicates",
+                  "median", "p90", "p99", "max"],
+                 [("commit of a status change → notification received", num(lat["transitions"], 0),
+                   num(lat["offered_rate"], 0, "/s"),
+                   num(lat["received"], 0) + (" (timed out)" if lat["timed_out"] else ""),
+                   lat["duplicates"], num(lat["median_ms"], 1, " ms"), num(lat["p90_ms"], 1, " ms"),
+                   num(lat["p99_ms"], 1, " ms"), num(lat["max_ms"], 1, " ms"))])
+    out += [""]
+    out += table(["measurement", "backlog", "received", "lost", "duplicates",
+                  "time (incl. host start)", "rate", "rows LOG_SUCCESS"],
+                 [("drain of pending notifications (host started after the backlog was written)",
+                   num(drain["backlog"], 0),
+                   num(drain["received"], 0) + (" (timed out)" if drain["timed_out"] else ""),
+                   drain["lost"], drain["duplicates"], num(drain["seconds"], 1, " s"),
+                   num(drain["rate"], 0, "/s"), num(drain["rows_delivered"], 0)),
+                  ("baseline: signed POSTs straight to the same receiver, no database or broker",
+                   num(base["requests"], 0), "", "", "", "", num(base["rate"], 0, "/s"), "")])
+    return out
+
+
+def section_swap(d):
+    return table(["clients", "payments", "rate", "failed requests", "swaps (+1 corrupt, refused)",
+                  "registry change → serving p50", "max"],
+                 [(d["clients"], num(d["payments"], 0), num(d["rate"], 0, "/s"), d["failed"],
+                   d["swaps"], num(d["change_to_serving_p50_ms"], 0, " ms"),
+                   num(d["change_to_serving_max_ms"], 0, " ms"))])
+
+
+def section_harness(d):
+    name = os.path.basename(d["component"])
+    return table([f"paygate plugin test {name}", "runs", "median ms", "max ms"],
+                 [("cold (compiles)", d["runs"], d["cold"]["median_ms"], d["cold"]["max_ms"]),
+                  ("cached", d["runs"], d["cached"]["median_ms"], d["cached"]["max_ms"])])
+
+
+SECTIONS = [
+    ("plugins", "Plugin runtime", lambda d, _: section_plugins(d)),
+    ("api", "Merchant API under load", section_api),
+    ("notify", "Merchant notifications", lambda d, _: section_notify(d)),
+    ("swap", "Plugin hot swap under load", lambda d, _: section_swap(d)),
+    ("harness", "Plugin test harness", lambda d, _: section_harness(d)),
+]
+
+
+# ---------------------------------------------------------------------------
+# The plot.
+
+
+def plot(api, path, title):
+    """Throughput and p99 latency against clients, create and show; False
+    when there is no sweep to draw."""
+    if not api or not api.get("sweep"):
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    series = [("create (POST /api/v1/payments)", api["sweep"], "tab:blue"),
+              ("show (GET …/show)", api.get("show_sweep") or [], "tab:orange")]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 8), sharex=True)
+    for label, sweep, color in series:
+        if not sweep:
+            continue
+        clients = [p["clients"] for p in sweep]
+        top.plot(clients, [p["per_second"] for p in sweep], "o-", color=color, label=label)
+        bottom.plot(clients, [p["p99_ms"] for p in sweep], "o-", color=color, label=f"{label} p99")
+        bottom.plot(clients, [p["p50_ms"] for p in sweep], "x--", color=color, alpha=0.6,
+                    label=f"{label} p50")
+    ceiling = api.get("baselines") or []
+    if ceiling:
+        top.axhline(ceiling[0]["tps"], color="tab:gray", linestyle=":",
+                    label=f"pgbench ceiling of the create SQL, {ceiling[0]['clients']} clients")
+    top.axhline(1000, color="tab:blue", linestyle=(0, (1, 3)), linewidth=1,
+                label="target: create 1,000/s at 32 clients")
+    top.axhline(5000, color="tab:orange", linestyle=(0, (1, 3)), linewidth=1,
+                label="target: show 5,000/s at 32 clients")
+    bottom.axhline(50, color="tab:blue", linestyle=(0, (1, 3)), linewidth=1,
+                   label="target: create p99 50 ms at 32 clients")
+    top.set_ylabel("requests per second")
+    top.set_ylim(bottom=0)
+    top.set_title(title, fontsize=10)
+    bottom.set_ylabel("latency, ms (log scale)")
+    bottom.set_yscale("log")
+    bottom.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    bottom.set_xlabel("concurrent clients (log scale)")
+    bottom.set_xscale("log", base=2)
+    ticks = sorted({p["clients"] for p in api["sweep"]})
+    bottom.set_xticks(ticks, [str(t) for t in ticks])
+    for ax in (top, bottom):
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+# ---------------------------------------------------------------------------
+# The document.
+
+
+def load_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def build(args):
+    machine_info = load_json(os.path.join(args.results, "machine.json"))
+    if machine_info is None:
+        sys.exit(f"{args.results}/machine.json is missing: run scripts/report first")
+    steps = {}
+    for line in read(os.path.join(args.results, "steps.jsonl")).splitlines():
+        if line.strip():
+            step = json.loads(line)
+            steps[step["name"]] = step
+    data = {name: load_json(os.path.join(args.results, f"{name}.json")) for name, _, _ in SECTIONS}
+    m = machine_info
+    when = dt.datetime.fromisoformat(m["started_at"])
+    ordered = sorted(steps.values(), key=lambda s: s["start"])
+    load_after = ordered[-1]["load_after"] if ordered else "?"
+    minutes = (ordered[-1]["end"] - ordered[0]["start"]) / 60 if ordered else 0
+    command = ("REPORT_QUICK=1 " if m["quick"] else "") + "scripts/report"
+
+    title = (f"paygate, {when:%Y-%m-%d %H:%M} UTC, {m['nproc']} cores {m['cpu_model']}"
+             + (" (QUICK RUN)" if m["quick"] else ""))
+    plotted = plot(data["api"], args.plot, title)
+    plot_link = os.path.relpath(args.plot, os.path.dirname(os.path.abspath(args.out))) \
+        if plotted else None
+
+    doc = ["# paygate benchmarks", ""]
+    doc += [
+        "Generated by `scripts/report`, which runs every benchmark below in sequence on one "
+        "machine (about 15 minutes, builds included), then assembles this file and "
+        "`bench-concurrency.png` from the JSON each bench writes (kept in "
+        "`docs/benchmarks/results/`). Do not edit this file: the analysis under each section "
+        "comes from `docs/benchmarks/notes/<section>.md`, included verbatim; after editing "
+        "those, `scripts/report --generate-only` rebuilds this file from the same results. "
+        "The machine is shared and noisy: figures are medians and percentiles of many calls, "
+        "and each baseline was measured in the same run.",
+        "",
+    ]
+    if m["quick"]:
+        doc += ["**Quick run (`REPORT_QUICK=1`): short phases for a smoke test of the pipeline. "
+                "These figures are not for the record.**", ""]
+    doc += table(["run", ""], [
+        ("date", f"{when:%Y-%m-%d %H:%M} UTC, {minutes:.0f} min"),
+        ("command", f"`{command}`"),
+        ("commit", f"{m['commit']}" + (" with uncommitted changes" if m["uncommitted_changes"] else "")),
+        ("machine", f"{m['nproc']} cores (nproc), {m['cpu_model']}, "
+                    f"{num(m['memory_gib'], 1)} GiB memory"),
+        ("OS", f"{m['os']}, kernel {m['kernel']}"),
+        ("toolchain", f"{m['rustc']}, wasmtime {m['wasmtime']}, release profile"),
+        ("services", f"PostgreSQL {m['postgres']}, Redis {m['redis']}, RabbitMQ {m['rabbitmq']}"),
+        ("load average (1, 5, 15 min)", f"{m['load_before']} before, {load_after} after"),
+    ])
+    failed = [s["name"] for s in ordered if s["status"] != 0]
+    if failed:
+        doc += ["", f"**Failed steps: {', '.join(failed)}.** Their figures are missing or partial; "
+                "scripts/report printed where their logs are."]
+
+    doc += ["", "## Targets", ""]
+    doc += table(["target", "original system", "measured", "met"], targets(data))
+
+    for name, heading, render in SECTIONS:
+        doc += ["", f"## {heading}", "", step_line(steps.get(name)), ""]
+        if data[name] is None:
+            doc += ["No figures: the bench did not write its results."]
+        else:
+            doc += render(data[name], plot_link)
+        notes = read(os.path.join(args.notes, f"{name}.md")).strip()
+        if notes:
+            doc += ["", notes]
+    with open(args.out, "w", encoding="utf-8") as f:
+        f.write("\n".join(doc) + "\n")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="action", required=True)
+    p = sub.add_parser("machine")
+    p.add_argument("--quick", default="0")
+    p = sub.add_parser("step")
+    for flag in ("--name", "--command", "--load-before", "--load-after"):
+        p.add_argument(flag, required=True)
+    for flag in ("--start", "--end", "--status"):
+        p.add_argument(flag, type=int, required=True)
+    p = sub.add_parser("build")
+    for flag in ("--results", "--notes", "--out", "--plot"):
+        p.add_argument(flag, required=True)
+    args = parser.parse_args()
+    if args.action == "machine":
+        print(json.dumps(machine(args.quick), indent=2))
+    elif args.action == "step":
+        print(json.dumps({"name": args.name, "command": args.command, "start": args.start,
+                          "end": args.end, "status": args.status,
+                          "load_before": args.load_before, "load_after": args.load_after}))
+    else:
+        build(args)
+
+
+if __name__ == "__main__":
+    main()
