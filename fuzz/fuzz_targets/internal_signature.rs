@@ -113,7 +113,7 @@ fn hex_round_trip(bytes: &[u8]) {
 }
 
 fn hex_decoding(text: &str) {
-    let valid = text.len() % 2 == 0 && text.bytes().all(|b| b.is_ascii_hexdigit());
+    let valid = text.len().is_multiple_of(2) && text.bytes().all(|b| b.is_ascii_hexdigit());
     match hex::decode(text) {
         Some(bytes) => {
             assert!(valid, "{text:?} decoded");
