@@ -166,6 +166,36 @@ async fn sandbox_has_no_environment_files_or_sockets() {
     assert_healthy(&rt).await;
 }
 
+/// Every call gets a fresh instance: what one call leaves in a static or
+/// on its heap, the next cannot read, even from a reused pool slot.
+#[tokio::test]
+async fn a_call_cannot_read_what_an_earlier_call_left_in_memory() {
+    let rt = runtime();
+    let chaos = rt.set.require("chaos").unwrap();
+    let secret = "sk_live_left_behind_by_the_first_call";
+    let reversed: String = secret.chars().rev().collect();
+    let call = |id, mode: Vec<(&'static str, String)>| {
+        let chaos = chaos.clone();
+        async move {
+            let mode: Vec<(&str, &str)> = mode.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            chaos
+                .create_payment("r", &payment(id, &mode))
+                .await
+                .unwrap()
+                .unwrap()
+                .reference
+        }
+    };
+    let remember = vec![("chaos", "remember".into()), ("secret", secret.into())];
+    assert_eq!(call(6, remember).await, "remembered");
+    let recall = vec![("chaos", "recall".into()), ("reversed", reversed.clone())];
+    assert_eq!(call(7, recall.clone()).await, "static=;memory=clean");
+    // The scan is not blind: it finds the secret in the call that carries it.
+    let mut control = recall;
+    control.push(("secret", secret.into()));
+    assert_eq!(call(8, control).await, "static=;memory=found");
+}
+
 #[tokio::test]
 async fn log_flood_is_capped_and_the_call_succeeds() {
     let rt = runtime();

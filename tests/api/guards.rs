@@ -170,11 +170,12 @@ async fn keys_scopes_and_merchant_isolation() {
         .await;
     refused(&app, r, 403, "forbidden").await;
 
-    // Another merchant's payment is not found, on every read path.
+    // Another merchant's payment is not found, on every read path (the
+    // retry write path is in notifications.rs, the list in create.rs).
     let created = app.create(&app.body(2)).await;
     let id = created.body["payment_id"].as_i64().unwrap();
     let other = new_merchant(&app.gateway, 10, false).await;
-    for path in ["show", "tracking"] {
+    for path in ["show", "tracking", "notifications"] {
         let r = app
             .get(
                 &format!("/api/v1/payments/{id}/{path}"),
@@ -183,6 +184,47 @@ async fn keys_scopes_and_merchant_isolation() {
             .await;
         assert_eq!((r.status, r.code()), (404, "not_found"), "{path}");
     }
+}
+
+/// Idempotency keys belong to the merchant: the same key from another
+/// merchant is a new request, neither a replay of the first merchant's
+/// answer nor a conflict with it, and it reaches the provider as a key of
+/// its own.
+#[tokio::test]
+async fn idempotency_keys_are_per_merchant() {
+    let app = spawn_app().await;
+    let other = new_merchant(&app.gateway, 10, false).await;
+    let post = |key: String, subscription_id: i64| {
+        let body = json!({"order_id": 31, "amount": 1, "price": "10.00", "alias": "sandbox",
+                          "subscription_id": subscription_id});
+        let app = &app;
+        async move {
+            let h = [
+                ("content-type", "application/json"),
+                ("idempotency-key", "shared-key-1"),
+            ];
+            let body = body.to_string().into_bytes();
+            app.post_raw("/api/v1/payments", Some(&key), &h, body).await
+        }
+    };
+    let mine = post(app.merchant.api_key.clone(), app.merchant.subscription_id).await;
+    let theirs = post(other.api_key.clone(), other.subscription_id).await;
+    assert_eq!(
+        (mine.status, theirs.status),
+        (200, 200),
+        "{:?}",
+        theirs.body
+    );
+    assert!(!theirs.headers.contains_key("idempotent-replayed"));
+    assert_ne!(mine.body["payment_id"], theirs.body["payment_id"]);
+    assert_ne!(mine.body["payment_url"], theirs.body["payment_url"]);
+    // Each merchant's retry replays its own answer.
+    let again = post(other.api_key.clone(), other.subscription_id).await;
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    assert_eq!(again.body, theirs.body);
+    assert_eq!(app.tokens_used().await, 1);
+    let their_tokens = app.gateway.merchants.tokens_used(other.subscription_id);
+    assert_eq!(their_tokens.await.unwrap(), 1);
 }
 
 #[tokio::test]

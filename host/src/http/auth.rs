@@ -10,7 +10,7 @@ use crate::merchants::{Merchant, Scope};
 use crate::plugins::Clock;
 
 /// Tolerance of a signed write's timestamp, both ways.
-const SIGNATURE_TOLERANCE_SECS: i64 = 300;
+const SIGNATURE_TOLERANCE_SECS: u64 = 300;
 
 /// The merchant behind the request's key, allowed to act with `scope`.
 /// `body` is the raw body of a write, checked against `X-Signature` when
@@ -77,7 +77,10 @@ pub fn verify_signed_write(
     if !matches {
         return Err(bad());
     }
-    if (now_secs as i64 - t_secs).abs() > SIGNATURE_TOLERANCE_SECS {
+    // In i128: `now` is a u64 and `t` any i64, so their difference needs
+    // 65 bits; in i64 it wrapped, and a far-off `t` could look fresh.
+    let skew = (i128::from(now_secs) - i128::from(t_secs)).unsigned_abs();
+    if skew > u128::from(SIGNATURE_TOLERANCE_SECS) {
         return Err(ApiError::SignatureExpired);
     }
     Ok(())
@@ -115,5 +118,29 @@ mod tests {
         let tampered =
             verify_signed_write("s3cret", &sign("s3cret", now, body), b"{}", now).unwrap_err();
         assert_eq!(tampered.code(), "invalid_signature");
+    }
+
+    /// Found by the `signed_write` fuzz target: the skew was computed in
+    /// i64, so a far-off timestamp wrapped around to look fresh (or
+    /// overflowed, in a build with overflow checks).
+    #[test]
+    fn far_off_timestamps_are_expired_not_wrapped() {
+        let body = b"{}";
+        let signed_at = |t: i64| {
+            let mut mac = Hmac::<Sha256>::new_from_slice(b"s3cret").unwrap();
+            mac.update(format!("{t}.").as_bytes());
+            mac.update(body);
+            format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+        };
+        let now: u64 = 1_800_000_000;
+        for (t, now) in [
+            (-4_412_750_543_122_677_054, 14_033_993_530_586_874_562),
+            (now as i64 - i64::MAX - 1, now),
+            (i64::MIN, now),
+            (i64::MAX, 0),
+        ] {
+            let err = verify_signed_write("s3cret", &signed_at(t), body, now).unwrap_err();
+            assert_eq!(err.code(), "signature_expired", "t={t} now={now}");
+        }
     }
 }

@@ -7,9 +7,9 @@ mod health;
 pub mod middleware;
 mod notifications;
 pub mod openapi;
-mod payments;
+pub mod payments;
 pub mod rate_limit;
-mod webhooks;
+pub mod webhooks;
 
 use std::sync::Arc;
 

@@ -96,7 +96,7 @@ pub async fn create(
 }
 
 /// Validates a create body, reporting every bad field at once.
-fn parse_create(value: &Value) -> Result<CreatePayment, ApiError> {
+pub fn parse_create(value: &Value) -> Result<CreatePayment, ApiError> {
     let Some(obj) = value.as_object() else {
         return Err(ApiError::malformed("the body must be a JSON object"));
     };

@@ -68,8 +68,10 @@ pub async fn rate_limit(State(state): State<AppState>, request: Request, next: N
     }
     let decision = decided.decision;
     if !decision.allowed {
-        let retry_after_secs = decision.retry_after_ms.unwrap_or(1000).div_ceil(1000);
-        let mut response = ApiError::RateLimited { retry_after_secs }.into_response();
+        let mut response = ApiError::RateLimited {
+            retry_after_secs: retry_after_secs(&decision),
+        }
+        .into_response();
         add_headers(response.headers_mut(), &decision);
         return response;
     }
@@ -78,7 +80,14 @@ pub async fn rate_limit(State(state): State<AppState>, request: Request, next: N
     response
 }
 
-fn add_headers(headers: &mut HeaderMap, d: &Decision) {
+/// `Retry-After` of a denial in whole seconds, rounded up so a client never
+/// comes back early; a policy that names no wait gets one second.
+pub fn retry_after_secs(d: &Decision) -> u64 {
+    d.retry_after_ms.unwrap_or(1000).div_ceil(1000)
+}
+
+/// The `RateLimit-*` headers of a decision; the reset is rounded up to seconds.
+pub fn add_headers(headers: &mut HeaderMap, d: &Decision) {
     headers.insert("ratelimit-limit", HeaderValue::from(d.limit));
     headers.insert("ratelimit-remaining", HeaderValue::from(d.remaining));
     headers.insert(

@@ -13,7 +13,7 @@ use super::error::{ApiError, current_request_id};
 use super::openapi::ErrorBody;
 use crate::payments::PaymentStatus;
 use crate::payments::webhook::{Applied, PaymentLookup};
-use crate::plugins::bindings::{EventStatus, PaymentRef, VerifyError, WebhookRequest};
+use crate::plugins::bindings::{PaymentRef, VerifyError, WebhookRequest};
 use crate::webhooks::Inbound;
 
 /// The internal scheme's route: verified by the internal verifier plugin.
@@ -69,6 +69,22 @@ pub async fn for_alias(
     handle(&state, uri.path(), Some(&alias), &verifier, &headers, &body).await
 }
 
+/// The WIT `webhook-request` headers: every value of every header, in
+/// order, names in lower case as HTTP parsing leaves them; values are
+/// decoded lossily, since a verifier compares text and a byte that is not
+/// UTF-8 can only make a signature fail.
+pub fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
 async fn handle(
     state: &AppState,
     path: &str,
@@ -79,15 +95,7 @@ async fn handle(
 ) -> Result<Json<Value>, ApiError> {
     let gw = &state.gateway;
     let request_id = current_request_id();
-    let header_pairs: Vec<(String, String)> = headers
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_owned(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
+    let header_pairs = header_pairs(headers);
     let request = WebhookRequest {
         path: path.to_owned(),
         headers: header_pairs.clone(),
@@ -148,15 +156,8 @@ async fn handle(
         .collect();
     let mut last = json!({"message": "ignored", "payment_id": null, "status": null});
     for event in &events {
-        let status = match event.status {
-            EventStatus::Finished => PaymentStatus::Finished,
-            EventStatus::Failed => PaymentStatus::Failed,
-            EventStatus::Pending => PaymentStatus::Pending,
-        };
-        let lookup = match &event.payment {
-            PaymentRef::PaymentId(id) => PaymentLookup::Id(i64::try_from(*id).unwrap_or(-1)),
-            PaymentRef::ProviderReference(r) => PaymentLookup::ProviderReference(r),
-        };
+        let status = PaymentStatus::from(event.status);
+        let lookup = PaymentLookup::from(&event.payment);
         let applied = gw
             .payments
             .apply_provider_event(

@@ -19,7 +19,7 @@ use crate::quota::CHARGE_LEASE;
 const COMPENSATE_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A validated `POST /api/v1/payments` body.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CreatePayment {
     pub order_id: i64,
     pub amount: Money,
@@ -232,20 +232,7 @@ async fn with_token(
     };
     *stored = true;
 
-    let provider_request = PaymentRequest {
-        payment_id: payment_id as u64,
-        merchant_id: merchant.id as u64,
-        order_id: request.order_id as u64,
-        amount: request.amount.to_string(),
-        price: request.price.to_string(),
-        currency: currency.clone(),
-        idempotency_key: key.map_or_else(
-            || format!("paygate-payment-{payment_id}"),
-            |k| format!("{}-{}", merchant.id, k.as_str()),
-        ),
-        return_url: None,
-        metadata: Vec::new(),
-    };
+    let provider_request = provider_request(payment_id, merchant.id, request, &currency, key);
     let outcome = match gw.plugins.require(plugin_name) {
         Ok(plugin) => plugin.create_payment(request_id, &provider_request).await,
         Err(e) => Err(e),
@@ -304,7 +291,37 @@ async fn with_token(
     }
 }
 
-fn provider_message(e: &ProviderError) -> String {
+/// The WIT `payment-request` for payment `payment_id` (ids are positive,
+/// so they fit the WIT's `u64`). The provider-side idempotency key is the
+/// merchant's own key behind its merchant id, so two merchants using the
+/// same key never share a provider charge; without one it is derived from
+/// the payment, and never starts with a digit as a merchant's does.
+pub fn provider_request(
+    payment_id: i64,
+    merchant_id: i64,
+    request: &CreatePayment,
+    currency: &str,
+    key: Option<&IdempotencyKey>,
+) -> PaymentRequest {
+    PaymentRequest {
+        payment_id: payment_id as u64,
+        merchant_id: merchant_id as u64,
+        order_id: request.order_id as u64,
+        amount: request.amount.to_string(),
+        price: request.price.to_string(),
+        currency: currency.to_owned(),
+        idempotency_key: key.map_or_else(
+            || format!("paygate-payment-{payment_id}"),
+            |k| format!("{merchant_id}-{}", k.as_str()),
+        ),
+        return_url: None,
+        metadata: Vec::new(),
+    }
+}
+
+/// The message a merchant sees for a provider's refusal. A misconfigured
+/// provider's own text stays in the logs: it may name the operator's setup.
+pub fn provider_message(e: &ProviderError) -> String {
     match e {
         ProviderError::Declined(m) => format!("declined: {m}"),
         ProviderError::InvalidRequest(m) => format!("invalid request: {m}"),

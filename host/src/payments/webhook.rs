@@ -6,6 +6,7 @@ use serde_json::json;
 
 use super::domain::PaymentStatus;
 use super::store::{PaymentStore, log};
+use crate::plugins::bindings::{EventStatus, PaymentRef};
 
 /// What applying one event did.
 #[derive(Clone, Debug, PartialEq)]
@@ -33,9 +34,31 @@ type PaymentForEvent = (
 );
 
 /// How a webhook event names its payment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PaymentLookup<'a> {
     Id(i64),
     ProviderReference(&'a str),
+}
+
+impl<'a> From<&'a PaymentRef> for PaymentLookup<'a> {
+    /// A WIT id past `i64::MAX` cannot be one of ours; it becomes `-1`,
+    /// which no payment has, so the event is answered "not found".
+    fn from(payment: &'a PaymentRef) -> Self {
+        match payment {
+            PaymentRef::PaymentId(id) => Self::Id(i64::try_from(*id).unwrap_or(-1)),
+            PaymentRef::ProviderReference(r) => Self::ProviderReference(r),
+        }
+    }
+}
+
+impl From<EventStatus> for PaymentStatus {
+    fn from(status: EventStatus) -> Self {
+        match status {
+            EventStatus::Finished => Self::Finished,
+            EventStatus::Failed => Self::Failed,
+            EventStatus::Pending => Self::Pending,
+        }
+    }
 }
 
 impl PaymentStore {

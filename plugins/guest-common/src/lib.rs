@@ -1,8 +1,9 @@
 //! Helpers shared by paygate's guest plugins.
 //!
 //! Everything here is plain Rust with no WIT imports, so it runs (and is
-//! tested) on the host target as well as inside a component. Types that the
-//! bindings generate per crate are bridged with the macros in [`provider`].
+//! tested, and fuzzed from `fuzz/`) on the host target as well as inside a
+//! component. Types that the bindings generate per crate are bridged with
+//! the macros in [`provider`] and [`signature`].
 
 pub mod crypto;
 pub mod headers;
@@ -10,4 +11,5 @@ pub mod hex;
 pub mod money;
 pub mod provider;
 pub mod settings;
+pub mod signature;
 pub mod url;

@@ -9,9 +9,10 @@ wit_bindgen::generate!({
     path: "../../wit",
     world: "webhook-verifier",
 });
+guest_common::verifier_glue!();
 
 use exports::paygate::plugins::verifier::{Guest, VerifyError, WebhookEvent, WebhookRequest};
-use guest_common::settings;
+use guest_common::{settings, signature};
 use paygate::plugins::config;
 
 /// The exported verifier.
@@ -22,7 +23,7 @@ impl Guest for InternalHmac {
         let secret =
             settings::required("secret", "webhook-secret", config::secret("webhook-secret"))
                 .map_err(VerifyError::Misconfigured)?;
-        webhook::check_signature(&secret, &request.headers, &request.body)?;
+        signature::check_internal(&secret, &request.headers, &request.body)?;
         Ok(vec![webhook::parse_event(&request.body)?])
     }
 }

@@ -1,36 +1,11 @@
-//! The internal webhook scheme: a hex HMAC-SHA256 of the raw body in
-//! `X-Internal-Signature` (or `X-Provider-Signature`) and a flat JSON body.
+//! The internal webhook scheme's flat JSON body; its signature (a hex
+//! HMAC-SHA256 of the raw body) is checked by `guest_common::signature`.
 
 use crate::exports::paygate::plugins::verifier::{
     EventStatus, PaymentRef, VerifyError, WebhookEvent,
 };
-use guest_common::{crypto, headers, hex};
+use guest_common::{crypto, hex};
 use serde_json::{Map, Value};
-
-/// Headers that may carry the signature, in order of preference.
-const SIGNATURE_HEADERS: [&str; 2] = ["x-internal-signature", "x-provider-signature"];
-
-/// Checks the signature over the raw body.
-pub fn check_signature(
-    secret: &str,
-    header_list: &[(String, String)],
-    body: &[u8],
-) -> Result<(), VerifyError> {
-    let given = SIGNATURE_HEADERS
-        .iter()
-        .find_map(|name| headers::find(header_list, name))
-        .ok_or_else(|| VerifyError::InvalidSignature("missing signature header".into()))?;
-    let given = hex::decode(given.trim())
-        .ok_or_else(|| VerifyError::InvalidSignature("signature is not hex".into()))?;
-    let expected = crypto::hmac_sha256(secret.as_bytes(), body);
-    if crypto::constant_time_eq(&given, &expected) {
-        Ok(())
-    } else {
-        Err(VerifyError::InvalidSignature(
-            "signature does not match the body".into(),
-        ))
-    }
-}
 
 /// Turns a verified body into its one event.
 ///
@@ -69,53 +44,7 @@ pub fn parse_event(body: &[u8]) -> Result<WebhookEvent, VerifyError> {
 mod tests {
     use super::*;
 
-    const SECRET: &str = "s3cret";
     const BODY: &[u8] = br#"{"payment_id":42,"status":"finished"}"#;
-
-    fn headers_with(name: &str, value: &str) -> Vec<(String, String)> {
-        vec![(name.to_string(), value.to_string())]
-    }
-
-    fn signature() -> String {
-        hex::encode(&crypto::hmac_sha256(SECRET.as_bytes(), BODY))
-    }
-
-    #[test]
-    fn accepts_either_header_in_any_case() {
-        let sig = signature();
-        assert!(check_signature(SECRET, &headers_with("x-internal-signature", &sig), BODY).is_ok());
-        let upper = sig.to_uppercase();
-        assert!(
-            check_signature(SECRET, &headers_with("x-provider-signature", &upper), BODY).is_ok()
-        );
-    }
-
-    #[test]
-    fn rejects_bad_signatures() {
-        let invalid = |h: Vec<(String, String)>, body: &[u8]| {
-            matches!(
-                check_signature(SECRET, &h, body),
-                Err(VerifyError::InvalidSignature(_))
-            )
-        };
-        assert!(invalid(Vec::new(), BODY));
-        assert!(invalid(
-            headers_with("x-internal-signature", "nothex"),
-            BODY
-        ));
-        assert!(invalid(
-            headers_with("x-internal-signature", &"00".repeat(32)),
-            BODY
-        ));
-        assert!(invalid(
-            headers_with("x-internal-signature", &signature()),
-            b"{}"
-        ));
-        assert!(invalid(
-            headers_with("x-internal-signature", &signature()[..62]),
-            BODY
-        ));
-    }
 
     #[test]
     fn parses_events() {

@@ -5,15 +5,15 @@
 //! (the `whsec_...` string, used whole as the HMAC key).
 
 mod events;
-mod signature;
 
 wit_bindgen::generate!({
     path: "../../wit",
     world: "webhook-verifier",
 });
+guest_common::verifier_glue!();
 
 use exports::paygate::plugins::verifier::{Guest, VerifyError, WebhookEvent, WebhookRequest};
-use guest_common::{headers, settings};
+use guest_common::{headers, settings, signature};
 use paygate::plugins::{clock, config};
 
 /// Stripe's own libraries default to five minutes.
@@ -33,7 +33,7 @@ impl Guest for StripeVerifier {
             DEFAULT_TOLERANCE_SECONDS,
         )
         .map_err(VerifyError::Misconfigured)?;
-        signature::check(
+        signature::check_stripe(
             &secret,
             headers::find(&request.headers, "stripe-signature"),
             &request.body,

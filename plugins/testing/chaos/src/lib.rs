@@ -4,7 +4,9 @@
 //!
 //! Metadata `chaos` selects the behaviour: `ok` (default), `loop`, `alloc`,
 //! `panic`, `oversize` (`bytes`, default 4 MiB), `http` (`url`), `env`,
-//! `file` (`path`, default `/etc/passwd`), `socket`, `log-flood`.
+//! `file` (`path`, default `/etc/passwd`), `socket`, `log-flood`,
+//! `remember` (`secret`: kept in a static and on the heap) and `recall`
+//! (`reversed`: the secret backwards; answers what this call finds of it).
 
 mod probes;
 
@@ -70,6 +72,14 @@ impl Guest for Chaos {
                 }
                 Ok(session(id, format!("chaos-{id}")))
             }
+            "remember" => {
+                probes::remember(meta("secret").unwrap_or_default());
+                Ok(session(id, "remembered".into()))
+            }
+            "recall" => Ok(session(
+                id,
+                probes::recall(meta("reversed").unwrap_or_default()),
+            )),
             other => Err(ProviderError::InvalidRequest(format!(
                 "unknown chaos mode {other:?}"
             ))),

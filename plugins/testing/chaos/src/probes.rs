@@ -2,6 +2,7 @@
 //! is exactly what the host's WASI setup lets a guest reach.
 
 use std::hint::black_box;
+use std::sync::Mutex;
 
 /// Never returns. `black_box` keeps the optimizer from proving the loop has
 /// no effect and deleting it, so only the host's fuel or epoch limit ends it.
@@ -48,4 +49,51 @@ pub fn connect() -> String {
         Ok(stream) => format!("connected: {stream:?}"),
         Err(err) => format!("cannot connect: {err}"),
     }
+}
+
+/// What [`remember`] keeps in a static; an instance reused across calls
+/// would still hold it.
+static REMEMBERED: Mutex<String> = Mutex::new(String::new());
+
+/// Keeps `secret` in a static and, leaked, on the heap, so a later call
+/// could find it if it ran in the same instance or memory.
+pub fn remember(secret: &str) {
+    *REMEMBERED.lock().unwrap_or_else(|e| e.into_inner()) = secret.to_owned();
+    black_box(Box::leak(secret.to_owned().into_boxed_str()));
+}
+
+/// `static=<what the static holds>;memory=<found|clean>`: the static, and
+/// whether the secret appears anywhere in this instance's linear memory.
+/// The secret is passed reversed and matched backwards, so that this call's
+/// own copy of it is not what the scan finds.
+pub fn recall(reversed: &str) -> String {
+    let remembered = REMEMBERED.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let found = if memory_holds_reversed(reversed.as_bytes()) {
+        "found"
+    } else {
+        "clean"
+    };
+    format!("static={remembered};memory={found}")
+}
+
+/// Scans every byte of linear memory 0 for `reversed` read backwards.
+#[cfg(target_arch = "wasm32")]
+fn memory_holds_reversed(reversed: &[u8]) -> bool {
+    let n = reversed.len();
+    let size = core::arch::wasm32::memory_size(0) * 65536;
+    if n == 0 || size <= n {
+        return false;
+    }
+    // Reading memory that no Rust allocation owns is the point of this
+    // probe: on wasm every address below `size` is readable.
+    let byte = |addr: usize| unsafe {
+        std::ptr::read_volatile(std::ptr::with_exposed_provenance::<u8>(addr))
+    };
+    (1..size - n).any(|start| (0..n).all(|i| byte(start + i) == reversed[n - 1 - i]))
+}
+
+/// Off wasm (the crate's native unit build) there is no linear memory.
+#[cfg(not(target_arch = "wasm32"))]
+fn memory_holds_reversed(_reversed: &[u8]) -> bool {
+    false
 }
