@@ -157,10 +157,16 @@ async fn run(
     // be recorded: it exists, pending, and keeps its token.
     let keep_token = matches!(&result, Ok(c) if c.status == 200) || (stored && result.is_err());
     if !keep_token {
-        let (merchants, merchant_id, order_id) = (gw.merchants.clone(), merchant.id, request.order_id);
+        let (merchants, merchant_id, order_id) =
+            (gw.merchants.clone(), merchant.id, request.order_id);
         let give_back = move || {
             let merchants = merchants.clone();
-            async move { merchants.refund_token(merchant_id, order_id).await.map(drop) }
+            async move {
+                merchants
+                    .refund_token(merchant_id, order_id)
+                    .await
+                    .map(drop)
+            }
         };
         // Giving back is idempotent (the charge row goes with the token), so
         // retrying it is safe; the reconciler is the last resort.
