@@ -7,4 +7,4 @@ mod broker;
 mod cache;
 mod database;
 mod load;
-mod services;
+pub(crate) mod services;

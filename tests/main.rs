@@ -3,6 +3,7 @@
 //! against real Redis where a test needs shared state.
 
 mod api;
+mod cluster;
 mod compose;
 mod faults;
 mod harness;

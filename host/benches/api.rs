@@ -1001,14 +1001,14 @@ async fn available(program: &str) -> bool {
 
 /// The SQL one `POST /api/v1/payments` commits, statement for statement
 /// (host/src/merchants/store.rs `take_token`, host/src/payments/store.rs
-/// `insert` and `record_provider_outcome`): three statements, each its own
-/// transaction. No literal holds `:name`, which pgbench would read as a
+/// `insert` and `record_provider_outcome`, a request without an idempotency
+/// key): three statements, each its own transaction. No literal holds `:name`, which pgbench would read as a
 /// variable.
 fn create_script(merchant_id: i64, subscription_id: i64) -> String {
     format!(
         "\\set order_id random(1, 9000000000000000000)
 SELECT outcome, held_secs FROM take_quota_token({subscription_id}, {merchant_id}, :order_id);
-WITH p AS (INSERT INTO payments (merchant_id, order_id, subscription_id, alias, amount, price, currency, status) VALUES ({merchant_id}, :order_id, {subscription_id}, 'sandbox', 1, 10.00, 'EUR', 'PAYMENT_PENDING') ON CONFLICT (merchant_id, order_id) DO NOTHING RETURNING id), logged AS (INSERT INTO payment_logs (payment_id, event_type, status, message) SELECT id, 'EVENT_PAYMENT_CREATED', 'PAYMENT_PENDING', 'payment created' FROM p) SELECT id AS payment_id FROM p \\gset
+WITH p AS (INSERT INTO payments (merchant_id, order_id, subscription_id, alias, amount, price, currency, status) VALUES ({merchant_id}, :order_id, {subscription_id}, 'sandbox', 1, 10.00, 'EUR', 'PAYMENT_PENDING') ON CONFLICT (merchant_id, order_id) DO NOTHING RETURNING id), logged AS (INSERT INTO payment_logs (payment_id, event_type, status, message) SELECT id, 'EVENT_PAYMENT_CREATED', 'PAYMENT_PENDING', 'payment created' FROM p), claimed AS (UPDATE idempotency_keys k SET payment_id = p.id FROM p WHERE NULL::text IS NOT NULL AND k.merchant_id = {merchant_id} AND k.key = NULL) SELECT id AS payment_id FROM p \\gset
 WITH u AS (UPDATE payments SET provider_reference = 'pl_bench', payment_url = 'http://sandbox.invalid/pay/pl_bench', status = CASE WHEN 'x' IS NULL THEN 'PAYMENT_FAILED' ELSE status END, updated_at = now() WHERE id = :payment_id RETURNING id) INSERT INTO payment_logs (payment_id, event_type, status, message, payload) SELECT id, 'EVENT_PROVIDER_REQUEST_SENT', 'PAYMENT_PENDING', 'provider session opened', jsonb_build_object('plugin', 'sandbox', 'reference', 'pl_bench') FROM u;
 "
     )

@@ -71,6 +71,7 @@ impl App {
             rate_limit_on_redis_down: config.rate_limit_on_redis_down,
             trusted_proxies: config.trusted_proxies.clone(),
             hsts_max_age: config.hsts_max_age,
+            request_lease: config.request_lease,
             metrics: Arc::default(),
             dbs,
         });
@@ -154,6 +155,7 @@ impl App {
         let reconciler = tokio::spawn(crate::quota::run(
             self.gateway.merchants.clone(),
             self.gateway.payments.clone(),
+            self.gateway.request_lease,
             shutdown.clone(),
         ));
         let state = AppState {

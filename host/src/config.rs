@@ -139,6 +139,13 @@ pub struct Config {
     #[arg(long, env = "PAYGATE_HSTS_MAX_AGE", default_value_t = 0)]
     pub hsts_max_age: u64,
 
+    /// How long an unfinished payment creation holds its idempotency key and
+    /// its order's quota token. After that a retry takes over, taking the
+    /// first request's process to have died, and the quota reconciler gives
+    /// back tokens this old whose payment never came.
+    #[arg(long, env = "PAYGATE_REQUEST_LEASE", default_value = "60s", value_parser = parse_duration)]
+    pub request_lease: Duration,
+
     /// Demo mode: seed a demo merchant, bind the `stripe` and `sandbox` aliases
     /// and start the sandbox provider beside the API.
     #[arg(long)]
@@ -333,6 +340,7 @@ impl Config {
                 allow_private_callbacks: true,
             },
             hsts_max_age: 0,
+            request_lease: Duration::from_secs(60),
             demo: false,
         }
     }

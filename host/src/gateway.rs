@@ -36,6 +36,8 @@ pub struct Gateway {
     pub rate_limit_on_redis_down: crate::config::RedisDownPolicy,
     pub trusted_proxies: Vec<IpAddr>,
     pub hsts_max_age: u64,
+    /// How long an unfinished creation holds its idempotency key and token.
+    pub request_lease: std::time::Duration,
     /// What `/metrics` on the admin listener shows.
     pub metrics: Arc<crate::metrics::Metrics>,
 }

@@ -13,10 +13,6 @@ use tokio_util::sync::CancellationToken;
 use crate::merchants::MerchantStore;
 use crate::payments::PaymentStore;
 
-/// How long a charge may wait for its payment before it counts as left
-/// behind: far longer than a request takes from the charge to the insert.
-pub const CHARGE_LEASE: Duration = Duration::from_secs(60);
-
 /// How often a host looks for charges left behind.
 const INTERVAL: Duration = Duration::from_secs(30);
 
@@ -66,8 +62,15 @@ pub async fn reconcile(
     }
 }
 
-/// Reconciles every [`INTERVAL`] until `shutdown`.
-pub async fn run(merchants: MerchantStore, payments: PaymentStore, shutdown: CancellationToken) {
+/// Reconciles every [`INTERVAL`] until `shutdown`, giving back tokens whose
+/// payment has not come within `lease` (`PAYGATE_REQUEST_LEASE`: far longer
+/// than a request takes from the charge to the insert).
+pub async fn run(
+    merchants: MerchantStore,
+    payments: PaymentStore,
+    lease: Duration,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -75,7 +78,7 @@ pub async fn run(merchants: MerchantStore, payments: PaymentStore, shutdown: Can
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if let Err(e) = reconcile(&merchants, &payments, CHARGE_LEASE).await {
+        if let Err(e) = reconcile(&merchants, &payments, lease).await {
             tracing::warn!(error = %e, "quota reconciliation failed; trying again later");
         }
     }

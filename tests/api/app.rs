@@ -75,7 +75,7 @@ async fn drop_stale_test_databases() {
 }
 
 /// Compiled plugin code shared by every app of this process.
-fn cache_dir() -> PathBuf {
+pub fn cache_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("paygate-test-cache-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -108,6 +108,38 @@ impl Drop for TestApp {
 /// Rate limits so high no ordinary test meets them.
 pub const LAX_RATE_LIMIT: &str = "[config]\nip-rate = \"100000\"\nip-burst = \"100000\"\nkey-rate = \"100000\"\nkey-burst = \"100000\"\n";
 
+/// The plugins every host loads: both provider adapters calling the sandbox
+/// provider at `sandbox_addr`, the rate-limit policy with `rate_limit` as
+/// its spec, and both webhook verifiers.
+pub fn standard_plugins(sandbox_addr: &str, rate_limit: &str) -> Vec<ExtraPlugin> {
+    let provider_spec = format!(
+        "allowed_hosts = [\"{sandbox_addr}\"]\n[config]\nbase-url = \"http://{sandbox_addr}\"\n[secrets]\nsecret-key = \"env:STRIPE_SECRET_KEY\"\n"
+    );
+    vec![
+        ("sandbox", "sandbox_adapter", provider_spec.clone()),
+        ("stripe", "stripe_adapter", provider_spec),
+        ("rate-limit", "token_bucket", rate_limit.to_owned()),
+        (
+            "internal-webhook",
+            "internal_hmac",
+            "[secrets]\nwebhook-secret = \"env:INTERNAL_WEBHOOK_SECRET\"\n".to_owned(),
+        ),
+        (
+            "stripe-webhook",
+            "stripe_verifier",
+            "[secrets]\nwebhook-secret = \"env:STRIPE_WEBHOOK_SECRET\"\n".to_owned(),
+        ),
+    ]
+}
+
+/// Writes each plugin's component and spec into the plugin directory `dir`.
+pub fn stage_plugins(dir: &std::path::Path, plugins: &[ExtraPlugin]) {
+    for (name, component, spec) in plugins {
+        std::fs::write(dir.join(format!("{name}.wasm")), wasm(component)).unwrap();
+        std::fs::write(dir.join(format!("{name}.toml")), spec).unwrap();
+    }
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(LAX_RATE_LIMIT, Vec::new(), |c| c).await
 }
@@ -125,29 +157,9 @@ pub async fn spawn_app_with(
     let sandbox_url = format!("http://{sandbox_addr}");
 
     let dir = tempfile::tempdir().unwrap();
-    let provider_spec = format!(
-        "allowed_hosts = [\"{sandbox_addr}\"]\n[config]\nbase-url = \"{sandbox_url}\"\n[secrets]\nsecret-key = \"env:STRIPE_SECRET_KEY\"\n"
-    );
-    let mut plugins: Vec<ExtraPlugin> = vec![
-        ("sandbox", "sandbox_adapter", provider_spec.clone()),
-        ("stripe", "stripe_adapter", provider_spec),
-        ("rate-limit", "token_bucket", rate_limit.to_owned()),
-        (
-            "internal-webhook",
-            "internal_hmac",
-            "[secrets]\nwebhook-secret = \"env:INTERNAL_WEBHOOK_SECRET\"\n".to_owned(),
-        ),
-        (
-            "stripe-webhook",
-            "stripe_verifier",
-            "[secrets]\nwebhook-secret = \"env:STRIPE_WEBHOOK_SECRET\"\n".to_owned(),
-        ),
-    ];
+    let mut plugins = standard_plugins(&sandbox_addr.to_string(), rate_limit);
     plugins.extend(extra);
-    for (name, component, spec) in &plugins {
-        std::fs::write(dir.path().join(format!("{name}.wasm")), wasm(component)).unwrap();
-        std::fs::write(dir.path().join(format!("{name}.toml")), spec).unwrap();
-    }
+    stage_plugins(dir.path(), &plugins);
 
     let prefix = format!("paygate-test-{}:", uuid::Uuid::new_v4());
     let config = tweak(Config::for_tests(

@@ -306,6 +306,7 @@ async fn tokens_of_payments_never_created_are_given_back() {
             amount: 1.into(),
             price: 1.into(),
             currency: "EUR",
+            idempotency_key: None,
         })
         .await
         .unwrap()
@@ -345,4 +346,81 @@ async fn tokens_of_payments_never_created_are_given_back() {
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(app.tokens_used().await, 2);
     assert_eq!(app.payment_count().await, 3);
+}
+
+/// Puts the merchant's idempotency key `key` back as a request that died
+/// mid-way leaves it: unfinished, its lease long gone.
+async fn as_if_its_request_died(app: &super::app::TestApp, key: &str) {
+    sqlx::query(
+        "UPDATE idempotency_keys SET state = 'in_progress', response_status = NULL,
+                response_body = NULL, created_at = now() - interval '10 minutes'
+         WHERE merchant_id = $1 AND key = $2",
+    )
+    .bind(app.merchant.merchant_id)
+    .bind(key)
+    .execute(&app.gateway.dbs.payments)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_retry_finishes_the_payment_of_a_request_that_died() {
+    let app = spawn_app().await;
+    let payments = &app.gateway.dbs.payments;
+    let create = |order: i64, key: &'static str| {
+        let mut body = app.body(order);
+        body["event_id"] = json!(key);
+        let app = &app;
+        async move { app.create(&body).await }
+    };
+
+    // Died after the provider answered, before the answer was kept: the
+    // retry answers that payment, as it is.
+    let first = create(1, "died-late").await;
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    as_if_its_request_died(&app, "died-late").await;
+    let retried = create(1, "died-late").await;
+    assert_eq!(retried.status, 200, "{:?}", retried.body);
+    assert_eq!(retried.body["payment_id"], first.body["payment_id"]);
+    assert_eq!(retried.body["payment_url"], first.body["payment_url"]);
+    assert!(!retried.headers.contains_key("idempotent-replayed"));
+    // From then on the answer is kept and replayed.
+    let replayed = create(1, "died-late").await;
+    assert_eq!(replayed.headers["idempotent-replayed"], "true");
+
+    // Died after storing the payment, before the provider was asked: the
+    // retry asks it now, for the same payment.
+    let second = create(2, "died-early").await;
+    let id = second.body["payment_id"].as_i64().unwrap();
+    sqlx::query("UPDATE payments SET payment_url = NULL, provider_reference = NULL WHERE id = $1")
+        .bind(id)
+        .execute(payments)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM payment_logs WHERE payment_id = $1 AND event_type = 'EVENT_PROVIDER_REQUEST_SENT'")
+        .bind(id)
+        .execute(payments)
+        .await
+        .unwrap();
+    as_if_its_request_died(&app, "died-early").await;
+    let retried = create(2, "died-early").await;
+    assert_eq!(retried.status, 200, "{:?}", retried.body);
+    assert_eq!(retried.body["payment_id"], id);
+    let page = retried.body["payment_url"].as_str().unwrap();
+    assert!(page.starts_with(&app.sandbox_url), "{page}");
+    let shown = app
+        .get(
+            &format!("/api/v1/payments/{id}/show"),
+            Some(&app.merchant.read_api_key.clone()),
+        )
+        .await;
+    assert_eq!(shown.body["payment_url"], page);
+
+    // Another key for an order already paid for is still order_exists.
+    let other = create(2, "another-key").await;
+    assert_eq!((other.status, other.code()), (409, "order_exists"));
+    assert_eq!(other.body["payment_id"], id);
+
+    assert_eq!(app.payment_count().await, 2);
+    assert_eq!(app.tokens_used().await, 2, "one token per payment");
 }

@@ -11,7 +11,7 @@
 
 mod deliver;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,7 +54,15 @@ pub struct Notifier {
     deliverer: Deliverer,
     metrics: Arc<Metrics>,
     targets: Mutex<HashMap<i64, (Instant, Option<NotificationTarget>)>>,
+    /// Rows this process has claimed whose attempt is not yet recorded. A
+    /// message for one of them (the producer republished it while the
+    /// database was away) is dropped: the attempt's record decides what
+    /// comes next, and delivering again would notify twice.
+    unrecorded: Unrecorded,
 }
+
+/// Outbox ids with an attempt in flight or waiting to be recorded.
+type Unrecorded = Arc<Mutex<HashSet<i64>>>;
 
 /// An attempt's record and the message to acknowledge once it is durable.
 type Settling = (Settlement, Acker);
@@ -82,6 +90,7 @@ impl Notifier {
             deliverer,
             metrics,
             targets: Mutex::default(),
+            unrecorded: Unrecorded::default(),
         }
     }
 
@@ -119,7 +128,11 @@ impl Notifier {
         tracing::info!(queue = %self.topology.queue, "notifier consuming");
 
         let (settle_tx, settle_rx) = mpsc::channel::<Settling>(usize::from(concurrency) * 2);
-        let settler = tokio::spawn(settle_loop(self.store.clone(), settle_rx));
+        let settler = tokio::spawn(settle_loop(
+            self.store.clone(),
+            self.unrecorded.clone(),
+            settle_rx,
+        ));
         let (claim_tx, claim_rx) = mpsc::channel::<Claiming>(usize::from(prefetch));
         let slots = Arc::new(Semaphore::new(usize::from(concurrency)));
         let claimer = tokio::spawn(self.clone().claim_loop(claim_rx, slots.clone(), settle_tx));
@@ -170,6 +183,7 @@ impl Notifier {
         let lease = self.settings.timeout + Duration::from_secs(5);
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            self.drop_unrecorded(&mut batch).await;
             let messages: Vec<MessageRow> = batch.iter().map(|(m, _)| *m).collect();
             let mut claimed = match self.store.claim_deliveries(&messages, lease).await {
                 Ok(claimed) => claimed,
@@ -183,6 +197,10 @@ impl Notifier {
                     continue;
                 }
             };
+            self.unrecorded
+                .lock()
+                .expect("unrecorded set")
+                .extend(claimed.keys().copied());
             for (message, acker) in batch.drain(..) {
                 let Some(notification) = claimed.remove(&message.outbox_id) else {
                     self.metrics
@@ -204,12 +222,37 @@ impl Notifier {
                 let (this, settle) = (self.clone(), settle.clone());
                 tokio::spawn(async move {
                     let settlement = this.deliver(notification).await;
+                    let outbox_id = settlement.outbox_id;
                     if settle.send((settlement, acker)).await.is_err() {
                         tracing::error!("settling stopped; the row's lease will bring it back");
+                        this.unrecorded
+                            .lock()
+                            .expect("unrecorded set")
+                            .remove(&outbox_id);
                     }
                     drop(slot);
                 });
             }
+        }
+    }
+
+    /// Acknowledges and drops the messages of rows whose attempt by this
+    /// process is not recorded yet.
+    async fn drop_unrecorded(&self, batch: &mut Vec<Claiming>) {
+        let pending: Vec<Acker> = {
+            let unrecorded = self.unrecorded.lock().expect("unrecorded set");
+            let (pending, fresh): (Vec<_>, Vec<_>) = batch
+                .drain(..)
+                .partition(|(m, _)| unrecorded.contains(&m.outbox_id));
+            *batch = fresh;
+            pending.into_iter().map(|(_, acker)| acker).collect()
+        };
+        for acker in pending {
+            self.metrics
+                .outbox
+                .dropped_duplicates
+                .fetch_add(1, Ordering::Relaxed);
+            let _ = acker.ack(BasicAckOptions::default()).await;
         }
     }
 
@@ -291,30 +334,32 @@ impl Notifier {
 
 /// Records attempts in batches (whatever is waiting, up to a limit), then
 /// acknowledges their messages: finally failed ones to the dead-letter
-/// queue. A batch that cannot be recorded is retried for a while, then
-/// acknowledged anyway: the rows' leases bring them back to the producer.
-async fn settle_loop(store: OutboxStore, mut rx: mpsc::Receiver<Settling>) {
+/// queue. A batch that cannot be recorded (the database is away) is retried
+/// until it is: an attempt made is never forgotten, and its messages stay
+/// unacknowledged meanwhile, which holds further deliveries back.
+async fn settle_loop(store: OutboxStore, unrecorded: Unrecorded, mut rx: mpsc::Receiver<Settling>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let settlements: Vec<Settlement> = batch.iter().map(|(s, _)| s.clone()).collect();
         let mut backoff = Backoff::new();
-        let mut tries = 0;
-        let recorded = loop {
-            match store.settle(&settlements).await {
-                Ok(_) => break true,
-                Err(error) if tries < 20 => {
-                    tries += 1;
-                    tracing::warn!(%error, "cannot record notification attempts; retrying");
-                    tokio::time::sleep(backoff.next_delay()).await;
-                }
-                Err(error) => {
-                    tracing::error!(%error, "giving up recording attempts; leases will bring the rows back");
-                    break false;
-                }
+        let mut tries = 0u32;
+        while let Err(error) = store.settle(&settlements).await {
+            tries += 1;
+            if tries == 20 {
+                tracing::error!(%error, attempts = settlements.len(), "still cannot record notification attempts; retrying until the database answers");
+            } else {
+                tracing::warn!(%error, "cannot record notification attempts; retrying");
             }
-        };
+            tokio::time::sleep(backoff.next_delay()).await;
+        }
+        {
+            let mut unrecorded = unrecorded.lock().expect("unrecorded set");
+            for settlement in &settlements {
+                unrecorded.remove(&settlement.outbox_id);
+            }
+        }
         for (settlement, acker) in batch.drain(..) {
-            let _ = if recorded && settlement.status() == "LOG_FAILED" {
+            let _ = if settlement.status() == "LOG_FAILED" {
                 acker.nack(dead_letter()).await
             } else {
                 acker.ack(BasicAckOptions::default()).await

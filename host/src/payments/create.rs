@@ -12,7 +12,6 @@ use crate::merchants::{Merchant, QuotaError, Take};
 use crate::plugins::PluginError;
 use crate::plugins::bindings::{PaymentRequest, ProviderError};
 use crate::providers::CircuitState;
-use crate::quota::CHARGE_LEASE;
 
 /// How long a compensating write that met a database outage is retried
 /// (less than an idempotency claim's lease).
@@ -48,13 +47,15 @@ pub async fn create_payment(
     fingerprint: &[u8],
     request_id: &str,
 ) -> Result<Created, ApiError> {
+    let mut resumed = None;
     if let Some(key) = key {
         match gw
             .payments
-            .claim_idempotency(merchant.id, key, fingerprint)
+            .claim_idempotency(merchant.id, key, fingerprint, gw.request_lease)
             .await?
         {
             Claim::Fresh => {}
+            Claim::Resume { payment_id } => resumed = Some(payment_id),
             Claim::Replay { status, body } => {
                 return Ok(Created {
                     status,
@@ -66,11 +67,14 @@ pub async fn create_payment(
             Claim::InProgress => return Err(ApiError::RequestInProgress),
         }
     }
-    let outcome = run(gw, merchant, request, key, request_id).await;
+    let outcome = match resumed {
+        Some(payment_id) => resume(gw, merchant, request, key, request_id, payment_id).await,
+        None => run(gw, merchant, request, key, request_id).await,
+    };
     if let Some(key) = key {
-        // 200 and 502 are final for the key. Anything else frees it for a
-        // corrected retry (one after a 503 that left a payment stored finds
-        // it: 409 order_exists).
+        // 200 and 502 are final for the key. Anything else frees it: for a
+        // corrected retry, or, when a payment was stored, for a retry that
+        // finishes it.
         let (payments, merchant_id, key) = (gw.payments.clone(), merchant.id, key.clone());
         let settled = outcome.as_ref().ok().map(|c| (c.status, c.body.clone()));
         let record = move || {
@@ -95,6 +99,16 @@ pub async fn create_payment(
     outcome
 }
 
+/// The provider plugin bound to the request's alias.
+async fn provider_plugin(gw: &Gateway, request: &CreatePayment) -> Result<String, ApiError> {
+    gw.providers
+        .get(request.alias.as_str())
+        .await?
+        .filter(|b| b.available)
+        .map(|b| b.provider_plugin)
+        .ok_or_else(|| ApiError::UnknownAlias(request.alias.to_string()))
+}
+
 async fn run(
     gw: &Gateway,
     merchant: &Merchant,
@@ -102,12 +116,7 @@ async fn run(
     key: Option<&IdempotencyKey>,
     request_id: &str,
 ) -> Result<Created, ApiError> {
-    let binding = gw
-        .providers
-        .get(request.alias.as_str())
-        .await?
-        .filter(|b| b.available)
-        .ok_or_else(|| ApiError::UnknownAlias(request.alias.to_string()))?;
+    let plugin = provider_plugin(gw, request).await?;
     match gw
         .merchants
         .take_token(merchant.id, request.subscription_id, request.order_id)
@@ -120,10 +129,10 @@ async fn run(
             // the payment (then, after the lease, this request carries on
             // with that charge).
             order_free(gw, merchant, request).await?;
-            let dead = age >= CHARGE_LEASE
+            let dead = age >= gw.request_lease
                 && gw
                     .merchants
-                    .take_over_charge(merchant.id, request.order_id, CHARGE_LEASE)
+                    .take_over_charge(merchant.id, request.order_id, gw.request_lease)
                     .await?;
             if !dead {
                 return Err(ApiError::RequestInProgress);
@@ -143,38 +152,86 @@ async fn run(
     // payment, or one whose creation failed, gives it back. A crash in
     // between leaves that to the quota reconciler.
     let mut stored = false;
-    let result = with_token(
-        gw,
-        merchant,
-        request,
-        key,
-        request_id,
-        &binding.provider_plugin,
-        &mut stored,
-    )
-    .await;
-    // An error after the payment row was stored means its outcome could not
-    // be recorded: it exists, pending, and keeps its token.
-    let keep_token = matches!(&result, Ok(c) if c.status == 200) || (stored && result.is_err());
-    if !keep_token {
-        let (merchants, merchant_id, order_id) =
-            (gw.merchants.clone(), merchant.id, request.order_id);
-        let give_back = move || {
-            let merchants = merchants.clone();
-            async move {
-                merchants
-                    .refund_token(merchant_id, order_id)
-                    .await
-                    .map(drop)
-            }
-        };
-        // Giving back is idempotent (the charge row goes with the token), so
-        // retrying it is safe; the reconciler is the last resort.
-        if let Err(e) = give_back().await {
-            tracing::warn!(error = %e, order_id, "could not give back a quota token; retrying");
-            crate::db::retry_in_background("quota token return", COMPENSATE_WITHIN, give_back);
-        }
+    let result = with_token(gw, merchant, request, key, request_id, &plugin, &mut stored).await;
+    settle_token(gw, merchant, request, &result, stored).await;
+    result
+}
+
+/// Keeps the order's token for a created payment, gives it back otherwise.
+/// An error after the payment row was `stored` means its outcome could not
+/// be recorded: it exists, pending, and keeps its token.
+async fn settle_token(
+    gw: &Gateway,
+    merchant: &Merchant,
+    request: &CreatePayment,
+    result: &Result<Created, ApiError>,
+    stored: bool,
+) {
+    let keep_token = matches!(result, Ok(c) if c.status == 200) || (stored && result.is_err());
+    if keep_token {
+        return;
     }
+    let (merchants, merchant_id, order_id) = (gw.merchants.clone(), merchant.id, request.order_id);
+    let give_back = move || {
+        let merchants = merchants.clone();
+        async move {
+            merchants
+                .refund_token(merchant_id, order_id)
+                .await
+                .map(drop)
+        }
+    };
+    // Giving back is idempotent (the charge row goes with the token), so
+    // retrying it is safe; the reconciler is the last resort.
+    if let Err(e) = give_back().await {
+        tracing::warn!(error = %e, order_id, "could not give back a quota token; retrying");
+        crate::db::retry_in_background("quota token return", COMPENSATE_WITHIN, give_back);
+    }
+}
+
+/// Finishes payment `payment_id`, which an earlier request with the same
+/// idempotency key stored before its process died or its outcome was lost:
+/// answers what the provider answered then, or asks the provider now under
+/// the same provider-side idempotency key, so a session the provider opened
+/// for the first request is the one it returns. The order's token was
+/// charged by that request.
+async fn resume(
+    gw: &Gateway,
+    merchant: &Merchant,
+    request: &CreatePayment,
+    key: Option<&IdempotencyKey>,
+    request_id: &str,
+    payment_id: i64,
+) -> Result<Created, ApiError> {
+    let Some(creation) = gw.payments.creation(merchant.id, payment_id).await? else {
+        // Written in the statement that inserted the payment, so never
+        // without it; were it gone, there is nothing to finish.
+        return run(gw, merchant, request, key, request_id).await;
+    };
+    tracing::info!(
+        payment_id,
+        "resuming the creation of a payment an earlier request stored"
+    );
+    let result = match creation.answered {
+        Some(Ok(payment_url)) => Ok(Created {
+            status: 200,
+            body: json!({"payment_id": payment_id, "status": creation.status, "payment_url": payment_url}),
+            replayed: false,
+        }),
+        Some(Err(message)) => Ok(refused(payment_id, message, request_id)),
+        None => {
+            let plugin = provider_plugin(gw, request).await?;
+            let probe = circuit_probe(gw, request.alias.as_str()).await?;
+            let asked = Asked {
+                payment_id,
+                currency: &creation.currency,
+                plugin: &plugin,
+                probe,
+            };
+            ask_provider(gw, merchant, request, key, request_id, asked).await
+        }
+    };
+    settle_token(gw, merchant, request, &result, true).await;
     result
 }
 
@@ -200,23 +257,11 @@ async fn with_token(
     request: &CreatePayment,
     key: Option<&IdempotencyKey>,
     request_id: &str,
-    plugin_name: &str,
+    plugin: &str,
     stored: &mut bool,
 ) -> Result<Created, ApiError> {
     let alias = request.alias.as_str();
-    let probe = match gw.circuit.acquire(alias).await {
-        CircuitState::Open { retry_after } => {
-            return Err(ApiError::ProviderUnavailable {
-                retry_after_secs: retry_after.as_secs_f64().ceil() as u64,
-            });
-        }
-        CircuitState::Unknown => {
-            return Err(ApiError::ServiceUnavailable(
-                "circuit breaker state (Redis) unavailable".into(),
-            ));
-        }
-        state => state == CircuitState::Probe,
-    };
+    let probe = circuit_probe(gw, alias).await?;
     let currency = request
         .currency
         .map_or_else(|| merchant.default_currency.clone(), |c| c.to_string());
@@ -230,6 +275,7 @@ async fn with_token(
             amount: request.amount.value(),
             price: request.price.value(),
             currency: &currency,
+            idempotency_key: key.map(IdempotencyKey::as_str),
         })
         .await?
     {
@@ -237,8 +283,56 @@ async fn with_token(
         Inserted::OrderExists(id) => return Err(ApiError::OrderExists { payment_id: id }),
     };
     *stored = true;
+    let asked = Asked {
+        payment_id,
+        currency: &currency,
+        plugin,
+        probe,
+    };
+    ask_provider(gw, merchant, request, key, request_id, asked).await
+}
 
-    let provider_request = provider_request(payment_id, merchant.id, request, &currency, key);
+/// Whether the alias's circuit lets a call through, and if it is the one
+/// probe of a half-open circuit.
+async fn circuit_probe(gw: &Gateway, alias: &str) -> Result<bool, ApiError> {
+    match gw.circuit.acquire(alias).await {
+        CircuitState::Open { retry_after } => Err(ApiError::ProviderUnavailable {
+            retry_after_secs: retry_after.as_secs_f64().ceil() as u64,
+        }),
+        CircuitState::Unknown => Err(ApiError::ServiceUnavailable(
+            "circuit breaker state (Redis) unavailable".into(),
+        )),
+        state => Ok(state == CircuitState::Probe),
+    }
+}
+
+/// A stored payment the provider is asked to open a session for.
+struct Asked<'a> {
+    payment_id: i64,
+    currency: &'a str,
+    plugin: &'a str,
+    /// The call is a half-open circuit's probe.
+    probe: bool,
+}
+
+/// Calls the provider plugin for a stored payment, tells the circuit how it
+/// went and records the outcome: 200 with the session's URL, or 502.
+async fn ask_provider(
+    gw: &Gateway,
+    merchant: &Merchant,
+    request: &CreatePayment,
+    key: Option<&IdempotencyKey>,
+    request_id: &str,
+    asked: Asked<'_>,
+) -> Result<Created, ApiError> {
+    let Asked {
+        payment_id,
+        currency,
+        plugin: plugin_name,
+        probe,
+    } = asked;
+    let alias = request.alias.as_str();
+    let provider_request = provider_request(payment_id, merchant.id, request, currency, key);
     let outcome = match gw.plugins.require(plugin_name) {
         Ok(plugin) => plugin.create_payment(request_id, &provider_request).await,
         Err(e) => Err(e),
@@ -284,16 +378,20 @@ async fn with_token(
             gw.payments
                 .record_provider_outcome(payment_id, Err(&message), json!({"plugin": plugin_name}))
                 .await?;
-            let error = ApiError::ProviderError(message);
-            let mut body = error.body(request_id);
-            body["payment_id"] = json!(payment_id);
-            body["status"] = json!("PAYMENT_FAILED");
-            Ok(Created {
-                status: 502,
-                body,
-                replayed: false,
-            })
+            Ok(refused(payment_id, message, request_id))
         }
+    }
+}
+
+/// The 502 of a payment its provider refused (or failed to open).
+fn refused(payment_id: i64, message: String, request_id: &str) -> Created {
+    let mut body = ApiError::ProviderError(message).body(request_id);
+    body["payment_id"] = json!(payment_id);
+    body["status"] = json!("PAYMENT_FAILED");
+    Created {
+        status: 502,
+        body,
+        replayed: false,
     }
 }
 

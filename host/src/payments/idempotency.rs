@@ -1,21 +1,22 @@
 //! Idempotency keys: the first request with a key does the work; retries
 //! with the same body get its response again, other bodies a conflict.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::domain::IdempotencyKey;
 use super::store::PaymentStore;
 
-/// How long an unfinished claim blocks retries before a retry may take it
-/// over (the first request's process died mid-way).
-const CLAIM_LEASE_SECS: i64 = 60;
-
 /// What a request holding an idempotency key should do.
 #[derive(Debug, PartialEq)]
 pub enum Claim {
     /// First time: go ahead, then `complete` or `release` the key.
     Fresh,
+    /// Taken over from a request that died after creating `payment_id`:
+    /// finish that payment, then `complete` or `release` the key.
+    Resume { payment_id: i64 },
     /// Done before: answer this again.
     Replay { status: u16, body: Value },
     /// The key was used with a different body.
@@ -26,11 +27,14 @@ pub enum Claim {
 
 impl PaymentStore {
     /// Claims `key` for a request whose canonical body hashes to `hash`.
+    /// An unfinished claim older than `lease` is taken over: the request
+    /// that made it is taken to have died.
     pub async fn claim_idempotency(
         &self,
         merchant_id: i64,
         key: &IdempotencyKey,
         hash: &[u8],
+        lease: Duration,
     ) -> Result<Claim, sqlx::Error> {
         let inserted = sqlx::query(
             "INSERT INTO idempotency_keys (merchant_id, key, request_hash, state) VALUES ($1, $2, $3, 'in_progress')
@@ -55,7 +59,7 @@ impl PaymentStore {
             .await?;
         let Some((stored_hash, state, status, body, created_at)) = row else {
             // Released between our insert and select: try once more from the top.
-            return Box::pin(self.claim_idempotency(merchant_id, key, hash)).await;
+            return Box::pin(self.claim_idempotency(merchant_id, key, hash, lease)).await;
         };
         if stored_hash != hash {
             return Ok(Claim::Conflict);
@@ -66,21 +70,22 @@ impl PaymentStore {
                 body: body.unwrap_or(Value::Null),
             });
         }
-        let taken_over = sqlx::query(
+        let taken_over: Option<Option<i64>> = sqlx::query_scalar(
             "UPDATE idempotency_keys SET created_at = now()
              WHERE merchant_id = $1 AND key = $2 AND state = 'in_progress' AND created_at = $3
-               AND created_at < now() - make_interval(secs => $4)",
+               AND created_at < now() - make_interval(secs => $4)
+             RETURNING payment_id",
         )
         .bind(merchant_id)
         .bind(key.as_str())
         .bind(created_at)
-        .bind(CLAIM_LEASE_SECS as f64)
-        .execute(&self.pool)
+        .bind(lease.as_secs_f64())
+        .fetch_optional(&self.pool)
         .await?;
-        Ok(if taken_over.rows_affected() == 1 {
-            Claim::Fresh
-        } else {
-            Claim::InProgress
+        Ok(match taken_over {
+            Some(Some(payment_id)) => Claim::Resume { payment_id },
+            Some(None) => Claim::Fresh,
+            None => Claim::InProgress,
         })
     }
 
@@ -105,18 +110,27 @@ impl PaymentStore {
         Ok(())
     }
 
-    /// Frees a claimed key whose request ended without creating a payment,
-    /// so a corrected retry can run.
+    /// Frees a claimed key whose request ended without a final answer. A
+    /// key that created no payment is deleted, so a corrected retry can
+    /// run; one that did is kept, claimable at once, so the next retry
+    /// finishes that payment ([`Claim::Resume`]).
     pub async fn release_idempotency(
         &self,
         merchant_id: i64,
         key: &IdempotencyKey,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query("DELETE FROM idempotency_keys WHERE merchant_id = $1 AND key = $2 AND state = 'in_progress'")
-            .bind(merchant_id)
-            .bind(key.as_str())
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "WITH kept AS (
+                UPDATE idempotency_keys SET created_at = 'epoch'
+                WHERE merchant_id = $1 AND key = $2 AND state = 'in_progress' AND payment_id IS NOT NULL
+             )
+             DELETE FROM idempotency_keys
+             WHERE merchant_id = $1 AND key = $2 AND state = 'in_progress' AND payment_id IS NULL",
+        )
+        .bind(merchant_id)
+        .bind(key.as_str())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 }

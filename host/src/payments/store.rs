@@ -64,6 +64,16 @@ pub struct TimelineEvent {
     pub timestamp: DateTime<Utc>,
 }
 
+/// A stored payment's creation, as a retry that finishes it sees it.
+#[derive(Debug)]
+pub struct Creation {
+    pub status: String,
+    pub currency: String,
+    /// The provider's answer: the payment page's URL, or why it refused;
+    /// `None` while it was never recorded.
+    pub answered: Option<Result<String, String>>,
+}
+
 /// A new payment row, before the provider is called.
 pub struct NewPayment<'a> {
     pub merchant_id: i64,
@@ -73,6 +83,9 @@ pub struct NewPayment<'a> {
     pub amount: Decimal,
     pub price: Decimal,
     pub currency: &'a str,
+    /// The idempotency key the request claimed: the payment is recorded on
+    /// it in the same statement.
+    pub idempotency_key: Option<&'a str>,
 }
 
 type PaymentRow = (
@@ -131,8 +144,42 @@ impl PaymentStore {
             .await
     }
 
-    /// Inserts the payment (pending) and its first timeline row: one
-    /// statement, so one round trip and one commit.
+    /// How far the creation of the merchant's payment `payment_id` got: what
+    /// its provider answered, if an answer was recorded.
+    pub async fn creation(
+        &self,
+        merchant_id: i64,
+        payment_id: i64,
+    ) -> Result<Option<Creation>, sqlx::Error> {
+        let row: Option<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT p.status, p.currency, p.payment_url,
+                    (SELECT l.message FROM payment_logs l
+                     WHERE l.payment_id = p.id AND l.event_type = 'EVENT_PROVIDER_REQUEST_SENT'
+                     ORDER BY l.id DESC LIMIT 1)
+             FROM payments p WHERE p.id = $1 AND p.merchant_id = $2",
+        )
+        .bind(payment_id)
+        .bind(merchant_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(status, currency, payment_url, answer)| {
+            let answered = match (payment_url, answer) {
+                (Some(url), _) => Some(Ok(url)),
+                // The provider's answer, recorded without a URL: a refusal.
+                (None, Some(message)) => Some(Err(message)),
+                (None, None) => None,
+            };
+            Creation {
+                status,
+                currency,
+                answered,
+            }
+        }))
+    }
+
+    /// Inserts the payment (pending), its first timeline row and, with an
+    /// idempotency key, the payment on the key's claim: one statement, so one
+    /// round trip and one commit.
     pub async fn insert(&self, new: &NewPayment<'_>) -> Result<Inserted, sqlx::Error> {
         let id: Option<i64> = sqlx::query_scalar(
             "WITH p AS (
@@ -142,6 +189,9 @@ impl PaymentStore {
              ), logged AS (
                 INSERT INTO payment_logs (payment_id, event_type, status, message)
                 SELECT id, 'EVENT_PAYMENT_CREATED', 'PAYMENT_PENDING', 'payment created' FROM p
+             ), claimed AS (
+                UPDATE idempotency_keys k SET payment_id = p.id FROM p
+                WHERE $8::text IS NOT NULL AND k.merchant_id = $1 AND k.key = $8
              )
              SELECT id FROM p",
         )
@@ -152,6 +202,7 @@ impl PaymentStore {
         .bind(new.amount)
         .bind(new.price)
         .bind(new.currency)
+        .bind(new.idempotency_key)
         .fetch_optional(&self.pool)
         .await?;
         match id {

@@ -1,0 +1,214 @@
+//! The built `paygate serve` as a process of its own, on fixed loopback
+//! ports, so a test can SIGKILL it, start it again on the same ports, or
+//! run two side by side on one set of services.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use paygate::config::DatabaseUrls;
+use tokio::process::{Child, Command};
+
+use crate::api::app::{ExtraPlugin, cache_dir, stage_plugins};
+use crate::faults::services::{free_port, wait_until};
+
+/// The most a host may take to serve after it was started.
+const READY_WITHIN: Duration = Duration::from_secs(60);
+
+/// What every host of one test shares: databases, broker namespace, Redis
+/// prefix, plugins and settings.
+pub struct Shared {
+    pub databases: DatabaseUrls,
+    pub namespace: String,
+    pub redis_prefix: String,
+    plugin_dir: tempfile::TempDir,
+    /// `paygate plugins` registry the hosts follow instead of the plugin
+    /// directory, when set.
+    pub registry_dir: Option<PathBuf>,
+    /// Settings beyond the defaults below, as environment variables.
+    pub env: Vec<(String, String)>,
+}
+
+impl Shared {
+    /// The test's own databases and namespace (`tag`), with `plugins`
+    /// staged in a plugin directory.
+    pub fn new(
+        databases: DatabaseUrls,
+        namespace: String,
+        plugins: &[ExtraPlugin],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let plugin_dir = tempfile::tempdir().unwrap();
+        stage_plugins(plugin_dir.path(), plugins);
+        Self {
+            databases,
+            redis_prefix: format!("paygate-test-{}:", uuid::Uuid::new_v4()),
+            namespace,
+            plugin_dir,
+            registry_dir: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    pub fn plugin_dir(&self) -> &Path {
+        self.plugin_dir.path()
+    }
+}
+
+/// One `paygate serve` process.
+pub struct HostProcess {
+    pub url: String,
+    pub admin_url: String,
+    pub name: String,
+    port: u16,
+    admin_port: u16,
+    log: PathBuf,
+    child: Option<Child>,
+    /// Times started, the first included.
+    pub starts: u32,
+}
+
+impl HostProcess {
+    /// Starts a host named `name` on free ports and waits until it serves.
+    pub async fn start(shared: &Shared, name: &str) -> Self {
+        let (port, admin_port) = (free_port(), free_port());
+        let log = std::env::temp_dir().join(format!(
+            "paygate-test-{}-{name}-{port}.log",
+            std::process::id()
+        ));
+        let mut host = Self {
+            url: format!("http://127.0.0.1:{port}"),
+            admin_url: format!("http://127.0.0.1:{admin_port}"),
+            name: name.to_owned(),
+            port,
+            admin_port,
+            log,
+            child: None,
+            starts: 0,
+        };
+        host.restart(shared).await;
+        host
+    }
+
+    /// Starts the host again on its ports and waits until `/health` is 200.
+    pub async fn restart(&mut self, shared: &Shared) {
+        assert!(self.child.is_none(), "{} is still running", self.name);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("the host's log file");
+        let databases = &shared.databases;
+        let mut command = Command::new(env!("CARGO_BIN_EXE_paygate"));
+        command
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("PAYGATE_LISTEN", format!("127.0.0.1:{}", self.port))
+            .env(
+                "PAYGATE_ADMIN_LISTEN",
+                format!("127.0.0.1:{}", self.admin_port),
+            )
+            .env("PAYGATE_ADMIN_TOKEN", "test-admin-token")
+            .env("PAYMENTS_DATABASE_URL", &databases.payments)
+            .env("MERCHANTS_DATABASE_URL", &databases.merchants)
+            .env("PROVIDERS_DATABASE_URL", &databases.providers)
+            .env("LOGS_DATABASE_URL", &databases.logs)
+            .env("PAYGATE_DB_POOL_SIZE", "8")
+            .env("PAYGATE_REDIS_PREFIX", &shared.redis_prefix)
+            .env("PAYGATE_AMQP_NAMESPACE", &shared.namespace)
+            .env("PAYGATE_AMQP_QUEUE_EXPIRES", "600s")
+            .env("INTERNAL_WEBHOOK_SECRET", "test-internal-secret")
+            .env("STRIPE_SECRET_KEY", "sk_test_123")
+            .env("STRIPE_WEBHOOK_SECRET", "whsec_test")
+            .env("PAYGATE_PLUGIN_DIR", shared.plugin_dir())
+            .env("PAYGATE_PLUGIN_CACHE_DIR", cache_dir())
+            .env("PAYGATE_CIRCUIT_COOLDOWN", "500ms")
+            .env("OUTBOX_POLL_INTERVAL", "200ms")
+            .env("OUTBOX_LEASE", "5s")
+            .env("NOTIFIER_RETRY_SCHEDULE", "50ms,100ms")
+            .env("NOTIFIER_TIMEOUT", "2s")
+            .env("PAYGATE_ALLOW_PRIVATE_CALLBACKS", "true")
+            .env("RUST_LOG", "warn")
+            .envs(shared.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("the host's log file"))
+            .stderr(log)
+            .kill_on_drop(true);
+        if let Some(registry) = &shared.registry_dir {
+            command.env("PAYGATE_REGISTRY_DIR", registry);
+        }
+        self.child = Some(command.spawn().expect("paygate serve starts"));
+        self.starts += 1;
+        let (client, health) = (reqwest::Client::new(), format!("{}/health", self.url));
+        let what = format!("{} serving (log: {})", self.name, self.log.display());
+        wait_until(&what, READY_WITHIN, || {
+            let (client, health) = (client.clone(), health.clone());
+            let exited = self.exited();
+            let what = &what;
+            async move {
+                assert!(!exited, "{what}: the host exited while starting");
+                client
+                    .get(&health)
+                    .timeout(Duration::from_secs(2))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            }
+        })
+        .await;
+    }
+
+    fn exited(&self) -> bool {
+        // `try_wait` needs `&mut`; a missing /proc entry says the same.
+        let pid = self.child.as_ref().and_then(Child::id);
+        pid.is_none_or(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map_or(true, |stat| stat.split_whitespace().nth(2) == Some("Z"))
+        })
+    }
+
+    /// SIGKILL: the process ends at once, mid-request, mid-transaction.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.start_kill().expect("SIGKILL sent");
+            child.wait().await.expect("the host is reaped");
+        }
+    }
+
+    /// SIGTERM, then waits for the graceful shutdown to end.
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = child.id() {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status()
+                    .await;
+            }
+            let stopped = tokio::time::timeout(READY_WITHIN, child.wait()).await;
+            assert!(stopped.is_ok(), "{} did not stop on SIGTERM", self.name);
+        }
+    }
+
+    /// The host's log so far (for a failing assertion's message).
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let start = log.len().saturating_sub(4000);
+        log[log.floor_char_boundary(start)..].to_owned()
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.start_kill();
+        }
+        // A failing test keeps the log for its reader.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log);
+        }
+    }
+}
