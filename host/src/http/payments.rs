@@ -47,9 +47,7 @@ pub async fn create(
         .map_err(|e| ApiError::malformed(format!("malformed JSON: {e}")))?;
     let request = parse_create(&value)?;
     // No provider can charge a price finer than its currency's minor unit.
-    let currency = request
-        .currency
-        .or_else(|| Currency::parse(&merchant.default_currency).ok());
+    let currency = Currency::parse(&request.currency_code(&merchant)).ok();
     if let Some(currency) = currency.filter(|c| !request.price.fits(c)) {
         return Err(ApiError::field(
             "price",

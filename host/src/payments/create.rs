@@ -29,6 +29,15 @@ pub struct CreatePayment {
     pub currency: Option<Currency>,
 }
 
+impl CreatePayment {
+    /// The payment's currency code: the request's, else the merchant's
+    /// default.
+    pub fn currency_code(&self, merchant: &Merchant) -> String {
+        self.currency
+            .map_or_else(|| merchant.default_currency.clone(), |c| c.to_string())
+    }
+}
+
 /// The answer to a create request: replayed as is for its idempotency key.
 #[derive(Clone, Debug)]
 pub struct Created {
@@ -159,7 +168,9 @@ async fn run(
 
 /// Keeps the order's token for a created payment, gives it back otherwise.
 /// An error after the payment row was `stored` means its outcome could not
-/// be recorded: it exists, pending, and keeps its token.
+/// be recorded: it exists, pending, and keeps its token. An error before
+/// that may be an insert that committed unseen (its acknowledgement lost
+/// with the connection), so the token goes back only if no payment holds it.
 async fn settle_token(
     gw: &Gateway,
     merchant: &Merchant,
@@ -171,10 +182,16 @@ async fn settle_token(
     if keep_token {
         return;
     }
-    let (merchants, merchant_id, order_id) = (gw.merchants.clone(), merchant.id, request.order_id);
+    let uncertain = result.is_err();
+    let (merchants, payments) = (gw.merchants.clone(), gw.payments.clone());
+    let (merchant_id, order_id) = (merchant.id, request.order_id);
     let give_back = move || {
-        let merchants = merchants.clone();
+        let (merchants, payments) = (merchants.clone(), payments.clone());
         async move {
+            let order = [(merchant_id, order_id)];
+            if uncertain && !payments.live_orders(&order).await?.is_empty() {
+                return Ok(());
+            }
             merchants
                 .refund_token(merchant_id, order_id)
                 .await
@@ -262,9 +279,7 @@ async fn with_token(
 ) -> Result<Created, ApiError> {
     let alias = request.alias.as_str();
     let probe = circuit_probe(gw, alias).await?;
-    let currency = request
-        .currency
-        .map_or_else(|| merchant.default_currency.clone(), |c| c.to_string());
+    let currency = request.currency_code(merchant);
     let payment_id = match gw
         .payments
         .insert(&NewPayment {
