@@ -6,7 +6,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 
 use super::AppState;
 use super::auth::authenticate;
@@ -15,6 +14,7 @@ use super::error::{ApiError, FieldError, current_request_id};
 use super::openapi::{CreatePaymentBody, CreatedBody, ErrorBody, PaymentPage, Tracking};
 use crate::merchants::Scope;
 use crate::payments::create::{CreatePayment, create_payment};
+use crate::payments::idempotency::fingerprint;
 use crate::payments::{Alias, Currency, IdempotencyKey, Money, Payment};
 
 /// `POST /api/v1/payments`.
@@ -72,8 +72,7 @@ pub async fn create(
         None => None,
     };
     let key = header_key.or_else(|| request.event_id.clone());
-    // serde_json's map is sorted, so this is a canonical form of the body.
-    let fingerprint = Sha256::digest(serde_json::to_vec(&value).unwrap_or_default());
+    let fingerprint = fingerprint(&value);
     let created = create_payment(
         gw,
         &merchant,
@@ -200,6 +199,20 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let gw = &state.gateway;
     let merchant = authenticate(gw, &headers, Scope::Read, &[]).await?;
+    let (page, limit) = page_params(&params)?;
+    let (items, total) = gw.payments.list(merchant.id, page, limit).await?;
+    Ok(Json(json!({
+        "page": page,
+        "limit": limit,
+        "total": total,
+        "has_next": has_next(page, limit, total),
+        "items": items,
+    })))
+}
+
+/// `page` (1–1,000,000, default 1) and `limit` (1–100, default 20) of a
+/// list request; every bad one named in one 400.
+fn page_params(params: &[(String, String)]) -> Result<(i64, i64), ApiError> {
     let mut errors = Vec::new();
     let mut param = |name: &str, default: i64, max: i64| -> i64 {
         let Some((_, raw)) = params.iter().find(|(k, _)| k == name) else {
@@ -218,17 +231,16 @@ pub async fn list(
     };
     let page = param("page", 1, 1_000_000);
     let limit = param("limit", 20, 100);
-    if !errors.is_empty() {
-        return Err(ApiError::fields(errors));
+    if errors.is_empty() {
+        Ok((page, limit))
+    } else {
+        Err(ApiError::fields(errors))
     }
-    let (items, total) = gw.payments.list(merchant.id, page, limit).await?;
-    Ok(Json(json!({
-        "page": page,
-        "limit": limit,
-        "total": total,
-        "has_next": page * limit < total,
-        "items": items,
-    })))
+}
+
+/// Whether payments come after page `page` of `limit` out of `total`.
+fn has_next(page: i64, limit: i64, total: i64) -> bool {
+    page * limit < total
 }
 
 fn payment_id(raw: &str) -> Result<i64, ApiError> {
@@ -308,4 +320,63 @@ pub async fn tracking(
     Ok(Json(
         json!({"payment_id": payment.payment_id, "payment_status": payment.status, "events": events}),
     ))
+}
+
+#[cfg(test)]
+mod pagination_properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn params(page: &str, limit: &str) -> Vec<(String, String)> {
+        vec![("page".into(), page.into()), ("limit".into(), limit.into())]
+    }
+
+    proptest! {
+        /// Walking the pages while `has_next` says so visits every payment
+        /// once, in order (the store's offset is `(page - 1) * limit`), and
+        /// stops at the last page.
+        #[test]
+        fn the_pages_cover_every_payment_once(total in 0i64..5_000, limit in 1i64..=100) {
+            let (mut seen, mut page) = (0i64, 1i64);
+            loop {
+                let offset = (page - 1) * limit;
+                let on_page = (total - offset).clamp(0, limit);
+                prop_assert_eq!(offset, seen, "page {} starts where the last ended", page);
+                seen += on_page;
+                if !has_next(page, limit, total) {
+                    break;
+                }
+                prop_assert!(on_page == limit, "only the last page is short");
+                page += 1;
+            }
+            prop_assert_eq!(seen, total);
+            prop_assert!(page == 1 || (page - 1) * limit < total, "no empty page after the first");
+        }
+
+        /// Any text for either parameter is accepted exactly when it is a
+        /// whole number in range, refused with a 400 naming it otherwise,
+        /// and never panics.
+        #[test]
+        fn parameters_are_in_range_or_refused(page in "\\PC{0,12}|-?[0-9]{1,8}", limit in "\\PC{0,6}|-?[0-9]{1,4}") {
+            let valid = |raw: &str, max: i64| raw.parse::<i64>().is_ok_and(|v| (1..=max).contains(&v));
+            match page_params(&params(&page, &limit)) {
+                Ok((p, l)) => {
+                    prop_assert!(valid(&page, 1_000_000) && valid(&limit, 100));
+                    prop_assert_eq!((Ok(p), Ok(l)), (page.parse::<i64>(), limit.parse::<i64>()));
+                }
+                Err(ApiError::InvalidRequest { fields, .. }) => {
+                    let named: Vec<&str> = fields.iter().map(|f| f.field.as_str()).collect();
+                    prop_assert_eq!(named.contains(&"page"), !valid(&page, 1_000_000));
+                    prop_assert_eq!(named.contains(&"limit"), !valid(&limit, 100));
+                }
+                Err(other) => prop_assert!(false, "unexpected {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn missing_parameters_take_their_defaults() {
+        assert_eq!(page_params(&[]).unwrap(), (1, 20));
+    }
 }

@@ -5,9 +5,53 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use super::domain::IdempotencyKey;
 use super::store::PaymentStore;
+
+/// The fingerprint of a request body for its idempotency key: SHA-256 of
+/// its canonical JSON (object members sorted by name at every depth, no
+/// whitespace), so the same body written another way is the same request.
+pub fn fingerprint(body: &Value) -> [u8; 32] {
+    let mut canonical = Vec::new();
+    write_canonical(body, &mut canonical);
+    Sha256::digest(&canonical).into()
+}
+
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Object(members) => {
+            let mut members: Vec<_> = members.iter().collect();
+            members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (i, (name, value)) in members.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_leaf(&Value::String(name.clone()), out);
+                out.push(b':');
+                write_canonical(value, out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        leaf => write_leaf(leaf, out),
+    }
+}
+
+fn write_leaf(leaf: &Value, out: &mut Vec<u8>) {
+    serde_json::to_writer(out, leaf).expect("writing JSON into memory cannot fail");
+}
 
 /// What a request holding an idempotency key should do.
 #[derive(Debug, PartialEq)]
@@ -132,5 +176,70 @@ impl PaymentStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod fingerprint_properties {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    /// A JSON value up to three levels deep.
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            "\\PC{0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("[a-z_]{1,8}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// `members` written as a JSON object in the given order, with spaces.
+    fn object_text(members: &[(String, Value)]) -> String {
+        let members: Vec<String> = members
+            .iter()
+            .map(|(name, value)| format!("{} :  {}", json!(name), value))
+            .collect();
+        format!("{{ {} }}", members.join(" ,\n "))
+    }
+
+    proptest! {
+        /// The same members in any order, spaced any way, are one request.
+        #[test]
+        fn member_order_and_spacing_do_not_matter(
+            members in prop::collection::btree_map("[a-z_]{1,10}", json_value(), 1..8)
+                .prop_map(|m| m.into_iter().collect::<Vec<_>>())
+                .prop_shuffle(),
+        ) {
+            let written: Value = serde_json::from_str(&object_text(&members)).unwrap();
+            let mut sorted = members.clone();
+            sorted.sort_by(|a, b| a.0.cmp(&b.0));
+            let sorted: Value = serde_json::from_str(&object_text(&sorted)).unwrap();
+            prop_assert_eq!(fingerprint(&written), fingerprint(&sorted));
+        }
+
+        /// Changing any one member's value makes another request.
+        #[test]
+        fn another_value_is_another_request(
+            members in prop::collection::btree_map("[a-z_]{1,10}", json_value(), 1..8),
+            pick in any::<prop::sample::Index>(),
+            other in json_value(),
+        ) {
+            let body = Value::Object(members.clone().into_iter().collect());
+            let name = pick.get(&members.keys().collect::<Vec<_>>()).to_string();
+            prop_assume!(members[&name] != other);
+            let mut changed = body.clone();
+            changed[&name] = other;
+            prop_assert_ne!(fingerprint(&body), fingerprint(&changed));
+        }
     }
 }
