@@ -13,9 +13,15 @@ use crate::plugins::PluginError;
 use crate::plugins::bindings::{PaymentRequest, ProviderError};
 use crate::providers::CircuitState;
 
-/// How long a compensating write that met a database outage is retried
-/// (less than an idempotency claim's lease).
+/// How long a compensating write that met a database outage is retried.
 const COMPENSATE_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long this request's compensating writes may go on: well within the
+/// request lease, so a late one never frees a key or gives back a token
+/// that a retry has taken over since.
+fn compensate_within(gw: &Gateway) -> std::time::Duration {
+    COMPENSATE_WITHIN.min(gw.request_lease / 2)
+}
 
 /// A validated `POST /api/v1/payments` body.
 #[derive(Clone, Debug, PartialEq)]
@@ -84,28 +90,39 @@ pub async fn create_payment(
         // 200 and 502 are final for the key. Anything else frees it: for a
         // corrected retry, or, when a payment was stored, for a retry that
         // finishes it.
-        let (payments, merchant_id, key) = (gw.payments.clone(), merchant.id, key.clone());
-        let settled = outcome.as_ref().ok().map(|c| (c.status, c.body.clone()));
-        let record = move || {
-            let (payments, key, settled) = (payments.clone(), key.clone(), settled.clone());
-            async move {
-                match settled {
-                    Some((status, body)) => {
-                        let done = payments.complete_idempotency(merchant_id, &key, status, &body);
-                        done.await
-                    }
-                    None => payments.release_idempotency(merchant_id, &key).await,
-                }
-            }
-        };
-        if let Err(e) = record().await {
-            // Within the claim's lease, so a retry never frees a key that
-            // another request has taken over since.
+        let settled = outcome.as_ref().ok().map(|c| (c.status, &c.body));
+        if let Err(e) = record_outcome(&gw.payments, merchant.id, key, settled).await {
             tracing::warn!(error = %e, "could not record the idempotency outcome; retrying");
-            crate::db::retry_in_background("idempotency outcome", COMPENSATE_WITHIN, record);
+            let (payments, merchant_id, key) = (gw.payments.clone(), merchant.id, key.clone());
+            let settled = settled.map(|(status, body)| (status, body.clone()));
+            let within = compensate_within(gw);
+            crate::db::retry_in_background("idempotency outcome", within, move || {
+                let (payments, key, settled) = (payments.clone(), key.clone(), settled.clone());
+                async move {
+                    let settled = settled.as_ref().map(|(status, body)| (*status, body));
+                    record_outcome(&payments, merchant_id, &key, settled).await
+                }
+            });
         }
     }
     outcome
+}
+
+/// Keeps a final answer (`settled`: 200 or 502) for the key, or frees it.
+async fn record_outcome(
+    payments: &crate::payments::PaymentStore,
+    merchant_id: i64,
+    key: &IdempotencyKey,
+    settled: Option<(u16, &Value)>,
+) -> Result<(), sqlx::Error> {
+    match settled {
+        Some((status, body)) => {
+            payments
+                .complete_idempotency(merchant_id, key, status, body)
+                .await
+        }
+        None => payments.release_idempotency(merchant_id, key).await,
+    }
 }
 
 /// The provider plugin bound to the request's alias.
@@ -202,7 +219,8 @@ async fn settle_token(
     // retrying it is safe; the reconciler is the last resort.
     if let Err(e) = give_back().await {
         tracing::warn!(error = %e, order_id, "could not give back a quota token; retrying");
-        crate::db::retry_in_background("quota token return", COMPENSATE_WITHIN, give_back);
+        let within = compensate_within(gw);
+        crate::db::retry_in_background("quota token return", within, give_back);
     }
 }
 

@@ -60,36 +60,73 @@ impl Counters {
     }
 }
 
-/// Counters in a mutex-guarded map; expired entries are dropped on access
-/// and swept when the map grows.
-#[derive(Default)]
+/// Values by key, each until its own deadline, behind a mutex. Expired
+/// entries are never answered, and are swept once the map holds `sweep_at`
+/// keys.
+struct Expiring<V> {
+    entries: Mutex<Entries<V>>,
+    sweep_at: usize,
+}
+
+type Entries<V> = HashMap<String, (V, Instant)>;
+
+impl<V: Copy> Expiring<V> {
+    fn new(sweep_at: usize) -> Self {
+        Self {
+            entries: Mutex::default(),
+            sweep_at,
+        }
+    }
+
+    /// Runs `f` on the entries under the lock, with the time it took it.
+    fn with<R>(&self, f: impl FnOnce(&mut Entries<V>, Instant) -> R) -> R {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if entries.len() >= self.sweep_at {
+            entries.retain(|_, (_, until)| *until > now);
+        }
+        f(&mut entries, now)
+    }
+
+    /// The value of `key` in `entries`, unless it expired by `now`.
+    fn live(entries: &Entries<V>, key: &str, now: Instant) -> Option<V> {
+        entries
+            .get(key)
+            .filter(|(_, until)| *until > now)
+            .map(|(value, _)| *value)
+    }
+
+    fn get(&self, key: &str) -> Option<V> {
+        self.with(|entries, now| Self::live(entries, key, now))
+    }
+
+    fn insert(&self, key: &str, value: V, for_at_most: Duration) {
+        self.with(|entries, now| entries.insert(key.to_owned(), (value, now + for_at_most)));
+    }
+}
+
+/// Counters in memory; expired entries are dropped on access and swept
+/// when the map grows.
 pub struct MemoryCounters {
-    map: Mutex<HashMap<String, (i64, Instant)>>,
+    map: Expiring<i64>,
+}
+
+impl Default for MemoryCounters {
+    fn default() -> Self {
+        Self {
+            map: Expiring::new(100_000),
+        }
+    }
 }
 
 impl MemoryCounters {
-    const SWEEP_AT: usize = 100_000;
-
-    fn with_map<R>(&self, f: impl FnOnce(&mut HashMap<String, (i64, Instant)>, Instant) -> R) -> R {
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        if map.len() >= Self::SWEEP_AT {
-            map.retain(|_, (_, exp)| *exp > now);
-        }
-        f(&mut map, now)
-    }
-
-    fn live(map: &HashMap<String, (i64, Instant)>, key: &str, now: Instant) -> Option<i64> {
-        map.get(key).filter(|(_, exp)| *exp > now).map(|(v, _)| *v)
-    }
-
     fn increment(&self, key: &str, delta: i64, window_ms: u64) -> (i64, u64) {
         let window_ms = window_ms.max(1);
         let wall_ms = super::services::Clock::System.now_ms();
         let reset_ms = window_ms - wall_ms % window_ms;
         let slot = format!("{key}\u{0}{}", wall_ms / window_ms);
-        self.with_map(|map, now| {
-            let value = Self::live(map, &slot, now)
+        self.map.with(|map, now| {
+            let value = Expiring::live(map, &slot, now)
                 .unwrap_or(0)
                 .saturating_add(delta);
             map.insert(slot, (value, now + Duration::from_millis(reset_ms)));
@@ -98,12 +135,12 @@ impl MemoryCounters {
     }
 
     fn get(&self, key: &str) -> Option<i64> {
-        self.with_map(|map, now| Self::live(map, key, now))
+        self.map.get(key)
     }
 
     fn compare_and_swap(&self, key: &str, expected: Option<i64>, new: i64, ttl_ms: u64) -> bool {
-        self.with_map(|map, now| {
-            if Self::live(map, key, now) != expected {
+        self.map.with(|map, now| {
+            if Expiring::live(map, key, now) != expected {
                 return false;
             }
             map.insert(
@@ -128,7 +165,7 @@ pub struct RedisCounters {
     prefix: String,
     increment: redis::Script,
     cas: redis::Script,
-    seen: Mutex<HashMap<String, (Option<i64>, Instant)>>,
+    seen: Expiring<Option<i64>>,
 }
 
 /// How long a value read or stored by this host is answered from memory.
@@ -166,24 +203,16 @@ impl RedisCounters {
                    redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return {1, ARGV[2]} end \
                  return {0, cur}",
             ),
-            seen: Mutex::default(),
+            seen: Expiring::new(SEEN_SWEEP_AT),
         })
     }
 
     fn recall(&self, key: &str) -> Option<Option<i64>> {
-        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        seen.get(key)
-            .filter(|(_, until)| *until > Instant::now())
-            .map(|(value, _)| *value)
+        self.seen.get(key)
     }
 
     fn remember(&self, key: &str, value: Option<i64>, for_at_most: Duration) {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        if seen.len() >= SEEN_SWEEP_AT {
-            seen.retain(|_, (_, until)| *until > now);
-        }
-        seen.insert(key.to_owned(), (value, now + for_at_most.min(SEEN_FOR)));
+        self.seen.insert(key, value, for_at_most.min(SEEN_FOR));
     }
 
     fn key(&self, key: &str) -> String {
