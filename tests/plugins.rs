@@ -112,10 +112,13 @@ fn decode(s: &str) -> String {
     String::from_utf8(out).unwrap()
 }
 
+/// A provider's answer (status, body) and the error it must become.
+type FailureCase = (u16, &'static str, fn(&ProviderError) -> bool);
+
 #[tokio::test]
 async fn stripe_adapter_maps_provider_failures() {
     set_test_secrets();
-    let cases: [(u16, &'static str, fn(&ProviderError) -> bool); 4] = [
+    let cases: [FailureCase; 4] = [
         (
             402,
             r#"{"error":{"type":"card_error","message":"Your card was declined."}}"#,

@@ -62,10 +62,10 @@ impl AuthCache {
     ) -> Result<Option<Merchant>, sqlx::Error> {
         let hash = ApiKey(key).hash();
         let now = Instant::now();
-        if let Some((at, merchant)) = self.lock().get(&hash) {
-            if now.duration_since(*at) < AUTH_CACHE_TTL {
-                return Ok(Some(merchant.clone()));
-            }
+        if let Some((at, merchant)) = self.lock().get(&hash)
+            && now.duration_since(*at) < AUTH_CACHE_TTL
+        {
+            return Ok(Some(merchant.clone()));
         }
         let found = store.merchant_for_key(&hash).await?;
         let mut entries = self.lock();

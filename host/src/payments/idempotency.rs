@@ -53,6 +53,9 @@ fn write_leaf(leaf: &Value, out: &mut Vec<u8>) {
     serde_json::to_writer(out, leaf).expect("writing JSON into memory cannot fail");
 }
 
+/// A stored claim: body hash, state, final status and body, when claimed.
+type ClaimRow = (Vec<u8>, String, Option<i16>, Option<Value>, DateTime<Utc>);
+
 /// What a request holding an idempotency key should do.
 #[derive(Debug, PartialEq)]
 pub enum Claim {
@@ -92,15 +95,14 @@ impl PaymentStore {
         if inserted.rows_affected() == 1 {
             return Ok(Claim::Fresh);
         }
-        let row: Option<(Vec<u8>, String, Option<i16>, Option<Value>, DateTime<Utc>)> =
-            sqlx::query_as(
-                "SELECT request_hash, state, response_status, response_body, created_at
+        let row: Option<ClaimRow> = sqlx::query_as(
+            "SELECT request_hash, state, response_status, response_body, created_at
              FROM idempotency_keys WHERE merchant_id = $1 AND key = $2",
-            )
-            .bind(merchant_id)
-            .bind(key.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+        )
+        .bind(merchant_id)
+        .bind(key.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
         let Some((stored_hash, state, status, body, created_at)) = row else {
             // Released between our insert and select: try once more from the top.
             return Box::pin(self.claim_idempotency(merchant_id, key, hash, lease)).await;

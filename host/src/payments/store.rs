@@ -88,6 +88,9 @@ pub struct NewPayment<'a> {
     pub idempotency_key: Option<&'a str>,
 }
 
+/// A timeline row: event type, status, message, payload, when.
+type TimelineRow = (String, String, Option<String>, Option<Value>, DateTime<Utc>);
+
 type PaymentRow = (
     i64,
     i64,
@@ -316,7 +319,7 @@ impl PaymentStore {
 
     /// The payment's timeline in time order.
     pub async fn timeline(&self, payment_id: i64) -> Result<Vec<TimelineEvent>, sqlx::Error> {
-        let rows: Vec<(String, String, Option<String>, Option<Value>, DateTime<Utc>)> = sqlx::query_as(
+        let rows: Vec<TimelineRow> = sqlx::query_as(
             "SELECT event_type, status, message, payload, created_at FROM payment_logs WHERE payment_id = $1 ORDER BY id",
         )
         .bind(payment_id)

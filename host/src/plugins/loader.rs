@@ -195,10 +195,10 @@ impl Loader {
             reason: format!("{e:#}"),
         })?;
         tracing::info!(plugin = name, %digest, ms = started.elapsed().as_millis() as u64, "compiled component");
-        if let Some(path) = cached {
-            if let Err(e) = write_artifact(&path, &component) {
-                tracing::warn!(plugin = name, error = %e, "could not cache compiled component");
-            }
+        if let Some(path) = cached
+            && let Err(e) = write_artifact(&path, &component)
+        {
+            tracing::warn!(plugin = name, error = %e, "could not cache compiled component");
         }
         Ok((component, CodeSource::Compiled))
     }

@@ -71,10 +71,10 @@ impl ProviderStore {
 
     /// The binding of `alias`, cached for a moment.
     pub async fn get(&self, alias: &str) -> Result<Option<AliasBinding>, sqlx::Error> {
-        if let Some((at, binding)) = self.lock().get(alias) {
-            if at.elapsed() < CACHE_TTL {
-                return Ok(binding.clone());
-            }
+        if let Some((at, binding)) = self.lock().get(alias)
+            && at.elapsed() < CACHE_TTL
+        {
+            return Ok(binding.clone());
         }
         let row: Option<(String, String, Option<String>, bool)> = sqlx::query_as(
             "SELECT alias, provider_plugin, verifier_plugin, available FROM provider_aliases WHERE alias = $1",
