@@ -4,3 +4,4 @@
 
 mod crash;
 pub(crate) mod host;
+mod replicas;

@@ -112,9 +112,7 @@ pub const LAX_RATE_LIMIT: &str = "[config]\nip-rate = \"100000\"\nip-burst = \"1
 /// provider at `sandbox_addr`, the rate-limit policy with `rate_limit` as
 /// its spec, and both webhook verifiers.
 pub fn standard_plugins(sandbox_addr: &str, rate_limit: &str) -> Vec<ExtraPlugin> {
-    let provider_spec = format!(
-        "allowed_hosts = [\"{sandbox_addr}\"]\n[config]\nbase-url = \"http://{sandbox_addr}\"\n[secrets]\nsecret-key = \"env:STRIPE_SECRET_KEY\"\n"
-    );
+    let provider_spec = provider_spec(sandbox_addr);
     vec![
         ("sandbox", "sandbox_adapter", provider_spec.clone()),
         ("stripe", "stripe_adapter", provider_spec),
@@ -130,6 +128,14 @@ pub fn standard_plugins(sandbox_addr: &str, rate_limit: &str) -> Vec<ExtraPlugin
             "[secrets]\nwebhook-secret = \"env:STRIPE_WEBHOOK_SECRET\"\n".to_owned(),
         ),
     ]
+}
+
+/// The spec of a provider adapter calling the sandbox provider at
+/// `sandbox_addr` (host:port), its secret from the environment.
+pub fn provider_spec(sandbox_addr: &str) -> String {
+    format!(
+        "allowed_hosts = [\"{sandbox_addr}\"]\n[config]\nbase-url = \"http://{sandbox_addr}\"\n[secrets]\nsecret-key = \"env:STRIPE_SECRET_KEY\"\n"
+    )
 }
 
 /// Writes each plugin's component and spec into the plugin directory `dir`.

@@ -32,11 +32,7 @@ async fn app_with_registry() -> (TestApp, tempfile::TempDir, Registry) {
 /// The stripe adapter's spec, pointed at the app's sandbox provider.
 fn stripe_spec(app: &TestApp) -> PluginSpec {
     let host = app.sandbox_url.trim_start_matches("http://");
-    PluginSpec::from_toml(&format!(
-        "allowed_hosts = [\"{host}\"]\n[config]\nbase-url = \"{}\"\n[secrets]\nsecret-key = \"env:STRIPE_SECRET_KEY\"\n",
-        app.sandbox_url
-    ))
-    .unwrap()
+    PluginSpec::from_toml(&super::app::provider_spec(host)).unwrap()
 }
 
 fn publish_stripe(

@@ -165,13 +165,26 @@ impl MerchantStore {
         subscription_id: i64,
         order_id: i64,
     ) -> Result<Take, sqlx::Error> {
-        let (outcome, held_secs): (String, Option<f64>) =
-            sqlx::query_as("SELECT outcome, held_secs FROM take_quota_token($1, $2, $3)")
-                .bind(subscription_id)
-                .bind(merchant_id)
-                .bind(order_id)
-                .fetch_one(&self.pool)
-                .await?;
+        // The statement waits for busy slots in one order, so it should
+        // never deadlock; were PostgreSQL to pick it as a deadlock's victim
+        // anyway, it rolled back whole and is safe to run again.
+        let mut tries = 0;
+        let (outcome, held_secs): (String, Option<f64>) = loop {
+            let taken =
+                sqlx::query_as("SELECT outcome, held_secs FROM take_quota_token($1, $2, $3)")
+                    .bind(subscription_id)
+                    .bind(merchant_id)
+                    .bind(order_id)
+                    .fetch_one(&self.pool)
+                    .await;
+            match taken {
+                Err(e) if tries < 3 && is_deadlock(&e) => {
+                    tries += 1;
+                    tracing::warn!(order_id, "quota token: deadlock victim, trying again");
+                }
+                taken => break taken?,
+            }
+        };
         Ok(match outcome.as_str() {
             "taken" => Take::Taken,
             "held" => Take::Held {
@@ -338,4 +351,11 @@ impl MerchantStore {
 pub struct NotificationTarget {
     pub callback_url: Option<String>,
     pub webhook_secret: Secret,
+}
+
+/// PostgreSQL's `deadlock_detected` (40P01).
+fn is_deadlock(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| code == "40P01")
 }
