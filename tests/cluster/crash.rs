@@ -8,16 +8,14 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use paygate::secret::Secret;
 use rand::Rng;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::host::{HostProcess, Shared};
-use crate::api::app::{LAX_RATE_LIMIT, TestApp, merchant_with, reply, spawn_app_with};
-use crate::api::app::{isolated, standard_plugins};
+use super::host::{HostProcess, Services};
+use crate::api::app::{LAX_RATE_LIMIT, TestApp, merchant_with, reply, standard_plugins};
 use crate::api::notifications::{MerchantEndpoint, provider_webhook};
-use crate::faults::services::wait_until;
+use crate::faults::services::{free_port, wait_until};
 
 /// Kills during the load.
 const KILLS: usize = 6;
@@ -31,51 +29,20 @@ const EVENTUALLY: Duration = Duration::from_secs(90);
 #[tokio::test]
 async fn sigkill_under_load_loses_nothing_and_charges_each_key_once() {
     let started = Instant::now();
-    let (databases, namespace) = isolated("crash").await;
     let endpoint = MerchantEndpoint::start(&[]).await;
-    // An in-process host migrates the databases and binds the aliases; it
-    // stops before the process under test starts, and its pools stay for
-    // the checks.
-    let mut setup = spawn_app_with(LAX_RATE_LIMIT, Vec::new(), {
-        let (databases, namespace) = (databases.clone(), namespace.clone());
-        move |mut c| {
-            c.databases = databases;
-            c.outbox.namespace = namespace;
-            c
-        }
-    })
-    .await;
-    setup.merchant = merchant_with(&setup.gateway, 100_000, false, Some(endpoint.url())).await;
-    setup.shutdown.cancel();
-    if let Some(server) = setup.server.take() {
-        server.await.unwrap().unwrap();
-    }
-
-    let sandbox = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sandbox_addr = sandbox.local_addr().unwrap();
-    let shared = Shared::new(
-        databases,
-        namespace,
-        &standard_plugins(&sandbox_addr.to_string(), LAX_RATE_LIMIT),
-        &[("PAYGATE_REQUEST_LEASE", REQUEST_LEASE)],
-    );
-    let mut host = HostProcess::start(&shared, "crash").await;
-    let stop_sandbox = CancellationToken::new();
-    tokio::spawn(paygate::sandbox::serve(
-        sandbox,
-        paygate::sandbox::SandboxArgs {
-            listen: sandbox_addr,
-            public_url: format!("http://{sandbox_addr}"),
-            gateway_url: host.url.clone(),
-            internal_webhook_secret: Secret::new("test-internal-secret"),
-            stripe_webhook_secret: Secret::new("whsec_test"),
-        },
-        stop_sandbox.clone(),
-    ));
+    let port = free_port();
+    let mut services = Services::start("crash", &format!("http://127.0.0.1:{port}")).await;
+    let callback = Some(endpoint.url());
+    services.setup.merchant =
+        merchant_with(&services.setup.gateway, 100_000, false, callback).await;
+    let plugins = standard_plugins(&services.sandbox_addr, LAX_RATE_LIMIT);
+    let shared = services.shared(&plugins, &[("PAYGATE_REQUEST_LEASE", REQUEST_LEASE)]);
+    let mut host = HostProcess::start_on(&shared, "crash", port).await;
+    let setup = &services.setup;
 
     let stop = CancellationToken::new();
     let clients: Vec<_> = (0..CLIENTS)
-        .map(|n| tokio::spawn(client(&setup, &host.url, n, stop.clone())))
+        .map(|n| tokio::spawn(client(setup, &host.url, n, stop.clone())))
         .collect();
     let pauses: Vec<(u64, u64)> = {
         let mut rng = rand::rng();
@@ -109,11 +76,10 @@ async fn sigkill_under_load_loses_nothing_and_charges_each_key_once() {
     );
     assert_eq!(host.starts as usize, KILLS + 1);
 
-    assert_each_key_made_one_payment(&setup, &seen).await;
-    let settled = finish_what_the_provider_could_not_tell(&setup, &host, &seen).await;
-    assert_notified_once(&setup, &endpoint, &settled).await;
-    assert_quota_matches_payments(&setup).await;
-    stop_sandbox.cancel();
+    assert_each_key_made_one_payment(setup, &seen).await;
+    let settled = finish_what_the_provider_could_not_tell(setup, &host, &seen).await;
+    assert_notified_once(setup, &endpoint, &settled).await;
+    assert_quota_matches_payments(setup).await;
     host.stop().await;
     println!("crash test done in {:?}", started.elapsed());
 }

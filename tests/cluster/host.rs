@@ -9,11 +9,91 @@ use std::time::Duration;
 use paygate::config::DatabaseUrls;
 use tokio::process::{Child, Command};
 
-use crate::api::app::{ExtraPlugin, cache_dir, stage_plugins};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::api::app::{
+    ExtraPlugin, LAX_RATE_LIMIT, TestApp, cache_dir, isolated, spawn_app_with, stage_plugins,
+};
 use crate::faults::services::{free_port, wait_until};
 
 /// The most a host may take to serve after it was started.
 const READY_WITHIN: Duration = Duration::from_secs(60);
+
+/// Migrated databases with the aliases bound, a broker namespace, and a
+/// sandbox provider, for the host processes of one test.
+pub struct Services {
+    /// An in-process app, stopped once it had migrated the databases and
+    /// bound the aliases; its gateway's pools are the test's handles on the
+    /// databases. Its own merchant has 1000 tokens and no callback.
+    pub setup: TestApp,
+    pub databases: DatabaseUrls,
+    pub namespace: String,
+    /// `host:port` of the sandbox provider the hosts' adapters call.
+    pub sandbox_addr: String,
+    _sandbox: DropGuard,
+}
+
+impl Services {
+    /// `tag` names the databases and namespace; the sandbox provider sends
+    /// its webhooks to `gateway_url`.
+    pub async fn start(tag: &str, gateway_url: &str) -> Self {
+        let (databases, namespace) = isolated(tag).await;
+        let (dbs, ns) = (databases.clone(), namespace.clone());
+        let mut setup = spawn_app_with(LAX_RATE_LIMIT, Vec::new(), move |mut c| {
+            c.databases = dbs;
+            c.outbox.namespace = ns;
+            c
+        })
+        .await;
+        // It must not serve, publish or deliver next to the hosts.
+        setup.shutdown.cancel();
+        setup
+            .server
+            .take()
+            .expect("the set-up app runs")
+            .await
+            .unwrap()
+            .unwrap();
+
+        // Its sandbox stopped with it: the hosts get one of their own.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let args = paygate::sandbox::SandboxArgs {
+            listen: addr,
+            public_url: format!("http://{addr}"),
+            gateway_url: gateway_url.to_owned(),
+            internal_webhook_secret: paygate::secret::Secret::new("test-internal-secret"),
+            stripe_webhook_secret: paygate::secret::Secret::new("whsec_test"),
+        };
+        tokio::spawn(paygate::sandbox::serve(listener, args, stop.clone()));
+        Self {
+            setup,
+            databases,
+            namespace,
+            sandbox_addr: addr.to_string(),
+            _sandbox: stop.drop_guard(),
+        }
+    }
+
+    /// What every host of this test shares, with `plugins` staged and the
+    /// settings `env`.
+    pub fn shared(&self, plugins: &[ExtraPlugin], env: &[(&str, &str)]) -> Shared {
+        Shared::new(self.databases.clone(), self.namespace.clone(), plugins, env)
+    }
+
+    /// A count from the payments database; `$1` is `bind`, if any.
+    pub async fn count(&self, sql: &str, bind: Option<i64>) -> i64 {
+        let mut query = sqlx::query_scalar::<_, i64>(sql);
+        if let Some(value) = bind {
+            query = query.bind(value);
+        }
+        query
+            .fetch_one(&self.setup.gateway.dbs.payments)
+            .await
+            .unwrap()
+    }
+}
 
 /// What every host of one test shares: databases, broker namespace, Redis
 /// prefix, plugins and settings.
@@ -74,7 +154,12 @@ pub struct HostProcess {
 impl HostProcess {
     /// Starts a host named `name` on free ports and waits until it serves.
     pub async fn start(shared: &Shared, name: &str) -> Self {
-        let (port, admin_port) = (free_port(), free_port());
+        Self::start_on(shared, name, free_port()).await
+    }
+
+    /// Starts a host named `name` serving the API on `port`.
+    pub async fn start_on(shared: &Shared, name: &str, port: u16) -> Self {
+        let admin_port = free_port();
         let log = std::env::temp_dir().join(format!(
             "paygate-test-{}-{name}-{port}.log",
             std::process::id()

@@ -13,17 +13,15 @@ use lapin::options::{
     BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use paygate::config::DatabaseUrls;
 use paygate::merchants::CreatedMerchant;
 use paygate::plugins::operator::{PublishRequest, publish};
 use paygate_plugin_registry::{PluginSpec, Registry};
 use serde_json::{Value, json};
-use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::host::{HostProcess, Shared};
+use super::host::{HostProcess, Services, Shared};
 use crate::api::app::{
-    ExtraPlugin, LAX_RATE_LIMIT, Reply, TestApp, cache_dir, isolated, merchant_with, new_merchant,
-    reply, spawn_app_with, standard_plugins,
+    ExtraPlugin, LAX_RATE_LIMIT, Reply, cache_dir, merchant_with, new_merchant, reply,
+    standard_plugins,
 };
 use crate::api::notifications::{MerchantEndpoint, provider_webhook};
 use crate::faults::services::wait_until;
@@ -35,82 +33,12 @@ const ADMIN_TOKEN: &str = "test-admin-token";
 /// How long anything the hosts do in the background may take here.
 const EVENTUALLY: Duration = Duration::from_secs(45);
 
+/// Where the sandbox provider would send webhooks: nobody. Only its payment
+/// pages send them, and these tests send their own.
+const NO_GATEWAY: &str = "http://127.0.0.1:9";
+
 /// Requests in flight at once from a test.
 const IN_FLIGHT: usize = 8;
-
-/// Migrated databases with the aliases bound, a broker namespace, and a
-/// sandbox provider, for the hosts of one test.
-struct Services {
-    /// An in-process app, stopped once it had migrated the databases and
-    /// bound the aliases; its gateway's pools are the test's handles on the
-    /// databases. Its own merchant has 1000 tokens and no callback.
-    setup: TestApp,
-    databases: DatabaseUrls,
-    namespace: String,
-    /// `host:port` of the sandbox provider the hosts' adapters call.
-    sandbox_addr: String,
-    _sandbox: DropGuard,
-}
-
-impl Services {
-    async fn start(tag: &str) -> Self {
-        let (databases, namespace) = isolated(tag).await;
-        let (dbs, ns) = (databases.clone(), namespace.clone());
-        let mut setup = spawn_app_with(LAX_RATE_LIMIT, Vec::new(), move |mut c| {
-            c.databases = dbs;
-            c.outbox.namespace = ns;
-            c
-        })
-        .await;
-        // It must not serve, publish or deliver next to the hosts.
-        setup.shutdown.cancel();
-        setup
-            .server
-            .take()
-            .expect("the set-up app runs")
-            .await
-            .unwrap()
-            .unwrap();
-
-        // Its sandbox stopped with it: the hosts get one of their own.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stop = CancellationToken::new();
-        let args = paygate::sandbox::SandboxArgs {
-            listen: addr,
-            public_url: format!("http://{addr}"),
-            // Only the payment pages send webhooks; the tests send their own.
-            gateway_url: "http://127.0.0.1:9".into(),
-            internal_webhook_secret: paygate::secret::Secret::new("test-internal-secret"),
-            stripe_webhook_secret: paygate::secret::Secret::new("whsec_test"),
-        };
-        tokio::spawn(paygate::sandbox::serve(listener, args, stop.clone()));
-        Self {
-            setup,
-            databases,
-            namespace,
-            sandbox_addr: addr.to_string(),
-            _sandbox: stop.drop_guard(),
-        }
-    }
-
-    /// What every host of this test shares, with `plugins` staged.
-    fn shared(&self, plugins: &[ExtraPlugin]) -> Shared {
-        Shared::new(self.databases.clone(), self.namespace.clone(), plugins, &[])
-    }
-
-    /// A count from the payments database; `$1` is `bind`, if any.
-    async fn count(&self, sql: &str, bind: Option<i64>) -> i64 {
-        let mut query = sqlx::query_scalar::<_, i64>(sql);
-        if let Some(value) = bind {
-            query = query.bind(value);
-        }
-        query
-            .fetch_one(&self.setup.gateway.dbs.payments)
-            .await
-            .unwrap()
-    }
-}
 
 /// Starts two hosts on `shared` at once.
 async fn two_hosts(shared: &Shared) -> (HostProcess, HostProcess) {
@@ -269,9 +197,12 @@ const PAYMENTS: i64 = 100;
 async fn two_replicas_publish_and_notify_each_payment_once() {
     let started = Instant::now();
     let endpoint = MerchantEndpoint::start(&[]).await;
-    let services = Services::start("replicas_notify").await;
+    let services = Services::start("replicas_notify", NO_GATEWAY).await;
     let merchant = merchant_with(&services.setup.gateway, 1000, false, Some(endpoint.url())).await;
-    let shared = services.shared(&standard_plugins(&services.sandbox_addr, LAX_RATE_LIMIT));
+    let shared = services.shared(
+        &standard_plugins(&services.sandbox_addr, LAX_RATE_LIMIT),
+        &[],
+    );
     let tap = BrokerTap::start(&services.namespace).await;
     let (a, b) = two_hosts(&shared).await;
     let client = reqwest::Client::new();
@@ -395,9 +326,12 @@ async fn two_replicas_publish_and_notify_each_payment_once() {
 #[tokio::test]
 async fn quota_holds_across_replicas() {
     let started = Instant::now();
-    let services = Services::start("replicas_quota").await;
+    let services = Services::start("replicas_quota", NO_GATEWAY).await;
     let merchant = new_merchant(&services.setup.gateway, 20, false).await;
-    let shared = services.shared(&standard_plugins(&services.sandbox_addr, LAX_RATE_LIMIT));
+    let shared = services.shared(
+        &standard_plugins(&services.sandbox_addr, LAX_RATE_LIMIT),
+        &[],
+    );
     let (a, b) = two_hosts(&shared).await;
     let ready = started.elapsed();
     let client = reqwest::Client::new();
@@ -477,11 +411,11 @@ const RATE_REQUESTS: usize = 100;
 #[tokio::test]
 async fn rate_limits_hold_across_replicas() {
     let started = Instant::now();
-    let services = Services::start("replicas_rate").await;
+    let services = Services::start("replicas_rate", NO_GATEWAY).await;
     let spec = format!(
         "[config]\nip-rate = \"100000\"\nip-burst = \"100000\"\nkey-rate = \"{KEY_RATE}\"\nkey-burst = \"{KEY_BURST}\"\n"
     );
-    let shared = services.shared(&standard_plugins(&services.sandbox_addr, &spec));
+    let shared = services.shared(&standard_plugins(&services.sandbox_addr, &spec), &[]);
     let (a, b) = two_hosts(&shared).await;
     let client = reqwest::Client::new();
     let read_key = services.setup.merchant.read_api_key.clone();
@@ -618,7 +552,7 @@ async fn both_serve(
 #[tokio::test]
 async fn a_plugin_activation_reaches_both_replicas() {
     let started = Instant::now();
-    let services = Services::start("replicas_registry").await;
+    let services = Services::start("replicas_registry", NO_GATEWAY).await;
     let merchant = services.setup.merchant.clone();
     let registry_dir = tempfile::tempdir().unwrap();
     let registry = Registry::open(registry_dir.path()).unwrap();
@@ -646,7 +580,7 @@ async fn a_plugin_activation_reaches_both_replicas() {
         .into_iter()
         .filter(|(name, _, _)| *name != "stripe")
         .collect();
-    let mut shared = services.shared(&plugins);
+    let mut shared = services.shared(&plugins, &[]);
     shared.registry_dir = Some(registry_dir.path().to_owned());
     let (a, b) = two_hosts(&shared).await;
     let client = reqwest::Client::new();
