@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use paygate::harness::{Harness, Report, RunInput, Scheme, Verdict, run_once};
+use paygate_harness::{Harness, Report, RunInput, Scheme, Verdict, run_once};
 use paygate_plugin_registry::PluginKind;
 use serde_json::{Value, json};
 
@@ -372,7 +372,7 @@ fn dist(name: &str) -> String {
 }
 
 #[tokio::test]
-async fn cli_plugin_test_passes_stripe_in_under_five_seconds_and_fails_chaos() {
+async fn cli_plugin_test_passes_stripe_in_under_five_seconds() {
     let cache = tempfile::tempdir().unwrap();
     let cache_dir = cache.path().display().to_string();
     // The example fixtures shipped with the adapter run as extra cases.
@@ -393,22 +393,8 @@ async fn cli_plugin_test_passes_stripe_in_under_five_seconds_and_fails_chaos() {
     assert!(stdout.contains("9 cases: 9 passed, 0 failed"), "{stdout}");
     assert!(stdout.contains("session paid (recorded)"), "{stdout}");
     assert!(cold < Duration::from_secs(5), "took {cold:?}");
-
-    let junit = cache.path().join("chaos.xml");
-    let (code, stdout) = paygate(&[
-        "plugin",
-        "test",
-        &dist("chaos"),
-        "--cache-dir",
-        &cache_dir,
-        "--junit",
-        &junit.display().to_string(),
-    ])
-    .await;
-    assert_eq!(code, 1, "{stdout}");
-    assert!(stdout.contains("FAIL  success"), "{stdout}");
-    let xml = std::fs::read_to_string(&junit).unwrap();
-    roxmltree::Document::parse(&xml).unwrap();
+    // A failing component, its exit code and JUnit: host/harness/tests/standalone.rs
+    // runs them through `paygate-plugin`, which shares this command's code.
 }
 
 #[tokio::test]

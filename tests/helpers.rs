@@ -44,7 +44,7 @@ impl Runtime {
         })
         .expect("engine");
         let services = Arc::new(HostServices {
-            http: paygate::plugins::services::http_client(),
+            http: paygate::plugins::http_client(),
             counters,
             clock: Clock::Fixed(1_800_000_000_000.into()),
             named_secrets: Default::default(),

@@ -5,11 +5,11 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::any;
 use hmac::{Hmac, Mac};
+use paygate::counters::RedisCounters;
 use paygate::plugins::Counters;
 use paygate::plugins::bindings::{
     Decision, EventStatus, LimitRequest, PaymentRef, ProviderError, VerifyError, WebhookRequest,
 };
-use paygate::plugins::counters::RedisCounters;
 use sha2::Sha256;
 
 use crate::helpers::{FakeServer, Runtime, payment};
@@ -432,11 +432,11 @@ async fn token_bucket_limits_per_key_across_addresses() {
 async fn token_bucket_limits_hold_across_replicas_through_redis() {
     let prefix = format!("paygate-test-{}-{}:", std::process::id(), rand_suffix());
     let connect = || async {
-        Counters::Redis(
+        Counters::Shared(std::sync::Arc::new(
             RedisCounters::connect("redis://127.0.0.1:6379", &prefix)
                 .await
                 .expect("redis"),
-        )
+        ))
     };
     // Two runtimes stand for two host processes sharing one Redis.
     let a = Runtime::with_counters(connect().await);
@@ -463,7 +463,10 @@ async fn a_remembered_read_never_makes_a_stale_swap_succeed() {
     let b = RedisCounters::connect("redis://127.0.0.1:6379", &prefix)
         .await
         .unwrap();
-    let (a, b) = (Counters::Redis(a), Counters::Redis(b));
+    let (a, b) = (
+        Counters::Shared(std::sync::Arc::new(a)),
+        Counters::Shared(std::sync::Arc::new(b)),
+    );
     assert_eq!(a.get("k").await.unwrap(), None); // a remembers "absent"
     assert!(b.compare_and_swap("k", None, 5, 60_000).await.unwrap());
     // a's read is stale; its swap is checked in Redis, fails, and teaches

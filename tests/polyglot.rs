@@ -69,11 +69,8 @@ async fn conforms(build: Build) {
         return;
     };
     // What an integrator's CI runs: `paygate plugin test`'s suite.
-    let harness =
-        paygate::harness::Harness::new(format!("{}.wasm", build.component), bytes.clone())
-            .cache_dir(
-                std::env::temp_dir().join(format!("paygate-test-cache-{}", std::process::id())),
-            );
+    let harness = paygate_harness::Harness::new(format!("{}.wasm", build.component), bytes.clone())
+        .cache_dir(std::env::temp_dir().join(format!("paygate-test-cache-{}", std::process::id())));
     let provider = FakeServer::start(cases::fake_provider()).await;
     let subject = Subject::compile(build, bytes, provider);
     cases::run_all(&subject).await;

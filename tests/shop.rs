@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
-use paygate::secret::Secret;
+use paygate::plugins::Secret;
 use paygate::shop::{Shop, ShopArgs};
 use serde_json::{Value, json};
 use sha2::Sha256;

@@ -14,7 +14,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use libfuzzer_sys::fuzz_target;
-use paygate::secret::Secret;
+use paygate::plugins::Secret;
 use paygate::shop::notifications::{Refused, TOLERANCE_SECS, WebhookKey, verify};
 use paygate_fuzz::{Input, read};
 use sha2::Sha256;

@@ -31,7 +31,7 @@ use paygate::payments::create::{CreatePayment, provider_message, provider_reques
 use paygate::payments::webhook::PaymentLookup;
 use paygate::payments::{Alias, Currency, IdempotencyKey, Money, PaymentStatus};
 use paygate::plugins::bindings::{Decision, EventStatus, PaymentRef, ProviderError};
-use paygate::plugins::limits::{Limits, MAX_MEMORY_BYTES};
+use paygate::plugins::{Limits, MAX_MEMORY_BYTES};
 use paygate_plugin_registry::LimitsSpec;
 
 #[derive(Arbitrary, Debug)]

@@ -32,7 +32,7 @@ use paygate::merchants::NewMerchant;
 use paygate::notifier::Deliverer;
 use paygate::payments::PaymentStatus;
 use paygate::payments::webhook::PaymentLookup;
-use paygate::secret::Secret;
+use paygate::plugins::Secret;
 use paygate::{App, Config};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;

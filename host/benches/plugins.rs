@@ -43,7 +43,7 @@ fn row(rows: &mut Vec<Value>, id: &str, what: &str, mut times: Vec<Duration>) {
 fn runtime(cache: Option<std::path::PathBuf>) -> Arc<PluginSet> {
     let engine = PluginEngine::new(&EngineSettings::default()).expect("engine");
     let services = Arc::new(HostServices {
-        http: paygate::plugins::services::http_client(),
+        http: paygate::plugins::http_client(),
         counters: Counters::memory(),
         clock: Clock::System,
         named_secrets: Default::default(),

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use paygate::merchants::NewMerchant;
-use paygate::plugins::operator::{PublishRequest, publish};
+use paygate::plugins::{PublishRequest, publish};
 use paygate::providers::AliasBinding;
 use paygate::sandbox::SandboxArgs;
 use paygate::{App, Config};

@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::counters::RedisCounters;
 use crate::db::Databases;
 use crate::gateway::Gateway;
 use crate::http::{AppState, router};
@@ -16,13 +17,12 @@ use crate::merchants::{AuthCache, MerchantStore};
 use crate::notifier::Notifier;
 use crate::outbox::{OutboxStore, Producer, Topology};
 use crate::payments::PaymentStore;
-use crate::plugins::counters::RedisCounters;
+use crate::plugins::Secret;
 use crate::plugins::{
     Counters, EngineSettings, HostServices, Loader, PluginDir, PluginEngine, PluginSet,
     RegistrySource,
 };
 use crate::providers::{CircuitBreaker, ProviderStore};
-use crate::secret::Secret;
 use crate::webhooks::WebhookLog;
 
 /// A built server: databases migrated, plugins loaded, listener bound.
@@ -245,7 +245,7 @@ async fn load_plugins(config: &Config) -> anyhow::Result<PluginSet> {
     .into_iter()
     .map(|(name, secret)| (name.to_owned(), secret.clone()))
     .collect();
-    let services = HostServices::new(Counters::Redis(counters), named_secrets);
+    let services = HostServices::new(Counters::Shared(Arc::new(counters)), named_secrets);
     let set = PluginSet::new(Loader::new(
         Arc::new(engine),
         services,

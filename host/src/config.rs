@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::secret::Secret;
+use crate::plugins::Secret;
 
 /// Settings of the server.
 #[derive(Clone, Debug, clap::Args)]

@@ -14,9 +14,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::merchants::NewMerchant;
+use crate::plugins::Secret;
 use crate::providers::AliasBinding;
 use crate::sandbox::{self, SandboxArgs};
-use crate::secret::Secret;
 use crate::shop::{Shop, ShopArgs};
 
 const DEMO_MERCHANT: &str = "Demo shop";

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use paygate::plugins::operator::{PublishRequest, publish};
+use paygate::plugins::{PublishRequest, publish};
 use paygate_plugin_registry::{PluginKind, PluginSpec, Publish, Registry};
 use serde_json::{Value, json};
 

@@ -63,8 +63,8 @@ impl Services {
             listen: addr,
             public_url: format!("http://{addr}"),
             gateway_url: gateway_url.to_owned(),
-            internal_webhook_secret: paygate::secret::Secret::new("test-internal-secret"),
-            stripe_webhook_secret: paygate::secret::Secret::new("whsec_test"),
+            internal_webhook_secret: paygate::plugins::Secret::new("test-internal-secret"),
+            stripe_webhook_secret: paygate::plugins::Secret::new("whsec_test"),
         };
         tokio::spawn(paygate::sandbox::serve(listener, args, stop.clone()));
         Self {

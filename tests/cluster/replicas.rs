@@ -14,7 +14,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use paygate::merchants::CreatedMerchant;
-use paygate::plugins::operator::{PublishRequest, publish};
+use paygate::plugins::{PublishRequest, publish};
 use paygate_plugin_registry::{PluginSpec, Registry};
 use serde_json::{Value, json};
 

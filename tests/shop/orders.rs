@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use super::{TestShop, spawn_shop, spawn_shop_with};
-use paygate::secret::Secret;
+use paygate::plugins::Secret;
 
 #[tokio::test]
 async fn a_json_order_opens_its_payment_at_paygate() {

@@ -16,7 +16,7 @@ use subtle::ConstantTimeEq;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::secret::Secret;
+use crate::plugins::Secret;
 
 /// The admin routes, every one behind `token`.
 pub fn router(state: AppState, token: Secret) -> Router {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::keys::{ApiKey, KeyHash};
 use super::store::MerchantStore;
-use crate::secret::Secret;
+use crate::plugins::Secret;
 
 /// What a key may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use super::Scope;
-use crate::secret::Secret;
+use crate::plugins::Secret;
 
 /// The SHA-256 of a key: the only form the database ever holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -7,7 +7,7 @@ use sqlx::PgPool;
 
 use super::auth::{Merchant, Scope};
 use super::keys::{ApiKey, KeyHash, generate_key, generate_secret};
-use crate::secret::Secret;
+use crate::plugins::Secret;
 
 /// The merchants database.
 #[derive(Clone, Debug)]

@@ -14,7 +14,7 @@ use hmac::{Hmac, Mac};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use sha2::Sha256;
 
-use crate::secret::Secret;
+use crate::plugins::Secret;
 
 /// The most of a merchant's answer read (and thrown away).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;

@@ -25,7 +25,7 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::secret::Secret;
+use crate::plugins::Secret;
 use store::Sandbox;
 
 /// Settings of the sandbox provider, from flags or environment variables.

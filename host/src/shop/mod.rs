@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::DEFAULT_PAYMENTS_DATABASE_URL;
 use crate::http::middleware::no_sniffing_or_framing;
-use crate::secret::Secret;
+use crate::plugins::Secret;
 use client::PaygateClient;
 use error::ShopError;
 use notifications::WebhookKey;

@@ -1,0 +1,126 @@
+//! `paygate plugin test` and `paygate plugin run`: argument parsing and
+//! printing around [`crate::Harness`] and [`crate::run_once`].
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use crate::{Harness, Options, RunInput, Scheme, run_once};
+
+/// `paygate plugin ...`: one component file, no services needed.
+#[derive(Subcommand)]
+pub enum PluginCommand {
+    /// Run the conformance suite of the component's world against a mock
+    /// host; exits 1 when a case fails.
+    Test(TestArgs),
+    /// Make one call described by a JSON file and print the result as JSON;
+    /// exits 1 when the component does not load or the host stops the call.
+    Run(RunArgs),
+}
+
+/// Arguments of `paygate plugin test`.
+#[derive(Args)]
+pub struct TestArgs {
+    /// The component (`.wasm`).
+    pub file: PathBuf,
+    /// A folder of recorded exchanges (`*.json`, `*.toml`) to run as extra cases.
+    #[arg(long)]
+    pub fixtures: Option<PathBuf>,
+    /// Also write the results as JUnit XML to this file.
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    /// A setting for the plugin, `KEY=VALUE`; `{mock}` in VALUE is the mock
+    /// provider's URL (`base-url` points there by default).
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = key_value)]
+    pub config: Vec<(String, String)>,
+    /// A secret for the plugin, `KEY=VALUE` (`secret-key` and
+    /// `webhook-secret` have test values already).
+    #[arg(long = "secret", value_name = "KEY=VALUE", value_parser = key_value)]
+    pub secrets: Vec<(String, String)>,
+    /// A verifier's signature scheme: internal-hmac or stripe (default: try both).
+    #[arg(long)]
+    pub scheme: Option<Scheme>,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+}
+
+/// Arguments of `paygate plugin run`.
+#[derive(Args)]
+pub struct RunArgs {
+    /// The component (`.wasm`).
+    pub file: PathBuf,
+    /// The call as JSON (see the harness documentation); `-` reads stdin.
+    #[arg(long)]
+    pub input: PathBuf,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+}
+
+/// Where compiled code is kept between runs: the same cache `serve` uses.
+#[derive(Args)]
+pub struct CacheArgs {
+    /// Where compiled code is kept between runs (the cache `serve` uses).
+    #[arg(
+        long = "cache-dir",
+        env = "PAYGATE_PLUGIN_CACHE_DIR",
+        default_value = ".paygate/cache"
+    )]
+    pub dir: PathBuf,
+}
+
+fn key_value(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {raw:?}")),
+    }
+}
+
+/// Runs the command; the process exit code is the returned value.
+pub async fn run(command: PluginCommand) -> anyhow::Result<i32> {
+    match command {
+        PluginCommand::Test(args) => test(args).await,
+        PluginCommand::Run(args) => run_input(args).await,
+    }
+}
+
+async fn test(args: TestArgs) -> anyhow::Result<i32> {
+    let options = Options {
+        fixtures: args.fixtures,
+        config: args.config.into_iter().collect(),
+        secrets: args.secrets.into_iter().collect(),
+        scheme: args.scheme,
+        cache_dir: Some(args.cache.dir),
+        ..Options::default()
+    };
+    let report = Harness::from_file(&args.file)?
+        .options(options)
+        .run()
+        .await?;
+    print!("{}", report.text());
+    if let Some(path) = &args.junit {
+        std::fs::write(path, report.junit())
+            .with_context(|| format!("writing --junit {}", path.display()))?;
+    }
+    Ok(if report.passed() { 0 } else { 1 })
+}
+
+async fn run_input(args: RunArgs) -> anyhow::Result<i32> {
+    let text = if args.input.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading --input from stdin")?
+    } else {
+        std::fs::read_to_string(&args.input)
+            .with_context(|| format!("reading --input {}", args.input.display()))?
+    };
+    let input: RunInput = serde_json::from_str(&text)
+        .with_context(|| format!("--input {} is not a valid call", args.input.display()))?;
+    let bytes =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let name = args
+        .file
+        .file_name()
+        .map_or_else(|| "plugin".into(), |n| n.to_string_lossy().into_owned());
+    let output = run_once(&name, &bytes, input, Some(args.cache.dir)).await?;
+    println!("{}", serde_json::to_string_pretty(&output.json)?);
+    Ok(if output.completed { 0 } else { 1 })
+}

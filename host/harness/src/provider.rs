@@ -1,0 +1,255 @@
+//! The provider-adapter suite: success, decline, provider 5xx, slow
+//! provider, malformed provider response and missing config, each answered
+//! by a built-in fixture, then the user's fixtures.
+//!
+//! The built-in success body carries the field names of the common
+//! checkout APIs (`id`, `url`, `payment_url`); an adapter for a provider
+//! that answers otherwise needs a recorded success exchange as a fixture.
+
+use serde_json::json;
+
+use crate::case::{CaseResult, Label, Meter, Subject, Verdict};
+use crate::fixtures::{Fixture, FixtureResponse, RequestMatch};
+use crate::mock::Received;
+use crate::outcome::Outcome;
+use paygate_runtime::bindings::PaymentRequest;
+
+/// How long past the plugin's HTTP timeout the slow provider answers.
+const SLOW_BY_MS: u64 = 1000;
+
+/// The payment every case opens.
+pub fn sample_payment() -> PaymentRequest {
+    PaymentRequest {
+        payment_id: 42,
+        merchant_id: 7,
+        order_id: 1042,
+        amount: "1".into(),
+        price: "10.00".into(),
+        currency: "EUR".into(),
+        idempotency_key: "harness-idem-42".into(),
+        return_url: Some("https://shop.example/return".into()),
+        metadata: Vec::new(),
+    }
+}
+
+/// Which export a case calls.
+#[derive(Clone, Debug)]
+enum Call {
+    CreatePayment,
+    PaymentStatus(String),
+}
+
+/// Whether the plugin must (or must not) reach the provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reach {
+    Must,
+    MustNot,
+    Either,
+}
+
+/// One case, built in or from a fixture.
+struct ProviderCase {
+    label: Label,
+    call: Call,
+    response: Option<FixtureResponse>,
+    request: Option<RequestMatch>,
+    /// Load without settings or secrets.
+    bare: bool,
+    expect: String,
+    reach: Reach,
+}
+
+impl ProviderCase {
+    fn built_in(name: &str, about: String, response: FixtureResponse, expect: &str) -> Self {
+        Self {
+            label: Label::built_in(name, about),
+            call: Call::CreatePayment,
+            response: Some(response),
+            request: None,
+            bare: false,
+            expect: expect.into(),
+            reach: Reach::Must,
+        }
+    }
+
+    /// A case from a user fixture, or why the fixture is unusable.
+    fn from_fixture(fixture: &Fixture) -> Result<Self, String> {
+        let call = match (fixture.call.as_deref(), &fixture.reference) {
+            (None | Some("create-payment"), _) => Call::CreatePayment,
+            (Some("payment-status"), Some(reference)) => Call::PaymentStatus(reference.clone()),
+            (Some("payment-status"), None) => {
+                return Err("a payment-status fixture needs `reference`".into());
+            }
+            (Some(other), _) => {
+                return Err(format!(
+                    "unknown call {other:?}: a provider adapter has create-payment and payment-status"
+                ));
+            }
+        };
+        let Some(response) = fixture.response.clone() else {
+            return Err(
+                "a provider-adapter fixture needs a `response` for the mock provider".into(),
+            );
+        };
+        Ok(Self {
+            label: Label::fixture(fixture),
+            call,
+            response: Some(response),
+            request: fixture.request.clone(),
+            bare: false,
+            expect: fixture.expect.clone(),
+            reach: Reach::Either,
+        })
+    }
+}
+
+/// The built-in cases; the slow one is timed against `http_timeout_ms`.
+fn built_ins(http_timeout_ms: u32) -> Vec<ProviderCase> {
+    let success = json!({
+        "id": "harness_session_1",
+        "object": "checkout.session",
+        "status": "open",
+        "url": "https://pay.example/harness_session_1",
+        "payment_url": "https://pay.example/harness_session_1",
+    });
+    let delay_ms = u64::from(http_timeout_ms) + SLOW_BY_MS;
+    let slow = FixtureResponse {
+        delay_ms,
+        ..FixtureResponse::json(200, success.clone())
+    };
+    let declined =
+        json!({ "error": { "type": "card_error", "message": "Your card was declined." } });
+    let html = FixtureResponse {
+        body: json!("<html><body>Welcome to nginx!</body></html>"),
+        headers: [("content-type".to_owned(), "text/html".to_owned())].into(),
+        ..FixtureResponse::json(200, json!(null))
+    };
+    let mut cases = vec![
+        ProviderCase::built_in(
+            "success",
+            "the provider opens the payment: ok with a reference and a payment URL".into(),
+            FixtureResponse::json(200, success),
+            "ok",
+        ),
+        ProviderCase::built_in(
+            "decline",
+            "HTTP 402 card_error: declined".into(),
+            FixtureResponse::json(402, declined),
+            "declined",
+        ),
+        ProviderCase::built_in(
+            "provider-5xx",
+            "HTTP 503: unavailable (worth retrying)".into(),
+            FixtureResponse::json(
+                503,
+                json!({ "error": { "message": "service unavailable" } }),
+            ),
+            "unavailable",
+        ),
+        ProviderCase::built_in(
+            "slow-provider",
+            format!(
+                "answers after {delay_ms} ms, past the {http_timeout_ms} ms HTTP timeout: unavailable"
+            ),
+            slow,
+            "unavailable",
+        ),
+        ProviderCase::built_in(
+            "malformed-response",
+            "HTTP 200 with an HTML body: unavailable".into(),
+            html,
+            "unavailable",
+        ),
+    ];
+    cases.push(ProviderCase {
+        bare: true,
+        reach: Reach::MustNot,
+        response: None,
+        ..ProviderCase::built_in(
+            "missing-config",
+            "no settings and no secrets: misconfigured, before any request".into(),
+            FixtureResponse::json(200, json!(null)),
+            "misconfigured",
+        )
+    });
+    cases
+}
+
+/// Runs the built-in cases, then one case per fixture.
+pub async fn run(subject: &Subject<'_>, fixtures: &[Fixture]) -> Vec<CaseResult> {
+    let mut results = Vec::new();
+    for case in built_ins(subject.host.http_timeout_ms()) {
+        results.push(run_case(subject, &case).await);
+    }
+    for fixture in fixtures {
+        match ProviderCase::from_fixture(fixture) {
+            Ok(case) => results.push(run_case(subject, &case).await),
+            Err(why) => results.push(Label::fixture(fixture).without_calls(Verdict::Fail(why))),
+        }
+    }
+    results
+}
+
+async fn run_case(subject: &Subject<'_>, case: &ProviderCase) -> CaseResult {
+    let mut slot = None;
+    let plugin = match subject.plugin_for(case.bare, &mut slot) {
+        Ok(plugin) => plugin,
+        Err(verdict) => return case.label.without_calls(verdict),
+    };
+    let mock = &subject.host.provider;
+    mock.answer_with(case.response.clone());
+    let meter = Meter::start(plugin);
+    let outcome = match &case.call {
+        Call::CreatePayment => {
+            Outcome::session(plugin.create_payment("harness", &sample_payment()).await)
+        }
+        Call::PaymentStatus(reference) => {
+            Outcome::state(plugin.payment_status("harness", reference).await)
+        }
+    };
+    let measured = meter.stop();
+    let verdict = judge(case, &outcome, &mock.received(), &mock.url());
+    case.label.result(verdict, measured)
+}
+
+/// Compares what the plugin did with what the case expects.
+fn judge(case: &ProviderCase, outcome: &Outcome, received: &[Received], url: &str) -> Verdict {
+    if !outcome.matches(&case.expect) {
+        return Verdict::Fail(format!(
+            "expected {}, got {}",
+            case.expect,
+            outcome.summary()
+        ));
+    }
+    if let Some(why) = case
+        .request
+        .as_ref()
+        .and_then(|m| received.iter().find_map(|r| m.mismatch(&r.method, &r.path)))
+    {
+        return Verdict::Fail(why);
+    }
+    match case.reach {
+        Reach::Must if received.is_empty() => {
+            return Verdict::Fail(format!(
+                "the plugin answered without calling the provider; it must send its requests to the `base-url` setting ({url})"
+            ));
+        }
+        Reach::MustNot if !received.is_empty() => {
+            return Verdict::Fail(format!(
+                "the plugin sent {} request(s) without its settings; it must answer misconfigured first",
+                received.len()
+            ));
+        }
+        _ => {}
+    }
+    if let Call::CreatePayment = case.call {
+        let session = &outcome.value["ok"];
+        let empty = |field: &str| session[field].as_str().is_some_and(str::is_empty);
+        if outcome.ok && (empty("reference") || empty("payment-url")) {
+            return Verdict::Fail(format!(
+                "a session needs a reference and a payment URL, got {session}"
+            ));
+        }
+    }
+    Verdict::Pass(outcome.summary())
+}

@@ -1,0 +1,168 @@
+//! The `paygate` command line: one subcommand per file, each a thin layer
+//! of argument parsing and printing over the gateway's services. `main.rs`
+//! only parses and calls [`run`].
+
+mod merchants;
+mod plugins;
+mod providers;
+mod upkeep;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use paygate_harness::cli::PluginCommand;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::DatabaseUrls;
+use crate::db::Databases;
+use crate::sandbox::{self, SandboxArgs};
+use crate::shop::{Shop, ShopArgs};
+use crate::{App, Config, demo, telemetry};
+use merchants::MerchantCommand;
+use plugins::PluginsCommand;
+use providers::ProviderCommand;
+use upkeep::{OutboxCommand, QuotaCommand};
+
+#[derive(Parser)]
+#[command(
+    name = "paygate",
+    version,
+    about = "Payments gateway with sandboxed WebAssembly plugins"
+)]
+/// The `paygate` command line.
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every `paygate` subcommand.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Serve the merchant API with the plugins of the plugin directory.
+    Serve(Box<Config>),
+    /// Create the databases if needed and apply pending migrations.
+    Migrate(DbArgs),
+    /// Manage merchants and their API keys.
+    Merchants {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(subcommand)]
+        command: MerchantCommand,
+    },
+    /// Manage provider aliases and the plugins bound to them.
+    Providers {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(subcommand)]
+        command: ProviderCommand,
+    },
+    /// Run the sandbox payment provider (tests and the demo use it).
+    SandboxProvider(SandboxArgs),
+    /// Run the demo shop, a merchant storefront that pays through paygate.
+    DemoShop(ShopArgs),
+    /// Publish, activate, roll back and check plugins in a registry.
+    Plugins {
+        /// The registry directory (hosts serve it with the same setting).
+        #[arg(
+            long,
+            env = "PAYGATE_REGISTRY_DIR",
+            default_value = ".paygate/registry"
+        )]
+        registry: std::path::PathBuf,
+        #[command(subcommand)]
+        command: PluginsCommand,
+    },
+    /// Inspect the outbox of merchant notifications.
+    Outbox {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(subcommand)]
+        command: OutboxCommand,
+    },
+    /// Quota upkeep.
+    Quota {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(subcommand)]
+        command: QuotaCommand,
+    },
+    /// Test or run one plugin component against a mock host.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+/// The database URLs a command that touches the databases needs.
+#[derive(clap::Args)]
+pub struct DbArgs {
+    #[command(flatten)]
+    pub databases: DatabaseUrls,
+}
+
+/// Runs one command; an `Err` is printed by `main` and exits non-zero.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // The harness prints a report on stdout; only problems belong on stderr.
+    let is_harness = matches!(cli.command, Command::Plugin { .. });
+    telemetry::init_with_default(if is_harness { "warn" } else { "info" });
+    match cli.command {
+        Command::Serve(config) => serve(*config).await,
+        Command::Migrate(db) => {
+            Databases::connect_and_migrate(&db.databases, 2).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Merchants { db, command } => merchants::run(db, command).await,
+        Command::Providers { db, command } => providers::run(db, command).await,
+        Command::Plugins { registry, command } => plugins::run(&registry, command).await,
+        Command::Outbox { db, command } => upkeep::outbox(db, command).await,
+        Command::Quota { db, command } => upkeep::quota(db, command).await,
+        Command::SandboxProvider(args) => {
+            let listener = tokio::net::TcpListener::bind(args.listen)
+                .await
+                .with_context(|| format!("binding SANDBOX_LISTEN={}", args.listen))?;
+            let shutdown = CancellationToken::new();
+            tokio::spawn(stop_on_signal(shutdown.clone()));
+            sandbox::serve(listener, args, shutdown).await
+        }
+        Command::DemoShop(args) => {
+            let shop = Shop::build(&args).await?;
+            let shutdown = CancellationToken::new();
+            tokio::spawn(stop_on_signal(shutdown.clone()));
+            shop.run(shutdown).await
+        }
+        Command::Plugin { command } => {
+            let code = paygate_harness::cli::run(command).await?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(mut config: Config) -> anyhow::Result<()> {
+    if config.demo {
+        // The demo shop listens on localhost.
+        config.notifier.allow_private_callbacks = true;
+    }
+    let app = App::build(&config).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    if config.demo {
+        let port = app.local_addr().port();
+        demo::start(&app.gateway, &config, port, shutdown.clone()).await?;
+    }
+    app.run(shutdown).await
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutdown requested");
+    shutdown.cancel();
+}

@@ -1,0 +1,225 @@
+//! `paygate plugins`: the plugin registry (publish, list, activate, roll
+//! back, verify, keys).
+
+use anyhow::Context;
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum PluginsCommand {
+    /// Check a component (it must load, in the world its spec names) and
+    /// store it as a version of a plugin.
+    Publish {
+        file: std::path::PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        version: String,
+        /// Hosts, limits, config and secret references (the plugin spec TOML).
+        #[arg(long)]
+        spec: Option<std::path::PathBuf>,
+        /// Sign with this key (from `plugins keygen`).
+        #[arg(long)]
+        sign_key: Option<std::path::PathBuf>,
+        /// Make it the active version at once.
+        #[arg(long)]
+        activate: bool,
+        /// Compiled code goes here, where hosts look for it.
+        #[arg(
+            long,
+            env = "PAYGATE_PLUGIN_CACHE_DIR",
+            default_value = ".paygate/cache"
+        )]
+        cache_dir: std::path::PathBuf,
+    },
+    /// Every plugin: kind, active version, digest, versions and, from a
+    /// running host's admin API, what it serves, its calls and errors.
+    List {
+        #[arg(
+            long,
+            env = "PAYGATE_ADMIN_URL",
+            default_value = "http://127.0.0.1:9090"
+        )]
+        admin_url: String,
+        #[arg(long, env = "PAYGATE_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: Option<crate::plugins::Secret>,
+    },
+    /// Make `NAME@VERSION` the active version; hosts swap within a second.
+    Activate { target: String },
+    /// Go back to the version active before the current one.
+    Rollback { name: String },
+    /// Hash every stored component and check signatures; non-zero on a problem.
+    Verify,
+    /// Make a signing key pair: the secret to a new file, the public key printed.
+    Keygen {
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Trust a public key: from now on only components it signed are accepted.
+    Trust { public_key: String },
+}
+
+/// Runs `paygate plugins ...` against the registry at `root`.
+pub async fn run(root: &std::path::Path, command: PluginsCommand) -> anyhow::Result<()> {
+    use paygate_plugin_registry::{PluginSpec, Registry, keygen};
+    let registry = Registry::open(root)?;
+    let print = |value: serde_json::Value| {
+        println!("{}", serde_json::to_string_pretty(&value).expect("JSON"))
+    };
+    match command {
+        PluginsCommand::Publish {
+            file,
+            name,
+            version,
+            spec,
+            sign_key,
+            activate,
+            cache_dir,
+        } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let spec = match spec {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    PluginSpec::from_toml(&text)
+                        .with_context(|| format!("in {}", path.display()))?
+                }
+                None => PluginSpec::default(),
+            };
+            let published = crate::plugins::publish(
+                &registry,
+                Some(cache_dir),
+                crate::plugins::PublishRequest {
+                    name: name.clone(),
+                    version: version.clone(),
+                    bytes,
+                    spec,
+                    sign_key,
+                    activate,
+                },
+            )?;
+            print(serde_json::json!({
+                "plugin": name, "version": version, "digest": published.digest.to_string(),
+                "outcome": format!("{:?}", published.outcome),
+                "signed_by": published.signed_by.map(|k| k.to_string()),
+                "activated": published.activated, "revision": published.revision,
+            }));
+        }
+        PluginsCommand::List {
+            admin_url,
+            admin_token,
+        } => {
+            let serving = match admin_token {
+                Some(token) => serving_plugins(&admin_url, &token).await,
+                None => Vec::new(),
+            };
+            println!(
+                "{:<18} {:<18} {:<10} {:<14} {:<10} {:>8} {:>7}  versions",
+                "NAME", "KIND", "ACTIVE", "DIGEST", "LOADED", "CALLS", "ERRORS"
+            );
+            for p in registry.list()? {
+                let host = serving.iter().find(|s| s["name"] == p.name.as_str());
+                let field = |key: &str| {
+                    host.and_then(|h| h.get(key))
+                        .filter(|v| !v.is_null())
+                        .map(|v| {
+                            v.as_str()
+                                .map(str::to_owned)
+                                .unwrap_or_else(|| v.to_string())
+                        })
+                        .unwrap_or_else(|| "-".into())
+                };
+                println!(
+                    "{:<18} {:<18} {:<10} {:<14} {:<10} {:>8} {:>7}  {}{}",
+                    p.name,
+                    p.kind.to_string(),
+                    p.active.as_deref().unwrap_or("-"),
+                    p.digest.map(|d| d.short()).unwrap_or_else(|| "-".into()),
+                    field("version"),
+                    field("calls"),
+                    field("errors"),
+                    p.versions.join(", "),
+                    host.and_then(|h| h["last_rejection"].as_str())
+                        .map(|r| format!("  (refused: {r})"))
+                        .unwrap_or_default(),
+                );
+            }
+        }
+        PluginsCommand::Activate { target } => {
+            let (name, version) = target
+                .split_once('@')
+                .context("name the version as NAME@VERSION")?;
+            let done = registry.activate(name, version)?;
+            print(
+                serde_json::json!({"plugin": done.name, "from": done.from, "to": done.to, "revision": done.revision}),
+            );
+        }
+        PluginsCommand::Rollback { name } => {
+            let done = registry.rollback(&name)?;
+            print(
+                serde_json::json!({"plugin": done.name, "from": done.from, "to": done.to, "revision": done.revision}),
+            );
+        }
+        PluginsCommand::Verify => {
+            let report = registry.verify()?;
+            for problem in &report.problems {
+                eprintln!("problem: {problem}");
+            }
+            print(serde_json::json!({
+                "blobs": report.blobs, "versions": report.versions,
+                "signatures_required": report.signatures_required, "problems": report.problems.len(),
+            }));
+            anyhow::ensure!(
+                report.is_ok(),
+                "the registry has {} problem(s)",
+                report.problems.len()
+            );
+        }
+        PluginsCommand::Keygen { out } => {
+            let (secret, public) = keygen()?;
+            secret.save(&out)?;
+            print(
+                serde_json::json!({"secret_key_file": out.display().to_string(), "public_key": public.to_string()}),
+            );
+        }
+        PluginsCommand::Trust { public_key } => {
+            let key = public_key.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+            let id = registry.trust(&key)?;
+            print(serde_json::json!({"trusted": id.to_string()}));
+        }
+    }
+    Ok(())
+}
+
+/// What a running host serves, from its admin API; nothing when it cannot
+/// be reached (the registry columns still print).
+async fn serving_plugins(
+    admin_url: &str,
+    token: &crate::plugins::Secret,
+) -> Vec<serde_json::Value> {
+    let answer = reqwest::Client::new()
+        .get(format!("{admin_url}/admin/v1/plugins"))
+        .bearer_auth(token.expose())
+        .timeout(std::time::Duration::from_secs(2))
+        .send()
+        .await;
+    match answer {
+        Ok(r) if r.status().is_success() => r
+            .json::<serde_json::Value>()
+            .await
+            .ok()
+            .and_then(|v| v["plugins"].as_array().cloned())
+            .unwrap_or_default(),
+        Ok(r) => {
+            eprintln!(
+                "admin API at {admin_url} answered {}: loaded state not shown",
+                r.status()
+            );
+            Vec::new()
+        }
+        Err(_) => {
+            eprintln!("no host's admin API at {admin_url}: loaded state not shown");
+            Vec::new()
+        }
+    }
+}

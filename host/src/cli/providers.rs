@@ -1,0 +1,52 @@
+//! `paygate providers`: provider aliases and the plugins bound to them.
+
+use clap::Subcommand;
+
+use super::DbArgs;
+use crate::db::Databases;
+use crate::providers::{AliasBinding, ProviderStore};
+
+#[derive(Subcommand)]
+pub enum ProviderCommand {
+    /// List the aliases and their plugins.
+    List,
+    /// Bind an alias to a provider plugin (and its webhook verifier).
+    Set {
+        alias: String,
+        #[arg(long)]
+        plugin: String,
+        #[arg(long)]
+        verifier: Option<String>,
+        /// Mark the alias unavailable (payments to it are refused).
+        #[arg(long)]
+        unavailable: bool,
+    },
+}
+
+/// Runs `paygate providers ...`.
+pub async fn run(db: DbArgs, command: ProviderCommand) -> anyhow::Result<()> {
+    let dbs = Databases::connect_and_migrate(&db.databases, 2).await?;
+    let store = ProviderStore::new(dbs.providers);
+    match command {
+        ProviderCommand::List => {
+            println!("{}", serde_json::to_string_pretty(&store.list().await?)?)
+        }
+        ProviderCommand::Set {
+            alias,
+            plugin,
+            verifier,
+            unavailable,
+        } => {
+            crate::payments::Alias::parse(&alias).map_err(|e| anyhow::anyhow!("alias {e}"))?;
+            let binding = AliasBinding {
+                alias,
+                provider_plugin: plugin,
+                verifier_plugin: verifier,
+                available: !unavailable,
+            };
+            store.set(&binding).await?;
+            println!("{}", serde_json::to_string(&binding)?);
+        }
+    }
+    Ok(())
+}

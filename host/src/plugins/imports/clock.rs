@@ -1,8 +1,0 @@
-use crate::plugins::bindings::clock::Host;
-use crate::plugins::state::CallState;
-
-impl Host for CallState {
-    fn now_ms(&mut self) -> u64 {
-        self.plugin.services.clock.now_ms()
-    }
-}
