@@ -2,3 +2,5 @@
 CREATE DATABASE merchants;
 CREATE DATABASE providers;
 CREATE DATABASE logs;
+-- The demo shop's own database (`paygate-demo serve`).
+CREATE DATABASE demo_shop;

@@ -7,6 +7,7 @@ mod docs;
 mod guards;
 mod lifecycle;
 mod logs;
+mod migrations;
 pub(crate) mod notifications;
 mod registry;
 mod reliability;

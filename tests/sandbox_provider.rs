@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::routing::any;
 use hmac::{Hmac, Mac};
 use paygate::plugins::Secret;
-use paygate::sandbox::{SandboxArgs, serve};
+use paygate_demo::sandbox::{SandboxArgs, serve};
 use serde_json::Value;
 use sha2::Sha256;
 use tokio::net::TcpListener;

@@ -13,7 +13,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use paygate::plugins::Secret;
-use paygate::shop::{Shop, ShopArgs};
+use paygate_demo::shop::{Shop, ShopArgs};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
@@ -66,14 +66,14 @@ async fn spawn_shop_with(tweak: impl FnOnce(ShopArgs) -> ShopArgs) -> TestShop {
 }
 
 /// Settings of a shop on a free port for the app's merchant.
-fn shop_args(app: &TestApp, payments_database_url: String) -> ShopArgs {
+fn shop_args(app: &TestApp, database_url: String) -> ShopArgs {
     ShopArgs {
         listen: "127.0.0.1:0".parse().unwrap(),
         paygate_api_url: app.url.clone(),
         api_key: Secret::new(app.merchant.api_key.clone()),
         subscription_id: app.merchant.subscription_id,
         webhook_secret: Secret::new(app.merchant.webhook_secret.clone()),
-        payments_database_url,
+        database_url,
     }
 }
 
@@ -234,13 +234,24 @@ fn settings_come_from_flags_and_the_environment_and_hide_the_secrets() {
 #[tokio::test]
 async fn a_webhook_secret_that_is_not_one_stops_the_start() {
     let app = spawn_app().await;
+    let payments = databases().await.payments;
     let args = ShopArgs {
         webhook_secret: Secret::new("not-a-secret"),
-        ..shop_args(&app, databases().await.payments)
+        ..shop_args(&app, format!("{payments}_shop_never"))
     };
     let error = Shop::build(&args).await.err().expect("refused");
     assert!(
         format!("{error:#}").contains("DEMO_SHOP_WEBHOOK_SECRET"),
         "{error:#}"
     );
+    // Refused before anything was touched: its database was never created.
+    let db = sqlx::PgPool::connect(&payments).await.unwrap();
+    let name = format!("{}_shop_never", payments.rsplit('/').next().unwrap());
+    let created: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert!(!created, "{name} was created");
 }

@@ -1,6 +1,6 @@
 //! The Standard Webhooks signatures of paygate's notifications: signed by
 //! the notifier (`paygate::notifier::sign`), checked by the demo shop the
-//! way any merchant should (`paygate::shop::notifications::verify`).
+//! way any merchant should (`paygate_demo::shop::notifications::verify`).
 //!
 //! verify(sign(x)) is accepted within the tolerance, expired outside it, and
 //! refused for another body, id or key, among any other signatures in the
@@ -15,7 +15,7 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use libfuzzer_sys::fuzz_target;
 use paygate::plugins::Secret;
-use paygate::shop::notifications::{Refused, TOLERANCE_SECS, WebhookKey, verify};
+use paygate_demo::shop::notifications::{Refused, TOLERANCE_SECS, WebhookKey, verify};
 use paygate_fuzz::{Input, read};
 use sha2::Sha256;
 

@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use paygate::config::{CircuitSettings, DatabaseUrls};
 use paygate::merchants::NewMerchant;
 use paygate::providers::AliasBinding;
-use paygate::sandbox::SandboxArgs;
+use paygate_demo::sandbox::SandboxArgs;
 use paygate::{App, Config};
 use serde_json::{Value, json};
 use sqlx::Connection;
@@ -460,7 +460,7 @@ struct SandboxProvider {
 impl SandboxProvider {
     fn serve(&mut self, listener: TcpListener) {
         let token = CancellationToken::new();
-        let handle = self.rt.spawn(paygate::sandbox::serve(
+        let handle = self.rt.spawn(paygate_demo::sandbox::serve(
             listener,
             self.args.clone(),
             token.clone(),

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use paygate::merchants::NewMerchant;
 use paygate::plugins::{PublishRequest, publish};
 use paygate::providers::AliasBinding;
-use paygate::sandbox::SandboxArgs;
+use paygate_demo::sandbox::SandboxArgs;
 use paygate::{App, Config};
 use paygate_plugin_registry::{PluginKind, PluginSpec, Publish, Registry};
 use serde_json::json;
@@ -84,7 +84,7 @@ async fn main() {
     let gateway = app.gateway.clone();
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.run(shutdown.clone()));
-    tokio::spawn(paygate::sandbox::serve(
+    tokio::spawn(paygate_demo::sandbox::serve(
         sandbox,
         SandboxArgs {
             listen: sandbox_addr,

@@ -145,14 +145,9 @@ pub struct Config {
     /// back tokens this old whose payment never came.
     #[arg(long, env = "PAYGATE_REQUEST_LEASE", default_value = "60s", value_parser = parse_duration)]
     pub request_lease: Duration,
-
-    /// Demo mode: seed a demo merchant, bind the `stripe` and `sandbox` aliases
-    /// and start the sandbox provider beside the API.
-    #[arg(long)]
-    pub demo: bool,
 }
 
-/// The payments database on a developer machine (the demo shop's default too).
+/// The payments database on a developer machine.
 pub const DEFAULT_PAYMENTS_DATABASE_URL: &str =
     "postgres://postgres@127.0.0.1:5432/paygate_payments";
 
@@ -341,7 +336,6 @@ impl Config {
             },
             hsts_max_age: 0,
             request_lease: Duration::from_secs(60),
-            demo: false,
         }
     }
 }

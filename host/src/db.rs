@@ -61,14 +61,20 @@ impl Databases {
     }
 }
 
-/// Connects to the payments database alone and applies its migrations: the
-/// demo shop keeps its orders there and needs none of the other three.
-pub async fn connect_payments(url: &str, pool_size: u32) -> anyhow::Result<PgPool> {
-    let db = pool("PAYMENTS_DATABASE_URL", url, pool_size).await?;
-    PAYMENTS
+/// Connects to one database, named by the setting `var` in errors,
+/// creating it when the server allows, and applies `migrator`: for a
+/// companion with its own database and migrations, such as the demo shop.
+pub async fn connect_and_migrate(
+    var: &str,
+    url: &str,
+    pool_size: u32,
+    migrator: &sqlx::migrate::Migrator,
+) -> anyhow::Result<PgPool> {
+    let db = pool(var, url, pool_size).await?;
+    migrator
         .run(&db)
         .await
-        .context("migrating the payments database")?;
+        .with_context(|| format!("migrating the database of {var}"))?;
     Ok(db)
 }
 

@@ -11,19 +11,16 @@
 //! of those services; [`config`] is every setting in one typed place; [`app`]
 //! wires settings into a running server; [`outbox`] publishes committed
 //! payment outcomes to RabbitMQ and [`notifier`] delivers them, signed, to
-//! merchants; [`sandbox`] is the stand-in payment provider of tests and the
-//! demo; [`shop`] is the demo shop, a merchant that uses paygate through its
-//! public API only; [`html`] is what their pages share; [`telemetry`] sets
-//! up logging. `paygate plugin test|run` is the `paygate-harness` crate's.
+//! merchants; [`telemetry`] sets up logging; [`cli`] is the `paygate`
+//! command. The sandbox provider and the demo shop are the `paygate-demo`
+//! crate's, which uses this one like any embedder would. `paygate plugin test|run` is the `paygate-harness` crate's.
 
 pub mod app;
 pub mod cli;
 pub mod config;
 pub mod counters;
 pub mod db;
-pub mod demo;
 pub mod gateway;
-pub mod html;
 pub mod http;
 pub mod merchants;
 pub mod metrics;
@@ -32,8 +29,6 @@ pub mod outbox;
 pub mod payments;
 pub mod providers;
 pub mod quota;
-pub mod sandbox;
-pub mod shop;
 pub mod telemetry;
 pub mod webhooks;
 

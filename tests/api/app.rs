@@ -184,14 +184,14 @@ pub async fn spawn_app_with(
     );
     let server = Some(tokio::spawn(app.run(shutdown.clone())));
 
-    let sandbox_args = paygate::sandbox::SandboxArgs {
+    let sandbox_args = paygate_demo::sandbox::SandboxArgs {
         listen: sandbox_addr,
         public_url: sandbox_url.clone(),
         gateway_url: url.clone(),
         internal_webhook_secret: config.internal_webhook_secret.clone(),
         stripe_webhook_secret: config.stripe_webhook_secret.clone(),
     };
-    tokio::spawn(paygate::sandbox::serve(
+    tokio::spawn(paygate_demo::sandbox::serve(
         sandbox_listener,
         sandbox_args,
         shutdown.clone(),

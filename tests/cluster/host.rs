@@ -59,14 +59,14 @@ impl Services {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
-        let args = paygate::sandbox::SandboxArgs {
+        let args = paygate_demo::sandbox::SandboxArgs {
             listen: addr,
             public_url: format!("http://{addr}"),
             gateway_url: gateway_url.to_owned(),
             internal_webhook_secret: paygate::plugins::Secret::new("test-internal-secret"),
             stripe_webhook_secret: paygate::plugins::Secret::new("whsec_test"),
         };
-        tokio::spawn(paygate::sandbox::serve(listener, args, stop.clone()));
+        tokio::spawn(paygate_demo::sandbox::serve(listener, args, stop.clone()));
         Self {
             setup,
             databases,

@@ -7,16 +7,13 @@ mod plugins;
 mod providers;
 mod upkeep;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use paygate_harness::cli::PluginCommand;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::DatabaseUrls;
 use crate::db::Databases;
-use crate::sandbox::{self, SandboxArgs};
-use crate::shop::{Shop, ShopArgs};
-use crate::{App, Config, demo, telemetry};
+use crate::{App, Config, telemetry};
 use merchants::MerchantCommand;
 use plugins::PluginsCommand;
 use providers::ProviderCommand;
@@ -55,10 +52,6 @@ pub enum Command {
         #[command(subcommand)]
         command: ProviderCommand,
     },
-    /// Run the sandbox payment provider (tests and the demo use it).
-    SandboxProvider(SandboxArgs),
-    /// Run the demo shop, a merchant storefront that pays through paygate.
-    DemoShop(ShopArgs),
     /// Publish, activate, roll back and check plugins in a registry.
     Plugins {
         /// The registry directory (hosts serve it with the same setting).
@@ -116,20 +109,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plugins { registry, command } => plugins::run(&registry, command).await,
         Command::Outbox { db, command } => upkeep::outbox(db, command).await,
         Command::Quota { db, command } => upkeep::quota(db, command).await,
-        Command::SandboxProvider(args) => {
-            let listener = tokio::net::TcpListener::bind(args.listen)
-                .await
-                .with_context(|| format!("binding SANDBOX_LISTEN={}", args.listen))?;
-            let shutdown = CancellationToken::new();
-            tokio::spawn(stop_on_signal(shutdown.clone()));
-            sandbox::serve(listener, args, shutdown).await
-        }
-        Command::DemoShop(args) => {
-            let shop = Shop::build(&args).await?;
-            let shutdown = CancellationToken::new();
-            tokio::spawn(stop_on_signal(shutdown.clone()));
-            shop.run(shutdown).await
-        }
         Command::Plugin { command } => {
             let code = paygate_harness::cli::run(command).await?;
             if code != 0 {
@@ -140,23 +119,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(mut config: Config) -> anyhow::Result<()> {
-    if config.demo {
-        // The demo shop listens on localhost.
-        config.notifier.allow_private_callbacks = true;
-    }
+async fn serve(config: Config) -> anyhow::Result<()> {
     let app = App::build(&config).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    if config.demo {
-        let port = app.local_addr().port();
-        demo::start(&app.gateway, &config, port, shutdown.clone()).await?;
-    }
     app.run(shutdown).await
 }
 
 /// Cancels `shutdown` on SIGINT or SIGTERM.
-async fn stop_on_signal(shutdown: CancellationToken) {
+pub async fn stop_on_signal(shutdown: CancellationToken) {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("installing the SIGTERM handler");
     tokio::select! {

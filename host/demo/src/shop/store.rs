@@ -1,4 +1,4 @@
-//! SQL of the shop's tables in the payments database: `orders` and the
+//! SQL of the shop's tables in its own database: `orders` and the
 //! `order_notifications` it has acted on.
 
 use chrono::{DateTime, Utc};

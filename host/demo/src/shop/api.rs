@@ -15,7 +15,7 @@ use super::notifications::{Notification, verify};
 use super::order::{Input, NewOrder, OrderStatus};
 use super::store::Applied;
 use super::{ShopState, place_order};
-use crate::http::middleware::is_json;
+use paygate::http::middleware::is_json;
 
 /// `POST /api/v1/orders` `{"product_id", "amount", "alias"}` (amount is the
 /// quantity) → 201 `{"order_id", "status", "payment_id", "payment_url"}`.

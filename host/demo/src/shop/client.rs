@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::order::{CURRENCY, NewOrder};
-use crate::plugins::Secret;
+use paygate::plugins::Secret;
 
 /// paygate waits up to ten seconds for a provider; leave it room to answer.
 const TIMEOUT: Duration = Duration::from_secs(20);

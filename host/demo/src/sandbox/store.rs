@@ -9,7 +9,7 @@ use rand::Rng;
 use rand::distr::Alphanumeric;
 
 use super::SandboxArgs;
-use crate::plugins::Secret;
+use paygate::plugins::Secret;
 
 /// More payments than any test or demo opens; the cap keeps a sandbox left
 /// running (or hammered) from growing without bound.

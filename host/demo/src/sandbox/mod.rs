@@ -25,11 +25,11 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::plugins::Secret;
+use paygate::plugins::Secret;
 use store::Sandbox;
 
 /// Settings of the sandbox provider, from flags or environment variables.
-/// The defaults match `serve --demo` on one machine.
+/// The defaults match `paygate-demo serve` on one machine.
 #[derive(Clone, Debug, clap::Args)]
 pub struct SandboxArgs {
     /// Address the sandbox provider listens on.

@@ -3,11 +3,12 @@
 //! order's payment through paygate's public API with its own key
 //! ([`client`]), sends the buyer to the payment page, and settles the order
 //! when paygate's signed notification arrives ([`notifications`]). Orders
-//! live in the payments database ([`store`]). [`api`] is the JSON side
+//! live in the shop's own database ([`store`], migrations in
+//! `migrations/demo/`), never in paygate's. [`api`] is the JSON side
 //! (`/api/v1/orders`, `/api/v1/notifications`), [`pages`] the HTML one.
 //!
-//! `paygate demo-shop` runs it alone; `serve --demo` runs it beside the API
-//! for the demo merchant, so the README's loop works in one command.
+//! `paygate-demo shop` runs it alone; `paygate-demo serve` runs it beside
+//! the API for the demo merchant, so the README's loop works in one command.
 
 mod api;
 mod client;
@@ -26,18 +27,22 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use axum::routing::{get, post};
-use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::DEFAULT_PAYMENTS_DATABASE_URL;
-use crate::http::middleware::no_sniffing_or_framing;
-use crate::plugins::Secret;
+use paygate::http::middleware::no_sniffing_or_framing;
+use paygate::plugins::Secret;
 use client::PaygateClient;
 use error::ShopError;
 use notifications::WebhookKey;
 use order::NewOrder;
 use store::{Order, OrderStore};
+
+/// The shop's database on a developer machine, beside paygate's four.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/paygate_demo_shop";
+
+/// The shop's migrations, embedded at build time.
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/demo");
 
 /// Largest request body: orders and notifications are a few hundred bytes.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -65,14 +70,15 @@ pub struct ShopArgs {
     #[arg(long, env = "DEMO_SHOP_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Secret,
 
-    /// The payments database, where the orders are kept.
+    /// The shop's own database, where the orders are kept (created and
+    /// migrated at start when the server allows).
     #[arg(
         long,
-        env = "PAYMENTS_DATABASE_URL",
-        default_value = DEFAULT_PAYMENTS_DATABASE_URL,
+        env = "DEMO_SHOP_DATABASE_URL",
+        default_value = DEFAULT_DATABASE_URL,
         hide_env_values = true
     )]
-    pub payments_database_url: String,
+    pub database_url: String,
 }
 
 /// Everything a handler needs.
@@ -94,22 +100,23 @@ pub struct Shop {
 }
 
 impl Shop {
-    /// Connects to the payments database, applies its migrations and binds
-    /// the listener (port 0 picks a free one).
+    /// Checks the settings, connects to the shop's database, applies its
+    /// migrations and binds the listener (port 0 picks a free one). A bad
+    /// setting is refused before anything is touched.
     pub async fn build(args: &ShopArgs) -> anyhow::Result<Self> {
-        let pool = crate::db::connect_payments(&args.payments_database_url, 4).await?;
-        Self::with_pool(args, pool).await
-    }
-
-    /// Builds over a pool of an already migrated payments database, as
-    /// `serve --demo` does with its own.
-    pub async fn with_pool(args: &ShopArgs, pool: PgPool) -> anyhow::Result<Self> {
         let webhook_key = WebhookKey::parse(args.webhook_secret.expose())
             .map_err(|e| anyhow::anyhow!("DEMO_SHOP_WEBHOOK_SECRET {e}"))?;
         anyhow::ensure!(
             args.subscription_id > 0,
             "DEMO_SHOP_SUBSCRIPTION_ID must be a subscription id (1 or more)"
         );
+        let pool = paygate::db::connect_and_migrate(
+            "DEMO_SHOP_DATABASE_URL",
+            &args.database_url,
+            4,
+            &MIGRATIONS,
+        )
+        .await?;
         let paygate = PaygateClient::new(
             &args.paygate_api_url,
             args.api_key.clone(),

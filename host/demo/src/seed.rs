@@ -1,4 +1,4 @@
-//! `serve --demo`: a demo merchant with fresh keys, the `stripe` and
+//! `paygate-demo serve`: a demo merchant with fresh keys, the `stripe` and
 //! `sandbox` aliases bound to the shipped plugins, and beside the API the
 //! sandbox provider (`:8002`) and the demo shop (`:8001`), which orders as
 //! the demo merchant and receives its notifications. One command shows the
@@ -11,11 +11,11 @@ use anyhow::Context;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
-use crate::gateway::Gateway;
-use crate::merchants::NewMerchant;
-use crate::plugins::Secret;
-use crate::providers::AliasBinding;
+use paygate::config::Config;
+use paygate::gateway::Gateway;
+use paygate::merchants::NewMerchant;
+use paygate::plugins::Secret;
+use paygate::providers::AliasBinding;
 use crate::sandbox::{self, SandboxArgs};
 use crate::shop::{Shop, ShopArgs};
 
@@ -41,6 +41,7 @@ pub struct DemoMerchant {
 pub async fn start(
     gw: &Gateway,
     config: &Config,
+    shop_database_url: &str,
     api_port: u16,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -68,10 +69,9 @@ pub async fn start(
         api_key: merchant.api_key,
         subscription_id: merchant.subscription_id,
         webhook_secret: merchant.webhook_secret,
-        payments_database_url: config.databases.payments.clone(),
+        database_url: shop_database_url.to_owned(),
     };
-    // The API migrated the payments database already; the shop shares its pool.
-    let shop = Shop::with_pool(&shop_args, gw.dbs.payments.clone())
+    let shop = Shop::build(&shop_args)
         .await
         .context("starting the demo shop")?;
     tokio::spawn(async move {
@@ -145,7 +145,7 @@ pub async fn seed(gw: &Gateway) -> anyhow::Result<DemoMerchant> {
     })
 }
 
-/// What `serve --demo` prints: where to go, the keys, and a ready curl.
+/// What `paygate-demo serve` prints: where to go, the keys, and a ready curl.
 pub fn summary(merchant: &DemoMerchant, api_url: &str) -> serde_json::Value {
     // A fresh order number each start, so the printed curl works again
     // against databases kept from an earlier run, and stays clear of the

@@ -1,0 +1,79 @@
+//! `paygate-demo`: the gateway with demo data beside the sandbox provider
+//! and the demo shop (`serve`), or either of those alone.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use paygate::cli::stop_on_signal;
+use paygate::{App, Config, telemetry};
+use paygate_demo::sandbox::{self, SandboxArgs};
+use paygate_demo::seed;
+use paygate_demo::shop::{self, Shop, ShopArgs};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "paygate-demo",
+    version,
+    about = "paygate with demo data, the sandbox provider and the demo shop"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API as `paygate serve` does, after seeding a demo merchant
+    /// and binding the `stripe` and `sandbox` aliases; start the sandbox
+    /// provider (:8002) and the demo shop (:8001) beside it.
+    Serve {
+        #[command(flatten)]
+        config: Box<Config>,
+        /// The demo shop's own database.
+        #[arg(
+            long,
+            env = "DEMO_SHOP_DATABASE_URL",
+            default_value = shop::DEFAULT_DATABASE_URL,
+            hide_env_values = true
+        )]
+        shop_database_url: String,
+    },
+    /// Run the sandbox payment provider alone.
+    SandboxProvider(SandboxArgs),
+    /// Run the demo shop alone, for any merchant of a running paygate.
+    Shop(ShopArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    telemetry::init_with_default("info");
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    match Cli::parse().command {
+        Command::Serve {
+            mut config,
+            shop_database_url,
+        } => {
+            // The demo shop listens on localhost.
+            config.notifier.allow_private_callbacks = true;
+            let app = App::build(&config).await?;
+            let port = app.local_addr().port();
+            seed::start(
+                &app.gateway,
+                &config,
+                &shop_database_url,
+                port,
+                shutdown.clone(),
+            )
+            .await?;
+            app.run(shutdown).await
+        }
+        Command::SandboxProvider(args) => {
+            let listener = tokio::net::TcpListener::bind(args.listen)
+                .await
+                .with_context(|| format!("binding SANDBOX_LISTEN={}", args.listen))?;
+            sandbox::serve(listener, args, shutdown).await
+        }
+        Command::Shop(args) => Shop::build(&args).await?.run(shutdown).await,
+    }
+}
