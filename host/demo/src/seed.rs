@@ -11,13 +11,13 @@ use anyhow::Context;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::sandbox::{self, SandboxArgs};
+use crate::shop::{Shop, ShopArgs};
 use paygate::config::Config;
 use paygate::gateway::Gateway;
 use paygate::merchants::NewMerchant;
 use paygate::plugins::Secret;
 use paygate::providers::AliasBinding;
-use crate::sandbox::{self, SandboxArgs};
-use crate::shop::{Shop, ShopArgs};
 
 const DEMO_MERCHANT: &str = "Demo shop";
 /// Where the demo shop listens and where buyers' browsers reach it.

@@ -30,12 +30,12 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use paygate::http::middleware::no_sniffing_or_framing;
-use paygate::plugins::Secret;
 use client::PaygateClient;
 use error::ShopError;
 use notifications::WebhookKey;
 use order::NewOrder;
+use paygate::http::middleware::no_sniffing_or_framing;
+use paygate::plugins::Secret;
 use store::{Order, OrderStore};
 
 /// The shop's database on a developer machine, beside paygate's four.
