@@ -25,11 +25,11 @@ pub struct Reconciled {
     /// Charges whose payments exist.
     pub settled: usize,
     /// Tokens given back.
-    pub refunded: usize,
+    pub returned: usize,
 }
 
 /// Examines every unsettled charge older than `grace`. Safe on several
-/// hosts at once: a refund deletes its charge in the statement that gives
+/// hosts at once: a return deletes its charge in the statement that gives
 /// the token back, so it happens once.
 pub async fn reconcile(
     merchants: &MerchantStore,
@@ -40,19 +40,19 @@ pub async fn reconcile(
     loop {
         let charges = merchants.unsettled_charges(grace, BATCH).await?;
         let live: HashSet<(i64, i64)> = payments.live_orders(&charges).await?;
-        let (settle, refund): (Vec<_>, Vec<_>) =
+        let (settle, give_back): (Vec<_>, Vec<_>) =
             charges.iter().partition(|order| live.contains(order));
         if !settle.is_empty() {
             merchants.settle_charges(&settle).await?;
         }
-        for &(merchant_id, order_id) in &refund {
-            if merchants.refund_token(merchant_id, order_id).await? {
+        for &(merchant_id, order_id) in &give_back {
+            if merchants.return_token(merchant_id, order_id).await? {
                 tracing::info!(
                     merchant_id,
                     order_id,
                     "gave back a quota token whose payment was never created"
                 );
-                done.refunded += 1;
+                done.returned += 1;
             }
         }
         done.settled += settle.len();

@@ -286,7 +286,7 @@ async fn tokens_of_payments_never_created_are_given_back() {
     let (m, sub) = (app.merchant.merchant_id, app.merchant.subscription_id);
     let gw = &app.gateway;
     // Order 1 is paid for; order 2's request died after its charge; order 3's
-    // after its payment failed at the provider, before the refund.
+    // after its payment failed at the provider, before the token went back.
     assert_eq!(app.create(&app.body(1)).await.status, 200);
     assert_eq!(
         gw.merchants.take_token(m, sub, 2).await.unwrap(),
@@ -328,7 +328,7 @@ async fn tokens_of_payments_never_created_are_given_back() {
     let done = paygate::quota::reconcile(&gw.merchants, &gw.payments, grace)
         .await
         .unwrap();
-    assert!(done.refunded >= 2 && done.settled >= 1, "{done:?}");
+    assert!(done.returned >= 2 && done.settled >= 1, "{done:?}");
     assert_eq!(app.tokens_used().await, 1);
     let again = paygate::quota::reconcile(&gw.merchants, &gw.payments, grace)
         .await

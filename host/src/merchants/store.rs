@@ -219,13 +219,13 @@ impl MerchantStore {
     }
 
     /// Gives back the token charged for `order_id`, if it still is.
-    pub async fn refund_token(&self, merchant_id: i64, order_id: i64) -> Result<bool, sqlx::Error> {
-        let refunded: Option<bool> = sqlx::query_scalar("SELECT refund_quota_token($1, $2)")
+    pub async fn return_token(&self, merchant_id: i64, order_id: i64) -> Result<bool, sqlx::Error> {
+        let returned: Option<bool> = sqlx::query_scalar("SELECT return_quota_token($1, $2)")
             .bind(merchant_id)
             .bind(order_id)
             .fetch_one(&self.pool)
             .await?;
-        Ok(refunded.unwrap_or(false))
+        Ok(returned.unwrap_or(false))
     }
 
     /// Unsettled charges taken before `grace` ago, oldest first.

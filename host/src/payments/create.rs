@@ -210,7 +210,7 @@ async fn settle_token(
                 return Ok(());
             }
             merchants
-                .refund_token(merchant_id, order_id)
+                .return_token(merchant_id, order_id)
                 .await
                 .map(drop)
         }
