@@ -4,6 +4,7 @@
 pub(crate) mod app;
 mod create;
 mod docs;
+mod errors;
 mod guards;
 mod lifecycle;
 mod logs;

@@ -105,6 +105,32 @@ async fn pool_with(
         .with_context(|| format!("connecting to {var}"))
 }
 
+/// Whether `e` is the database being away or busy for a moment: it cannot
+/// be reached, the pool timed out, the server is shutting down or refuses
+/// connections, or the transaction lost a serialization or deadlock race.
+/// A retry may succeed, so the API answers 503 with `Retry-After`. Every
+/// other error (a bug, a constraint the code did not expect, a row it
+/// cannot decode) is not: retrying would fail the same way.
+pub fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // 08: connection exception; 40001 serialization failure; 40P01
+            // deadlock; 53: insufficient resources (too many connections,
+            // out of memory or disk); 57P01–57P03: shutdown, crash
+            // recovery, cannot connect now.
+            code.starts_with("08")
+                || code.starts_with("53")
+                || matches!(code.as_ref(), "40001" | "40P01" | "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
+    }
+}
+
 /// Runs a compensating write again, with backoff, until it succeeds or
 /// `within` has passed: for one that failed because the database was away
 /// for a moment (a restart, a failover), such as giving back a quota token.

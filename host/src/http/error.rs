@@ -70,6 +70,10 @@ pub enum ApiError {
     /// The cause is logged; the client is told only to retry.
     #[error("a backing service is unavailable: {0}")]
     ServiceUnavailable(String),
+    /// Something that should not happen did (a bug, data the code cannot
+    /// read). The cause is logged; the client learns nothing of it.
+    #[error("unexpected error: {0}")]
+    Internal(String),
     /// Admin API: no such plugin or version in the registry.
     #[error("{0}")]
     NoSuchPlugin(String),
@@ -120,6 +124,7 @@ impl ApiError {
             RateLimited { .. } | QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
             ProviderError(_) => StatusCode::BAD_GATEWAY,
             ProviderUnavailable { .. } | ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -148,6 +153,7 @@ impl ApiError {
             ProviderError(_) => "provider_error",
             ProviderUnavailable { .. } => "provider_unavailable",
             ServiceUnavailable(_) => "service_unavailable",
+            Internal(_) => "internal_error",
         }
     }
 
@@ -158,6 +164,7 @@ impl ApiError {
             ApiError::ServiceUnavailable(_) => {
                 "a backing service is unavailable; retry later".to_owned()
             }
+            ApiError::Internal(_) => "an unexpected error occurred; it has been logged".to_owned(),
             other => other.to_string(),
         };
         let mut body = json!({"error": self.code(), "message": message, "request_id": request_id});
@@ -211,8 +218,13 @@ impl IntoResponse for ApiError {
 }
 
 impl From<sqlx::Error> for ApiError {
+    /// An outage or a lost race is a 503 to retry; anything else a 500.
     fn from(e: sqlx::Error) -> Self {
-        ApiError::ServiceUnavailable(format!("database: {e}"))
+        if crate::db::is_transient(&e) {
+            ApiError::ServiceUnavailable(format!("database: {e}"))
+        } else {
+            ApiError::Internal(format!("database: {e}"))
+        }
     }
 }
 

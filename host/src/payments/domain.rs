@@ -170,6 +170,25 @@ impl PaymentStatus {
     }
 }
 
+/// Read from a `TEXT` column: a status this version does not know (written
+/// by a newer one, or by hand) is a decoding error, never a guess.
+impl sqlx::Type<sqlx::Postgres> for PaymentStatus {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <&str as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+        <&str as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Postgres> for PaymentStatus {
+    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let text = <&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
+        PaymentStatus::parse(text).ok_or_else(|| format!("unknown payment status {text:?}").into())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -67,7 +67,7 @@ pub struct TimelineEvent {
 /// A stored payment's creation, as a retry that finishes it sees it.
 #[derive(Debug)]
 pub struct Creation {
-    pub status: String,
+    pub status: PaymentStatus,
     pub currency: String,
     /// The provider's answer: the payment page's URL, or why it refused;
     /// `None` while it was never recorded.
@@ -98,7 +98,7 @@ type PaymentRow = (
     Decimal,
     Decimal,
     String,
-    String,
+    PaymentStatus,
     Option<String>,
     DateTime<Utc>,
     DateTime<Utc>,
@@ -115,7 +115,7 @@ fn to_payment(r: PaymentRow) -> Payment {
         amount: Money::from_db(r.3),
         price: Money::from_db(r.4),
         currency: r.5,
-        status: PaymentStatus::parse(&r.6).unwrap_or(PaymentStatus::Pending),
+        status: r.6,
         payment_url: r.7,
         created_at: r.8,
         updated_at: r.9,
@@ -154,7 +154,7 @@ impl PaymentStore {
         merchant_id: i64,
         payment_id: i64,
     ) -> Result<Option<Creation>, sqlx::Error> {
-        let row: Option<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
+        let row: Option<(PaymentStatus, String, Option<String>, Option<String>)> = sqlx::query_as(
             "SELECT p.status, p.currency, p.payment_url,
                     (SELECT l.message FROM payment_logs l
                      WHERE l.payment_id = p.id AND l.event_type = 'EVENT_PROVIDER_REQUEST_SENT'

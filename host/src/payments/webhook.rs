@@ -24,7 +24,7 @@ pub enum Applied {
 
 type PaymentForEvent = (
     i64,
-    String,
+    PaymentStatus,
     i64,
     i64,
     String,
@@ -91,7 +91,6 @@ impl PaymentStore {
         else {
             return Ok(Applied::NotFound);
         };
-        let current = PaymentStatus::parse(&current).unwrap_or(PaymentStatus::Pending);
         if current != PaymentStatus::Pending || status == PaymentStatus::Pending {
             return Ok(Applied::AlreadyProcessed {
                 payment_id,
