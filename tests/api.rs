@@ -12,4 +12,5 @@ mod migrations;
 pub(crate) mod notifications;
 mod registry;
 mod reliability;
+mod saga;
 mod webhooks;

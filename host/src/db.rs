@@ -125,7 +125,10 @@ pub fn is_transient(e: &sqlx::Error) -> bool {
             // recovery, cannot connect now.
             code.starts_with("08")
                 || code.starts_with("53")
-                || matches!(code.as_ref(), "40001" | "40P01" | "57P01" | "57P02" | "57P03")
+                || matches!(
+                    code.as_ref(),
+                    "40001" | "40P01" | "57P01" | "57P02" | "57P03"
+                )
         }),
         _ => false,
     }

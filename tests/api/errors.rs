@@ -57,7 +57,11 @@ async fn a_bug_is_a_500_that_leaks_nothing_and_asks_for_no_retry() {
     let division = sqlx::query("SELECT 1 / 0").execute(&db).await.unwrap_err();
     // Raised by hand: a check violation the code did not expect, and an
     // undefined column (a query that drifted from its table).
-    for error in [division, raised(&db, "23514").await, raised(&db, "42703").await] {
+    for error in [
+        division,
+        raised(&db, "23514").await,
+        raised(&db, "42703").await,
+    ] {
         let (status, code, retry_after, body) = answer(error);
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
         assert_eq!(code, "internal_error");
@@ -80,7 +84,10 @@ async fn an_unknown_payment_status_is_an_error_not_pending() {
         .fetch_one(&db)
         .await
         .unwrap_err();
-    assert!(unknown.to_string().contains("PAYMENT_REFUNDED"), "{unknown}");
+    assert!(
+        unknown.to_string().contains("PAYMENT_REFUNDED"),
+        "{unknown}"
+    );
     let (status, code, _, _) = answer(unknown);
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(code, "internal_error");

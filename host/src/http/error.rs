@@ -63,8 +63,6 @@ pub enum ApiError {
     RateLimited { retry_after_secs: u64 },
     #[error("the subscription's payment tokens are spent")]
     QuotaExceeded,
-    #[error("the payment provider failed: {0}")]
-    ProviderError(String),
     #[error("the provider is unavailable (circuit open)")]
     ProviderUnavailable { retry_after_secs: u64 },
     /// The cause is logged; the client is told only to retry.
@@ -122,7 +120,6 @@ impl ApiError {
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             RateLimited { .. } | QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
-            ProviderError(_) => StatusCode::BAD_GATEWAY,
             ProviderUnavailable { .. } | ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -150,7 +147,6 @@ impl ApiError {
             UnsupportedMediaType => "unsupported_media_type",
             RateLimited { .. } => "rate_limited",
             QuotaExceeded => "quota_exceeded",
-            ProviderError(_) => "provider_error",
             ProviderUnavailable { .. } => "provider_unavailable",
             ServiceUnavailable(_) => "service_unavailable",
             Internal(_) => "internal_error",
@@ -214,6 +210,26 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
         response
+    }
+}
+
+impl From<crate::payments::CreateError> for ApiError {
+    fn from(e: crate::payments::CreateError) -> Self {
+        use crate::payments::CreateError as E;
+        match e {
+            E::UnknownAlias(alias) => ApiError::UnknownAlias(alias),
+            E::InvalidSubscription => ApiError::InvalidSubscription,
+            E::QuotaExceeded => ApiError::QuotaExceeded,
+            E::OrderExists { payment_id } => ApiError::OrderExists { payment_id },
+            E::IdempotencyConflict => ApiError::IdempotencyConflict,
+            E::RequestInProgress => ApiError::RequestInProgress,
+            E::CircuitOpen { retry_after } => ApiError::ProviderUnavailable {
+                retry_after_secs: retry_after.as_secs_f64().ceil() as u64,
+            },
+            E::CircuitUnknown => ApiError::ServiceUnavailable(e.to_string()),
+            E::UnreadableRecord(_) => ApiError::Internal(e.to_string()),
+            E::Database(e) => e.into(),
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use super::error::{ApiError, FieldError, current_request_id};
 #[allow(unused_imports)] // named by the OpenAPI annotations
 use super::openapi::{CreatePaymentBody, CreatedBody, ErrorBody, PaymentPage, Tracking};
 use crate::merchants::Scope;
+use crate::payments::Outcome;
 use crate::payments::create::{CreatePayment, create_payment};
 use crate::payments::idempotency::fingerprint;
 use crate::payments::{Alias, Currency, IdempotencyKey, Money, Payment};
@@ -82,8 +83,10 @@ pub async fn create(
         &current_request_id(),
     )
     .await?;
-    let status = StatusCode::from_u16(created.status).unwrap_or(StatusCode::OK);
-    let mut response = (status, Json(created.body)).into_response();
+    let mut response = match created.outcome {
+        Outcome::Opened(opened) => (StatusCode::OK, Json(opened)).into_response(),
+        Outcome::Refused(refused) => (StatusCode::BAD_GATEWAY, Json(refused)).into_response(),
+    };
     if created.replayed {
         response
             .headers_mut()

@@ -1,13 +1,13 @@
 //! Creating a payment: the order of checks API.md fixes, a payment row
 //! before the provider call, and an exact quota.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::domain::{Alias, Currency, IdempotencyKey, Money};
+use super::domain::{Alias, Currency, IdempotencyKey, Money, PaymentStatus};
 use super::idempotency::Claim;
+use super::outcome::{CreateError, Created, Opened, Outcome, Refused};
 use super::store::{Inserted, NewPayment};
 use crate::gateway::Gateway;
-use crate::http::error::ApiError;
 use crate::merchants::{Merchant, QuotaError, Take};
 use crate::plugins::PluginError;
 use crate::plugins::bindings::{PaymentRequest, ProviderError};
@@ -44,14 +44,6 @@ impl CreatePayment {
     }
 }
 
-/// The answer to a create request: replayed as is for its idempotency key.
-#[derive(Clone, Debug)]
-pub struct Created {
-    pub status: u16,
-    pub body: Value,
-    pub replayed: bool,
-}
-
 /// Runs the whole creation. `key` is the idempotency key (header, else
 /// `event_id`), `fingerprint` the hash of the canonical body.
 pub async fn create_payment(
@@ -61,7 +53,7 @@ pub async fn create_payment(
     key: Option<&IdempotencyKey>,
     fingerprint: &[u8],
     request_id: &str,
-) -> Result<Created, ApiError> {
+) -> Result<Created, CreateError> {
     let mut resumed = None;
     if let Some(key) = key {
         match gw
@@ -71,15 +63,14 @@ pub async fn create_payment(
         {
             Claim::Fresh => {}
             Claim::Resume { payment_id } => resumed = Some(payment_id),
-            Claim::Replay { status, body } => {
+            Claim::Replay { kind, record } => {
                 return Ok(Created {
-                    status,
-                    body,
+                    outcome: Outcome::from_record(kind, record)?,
                     replayed: true,
                 });
             }
-            Claim::Conflict => return Err(ApiError::IdempotencyConflict),
-            Claim::InProgress => return Err(ApiError::RequestInProgress),
+            Claim::Conflict => return Err(CreateError::IdempotencyConflict),
+            Claim::InProgress => return Err(CreateError::RequestInProgress),
         }
     }
     let outcome = match resumed {
@@ -87,38 +78,37 @@ pub async fn create_payment(
         None => run(gw, merchant, request, key, request_id).await,
     };
     if let Some(key) = key {
-        // 200 and 502 are final for the key. Anything else frees it: for a
+        // An outcome is final for the key. An error frees it: for a
         // corrected retry, or, when a payment was stored, for a retry that
         // finishes it.
-        let settled = outcome.as_ref().ok().map(|c| (c.status, &c.body));
-        if let Err(e) = record_outcome(&gw.payments, merchant.id, key, settled).await {
+        let settled = outcome.as_ref().ok().map(|o| o.to_record());
+        if let Err(e) = record_outcome(&gw.payments, merchant.id, key, settled.as_ref()).await {
             tracing::warn!(error = %e, "could not record the idempotency outcome; retrying");
             let (payments, merchant_id, key) = (gw.payments.clone(), merchant.id, key.clone());
-            let settled = settled.map(|(status, body)| (status, body.clone()));
             let within = compensate_within(gw);
             crate::db::retry_in_background("idempotency outcome", within, move || {
                 let (payments, key, settled) = (payments.clone(), key.clone(), settled.clone());
-                async move {
-                    let settled = settled.as_ref().map(|(status, body)| (*status, body));
-                    record_outcome(&payments, merchant_id, &key, settled).await
-                }
+                async move { record_outcome(&payments, merchant_id, &key, settled.as_ref()).await }
             });
         }
     }
-    outcome
+    outcome.map(|outcome| Created {
+        outcome,
+        replayed: false,
+    })
 }
 
-/// Keeps a final answer (`settled`: 200 or 502) for the key, or frees it.
+/// Keeps a final outcome's record (`settled`) for the key, or frees it.
 async fn record_outcome(
     payments: &crate::payments::PaymentStore,
     merchant_id: i64,
     key: &IdempotencyKey,
-    settled: Option<(u16, &Value)>,
+    settled: Option<&(i16, serde_json::Value)>,
 ) -> Result<(), sqlx::Error> {
     match settled {
-        Some((status, body)) => {
+        Some((kind, record)) => {
             payments
-                .complete_idempotency(merchant_id, key, status, body)
+                .complete_idempotency(merchant_id, key, *kind, record)
                 .await
         }
         None => payments.release_idempotency(merchant_id, key).await,
@@ -126,13 +116,13 @@ async fn record_outcome(
 }
 
 /// The provider plugin bound to the request's alias.
-async fn provider_plugin(gw: &Gateway, request: &CreatePayment) -> Result<String, ApiError> {
+async fn provider_plugin(gw: &Gateway, request: &CreatePayment) -> Result<String, CreateError> {
     gw.providers
         .get(request.alias.as_str())
         .await?
         .filter(|b| b.available)
         .map(|b| b.provider_plugin)
-        .ok_or_else(|| ApiError::UnknownAlias(request.alias.to_string()))
+        .ok_or_else(|| CreateError::UnknownAlias(request.alias.to_string()))
 }
 
 async fn run(
@@ -141,7 +131,7 @@ async fn run(
     request: &CreatePayment,
     key: Option<&IdempotencyKey>,
     request_id: &str,
-) -> Result<Created, ApiError> {
+) -> Result<Outcome, CreateError> {
     let plugin = provider_plugin(gw, request).await?;
     match gw
         .merchants
@@ -161,7 +151,7 @@ async fn run(
                     .take_over_charge(merchant.id, request.order_id, gw.request_lease)
                     .await?;
             if !dead {
-                return Err(ApiError::RequestInProgress);
+                return Err(CreateError::RequestInProgress);
             }
         }
         Take::Refused(refused) => {
@@ -169,8 +159,8 @@ async fn run(
             // not hide an existing order.
             order_free(gw, merchant, request).await?;
             return Err(match refused {
-                QuotaError::InvalidSubscription => ApiError::InvalidSubscription,
-                QuotaError::Exhausted => ApiError::QuotaExceeded,
+                QuotaError::InvalidSubscription => CreateError::InvalidSubscription,
+                QuotaError::Exhausted => CreateError::QuotaExceeded,
             });
         }
     }
@@ -192,10 +182,10 @@ async fn settle_token(
     gw: &Gateway,
     merchant: &Merchant,
     request: &CreatePayment,
-    result: &Result<Created, ApiError>,
+    result: &Result<Outcome, CreateError>,
     stored: bool,
 ) {
-    let keep_token = matches!(result, Ok(c) if c.status == 200) || (stored && result.is_err());
+    let keep_token = matches!(result, Ok(Outcome::Opened(_))) || (stored && result.is_err());
     if keep_token {
         return;
     }
@@ -237,7 +227,7 @@ async fn resume(
     key: Option<&IdempotencyKey>,
     request_id: &str,
     payment_id: i64,
-) -> Result<Created, ApiError> {
+) -> Result<Outcome, CreateError> {
     let Some(creation) = gw.payments.creation(merchant.id, payment_id).await? else {
         // Written in the statement that inserted the payment, so never
         // without it; were it gone, there is nothing to finish.
@@ -248,12 +238,14 @@ async fn resume(
         "resuming the creation of a payment an earlier request stored"
     );
     let result = match creation.answered {
-        Some(Ok(payment_url)) => Ok(Created {
-            status: 200,
-            body: json!({"payment_id": payment_id, "status": creation.status, "payment_url": payment_url}),
-            replayed: false,
-        }),
-        Some(Err(message)) => Ok(refused(payment_id, message, request_id)),
+        Some(Ok(payment_url)) => Ok(Outcome::Opened(Opened {
+            payment_id,
+            status: creation.status,
+            payment_url,
+        })),
+        Some(Err(message)) => Ok(Outcome::Refused(Refused::new(
+            payment_id, &message, request_id,
+        ))),
         None => {
             let plugin = provider_plugin(gw, request).await?;
             let probe = circuit_probe(gw, request.alias.as_str()).await?;
@@ -275,13 +267,13 @@ async fn order_free(
     gw: &Gateway,
     merchant: &Merchant,
     request: &CreatePayment,
-) -> Result<(), ApiError> {
+) -> Result<(), CreateError> {
     match gw
         .payments
         .payment_for_order(merchant.id, request.order_id)
         .await?
     {
-        Some(payment_id) => Err(ApiError::OrderExists { payment_id }),
+        Some(payment_id) => Err(CreateError::OrderExists { payment_id }),
         None => Ok(()),
     }
 }
@@ -294,7 +286,7 @@ async fn with_token(
     request_id: &str,
     plugin: &str,
     stored: &mut bool,
-) -> Result<Created, ApiError> {
+) -> Result<Outcome, CreateError> {
     let alias = request.alias.as_str();
     let probe = circuit_probe(gw, alias).await?;
     let currency = request.currency_code(merchant);
@@ -313,7 +305,7 @@ async fn with_token(
         .await?
     {
         Inserted::Created(id) => id,
-        Inserted::OrderExists(id) => return Err(ApiError::OrderExists { payment_id: id }),
+        Inserted::OrderExists(id) => return Err(CreateError::OrderExists { payment_id: id }),
     };
     *stored = true;
     let asked = Asked {
@@ -327,14 +319,10 @@ async fn with_token(
 
 /// Whether the alias's circuit lets a call through, and if it is the one
 /// probe of a half-open circuit.
-async fn circuit_probe(gw: &Gateway, alias: &str) -> Result<bool, ApiError> {
+async fn circuit_probe(gw: &Gateway, alias: &str) -> Result<bool, CreateError> {
     match gw.circuit.acquire(alias).await {
-        CircuitState::Open { retry_after } => Err(ApiError::ProviderUnavailable {
-            retry_after_secs: retry_after.as_secs_f64().ceil() as u64,
-        }),
-        CircuitState::Unknown => Err(ApiError::ServiceUnavailable(
-            "circuit breaker state (Redis) unavailable".into(),
-        )),
+        CircuitState::Open { retry_after } => Err(CreateError::CircuitOpen { retry_after }),
+        CircuitState::Unknown => Err(CreateError::CircuitUnknown),
         state => Ok(state == CircuitState::Probe),
     }
 }
@@ -349,7 +337,7 @@ struct Asked<'a> {
 }
 
 /// Calls the provider plugin for a stored payment, tells the circuit how it
-/// went and records the outcome: 200 with the session's URL, or 502.
+/// went and records the outcome: the session opened, or the refusal.
 async fn ask_provider(
     gw: &Gateway,
     merchant: &Merchant,
@@ -357,7 +345,7 @@ async fn ask_provider(
     key: Option<&IdempotencyKey>,
     request_id: &str,
     asked: Asked<'_>,
-) -> Result<Created, ApiError> {
+) -> Result<Outcome, CreateError> {
     let Asked {
         payment_id,
         currency,
@@ -392,12 +380,11 @@ async fn ask_provider(
                     json!({"plugin": plugin_name, "reference": session.reference}),
                 )
                 .await?;
-            let body = json!({"payment_id": payment_id, "status": "PAYMENT_PENDING", "payment_url": session.payment_url});
-            Ok(Created {
-                status: 200,
-                body,
-                replayed: false,
-            })
+            Ok(Outcome::Opened(Opened {
+                payment_id,
+                status: PaymentStatus::Pending,
+                payment_url: session.payment_url,
+            }))
         }
         failed => {
             let message = match &failed {
@@ -411,20 +398,10 @@ async fn ask_provider(
             gw.payments
                 .record_provider_outcome(payment_id, Err(&message), json!({"plugin": plugin_name}))
                 .await?;
-            Ok(refused(payment_id, message, request_id))
+            Ok(Outcome::Refused(Refused::new(
+                payment_id, &message, request_id,
+            )))
         }
-    }
-}
-
-/// The 502 of a payment its provider refused (or failed to open).
-fn refused(payment_id: i64, message: String, request_id: &str) -> Created {
-    let mut body = ApiError::ProviderError(message).body(request_id);
-    body["payment_id"] = json!(payment_id);
-    body["status"] = json!("PAYMENT_FAILED");
-    Created {
-        status: 502,
-        body,
-        replayed: false,
     }
 }
 

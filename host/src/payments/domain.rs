@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A positive decimal with at most 8 places, below 10^12: an amount or a price.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -140,7 +140,7 @@ impl IdempotencyKey {
 }
 
 /// Payment states, as the API spells them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PaymentStatus {
     #[serde(rename = "PAYMENT_PENDING")]
     Pending,

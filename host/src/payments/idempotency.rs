@@ -64,8 +64,9 @@ pub enum Claim {
     /// Taken over from a request that died after creating `payment_id`:
     /// finish that payment, then `complete` or `release` the key.
     Resume { payment_id: i64 },
-    /// Done before: answer this again.
-    Replay { status: u16, body: Value },
+    /// Done before: the outcome recorded then (see
+    /// [`super::Outcome::from_record`]).
+    Replay { kind: i16, record: Value },
     /// The key was used with a different body.
     Conflict,
     /// The first request is still running.
@@ -112,8 +113,8 @@ impl PaymentStore {
         }
         if state == "done" {
             return Ok(Claim::Replay {
-                status: status.unwrap_or(200) as u16,
-                body: body.unwrap_or(Value::Null),
+                kind: status.unwrap_or_default(),
+                record: body.unwrap_or(Value::Null),
             });
         }
         let taken_over: Option<Option<i64>> = sqlx::query_scalar(
@@ -135,13 +136,14 @@ impl PaymentStore {
         })
     }
 
-    /// Stores the final response of a claimed key.
+    /// Stores the final outcome of a claimed key, as
+    /// [`super::Outcome::to_record`] encodes it.
     pub async fn complete_idempotency(
         &self,
         merchant_id: i64,
         key: &IdempotencyKey,
-        status: u16,
-        body: &Value,
+        kind: i16,
+        record: &Value,
     ) -> Result<(), sqlx::Error> {
         sqlx::query(
             "UPDATE idempotency_keys SET state = 'done', response_status = $3, response_body = $4
@@ -149,8 +151,8 @@ impl PaymentStore {
         )
         .bind(merchant_id)
         .bind(key.as_str())
-        .bind(status as i16)
-        .bind(body)
+        .bind(kind)
+        .bind(record)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -4,8 +4,10 @@
 pub mod create;
 pub mod domain;
 pub mod idempotency;
+pub mod outcome;
 pub mod store;
 pub mod webhook;
 
 pub use domain::{Alias, Currency, IdempotencyKey, Money, PaymentStatus};
+pub use outcome::{CreateError, Created, Opened, Outcome, Refused};
 pub use store::{Payment, PaymentStore, TimelineEvent};
