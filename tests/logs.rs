@@ -1,6 +1,7 @@
 //! Every log line the host writes in this test process, captured in memory
-//! (JSON, as production writes them, `debug` and up), so a test can prove
-//! no key, secret or signature ever reaches a log.
+//! by the production subscriber (`paygate::telemetry::subscriber`, JSON,
+//! `debug` and up), so a test can prove no key, secret or signature ever
+//! reaches a log, and that lines carry their spans.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -24,13 +25,12 @@ fn buffer() -> &'static Buffer {
     LOGS.get_or_init(|| {
         let buffer = Buffer::default();
         let writer = buffer.clone();
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("debug,h2=info,hyper=info,lapin=info,amq_protocol=info,cranelift=warn,wasmtime=warn,sqlx=warn,reqwest=info,rustls=info"))
-            .with_writer(move || writer.clone())
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .try_init();
+        // The production subscriber, only its sink and filter changed.
+        let filter = tracing_subscriber::EnvFilter::new(
+            "debug,h2=info,hyper=info,lapin=info,amq_protocol=info,cranelift=warn,wasmtime=warn,sqlx=warn,reqwest=info,rustls=info",
+        );
+        let subscriber = paygate::telemetry::subscriber(filter, paygate::telemetry::Format::Json, move || writer.clone());
+        let _ = tracing::subscriber::set_global_default(subscriber);
         buffer
     })
 }

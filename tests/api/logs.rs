@@ -99,3 +99,48 @@ async fn no_key_secret_or_signature_reaches_a_log_line() {
         }
     }
 }
+
+/// The spans a log line was written in, by name, from a captured JSON line.
+fn spans(line: &serde_json::Value) -> Vec<serde_json::Value> {
+    line["spans"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_create_logs_inside_its_handler_saga_and_plugin_spans() {
+    let app = spawn_app_with(LAX_RATE_LIMIT, Vec::new(), |c| c).await;
+    let order_id = 7_000_000 + i64::from(std::process::id() % 1000);
+    let created = app.create(&app.body(order_id)).await;
+    let payment_id = created.body["payment_id"].as_i64().unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // The provider call's closing line carries the whole chain: the request,
+    // the handler with its merchant, the saga with its order and payment,
+    // and the plugin call with its plugin, version, world and fuel.
+    let logs = crate::logs::captured();
+    let line = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| {
+            l["message"] == "plugin call finished"
+                && spans(l)
+                    .iter()
+                    .any(|s| s["name"] == "saga.ask_provider" && s["payment_id"] == payment_id)
+        })
+        .unwrap_or_else(|| panic!("no plugin call line for payment {payment_id}"));
+    let chain = spans(&line);
+    let find = |name: &str| {
+        chain
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} span in {line}"))
+    };
+    assert_eq!(find("handler")["route"], "payments.create");
+    assert_eq!(find("handler")["merchant_id"], app.merchant.merchant_id);
+    assert_eq!(find("saga.create")["order_id"], order_id);
+    assert_eq!(find("saga.create")["merchant_id"], app.merchant.merchant_id);
+    let call = find("plugin_call");
+    assert_eq!(call["plugin"], "sandbox");
+    assert_eq!(call["world"], "provider-adapter");
+    assert!(call["version"].is_string(), "{call}");
+    assert!(find("request")["request_id"].is_string());
+}

@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use paygate_plugin_registry::PluginKind;
+use tracing::Instrument;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::{
@@ -189,20 +190,40 @@ impl LoadedPlugin {
                 .map_err(|e| self.trap(e.to_string()))?;
         }
 
+        // Host imports the guest makes (HTTP, counters, its own log lines)
+        // run inside this span, so they carry the plugin's identity.
+        let span = tracing::info_span!(
+            "plugin_call",
+            plugin = %ctx.name,
+            version = %ctx.version,
+            world = %ctx.kind,
+            fuel = tracing::field::Empty,
+        );
         // The epoch stops guest code; this also bounds time spent waiting on
         // host imports such as HTTP.
-        let outcome = tokio::time::timeout(limits.timeout, call(&mut store)).await;
+        let outcome = tokio::time::timeout(limits.timeout, call(&mut store))
+            .instrument(span.clone())
+            .await;
         let fuel_used = if self.engine.fuel {
             fuel_budget - store.get_fuel().unwrap_or(0)
         } else {
             0
         };
+        span.record("fuel", fuel_used);
         let stats = CallStats {
             fuel_used,
             micros: started.elapsed().as_micros() as u64,
             peak_memory_bytes: store.data().limiter.peak_bytes as u64,
         };
         let result = self.outcome(&mut store, outcome);
+        span.in_scope(|| {
+            tracing::debug!(
+                micros = stats.micros,
+                peak_memory_bytes = stats.peak_memory_bytes,
+                error = result.as_ref().err().map(PluginError::kind),
+                "plugin call finished"
+            )
+        });
         self.stats.record(stats, result.as_ref().err());
         result
     }

@@ -52,6 +52,7 @@ async fn bearer(token: &Secret, request: Request, next: Next) -> Response {
 
 /// The plugins serving (version, digest, calls, errors, last refusal) and,
 /// with a registry, each plugin's active and published versions.
+#[tracing::instrument(name = "handler", skip_all, fields(route = "admin.list"))]
 async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let gw = &state.gateway;
     let registry = match &gw.registry {
@@ -77,6 +78,7 @@ async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
 }
 
 /// `POST /admin/v1/plugins/{name}/activate` `{"version": "1.2.0"}`.
+#[tracing::instrument(name = "handler", skip_all, fields(route = "admin.activate"))]
 async fn activate(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -90,6 +92,7 @@ async fn activate(
 }
 
 /// `POST /admin/v1/plugins/{name}/rollback`.
+#[tracing::instrument(name = "handler", skip_all, fields(route = "admin.rollback"))]
 async fn rollback(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -144,6 +147,7 @@ fn task_failed(e: tokio::task::JoinError) -> ApiError {
 }
 
 /// Prometheus text format.
+#[tracing::instrument(name = "handler", skip_all, fields(route = "admin.metrics"))]
 async fn metrics(State(state): State<AppState>) -> Response {
     let gw = &state.gateway;
     let outbox = gw.outbox.stats().await.ok();

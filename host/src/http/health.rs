@@ -17,6 +17,7 @@ use super::AppState;
         (status = 503, description = "A check failed; `checks` names it"),
     )
 )]
+#[tracing::instrument(name = "handler", skip_all, fields(route = "health"))]
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let gw = &state.gateway;
     // Concurrently and each within a bound: a server that is down makes a

@@ -26,6 +26,7 @@ use crate::merchants::Scope;
     ),
     security(("api_key" = []))
 )]
+#[tracing::instrument(name = "handler", skip_all, fields(route = "notifications.list", merchant_id = tracing::field::Empty, payment_id = tracing::field::Empty))]
 pub async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -57,6 +58,7 @@ pub async fn list(
     ),
     security(("api_key" = []))
 )]
+#[tracing::instrument(name = "handler", skip_all, fields(route = "notifications.retry", merchant_id = tracing::field::Empty, payment_id = tracing::field::Empty))]
 pub async fn retry(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -37,6 +37,7 @@ use crate::payments::{Alias, Currency, IdempotencyKey, Money, Payment};
     ),
     security(("api_key" = []))
 )]
+#[tracing::instrument(name = "handler", skip_all, fields(route = "payments.create", merchant_id = tracing::field::Empty, payment_id = tracing::field::Empty))]
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -195,6 +196,7 @@ fn money(obj: &Map<String, Value>, field: &str, errors: &mut Vec<FieldError>) ->
     ),
     security(("api_key" = []))
 )]
+#[tracing::instrument(name = "handler", skip_all, fields(route = "payments.list", merchant_id = tracing::field::Empty, payment_id = tracing::field::Empty))]
 pub async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -273,6 +275,7 @@ pub(super) async fn own_payment_for(
     let gw = &state.gateway;
     let merchant = authenticate(gw, headers, scope, body).await?;
     let id = payment_id(raw_id)?;
+    tracing::Span::current().record("payment_id", id);
     gw.payments
         .get(merchant.id, id)
         .await?
@@ -292,6 +295,7 @@ pub(super) async fn own_payment_for(
     ),
     security(("api_key" = []))
 )]
+#[tracing::instrument(name = "handler", skip_all, fields(route = "payments.show", merchant_id = tracing::field::Empty, payment_id = tracing::field::Empty))]
 pub async fn show(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -313,6 +317,7 @@ pub async fn show(
     ),
     security(("api_key" = []))
 )]
+#[tracing::instrument(name = "handler", skip_all, fields(route = "payments.tracking", merchant_id = tracing::field::Empty, payment_id = tracing::field::Empty))]
 pub async fn tracking(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -30,6 +30,7 @@ use crate::webhooks::Inbound;
         (status = 503, description = "`service_unavailable`: verifier or database unavailable", body = ErrorBody),
     )
 )]
+#[tracing::instrument(name = "handler", skip_all, fields(route = "webhooks.internal", merchant_id = tracing::field::Empty, payment_id = tracing::field::Empty))]
 pub async fn internal(
     State(state): State<AppState>,
     OriginalUri(uri): OriginalUri,
@@ -55,6 +56,7 @@ pub async fn internal(
         (status = 503, description = "`service_unavailable`: verifier or database unavailable", body = ErrorBody),
     )
 )]
+#[tracing::instrument(name = "handler", skip_all, fields(route = "webhooks.for_alias", merchant_id = tracing::field::Empty, payment_id = tracing::field::Empty))]
 pub async fn for_alias(
     State(state): State<AppState>,
     OriginalUri(uri): OriginalUri,

@@ -46,6 +46,7 @@ impl CreatePayment {
 
 /// Runs the whole creation. `key` is the idempotency key (header, else
 /// `event_id`), `fingerprint` the hash of the canonical body.
+#[tracing::instrument(name = "saga.create", skip_all, fields(merchant_id = merchant.id, order_id = request.order_id, alias = %request.alias))]
 pub async fn create_payment(
     gw: &Gateway,
     merchant: &Merchant,
@@ -125,6 +126,7 @@ async fn provider_plugin(gw: &Gateway, request: &CreatePayment) -> Result<String
         .ok_or_else(|| CreateError::UnknownAlias(request.alias.to_string()))
 }
 
+#[tracing::instrument(name = "saga.run", skip_all)]
 async fn run(
     gw: &Gateway,
     merchant: &Merchant,
@@ -178,6 +180,7 @@ async fn run(
 /// be recorded: it exists, pending, and keeps its token. An error before
 /// that may be an insert that committed unseen (its acknowledgement lost
 /// with the connection), so the token goes back only if no payment holds it.
+#[tracing::instrument(name = "saga.settle_token", skip_all)]
 async fn settle_token(
     gw: &Gateway,
     merchant: &Merchant,
@@ -220,6 +223,7 @@ async fn settle_token(
 /// the same provider-side idempotency key, so a session the provider opened
 /// for the first request is the one it returns. The order's token was
 /// charged by that request.
+#[tracing::instrument(name = "saga.resume", skip_all, fields(payment_id))]
 async fn resume(
     gw: &Gateway,
     merchant: &Merchant,
@@ -278,6 +282,7 @@ async fn order_free(
     }
 }
 
+#[tracing::instrument(name = "saga.store", skip_all)]
 async fn with_token(
     gw: &Gateway,
     merchant: &Merchant,
@@ -338,6 +343,7 @@ struct Asked<'a> {
 
 /// Calls the provider plugin for a stored payment, tells the circuit how it
 /// went and records the outcome: the session opened, or the refusal.
+#[tracing::instrument(name = "saga.ask_provider", skip_all, fields(payment_id = asked.payment_id, plugin = asked.plugin))]
 async fn ask_provider(
     gw: &Gateway,
     merchant: &Merchant,

@@ -22,6 +22,12 @@ impl CallState {
 }
 
 impl Host for CallState {
+    #[tracing::instrument(
+        name = "host_import",
+        level = "debug",
+        skip_all,
+        fields(import = "counters.increment")
+    )]
     async fn increment(
         &mut self,
         key: String,
@@ -39,12 +45,24 @@ impl Host for CallState {
         Ok(Window { value, reset_ms })
     }
 
+    #[tracing::instrument(
+        name = "host_import",
+        level = "debug",
+        skip_all,
+        fields(import = "counters.get")
+    )]
     async fn get(&mut self, key: String) -> Result<Option<i64>, CounterError> {
         let key = self.counter_key(&key)?;
         let value = self.plugin.services.counters.get(&key).await;
         value.map_err(|e| self.unavailable(e))
     }
 
+    #[tracing::instrument(
+        name = "host_import",
+        level = "debug",
+        skip_all,
+        fields(import = "counters.compare_and_swap")
+    )]
     async fn compare_and_swap(
         &mut self,
         key: String,
