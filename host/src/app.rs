@@ -23,7 +23,7 @@ use crate::plugins::{
     RegistrySource,
 };
 use crate::providers::{CircuitBreaker, ProviderStore};
-use crate::webhooks::WebhookLog;
+use crate::webhook_log::WebhookLog;
 
 /// A built server: databases migrated, plugins loaded, listener bound.
 pub struct App {

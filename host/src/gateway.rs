@@ -9,7 +9,7 @@ use crate::outbox::OutboxStore;
 use crate::payments::PaymentStore;
 use crate::plugins::{PluginSet, RegistrySource};
 use crate::providers::{CircuitBreaker, ProviderStore};
-use crate::webhooks::WebhookLog;
+use crate::webhook_log::WebhookLog;
 
 /// The services behind the API.
 pub struct Gateway {

@@ -11,7 +11,8 @@
 //! of those services; [`config`] is every setting in one typed place; [`app`]
 //! wires settings into a running server; [`outbox`] publishes committed
 //! payment outcomes to RabbitMQ and [`notifier`] delivers them, signed, to
-//! merchants; [`telemetry`] sets up logging; [`cli`] is the `paygate`
+//! merchants; [`webhook_log`] records every inbound provider webhook;
+//! [`telemetry`] sets up logging; [`cli`] is the `paygate`
 //! command. The sandbox provider and the demo shop are the `paygate-demo`
 //! crate's, which uses this one like any embedder would. `paygate plugin test|run` is the `paygate-harness` crate's.
 
@@ -30,7 +31,7 @@ pub mod payments;
 pub mod providers;
 pub mod quota;
 pub mod telemetry;
-pub mod webhooks;
+pub mod webhook_log;
 
 pub use app::App;
 pub use config::Config;

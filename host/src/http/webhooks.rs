@@ -14,7 +14,7 @@ use super::openapi::ErrorBody;
 use crate::payments::PaymentStatus;
 use crate::payments::webhook::{Applied, PaymentLookup};
 use crate::plugins::bindings::{PaymentRef, VerifyError, WebhookRequest};
-use crate::webhooks::Inbound;
+use crate::webhook_log::Inbound;
 
 /// The internal scheme's route: verified by the internal verifier plugin.
 #[utoipa::path(

@@ -1,6 +1,6 @@
-//! Inbound provider webhooks: every one is recorded in the logs database,
-//! valid or not, with its headers (credentials and signatures redacted),
-//! raw body, verdict and request id.
+//! The webhook log: every inbound provider webhook is recorded in the logs
+//! database, valid or not, with its headers (credentials and signatures
+//! redacted), raw body, verdict and request id.
 
 use serde_json::{Map, Value};
 use sqlx::PgPool;
