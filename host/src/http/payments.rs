@@ -48,17 +48,9 @@ pub async fn create(
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::malformed(format!("malformed JSON: {e}")))?;
     let request = parse_create(&value)?;
-    // No provider can charge a price finer than its currency's minor unit.
-    let currency = Currency::parse(&request.currency_code(&merchant)).ok();
-    if let Some(currency) = currency.filter(|c| !request.price.fits(c)) {
-        return Err(ApiError::field(
-            "price",
-            format!(
-                "must have at most {} decimal places in {currency}",
-                currency.exponent()
-            ),
-        ));
-    }
+    request
+        .check_price_precision(&merchant)
+        .map_err(|message| ApiError::field("price", message))?;
     let header_key = match headers.get("idempotency-key") {
         Some(v) => Some(
             v.to_str()

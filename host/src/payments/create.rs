@@ -42,6 +42,18 @@ impl CreatePayment {
         self.currency
             .map_or_else(|| merchant.default_currency.clone(), |c| c.to_string())
     }
+
+    /// No provider can charge a price finer than its currency's minor
+    /// unit: why this price does not fit the payment's currency, if not.
+    pub fn check_price_precision(&self, merchant: &Merchant) -> Result<(), String> {
+        match Currency::parse(&self.currency_code(merchant)) {
+            Ok(currency) if !self.price.fits(&currency) => Err(format!(
+                "must have at most {} decimal places in {currency}",
+                currency.exponent()
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Runs the whole creation. `key` is the idempotency key (header, else
