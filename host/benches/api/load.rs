@@ -1,0 +1,305 @@
+//! The load generator: the in-process sandbox provider, the request
+//! targets, client loops and measured phases.
+
+use super::*;
+
+pub(crate) struct SandboxProvider {
+    pub(crate) rt: Handle,
+    pub(crate) addr: SocketAddr,
+    pub(crate) args: SandboxArgs,
+    pub(crate) running: Option<(CancellationToken, JoinHandle<anyhow::Result<()>>)>,
+}
+
+impl SandboxProvider {
+    pub(crate) fn serve(&mut self, listener: TcpListener) {
+        let token = CancellationToken::new();
+        let handle = self.rt.spawn(paygate_demo::sandbox::serve(
+            listener,
+            self.args.clone(),
+            token.clone(),
+        ));
+        self.running = Some((token, handle));
+    }
+
+    pub(crate) async fn stop(&mut self) {
+        if let Some((token, handle)) = self.running.take() {
+            token.cancel();
+            match tokio::time::timeout(Duration::from_secs(10), handle).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => panic!("the sandbox provider failed: {e:#}"),
+                Ok(Err(e)) => panic!("the sandbox provider panicked: {e}"),
+                Err(_) => panic!("the sandbox provider did not stop within 10 s"),
+            }
+        }
+    }
+
+    /// A fresh, empty sandbox on the same address: its memory is capped at
+    /// [`SANDBOX_CAPACITY`] payments.
+    pub(crate) async fn restart(&mut self) {
+        self.stop().await;
+        let listener = bind_on(&self.rt, self.addr).await;
+        self.serve(listener);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The load generator.
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Create,
+    Show,
+}
+
+pub(crate) struct Target {
+    pub(crate) client: reqwest::Client,
+    pub(crate) base: String,
+    pub(crate) write_key: String,
+    pub(crate) read_key: String,
+    pub(crate) subscription_id: i64,
+    /// Every create has its own order id.
+    pub(crate) next_order: AtomicI64,
+}
+
+impl Target {
+    /// One request; its status and body, or the transport error.
+    pub(crate) async fn send(
+        &self,
+        kind: Kind,
+        ids: &[i64],
+        cursor: &AtomicUsize,
+    ) -> Result<(u16, bytes::Bytes), reqwest::Error> {
+        let request = match kind {
+            Kind::Create => {
+                let order_id = self.next_order.fetch_add(1, Ordering::Relaxed);
+                let body = format!(
+                    r#"{{"order_id":{order_id},"amount":1,"price":"10.00","alias":"sandbox","subscription_id":{}}}"#,
+                    self.subscription_id
+                );
+                self.client
+                    .post(format!("{}/api/v1/payments", self.base))
+                    .header("content-type", "application/json")
+                    .header("x-api-key", &self.write_key)
+                    .body(body)
+            }
+            Kind::Show => {
+                let id = ids[cursor.fetch_add(1, Ordering::Relaxed) % ids.len()];
+                self.client
+                    .get(format!("{}/api/v1/payments/{id}/show", self.base))
+                    .header("x-api-key", &self.read_key)
+            }
+        };
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        Ok((status, response.bytes().await?))
+    }
+}
+
+/// What one client saw.
+#[derive(Default)]
+pub(crate) struct Samples {
+    pub(crate) latencies_us: Vec<u64>,
+    pub(crate) ok: u64,
+    pub(crate) errors: BTreeMap<String, u64>,
+    pub(crate) created: Vec<i64>,
+    pub(crate) last_done: Option<Instant>,
+}
+
+impl Samples {
+    pub(crate) fn merge(&mut self, other: Samples) {
+        self.latencies_us.extend(other.latencies_us);
+        self.ok += other.ok;
+        for (k, n) in other.errors {
+            *self.errors.entry(k).or_default() += n;
+        }
+        self.created.extend(other.created);
+        self.last_done = self.last_done.max(other.last_done);
+    }
+}
+
+/// Sends requests back to back until `end`; counts those started at or
+/// after `start`. Ids of created payments are kept, warm-up ones too.
+pub(crate) async fn client_loop(
+    target: Arc<Target>,
+    kind: Kind,
+    ids: Arc<Vec<i64>>,
+    cursor: Arc<AtomicUsize>,
+    start: Instant,
+    end: Instant,
+) -> Samples {
+    let mut samples = Samples::default();
+    loop {
+        let sent = Instant::now();
+        if sent >= end {
+            break;
+        }
+        let outcome = target.send(kind, &ids, &cursor).await;
+        let done = Instant::now();
+        if let (Kind::Create, Ok((200, body))) = (kind, &outcome)
+            && let Some(id) = serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|v| v["payment_id"].as_i64())
+        {
+            samples.created.push(id);
+        }
+        if sent < start {
+            continue;
+        }
+        samples
+            .latencies_us
+            .push(done.duration_since(sent).as_micros() as u64);
+        samples.last_done = Some(done);
+        match outcome {
+            Ok((200, _)) => samples.ok += 1,
+            Ok((status, body)) => {
+                let code = serde_json::from_slice::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v["error"].as_str().map(str::to_owned))
+                    .unwrap_or_else(|| "(no error code)".into());
+                *samples
+                    .errors
+                    .entry(format!("{status} {code}"))
+                    .or_default() += 1;
+            }
+            Err(e) => {
+                let what = if e.is_timeout() {
+                    "timeout"
+                } else if e.is_connect() {
+                    "connect"
+                } else if e.is_body() || e.is_decode() {
+                    "body"
+                } else {
+                    "request"
+                };
+                *samples
+                    .errors
+                    .entry(format!("transport error ({what})"))
+                    .or_default() += 1;
+            }
+        }
+    }
+    samples
+}
+
+/// One measured phase.
+pub(crate) struct Phase {
+    pub(crate) kind: Kind,
+    pub(crate) clients: usize,
+    pub(crate) ok: u64,
+    pub(crate) errors: BTreeMap<String, u64>,
+    /// Sorted.
+    pub(crate) latencies_us: Vec<u64>,
+    pub(crate) elapsed: Duration,
+    pub(crate) created: Vec<i64>,
+    pub(crate) rss_max_kib: u64,
+    pub(crate) cpu: CpuShare,
+}
+
+impl Phase {
+    pub(crate) fn requests(&self) -> usize {
+        self.latencies_us.len()
+    }
+    pub(crate) fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+    pub(crate) fn per_second(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+    pub(crate) fn percentile_ms(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.latencies_us.len() - 1) as f64 * p).round() as usize;
+        self.latencies_us[i] as f64 / 1000.0
+    }
+    pub(crate) fn mean_ms(&self) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        self.latencies_us.iter().sum::<u64>() as f64 / self.latencies_us.len() as f64 / 1000.0
+    }
+    pub(crate) fn max_ms(&self) -> f64 {
+        self.latencies_us
+            .last()
+            .map_or(f64::NAN, |&m| m as f64 / 1000.0)
+    }
+    /// Its figures for `BENCH_JSON`.
+    pub(crate) fn json(&self, label: &str) -> Value {
+        json!({
+            "kind": match self.kind { Kind::Create => "create", Kind::Show => "show" },
+            "label": label, "clients": self.clients, "requests": self.requests(),
+            "ok": self.ok, "errors": self.error_count(), "error_codes": self.errors,
+            "seconds": self.elapsed.as_secs_f64(), "per_second": self.per_second(),
+            "mean_ms": self.mean_ms(), "p50_ms": self.percentile_ms(0.5),
+            "p90_ms": self.percentile_ms(0.9), "p99_ms": self.percentile_ms(0.99),
+            "max_ms": self.max_ms(), "rss_max_mib": mib(self.rss_max_kib), "cpu": self.cpu,
+        })
+    }
+}
+
+/// Runs `clients` clients on the load generator's runtime for `warmup`
+/// then `measure`, sampling this process's RSS and every part's CPU over
+/// the measured window.
+pub(crate) async fn run_phase(
+    loadgen: &Handle,
+    target: &Arc<Target>,
+    kind: Kind,
+    clients: usize,
+    warmup: Duration,
+    measure: Duration,
+    ids: Arc<Vec<i64>>,
+) -> Phase {
+    let start = Instant::now() + warmup;
+    let end = start + measure;
+    let cursor = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            loadgen.spawn(client_loop(
+                target.clone(),
+                kind,
+                ids.clone(),
+                cursor.clone(),
+                start,
+                end,
+            ))
+        })
+        .collect();
+    tokio::time::sleep_until(start.into()).await;
+    let cpu_before = CpuTicks::sample();
+    let mut rss_max_kib = 0;
+    loop {
+        rss_max_kib = rss_max_kib.max(proc_status_kib("VmRSS"));
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        tokio::time::sleep((end - now).min(Duration::from_millis(100))).await;
+    }
+    let cpu = CpuTicks::sample().since(&cpu_before);
+    let mut all = Samples::default();
+    for task in tasks {
+        all.merge(task.await.expect("a client panicked"));
+    }
+    all.latencies_us.sort_unstable();
+    let elapsed = all.last_done.map_or(end, |d| d.max(end)) - start;
+    if kind == Kind::Create && all.created.len() > SANDBOX_CAPACITY * 9 / 10 {
+        println!(
+            "Warning: {} payments in one phase, near the sandbox provider's cap of {SANDBOX_CAPACITY}; shorten the phase.",
+            all.created.len()
+        );
+    }
+    Phase {
+        kind,
+        clients,
+        ok: all.ok,
+        errors: all.errors,
+        latencies_us: all.latencies_us,
+        elapsed,
+        created: all.created,
+        rss_max_kib,
+        cpu,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Process and machine figures from /proc.

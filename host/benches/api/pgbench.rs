@@ -1,0 +1,286 @@
+//! The ceiling: pgbench running the SQL of one create and of one show,
+//! against a database of its own, in the same run.
+
+use super::*;
+
+pub(crate) async fn admin() -> Option<sqlx::PgConnection> {
+    match sqlx::PgConnection::connect(&format!("{PG_SERVER}/postgres")).await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            println!("Cannot reach PostgreSQL at {PG_SERVER}: {e}");
+            None
+        }
+    }
+}
+
+pub(crate) async fn drop_databases(names: &[&str]) {
+    let Some(mut admin) = admin().await else {
+        return;
+    };
+    for name in names {
+        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .execute(&mut admin)
+            .await
+            .unwrap_or_else(|e| panic!("dropping {name}: {e}"));
+    }
+}
+
+/// Version and the settings that decide commit cost.
+pub(crate) async fn postgres_info() -> String {
+    let Some(mut admin) = admin().await else {
+        return "unreachable".into();
+    };
+    let mut parts = Vec::new();
+    for (label, sql) in [
+        ("", "SELECT split_part(version(), ' on ', 1)"),
+        ("synchronous_commit", "SHOW synchronous_commit"),
+        ("wal_sync_method", "SHOW wal_sync_method"),
+        ("shared_buffers", "SHOW shared_buffers"),
+        ("max_connections", "SHOW max_connections"),
+    ] {
+        let value: String = sqlx::query_scalar(sql)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap_or_else(|e| format!("? ({e})"));
+        parts.push(if label.is_empty() {
+            value
+        } else {
+            format!("{label}={value}")
+        });
+    }
+    parts.join(", ")
+}
+
+/// One pgbench run.
+pub(crate) struct Baseline {
+    pub(crate) label: String,
+    pub(crate) command: String,
+    pub(crate) clients: usize,
+    pub(crate) transactions: u64,
+    pub(crate) failed: u64,
+    pub(crate) tps: f64,
+    pub(crate) latency_avg_ms: f64,
+    pub(crate) cpu: CpuShare,
+}
+
+/// Whether `program --version` runs; prints why not.
+pub(crate) async fn available(program: &str) -> bool {
+    match tokio::process::Command::new(program)
+        .arg("--version")
+        .output()
+        .await
+    {
+        Ok(o) if o.status.success() => true,
+        _ => {
+            println!(
+                "`{program}` is not installed (it comes with the PostgreSQL client package, `postgresql-client` on Debian): the pgbench ceiling was not measured."
+            );
+            false
+        }
+    }
+}
+
+/// The SQL one `POST /api/v1/payments` commits, statement for statement
+/// (host/src/merchants/store.rs `take_token`, host/src/payments/store.rs
+/// `insert` and `record_provider_outcome`, a request without an idempotency
+/// key): three statements, each its own transaction. No literal holds `:name`, which pgbench would read as a
+/// variable.
+pub(crate) fn create_script(merchant_id: i64, subscription_id: i64) -> String {
+    format!(
+        "\\set order_id random(1, 9000000000000000000)
+SELECT outcome, held_secs FROM take_quota_token({subscription_id}, {merchant_id}, :order_id);
+WITH p AS (INSERT INTO payments (merchant_id, order_id, subscription_id, alias, amount, price, currency, status) VALUES ({merchant_id}, :order_id, {subscription_id}, 'sandbox', 1, 10.00, 'EUR', 'PAYMENT_PENDING') ON CONFLICT (merchant_id, order_id) DO NOTHING RETURNING id), logged AS (INSERT INTO payment_logs (payment_id, event_type, status, message) SELECT id, 'EVENT_PAYMENT_CREATED', 'PAYMENT_PENDING', 'payment created' FROM p), claimed AS (UPDATE idempotency_keys k SET payment_id = p.id FROM p WHERE NULL::text IS NOT NULL AND k.merchant_id = {merchant_id} AND k.key = NULL) SELECT id AS payment_id FROM p \\gset
+WITH u AS (UPDATE payments SET provider_reference = 'pl_bench', payment_url = 'http://sandbox.invalid/pay/pl_bench', status = CASE WHEN 'x' IS NULL THEN 'PAYMENT_FAILED' ELSE status END, updated_at = now() WHERE id = :payment_id RETURNING id) INSERT INTO payment_logs (payment_id, event_type, status, message, payload) SELECT id, 'EVENT_PROVIDER_REQUEST_SENT', 'PAYMENT_PENDING', 'provider session opened', jsonb_build_object('plugin', 'sandbox', 'reference', 'pl_bench') FROM u;
+"
+    )
+}
+
+/// The SELECT of `GET …/show` (host/src/payments/store.rs `get`).
+pub(crate) fn show_script(merchant_id: i64) -> String {
+    format!(
+        "\\set id random(1, :max_id)
+SELECT id, order_id, alias, amount, price, currency, status, payment_url, created_at, updated_at FROM payments WHERE id = :id AND merchant_id = {merchant_id};
+"
+    )
+}
+
+pub(crate) async fn pgbench_baselines(settings: &Settings) -> Vec<Baseline> {
+    if !available("pgbench").await || !available("psql").await {
+        return Vec::new();
+    }
+    drop_databases(&[PGBENCH_DATABASE]).await;
+    let Some(mut admin) = admin().await else {
+        return Vec::new();
+    };
+    sqlx::query(&format!("CREATE DATABASE \"{PGBENCH_DATABASE}\""))
+        .execute(&mut admin)
+        .await
+        .expect("creating the pgbench database");
+    drop(admin);
+
+    // The same schema, applied with psql from the migration files.
+    for dir in ["migrations/payments", "migrations/merchants"] {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(repo_root().join(dir))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+            .collect();
+        files.sort();
+        for file in files {
+            let out = tokio::process::Command::new("psql")
+                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
+                .args(["-h", PG_HOST, "-p", PG_PORT, "-U", PG_USER])
+                .args(["-d", PGBENCH_DATABASE, "-f"])
+                .arg(&file)
+                .output()
+                .await
+                .expect("running psql");
+            assert!(
+                out.status.success(),
+                "psql -f {}: {}",
+                file.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    let mut db = sqlx::PgConnection::connect(&format!("{PG_SERVER}/{PGBENCH_DATABASE}"))
+        .await
+        .expect("connecting to the pgbench database");
+    let merchant_id: i64 = sqlx::query_scalar(
+        "INSERT INTO merchants (name, webhook_secret) VALUES ('pgbench', 'whsec_bench') RETURNING id",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    let subscription_id: i64 = sqlx::query_scalar(
+        "INSERT INTO subscriptions (merchant_id, token_limit) VALUES ($1, 9000000000000000000) RETURNING id",
+    )
+    .bind(merchant_id)
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+
+    let scripts = tempfile::tempdir().unwrap();
+    let create = scripts.path().join("create.sql");
+    std::fs::write(&create, create_script(merchant_id, subscription_id)).unwrap();
+    let show = scripts.path().join("show.sql");
+    std::fs::write(&show, show_script(merchant_id)).unwrap();
+
+    let seconds = settings.seconds.round().max(1.0) as u64;
+    let mut baselines = Vec::new();
+    for (mode, label) in [
+        (
+            None,
+            "pgbench ceiling: the SQL one create commits (simple protocol)",
+        ),
+        (
+            Some("prepared"),
+            "pgbench ceiling: the SQL one create commits (`-M prepared`, as sqlx)",
+        ),
+    ] {
+        progress(label);
+        if let Some(b) = pgbench(settings.clients, seconds, mode, &[], &create, label).await {
+            baselines.push(b);
+        }
+    }
+    let max_id: Option<i64> = sqlx::query_scalar("SELECT max(id) FROM payments")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    drop(db);
+    if let Some(max_id) = max_id {
+        let label = "pgbench ceiling: the SELECT of one show (`-M prepared`)";
+        progress(label);
+        let define = format!("max_id={max_id}");
+        if let Some(b) = pgbench(
+            settings.clients,
+            seconds,
+            Some("prepared"),
+            &["-D", &define],
+            &show,
+            label,
+        )
+        .await
+        {
+            baselines.push(b);
+        }
+    }
+    drop_databases(&[PGBENCH_DATABASE]).await;
+    baselines
+}
+
+pub(crate) async fn pgbench(
+    clients: usize,
+    seconds: u64,
+    mode: Option<&str>,
+    extra: &[&str],
+    script: &Path,
+    label: &str,
+) -> Option<Baseline> {
+    let mut args: Vec<String> = vec![
+        "-n".into(),
+        "-c".into(),
+        clients.to_string(),
+        "-j".into(),
+        "2".into(),
+        "-T".into(),
+        seconds.to_string(),
+    ];
+    if let Some(mode) = mode {
+        args.extend(["-M".into(), mode.into()]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let command = format!(
+        "pgbench {} -f {} {PGBENCH_DATABASE}",
+        args.join(" "),
+        script.file_name().unwrap().to_string_lossy()
+    );
+    args.extend(["-f".into(), script.display().to_string()]);
+    args.extend([
+        "-h".into(),
+        PG_HOST.into(),
+        "-p".into(),
+        PG_PORT.into(),
+        "-U".into(),
+        PG_USER.into(),
+        PGBENCH_DATABASE.into(),
+    ]);
+    let before = CpuTicks::sample();
+    let out = tokio::process::Command::new("pgbench")
+        .args(&args)
+        .output()
+        .await
+        .expect("running pgbench");
+    let cpu = CpuTicks::sample().since(&before);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        println!(
+            "`{command}` failed ({}):\n```\n{}{}```",
+            out.status,
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    let find = |prefix: &str| -> Option<f64> {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+    };
+    Some(Baseline {
+        label: label.into(),
+        command,
+        clients,
+        transactions: find("number of transactions actually processed:").unwrap_or(f64::NAN) as u64,
+        failed: find("number of failed transactions:").unwrap_or(0.0) as u64,
+        tps: find("tps = ").unwrap_or(f64::NAN),
+        latency_avg_ms: find("latency average = ").unwrap_or(f64::NAN),
+        cpu,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The report.

@@ -1,0 +1,278 @@
+//! The tables printed and the JSON written for scripts/report.
+
+use super::*;
+
+pub(crate) struct Report<'a> {
+    pub(crate) settings: &'a Settings,
+    pub(crate) started_at: chrono::DateTime<chrono::Utc>,
+    pub(crate) server_info: String,
+    pub(crate) load_at_start: String,
+    pub(crate) load_at_end: String,
+    pub(crate) phases: &'a [Phase],
+    pub(crate) sweep: &'a [Phase],
+    pub(crate) show_sweep: &'a [Phase],
+    pub(crate) baselines: &'a [Baseline],
+    pub(crate) rss_peak_kib: u64,
+}
+
+pub(crate) fn phase_label(p: &Phase, rate_limit: bool) -> &'static str {
+    match (p.kind, rate_limit) {
+        (Kind::Create, true) => {
+            "`POST /api/v1/payments` (rate-limit + sandbox adapter plugins, sandbox provider over loopback)"
+        }
+        (Kind::Create, false) => {
+            "`POST /api/v1/payments` (**no rate-limit policy**; sandbox adapter plugin, sandbox provider over loopback)"
+        }
+        (Kind::Show, true) => "`GET /api/v1/payments/{id}/show` (rate-limit plugin, read key)",
+        (Kind::Show, false) => {
+            "`GET /api/v1/payments/{id}/show` (**no rate-limit policy**, read key)"
+        }
+    }
+}
+
+pub(crate) fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// The figures [`report`] prints, for `BENCH_JSON`.
+pub(crate) fn report_json(r: &Report<'_>) -> Value {
+    let s = r.settings;
+    let sweep = |phases: &[Phase]| -> Vec<Value> { phases.iter().map(|p| p.json("")).collect() };
+    json!({
+        "bench": "api",
+        "started_at": r.started_at.to_rfc3339(),
+        "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "load_at_start": r.load_at_start, "load_at_end": r.load_at_end,
+        "postgres": r.server_info,
+        "settings": {
+            "seconds": s.seconds, "warmup_seconds": s.warmup.as_secs_f64(),
+            "sweep_seconds": s.sweep_seconds, "sweep_warmup_seconds": s.sweep_warmup.as_secs_f64(),
+            "clients": s.clients, "db_pool_size": s.db_pool_size,
+            "client_threads": s.client_threads, "rate_limit": s.rate_limit,
+            "rust_log": std::env::var("RUST_LOG").unwrap_or_default(),
+        },
+        "phases": r.phases.iter().map(|p| p.json(phase_label(p, s.rate_limit))).collect::<Vec<_>>(),
+        "baselines": r.baselines.iter().map(|b| json!({
+            "label": b.label, "command": b.command, "clients": b.clients,
+            "transactions": b.transactions, "failed": b.failed, "tps": b.tps,
+            "latency_avg_ms": b.latency_avg_ms, "cpu": b.cpu,
+        })).collect::<Vec<_>>(),
+        "sweep": sweep(r.sweep),
+        "show_sweep": sweep(r.show_sweep),
+        "rss_peak_mib": mib(r.rss_peak_kib),
+    })
+}
+
+/// One sweep's table: a row per client count.
+pub(crate) fn sweep_table(path: &str, per: &str, sweep: &[Phase]) {
+    println!();
+    println!("### Concurrency sweep: `{path}`");
+    println!();
+    println!(
+        "| clients | requests | errors | {per} | p50 ms | p90 ms | p99 ms | max ms | host cores | postgres cores | host RSS MiB (max) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for p in sweep {
+        println!(
+            "| {} | {} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} |",
+            p.clients,
+            p.requests(),
+            p.error_count(),
+            p.per_second(),
+            p.percentile_ms(0.5),
+            p.percentile_ms(0.9),
+            p.percentile_ms(0.99),
+            p.max_ms(),
+            p.cpu.host,
+            p.cpu.postgres,
+            mib(p.rss_max_kib)
+        );
+    }
+}
+
+pub(crate) fn report(r: &Report<'_>) {
+    let s = r.settings;
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!();
+    println!("## Merchant API under load");
+    println!();
+    println!(
+        "Run {} UTC on {cores} cores; load average {} at start, {} at end. PostgreSQL: {}.",
+        r.started_at.format("%Y-%m-%d %H:%M"),
+        r.load_at_start,
+        r.load_at_end,
+        r.server_info
+    );
+    println!(
+        "Host in this process: DB pool {} (payments), plugin calls ≤ 1000, rate-limit policy {}, log level `{}`; {} load generator thread(s); phases {} s after a {} s warm-up; sweep {} s per level after {} s.",
+        s.db_pool_size,
+        if s.rate_limit {
+            "on (limits never reached)"
+        } else {
+            "**off** (`BENCH_RATE_LIMIT=off`)"
+        },
+        std::env::var("RUST_LOG").unwrap_or_default(),
+        s.client_threads,
+        s.seconds,
+        s.warmup.as_secs_f64(),
+        s.sweep_seconds,
+        s.sweep_warmup.as_secs_f64()
+    );
+    println!();
+    println!(
+        "| measurement | clients | requests | errors | per second | mean ms | p50 ms | p90 ms | p99 ms | max ms | host RSS MiB (max) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for p in r.phases {
+        println!(
+            "| {} | {} | {} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} |",
+            phase_label(p, s.rate_limit),
+            p.clients,
+            p.requests(),
+            p.error_count(),
+            p.per_second(),
+            p.mean_ms(),
+            p.percentile_ms(0.5),
+            p.percentile_ms(0.9),
+            p.percentile_ms(0.99),
+            p.max_ms(),
+            mib(p.rss_max_kib)
+        );
+    }
+    for b in r.baselines {
+        println!(
+            "| {} | {} | {} | {} | {:.1} | {:.2} | – | – | – | – | – |",
+            b.label, b.clients, b.transactions, b.failed, b.tps, b.latency_avg_ms
+        );
+    }
+    println!();
+    println!(
+        "Host RSS is `VmRSS` of the benchmark process, which also holds the load generator and the sandbox provider; its peak (`VmHWM`) over the run was {:.1} MiB. pgbench figures are transactions (one script run) per second and pgbench's average latency.",
+        mib(r.rss_peak_kib)
+    );
+    for b in r.baselines {
+        println!("- `{}`", b.command);
+    }
+
+    let create = r.phases.iter().find(|p| p.kind == Kind::Create);
+    let show = r.phases.iter().find(|p| p.kind == Kind::Show);
+    let ceiling = r.baselines.first();
+    println!();
+    println!("| target | original system | measured | met |");
+    println!("|---|---|---|---|");
+    let verdict = |ok: bool| if ok { "yes" } else { "no" };
+    if let Some(c) = create {
+        println!(
+            "| create ≥ 1,000 payments/s at {} clients | 9.8/s | {:.1}/s | {} |",
+            c.clients,
+            c.per_second(),
+            verdict(c.per_second() >= 1000.0)
+        );
+        println!(
+            "| create p99 ≤ 50 ms | p50 815 ms | p99 {:.2} ms (p50 {:.2} ms) | {} |",
+            c.percentile_ms(0.99),
+            c.percentile_ms(0.5),
+            verdict(c.percentile_ms(0.99) <= 50.0)
+        );
+        println!(
+            "| create: zero errors | | {} | {} |",
+            c.error_count(),
+            verdict(c.error_count() == 0)
+        );
+        if let Some(b) = ceiling {
+            println!(
+                "| (create throughput against the pgbench ceiling) | | {:.0}% of {:.0} tps | |",
+                100.0 * c.per_second() / b.tps,
+                b.tps
+            );
+        }
+    }
+    if let Some(g) = show {
+        println!(
+            "| show ≥ 5,000 requests/s at {} clients | 258/s | {:.1}/s | {} |",
+            g.clients,
+            g.per_second(),
+            verdict(g.per_second() >= 5000.0)
+        );
+    }
+
+    let mut errors = Vec::new();
+    for (name, p) in r
+        .phases
+        .iter()
+        .map(|p| (format!("{} clients", p.clients), p))
+        .chain(
+            r.sweep
+                .iter()
+                .chain(r.show_sweep)
+                .map(|p| (format!("sweep, {} clients", p.clients), p)),
+        )
+    {
+        for (what, n) in &p.errors {
+            let path = match p.kind {
+                Kind::Create => "POST",
+                Kind::Show => "GET show",
+            };
+            errors.push(format!("| {path}, {name} | {what} | {n} |"));
+        }
+    }
+    if !errors.is_empty() {
+        println!();
+        println!("| errors in | status and code | count |");
+        println!("|---|---|---|");
+        for line in errors {
+            println!("{line}");
+        }
+    }
+
+    for (path, per, sweep) in [
+        ("POST /api/v1/payments", "payments/s", r.sweep),
+        ("GET /api/v1/payments/{id}/show", "requests/s", r.show_sweep),
+    ] {
+        if !sweep.is_empty() {
+            sweep_table(path, per, sweep);
+        }
+    }
+
+    println!();
+    println!("### Where the CPU went (average cores in use over each measured window)");
+    println!();
+    println!(
+        "| phase | wall s | machine busy (of {cores}) | paygate host | load generator | sandbox provider | pgbench client | postgres (all) | redis | other processes |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let cpu_row = |name: String, c: &CpuShare| {
+        println!(
+            "| {name} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            c.wall,
+            c.machine,
+            c.host,
+            c.loadgen,
+            c.sandbox,
+            c.children,
+            c.postgres,
+            c.redis,
+            c.other
+        )
+    };
+    for p in r.phases {
+        let name = match p.kind {
+            Kind::Create => format!("POST, {} clients", p.clients),
+            Kind::Show => format!("GET show, {} clients", p.clients),
+        };
+        cpu_row(name, &p.cpu);
+    }
+    for p in r.sweep {
+        cpu_row(format!("sweep POST, {} clients", p.clients), &p.cpu);
+    }
+    for p in r.show_sweep {
+        cpu_row(format!("sweep GET show, {} clients", p.clients), &p.cpu);
+    }
+    for b in r.baselines {
+        cpu_row(b.label.clone(), &b.cpu);
+    }
+    println!();
+    println!(
+        "\"postgres (all)\" is every PostgreSQL process on the machine, including backends of other clients; \"other processes\" is everything else the machine ran (other builds and tests on a shared machine)."
+    );
+}
