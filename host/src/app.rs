@@ -17,6 +17,7 @@ use crate::merchants::{AuthCache, MerchantStore};
 use crate::notifier::Notifier;
 use crate::outbox::{OutboxStore, Producer, Topology};
 use crate::payments::PaymentStore;
+use crate::payments::create::PaymentsService;
 use crate::plugins::Secret;
 use crate::plugins::{
     Counters, EngineSettings, HostServices, Loader, PluginDir, PluginEngine, PluginSet,
@@ -31,6 +32,8 @@ pub struct App {
     /// The admin API's listener and token, when a token is set.
     admin: Option<(TcpListener, Secret)>,
     pub gateway: Arc<Gateway>,
+    /// Payment creation, built once here and handed to the create handler.
+    pub payments: Arc<PaymentsService>,
     plugin_dir: PluginDir,
     producer: Producer,
     notifier: Arc<Notifier>,
@@ -50,16 +53,24 @@ impl App {
             Some(dir) => Some(serve_registry(dir, &plugins).await?),
             None => None,
         };
-        let gateway = Arc::new(Gateway {
+        let providers = Arc::new(ProviderStore::new(dbs.providers.clone()));
+        let payments = Arc::new(PaymentsService {
             payments: PaymentStore::new(dbs.payments.clone()),
-            outbox: OutboxStore::new(dbs.payments.clone(), dbs.payments_relaxed.clone()),
             merchants: MerchantStore::new(dbs.merchants.clone()),
-            providers: ProviderStore::new(dbs.providers.clone()),
+            providers: providers.clone(),
             circuit: CircuitBreaker::new(
                 redis.clone(),
                 &config.redis_prefix,
                 config.circuit.clone(),
             ),
+            plugins: plugins.clone(),
+            request_lease: config.request_lease,
+        });
+        let gateway = Arc::new(Gateway {
+            payments: PaymentStore::new(dbs.payments.clone()),
+            outbox: OutboxStore::new(dbs.payments.clone(), dbs.payments_relaxed.clone()),
+            merchants: MerchantStore::new(dbs.merchants.clone()),
+            providers,
             plugins,
             registry,
             auth: AuthCache::default(),
@@ -71,7 +82,6 @@ impl App {
             rate_limit_on_redis_down: config.rate_limit_on_redis_down,
             trusted_proxies: config.trusted_proxies.clone(),
             hsts_max_age: config.hsts_max_age,
-            request_lease: config.request_lease,
             metrics: Arc::default(),
             dbs,
         });
@@ -120,6 +130,7 @@ impl App {
             listener,
             admin,
             gateway,
+            payments,
             plugin_dir: PluginDir::new(&config.plugin_dir),
             producer,
             notifier,
@@ -155,11 +166,12 @@ impl App {
         let reconciler = tokio::spawn(crate::quota::run(
             self.gateway.merchants.clone(),
             self.gateway.payments.clone(),
-            self.gateway.request_lease,
+            self.payments.request_lease,
             shutdown.clone(),
         ));
         let state = AppState {
             gateway: self.gateway.clone(),
+            payments: self.payments.clone(),
         };
         let admin = self.admin.map(|(listener, token)| {
             let admin = crate::http::admin::router(state.clone(), token);

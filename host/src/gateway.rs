@@ -8,7 +8,7 @@ use crate::merchants::{AuthCache, MerchantStore};
 use crate::outbox::OutboxStore;
 use crate::payments::PaymentStore;
 use crate::plugins::{PluginSet, RegistrySource};
-use crate::providers::{CircuitBreaker, ProviderStore};
+use crate::providers::ProviderStore;
 use crate::webhook_log::WebhookLog;
 
 /// The services behind the API.
@@ -18,8 +18,7 @@ pub struct Gateway {
     /// Merchant notifications waiting, in flight, delivered or failed.
     pub outbox: OutboxStore,
     pub merchants: MerchantStore,
-    pub providers: ProviderStore,
-    pub circuit: CircuitBreaker,
+    pub providers: Arc<ProviderStore>,
     pub plugins: Arc<PluginSet>,
     /// The plugin registry served, when one is configured.
     pub registry: Option<RegistrySource>,
@@ -36,8 +35,6 @@ pub struct Gateway {
     pub rate_limit_on_redis_down: crate::config::RedisDownPolicy,
     pub trusted_proxies: Vec<IpAddr>,
     pub hsts_max_age: u64,
-    /// How long an unfinished creation holds its idempotency key and token.
-    pub request_lease: std::time::Duration,
     /// What `/metrics` on the admin listener shows.
     pub metrics: Arc<crate::metrics::Metrics>,
 }

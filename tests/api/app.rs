@@ -7,6 +7,7 @@ use std::sync::Arc;
 use paygate::config::DatabaseUrls;
 use paygate::gateway::Gateway;
 use paygate::merchants::{CreatedMerchant, NewMerchant};
+use paygate::payments::create::PaymentsService;
 use paygate::providers::AliasBinding;
 use paygate::{App, Config};
 use reqwest::header::HeaderMap;
@@ -87,6 +88,8 @@ pub type ExtraPlugin = (&'static str, &'static str, String);
 pub struct TestApp {
     pub url: String,
     pub gateway: Arc<Gateway>,
+    /// The creation saga's service, to call with no HTTP in front.
+    pub payments: Arc<PaymentsService>,
     pub merchant: CreatedMerchant,
     pub sandbox_url: String,
     pub client: reqwest::Client,
@@ -177,6 +180,7 @@ pub async fn spawn_app_with(
     let app = App::build(&config).await.expect("building the app");
     let url = format!("http://{}", app.local_addr());
     let gateway = app.gateway.clone();
+    let payments = app.payments.clone();
     let instance = app.instance.clone();
     let admin_url = format!(
         "http://{}",
@@ -207,6 +211,7 @@ pub async fn spawn_app_with(
     TestApp {
         url,
         gateway,
+        payments,
         merchant,
         sandbox_url,
         client: reqwest::Client::new(),

@@ -51,7 +51,7 @@ async fn a_create_opens_a_session_and_its_key_replays_it() {
     let key = IdempotencyKey::parse("saga-key-1").unwrap();
     let create = |fingerprint: &'static [u8]| {
         create_payment(
-            &app.gateway,
+            &app.payments,
             &merchant,
             &request,
             Some(&key),
@@ -86,9 +86,9 @@ async fn a_create_opens_a_session_and_its_key_replays_it() {
 async fn refusals_are_typed_and_charge_nothing() {
     let app = spawn_app().await;
     let (merchant, subscription) = merchant(&app, 1).await;
-    let (gateway, merchant) = (&app.gateway, &merchant);
+    let (payments, merchant) = (&app.payments, &merchant);
     let create = |request: CreatePayment| async move {
-        create_payment(gateway, merchant, &request, None, b"", "req-saga").await
+        create_payment(payments, merchant, &request, None, b"", "req-saga").await
     };
 
     let unknown = create(order(1, subscription, "nowhere")).await.unwrap_err();

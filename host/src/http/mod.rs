@@ -17,12 +17,15 @@ use axum::Router;
 use axum::routing::{get, post};
 
 use crate::gateway::Gateway;
+use crate::payments::create::PaymentsService;
 use error::ApiError;
 
 /// Shared state of every handler.
 #[derive(Clone)]
 pub struct AppState {
     pub gateway: Arc<Gateway>,
+    /// Payment creation, the one service a create needs beyond auth.
+    pub payments: Arc<PaymentsService>,
 }
 
 /// The merchant API with its layers, outermost first: request id,

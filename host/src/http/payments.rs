@@ -68,7 +68,7 @@ pub async fn create(
     let key = header_key.or_else(|| request.event_id.clone());
     let fingerprint = fingerprint(&value);
     let created = create_payment(
-        gw,
+        &state.payments,
         &merchant,
         &request,
         key.as_ref(),

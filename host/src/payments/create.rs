@@ -1,25 +1,39 @@
 //! Creating a payment: the order of checks API.md fixes, a payment row
 //! before the provider call, and an exact quota.
 
+use std::sync::Arc;
+
 use serde_json::json;
 
 use super::domain::{Alias, Currency, IdempotencyKey, Money, PaymentStatus};
 use super::idempotency::Claim;
 use super::outcome::{CreateError, Created, Opened, Outcome, Refused};
-use super::store::{Inserted, NewPayment};
-use crate::gateway::Gateway;
-use crate::merchants::{Merchant, QuotaError, Take};
-use crate::plugins::PluginError;
+use super::store::{Inserted, NewPayment, PaymentStore};
+use crate::merchants::{Merchant, MerchantStore, QuotaError, Take};
 use crate::plugins::bindings::{PaymentRequest, ProviderError};
-use crate::providers::CircuitState;
+use crate::plugins::{PluginError, PluginSet};
+use crate::providers::{CircuitBreaker, CircuitState, ProviderStore};
 
 /// How long a compensating write that met a database outage is retried.
 const COMPENSATE_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// The payment-creation service: what the saga needs, built once at start
+/// from the stores and the typed settings, and handed to the create
+/// handler (and to anything else that creates payments) on its own.
+pub struct PaymentsService {
+    pub payments: PaymentStore,
+    pub merchants: MerchantStore,
+    pub providers: Arc<ProviderStore>,
+    pub circuit: CircuitBreaker,
+    pub plugins: Arc<PluginSet>,
+    /// How long an unfinished creation holds its idempotency key and token.
+    pub request_lease: std::time::Duration,
+}
+
 /// How long this request's compensating writes may go on: well within the
 /// request lease, so a late one never frees a key or gives back a token
 /// that a retry has taken over since.
-fn compensate_within(gw: &Gateway) -> std::time::Duration {
+fn compensate_within(gw: &PaymentsService) -> std::time::Duration {
     COMPENSATE_WITHIN.min(gw.request_lease / 2)
 }
 
@@ -60,7 +74,7 @@ impl CreatePayment {
 /// `event_id`), `fingerprint` the hash of the canonical body.
 #[tracing::instrument(name = "saga.create", skip_all, fields(merchant_id = merchant.id, order_id = request.order_id, alias = %request.alias))]
 pub async fn create_payment(
-    gw: &Gateway,
+    gw: &PaymentsService,
     merchant: &Merchant,
     request: &CreatePayment,
     key: Option<&IdempotencyKey>,
@@ -129,7 +143,10 @@ async fn record_outcome(
 }
 
 /// The provider plugin bound to the request's alias.
-async fn provider_plugin(gw: &Gateway, request: &CreatePayment) -> Result<String, CreateError> {
+async fn provider_plugin(
+    gw: &PaymentsService,
+    request: &CreatePayment,
+) -> Result<String, CreateError> {
     gw.providers
         .get(request.alias.as_str())
         .await?
@@ -140,7 +157,7 @@ async fn provider_plugin(gw: &Gateway, request: &CreatePayment) -> Result<String
 
 #[tracing::instrument(name = "saga.run", skip_all)]
 async fn run(
-    gw: &Gateway,
+    gw: &PaymentsService,
     merchant: &Merchant,
     request: &CreatePayment,
     key: Option<&IdempotencyKey>,
@@ -194,7 +211,7 @@ async fn run(
 /// with the connection), so the token goes back only if no payment holds it.
 #[tracing::instrument(name = "saga.settle_token", skip_all)]
 async fn settle_token(
-    gw: &Gateway,
+    gw: &PaymentsService,
     merchant: &Merchant,
     request: &CreatePayment,
     result: &Result<Outcome, CreateError>,
@@ -237,7 +254,7 @@ async fn settle_token(
 /// charged by that request.
 #[tracing::instrument(name = "saga.resume", skip_all, fields(payment_id))]
 async fn resume(
-    gw: &Gateway,
+    gw: &PaymentsService,
     merchant: &Merchant,
     request: &CreatePayment,
     key: Option<&IdempotencyKey>,
@@ -280,7 +297,7 @@ async fn resume(
 
 /// `order_exists` when the merchant already has a payment for the order.
 async fn order_free(
-    gw: &Gateway,
+    gw: &PaymentsService,
     merchant: &Merchant,
     request: &CreatePayment,
 ) -> Result<(), CreateError> {
@@ -296,7 +313,7 @@ async fn order_free(
 
 #[tracing::instrument(name = "saga.store", skip_all)]
 async fn with_token(
-    gw: &Gateway,
+    gw: &PaymentsService,
     merchant: &Merchant,
     request: &CreatePayment,
     key: Option<&IdempotencyKey>,
@@ -336,7 +353,7 @@ async fn with_token(
 
 /// Whether the alias's circuit lets a call through, and if it is the one
 /// probe of a half-open circuit.
-async fn circuit_probe(gw: &Gateway, alias: &str) -> Result<bool, CreateError> {
+async fn circuit_probe(gw: &PaymentsService, alias: &str) -> Result<bool, CreateError> {
     match gw.circuit.acquire(alias).await {
         CircuitState::Open { retry_after } => Err(CreateError::CircuitOpen { retry_after }),
         CircuitState::Unknown => Err(CreateError::CircuitUnknown),
@@ -357,7 +374,7 @@ struct Asked<'a> {
 /// went and records the outcome: the session opened, or the refusal.
 #[tracing::instrument(name = "saga.ask_provider", skip_all, fields(payment_id = asked.payment_id, plugin = asked.plugin))]
 async fn ask_provider(
-    gw: &Gateway,
+    gw: &PaymentsService,
     merchant: &Merchant,
     request: &CreatePayment,
     key: Option<&IdempotencyKey>,
