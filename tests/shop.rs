@@ -4,6 +4,7 @@
 //! its orders in a database of its own, so a test sees only its orders.
 
 mod browser;
+mod demo;
 mod notifications;
 mod orders;
 

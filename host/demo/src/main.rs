@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 use paygate::cli::stop_on_signal;
 use paygate::{App, Config, telemetry};
 use paygate_demo::sandbox::{self, SandboxArgs};
-use paygate_demo::seed;
+use paygate_demo::seed::{self, DemoListen};
 use paygate_demo::shop::{self, Shop, ShopArgs};
 use tokio_util::sync::CancellationToken;
 
@@ -58,14 +58,20 @@ async fn main() -> anyhow::Result<()> {
             config.notifier.allow_private_callbacks = true;
             let app = App::build(&config).await?;
             let port = app.local_addr().port();
-            seed::start(
+            let started = seed::start(
                 &app.gateway,
                 &config,
                 &shop_database_url,
                 port,
+                DemoListen::default(),
                 shutdown.clone(),
             )
             .await?;
+            let api_url = format!("http://localhost:{port}");
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&seed::summary(&started, &api_url))?
+            );
             app.run(shutdown).await
         }
         Command::SandboxProvider(args) => {

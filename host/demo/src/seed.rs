@@ -20,11 +20,32 @@ use paygate::plugins::Secret;
 use paygate::providers::AliasBinding;
 
 const DEMO_MERCHANT: &str = "Demo shop";
-/// Where the demo shop listens and where buyers' browsers reach it.
-const SHOP_LISTEN: &str = "0.0.0.0:8001";
-const SHOP_URL: &str = "http://localhost:8001";
-const SANDBOX_LISTEN: &str = "0.0.0.0:8002";
-const SANDBOX_URL: &str = "http://localhost:8002";
+
+/// Where the demo's two servers listen; port 0 picks a free one. Buyers'
+/// browsers reach them at `http://localhost:<port>`.
+#[derive(Clone, Copy, Debug)]
+pub struct DemoListen {
+    pub shop: SocketAddr,
+    pub sandbox: SocketAddr,
+}
+
+impl Default for DemoListen {
+    /// The shop on :8001 and the sandbox provider on :8002, as the README
+    /// and the staged plugin specs expect.
+    fn default() -> Self {
+        Self {
+            shop: SocketAddr::from(([0, 0, 0, 0], 8001)),
+            sandbox: SocketAddr::from(([0, 0, 0, 0], 8002)),
+        }
+    }
+}
+
+/// What [`start`] started: the demo merchant and where its servers answer.
+pub struct Started {
+    pub merchant: DemoMerchant,
+    pub shop_url: String,
+    pub sandbox_url: String,
+}
 
 /// What the demo merchant needs to use paygate: the keys are fresh on every
 /// start, because they are only ever shown when made.
@@ -36,54 +57,64 @@ pub struct DemoMerchant {
     pub webhook_secret: Secret,
 }
 
-/// Seeds the demo data, prints it, and starts the sandbox provider and the
-/// demo shop beside the API listening on `api_port`, until `shutdown`.
+/// Seeds the demo data and starts the sandbox provider and the demo shop
+/// beside the API listening on `api_port`, until `shutdown`. The merchant's
+/// notifications go to the shop, wherever it was bound.
 pub async fn start(
     gw: &Gateway,
     config: &Config,
     shop_database_url: &str,
     api_port: u16,
+    listen: DemoListen,
     shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Started> {
     let api_url = format!("http://localhost:{api_port}");
     let merchant = seed(gw).await?;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&summary(&merchant, &api_url))?
-    );
+    let listener = tokio::net::TcpListener::bind(listen.sandbox)
+        .await
+        .with_context(|| format!("binding the sandbox provider to {}", listen.sandbox))?;
+    let sandbox_url = format!("http://localhost:{}", listener.local_addr()?.port());
     let sandbox_args = SandboxArgs {
-        listen: SANDBOX_LISTEN.parse().expect("static address"),
-        public_url: SANDBOX_URL.into(),
+        listen: listen.sandbox,
+        public_url: sandbox_url.clone(),
         gateway_url: api_url.clone(),
         internal_webhook_secret: config.internal_webhook_secret.clone(),
         stripe_webhook_secret: config.stripe_webhook_secret.clone(),
     };
-    let listener = tokio::net::TcpListener::bind(sandbox_args.listen)
-        .await
-        .with_context(|| format!("binding the sandbox provider to {}", sandbox_args.listen))?;
     tokio::spawn(sandbox::serve(listener, sandbox_args, shutdown.clone()));
 
     let shop_args = ShopArgs {
-        listen: SHOP_LISTEN.parse::<SocketAddr>().expect("static address"),
+        listen: listen.shop,
         paygate_api_url: api_url,
-        api_key: merchant.api_key,
+        api_key: merchant.api_key.clone(),
         subscription_id: merchant.subscription_id,
-        webhook_secret: merchant.webhook_secret,
+        webhook_secret: merchant.webhook_secret.clone(),
         database_url: shop_database_url.to_owned(),
     };
     let shop = Shop::build(&shop_args)
         .await
         .context("starting the demo shop")?;
+    let shop_url = format!("http://localhost:{}", shop.local_addr().port());
+    gw.merchants
+        .set_callback_url(
+            merchant.merchant_id,
+            &format!("{shop_url}/api/v1/notifications"),
+        )
+        .await?;
     tokio::spawn(async move {
         if let Err(error) = shop.run(shutdown).await {
             tracing::error!(error = format!("{error:#}"), "the demo shop stopped");
         }
     });
-    Ok(())
+    Ok(Started {
+        merchant,
+        shop_url,
+        sandbox_url,
+    })
 }
 
 /// Binds the demo aliases and makes sure the demo merchant exists, with
-/// fresh keys and its notifications going to the demo shop.
+/// fresh keys; [`start`] points its notifications at the shop.
 pub async fn seed(gw: &Gateway) -> anyhow::Result<DemoMerchant> {
     for (alias, provider, verifier) in [
         ("stripe", "stripe", "stripe-webhook"),
@@ -98,13 +129,12 @@ pub async fn seed(gw: &Gateway) -> anyhow::Result<DemoMerchant> {
             })
             .await?;
     }
-    let callback_url = format!("{SHOP_URL}/api/v1/notifications");
     let Some(id) = gw.merchants.id_by_name(DEMO_MERCHANT).await? else {
         let created = gw
             .merchants
             .create(&NewMerchant {
                 name: DEMO_MERCHANT.into(),
-                callback_url: Some(callback_url),
+                callback_url: None,
                 tokens: 1_000_000,
                 currency: "EUR".into(),
                 require_signed_writes: false,
@@ -118,9 +148,6 @@ pub async fn seed(gw: &Gateway) -> anyhow::Result<DemoMerchant> {
             webhook_secret: Secret::new(created.webhook_secret),
         });
     };
-    // A merchant kept from an earlier version of the demo may predate the
-    // shop, or point elsewhere.
-    gw.merchants.set_callback_url(id, &callback_url).await?;
     let (api_key, read_api_key) = gw
         .merchants
         .rotate_keys(id)
@@ -146,7 +173,8 @@ pub async fn seed(gw: &Gateway) -> anyhow::Result<DemoMerchant> {
 }
 
 /// What `paygate-demo serve` prints: where to go, the keys, and a ready curl.
-pub fn summary(merchant: &DemoMerchant, api_url: &str) -> serde_json::Value {
+pub fn summary(started: &Started, api_url: &str) -> serde_json::Value {
+    let (merchant, shop_url) = (&started.merchant, &started.shop_url);
     // A fresh order number each start, so the printed curl works again
     // against databases kept from an earlier run, and stays clear of the
     // shop's own order numbers (1, 2, 3 …).
@@ -157,8 +185,8 @@ pub fn summary(merchant: &DemoMerchant, api_url: &str) -> serde_json::Value {
          -d '{{\"order_id\": {order_id}, \"amount\": 1, \"price\": \"10.00\", \"alias\": \"stripe\", \"subscription_id\": {subscription_id}}}'"
     );
     json!({
-        "shop": SHOP_URL,
-        "orders": format!("{SHOP_URL}/orders"),
+        "shop": shop_url,
+        "orders": format!("{shop_url}/orders"),
         "merchant_id": merchant.merchant_id,
         "subscription_id": subscription_id,
         "api_key": api_key,
