@@ -394,28 +394,4 @@ async fn cli_plugin_test_passes_stripe_with_its_recorded_fixtures() {
     // runs them through `paygate-plugin`, which shares this command's code.
 }
 
-#[tokio::test]
-async fn cli_plugin_run_prints_the_result_as_json() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("case.json");
-    std::fs::write(
-        &input,
-        json!({ "input": { "client_ip": "198.51.100.9" } }).to_string(),
-    )
-    .unwrap();
-    let (code, stdout) = paygate(&[
-        "plugin",
-        "run",
-        &dist("token_bucket"),
-        "--input",
-        &input.display().to_string(),
-        "--cache-dir",
-        &dir.path().display().to_string(),
-    ])
-    .await;
-    assert_eq!(code, 0, "{stdout}");
-    let printed: Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(printed["world"], "rate-limit-policy");
-    assert_eq!(printed["result"]["ok"]["allowed"], true);
-    assert_eq!(printed["result"]["ok"]["limit"], 40);
-}
+// `plugin run` through the shared command code: host/harness/tests/standalone.rs.

@@ -76,6 +76,7 @@ fn runs_one_policy_call_from_json() {
     let printed: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(printed["world"], "rate-limit-policy");
     assert_eq!(printed["result"]["ok"]["allowed"], true);
+    assert_eq!(printed["result"]["ok"]["limit"], 40);
 }
 
 #[test]

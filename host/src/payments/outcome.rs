@@ -77,14 +77,11 @@ const REFUSED: i16 = 502;
 impl Outcome {
     /// The outcome as stored with its idempotency key.
     pub fn to_record(&self) -> (i16, Value) {
-        let encoded = match self {
+        let (kind, json) = match self {
             Outcome::Opened(opened) => (OPENED, serde_json::to_value(opened)),
             Outcome::Refused(refused) => (REFUSED, serde_json::to_value(refused)),
         };
-        (
-            encoded.0,
-            encoded.1.expect("outcomes are plain JSON objects"),
-        )
+        (kind, json.expect("outcomes are plain JSON objects"))
     }
 
     /// An outcome read back from its idempotency key.
