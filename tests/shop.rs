@@ -37,7 +37,6 @@ async fn spawn_shop() -> TestShop {
 async fn spawn_shop_notified() -> TestShop {
     let shop = spawn_shop().await;
     shop.app
-        .gateway
         .merchants
         .set_callback_url(
             shop.app.merchant.merchant_id,

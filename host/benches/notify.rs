@@ -138,13 +138,23 @@ async fn start_host(
 ) -> (
     CancellationToken,
     tokio::task::JoinHandle<anyhow::Result<()>>,
-    Arc<paygate::gateway::Gateway>,
+    Host,
 ) {
     let app = App::build(config).await.expect("host starts");
-    let gateway = app.gateway.clone();
+    let host = Host {
+        services: app.services.clone(),
+        dbs: app.dbs.clone(),
+    };
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(app.run(shutdown.clone()));
-    (shutdown, task, gateway)
+    (shutdown, task, host)
+}
+
+/// What the benchmark reaches past the API for.
+#[derive(Clone)]
+struct Host {
+    services: paygate::http::AppState,
+    dbs: paygate::db::Databases,
 }
 
 async fn wait_until(deadline: Duration, mut done: impl FnMut() -> bool) -> bool {
@@ -172,9 +182,11 @@ async fn main() {
     let callback = receiver.start().await;
 
     // Phase 1: commit → received at a steady rate.
-    let (shutdown, task, gateway) = start_host(&config).await;
-    let merchant = gateway
+    let (shutdown, task, host) = start_host(&config).await;
+    let merchant = host
+        .services
         .merchants
+        .store
         .create(&NewMerchant {
             name: "bench merchant".into(),
             callback_url: Some(callback.clone()),
@@ -186,7 +198,7 @@ async fn main() {
         .unwrap();
     let total = (rate * seconds) as i64;
     let ids = insert_payments(
-        &gateway.dbs.payments,
+        &host.dbs.payments,
         merchant.merchant_id,
         total,
         "PAYMENT_PENDING",
@@ -200,9 +212,10 @@ async fn main() {
     let mut commits = Vec::with_capacity(ids.len());
     for id in &ids {
         tick.tick().await;
-        let (gateway, committed, id) = (gateway.clone(), committed.clone(), *id);
+        let (host, committed, id) = (host.clone(), committed.clone(), *id);
         commits.push(tokio::spawn(async move {
-            gateway
+            host.services
+                .webhooks
                 .payments
                 .apply_provider_event(
                     PaymentLookup::Id(id),
@@ -250,7 +263,7 @@ async fn main() {
     receiver.clear();
 
     // Phase 2: a backlog written while no host runs, then drained.
-    let pool = gateway.dbs.payments.clone();
+    let pool = host.dbs.payments.clone();
     let backlog_ids =
         insert_payments(&pool, merchant.merchant_id, backlog, "PAYMENT_FINISHED").await;
     sqlx::query(
@@ -272,7 +285,7 @@ async fn main() {
         .await
         .unwrap();
     let started = Instant::now();
-    let (shutdown, task, gateway) = start_host(&config).await;
+    let (shutdown, task, host) = start_host(&config).await;
     let all = wait_until(Duration::from_secs(600), || {
         receiver.counts().0 >= backlog_ids.len()
     })
@@ -281,7 +294,7 @@ async fn main() {
     let (unique, duplicates) = receiver.counts();
     tokio::time::sleep(Duration::from_secs(2)).await; // anything repeated late
     let (_, late_duplicates) = receiver.counts();
-    let stats = gateway.outbox.stats().await.unwrap();
+    let stats = host.services.outbox.stats().await.unwrap();
     println!("## Draining a backlog of pending notifications\n");
     println!(
         "| backlog | received | lost | duplicates | time (incl. host start) | rate | rows LOG_SUCCESS |"

@@ -76,12 +76,12 @@ async fn main() {
     );
     std::fs::create_dir_all(&config.plugin_dir).unwrap();
     config.db_pool_size = 32;
-    config.rate_limit_plugin = String::new();
+    config.rate_limit.plugin = String::new();
     config.registry_dir = Some(registry_dir);
     config.outbox.namespace = "paygate_bench_swap.".into();
     let app = App::build(&config).await.expect("host starts");
     let url = format!("http://{}", app.local_addr());
-    let gateway = app.gateway.clone();
+    let services = app.services.clone();
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.run(shutdown.clone()));
     tokio::spawn(paygate_demo::sandbox::serve(
@@ -95,7 +95,8 @@ async fn main() {
         },
         shutdown.clone(),
     ));
-    gateway
+    services
+        .payments
         .providers
         .set(&AliasBinding {
             alias: "stripe".into(),
@@ -105,8 +106,9 @@ async fn main() {
         })
         .await
         .unwrap();
-    let merchant = gateway
+    let merchant = services
         .merchants
+        .store
         .create(&NewMerchant {
             name: "bench".into(),
             callback_url: None,
@@ -150,7 +152,13 @@ async fn main() {
         })
         .collect();
 
-    let serving = || gateway.plugins.get("stripe").map(|p| p.ctx.version.clone());
+    let serving = || {
+        services
+            .payments
+            .plugins
+            .get("stripe")
+            .map(|p| p.ctx.version.clone())
+    };
     tokio::time::sleep(Duration::from_secs(2)).await; // warm-up
     let started = Instant::now();
     let ok_before = ok.load(Ordering::Relaxed);
@@ -184,7 +192,8 @@ async fn main() {
                 })
                 .unwrap();
             let refused = Instant::now();
-            while !gateway
+            while !services
+                .payments
                 .plugins
                 .list()
                 .iter()

@@ -11,9 +11,13 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::counters::RedisCounters;
 use crate::db::Databases;
-use crate::gateway::Gateway;
+use crate::health::Health;
+use crate::http::admin::Operations;
+use crate::http::middleware::Hsts;
+use crate::http::rate_limit::RateLimiter;
 use crate::http::{AppState, router};
-use crate::merchants::{AuthCache, MerchantStore};
+use crate::merchants::{MerchantStore, Merchants};
+use crate::metrics::Metrics;
 use crate::notifier::Notifier;
 use crate::outbox::{OutboxStore, Producer, Topology};
 use crate::payments::PaymentStore;
@@ -25,15 +29,20 @@ use crate::plugins::{
 };
 use crate::providers::{CircuitBreaker, ProviderStore};
 use crate::webhook_log::WebhookLog;
+use crate::webhooks::Webhooks;
 
-/// A built server: databases migrated, plugins loaded, listener bound.
+/// A built server: databases migrated, plugins loaded, every service built
+/// once from the settings, listener bound.
 pub struct App {
     listener: TcpListener,
     /// The admin API's listener and token, when a token is set.
     admin: Option<(TcpListener, Secret)>,
-    pub gateway: Arc<Gateway>,
-    /// Payment creation, built once here and handed to the create handler.
-    pub payments: Arc<PaymentsService>,
+    /// The merchant API's services, as the router hands them to handlers.
+    pub services: AppState,
+    /// The operators' API's.
+    operations: Operations,
+    /// A pool per database, for embedders and tests that look underneath.
+    pub dbs: Databases,
     plugin_dir: PluginDir,
     producer: Producer,
     notifier: Arc<Notifier>,
@@ -43,8 +52,9 @@ pub struct App {
 
 impl App {
     /// Connects and migrates the databases, connects Redis, loads the plugin
-    /// directory and binds the listener (port 0 picks a free one). Plugins
-    /// that fail to load are logged and listed, not fatal.
+    /// directory, builds each service and binds the listener (port 0 picks
+    /// a free one). Plugins that fail to load are logged and listed, not
+    /// fatal.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let dbs = Databases::connect_and_migrate(&config.databases, config.db_pool_size).await?;
         let redis = redis_connection(&config.redis_url).await?;
@@ -53,10 +63,13 @@ impl App {
             Some(dir) => Some(serve_registry(dir, &plugins).await?),
             None => None,
         };
+        let metrics = Arc::new(Metrics::default());
+        let outbox = OutboxStore::new(dbs.payments.clone(), dbs.payments_relaxed.clone());
+        let merchants = Arc::new(Merchants::new(MerchantStore::new(dbs.merchants.clone())));
         let providers = Arc::new(ProviderStore::new(dbs.providers.clone()));
         let payments = Arc::new(PaymentsService {
             payments: PaymentStore::new(dbs.payments.clone()),
-            merchants: MerchantStore::new(dbs.merchants.clone()),
+            merchants: merchants.store.clone(),
             providers: providers.clone(),
             circuit: CircuitBreaker::new(
                 redis.clone(),
@@ -66,25 +79,36 @@ impl App {
             plugins: plugins.clone(),
             request_lease: config.request_lease,
         });
-        let gateway = Arc::new(Gateway {
-            payments: PaymentStore::new(dbs.payments.clone()),
-            outbox: OutboxStore::new(dbs.payments.clone(), dbs.payments_relaxed.clone()),
-            merchants: MerchantStore::new(dbs.merchants.clone()),
-            providers,
+        let services = AppState {
+            webhooks: Arc::new(Webhooks {
+                payments: payments.payments.clone(),
+                providers,
+                plugins: plugins.clone(),
+                log: WebhookLog::new(dbs.logs.clone()),
+                internal_verifier: config.internal_verifier_plugin.clone(),
+            }),
+            health: Arc::new(Health {
+                dbs: dbs.clone(),
+                redis,
+                rabbitmq_url: config.rabbitmq_url.clone(),
+                plugins: plugins.clone(),
+            }),
+            rate_limiter: Arc::new(RateLimiter {
+                plugins: plugins.clone(),
+                settings: config.rate_limit.clone(),
+            }),
+            hsts: Hsts::max_age(config.hsts_max_age),
+            merchants,
+            payments,
+            outbox: outbox.clone(),
+            metrics: metrics.clone(),
+        };
+        let operations = Operations {
             plugins,
             registry,
-            auth: AuthCache::default(),
-            webhook_log: WebhookLog::new(dbs.logs.clone()),
-            internal_verifier: config.internal_verifier_plugin.clone(),
-            redis,
-            rabbitmq_url: config.rabbitmq_url.clone(),
-            rate_limit_plugin: config.rate_limit_plugin.clone(),
-            rate_limit_on_redis_down: config.rate_limit_on_redis_down,
-            trusted_proxies: config.trusted_proxies.clone(),
-            hsts_max_age: config.hsts_max_age,
-            metrics: Arc::default(),
-            dbs,
-        });
+            outbox: outbox.clone(),
+            metrics: metrics.clone(),
+        };
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding PAYGATE_LISTEN={}", config.listen))?;
@@ -109,28 +133,29 @@ impl App {
             &uuid::Uuid::new_v4().to_string()[..8]
         );
         let producer = Producer {
-            store: gateway.outbox.clone(),
-            listen_pool: gateway.dbs.payments.clone(),
+            store: outbox.clone(),
+            listen_pool: dbs.payments.clone(),
             amqp_url: config.rabbitmq_url.clone(),
             instance: instance.clone(),
             topology: topology.clone(),
             settings: config.outbox.clone(),
-            metrics: gateway.metrics.clone(),
+            metrics: metrics.clone(),
         };
         let notifier = Arc::new(Notifier::new(
-            gateway.outbox.clone(),
-            gateway.merchants.clone(),
+            outbox,
+            services.merchants.store.clone(),
             config.rabbitmq_url.clone(),
             instance.clone(),
             topology,
             config.notifier.clone(),
-            gateway.metrics.clone(),
+            metrics,
         ));
         Ok(Self {
             listener,
             admin,
-            gateway,
-            payments,
+            services,
+            operations,
+            dbs,
             plugin_dir: PluginDir::new(&config.plugin_dir),
             producer,
             notifier,
@@ -153,35 +178,29 @@ impl App {
     /// the outbox producer and the notifier finish what they hold.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let addr = self.local_addr();
-        let watcher = self
-            .plugin_dir
-            .watch(self.gateway.plugins.clone(), shutdown.clone())?;
-        let follower = self
-            .gateway
-            .registry
-            .clone()
-            .map(|r| r.follow(self.gateway.plugins.clone(), shutdown.clone()));
+        let plugins = &self.operations.plugins;
+        let watcher = self.plugin_dir.watch(plugins.clone(), shutdown.clone())?;
+        let follower =
+            (self.operations.registry.clone()).map(|r| r.follow(plugins.clone(), shutdown.clone()));
         let producer = tokio::spawn(self.producer.run(shutdown.clone()));
         let notifier = tokio::spawn(self.notifier.run(shutdown.clone()));
+        let payments = &self.services.payments;
         let reconciler = tokio::spawn(crate::quota::run(
-            self.gateway.merchants.clone(),
-            self.gateway.payments.clone(),
-            self.payments.request_lease,
+            payments.merchants.clone(),
+            payments.payments.clone(),
+            payments.request_lease,
             shutdown.clone(),
         ));
-        let state = AppState {
-            gateway: self.gateway.clone(),
-            payments: self.payments.clone(),
-        };
+        let operations = self.operations;
         let admin = self.admin.map(|(listener, token)| {
-            let admin = crate::http::admin::router(state.clone(), token);
+            let admin = crate::http::admin::router(operations, token);
             let stop = shutdown.clone().cancelled_owned();
             tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "admin API serving");
             tokio::spawn(async move {
                 axum::serve(listener, admin).with_graceful_shutdown(stop).await
             })
         });
-        let app = router(state);
+        let app = router(self.services);
         tracing::info!(%addr, "paygate serving");
         axum::serve(
             self.listener,

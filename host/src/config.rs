@@ -100,19 +100,8 @@ pub struct Config {
     )]
     pub plugin_max_concurrent_calls: u32,
 
-    /// The rate-limit policy plugin run before authentication; empty for none.
-    #[arg(long, env = "PAYGATE_RATE_LIMIT_PLUGIN", default_value = "rate-limit")]
-    pub rate_limit_plugin: String,
-
-    /// If the policy's counters (Redis) cannot answer: let requests through
-    /// unlimited (`open`) or refuse them with 503 `service_unavailable` (`closed`).
-    #[arg(
-        long,
-        env = "PAYGATE_RATE_LIMIT_ON_REDIS_DOWN",
-        value_enum,
-        default_value_t = RedisDownPolicy::Open
-    )]
-    pub rate_limit_on_redis_down: RedisDownPolicy,
+    #[command(flatten)]
+    pub rate_limit: RateLimitSettings,
 
     /// The verifier plugin of the internal webhook route (`x-internal-signature`).
     #[arg(
@@ -121,10 +110,6 @@ pub struct Config {
         default_value = "internal-webhook"
     )]
     pub internal_verifier_plugin: String,
-
-    /// Peers whose `X-Forwarded-For` is trusted for the client IP (comma-separated).
-    #[arg(long, env = "PAYGATE_TRUSTED_PROXIES", value_delimiter = ',')]
-    pub trusted_proxies: Vec<IpAddr>,
 
     #[command(flatten)]
     pub circuit: CircuitSettings,
@@ -178,6 +163,38 @@ pub struct DatabaseUrls {
         default_value = "postgres://postgres@127.0.0.1:5432/paygate_logs"
     )]
     pub logs: String,
+}
+
+/// The rate-limit policy run in front of the merchant routes.
+#[derive(Clone, Debug, clap::Args)]
+pub struct RateLimitSettings {
+    /// The rate-limit policy plugin run before authentication; empty for none.
+    #[arg(
+        id = "rate_limit_plugin",
+        long = "rate-limit-plugin",
+        value_name = "PLUGIN",
+        env = "PAYGATE_RATE_LIMIT_PLUGIN",
+        default_value = "rate-limit"
+    )]
+    pub plugin: String,
+
+    /// If the policy's counters (Redis) cannot answer: let requests through
+    /// unlimited (`open`) or refuse them with 503 `service_unavailable` (`closed`).
+    // Ids are the flags' names: a bare `on_redis_down` would be the
+    // circuit's too, and clap would take the two for one argument.
+    #[arg(
+        id = "rate_limit_on_redis_down",
+        long = "rate-limit-on-redis-down",
+        value_name = "POLICY",
+        env = "PAYGATE_RATE_LIMIT_ON_REDIS_DOWN",
+        value_enum,
+        default_value_t = RedisDownPolicy::Open
+    )]
+    pub on_redis_down: RedisDownPolicy,
+
+    /// Peers whose `X-Forwarded-For` is trusted for the client IP (comma-separated).
+    #[arg(long, env = "PAYGATE_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 /// The per-alias circuit breaker kept in Redis.
@@ -312,10 +329,12 @@ impl Config {
             registry_dir: None,
             plugin_cache_dir,
             plugin_max_concurrent_calls: 200,
-            rate_limit_plugin: "rate-limit".into(),
-            rate_limit_on_redis_down: RedisDownPolicy::Open,
+            rate_limit: RateLimitSettings {
+                plugin: "rate-limit".into(),
+                on_redis_down: RedisDownPolicy::Open,
+                trusted_proxies: Vec::new(),
+            },
             internal_verifier_plugin: "internal-webhook".into(),
-            trusted_proxies: Vec::new(),
             circuit: CircuitSettings {
                 failure_threshold: 3,
                 cooldown: Duration::from_millis(500),
@@ -359,7 +378,7 @@ mod tests {
     #[test]
     fn redis_down_policies_are_open_unless_set_closed() {
         let defaults = serve(&[]).unwrap();
-        assert_eq!(defaults.rate_limit_on_redis_down, RedisDownPolicy::Open);
+        assert_eq!(defaults.rate_limit.on_redis_down, RedisDownPolicy::Open);
         assert_eq!(defaults.circuit.on_redis_down, RedisDownPolicy::Open);
         let closed = serve(&[
             "--rate-limit-on-redis-down",
@@ -368,7 +387,7 @@ mod tests {
             "closed",
         ])
         .unwrap();
-        assert_eq!(closed.rate_limit_on_redis_down, RedisDownPolicy::Closed);
+        assert_eq!(closed.rate_limit.on_redis_down, RedisDownPolicy::Closed);
         assert_eq!(closed.circuit.on_redis_down, RedisDownPolicy::Closed);
         let refused = serve(&["--circuit-on-redis-down", "maybe"]).err().unwrap();
         assert!(refused.to_string().contains("open, closed"), "{refused}");

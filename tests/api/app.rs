@@ -5,10 +5,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use paygate::config::DatabaseUrls;
-use paygate::gateway::Gateway;
-use paygate::merchants::{CreatedMerchant, NewMerchant};
+use paygate::db::Databases;
+use paygate::merchants::{CreatedMerchant, MerchantStore, NewMerchant};
+use paygate::outbox::OutboxStore;
+use paygate::payments::PaymentStore;
 use paygate::payments::create::PaymentsService;
-use paygate::providers::AliasBinding;
+use paygate::providers::{AliasBinding, ProviderStore};
+use paygate::webhooks::Webhooks;
 use paygate::{App, Config};
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
@@ -87,9 +90,16 @@ pub type ExtraPlugin = (&'static str, &'static str, String);
 
 pub struct TestApp {
     pub url: String,
-    pub gateway: Arc<Gateway>,
     /// The creation saga's service, to call with no HTTP in front.
     pub payments: Arc<PaymentsService>,
+    /// The app's services underneath the API, for set-up and checks.
+    pub dbs: Databases,
+    pub merchants: MerchantStore,
+    pub providers: Arc<ProviderStore>,
+    pub payment_store: PaymentStore,
+    pub outbox: OutboxStore,
+    /// Receiving provider webhooks, to call with no HTTP in front.
+    pub webhooks: Arc<Webhooks>,
     pub merchant: CreatedMerchant,
     pub sandbox_url: String,
     pub client: reqwest::Client,
@@ -179,8 +189,11 @@ pub async fn spawn_app_with(
     ));
     let app = App::build(&config).await.expect("building the app");
     let url = format!("http://{}", app.local_addr());
-    let gateway = app.gateway.clone();
-    let payments = app.payments.clone();
+    let services = &app.services;
+    let payments = services.payments.clone();
+    let (merchants, providers) = (services.merchants.store.clone(), payments.providers.clone());
+    let (payment_store, outbox) = (payments.payments.clone(), services.outbox.clone());
+    let (webhooks, dbs) = (services.webhooks.clone(), app.dbs.clone());
     let instance = app.instance.clone();
     let admin_url = format!(
         "http://{}",
@@ -205,13 +218,18 @@ pub async fn spawn_app_with(
         ("sandbox", "sandbox", "internal-webhook"),
         ("stripe", "stripe", "stripe-webhook"),
     ] {
-        bind_verified(&gateway, alias, plugin, verifier).await;
+        bind_verified(&providers, alias, plugin, verifier).await;
     }
-    let merchant = new_merchant(&gateway, 1000, false).await;
+    let merchant = new_merchant(&merchants, 1000, false).await;
     TestApp {
         url,
-        gateway,
         payments,
+        dbs,
+        merchants,
+        providers,
+        payment_store,
+        outbox,
+        webhooks,
         merchant,
         sandbox_url,
         client: reqwest::Client::new(),
@@ -225,9 +243,9 @@ pub async fn spawn_app_with(
 
 /// Binds `alias` to provider plugin `plugin` (the alias table is shared by
 /// the process's apps; bindings name plugins each app loads itself).
-pub async fn bind(gateway: &Gateway, alias: &str, plugin: &str) {
+pub async fn bind(providers: &ProviderStore, alias: &str, plugin: &str) {
     bind_binding(
-        gateway,
+        providers,
         AliasBinding {
             alias: alias.into(),
             provider_plugin: plugin.into(),
@@ -239,33 +257,32 @@ pub async fn bind(gateway: &Gateway, alias: &str, plugin: &str) {
 }
 
 /// Binds `alias` to a provider plugin and its webhook verifier plugin.
-pub async fn bind_verified(gateway: &Gateway, alias: &str, plugin: &str, verifier: &str) {
+pub async fn bind_verified(providers: &ProviderStore, alias: &str, plugin: &str, verifier: &str) {
     let binding = AliasBinding {
         alias: alias.into(),
         provider_plugin: plugin.into(),
         verifier_plugin: Some(verifier.into()),
         available: true,
     };
-    bind_binding(gateway, binding).await;
+    bind_binding(providers, binding).await;
 }
 
-async fn bind_binding(gateway: &Gateway, binding: AliasBinding) {
-    gateway.providers.set(&binding).await.unwrap();
+async fn bind_binding(providers: &ProviderStore, binding: AliasBinding) {
+    providers.set(&binding).await.unwrap();
 }
 
-pub async fn new_merchant(gateway: &Gateway, tokens: i64, signed: bool) -> CreatedMerchant {
-    merchant_with(gateway, tokens, signed, None).await
+pub async fn new_merchant(merchants: &MerchantStore, tokens: i64, signed: bool) -> CreatedMerchant {
+    merchant_with(merchants, tokens, signed, None).await
 }
 
 /// A merchant whose notifications go to `callback_url`.
 pub async fn merchant_with(
-    gateway: &Gateway,
+    merchants: &MerchantStore,
     tokens: i64,
     signed: bool,
     callback_url: Option<String>,
 ) -> CreatedMerchant {
-    gateway
-        .merchants
+    merchants
         .create(&NewMerchant {
             name: "test merchant".into(),
             callback_url,
@@ -362,8 +379,7 @@ impl TestApp {
     }
 
     pub async fn tokens_used(&self) -> i64 {
-        self.gateway
-            .merchants
+        self.merchants
             .tokens_used(self.merchant.subscription_id)
             .await
             .unwrap()

@@ -105,7 +105,7 @@ async fn list_pages_newest_first_and_only_own_payments() {
         .collect();
     assert_eq!(orders, [3, 2]);
 
-    let other = new_merchant(&app.gateway, 10, false).await;
+    let other = new_merchant(&app.merchants, 10, false).await;
     let theirs = app.get("/api/v1/payments", Some(&other.read_api_key)).await;
     assert_eq!(theirs.body["total"], 0);
 }
@@ -187,7 +187,7 @@ async fn order_ids_are_unique_per_merchant_not_globally() {
     assert_eq!(app.tokens_used().await, 1);
 
     // Another merchant may use the same order number.
-    let other = new_merchant(&app.gateway, 10, false).await;
+    let other = new_merchant(&app.merchants, 10, false).await;
     let body = json!({"order_id": 77, "amount": 1, "price": "1", "alias": "sandbox", "subscription_id": other.subscription_id});
     let theirs = app
         .post_raw(
@@ -203,7 +203,7 @@ async fn order_ids_are_unique_per_merchant_not_globally() {
 #[tokio::test]
 async fn quota_is_exact_under_concurrency() {
     let app = spawn_app().await;
-    let small = new_merchant(&app.gateway, 3, false).await;
+    let small = new_merchant(&app.merchants, 3, false).await;
     let calls = (1..=12).map(|order| {
         let (client, url, key) = (app.client.clone(), app.url.clone(), small.api_key.clone());
         let body = json!({"order_id": order, "amount": 1, "price": "1", "alias": "sandbox", "subscription_id": small.subscription_id});
@@ -224,8 +224,7 @@ async fn quota_is_exact_under_concurrency() {
     }
     assert_eq!(ok, 3);
     assert_eq!(
-        app.gateway
-            .merchants
+        app.merchants
             .tokens_used(small.subscription_id)
             .await
             .unwrap(),
@@ -236,14 +235,13 @@ async fn quota_is_exact_under_concurrency() {
 #[tokio::test]
 async fn another_merchants_subscription_is_refused() {
     let app = spawn_app().await;
-    let other = new_merchant(&app.gateway, 10, false).await;
+    let other = new_merchant(&app.merchants, 10, false).await;
     let mut body = app.body(1);
     body["subscription_id"] = json!(other.subscription_id);
     let r = app.create(&body).await;
     assert_eq!((r.status, r.code()), (400, "invalid_subscription"));
     assert_eq!(
-        app.gateway
-            .merchants
+        app.merchants
             .tokens_used(other.subscription_id)
             .await
             .unwrap(),
@@ -275,7 +273,7 @@ async fn one_order_charged_once_under_concurrent_requests() {
 async fn age_charges(app: &super::app::TestApp) {
     sqlx::query("UPDATE quota_charges SET charged_at = now() - interval '10 minutes' WHERE merchant_id = $1")
         .bind(app.merchant.merchant_id)
-        .execute(&app.gateway.dbs.merchants)
+        .execute(&app.dbs.merchants)
         .await
         .unwrap();
 }
@@ -284,20 +282,19 @@ async fn age_charges(app: &super::app::TestApp) {
 async fn tokens_of_payments_never_created_are_given_back() {
     let app = spawn_app().await;
     let (m, sub) = (app.merchant.merchant_id, app.merchant.subscription_id);
-    let gw = &app.gateway;
     // Order 1 is paid for; order 2's request died after its charge; order 3's
     // after its payment failed at the provider, before the token went back.
     assert_eq!(app.create(&app.body(1)).await.status, 200);
     assert_eq!(
-        gw.merchants.take_token(m, sub, 2).await.unwrap(),
+        app.merchants.take_token(m, sub, 2).await.unwrap(),
         Take::Taken
     );
     assert_eq!(
-        gw.merchants.take_token(m, sub, 3).await.unwrap(),
+        app.merchants.take_token(m, sub, 3).await.unwrap(),
         Take::Taken
     );
-    let Inserted::Created(failed) = gw
-        .payments
+    let Inserted::Created(failed) = app
+        .payment_store
         .insert(&NewPayment {
             merchant_id: m,
             order_id: 3,
@@ -313,7 +310,7 @@ async fn tokens_of_payments_never_created_are_given_back() {
     else {
         panic!("order 3 exists")
     };
-    gw.payments
+    app.payment_store
         .record_provider_outcome(failed, Err("declined"), json!({}))
         .await
         .unwrap();
@@ -325,12 +322,12 @@ async fn tokens_of_payments_never_created_are_given_back() {
 
     age_charges(&app).await;
     let grace = std::time::Duration::from_secs(300);
-    let done = paygate::quota::reconcile(&gw.merchants, &gw.payments, grace)
+    let done = paygate::quota::reconcile(&app.merchants, &app.payment_store, grace)
         .await
         .unwrap();
     assert!(done.returned >= 2 && done.settled >= 1, "{done:?}");
     assert_eq!(app.tokens_used().await, 1);
-    let again = paygate::quota::reconcile(&gw.merchants, &gw.payments, grace)
+    let again = paygate::quota::reconcile(&app.merchants, &app.payment_store, grace)
         .await
         .unwrap();
     assert_eq!(again, paygate::quota::Reconciled::default());
@@ -338,7 +335,7 @@ async fn tokens_of_payments_never_created_are_given_back() {
     // A charge left behind long enough is taken over by the next request
     // for its order, which pays with it rather than a second token.
     assert_eq!(
-        gw.merchants.take_token(m, sub, 4).await.unwrap(),
+        app.merchants.take_token(m, sub, 4).await.unwrap(),
         Take::Taken
     );
     age_charges(&app).await;
@@ -358,7 +355,7 @@ async fn as_if_its_request_died(app: &super::app::TestApp, key: &str) {
     )
     .bind(app.merchant.merchant_id)
     .bind(key)
-    .execute(&app.gateway.dbs.payments)
+    .execute(&app.dbs.payments)
     .await
     .unwrap();
 }
@@ -366,7 +363,7 @@ async fn as_if_its_request_died(app: &super::app::TestApp, key: &str) {
 #[tokio::test]
 async fn a_retry_finishes_the_payment_of_a_request_that_died() {
     let app = spawn_app().await;
-    let payments = &app.gateway.dbs.payments;
+    let payments = &app.dbs.payments;
     let create = |order: i64, key: &'static str| {
         let mut body = app.body(order);
         body["event_id"] = json!(key);

@@ -75,7 +75,7 @@ async fn every_status_the_api_answers_is_documented() {
     let body = |b: &Value| b.to_string().into_bytes();
     let created = app.create(&app.body(1)).await;
     let id = created.body["payment_id"].as_i64().unwrap();
-    let broke = new_merchant(&app.gateway, 0, false).await;
+    let broke = new_merchant(&app.merchants, 0, false).await;
     let mut no_tokens = app.body(2);
     no_tokens["subscription_id"] = json!(broke.subscription_id);
 

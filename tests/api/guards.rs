@@ -174,7 +174,7 @@ async fn keys_scopes_and_merchant_isolation() {
     // retry write path is in notifications.rs, the list in create.rs).
     let created = app.create(&app.body(2)).await;
     let id = created.body["payment_id"].as_i64().unwrap();
-    let other = new_merchant(&app.gateway, 10, false).await;
+    let other = new_merchant(&app.merchants, 10, false).await;
     for path in ["show", "tracking", "notifications"] {
         let r = app
             .get(
@@ -193,7 +193,7 @@ async fn keys_scopes_and_merchant_isolation() {
 #[tokio::test]
 async fn idempotency_keys_are_per_merchant() {
     let app = spawn_app().await;
-    let other = new_merchant(&app.gateway, 10, false).await;
+    let other = new_merchant(&app.merchants, 10, false).await;
     let post = |key: String, subscription_id: i64| {
         let body = json!({"order_id": 31, "amount": 1, "price": "10.00", "alias": "sandbox",
                           "subscription_id": subscription_id});
@@ -223,7 +223,7 @@ async fn idempotency_keys_are_per_merchant() {
     assert_eq!(again.headers["idempotent-replayed"], "true");
     assert_eq!(again.body, theirs.body);
     assert_eq!(app.tokens_used().await, 1);
-    let their_tokens = app.gateway.merchants.tokens_used(other.subscription_id);
+    let their_tokens = app.merchants.tokens_used(other.subscription_id);
     assert_eq!(their_tokens.await.unwrap(), 1);
 }
 
@@ -232,14 +232,13 @@ async fn revoked_and_rotated_keys_stop_working() {
     let app = spawn_app().await;
     let read = app.merchant.read_api_key.clone();
     assert_eq!(app.get("/api/v1/payments", Some(&read)).await.status, 200);
-    assert!(app.gateway.merchants.revoke_key(&read).await.unwrap());
+    assert!(app.merchants.revoke_key(&read).await.unwrap());
     tokio::time::sleep(paygate::merchants::AUTH_CACHE_TTL + std::time::Duration::from_millis(200))
         .await;
     let r = app.get("/api/v1/payments", Some(&read)).await;
     assert_eq!((r.status, r.code()), (401, "invalid_api_key"));
 
     let (write, new_read) = app
-        .gateway
         .merchants
         .rotate_keys(app.merchant.merchant_id)
         .await
@@ -264,7 +263,7 @@ fn sign(secret: &str, t: u64, body: &[u8]) -> String {
 #[tokio::test]
 async fn merchants_may_require_signed_writes() {
     let app = spawn_app().await;
-    let signed = new_merchant(&app.gateway, 10, true).await;
+    let signed = new_merchant(&app.merchants, 10, true).await;
     let secret = signed
         .request_signing_secret
         .clone()

@@ -35,7 +35,7 @@ async fn shutdown_finishes_requests_in_flight_then_stops() {
         |c| c,
     )
     .await;
-    bind(&app.gateway, "slowpay", "slowpay").await;
+    bind(&app.providers, "slowpay", "slowpay").await;
     let mut body = app.body(1);
     body["alias"] = json!("slowpay");
     let in_flight = app.spawn_create(&body);

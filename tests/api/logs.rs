@@ -19,7 +19,7 @@ async fn no_key_secret_or_signature_reaches_a_log_line() {
     .await;
     let mut app = spawn_app_with(LAX_RATE_LIMIT, Vec::new(), |c| c).await;
     app.merchant = merchant_with(
-        &app.gateway,
+        &app.merchants,
         100,
         false,
         Some(format!("{}/hook", merchant_endpoint.url())),

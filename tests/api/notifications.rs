@@ -83,7 +83,7 @@ async fn app_notifying(
     tweak: impl FnOnce(paygate::Config) -> paygate::Config,
 ) -> TestApp {
     let mut app = spawn_app_with(LAX_RATE_LIMIT, Vec::new(), tweak).await;
-    app.merchant = merchant_with(&app.gateway, 1000, false, Some(endpoint.url())).await;
+    app.merchant = merchant_with(&app.merchants, 1000, false, Some(endpoint.url())).await;
     app
 }
 
@@ -281,7 +281,7 @@ async fn failures_are_retried_on_schedule_then_failed_then_retried_by_hand() {
     // A read key may not re-queue; another merchant's payment is not found.
     let r = retry(&app, id, &app.merchant.read_api_key.clone()).await;
     assert_eq!(r.status, 403);
-    let other = merchant_with(&app.gateway, 10, false, None).await;
+    let other = merchant_with(&app.merchants, 10, false, None).await;
     let r = retry(&app, id, &other.api_key).await;
     assert_eq!((r.status, r.code()), (404, "not_found"));
 
@@ -363,7 +363,7 @@ async fn a_redelivered_message_of_a_delivered_event_is_not_delivered_again() {
     // The same message again, as RabbitMQ would redeliver it.
     let (outbox_id,): (i64,) = sqlx::query_as("SELECT id FROM outbox WHERE payment_id = $1")
         .bind(id)
-        .fetch_one(&app.gateway.dbs.payments)
+        .fetch_one(&app.dbs.payments)
         .await
         .unwrap();
     let connection = paygate::outbox::connect("amqp://guest:guest@127.0.0.1:5672/%2f", "test")
@@ -412,8 +412,7 @@ async fn rows_claimed_by_a_producer_that_died_are_published_after_the_lease() {
     first.shutdown.cancel();
     first.server.take().unwrap().await.unwrap().unwrap();
     let applied = first
-        .gateway
-        .payments
+        .payment_store
         .apply_provider_event(
             paygate::payments::webhook::PaymentLookup::Id(id),
             &["sandbox".to_owned()],
@@ -428,7 +427,6 @@ async fn rows_claimed_by_a_producer_that_died_are_published_after_the_lease() {
         paygate::payments::webhook::Applied::Updated { .. }
     ));
     let claimed = first
-        .gateway
         .outbox
         .claim_due(10, Duration::from_secs(2))
         .await

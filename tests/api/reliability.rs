@@ -26,7 +26,7 @@ async fn app_with_provider(fake: &FakeServer) -> TestApp {
         |c| c,
     )
     .await;
-    bind(&app.gateway, "flaky", "flaky").await;
+    bind(&app.providers, "flaky", "flaky").await;
     app
 }
 

@@ -11,7 +11,6 @@ use super::app::{TestApp, spawn_app};
 /// A merchant of `app` with `tokens` payment tokens; its subscription.
 async fn merchant(app: &TestApp, tokens: i64) -> (Merchant, i64) {
     let created = app
-        .gateway
         .merchants
         .create(&NewMerchant {
             name: format!("saga-{}", uuid::Uuid::new_v4()),
@@ -110,14 +109,7 @@ async fn refusals_are_typed_and_charge_nothing() {
     // The only token went to order 1; the refused requests took none.
     let spent = create(order(2, subscription, "sandbox")).await.unwrap_err();
     assert!(matches!(spent, CreateError::QuotaExceeded), "{spent}");
-    assert_eq!(
-        app.gateway
-            .merchants
-            .tokens_used(subscription)
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(app.merchants.tokens_used(subscription).await.unwrap(), 1);
 
     let foreign = create(order(3, subscription + 1_000_000, "sandbox"))
         .await

@@ -93,7 +93,7 @@ async fn a_signed_webhook_finishes_the_payment_once() {
 
     // Exactly one outbox row, written with the change (the notifier may
     // already be working on it).
-    let outbox = app.gateway.payments.outbox_of(id).await.unwrap();
+    let outbox = app.payment_store.outbox_of(id).await.unwrap();
     assert_eq!(outbox.len(), 1, "{outbox:?}");
     assert_eq!(outbox[0].0, "payment.finished");
     let events: Vec<Value> = app
@@ -119,7 +119,7 @@ async fn a_signed_webhook_finishes_the_payment_once() {
     );
 
     // Recorded in the logs database, signature redacted.
-    let logged = app.gateway.webhook_log.verdicts("wh-1").await.unwrap();
+    let logged = app.webhooks.log.verdicts("wh-1").await.unwrap();
     assert_eq!(logged.len(), 1);
     assert_eq!(logged[0].0, "valid");
     assert_eq!(logged[0].1["x-internal-signature"], "[redacted]");
@@ -153,12 +153,12 @@ async fn bad_signatures_are_refused_recorded_and_not_applied() {
             r.body
         );
         assert_eq!(
-            app.gateway.webhook_log.verdicts(&rid).await.unwrap()[0].0,
+            app.webhooks.log.verdicts(&rid).await.unwrap()[0].0,
             "invalid_signature"
         );
     }
     assert_eq!(status_of(&app, id).await, "PAYMENT_PENDING");
-    assert!(app.gateway.payments.outbox_of(id).await.unwrap().is_empty());
+    assert!(app.payment_store.outbox_of(id).await.unwrap().is_empty());
 
     let unknown = format!(r#"{{"payment_id": {id}, "status": "refunded"}}"#);
     let r = internal_webhook(
@@ -239,5 +239,69 @@ async fn clicking_pay_on_the_sandbox_page_finishes_a_stripe_payment() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(app.gateway.payments.outbox_of(id).await.unwrap().len(), 1);
+    assert_eq!(app.payment_store.outbox_of(id).await.unwrap().len(), 1);
+}
+
+/// The receiving service on its own, no HTTP in front: verdicts are typed,
+/// every delivery is logged, and events are applied to the payment.
+#[tokio::test]
+async fn the_webhook_service_verifies_logs_and_applies_without_http() {
+    use paygate::payments::PaymentStatus;
+    use paygate::payments::webhook::Applied;
+    use paygate::webhooks::{Delivery, EventOutcome, Route, WebhookError};
+
+    let app = spawn_app().await;
+    let id = pending_payment(&app, 1, "sandbox").await;
+    let body = format!(r#"{{"payment_id": {id}, "status": "finished"}}"#);
+    let delivery = |request_id: &'static str, signature: String| Delivery {
+        request_id,
+        path: "/api/v1/payments/webhook",
+        headers: vec![("x-internal-signature".into(), signature)],
+        body: body.as_bytes(),
+    };
+
+    let forged = delivery("svc-forged", hex_hmac(b"not the secret", body.as_bytes()));
+    let refused = app.webhooks.receive(Route::Internal, forged).await;
+    assert!(
+        matches!(refused, Err(WebhookError::InvalidSignature)),
+        "{refused:?}"
+    );
+    let unbound = delivery("svc-unbound", String::new());
+    let refused = app
+        .webhooks
+        .receive(Route::Alias("nosuchalias"), unbound)
+        .await;
+    assert!(
+        matches!(refused, Err(WebhookError::UnknownAlias)),
+        "{refused:?}"
+    );
+
+    let signed = delivery("svc-signed", hex_hmac(INTERNAL_SECRET, body.as_bytes()));
+    let outcomes = app.webhooks.receive(Route::Internal, signed).await.unwrap();
+    assert_eq!(
+        outcomes,
+        [EventOutcome {
+            named_id: Some(id as u64),
+            applied: Applied::Updated {
+                payment_id: id,
+                status: PaymentStatus::Finished
+            },
+        }]
+    );
+    assert_eq!(status_of(&app, id).await, "PAYMENT_FINISHED");
+    for (request_id, verdict) in [("svc-forged", "invalid_signature"), ("svc-signed", "valid")] {
+        assert_eq!(
+            app.webhooks.log.verdicts(request_id).await.unwrap()[0].0,
+            verdict
+        );
+    }
+    // An alias with no verifier is refused before anything is logged.
+    assert!(
+        app.webhooks
+            .log
+            .verdicts("svc-unbound")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

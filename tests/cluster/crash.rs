@@ -34,7 +34,7 @@ async fn sigkill_under_load_loses_nothing_and_charges_each_key_once() {
     let mut services = Services::start("crash", &format!("http://127.0.0.1:{port}")).await;
     let callback = Some(endpoint.url());
     services.setup.merchant =
-        merchant_with(&services.setup.gateway, 100_000, false, callback).await;
+        merchant_with(&services.setup.merchants, 100_000, false, callback).await;
     let plugins = standard_plugins(&services.sandbox_addr, LAX_RATE_LIMIT);
     let shared = services.shared(&plugins, &[("PAYGATE_REQUEST_LEASE", REQUEST_LEASE)]);
     let mut host = HostProcess::start_on(&shared, "crash", port).await;
@@ -176,7 +176,7 @@ fn client(
 async fn payments_scalar(app: &TestApp, sql: &str) -> i64 {
     sqlx::query_scalar(sql)
         .bind(app.merchant.merchant_id)
-        .fetch_one(&app.gateway.dbs.payments)
+        .fetch_one(&app.dbs.payments)
         .await
         .unwrap()
 }
@@ -198,7 +198,7 @@ async fn assert_each_key_made_one_payment(app: &TestApp, seen: &Seen) {
     }
     let stored: Vec<i64> = sqlx::query_scalar("SELECT id FROM payments WHERE merchant_id = $1")
         .bind(app.merchant.merchant_id)
-        .fetch_all(&app.gateway.dbs.payments)
+        .fetch_all(&app.dbs.payments)
         .await
         .unwrap();
     let stored: HashSet<i64> = stored.into_iter().collect();
@@ -219,7 +219,7 @@ async fn finish_what_the_provider_could_not_tell(
         "SELECT id FROM payments WHERE merchant_id = $1 AND status = 'PAYMENT_PENDING'",
     )
     .bind(app.merchant.merchant_id)
-    .fetch_all(&app.gateway.dbs.payments)
+    .fetch_all(&app.dbs.payments)
     .await
     .unwrap();
     println!(
@@ -299,13 +299,9 @@ async fn assert_notified_once(app: &TestApp, endpoint: &MerchantEndpoint, settle
 /// After the reconciler (run here at once: nothing is in flight), the
 /// tokens used are the payments created.
 async fn assert_quota_matches_payments(app: &TestApp) {
-    let reconciled = paygate::quota::reconcile(
-        &app.gateway.merchants,
-        &app.gateway.payments,
-        Duration::ZERO,
-    )
-    .await
-    .unwrap();
+    let reconciled = paygate::quota::reconcile(&app.merchants, &app.payment_store, Duration::ZERO)
+        .await
+        .unwrap();
     println!("quota reconciler: {reconciled:?}");
     let created = payments_scalar(
         app,

@@ -88,10 +88,7 @@ impl Services {
         if let Some(value) = bind {
             query = query.bind(value);
         }
-        query
-            .fetch_one(&self.setup.gateway.dbs.payments)
-            .await
-            .unwrap()
+        query.fetch_one(&self.setup.dbs.payments).await.unwrap()
     }
 }
 

@@ -198,7 +198,8 @@ async fn two_replicas_publish_and_notify_each_payment_once() {
     let started = Instant::now();
     let endpoint = MerchantEndpoint::start(&[]).await;
     let services = Services::start("replicas_notify", NO_GATEWAY).await;
-    let merchant = merchant_with(&services.setup.gateway, 1000, false, Some(endpoint.url())).await;
+    let merchant =
+        merchant_with(&services.setup.merchants, 1000, false, Some(endpoint.url())).await;
     let shared = services.shared(
         &standard_plugins(&services.sandbox_addr, LAX_RATE_LIMIT),
         &[],
@@ -251,7 +252,7 @@ async fn two_replicas_publish_and_notify_each_payment_once() {
                 (SELECT count(*) FROM notification_attempts a WHERE a.outbox_id = o.id)
          FROM outbox o ORDER BY o.payment_id",
     )
-    .fetch_all(&services.setup.gateway.dbs.payments)
+    .fetch_all(&services.setup.dbs.payments)
     .await
     .unwrap();
     let row_payments: Vec<i64> = rows.iter().map(|r| r.1).collect();
@@ -327,7 +328,7 @@ async fn two_replicas_publish_and_notify_each_payment_once() {
 async fn quota_holds_across_replicas() {
     let started = Instant::now();
     let services = Services::start("replicas_quota", NO_GATEWAY).await;
-    let merchant = new_merchant(&services.setup.gateway, 20, false).await;
+    let merchant = new_merchant(&services.setup.merchants, 20, false).await;
     let shared = services.shared(
         &standard_plugins(&services.sandbox_addr, LAX_RATE_LIMIT),
         &[],
@@ -375,7 +376,6 @@ async fn quota_holds_across_replicas() {
     assert_eq!(refused, 40);
     let used = services
         .setup
-        .gateway
         .merchants
         .tokens_used(merchant.subscription_id)
         .await

@@ -26,7 +26,7 @@ async fn a_broker_restarted_under_load_loses_and_repeats_nothing() {
         c
     })
     .await;
-    app.merchant = merchant_with(&app.gateway, 10_000, false, Some(endpoint.url())).await;
+    app.merchant = merchant_with(&app.merchants, 10_000, false, Some(endpoint.url())).await;
 
     let stop = CancellationToken::new();
     let traffic = load::generate(&app, 2, Duration::from_millis(50), stop.clone());
@@ -90,7 +90,7 @@ fn report(what: &str, started: Instant, resumed_after: Duration) {
 /// Notifications of the app's payments delivered so far.
 async fn delivered(app: &TestApp) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM outbox WHERE status = 'LOG_SUCCESS'")
-        .fetch_one(&app.gateway.dbs.payments)
+        .fetch_one(&app.dbs.payments)
         .await
         .unwrap()
 }

@@ -22,7 +22,7 @@ async fn app_on(
     let url = redis.url();
     spawn_app_with(LAX_RATE_LIMIT, Vec::new(), move |mut c| {
         c.redis_url = url;
-        c.rate_limit_on_redis_down = rate_limit;
+        c.rate_limit.on_redis_down = rate_limit;
         c.circuit.on_redis_down = circuit;
         c
     })
@@ -112,8 +112,7 @@ async fn with_redis_down_fail_closed_refuses_cleanly_and_recovers() {
         assert_eq!(refused.headers["retry-after"], "1");
         // Refused before anything was written or charged.
         let stored = app
-            .gateway
-            .payments
+            .payment_store
             .payment_for_order(app.merchant.merchant_id, 2)
             .await
             .unwrap();

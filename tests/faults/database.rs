@@ -26,7 +26,7 @@ async fn a_database_outage_answers_503_leaves_nothing_half_written_and_recovers(
         c
     })
     .await;
-    app.merchant = merchant_with(&app.gateway, 10_000, false, Some(endpoint.url())).await;
+    app.merchant = merchant_with(&app.merchants, 10_000, false, Some(endpoint.url())).await;
 
     let stop = CancellationToken::new();
     let traffic = load::generate(&app, 6, Duration::from_millis(20), stop.clone());
@@ -113,7 +113,7 @@ fn assert_unavailable(reply: &Reply) {
 
 async fn scalar(app: &TestApp, sql: &str) -> i64 {
     sqlx::query_scalar(sql)
-        .fetch_one(&app.gateway.dbs.payments)
+        .fetch_one(&app.dbs.payments)
         .await
         .unwrap()
 }

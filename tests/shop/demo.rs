@@ -27,7 +27,7 @@ async fn the_demo_seeds_its_merchant_and_starts_a_shop_that_orders() {
     let shop_db = format!("{}_demo_shop", dbs.payments);
     let start = || {
         seed::start(
-            &app.gateway,
+            (&app.merchants, &app.providers),
             &config,
             &shop_db,
             api_port,

@@ -58,7 +58,7 @@ async fn bad_signatures_are_refused_and_change_nothing() {
     let (order, payment) = shop.pending_order("sandbox").await;
     let body = notification("payment.finished", order, payment);
     let secret = shop.app.merchant.webhook_secret.clone();
-    let other_merchant = new_merchant(&shop.app.gateway, 1, false).await;
+    let other_merchant = new_merchant(&shop.app.merchants, 1, false).await;
     let good = signed(&secret, "msg-1", now(), &body);
     let with = |name: &str, value: String| {
         let mut headers = good.clone();

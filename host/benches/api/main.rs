@@ -230,7 +230,7 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
     config.db_pool_size = settings.db_pool_size;
     config.plugin_max_concurrent_calls = 1000;
     if !settings.rate_limit {
-        config.rate_limit_plugin = String::new();
+        config.rate_limit.plugin = String::new();
     }
     config.circuit = CircuitSettings {
         failure_threshold: 5,
@@ -242,7 +242,7 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
     // paygate::db::Databases::connect_and_migrate.
     let app = App::build(&config).await.expect("building the host");
     let url = format!("http://{}", app.local_addr());
-    let gateway = app.gateway.clone();
+    let (services, dbs) = (app.services.clone(), app.dbs.clone());
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.run(shutdown.clone()));
 
@@ -265,12 +265,13 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
             continue;
         }
         assert!(
-            gateway.plugins.get(plugin).is_some(),
+            services.payments.plugins.get(plugin).is_some(),
             "plugin {plugin} did not load: {:?}",
-            gateway.plugins.list()
+            services.payments.plugins.list()
         );
     }
-    gateway
+    services
+        .payments
         .providers
         .set(&AliasBinding {
             alias: "sandbox".into(),
@@ -280,8 +281,9 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
         })
         .await
         .expect("binding the sandbox alias");
-    let merchant = gateway
+    let merchant = services
         .merchants
+        .store
         .create(&NewMerchant {
             name: "bench merchant".into(),
             callback_url: None,
@@ -391,15 +393,10 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
     sandbox.stop().await;
-    for pool in [
-        &gateway.dbs.payments,
-        &gateway.dbs.merchants,
-        &gateway.dbs.providers,
-        &gateway.dbs.logs,
-    ] {
+    for pool in [&dbs.payments, &dbs.merchants, &dbs.providers, &dbs.logs] {
         pool.close().await;
     }
-    drop(gateway);
+    drop(services);
     drop_databases(&BENCH_DATABASES).await;
 
     let baselines = pgbench_baselines(&settings).await;

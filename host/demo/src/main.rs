@@ -58,8 +58,10 @@ async fn main() -> anyhow::Result<()> {
             config.notifier.allow_private_callbacks = true;
             let app = App::build(&config).await?;
             let port = app.local_addr().port();
+            let services = &app.services;
+            let stores = (&services.merchants.store, &*services.payments.providers);
             let started = seed::start(
-                &app.gateway,
+                stores,
                 &config,
                 &shop_database_url,
                 port,

@@ -14,10 +14,9 @@ use tokio_util::sync::CancellationToken;
 use crate::sandbox::{self, SandboxArgs};
 use crate::shop::{Shop, ShopArgs};
 use paygate::config::Config;
-use paygate::gateway::Gateway;
-use paygate::merchants::NewMerchant;
+use paygate::merchants::{MerchantStore, NewMerchant};
 use paygate::plugins::Secret;
-use paygate::providers::AliasBinding;
+use paygate::providers::{AliasBinding, ProviderStore};
 
 const DEMO_MERCHANT: &str = "Demo shop";
 
@@ -61,7 +60,7 @@ pub struct DemoMerchant {
 /// beside the API listening on `api_port`, until `shutdown`. The merchant's
 /// notifications go to the shop, wherever it was bound.
 pub async fn start(
-    gw: &Gateway,
+    (merchants, providers): (&MerchantStore, &ProviderStore),
     config: &Config,
     shop_database_url: &str,
     api_port: u16,
@@ -69,7 +68,7 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Started> {
     let api_url = format!("http://localhost:{api_port}");
-    let merchant = seed(gw).await?;
+    let merchant = seed(merchants, providers).await?;
     let listener = tokio::net::TcpListener::bind(listen.sandbox)
         .await
         .with_context(|| format!("binding the sandbox provider to {}", listen.sandbox))?;
@@ -95,7 +94,7 @@ pub async fn start(
         .await
         .context("starting the demo shop")?;
     let shop_url = format!("http://localhost:{}", shop.local_addr().port());
-    gw.merchants
+    merchants
         .set_callback_url(
             merchant.merchant_id,
             &format!("{shop_url}/api/v1/notifications"),
@@ -115,12 +114,15 @@ pub async fn start(
 
 /// Binds the demo aliases and makes sure the demo merchant exists, with
 /// fresh keys; [`start`] points its notifications at the shop.
-pub async fn seed(gw: &Gateway) -> anyhow::Result<DemoMerchant> {
+pub async fn seed(
+    merchants: &MerchantStore,
+    providers: &ProviderStore,
+) -> anyhow::Result<DemoMerchant> {
     for (alias, provider, verifier) in [
         ("stripe", "stripe", "stripe-webhook"),
         ("sandbox", "sandbox", "internal-webhook"),
     ] {
-        gw.providers
+        providers
             .set(&AliasBinding {
                 alias: alias.into(),
                 provider_plugin: provider.into(),
@@ -129,9 +131,8 @@ pub async fn seed(gw: &Gateway) -> anyhow::Result<DemoMerchant> {
             })
             .await?;
     }
-    let Some(id) = gw.merchants.id_by_name(DEMO_MERCHANT).await? else {
-        let created = gw
-            .merchants
+    let Some(id) = merchants.id_by_name(DEMO_MERCHANT).await? else {
+        let created = merchants
             .create(&NewMerchant {
                 name: DEMO_MERCHANT.into(),
                 callback_url: None,
@@ -148,18 +149,12 @@ pub async fn seed(gw: &Gateway) -> anyhow::Result<DemoMerchant> {
             webhook_secret: Secret::new(created.webhook_secret),
         });
     };
-    let (api_key, read_api_key) = gw
-        .merchants
+    let (api_key, read_api_key) = merchants
         .rotate_keys(id)
         .await?
         .context("the demo merchant was just found")?;
-    let subscription_id = gw
-        .merchants
-        .first_subscription(id)
-        .await?
-        .unwrap_or_default();
-    let webhook_secret = gw
-        .merchants
+    let subscription_id = merchants.first_subscription(id).await?.unwrap_or_default();
+    let webhook_secret = merchants
         .webhook_secret(id)
         .await?
         .context("the demo merchant was just found")?;

@@ -3,6 +3,8 @@
 //! serving and the registry's versions, activation and rollback, and
 //! `/metrics` for Prometheus.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, Request, State};
@@ -14,12 +16,24 @@ use paygate_plugin_registry::RegistryError;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
-use super::AppState;
 use super::error::ApiError;
-use crate::plugins::Secret;
+use crate::metrics::Metrics;
+use crate::outbox::OutboxStore;
+use crate::plugins::{PluginSet, RegistrySource, Secret};
+
+/// What the operators' routes work on, built once at start.
+#[derive(Clone)]
+pub struct Operations {
+    pub plugins: Arc<PluginSet>,
+    /// The plugin registry served, when one is configured.
+    pub registry: Option<RegistrySource>,
+    /// For the outbox's figures in `/metrics`.
+    pub outbox: OutboxStore,
+    pub metrics: Arc<Metrics>,
+}
 
 /// The admin routes, every one behind `token`.
-pub fn router(state: AppState, token: Secret) -> Router {
+pub fn router(state: Operations, token: Secret) -> Router {
     Router::new()
         .route("/admin/v1/plugins", get(list))
         .route("/admin/v1/plugins/{name}/activate", post(activate))
@@ -53,9 +67,8 @@ async fn bearer(token: &Secret, request: Request, next: Next) -> Response {
 /// The plugins serving (version, digest, calls, errors, last refusal) and,
 /// with a registry, each plugin's active and published versions.
 #[tracing::instrument(name = "handler", skip_all, fields(route = "admin.list"))]
-async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let gw = &state.gateway;
-    let registry = match &gw.registry {
+async fn list(State(ops): State<Operations>) -> Result<Json<Value>, ApiError> {
+    let registry = match &ops.registry {
         Some(source) => {
             let registry = source.registry().clone();
             let summaries = tokio::task::spawn_blocking(move || registry.list())
@@ -73,14 +86,14 @@ async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
         None => Vec::new(),
     };
     Ok(Json(
-        json!({"plugins": gw.plugins.list(), "registry": registry}),
+        json!({"plugins": ops.plugins.list(), "registry": registry}),
     ))
 }
 
 /// `POST /admin/v1/plugins/{name}/activate` `{"version": "1.2.0"}`.
 #[tracing::instrument(name = "handler", skip_all, fields(route = "admin.activate"))]
 async fn activate(
-    State(state): State<AppState>,
+    State(ops): State<Operations>,
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
@@ -88,33 +101,32 @@ async fn activate(
         .ok()
         .and_then(|v| v["version"].as_str().map(str::to_owned))
         .ok_or_else(|| ApiError::field("version", "give the version to activate"))?;
-    change(&state, move |registry| registry.activate(&name, &version)).await
+    change(&ops, move |registry| registry.activate(&name, &version)).await
 }
 
 /// `POST /admin/v1/plugins/{name}/rollback`.
 #[tracing::instrument(name = "handler", skip_all, fields(route = "admin.rollback"))]
 async fn rollback(
-    State(state): State<AppState>,
+    State(ops): State<Operations>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    change(&state, move |registry| registry.rollback(&name)).await
+    change(&ops, move |registry| registry.rollback(&name)).await
 }
 
 /// Applies an activation to the registry, then swaps it in here at once
 /// (other hosts follow the manifest within a poll interval).
 async fn change(
-    state: &AppState,
+    ops: &Operations,
     apply: impl FnOnce(
         &paygate_plugin_registry::Registry,
     ) -> Result<paygate_plugin_registry::Activation, RegistryError>
     + Send
     + 'static,
 ) -> Result<Json<Value>, ApiError> {
-    let gw = state.gateway.clone();
-    let source = gw.registry.clone().ok_or_else(|| {
+    let source = ops.registry.clone().ok_or_else(|| {
         ApiError::RegistryRefused("no plugin registry is configured (PAYGATE_REGISTRY_DIR)".into())
     })?;
-    let plugins = gw.plugins.clone();
+    let plugins = ops.plugins.clone();
     let (done, refused) = tokio::task::spawn_blocking(move || {
         let done = apply(source.registry())?;
         let refused = source.sync(&plugins)?;
@@ -123,7 +135,7 @@ async fn change(
     .await
     .map_err(task_failed)?
     .map_err(registry_error)?;
-    let serving = gw.plugins.get(&done.name).map(|p| p.ctx.version.clone());
+    let serving = ops.plugins.get(&done.name).map(|p| p.ctx.version.clone());
     Ok(Json(json!({
         "plugin": done.name, "from": done.from, "to": done.to, "revision": done.revision,
         "serving": serving,
@@ -148,10 +160,9 @@ fn task_failed(e: tokio::task::JoinError) -> ApiError {
 
 /// Prometheus text format.
 #[tracing::instrument(name = "handler", skip_all, fields(route = "admin.metrics"))]
-async fn metrics(State(state): State<AppState>) -> Response {
-    let gw = &state.gateway;
-    let outbox = gw.outbox.stats().await.ok();
-    let body = gw.metrics.render(&gw.plugins, outbox.as_ref());
+async fn metrics(State(ops): State<Operations>) -> Response {
+    let outbox = ops.outbox.stats().await.ok();
+    let body = ops.metrics.render(&ops.plugins, outbox.as_ref());
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -5,8 +5,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::error::ApiError;
-use crate::gateway::Gateway;
-use crate::merchants::{Merchant, Scope};
+use crate::merchants::{Merchant, Merchants, Scope};
 use crate::plugins::Clock;
 
 /// Tolerance of a signed write's timestamp, both ways.
@@ -16,16 +15,15 @@ const SIGNATURE_TOLERANCE_SECS: u64 = 300;
 /// `body` is the raw body of a write, checked against `X-Signature` when
 /// the merchant requires signed writes.
 pub async fn authenticate(
-    gw: &Gateway,
+    merchants: &Merchants,
     headers: &HeaderMap,
     scope: Scope,
     body: &[u8],
 ) -> Result<Merchant, ApiError> {
     let key = headers.get("x-api-key").ok_or(ApiError::Unauthorized)?;
     let key = key.to_str().map_err(|_| ApiError::InvalidApiKey)?;
-    let merchant = gw
-        .auth
-        .resolve(&gw.merchants, key)
+    let merchant = merchants
+        .by_key(key)
         .await?
         .ok_or(ApiError::InvalidApiKey)?;
     tracing::Span::current().record("merchant_id", merchant.id);

@@ -233,6 +233,21 @@ impl From<crate::payments::CreateError> for ApiError {
     }
 }
 
+impl From<crate::webhooks::WebhookError> for ApiError {
+    fn from(e: crate::webhooks::WebhookError) -> Self {
+        use crate::webhooks::WebhookError as W;
+        match e {
+            W::UnknownAlias => ApiError::NotFound,
+            W::InvalidSignature => ApiError::InvalidSignature("invalid signature"),
+            W::SignatureExpired => ApiError::SignatureExpired,
+            W::Malformed(detail) => ApiError::malformed(detail),
+            e @ W::Misconfigured(_) => ApiError::ServiceUnavailable(e.to_string()),
+            W::VerifierFailed(detail) => ApiError::ServiceUnavailable(detail),
+            W::Database(e) => e.into(),
+        }
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     /// An outage or a lost race is a 503 to retry; anything else a 500.
     fn from(e: sqlx::Error) -> Self {

@@ -1,6 +1,8 @@
 //! Layers every request passes: request id, security headers, and the body
 //! guard (size and content type), in the order API.md gives.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
@@ -8,8 +10,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
-use super::AppState;
 use super::error::{ApiError, REQUEST_ID};
+use crate::metrics::Metrics;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -38,23 +40,32 @@ pub async fn request_id(request: Request, next: Next) -> Response {
 }
 
 /// Counts each request by status class and its latency ([`crate::metrics`]).
-pub async fn measure(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn measure(
+    State(metrics): State<Arc<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = std::time::Instant::now();
     let response = next.run(request).await;
-    state
-        .gateway
-        .metrics
+    metrics
         .http
         .record(response.status().as_u16(), started.elapsed());
     response
 }
 
+/// `Strict-Transport-Security` as configured: none for a max-age of 0.
+#[derive(Clone, Debug, Default)]
+pub struct Hsts(Option<HeaderValue>);
+
+impl Hsts {
+    pub fn max_age(secs: u64) -> Self {
+        let value = (secs > 0).then(|| format!("max-age={secs}"));
+        Self(value.and_then(|v| HeaderValue::from_str(&v).ok()))
+    }
+}
+
 /// `nosniff`, frame deny, HSTS when configured, and `no-store` on the API.
-pub async fn security_headers(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub async fn security_headers(State(hsts): State<Hsts>, request: Request, next: Next) -> Response {
     let api = request.uri().path().starts_with("/api/");
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
@@ -62,11 +73,8 @@ pub async fn security_headers(
     if api {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    let max_age = state.gateway.hsts_max_age;
-    if max_age > 0
-        && let Ok(v) = HeaderValue::from_str(&format!("max-age={max_age}"))
-    {
-        headers.insert(header::STRICT_TRANSPORT_SECURITY, v);
+    if let Some(value) = &hsts.0 {
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, value.clone());
     }
     response
 }

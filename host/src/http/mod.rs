@@ -14,18 +14,33 @@ pub mod webhooks;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::FromRef;
 use axum::routing::{get, post};
 
-use crate::gateway::Gateway;
+use crate::health::Health;
+use crate::merchants::Merchants;
+use crate::metrics::Metrics;
+use crate::outbox::OutboxStore;
 use crate::payments::create::PaymentsService;
+use crate::webhooks::Webhooks;
 use error::ApiError;
+use middleware::Hsts;
+use rate_limit::RateLimiter;
 
-/// Shared state of every handler.
-#[derive(Clone)]
+/// The services behind the merchant API, each built once at start. A
+/// handler or layer takes only the ones it uses (`State<Arc<Merchants>>`
+/// ...), never the whole set.
+#[derive(Clone, FromRef)]
 pub struct AppState {
-    pub gateway: Arc<Gateway>,
-    /// Payment creation, the one service a create needs beyond auth.
+    pub merchants: Arc<Merchants>,
     pub payments: Arc<PaymentsService>,
+    /// A payment's notifications and their retry.
+    pub outbox: OutboxStore,
+    pub webhooks: Arc<Webhooks>,
+    pub health: Arc<Health>,
+    pub rate_limiter: Arc<RateLimiter>,
+    pub metrics: Arc<Metrics>,
+    pub hsts: Hsts,
 }
 
 /// The merchant API with its layers, outermost first: request id,
@@ -47,7 +62,7 @@ pub fn router(state: AppState) -> Router {
             post(notifications::retry),
         )
         .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state.rate_limiter.clone(),
             rate_limit::rate_limit,
         ));
     Router::new()
@@ -62,11 +77,11 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound })
         .layer(axum::middleware::from_fn(middleware::body_guard))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state.hsts.clone(),
             middleware::security_headers,
         ))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state.metrics.clone(),
             middleware::measure,
         ))
         .layer(axum::middleware::from_fn(middleware::request_id))

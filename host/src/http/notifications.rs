@@ -1,17 +1,20 @@
 //! A payment's merchant notifications: their attempts, and a manual retry
 //! of a failed one.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
-use super::AppState;
 use super::error::ApiError;
 use super::openapi::{ErrorBody, Notifications, Queued};
-use super::payments::own_payment_for;
-use crate::merchants::Scope;
+use super::payments::own_payment;
+use crate::merchants::{Merchants, Scope};
+use crate::outbox::OutboxStore;
+use crate::payments::create::PaymentsService;
 
 /// `GET /api/v1/payments/{id}/notifications`.
 #[utoipa::path(
@@ -28,16 +31,15 @@ use crate::merchants::Scope;
 )]
 #[tracing::instrument(name = "handler", skip_all, fields(route = "notifications.list", merchant_id = tracing::field::Empty, payment_id = tracing::field::Empty))]
 pub async fn list(
-    State(state): State<AppState>,
+    State(merchants): State<Arc<Merchants>>,
+    State(payments): State<Arc<PaymentsService>>,
+    State(outbox): State<OutboxStore>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let payment = own_payment_for(&state, &headers, &id, Scope::Read, &[]).await?;
-    let notifications = state
-        .gateway
-        .outbox
-        .notifications_of(payment.payment_id)
-        .await?;
+    let services = (&*merchants, &payments.payments);
+    let payment = own_payment(services, &headers, &id, Scope::Read, &[]).await?;
+    let notifications = outbox.notifications_of(payment.payment_id).await?;
     Ok(Json(
         json!({"payment_id": payment.payment_id, "notifications": notifications}),
     ))
@@ -60,17 +62,16 @@ pub async fn list(
 )]
 #[tracing::instrument(name = "handler", skip_all, fields(route = "notifications.retry", merchant_id = tracing::field::Empty, payment_id = tracing::field::Empty))]
 pub async fn retry(
-    State(state): State<AppState>,
+    State(merchants): State<Arc<Merchants>>,
+    State(payments): State<Arc<PaymentsService>>,
+    State(outbox): State<OutboxStore>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let payment = own_payment_for(&state, &headers, &id, Scope::Write, &body).await?;
-    let queued = state
-        .gateway
-        .outbox
-        .retry_failed(payment.payment_id)
-        .await?;
+    let services = (&*merchants, &payments.payments);
+    let payment = own_payment(services, &headers, &id, Scope::Write, &body).await?;
+    let queued = outbox.retry_failed(payment.payment_id).await?;
     if queued == 0 {
         return Err(ApiError::NothingToRetry(
             "no notification of this payment has failed",

@@ -1,5 +1,7 @@
 //! `/api/v1/payments` handlers.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -7,16 +9,15 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use super::AppState;
 use super::auth::authenticate;
 use super::error::{ApiError, FieldError, current_request_id};
 #[allow(unused_imports)] // named by the OpenAPI annotations
 use super::openapi::{CreatePaymentBody, CreatedBody, ErrorBody, PaymentPage, Tracking};
-use crate::merchants::Scope;
-use crate::payments::Outcome;
-use crate::payments::create::{CreatePayment, create_payment};
+use crate::merchants::{Merchants, Scope};
+use crate::payments::create::{CreatePayment, PaymentsService, create_payment};
 use crate::payments::idempotency::fingerprint;
 use crate::payments::{Alias, Currency, IdempotencyKey, Money, Payment};
+use crate::payments::{Outcome, PaymentStore};
 
 /// `POST /api/v1/payments`.
 #[utoipa::path(
@@ -39,12 +40,12 @@ use crate::payments::{Alias, Currency, IdempotencyKey, Money, Payment};
 )]
 #[tracing::instrument(name = "handler", skip_all, fields(route = "payments.create", merchant_id = tracing::field::Empty, payment_id = tracing::field::Empty))]
 pub async fn create(
-    State(state): State<AppState>,
+    State(merchants): State<Arc<Merchants>>,
+    State(payments): State<Arc<PaymentsService>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let gw = &state.gateway;
-    let merchant = authenticate(gw, &headers, Scope::Write, &body).await?;
+    let merchant = authenticate(&merchants, &headers, Scope::Write, &body).await?;
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::malformed(format!("malformed JSON: {e}")))?;
     let request = parse_create(&value)?;
@@ -68,7 +69,7 @@ pub async fn create(
     let key = header_key.or_else(|| request.event_id.clone());
     let fingerprint = fingerprint(&value);
     let created = create_payment(
-        &state.payments,
+        &payments,
         &merchant,
         &request,
         key.as_ref(),
@@ -190,14 +191,14 @@ fn money(obj: &Map<String, Value>, field: &str, errors: &mut Vec<FieldError>) ->
 )]
 #[tracing::instrument(name = "handler", skip_all, fields(route = "payments.list", merchant_id = tracing::field::Empty, payment_id = tracing::field::Empty))]
 pub async fn list(
-    State(state): State<AppState>,
+    State(merchants): State<Arc<Merchants>>,
+    State(payments): State<Arc<PaymentsService>>,
     headers: HeaderMap,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
-    let gw = &state.gateway;
-    let merchant = authenticate(gw, &headers, Scope::Read, &[]).await?;
+    let merchant = authenticate(&merchants, &headers, Scope::Read, &[]).await?;
     let (page, limit) = page_params(&params)?;
-    let (items, total) = gw.payments.list(merchant.id, page, limit).await?;
+    let (items, total) = payments.payments.list(merchant.id, page, limit).await?;
     Ok(Json(json!({
         "page": page,
         "limit": limit,
@@ -247,28 +248,19 @@ fn payment_id(raw: &str) -> Result<i64, ApiError> {
         .ok_or_else(|| ApiError::field("id", "must be a positive whole number"))
 }
 
-/// The caller's own payment `raw_id`; another merchant's is not found.
-async fn own_payment(
-    state: &AppState,
-    headers: &HeaderMap,
-    raw_id: &str,
-) -> Result<Payment, ApiError> {
-    own_payment_for(state, headers, raw_id, Scope::Read, &[]).await
-}
-
-/// [`own_payment`] for a key of `scope`, a write signed over `body`.
-pub(super) async fn own_payment_for(
-    state: &AppState,
+/// The payment `raw_id` of the merchant whose key (of `scope`, a write
+/// signed over `body`) the request carries; another merchant's is not found.
+pub(super) async fn own_payment(
+    (merchants, payments): (&Merchants, &PaymentStore),
     headers: &HeaderMap,
     raw_id: &str,
     scope: Scope,
     body: &[u8],
 ) -> Result<Payment, ApiError> {
-    let gw = &state.gateway;
-    let merchant = authenticate(gw, headers, scope, body).await?;
+    let merchant = authenticate(merchants, headers, scope, body).await?;
     let id = payment_id(raw_id)?;
     tracing::Span::current().record("payment_id", id);
-    gw.payments
+    payments
         .get(merchant.id, id)
         .await?
         .ok_or(ApiError::NotFound)
@@ -289,11 +281,14 @@ pub(super) async fn own_payment_for(
 )]
 #[tracing::instrument(name = "handler", skip_all, fields(route = "payments.show", merchant_id = tracing::field::Empty, payment_id = tracing::field::Empty))]
 pub async fn show(
-    State(state): State<AppState>,
+    State(merchants): State<Arc<Merchants>>,
+    State(payments): State<Arc<PaymentsService>>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!(own_payment(&state, &headers, &id).await?)))
+    let services = (&*merchants, &payments.payments);
+    let payment = own_payment(services, &headers, &id, Scope::Read, &[]).await?;
+    Ok(Json(json!(payment)))
 }
 
 /// `GET /api/v1/payments/{id}/tracking`.
@@ -311,12 +306,14 @@ pub async fn show(
 )]
 #[tracing::instrument(name = "handler", skip_all, fields(route = "payments.tracking", merchant_id = tracing::field::Empty, payment_id = tracing::field::Empty))]
 pub async fn tracking(
-    State(state): State<AppState>,
+    State(merchants): State<Arc<Merchants>>,
+    State(payments): State<Arc<PaymentsService>>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let payment = own_payment(&state, &headers, &id).await?;
-    let events = state.gateway.payments.timeline(payment.payment_id).await?;
+    let services = (&*merchants, &payments.payments);
+    let payment = own_payment(services, &headers, &id, Scope::Read, &[]).await?;
+    let events = payments.payments.timeline(payment.payment_id).await?;
     Ok(Json(
         json!({"payment_id": payment.payment_id, "payment_status": payment.status, "events": events}),
     ))

@@ -1,27 +1,40 @@
 //! The rate-limit policy plugin, asked before any authentication work.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
 use super::error::{ApiError, current_request_id};
-use crate::config::RedisDownPolicy;
+use crate::config::{RateLimitSettings, RedisDownPolicy};
 use crate::merchants::ApiKey;
+use crate::plugins::PluginSet;
 use crate::plugins::bindings::{Decision, LimitRequest};
+
+/// The rate-limit policy in front of the merchant routes, built once at
+/// start; the plugin itself is looked up per request, so a hot swap
+/// takes effect on the next one.
+pub struct RateLimiter {
+    pub plugins: Arc<PluginSet>,
+    pub settings: RateLimitSettings,
+}
 
 /// Denies with 429 when the policy says so; otherwise adds the
 /// `RateLimit-*` headers to the response. A missing or failing policy
 /// lets the request through (logged). When the policy's counters (Redis)
 /// could not answer, `PAYGATE_RATE_LIMIT_ON_REDIS_DOWN` decides, whatever
 /// the policy made of it: through without headers, or 503.
-pub async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let gw = &state.gateway;
-    let plugin = (!gw.rate_limit_plugin.is_empty())
-        .then(|| gw.plugins.get(&gw.rate_limit_plugin))
+pub async fn rate_limit(
+    State(limiter): State<Arc<RateLimiter>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let settings = &limiter.settings;
+    let plugin = (!settings.plugin.is_empty())
+        .then(|| limiter.plugins.get(&settings.plugin))
         .flatten();
     let Some(plugin) = plugin else {
         return next.run(request).await;
@@ -37,7 +50,7 @@ pub async fn rate_limit(State(state): State<AppState>, request: Request, next: N
             |m| m.as_str().to_owned(),
         ),
         method: request.method().to_string(),
-        client_ip: client_ip(peer, request.headers(), &gw.trusted_proxies)
+        client_ip: client_ip(peer, request.headers(), &settings.trusted_proxies)
             .map_or_else(String::new, |ip| ip.to_string()),
         merchant_id: None,
         key_id: request
@@ -58,7 +71,7 @@ pub async fn rate_limit(State(state): State<AppState>, request: Request, next: N
     };
     if decided.counters_unavailable {
         // The policy already logged the store's error; /health shows it too.
-        return match gw.rate_limit_on_redis_down {
+        return match settings.on_redis_down {
             RedisDownPolicy::Open => next.run(request).await,
             RedisDownPolicy::Closed => {
                 ApiError::ServiceUnavailable("rate-limit counters (Redis) unavailable".into())

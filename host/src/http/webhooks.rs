@@ -1,20 +1,19 @@
 //! `POST /api/v1/payments/webhook` (the internal scheme) and
 //! `POST /api/v1/payments/webhook/{alias}` (the alias's verifier plugin).
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
-use super::AppState;
 use super::error::{ApiError, current_request_id};
 #[allow(unused_imports)] // named by the OpenAPI annotations
 use super::openapi::ErrorBody;
-use crate::payments::PaymentStatus;
-use crate::payments::webhook::{Applied, PaymentLookup};
-use crate::plugins::bindings::{PaymentRef, VerifyError, WebhookRequest};
-use crate::webhook_log::Inbound;
+use crate::payments::webhook::Applied;
+use crate::webhooks::{Delivery, EventOutcome, Route, Webhooks};
 
 /// The internal scheme's route: verified by the internal verifier plugin.
 #[utoipa::path(
@@ -32,13 +31,12 @@ use crate::webhook_log::Inbound;
 )]
 #[tracing::instrument(name = "handler", skip_all, fields(route = "webhooks.internal", merchant_id = tracing::field::Empty, payment_id = tracing::field::Empty))]
 pub async fn internal(
-    State(state): State<AppState>,
+    State(webhooks): State<Arc<Webhooks>>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let verifier = state.gateway.internal_verifier.clone();
-    handle(&state, uri.path(), None, &verifier, &headers, &body).await
+    receive(&webhooks, Route::Internal, uri.path(), &headers, &body).await
 }
 
 /// An alias's route: verified by the verifier plugin bound to the alias.
@@ -58,17 +56,14 @@ pub async fn internal(
 )]
 #[tracing::instrument(name = "handler", skip_all, fields(route = "webhooks.for_alias", merchant_id = tracing::field::Empty, payment_id = tracing::field::Empty))]
 pub async fn for_alias(
-    State(state): State<AppState>,
+    State(webhooks): State<Arc<Webhooks>>,
     OriginalUri(uri): OriginalUri,
     Path(alias): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let binding = state.gateway.providers.get(&alias).await?;
-    let Some(verifier) = binding.and_then(|b| b.verifier_plugin) else {
-        return Err(ApiError::NotFound);
-    };
-    handle(&state, uri.path(), Some(&alias), &verifier, &headers, &body).await
+    let route = Route::Alias(&alias);
+    receive(&webhooks, route, uri.path(), &headers, &body).await
 }
 
 /// The WIT `webhook-request` headers: every value of every header, in
@@ -87,90 +82,25 @@ pub fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn handle(
-    state: &AppState,
+async fn receive(
+    webhooks: &Webhooks,
+    route: Route<'_>,
     path: &str,
-    alias: Option<&str>,
-    verifier: &str,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Json<Value>, ApiError> {
-    let gw = &state.gateway;
     let request_id = current_request_id();
-    let header_pairs = header_pairs(headers);
-    let request = WebhookRequest {
-        path: path.to_owned(),
-        headers: header_pairs.clone(),
-        body: body.to_vec(),
-    };
-    let outcome = match gw.plugins.require(verifier) {
-        Ok(plugin) => plugin.verify(&request_id, &request).await,
-        Err(e) => Err(e),
-    };
-    let (verdict, detail, result): (&str, Option<String>, Result<_, ApiError>) = match outcome {
-        Ok(Ok(events)) => ("valid", None, Ok(events)),
-        Ok(Err(VerifyError::InvalidSignature(d))) => (
-            "invalid_signature",
-            Some(d),
-            Err(ApiError::InvalidSignature("invalid signature")),
-        ),
-        Ok(Err(VerifyError::SignatureExpired(d))) => (
-            "signature_expired",
-            Some(d),
-            Err(ApiError::SignatureExpired),
-        ),
-        Ok(Err(VerifyError::Malformed(d))) => {
-            ("malformed", Some(d.clone()), Err(ApiError::malformed(d)))
-        }
-        Ok(Err(VerifyError::Misconfigured(d))) => (
-            "misconfigured",
-            Some(d),
-            Err(ApiError::ServiceUnavailable(format!(
-                "verifier {verifier} is misconfigured"
-            ))),
-        ),
-        Err(e) => (
-            "verifier_failed",
-            Some(e.to_string()),
-            Err(ApiError::ServiceUnavailable(e.to_string())),
-        ),
-    };
-    let record = Inbound {
+    let delivery = Delivery {
         request_id: &request_id,
         path,
-        alias,
-        headers: &header_pairs,
+        headers: header_pairs(headers),
         body,
-        verdict,
-        detail: detail.as_deref(),
     };
-    // A webhook that cannot be recorded is not applied: the provider retries.
-    gw.webhook_log.record(&record).await?;
-    let events = result?;
-
-    let aliases: Vec<String> = gw
-        .providers
-        .list()
-        .await?
-        .into_iter()
-        .filter(|b| b.verifier_plugin.as_deref() == Some(verifier))
-        .map(|b| b.alias)
-        .collect();
-    let mut last = json!({"message": "ignored", "payment_id": null, "status": null});
-    for event in &events {
-        let status = PaymentStatus::from(event.status);
-        let lookup = PaymentLookup::from(&event.payment);
-        let applied = gw
-            .payments
-            .apply_provider_event(
-                lookup,
-                &aliases,
-                status,
-                &event.provider_type,
-                &event.event_id,
-            )
-            .await?;
-        last = match applied {
+    let outcomes = webhooks.receive(route, delivery).await?;
+    // The answer names what the last event did.
+    let last = match outcomes.last() {
+        None => json!({"message": "ignored", "payment_id": null, "status": null}),
+        Some(EventOutcome { applied, named_id }) => match applied {
             Applied::Updated { payment_id, status } => {
                 json!({"message": "payment updated", "payment_id": payment_id, "status": status})
             }
@@ -178,13 +108,9 @@ async fn handle(
                 json!({"message": "already processed", "payment_id": payment_id, "status": status})
             }
             Applied::NotFound => {
-                let id = match &event.payment {
-                    PaymentRef::PaymentId(id) => json!(id),
-                    PaymentRef::ProviderReference(_) => Value::Null,
-                };
-                json!({"message": "payment not found", "payment_id": id, "status": null})
+                json!({"message": "payment not found", "payment_id": named_id, "status": null})
             }
-        };
-    }
+        },
+    };
     Ok(Json(json!({"status": "ok", "result": last})))
 }

@@ -46,20 +46,25 @@ pub struct Merchant {
 /// How long a resolved key is trusted; revocations take effect within it.
 pub const AUTH_CACHE_TTL: Duration = Duration::from_secs(4);
 
-/// Key hash → merchant, for [`AUTH_CACHE_TTL`]. Unknown keys are not cached,
-/// so a key works the moment it is created.
-#[derive(Default)]
-pub struct AuthCache {
-    entries: Mutex<HashMap<KeyHash, (Instant, Merchant)>>,
+/// The merchants as the API meets them: the store, and the key → merchant
+/// cache that keeps authentication off the database. Built once at start.
+pub struct Merchants {
+    pub store: MerchantStore,
+    /// Key hash → merchant, for [`AUTH_CACHE_TTL`]. Unknown keys are not
+    /// cached, so a key works the moment it is created.
+    keys: Mutex<HashMap<KeyHash, (Instant, Merchant)>>,
 }
 
-impl AuthCache {
-    /// Resolves `key`; `None` when it is unknown or revoked.
-    pub async fn resolve(
-        &self,
-        store: &MerchantStore,
-        key: &str,
-    ) -> Result<Option<Merchant>, sqlx::Error> {
+impl Merchants {
+    pub fn new(store: MerchantStore) -> Self {
+        Self {
+            store,
+            keys: Mutex::default(),
+        }
+    }
+
+    /// The merchant of API key `key`; `None` when it is unknown or revoked.
+    pub async fn by_key(&self, key: &str) -> Result<Option<Merchant>, sqlx::Error> {
         let hash = ApiKey(key).hash();
         let now = Instant::now();
         if let Some((at, merchant)) = self.lock().get(&hash)
@@ -67,7 +72,7 @@ impl AuthCache {
         {
             return Ok(Some(merchant.clone()));
         }
-        let found = store.merchant_for_key(&hash).await?;
+        let found = self.store.merchant_for_key(&hash).await?;
         let mut entries = self.lock();
         if entries.len() > 100_000 {
             entries.retain(|_, (at, _)| now.duration_since(*at) < AUTH_CACHE_TTL);
@@ -80,6 +85,6 @@ impl AuthCache {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<KeyHash, (Instant, Merchant)>> {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+        self.keys.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -5,7 +5,7 @@ mod auth;
 mod keys;
 mod store;
 
-pub use auth::{AUTH_CACHE_TTL, AuthCache, Merchant, Scope};
+pub use auth::{AUTH_CACHE_TTL, Merchant, Merchants, Scope};
 pub use keys::{ApiKey, KeyHash, generate_key, generate_secret};
 pub use store::{
     CreatedMerchant, MerchantStore, NewMerchant, NotificationTarget, QuotaError, Take,

@@ -1,0 +1,170 @@
+//! Receiving provider webhooks: the route's verifier plugin reads the
+//! request, the [webhook log](crate::webhook_log) keeps it whatever the
+//! verdict, and each verified event is applied to its payment. No HTTP
+//! here: the handler turns [`Applied`] outcomes and [`WebhookError`] into
+//! answers.
+
+use std::sync::Arc;
+
+use crate::payments::webhook::{Applied, PaymentLookup};
+use crate::payments::{PaymentStatus, PaymentStore};
+use crate::plugins::PluginSet;
+use crate::plugins::bindings::{PaymentRef, VerifyError, WebhookRequest};
+use crate::providers::ProviderStore;
+use crate::webhook_log::{Inbound, WebhookLog};
+
+/// The receiving side of provider webhooks, built once at start.
+pub struct Webhooks {
+    pub payments: PaymentStore,
+    pub providers: Arc<ProviderStore>,
+    pub plugins: Arc<PluginSet>,
+    pub log: WebhookLog,
+    /// The verifier plugin of the internal scheme's route.
+    pub internal_verifier: String,
+}
+
+/// Which route a webhook came in on.
+#[derive(Clone, Copy, Debug)]
+pub enum Route<'a> {
+    /// `POST /api/v1/payments/webhook`: the internal scheme.
+    Internal,
+    /// `POST /api/v1/payments/webhook/{alias}`: the alias's verifier.
+    Alias(&'a str),
+}
+
+/// A webhook as it arrived.
+pub struct Delivery<'a> {
+    pub request_id: &'a str,
+    pub path: &'a str,
+    /// Every header, in order, names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: &'a [u8],
+}
+
+/// What one verified event did to the payment it named.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventOutcome {
+    /// The payment id the event named, when it named one by id.
+    pub named_id: Option<u64>,
+    pub applied: Applied,
+}
+
+/// Why a webhook was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("no verifier is bound to the alias")]
+    UnknownAlias,
+    /// The verifier's detail goes to the webhook log, not to the caller.
+    #[error("invalid signature")]
+    InvalidSignature,
+    #[error("signature expired")]
+    SignatureExpired,
+    #[error("{0}")]
+    Malformed(String),
+    #[error("verifier {0} is misconfigured")]
+    Misconfigured(String),
+    /// The verifier plugin is missing, trapped or ran out of a limit.
+    #[error("{0}")]
+    VerifierFailed(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl Webhooks {
+    /// Verifies `delivery` with the route's verifier, logs it with the
+    /// verdict, then applies its events in order. A webhook that cannot be
+    /// logged is not applied (the provider retries it).
+    pub async fn receive(
+        &self,
+        route: Route<'_>,
+        delivery: Delivery<'_>,
+    ) -> Result<Vec<EventOutcome>, WebhookError> {
+        let (alias, verifier) = match route {
+            Route::Internal => (None, self.internal_verifier.clone()),
+            Route::Alias(alias) => {
+                let binding = self.providers.get(alias).await?;
+                let verifier = binding.and_then(|b| b.verifier_plugin);
+                (Some(alias), verifier.ok_or(WebhookError::UnknownAlias)?)
+            }
+        };
+        let request = WebhookRequest {
+            path: delivery.path.to_owned(),
+            headers: delivery.headers,
+            body: delivery.body.to_vec(),
+        };
+        let outcome = match self.plugins.require(&verifier) {
+            Ok(plugin) => plugin.verify(delivery.request_id, &request).await,
+            Err(e) => Err(e),
+        };
+        let (verdict, detail, verified) = match outcome {
+            Ok(Ok(events)) => ("valid", None, Ok(events)),
+            Ok(Err(VerifyError::InvalidSignature(d))) => (
+                "invalid_signature",
+                Some(d),
+                Err(WebhookError::InvalidSignature),
+            ),
+            Ok(Err(VerifyError::SignatureExpired(d))) => (
+                "signature_expired",
+                Some(d),
+                Err(WebhookError::SignatureExpired),
+            ),
+            Ok(Err(VerifyError::Malformed(d))) => (
+                "malformed",
+                Some(d.clone()),
+                Err(WebhookError::Malformed(d)),
+            ),
+            Ok(Err(VerifyError::Misconfigured(d))) => (
+                "misconfigured",
+                Some(d),
+                Err(WebhookError::Misconfigured(verifier.clone())),
+            ),
+            Err(e) => (
+                "verifier_failed",
+                Some(e.to_string()),
+                Err(WebhookError::VerifierFailed(e.to_string())),
+            ),
+        };
+        self.log
+            .record(&Inbound {
+                request_id: delivery.request_id,
+                path: delivery.path,
+                alias,
+                headers: &request.headers,
+                body: delivery.body,
+                verdict,
+                detail: detail.as_deref(),
+            })
+            .await?;
+        let events = verified?;
+
+        // An event may only touch payments made through an alias this
+        // verifier speaks for.
+        let aliases: Vec<String> = self
+            .providers
+            .list()
+            .await?
+            .into_iter()
+            .filter(|b| b.verifier_plugin.as_deref() == Some(verifier.as_str()))
+            .map(|b| b.alias)
+            .collect();
+        let mut outcomes = Vec::with_capacity(events.len());
+        for event in &events {
+            let applied = self
+                .payments
+                .apply_provider_event(
+                    PaymentLookup::from(&event.payment),
+                    &aliases,
+                    PaymentStatus::from(event.status),
+                    &event.provider_type,
+                    &event.event_id,
+                )
+                .await?;
+            let named_id = match &event.payment {
+                PaymentRef::PaymentId(id) => Some(*id),
+                PaymentRef::ProviderReference(_) => None,
+            };
+            outcomes.push(EventOutcome { named_id, applied });
+        }
+        Ok(outcomes)
+    }
+}
