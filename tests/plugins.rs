@@ -5,7 +5,7 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::any;
 use hmac::{Hmac, Mac};
-use paygate::counters::RedisCounters;
+use paygate::RedisCounters;
 use paygate::plugins::Counters;
 use paygate::plugins::bindings::{
     Decision, EventStatus, LimitRequest, PaymentRef, ProviderError, VerifyError, WebhookRequest,

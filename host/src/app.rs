@@ -225,7 +225,7 @@ impl App {
 }
 
 /// A Redis connection that reconnects by itself and never waits long.
-pub async fn redis_connection(url: &str) -> anyhow::Result<ConnectionManager> {
+pub(crate) async fn redis_connection(url: &str) -> anyhow::Result<ConnectionManager> {
     let client =
         redis::Client::open(url).with_context(|| format!("REDIS_URL={url} is not a Redis URL"))?;
     let config = ConnectionManagerConfig::new()

@@ -12,7 +12,7 @@ use crate::plugins::{Clock, CounterError, CounterStore, Expiring};
 /// Counters in Redis, every operation one atomic command or script.
 ///
 /// `get` answers from what this host last read or stored for the key, when
-/// that is younger than [`SEEN_FOR`]: a plugin's read-modify-swap loop then
+/// that is younger than `SEEN_FOR`: a plugin's read-modify-swap loop then
 /// costs one round trip, the swap, instead of two. The swap is always
 /// checked in Redis; one that fails hands back the current value, so a
 /// stale read (another replica wrote meanwhile) costs a retry, never a

@@ -3,40 +3,45 @@
 //!
 //! [`plugins`] is the runtime those components run in (the
 //! `paygate-runtime` crate): one engine, a fresh store per call, hard
-//! limits, hot reload; [`counters`] is its Redis counter store. The domains each own their
+//! limits, hot reload; [`RedisCounters`] is its Redis counter store. The domains each own their
 //! database: [`merchants`] (keys, quotas, the authenticating service),
 //! [`providers`] (alias bindings, circuit breaker), [`payments`] (the
 //! creation saga's service, payments, timeline, idempotency), and [`quota`]
 //! gives back tokens whose payment never came to be; [`db`] connects and
 //! migrates them. [`webhooks`] receives provider webhooks (verify, log,
-//! apply) and [`webhook_log`] keeps them; [`health`] checks every backend.
+//! apply) and the [`WebhookLog`] keeps them; [`Health`] checks every backend.
 //! None of these knows HTTP: [`http`] is the API, each handler taking only
 //! the services it uses. [`config`] is every setting in one typed place;
-//! [`app`] builds each service once from it and runs the server;
+//! [`App`] builds each service once from it and runs the server;
 //! [`outbox`] publishes committed payment outcomes to RabbitMQ and
 //! [`notifier`] delivers them, signed, to merchants; [`telemetry`] sets up
 //! logging; [`cli`] is the `paygate` command. The sandbox provider and the demo shop are the `paygate-demo`
 //! crate's, which uses this one like any embedder would. `paygate plugin test|run` is the `paygate-harness` crate's.
 
-pub mod app;
 pub mod cli;
 pub mod config;
-pub mod counters;
 pub mod db;
-pub mod health;
 pub mod http;
 pub mod merchants;
-pub mod metrics;
 pub mod notifier;
 pub mod outbox;
 pub mod payments;
 pub mod providers;
 pub mod quota;
 pub mod telemetry;
-pub mod webhook_log;
 pub mod webhooks;
+
+mod app;
+mod counters;
+mod health;
+mod metrics;
+mod webhook_log;
 
 pub use app::App;
 pub use config::Config;
+pub use counters::RedisCounters;
+pub use health::{Checks, Health};
+pub use metrics::Metrics;
 /// The plugin runtime the gateway serves its plugins from.
 pub use paygate_runtime as plugins;
+pub use webhook_log::WebhookLog;

@@ -62,7 +62,7 @@ pub async fn reconcile(
     }
 }
 
-/// Reconciles every [`INTERVAL`] until `shutdown`, giving back tokens whose
+/// Reconciles every `INTERVAL` until `shutdown`, giving back tokens whose
 /// payment has not come within `lease` (`PAYGATE_REQUEST_LEASE`: far longer
 /// than a request takes from the charge to the insert).
 pub async fn run(

@@ -1,5 +1,5 @@
 //! Receiving provider webhooks: the route's verifier plugin reads the
-//! request, the [webhook log](crate::webhook_log) keeps it whatever the
+//! request, the [webhook log](crate::WebhookLog) keeps it whatever the
 //! verdict, and each verified event is applied to its payment. No HTTP
 //! here: the handler turns [`Applied`] outcomes and [`WebhookError`] into
 //! answers.

@@ -39,7 +39,7 @@ pub async fn request_id(request: Request, next: Next) -> Response {
     response
 }
 
-/// Counts each request by status class and its latency ([`crate::metrics`]).
+/// Counts each request by status class and its latency ([`Metrics`]).
 pub async fn measure(
     State(metrics): State<Arc<Metrics>>,
     request: Request,
