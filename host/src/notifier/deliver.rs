@@ -41,6 +41,9 @@ impl Deliverer {
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve the callback's host itself, past the
+            // resolver below: `HTTP(S)_PROXY` and `ALL_PROXY` are ignored.
+            .no_proxy()
             .dns_resolver(Arc::new(GuardedResolver { allow_private }))
             .user_agent(concat!("paygate-notifier/", env!("CARGO_PKG_VERSION")))
             .pool_max_idle_per_host(64)
@@ -229,15 +232,23 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || a >= 240)
 }
 
+/// The ranges that carry or reach an IPv4 address (6to4, Teredo,
+/// IPv4-compatible, NAT64) are refused whole: which IPv4 host they end at
+/// is up to relays and translators outside paygate's view, and no merchant
+/// needs one for a callback.
 fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
+    let [first, second, ..] = ip.segments();
     !(ip.is_loopback()
         || ip.is_unspecified()
         || ip.is_multicast()
         || (first & 0xfe00) == 0xfc00 // unique local
         || (first & 0xffc0) == 0xfe80 // link-local
-        || first == 0x2001 && ip.segments()[1] == 0x0db8 // documentation
-        || first == 0x0064 && ip.segments()[1] == 0xff9b) // NAT64 to anywhere
+        || (first & 0xffc0) == 0xfec0 // site-local (deprecated)
+        || first == 0x2001 && second == 0x0db8 // documentation
+        || first == 0x2001 && second == 0x0000 // Teredo
+        || first == 0x2002 // 6to4
+        || first == 0x0064 && second == 0xff9b // NAT64, well-known and local-use
+        || ip.segments()[..6] == [0; 6]) // IPv4-compatible (::a.b.c.d)
 }
 
 #[cfg(test)]
@@ -261,6 +272,17 @@ mod tests {
             "fe80::1",
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
+            // IPv6 transition ranges that carry or reach an IPv4 address
+            // (security review, finding 15): 6to4 (here 127.0.0.1 and
+            // 10.0.0.1 inside), Teredo, IPv4-compatible, NAT64 both ways.
+            "2002:7f00:1::1",
+            "2002:a00:1::",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "::8.8.8.8",
+            "64:ff9b::a00:1",
+            "64:ff9b:1::1",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
@@ -280,6 +302,44 @@ mod tests {
         let expected = format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()));
         assert_eq!(signature, expected);
         assert!(sign(&Secret::new("whsec_%%%"), "e", 1, b"").is_err());
+    }
+
+    /// Security review, finding 10: a proxy from `HTTP_PROXY` resolves the
+    /// callback's host itself, so the guard never sees the address. A
+    /// "proxy" on loopback that would answer 200 must never be reached.
+    #[tokio::test]
+    async fn proxy_variables_do_not_route_around_the_guard() {
+        let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+        let reached = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = reached.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = proxy.accept().await {
+                seen.store(true, std::sync::atomic::Ordering::SeqCst);
+                use tokio::io::AsyncWriteExt;
+                let _ = conn
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            }
+        });
+        // SAFETY: reqwest reads the proxy variables when a client is
+        // built, here, and no other test of this binary reads them.
+        unsafe {
+            std::env::set_var("HTTP_PROXY", &proxy_url);
+            std::env::set_var("ALL_PROXY", &proxy_url);
+        }
+        let deliverer = Deliverer::new(Duration::from_secs(2), false);
+        unsafe {
+            std::env::remove_var("HTTP_PROXY");
+            std::env::remove_var("ALL_PROXY");
+        }
+        let secret = Secret::new("whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=");
+        let outcome = deliverer
+            .deliver("http://localhost:9/hook", &secret, "evt", b"{}".to_vec())
+            .await;
+        assert_eq!(outcome.status_code, None, "{outcome:?}");
+        assert!(outcome.error.is_some_and(|e| e.contains("refused")));
+        assert!(!reached.load(std::sync::atomic::Ordering::SeqCst));
     }
 
     #[tokio::test]
