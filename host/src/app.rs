@@ -56,6 +56,7 @@ impl App {
     /// a free one). Plugins that fail to load are logged and listed, not
     /// fatal.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        refuse_unsafe_settings(config)?;
         let dbs = Databases::connect_and_migrate(&config.databases, config.db_pool_size).await?;
         let redis = redis_connection(&config.redis_url).await?;
         let plugins = Arc::new(load_plugins(config).await?);
@@ -222,6 +223,22 @@ impl App {
         tracing::info!("paygate stopped");
         Ok(())
     }
+}
+
+/// Settings no deployment should run with, refused before anything starts
+/// (the flags' parsers refuse them too; this catches a `Config` built in
+/// code).
+fn refuse_unsafe_settings(config: &Config) -> anyhow::Result<()> {
+    if config
+        .admin_token
+        .as_ref()
+        .is_some_and(|t| t.expose().trim().is_empty())
+    {
+        anyhow::bail!(
+            "PAYGATE_ADMIN_TOKEN is empty: set a token, or unset it to turn the admin API off"
+        );
+    }
+    Ok(())
 }
 
 /// A Redis connection that reconnects by itself and never waits long.

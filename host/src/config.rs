@@ -19,7 +19,8 @@ pub struct Config {
     pub admin_listen: SocketAddr,
 
     /// Bearer token of the admin API; without one the admin API is off.
-    #[arg(long, env = "PAYGATE_ADMIN_TOKEN", hide_env_values = true)]
+    /// An empty one is refused.
+    #[arg(long, env = "PAYGATE_ADMIN_TOKEN", hide_env_values = true, value_parser = non_empty_secret)]
     pub admin_token: Option<Secret>,
 
     #[command(flatten)]
@@ -289,6 +290,14 @@ pub struct NotifierSettings {
 }
 
 /// Parses `250ms`, `30s`, `5m`, `2h`.
+/// A secret that is not empty or blank.
+pub fn non_empty_secret(s: &str) -> Result<Secret, String> {
+    if s.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    Ok(Secret::new(s))
+}
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -401,5 +410,21 @@ mod tests {
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5d").is_err());
+    }
+
+    /// Security review, finding 3: an empty token matched an empty
+    /// `Authorization: Bearer `, leaving the admin API open.
+    #[test]
+    fn an_empty_admin_token_is_refused() {
+        for empty in ["", "   "] {
+            let error = serve(&["--admin-token", empty]).map(|_| ()).unwrap_err();
+            assert!(error.to_string().contains("admin-token"), "{error}");
+        }
+        let set = serve(&["--admin-token", "a-long-enough-token"]).unwrap();
+        assert_eq!(set.admin_token.unwrap().expose(), "a-long-enough-token");
+        assert!(
+            serve(&[]).unwrap().admin_token.is_none(),
+            "unset: the admin API is off"
+        );
     }
 }

@@ -365,3 +365,23 @@ async fn every_response_carries_request_id_and_security_headers() {
         json!({"postgres": "ok", "redis": "ok", "rabbitmq": "ok", "plugins": "ok"})
     );
 }
+
+/// Security review, finding 3: a host given an empty admin token (by an
+/// embedder, past the flag's parser) refuses to start instead of serving an
+/// admin API that an empty bearer opens.
+#[tokio::test]
+async fn a_host_with_an_empty_admin_token_does_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = paygate::Config::for_tests(
+        super::app::databases().await,
+        dir.path().to_owned(),
+        super::app::cache_dir(),
+        format!("paygate-test-{}:", uuid::Uuid::new_v4()),
+    );
+    config.admin_token = Some(paygate::plugins::Secret::new(""));
+    let error = match paygate::App::build(&config).await {
+        Ok(_) => panic!("a host with an empty admin token started"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(error.contains("PAYGATE_ADMIN_TOKEN"), "{error}");
+}
