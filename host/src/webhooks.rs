@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use crate::payments::webhook::{Applied, PaymentLookup};
-use crate::payments::{PaymentStatus, PaymentStore};
+use crate::payments::{Alias, PaymentStatus, PaymentStore};
 use crate::plugins::PluginSet;
 use crate::plugins::bindings::{PaymentRef, VerifyError, WebhookRequest};
 use crate::providers::ProviderStore;
@@ -82,6 +82,9 @@ impl Webhooks {
         let (alias, verifier) = match route {
             Route::Internal => (None, self.internal_verifier.clone()),
             Route::Alias(alias) => {
+                // What no binding could be named (a NUL, upper case, too
+                // long) is no alias: the database is not asked.
+                Alias::parse(alias).map_err(|_| WebhookError::UnknownAlias)?;
                 let binding = self.providers.get(alias).await?;
                 let verifier = binding.and_then(|b| b.verifier_plugin);
                 (Some(alias), verifier.ok_or(WebhookError::UnknownAlias)?)

@@ -305,3 +305,27 @@ async fn the_webhook_service_verifies_logs_and_applies_without_http() {
             .is_empty()
     );
 }
+
+/// Security review, finding 17: a NUL (or anything no alias can hold) in
+/// the alias reached the database, which refused it: 503 and an error log.
+/// It is simply no alias: 404, the database never asked.
+#[tokio::test]
+async fn an_alias_no_binding_could_have_is_not_found() {
+    let app = spawn_app().await;
+    for alias in ["a%00b", "%00", "Stripe", "strip%C3%A9", &"a".repeat(65)] {
+        let r = app
+            .post_raw(
+                &format!("/api/v1/payments/webhook/{alias}"),
+                None,
+                &[("content-type", "application/json")],
+                b"{}".to_vec(),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.code()),
+            (404, "not_found"),
+            "{alias}: {:?}",
+            r.body
+        );
+    }
+}
