@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::domain::{Alias, Currency, IdempotencyKey, Money, PaymentStatus};
-use super::idempotency::Claim;
+use super::idempotency::Reservation;
 use super::outcome::{CreateError, Created, Opened, Outcome, Refused};
 use super::store::{Inserted, NewPayment, PaymentStore};
 use crate::merchants::{Merchant, MerchantStore, QuotaError, Take};
@@ -85,19 +85,19 @@ pub async fn create_payment(
     if let Some(key) = key {
         match gw
             .payments
-            .claim_idempotency(merchant.id, key, fingerprint, gw.request_lease)
+            .reserve_key(merchant.id, key, fingerprint, gw.request_lease)
             .await?
         {
-            Claim::Fresh => {}
-            Claim::Resume { payment_id } => resumed = Some(payment_id),
-            Claim::Replay { kind, record } => {
+            Reservation::Fresh => {}
+            Reservation::Resume { payment_id } => resumed = Some(payment_id),
+            Reservation::Replay { kind, record } => {
                 return Ok(Created {
                     outcome: Outcome::from_record(kind, record)?,
                     replayed: true,
                 });
             }
-            Claim::Conflict => return Err(CreateError::IdempotencyConflict),
-            Claim::InProgress => return Err(CreateError::RequestInProgress),
+            Reservation::Conflict => return Err(CreateError::IdempotencyConflict),
+            Reservation::InProgress => return Err(CreateError::RequestInProgress),
         }
     }
     let outcome = match resumed {
@@ -108,14 +108,14 @@ pub async fn create_payment(
         // An outcome is final for the key. An error frees it: for a
         // corrected retry, or, when a payment was stored, for a retry that
         // finishes it.
-        let settled = outcome.as_ref().ok().map(|o| o.to_record());
-        if let Err(e) = record_outcome(&gw.payments, merchant.id, key, settled.as_ref()).await {
+        let record = outcome.as_ref().ok().map(|o| o.to_record());
+        if let Err(e) = record_outcome(&gw.payments, merchant.id, key, record.as_ref()).await {
             tracing::warn!(error = %e, "could not record the idempotency outcome; retrying");
             let (payments, merchant_id, key) = (gw.payments.clone(), merchant.id, key.clone());
             let within = compensate_within(gw);
             crate::db::retry_in_background("idempotency outcome", within, move || {
-                let (payments, key, settled) = (payments.clone(), key.clone(), settled.clone());
-                async move { record_outcome(&payments, merchant_id, &key, settled.as_ref()).await }
+                let (payments, key, record) = (payments.clone(), key.clone(), record.clone());
+                async move { record_outcome(&payments, merchant_id, &key, record.as_ref()).await }
             });
         }
     }
@@ -125,20 +125,16 @@ pub async fn create_payment(
     })
 }
 
-/// Keeps a final outcome's record (`settled`) for the key, or frees it.
+/// Keeps a final outcome's `record` for the key, or, without one, frees it.
 async fn record_outcome(
     payments: &crate::payments::PaymentStore,
     merchant_id: i64,
     key: &IdempotencyKey,
-    settled: Option<&(i16, serde_json::Value)>,
+    record: Option<&(i16, serde_json::Value)>,
 ) -> Result<(), sqlx::Error> {
-    match settled {
-        Some((kind, record)) => {
-            payments
-                .complete_idempotency(merchant_id, key, *kind, record)
-                .await
-        }
-        None => payments.release_idempotency(merchant_id, key).await,
+    match record {
+        Some((kind, json)) => payments.complete_key(merchant_id, key, *kind, json).await,
+        None => payments.release_key(merchant_id, key).await,
     }
 }
 

@@ -53,16 +53,17 @@ fn write_leaf(leaf: &Value, out: &mut Vec<u8>) {
     serde_json::to_writer(out, leaf).expect("writing JSON into memory cannot fail");
 }
 
-/// A stored claim: body hash, state, final status and body, when claimed.
-type ClaimRow = (Vec<u8>, String, Option<i16>, Option<Value>, DateTime<Utc>);
+/// A stored reservation: body hash, state, final status and body, when
+/// reserved.
+type ReservationRow = (Vec<u8>, String, Option<i16>, Option<Value>, DateTime<Utc>);
 
-/// What a request holding an idempotency key should do.
+/// What reserving an idempotency key came to: what the request should do.
 #[derive(Debug, PartialEq)]
-pub enum Claim {
-    /// First time: go ahead, then `complete` or `release` the key.
+pub enum Reservation {
+    /// First time: go ahead, then complete or release the key.
     Fresh,
     /// Taken over from a request that died after creating `payment_id`:
-    /// finish that payment, then `complete` or `release` the key.
+    /// finish that payment, then complete or release the key.
     Resume { payment_id: i64 },
     /// Done before: the outcome recorded then (see
     /// [`super::Outcome::from_record`]).
@@ -74,16 +75,16 @@ pub enum Claim {
 }
 
 impl PaymentStore {
-    /// Claims `key` for a request whose canonical body hashes to `hash`.
-    /// An unfinished claim older than `lease` is taken over: the request
-    /// that made it is taken to have died.
-    pub async fn claim_idempotency(
+    /// Reserves `key` for a request whose canonical body hashes to `hash`.
+    /// An unfinished reservation older than `lease` is taken over: the
+    /// request that made it is taken to have died.
+    pub async fn reserve_key(
         &self,
         merchant_id: i64,
         key: &IdempotencyKey,
         hash: &[u8],
         lease: Duration,
-    ) -> Result<Claim, sqlx::Error> {
+    ) -> Result<Reservation, sqlx::Error> {
         let inserted = sqlx::query(
             "INSERT INTO idempotency_keys (merchant_id, key, request_hash, state) VALUES ($1, $2, $3, 'in_progress')
              ON CONFLICT (merchant_id, key) DO NOTHING",
@@ -94,9 +95,9 @@ impl PaymentStore {
         .execute(&self.pool)
         .await?;
         if inserted.rows_affected() == 1 {
-            return Ok(Claim::Fresh);
+            return Ok(Reservation::Fresh);
         }
-        let row: Option<ClaimRow> = sqlx::query_as(
+        let row: Option<ReservationRow> = sqlx::query_as(
             "SELECT request_hash, state, response_status, response_body, created_at
              FROM idempotency_keys WHERE merchant_id = $1 AND key = $2",
         )
@@ -106,13 +107,13 @@ impl PaymentStore {
         .await?;
         let Some((stored_hash, state, status, body, created_at)) = row else {
             // Released between our insert and select: try once more from the top.
-            return Box::pin(self.claim_idempotency(merchant_id, key, hash, lease)).await;
+            return Box::pin(self.reserve_key(merchant_id, key, hash, lease)).await;
         };
         if stored_hash != hash {
-            return Ok(Claim::Conflict);
+            return Ok(Reservation::Conflict);
         }
         if state == "done" {
-            return Ok(Claim::Replay {
+            return Ok(Reservation::Replay {
                 kind: status.unwrap_or_default(),
                 record: body.unwrap_or(Value::Null),
             });
@@ -130,15 +131,15 @@ impl PaymentStore {
         .fetch_optional(&self.pool)
         .await?;
         Ok(match taken_over {
-            Some(Some(payment_id)) => Claim::Resume { payment_id },
-            Some(None) => Claim::Fresh,
-            None => Claim::InProgress,
+            Some(Some(payment_id)) => Reservation::Resume { payment_id },
+            Some(None) => Reservation::Fresh,
+            None => Reservation::InProgress,
         })
     }
 
-    /// Stores the final outcome of a claimed key, as
+    /// Stores the final outcome of a reserved key, as
     /// [`super::Outcome::to_record`] encodes it.
-    pub async fn complete_idempotency(
+    pub async fn complete_key(
         &self,
         merchant_id: i64,
         key: &IdempotencyKey,
@@ -158,11 +159,11 @@ impl PaymentStore {
         Ok(())
     }
 
-    /// Frees a claimed key whose request ended without a final answer. A
+    /// Frees a reserved key whose request ended without a final answer. A
     /// key that created no payment is deleted, so a corrected retry can
-    /// run; one that did is kept, claimable at once, so the next retry
-    /// finishes that payment ([`Claim::Resume`]).
-    pub async fn release_idempotency(
+    /// run; one that did is kept, free to reserve at once, so the next
+    /// retry finishes that payment ([`Reservation::Resume`]).
+    pub async fn release_key(
         &self,
         merchant_id: i64,
         key: &IdempotencyKey,

@@ -83,8 +83,8 @@ pub struct NewPayment<'a> {
     pub amount: Decimal,
     pub price: Decimal,
     pub currency: &'a str,
-    /// The idempotency key the request claimed: the payment is recorded on
-    /// it in the same statement.
+    /// The idempotency key the request reserved: the payment is recorded
+    /// on it in the same statement.
     pub idempotency_key: Option<&'a str>,
 }
 
@@ -181,8 +181,8 @@ impl PaymentStore {
     }
 
     /// Inserts the payment (pending), its first timeline row and, with an
-    /// idempotency key, the payment on the key's claim: one statement, so one
-    /// round trip and one commit.
+    /// idempotency key, the payment on the key's reservation: one statement,
+    /// so one round trip and one commit.
     pub async fn insert(&self, new: &NewPayment<'_>) -> Result<Inserted, sqlx::Error> {
         let id: Option<i64> = sqlx::query_scalar(
             "WITH p AS (
@@ -192,7 +192,7 @@ impl PaymentStore {
              ), logged AS (
                 INSERT INTO payment_logs (payment_id, event_type, status, message)
                 SELECT id, 'EVENT_PAYMENT_CREATED', 'PAYMENT_PENDING', 'payment created' FROM p
-             ), claimed AS (
+             ), reserved AS (
                 UPDATE idempotency_keys k SET payment_id = p.id FROM p
                 WHERE $8::text IS NOT NULL AND k.merchant_id = $1 AND k.key = $8
              )
