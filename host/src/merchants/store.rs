@@ -195,7 +195,7 @@ impl MerchantStore {
         })
     }
 
-    /// Makes an unsettled charge older than `lease` this request's own: the
+    /// Makes an unconfirmed charge older than `lease` this request's own: the
     /// request that took it died before creating a payment. Whether the
     /// charge is still there and still that old is checked in the same
     /// statement, so only one request takes it over.
@@ -207,7 +207,7 @@ impl MerchantStore {
     ) -> Result<bool, sqlx::Error> {
         let done = sqlx::query(
             "UPDATE quota_charges SET charged_at = now()
-             WHERE merchant_id = $1 AND order_id = $2 AND NOT settled
+             WHERE merchant_id = $1 AND order_id = $2 AND NOT confirmed
                AND charged_at < now() - make_interval(secs => $3)",
         )
         .bind(merchant_id)
@@ -228,15 +228,15 @@ impl MerchantStore {
         Ok(returned.unwrap_or(false))
     }
 
-    /// Unsettled charges taken before `grace` ago, oldest first.
-    pub async fn unsettled_charges(
+    /// Unconfirmed charges taken before `grace` ago, oldest first.
+    pub async fn unconfirmed_charges(
         &self,
         grace: Duration,
         limit: i64,
     ) -> Result<Vec<(i64, i64)>, sqlx::Error> {
         sqlx::query_as(
             "SELECT merchant_id, order_id FROM quota_charges
-             WHERE NOT settled AND charged_at < now() - make_interval(secs => $1)
+             WHERE NOT confirmed AND charged_at < now() - make_interval(secs => $1)
              ORDER BY charged_at LIMIT $2",
         )
         .bind(grace.as_secs_f64())
@@ -245,11 +245,12 @@ impl MerchantStore {
         .await
     }
 
-    /// Marks charges whose payments exist, so they are not looked at again.
-    pub async fn settle_charges(&self, orders: &[(i64, i64)]) -> Result<(), sqlx::Error> {
+    /// Confirms charges whose payments exist, so they are not looked at
+    /// again.
+    pub async fn confirm_charges(&self, orders: &[(i64, i64)]) -> Result<(), sqlx::Error> {
         let (merchants, order_ids): (Vec<i64>, Vec<i64>) = orders.iter().copied().unzip();
         sqlx::query(
-            "UPDATE quota_charges c SET settled = TRUE
+            "UPDATE quota_charges c SET confirmed = TRUE
              FROM unnest($1::bigint[], $2::bigint[]) AS o (merchant_id, order_id)
              WHERE c.merchant_id = o.merchant_id AND c.order_id = o.order_id",
         )

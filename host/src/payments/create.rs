@@ -196,17 +196,18 @@ async fn run(
     // between leaves that to the quota reconciler.
     let mut stored = false;
     let result = with_token(gw, merchant, request, key, request_id, &plugin, &mut stored).await;
-    settle_token(gw, merchant, request, &result, stored).await;
+    confirm_or_return_token(gw, merchant, request, &result, stored).await;
     result
 }
 
-/// Keeps the order's token for a created payment, gives it back otherwise.
+/// Confirms the order's token for a created payment (it stays charged; the
+/// quota reconciler marks the charge confirmed), gives it back otherwise.
 /// An error after the payment row was `stored` means its outcome could not
 /// be recorded: it exists, pending, and keeps its token. An error before
 /// that may be an insert that committed unseen (its acknowledgement lost
 /// with the connection), so the token goes back only if no payment holds it.
-#[tracing::instrument(name = "saga.settle_token", skip_all)]
-async fn settle_token(
+#[tracing::instrument(name = "saga.confirm_or_return_token", skip_all)]
+async fn confirm_or_return_token(
     gw: &PaymentsService,
     merchant: &Merchant,
     request: &CreatePayment,
@@ -287,7 +288,7 @@ async fn resume(
             ask_provider(gw, merchant, request, key, request_id, asked).await
         }
     };
-    settle_token(gw, merchant, request, &result, true).await;
+    confirm_or_return_token(gw, merchant, request, &result, true).await;
     result
 }
 
