@@ -1,7 +1,8 @@
 //! The payments database holds no demo shop table after its migrations, and
 //! an upgrade of an installation that used the shop keeps the shop's rows.
 //! During a rolling upgrade, binaries of the previous release and of this
-//! one see each other's quota writes.
+//! one see each other's quota writes, and a binary starts against a
+//! database a newer release migrated.
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use paygate::merchants::{MerchantStore, NewMerchant, Take};
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 
-use super::app::databases;
+use super::app::{databases, isolated};
 use crate::helpers::root;
 
 /// The first payments migration after the shop's tables left.
@@ -211,4 +212,24 @@ async fn a_previous_release_sees_what_this_one_wrote() {
         "a token goes back once"
     );
     assert_eq!(store.tokens_used(sub).await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn a_binary_starts_against_databases_a_newer_release_migrated() {
+    let (urls, _) = isolated("newer_release").await;
+    let dbs = paygate::db::Databases::connect_and_migrate(&urls, 2)
+        .await
+        .unwrap();
+    for db in [&dbs.payments, &dbs.merchants, &dbs.providers, &dbs.logs] {
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+             VALUES (29991231000000, 'a newer release', TRUE, '\\x00', 0)",
+        )
+        .execute(db)
+        .await
+        .unwrap();
+    }
+    paygate::db::Databases::connect_and_migrate(&urls, 2)
+        .await
+        .expect("a replica of this release restarts mid-upgrade");
 }
