@@ -12,6 +12,7 @@
 //! wires settings into a running server; [`outbox`] publishes committed
 //! payment outcomes to RabbitMQ and [`notifier`] delivers them, signed, to
 //! merchants; [`webhook_log`] records every inbound provider webhook;
+//! [`ids`] are the typed ids of their rows (`PaymentId`, `MerchantId` ...);
 //! [`telemetry`] sets up logging; [`cli`] is the `paygate`
 //! command. The sandbox provider and the demo shop are the `paygate-demo`
 //! crate's, which uses this one like any embedder would. `paygate plugin test|run` is the `paygate-harness` crate's.
@@ -23,6 +24,7 @@ pub mod counters;
 pub mod db;
 pub mod gateway;
 pub mod http;
+pub mod ids;
 pub mod merchants;
 pub mod metrics;
 pub mod notifier;
@@ -35,5 +37,6 @@ pub mod webhook_log;
 
 pub use app::App;
 pub use config::Config;
+pub use ids::{MerchantId, OrderId, OutboxId, PaymentId, SubscriptionId};
 /// The plugin runtime the gateway serves its plugins from.
 pub use paygate_runtime as plugins;

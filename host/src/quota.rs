@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::ids::{MerchantId, OrderId};
 use crate::merchants::MerchantStore;
 use crate::payments::PaymentStore;
 
@@ -39,7 +40,7 @@ pub async fn reconcile(
     let mut done = Reconciled::default();
     loop {
         let charges = merchants.unconfirmed_charges(grace, BATCH).await?;
-        let live: HashSet<(i64, i64)> = payments.live_orders(&charges).await?;
+        let live: HashSet<(MerchantId, OrderId)> = payments.live_orders(&charges).await?;
         let (confirm, give_back): (Vec<_>, Vec<_>) =
             charges.iter().partition(|order| live.contains(order));
         if !confirm.is_empty() {
@@ -48,8 +49,8 @@ pub async fn reconcile(
         for &(merchant_id, order_id) in &give_back {
             if merchants.return_token(merchant_id, order_id).await? {
                 tracing::info!(
-                    merchant_id,
-                    order_id,
+                    merchant_id = merchant_id.get(),
+                    order_id = order_id.get(),
                     "gave back a quota token whose payment was never created"
                 );
                 done.returned += 1;

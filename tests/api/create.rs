@@ -2,6 +2,7 @@
 
 use serde_json::json;
 
+use paygate::OrderId;
 use paygate::merchants::Take;
 use paygate::payments::store::{Inserted, NewPayment};
 
@@ -289,18 +290,24 @@ async fn tokens_of_payments_never_created_are_given_back() {
     // after its payment failed at the provider, before the token went back.
     assert_eq!(app.create(&app.body(1)).await.status, 200);
     assert_eq!(
-        gw.merchants.take_token(m, sub, 2).await.unwrap(),
+        gw.merchants
+            .take_token(m, sub, OrderId::new(2))
+            .await
+            .unwrap(),
         Take::Taken
     );
     assert_eq!(
-        gw.merchants.take_token(m, sub, 3).await.unwrap(),
+        gw.merchants
+            .take_token(m, sub, OrderId::new(3))
+            .await
+            .unwrap(),
         Take::Taken
     );
     let Inserted::Created(failed) = gw
         .payments
         .insert(&NewPayment {
             merchant_id: m,
-            order_id: 3,
+            order_id: OrderId::new(3),
             subscription_id: sub,
             alias: "sandbox",
             amount: 1.into(),
@@ -338,7 +345,10 @@ async fn tokens_of_payments_never_created_are_given_back() {
     // A charge left behind long enough is taken over by the next request
     // for its order, which pays with it rather than a second token.
     assert_eq!(
-        gw.merchants.take_token(m, sub, 4).await.unwrap(),
+        gw.merchants
+            .take_token(m, sub, OrderId::new(4))
+            .await
+            .unwrap(),
         Take::Taken
     );
     age_charges(&app).await;

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use paygate::merchants::{MerchantStore, NewMerchant, Take};
+use paygate::{MerchantId, OrderId, SubscriptionId};
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 
@@ -89,13 +90,15 @@ async fn an_upgrade_drops_the_shop_tables_only_when_they_are_empty() {
 mod previous_release {
     use sqlx::PgPool;
 
-    pub async fn confirm(db: &PgPool, merchant: i64, order: i64) {
+    use paygate::{MerchantId, OrderId};
+
+    pub async fn confirm(db: &PgPool, merchant: MerchantId, order: i64) {
         sqlx::query(
             "UPDATE quota_charges c SET settled = TRUE
              FROM unnest($1::bigint[], $2::bigint[]) AS o (merchant_id, order_id)
              WHERE c.merchant_id = o.merchant_id AND c.order_id = o.order_id",
         )
-        .bind(vec![merchant])
+        .bind(vec![merchant.get()])
         .bind(vec![order])
         .execute(db)
         .await
@@ -103,7 +106,7 @@ mod previous_release {
     }
 
     /// Every unsettled charge, however young.
-    pub async fn unconfirmed(db: &PgPool) -> Vec<(i64, i64)> {
+    pub async fn unconfirmed(db: &PgPool) -> Vec<(MerchantId, OrderId)> {
         sqlx::query_as(
             "SELECT merchant_id, order_id FROM quota_charges
              WHERE NOT settled AND charged_at < now() - make_interval(secs => $1)
@@ -117,7 +120,7 @@ mod previous_release {
     }
 
     /// Whether a request took the order's charge over, however young.
-    pub async fn take_over(db: &PgPool, merchant: i64, order: i64) -> bool {
+    pub async fn take_over(db: &PgPool, merchant: MerchantId, order: i64) -> bool {
         sqlx::query(
             "UPDATE quota_charges SET charged_at = now()
              WHERE merchant_id = $1 AND order_id = $2 AND NOT settled
@@ -133,7 +136,7 @@ mod previous_release {
             == 1
     }
 
-    pub async fn return_token(db: &PgPool, merchant: i64, order: i64) -> bool {
+    pub async fn return_token(db: &PgPool, merchant: MerchantId, order: i64) -> bool {
         sqlx::query_scalar("SELECT refund_quota_token($1, $2)")
             .bind(merchant)
             .bind(order)
@@ -147,7 +150,10 @@ mod previous_release {
 /// its scans), fully migrated, with one merchant who has taken a token for
 /// each of `orders`: the store, its pool, the merchant id and the
 /// subscription id.
-async fn merchant_with_charges(name: &str, orders: &[i64]) -> (MerchantStore, PgPool, i64, i64) {
+async fn merchant_with_charges(
+    name: &str,
+    orders: &[i64],
+) -> (MerchantStore, PgPool, MerchantId, SubscriptionId) {
     let url = format!("{}_{name}", databases().await.merchants);
     let migrator = Migrator::new(root().join("migrations/merchants"))
         .await
@@ -168,7 +174,8 @@ async fn merchant_with_charges(name: &str, orders: &[i64]) -> (MerchantStore, Pg
         .unwrap();
     let (m, sub) = (merchant.merchant_id, merchant.subscription_id);
     for &order in orders {
-        assert_eq!(store.take_token(m, sub, order).await.unwrap(), Take::Taken);
+        let taken = store.take_token(m, sub, OrderId::new(order)).await;
+        assert_eq!(taken.unwrap(), Take::Taken);
     }
     (store, db, m, sub)
 }
@@ -182,11 +189,14 @@ async fn this_release_sees_what_a_previous_release_wrote() {
     let unconfirmed = store.unconfirmed_charges(Duration::ZERO, 100).await;
     assert_eq!(
         unconfirmed.unwrap(),
-        [(m, 3)],
+        [(m, OrderId::new(3))],
         "order 1 confirmed, order 2 returned"
     );
     assert!(
-        !store.take_over_charge(m, 1, Duration::ZERO).await.unwrap(),
+        !store
+            .take_over_charge(m, OrderId::new(1), Duration::ZERO)
+            .await
+            .unwrap(),
         "a confirmed charge is never taken over"
     );
     assert_eq!(store.tokens_used(sub).await.unwrap(), 2);
@@ -195,12 +205,15 @@ async fn this_release_sees_what_a_previous_release_wrote() {
 #[tokio::test]
 async fn a_previous_release_sees_what_this_one_wrote() {
     let (store, db, m, sub) = merchant_with_charges("rolling_new_writes", &[1, 2, 3]).await;
-    store.confirm_charges(&[(m, 1)]).await.unwrap();
-    assert!(store.return_token(m, 2).await.unwrap());
+    store
+        .confirm_charges(&[(m, OrderId::new(1))])
+        .await
+        .unwrap();
+    assert!(store.return_token(m, OrderId::new(2)).await.unwrap());
 
     assert_eq!(
         previous_release::unconfirmed(&db).await,
-        [(m, 3)],
+        [(m, OrderId::new(3))],
         "order 1 confirmed, order 2 returned"
     );
     assert!(

@@ -18,6 +18,7 @@ use paygate::gateway::Gateway;
 use paygate::merchants::NewMerchant;
 use paygate::plugins::Secret;
 use paygate::providers::AliasBinding;
+use paygate::{MerchantId, SubscriptionId};
 
 const DEMO_MERCHANT: &str = "Demo shop";
 
@@ -50,8 +51,8 @@ pub struct Started {
 /// What the demo merchant needs to use paygate: the keys are fresh on every
 /// start, because they are only ever shown when made.
 pub struct DemoMerchant {
-    pub merchant_id: i64,
-    pub subscription_id: i64,
+    pub merchant_id: MerchantId,
+    pub subscription_id: SubscriptionId,
     pub api_key: Secret,
     pub read_api_key: Secret,
     pub webhook_secret: Secret,
@@ -87,7 +88,7 @@ pub async fn start(
         listen: listen.shop,
         paygate_api_url: api_url,
         api_key: merchant.api_key.clone(),
-        subscription_id: merchant.subscription_id,
+        subscription_id: merchant.subscription_id.get(),
         webhook_secret: merchant.webhook_secret.clone(),
         database_url: shop_database_url.to_owned(),
     };
@@ -157,7 +158,7 @@ pub async fn seed(gw: &Gateway) -> anyhow::Result<DemoMerchant> {
         .merchants
         .first_subscription(id)
         .await?
-        .unwrap_or_default();
+        .context("the demo merchant has no subscription")?;
     let webhook_secret = gw
         .merchants
         .webhook_secret(id)

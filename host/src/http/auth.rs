@@ -28,7 +28,7 @@ pub async fn authenticate(
         .resolve(&gw.merchants, key)
         .await?
         .ok_or(ApiError::InvalidApiKey)?;
-    tracing::Span::current().record("merchant_id", merchant.id);
+    tracing::Span::current().record("merchant_id", merchant.id.get());
     if scope == Scope::Write {
         if merchant.scope != Scope::Write {
             return Err(ApiError::Forbidden("this key is read-only"));

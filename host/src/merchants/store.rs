@@ -7,6 +7,7 @@ use sqlx::PgPool;
 
 use super::auth::{Merchant, Scope};
 use super::keys::{ApiKey, KeyHash, generate_key, generate_secret};
+use crate::ids::{MerchantId, OrderId, SubscriptionId};
 use crate::plugins::Secret;
 
 /// The merchants database.
@@ -28,8 +29,8 @@ pub struct NewMerchant {
 /// What `merchants create` prints: the only time keys and secrets are shown.
 #[derive(Clone, Debug, Serialize)]
 pub struct CreatedMerchant {
-    pub merchant_id: i64,
-    pub subscription_id: i64,
+    pub merchant_id: MerchantId,
+    pub subscription_id: SubscriptionId,
     pub api_key: String,
     pub read_api_key: String,
     pub webhook_secret: String,
@@ -68,7 +69,7 @@ impl MerchantStore {
         let webhook_secret = generate_secret("whsec_");
         let signing = new.require_signed_writes.then(|| generate_secret("rss_"));
         let mut tx = self.pool.begin().await?;
-        let merchant_id: i64 = sqlx::query_scalar(
+        let merchant_id: MerchantId = sqlx::query_scalar(
             "INSERT INTO merchants (name, callback_url, webhook_secret, default_currency, require_signed_writes, request_signing_secret)
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         )
@@ -80,7 +81,7 @@ impl MerchantStore {
         .bind(signing.as_ref().map(Secret::expose))
         .fetch_one(&mut *tx)
         .await?;
-        let subscription_id: i64 = sqlx::query_scalar(
+        let subscription_id: SubscriptionId = sqlx::query_scalar(
             "INSERT INTO subscriptions (merchant_id, token_limit) VALUES ($1, $2) RETURNING id",
         )
         .bind(merchant_id)
@@ -114,7 +115,7 @@ impl MerchantStore {
     /// `None` when there is no such merchant.
     pub async fn rotate_keys(
         &self,
-        merchant_id: i64,
+        merchant_id: MerchantId,
     ) -> Result<Option<(Secret, Secret)>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let exists: bool =
@@ -138,7 +139,7 @@ impl MerchantStore {
 
     /// The merchant behind a live key.
     pub async fn merchant_for_key(&self, hash: &KeyHash) -> Result<Option<Merchant>, sqlx::Error> {
-        let row: Option<(i64, String, String, Option<String>)> = sqlx::query_as(
+        let row: Option<(MerchantId, String, String, Option<String>)> = sqlx::query_as(
             "SELECT m.id, k.scope, m.default_currency, CASE WHEN m.require_signed_writes THEN m.request_signing_secret END
              FROM api_keys k JOIN merchants m ON m.id = k.merchant_id
              WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
@@ -161,9 +162,9 @@ impl MerchantStore {
     /// are one statement.
     pub async fn take_token(
         &self,
-        merchant_id: i64,
-        subscription_id: i64,
-        order_id: i64,
+        merchant_id: MerchantId,
+        subscription_id: SubscriptionId,
+        order_id: OrderId,
     ) -> Result<Take, sqlx::Error> {
         // The statement waits for busy slots in one order, so it should
         // never deadlock; were PostgreSQL to pick it as a deadlock's victim
@@ -180,7 +181,10 @@ impl MerchantStore {
             match taken {
                 Err(e) if tries < 3 && is_deadlock(&e) => {
                     tries += 1;
-                    tracing::warn!(order_id, "quota token: deadlock victim, trying again");
+                    tracing::warn!(
+                        order_id = order_id.get(),
+                        "quota token: deadlock victim, trying again"
+                    );
                 }
                 taken => break taken?,
             }
@@ -201,8 +205,8 @@ impl MerchantStore {
     /// statement, so only one request takes it over.
     pub async fn take_over_charge(
         &self,
-        merchant_id: i64,
-        order_id: i64,
+        merchant_id: MerchantId,
+        order_id: OrderId,
         lease: Duration,
     ) -> Result<bool, sqlx::Error> {
         let done = sqlx::query(
@@ -219,7 +223,11 @@ impl MerchantStore {
     }
 
     /// Gives back the token charged for `order_id`, if it still is.
-    pub async fn return_token(&self, merchant_id: i64, order_id: i64) -> Result<bool, sqlx::Error> {
+    pub async fn return_token(
+        &self,
+        merchant_id: MerchantId,
+        order_id: OrderId,
+    ) -> Result<bool, sqlx::Error> {
         let returned: Option<bool> = sqlx::query_scalar("SELECT return_quota_token($1, $2)")
             .bind(merchant_id)
             .bind(order_id)
@@ -233,7 +241,7 @@ impl MerchantStore {
         &self,
         grace: Duration,
         limit: i64,
-    ) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+    ) -> Result<Vec<(MerchantId, OrderId)>, sqlx::Error> {
         sqlx::query_as(
             "SELECT merchant_id, order_id FROM quota_charges
              WHERE NOT confirmed AND charged_at < now() - make_interval(secs => $1)
@@ -247,8 +255,12 @@ impl MerchantStore {
 
     /// Confirms charges whose payments exist, so they are not looked at
     /// again.
-    pub async fn confirm_charges(&self, orders: &[(i64, i64)]) -> Result<(), sqlx::Error> {
-        let (merchants, order_ids): (Vec<i64>, Vec<i64>) = orders.iter().copied().unzip();
+    pub async fn confirm_charges(
+        &self,
+        orders: &[(MerchantId, OrderId)],
+    ) -> Result<(), sqlx::Error> {
+        let (merchants, order_ids): (Vec<i64>, Vec<i64>) =
+            orders.iter().map(|(m, o)| (m.get(), o.get())).unzip();
         sqlx::query(
             "UPDATE quota_charges c SET confirmed = TRUE
              FROM unnest($1::bigint[], $2::bigint[]) AS o (merchant_id, order_id)
@@ -262,7 +274,7 @@ impl MerchantStore {
     }
 
     /// Tokens used of a subscription (for tests and operators).
-    pub async fn tokens_used(&self, subscription_id: i64) -> Result<i64, sqlx::Error> {
+    pub async fn tokens_used(&self, subscription_id: SubscriptionId) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar(
             "SELECT COALESCE(sum(used), 0)::bigint FROM quota_slots WHERE subscription_id = $1",
         )
@@ -274,7 +286,7 @@ impl MerchantStore {
 
 async fn insert_key_pair(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    merchant_id: i64,
+    merchant_id: MerchantId,
 ) -> Result<(Secret, Secret), sqlx::Error> {
     let write = generate_key(Scope::Write);
     let read = generate_key(Scope::Read);
@@ -291,7 +303,7 @@ async fn insert_key_pair(
 
 impl MerchantStore {
     /// The id of the oldest merchant with this name (for the demo's seed).
-    pub async fn id_by_name(&self, name: &str) -> Result<Option<i64>, sqlx::Error> {
+    pub async fn id_by_name(&self, name: &str) -> Result<Option<MerchantId>, sqlx::Error> {
         sqlx::query_scalar("SELECT id FROM merchants WHERE name = $1 ORDER BY id LIMIT 1")
             .bind(name)
             .fetch_optional(&self.pool)
@@ -300,7 +312,10 @@ impl MerchantStore {
 
     /// The secret a merchant's notifications are signed with (for the demo
     /// shop, which verifies them as the demo merchant).
-    pub async fn webhook_secret(&self, merchant_id: i64) -> Result<Option<Secret>, sqlx::Error> {
+    pub async fn webhook_secret(
+        &self,
+        merchant_id: MerchantId,
+    ) -> Result<Option<Secret>, sqlx::Error> {
         let secret: Option<String> =
             sqlx::query_scalar("SELECT webhook_secret FROM merchants WHERE id = $1")
                 .bind(merchant_id)
@@ -311,7 +326,11 @@ impl MerchantStore {
 
     /// Points a merchant's notifications at `url`; returns whether the
     /// merchant exists.
-    pub async fn set_callback_url(&self, merchant_id: i64, url: &str) -> Result<bool, sqlx::Error> {
+    pub async fn set_callback_url(
+        &self,
+        merchant_id: MerchantId,
+        url: &str,
+    ) -> Result<bool, sqlx::Error> {
         let done = sqlx::query("UPDATE merchants SET callback_url = $2 WHERE id = $1")
             .bind(merchant_id)
             .bind(url)
@@ -321,7 +340,10 @@ impl MerchantStore {
     }
 
     /// The first subscription of a merchant (for the demo's seed).
-    pub async fn first_subscription(&self, merchant_id: i64) -> Result<Option<i64>, sqlx::Error> {
+    pub async fn first_subscription(
+        &self,
+        merchant_id: MerchantId,
+    ) -> Result<Option<SubscriptionId>, sqlx::Error> {
         sqlx::query_scalar(
             "SELECT id FROM subscriptions WHERE merchant_id = $1 ORDER BY id LIMIT 1",
         )
@@ -333,7 +355,7 @@ impl MerchantStore {
     /// Where and with what key a merchant's notifications go.
     pub async fn notification_target(
         &self,
-        merchant_id: i64,
+        merchant_id: MerchantId,
     ) -> Result<Option<NotificationTarget>, sqlx::Error> {
         let row: Option<(Option<String>, String)> =
             sqlx::query_as("SELECT callback_url, webhook_secret FROM merchants WHERE id = $1")

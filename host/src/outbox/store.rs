@@ -9,6 +9,8 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgPool;
 
+use crate::ids::{OutboxId, PaymentId};
+
 /// The outbox tables of the payments database.
 #[derive(Clone, Debug)]
 pub struct OutboxStore {
@@ -21,7 +23,7 @@ pub struct OutboxStore {
 /// A row claimed by the producer, to publish.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Claimed {
-    pub id: i64,
+    pub id: OutboxId,
     pub event_id: uuid::Uuid,
     pub event_type: String,
     pub payload: Value,
@@ -33,7 +35,7 @@ pub struct Claimed {
 /// the attempt count it was published with.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MessageRow {
-    pub outbox_id: i64,
+    pub outbox_id: OutboxId,
     pub event_id: uuid::Uuid,
     pub published_attempts: i32,
 }
@@ -41,8 +43,8 @@ pub struct MessageRow {
 /// A row claimed by the notifier for one delivery attempt.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Notification {
-    pub id: i64,
-    pub payment_id: i64,
+    pub id: OutboxId,
+    pub payment_id: PaymentId,
     pub event_id: uuid::Uuid,
     pub event_type: String,
     pub payload: Value,
@@ -53,8 +55,8 @@ pub struct Notification {
 /// The outcome of one delivery attempt, to record.
 #[derive(Clone, Debug)]
 pub struct Settlement {
-    pub outbox_id: i64,
-    pub payment_id: i64,
+    pub outbox_id: OutboxId,
+    pub payment_id: PaymentId,
     pub event_type: String,
     pub attempt: i32,
     pub at: DateTime<Utc>,
@@ -173,7 +175,7 @@ impl OutboxStore {
     /// Gives back rows that could not be published, so the next round (or
     /// another replica) takes them at once.
     pub async fn release(&self, rows: &[Claimed]) -> sqlx::Result<()> {
-        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let ids: Vec<i64> = rows.iter().map(|r| r.id.get()).collect();
         let attempts: Vec<i32> = rows.iter().map(|r| r.attempts).collect();
         sqlx::query(
             "UPDATE outbox o
@@ -210,8 +212,8 @@ impl OutboxStore {
         &self,
         messages: &[MessageRow],
         lease: Duration,
-    ) -> sqlx::Result<HashMap<i64, Notification>> {
-        let ids: Vec<i64> = messages.iter().map(|m| m.outbox_id).collect();
+    ) -> sqlx::Result<HashMap<OutboxId, Notification>> {
+        let ids: Vec<i64> = messages.iter().map(|m| m.outbox_id.get()).collect();
         let events: Vec<uuid::Uuid> = messages.iter().map(|m| m.event_id).collect();
         let attempts: Vec<i32> = messages.iter().map(|m| m.published_attempts).collect();
         let claimed: Vec<Notification> = sqlx::query_as(
@@ -235,7 +237,7 @@ impl OutboxStore {
     /// the attempt, and a timeline entry of its payment. Returns the ids
     /// whose row was still this attempt's (a row settled by a later attempt
     /// is left as it is). Wakes the producer when a retry was scheduled.
-    pub async fn settle(&self, batch: &[Settlement]) -> sqlx::Result<Vec<i64>> {
+    pub async fn settle(&self, batch: &[Settlement]) -> sqlx::Result<Vec<OutboxId>> {
         let mut ids = Vec::with_capacity(batch.len());
         let mut attempts = Vec::with_capacity(batch.len());
         let mut statuses = Vec::with_capacity(batch.len());
@@ -249,7 +251,7 @@ impl OutboxStore {
         let mut payloads = Vec::with_capacity(batch.len());
         for s in batch {
             let latency_ms = i32::try_from(s.latency.as_millis()).unwrap_or(i32::MAX);
-            ids.push(s.outbox_id);
+            ids.push(s.outbox_id.get());
             attempts.push(s.attempt);
             statuses.push(s.status());
             retry_in.push(s.retry_in.map_or(0.0, interval));
@@ -257,7 +259,7 @@ impl OutboxStore {
             codes.push(s.status_code.map(|c| c as i16));
             latencies.push(latency_ms);
             errors.push(s.error.clone());
-            payment_ids.push(s.payment_id);
+            payment_ids.push(s.payment_id.get());
             messages.push(match (s.status_code, &s.error) {
                 (_, None) => format!("{} delivered (attempt {})", s.event_type, s.attempt),
                 (_, Some(e)) => format!("{} attempt {}: {e}", s.event_type, s.attempt),
@@ -270,7 +272,7 @@ impl OutboxStore {
             }));
         }
         let mut tx = self.pool.begin().await?;
-        let settled: Vec<i64> = sqlx::query_scalar(
+        let settled: Vec<OutboxId> = sqlx::query_scalar(
             "UPDATE outbox o
              SET status = u.status,
                  next_retry_at = CASE WHEN u.status = 'LOG_RETRYING'
@@ -324,7 +326,10 @@ impl OutboxStore {
     }
 
     /// A payment's notifications and their attempts, oldest first.
-    pub async fn notifications_of(&self, payment_id: i64) -> sqlx::Result<Vec<NotificationStatus>> {
+    pub async fn notifications_of(
+        &self,
+        payment_id: PaymentId,
+    ) -> sqlx::Result<Vec<NotificationStatus>> {
         let rows: Vec<(i64, uuid::Uuid, String, String)> = sqlx::query_as(
             "SELECT id, event_id, event_type, status FROM outbox WHERE payment_id = $1 ORDER BY id",
         )
@@ -361,7 +366,7 @@ impl OutboxStore {
 
     /// Queues a payment's failed notifications again (one more attempt
     /// each, same `event_id`); how many were.
-    pub async fn retry_failed(&self, payment_id: i64) -> sqlx::Result<u64> {
+    pub async fn retry_failed(&self, payment_id: PaymentId) -> sqlx::Result<u64> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE outbox SET status = 'LOG_PENDING', next_retry_at = now(), claimed_until = NULL

@@ -9,6 +9,7 @@ use super::domain::{Alias, Currency, IdempotencyKey, Money, PaymentStatus};
 use super::idempotency::Reservation;
 use super::outcome::{CreateError, Created, Opened, Outcome, Refused};
 use super::store::{Inserted, NewPayment, PaymentStore};
+use crate::ids::{MerchantId, OrderId, PaymentId, SubscriptionId};
 use crate::merchants::{Merchant, MerchantStore, QuotaError, Take};
 use crate::plugins::bindings::{PaymentRequest, ProviderError};
 use crate::plugins::{PluginError, PluginSet};
@@ -40,11 +41,11 @@ fn compensate_within(gw: &PaymentsService) -> std::time::Duration {
 /// A validated `POST /api/v1/payments` body.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CreatePayment {
-    pub order_id: i64,
+    pub order_id: OrderId,
     pub amount: Money,
     pub price: Money,
     pub alias: Alias,
-    pub subscription_id: i64,
+    pub subscription_id: SubscriptionId,
     pub event_id: Option<IdempotencyKey>,
     pub currency: Option<Currency>,
 }
@@ -72,7 +73,7 @@ impl CreatePayment {
 
 /// Runs the whole creation. `key` is the idempotency key (header, else
 /// `event_id`), `fingerprint` the hash of the canonical body.
-#[tracing::instrument(name = "saga.create", skip_all, fields(merchant_id = merchant.id, order_id = request.order_id, alias = %request.alias))]
+#[tracing::instrument(name = "saga.create", skip_all, fields(merchant_id = merchant.id.get(), order_id = request.order_id.get(), alias = %request.alias))]
 pub async fn create_payment(
     gw: &PaymentsService,
     merchant: &Merchant,
@@ -128,7 +129,7 @@ pub async fn create_payment(
 /// Keeps a final outcome's `record` for the key, or, without one, frees it.
 async fn record_outcome(
     payments: &crate::payments::PaymentStore,
-    merchant_id: i64,
+    merchant_id: MerchantId,
     key: &IdempotencyKey,
     record: Option<&(i16, serde_json::Value)>,
 ) -> Result<(), sqlx::Error> {
@@ -237,7 +238,11 @@ async fn confirm_or_return_token(
     // Giving back is idempotent (the charge row goes with the token), so
     // retrying it is safe; the reconciler is the last resort.
     if let Err(e) = give_back().await {
-        tracing::warn!(error = %e, order_id, "could not give back a quota token; retrying");
+        tracing::warn!(
+            error = %e,
+            order_id = order_id.get(),
+            "could not give back a quota token; retrying"
+        );
         let within = compensate_within(gw);
         crate::db::retry_in_background("quota token return", within, give_back);
     }
@@ -256,7 +261,7 @@ async fn resume(
     request: &CreatePayment,
     key: Option<&IdempotencyKey>,
     request_id: &str,
-    payment_id: i64,
+    payment_id: PaymentId,
 ) -> Result<Outcome, CreateError> {
     let Some(creation) = gw.payments.creation(merchant.id, payment_id).await? else {
         // Written in the statement that inserted the payment, so never
@@ -264,7 +269,7 @@ async fn resume(
         return run(gw, merchant, request, key, request_id).await;
     };
     tracing::info!(
-        payment_id,
+        payment_id = payment_id.get(),
         "resuming the creation of a payment an earlier request stored"
     );
     let result = match creation.answered {
@@ -360,7 +365,7 @@ async fn circuit_probe(gw: &PaymentsService, alias: &str) -> Result<bool, Create
 
 /// A stored payment the provider is asked to open a session for.
 struct Asked<'a> {
-    payment_id: i64,
+    payment_id: PaymentId,
     currency: &'a str,
     plugin: &'a str,
     /// The call is a half-open circuit's probe.
@@ -369,7 +374,7 @@ struct Asked<'a> {
 
 /// Calls the provider plugin for a stored payment, tells the circuit how it
 /// went and records the outcome: the session opened, or the refusal.
-#[tracing::instrument(name = "saga.ask_provider", skip_all, fields(payment_id = asked.payment_id, plugin = asked.plugin))]
+#[tracing::instrument(name = "saga.ask_provider", skip_all, fields(payment_id = asked.payment_id.get(), plugin = asked.plugin))]
 async fn ask_provider(
     gw: &PaymentsService,
     merchant: &Merchant,
@@ -425,7 +430,11 @@ async fn ask_provider(
                 Ok(Ok(_)) => unreachable!("handled above"),
             };
             if let Err(e) = &failed {
-                tracing::error!(error = %e, payment_id, "provider plugin call failed");
+                tracing::error!(
+                    error = %e,
+                    payment_id = payment_id.get(),
+                    "provider plugin call failed"
+                );
             }
             gw.payments
                 .record_provider_outcome(payment_id, Err(&message), json!({"plugin": plugin_name}))
@@ -443,16 +452,16 @@ async fn ask_provider(
 /// same key never share a provider charge; without one it is derived from
 /// the payment, and never starts with a digit as a merchant's does.
 pub fn provider_request(
-    payment_id: i64,
-    merchant_id: i64,
+    payment_id: PaymentId,
+    merchant_id: MerchantId,
     request: &CreatePayment,
     currency: &str,
     key: Option<&IdempotencyKey>,
 ) -> PaymentRequest {
     PaymentRequest {
-        payment_id: payment_id as u64,
-        merchant_id: merchant_id as u64,
-        order_id: request.order_id as u64,
+        payment_id: payment_id.get() as u64,
+        merchant_id: merchant_id.get() as u64,
+        order_id: request.order_id.get() as u64,
         amount: request.amount.to_string(),
         price: request.price.to_string(),
         currency: currency.to_owned(),

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::domain::IdempotencyKey;
 use super::store::PaymentStore;
+use crate::ids::{MerchantId, PaymentId};
 
 /// The fingerprint of a request body for its idempotency key: SHA-256 of
 /// its canonical JSON (object members sorted by name at every depth, no
@@ -64,7 +65,7 @@ pub enum Reservation {
     Fresh,
     /// Taken over from a request that died after creating `payment_id`:
     /// finish that payment, then complete or release the key.
-    Resume { payment_id: i64 },
+    Resume { payment_id: PaymentId },
     /// Done before: the outcome recorded then (see
     /// [`super::Outcome::from_record`]).
     Replay { kind: i16, record: Value },
@@ -80,7 +81,7 @@ impl PaymentStore {
     /// request that made it is taken to have died.
     pub async fn reserve_key(
         &self,
-        merchant_id: i64,
+        merchant_id: MerchantId,
         key: &IdempotencyKey,
         hash: &[u8],
         lease: Duration,
@@ -118,7 +119,7 @@ impl PaymentStore {
                 record: body.unwrap_or(Value::Null),
             });
         }
-        let taken_over: Option<Option<i64>> = sqlx::query_scalar(
+        let taken_over: Option<Option<PaymentId>> = sqlx::query_scalar(
             "UPDATE idempotency_keys SET created_at = now()
              WHERE merchant_id = $1 AND key = $2 AND state = 'in_progress' AND created_at = $3
                AND created_at < now() - make_interval(secs => $4)
@@ -141,7 +142,7 @@ impl PaymentStore {
     /// [`super::Outcome::to_record`] encodes it.
     pub async fn complete_key(
         &self,
-        merchant_id: i64,
+        merchant_id: MerchantId,
         key: &IdempotencyKey,
         kind: i16,
         record: &Value,
@@ -165,7 +166,7 @@ impl PaymentStore {
     /// retry finishes that payment ([`Reservation::Resume`]).
     pub async fn release_key(
         &self,
-        merchant_id: i64,
+        merchant_id: MerchantId,
         key: &IdempotencyKey,
     ) -> Result<(), sqlx::Error> {
         sqlx::query(

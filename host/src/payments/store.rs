@@ -7,6 +7,7 @@ use serde_json::Value;
 use sqlx::{PgPool, Postgres, Transaction};
 
 use super::domain::{Money, PaymentStatus};
+use crate::ids::{MerchantId, OrderId, PaymentId, SubscriptionId};
 
 /// The payments database.
 #[derive(Clone, Debug)]
@@ -17,8 +18,10 @@ pub struct PaymentStore {
 /// A payment as the API shows it.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Payment {
-    pub payment_id: i64,
-    pub order_id: i64,
+    #[schema(value_type = i64)]
+    pub payment_id: PaymentId,
+    #[schema(value_type = i64)]
+    pub order_id: OrderId,
     /// The provider alias.
     pub provider: String,
     /// Quantity bought, a decimal string.
@@ -76,9 +79,9 @@ pub struct Creation {
 
 /// A new payment row, before the provider is called.
 pub struct NewPayment<'a> {
-    pub merchant_id: i64,
-    pub order_id: i64,
-    pub subscription_id: i64,
+    pub merchant_id: MerchantId,
+    pub order_id: OrderId,
+    pub subscription_id: SubscriptionId,
     pub alias: &'a str,
     pub amount: Decimal,
     pub price: Decimal,
@@ -92,8 +95,8 @@ pub struct NewPayment<'a> {
 type TimelineRow = (String, String, Option<String>, Option<Value>, DateTime<Utc>);
 
 type PaymentRow = (
-    i64,
-    i64,
+    PaymentId,
+    OrderId,
     String,
     Decimal,
     Decimal,
@@ -124,9 +127,9 @@ fn to_payment(r: PaymentRow) -> Payment {
 
 /// Result of inserting a payment.
 pub enum Inserted {
-    Created(i64),
+    Created(PaymentId),
     /// The merchant already has a payment for this order.
-    OrderExists(i64),
+    OrderExists(PaymentId),
 }
 
 impl PaymentStore {
@@ -137,9 +140,9 @@ impl PaymentStore {
     /// The merchant's payment for `order_id`, if any.
     pub async fn payment_for_order(
         &self,
-        merchant_id: i64,
-        order_id: i64,
-    ) -> Result<Option<i64>, sqlx::Error> {
+        merchant_id: MerchantId,
+        order_id: OrderId,
+    ) -> Result<Option<PaymentId>, sqlx::Error> {
         sqlx::query_scalar("SELECT id FROM payments WHERE merchant_id = $1 AND order_id = $2")
             .bind(merchant_id)
             .bind(order_id)
@@ -151,8 +154,8 @@ impl PaymentStore {
     /// its provider answered, if an answer was recorded.
     pub async fn creation(
         &self,
-        merchant_id: i64,
-        payment_id: i64,
+        merchant_id: MerchantId,
+        payment_id: PaymentId,
     ) -> Result<Option<Creation>, sqlx::Error> {
         let row: Option<(PaymentStatus, String, Option<String>, Option<String>)> = sqlx::query_as(
             "SELECT p.status, p.currency, p.payment_url,
@@ -184,7 +187,7 @@ impl PaymentStore {
     /// idempotency key, the payment on the key's reservation: one statement,
     /// so one round trip and one commit.
     pub async fn insert(&self, new: &NewPayment<'_>) -> Result<Inserted, sqlx::Error> {
-        let id: Option<i64> = sqlx::query_scalar(
+        let id: Option<PaymentId> = sqlx::query_scalar(
             "WITH p AS (
                 INSERT INTO payments (merchant_id, order_id, subscription_id, alias, amount, price, currency, status)
                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'PAYMENT_PENDING')
@@ -210,11 +213,14 @@ impl PaymentStore {
         .await?;
         match id {
             Some(id) => Ok(Inserted::Created(id)),
+            // Payments are never deleted, so the one in the way is there.
             None => {
                 let existing = self
                     .payment_for_order(new.merchant_id, new.order_id)
                     .await?;
-                Ok(Inserted::OrderExists(existing.unwrap_or_default()))
+                Ok(Inserted::OrderExists(
+                    existing.ok_or(sqlx::Error::RowNotFound)?,
+                ))
             }
         }
     }
@@ -223,7 +229,7 @@ impl PaymentStore {
     /// its timeline row: one statement.
     pub async fn record_provider_outcome(
         &self,
-        payment_id: i64,
+        payment_id: PaymentId,
         outcome: Result<(&str, &str), &str>,
         payload: Value,
     ) -> Result<(), sqlx::Error> {
@@ -263,10 +269,11 @@ impl PaymentStore {
     /// against the quota: any but one whose creation failed.
     pub async fn live_orders(
         &self,
-        orders: &[(i64, i64)],
-    ) -> Result<std::collections::HashSet<(i64, i64)>, sqlx::Error> {
-        let (merchants, order_ids): (Vec<i64>, Vec<i64>) = orders.iter().copied().unzip();
-        let rows: Vec<(i64, i64)> = sqlx::query_as(
+        orders: &[(MerchantId, OrderId)],
+    ) -> Result<std::collections::HashSet<(MerchantId, OrderId)>, sqlx::Error> {
+        let (merchants, order_ids): (Vec<i64>, Vec<i64>) =
+            orders.iter().map(|(m, o)| (m.get(), o.get())).unzip();
+        let rows: Vec<(MerchantId, OrderId)> = sqlx::query_as(
             "SELECT p.merchant_id, p.order_id FROM payments p
              JOIN unnest($1::bigint[], $2::bigint[]) AS o (merchant_id, order_id)
                ON p.merchant_id = o.merchant_id AND p.order_id = o.order_id
@@ -282,8 +289,8 @@ impl PaymentStore {
     /// One payment of the merchant; another merchant's is `None`.
     pub async fn get(
         &self,
-        merchant_id: i64,
-        payment_id: i64,
+        merchant_id: MerchantId,
+        payment_id: PaymentId,
     ) -> Result<Option<Payment>, sqlx::Error> {
         let row: Option<PaymentRow> = sqlx::query_as(&format!(
             "SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1 AND merchant_id = $2"
@@ -298,7 +305,7 @@ impl PaymentStore {
     /// A page of the merchant's payments, newest first, and their total.
     pub async fn list(
         &self,
-        merchant_id: i64,
+        merchant_id: MerchantId,
         page: i64,
         limit: i64,
     ) -> Result<(Vec<Payment>, i64), sqlx::Error> {
@@ -318,7 +325,7 @@ impl PaymentStore {
     }
 
     /// The payment's timeline in time order.
-    pub async fn timeline(&self, payment_id: i64) -> Result<Vec<TimelineEvent>, sqlx::Error> {
+    pub async fn timeline(&self, payment_id: PaymentId) -> Result<Vec<TimelineEvent>, sqlx::Error> {
         let rows: Vec<TimelineRow> = sqlx::query_as(
             "SELECT event_type, status, message, payload, created_at FROM payment_logs WHERE payment_id = $1 ORDER BY id",
         )
@@ -343,7 +350,7 @@ impl PaymentStore {
 /// Appends a timeline row inside the caller's transaction.
 pub(crate) async fn log(
     tx: &mut Transaction<'_, Postgres>,
-    payment_id: i64,
+    payment_id: PaymentId,
     event_type: &str,
     status: &str,
     message: &str,

@@ -6,27 +6,28 @@ use serde_json::json;
 
 use super::domain::PaymentStatus;
 use super::store::{PaymentStore, log};
+use crate::ids::{MerchantId, OrderId, PaymentId};
 use crate::plugins::bindings::{EventStatus, PaymentRef};
 
 /// What applying one event did.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Applied {
     Updated {
-        payment_id: i64,
+        payment_id: PaymentId,
         status: PaymentStatus,
     },
     AlreadyProcessed {
-        payment_id: i64,
+        payment_id: PaymentId,
         status: PaymentStatus,
     },
     NotFound,
 }
 
 type PaymentForEvent = (
-    i64,
+    PaymentId,
     PaymentStatus,
-    i64,
-    i64,
+    MerchantId,
+    OrderId,
     String,
     rust_decimal::Decimal,
     rust_decimal::Decimal,
@@ -36,7 +37,7 @@ type PaymentForEvent = (
 /// How a webhook event names its payment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PaymentLookup<'a> {
-    Id(i64),
+    Id(PaymentId),
     ProviderReference(&'a str),
 }
 
@@ -45,7 +46,7 @@ impl<'a> From<&'a PaymentRef> for PaymentLookup<'a> {
     /// which no payment has, so the event is answered "not found".
     fn from(payment: &'a PaymentRef) -> Self {
         match payment {
-            PaymentRef::PaymentId(id) => Self::Id(i64::try_from(*id).unwrap_or(-1)),
+            PaymentRef::PaymentId(id) => Self::Id(PaymentId::new(i64::try_from(*id).unwrap_or(-1))),
             PaymentRef::ProviderReference(r) => Self::ProviderReference(r),
         }
     }
@@ -146,7 +147,10 @@ impl PaymentStore {
     }
 
     /// Outbox rows of a payment: (event_type, status), for tests and the API.
-    pub async fn outbox_of(&self, payment_id: i64) -> Result<Vec<(String, String)>, sqlx::Error> {
+    pub async fn outbox_of(
+        &self,
+        payment_id: PaymentId,
+    ) -> Result<Vec<(String, String)>, sqlx::Error> {
         sqlx::query_as("SELECT event_type, status FROM outbox WHERE payment_id = $1 ORDER BY id")
             .bind(payment_id)
             .fetch_all(&self.pool)

@@ -7,6 +7,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 use super::order::{CURRENCY, NewOrder, OrderStatus, Product};
+use paygate::{OrderId, PaymentId};
 
 /// Orders shown by a listing, newest first.
 pub const LIST_LIMIT: i64 = 100;
@@ -20,7 +21,7 @@ pub struct OrderStore {
 /// An order as the API and the pages show it.
 #[derive(Clone, Debug, Serialize)]
 pub struct Order {
-    pub order_id: i64,
+    pub order_id: OrderId,
     pub product_id: i64,
     pub product: &'static str,
     pub quantity: i32,
@@ -29,21 +30,21 @@ pub struct Order {
     pub currency: String,
     pub alias: String,
     pub status: OrderStatus,
-    pub payment_id: Option<i64>,
+    pub payment_id: Option<PaymentId>,
     pub payment_url: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 type OrderRow = (
-    i64,
+    OrderId,
     i64,
     i32,
     Decimal,
     String,
     String,
     String,
-    Option<i64>,
+    Option<PaymentId>,
     Option<String>,
     DateTime<Utc>,
     DateTime<Utc>,
@@ -95,7 +96,7 @@ pub enum Applied {
     /// Recorded, nothing to change: no order has this id.
     UnknownOrder,
     /// Refused and not recorded: the order was paid by another payment.
-    PaymentMismatch { order_payment_id: i64 },
+    PaymentMismatch { order_payment_id: PaymentId },
 }
 
 impl OrderStore {
@@ -122,8 +123,8 @@ impl OrderStore {
     /// Notes the payment paygate created for the order.
     pub async fn set_payment(
         &self,
-        order_id: i64,
-        payment_id: i64,
+        order_id: OrderId,
+        payment_id: PaymentId,
         payment_url: &str,
     ) -> Result<Order, sqlx::Error> {
         let row: OrderRow = sqlx::query_as(&format!(
@@ -139,7 +140,7 @@ impl OrderStore {
     }
 
     /// Fails a pending order whose payment could not be created.
-    pub async fn fail(&self, order_id: i64) -> Result<(), sqlx::Error> {
+    pub async fn fail(&self, order_id: OrderId) -> Result<(), sqlx::Error> {
         sqlx::query(
             "UPDATE orders SET status = 'ORDER_FAILED', updated_at = now()
              WHERE id = $1 AND status = 'ORDER_PENDING'",
@@ -150,7 +151,7 @@ impl OrderStore {
         Ok(())
     }
 
-    pub async fn get(&self, order_id: i64) -> Result<Option<Order>, sqlx::Error> {
+    pub async fn get(&self, order_id: OrderId) -> Result<Option<Order>, sqlx::Error> {
         let row: Option<OrderRow> =
             sqlx::query_as(&format!("SELECT {COLUMNS} FROM orders WHERE id = $1"))
                 .bind(order_id)
@@ -177,8 +178,8 @@ impl OrderStore {
         &self,
         webhook_id: &str,
         event_type: &str,
-        order_id: i64,
-        payment_id: i64,
+        order_id: OrderId,
+        payment_id: PaymentId,
         outcome: OrderStatus,
     ) -> Result<Applied, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
@@ -194,7 +195,7 @@ impl OrderStore {
         if first.rows_affected() == 0 {
             return Ok(Applied::Duplicate);
         }
-        let found: Option<(String, Option<i64>)> =
+        let found: Option<(String, Option<PaymentId>)> =
             sqlx::query_as("SELECT status, payment_id FROM orders WHERE id = $1 FOR UPDATE")
                 .bind(order_id)
                 .fetch_optional(&mut *tx)
