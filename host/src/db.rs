@@ -195,13 +195,15 @@ async fn create_if_missing(options: &PgConnectOptions) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut admin = sqlx::PgConnection::connect_with(&options.clone().database("postgres")).await?;
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(&name)
-            .fetch_one(&mut admin)
-            .await?;
+    let exists = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS "exists!""#,
+        name,
+    )
+    .fetch_one(&mut admin)
+    .await?;
     if !exists {
-        // Identifiers cannot be bound; quote it. A concurrent creator may win the race.
+        // Identifiers cannot be bound, so this statement is built, not
+        // checked; quote it. A concurrent creator may win the race.
         let quoted = format!("\"{}\"", name.replace('"', "\"\""));
         if let Err(e) = sqlx::query(&format!("CREATE DATABASE {quoted}"))
             .execute(&mut admin)

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -54,10 +53,6 @@ fn write_leaf(leaf: &Value, out: &mut Vec<u8>) {
     serde_json::to_writer(out, leaf).expect("writing JSON into memory cannot fail");
 }
 
-/// A stored reservation: body hash, state, final status and body, when
-/// reserved.
-type ReservationRow = (Vec<u8>, String, Option<i16>, Option<Value>, DateTime<Utc>);
-
 /// What reserving an idempotency key came to: what the request should do.
 #[derive(Debug, PartialEq)]
 pub enum Reservation {
@@ -86,49 +81,49 @@ impl PaymentStore {
         hash: &[u8],
         lease: Duration,
     ) -> Result<Reservation, sqlx::Error> {
-        let inserted = sqlx::query(
+        let inserted = sqlx::query!(
             "INSERT INTO idempotency_keys (merchant_id, key, request_hash, state) VALUES ($1, $2, $3, 'in_progress')
              ON CONFLICT (merchant_id, key) DO NOTHING",
+            merchant_id.get(),
+            key.as_str(),
+            hash,
         )
-        .bind(merchant_id)
-        .bind(key.as_str())
-        .bind(hash)
         .execute(&self.pool)
         .await?;
         if inserted.rows_affected() == 1 {
             return Ok(Reservation::Fresh);
         }
-        let row: Option<ReservationRow> = sqlx::query_as(
+        let stored = sqlx::query!(
             "SELECT request_hash, state, response_status, response_body, created_at
              FROM idempotency_keys WHERE merchant_id = $1 AND key = $2",
+            merchant_id.get(),
+            key.as_str(),
         )
-        .bind(merchant_id)
-        .bind(key.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        let Some((stored_hash, state, status, body, created_at)) = row else {
+        let Some(stored) = stored else {
             // Released between our insert and select: try once more from the top.
             return Box::pin(self.reserve_key(merchant_id, key, hash, lease)).await;
         };
-        if stored_hash != hash {
+        if stored.request_hash != hash {
             return Ok(Reservation::Conflict);
         }
-        if state == "done" {
+        if stored.state == "done" {
             return Ok(Reservation::Replay {
-                kind: status.unwrap_or_default(),
-                record: body.unwrap_or(Value::Null),
+                kind: stored.response_status.unwrap_or_default(),
+                record: stored.response_body.unwrap_or(Value::Null),
             });
         }
-        let taken_over: Option<Option<PaymentId>> = sqlx::query_scalar(
-            "UPDATE idempotency_keys SET created_at = now()
-             WHERE merchant_id = $1 AND key = $2 AND state = 'in_progress' AND created_at = $3
-               AND created_at < now() - make_interval(secs => $4)
-             RETURNING payment_id",
+        let taken_over = sqlx::query_scalar!(
+            r#"UPDATE idempotency_keys SET created_at = now()
+               WHERE merchant_id = $1 AND key = $2 AND state = 'in_progress' AND created_at = $3
+                 AND created_at < now() - make_interval(secs => $4)
+               RETURNING payment_id AS "payment_id: PaymentId""#,
+            merchant_id.get(),
+            key.as_str(),
+            stored.created_at,
+            lease.as_secs_f64(),
         )
-        .bind(merchant_id)
-        .bind(key.as_str())
-        .bind(created_at)
-        .bind(lease.as_secs_f64())
         .fetch_optional(&self.pool)
         .await?;
         Ok(match taken_over {
@@ -147,14 +142,14 @@ impl PaymentStore {
         kind: i16,
         record: &Value,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query(
+        sqlx::query!(
             "UPDATE idempotency_keys SET state = 'done', response_status = $3, response_body = $4
              WHERE merchant_id = $1 AND key = $2",
+            merchant_id.get(),
+            key.as_str(),
+            kind,
+            record,
         )
-        .bind(merchant_id)
-        .bind(key.as_str())
-        .bind(kind)
-        .bind(record)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -169,16 +164,16 @@ impl PaymentStore {
         merchant_id: MerchantId,
         key: &IdempotencyKey,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query(
+        sqlx::query!(
             "WITH kept AS (
                 UPDATE idempotency_keys SET created_at = 'epoch'
                 WHERE merchant_id = $1 AND key = $2 AND state = 'in_progress' AND payment_id IS NOT NULL
              )
              DELETE FROM idempotency_keys
              WHERE merchant_id = $1 AND key = $2 AND state = 'in_progress' AND payment_id IS NULL",
+            merchant_id.get(),
+            key.as_str(),
         )
-        .bind(merchant_id)
-        .bind(key.as_str())
         .execute(&self.pool)
         .await?;
         Ok(())

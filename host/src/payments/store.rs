@@ -1,4 +1,5 @@
-//! SQL of the payments database: payments, their timeline, idempotency keys.
+//! SQL of the payments database: payments, their timeline, idempotency keys,
+//! checked at compile time against its migrations (`scripts/sqlx-prepare`).
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -91,40 +92,6 @@ pub struct NewPayment<'a> {
     pub idempotency_key: Option<&'a str>,
 }
 
-/// A timeline row: event type, status, message, payload, when.
-type TimelineRow = (String, String, Option<String>, Option<Value>, DateTime<Utc>);
-
-type PaymentRow = (
-    PaymentId,
-    OrderId,
-    String,
-    Decimal,
-    Decimal,
-    String,
-    PaymentStatus,
-    Option<String>,
-    DateTime<Utc>,
-    DateTime<Utc>,
-);
-
-const PAYMENT_COLUMNS: &str =
-    "id, order_id, alias, amount, price, currency, status, payment_url, created_at, updated_at";
-
-fn to_payment(r: PaymentRow) -> Payment {
-    Payment {
-        payment_id: r.0,
-        order_id: r.1,
-        provider: r.2,
-        amount: Money::from_db(r.3),
-        price: Money::from_db(r.4),
-        currency: r.5,
-        status: r.6,
-        payment_url: r.7,
-        created_at: r.8,
-        updated_at: r.9,
-    }
-}
-
 /// Result of inserting a payment.
 pub enum Inserted {
     Created(PaymentId),
@@ -143,11 +110,13 @@ impl PaymentStore {
         merchant_id: MerchantId,
         order_id: OrderId,
     ) -> Result<Option<PaymentId>, sqlx::Error> {
-        sqlx::query_scalar("SELECT id FROM payments WHERE merchant_id = $1 AND order_id = $2")
-            .bind(merchant_id)
-            .bind(order_id)
-            .fetch_optional(&self.pool)
-            .await
+        sqlx::query_scalar!(
+            r#"SELECT id AS "id: PaymentId" FROM payments WHERE merchant_id = $1 AND order_id = $2"#,
+            merchant_id.get(),
+            order_id.get(),
+        )
+        .fetch_optional(&self.pool)
+        .await
     }
 
     /// How far the creation of the merchant's payment `payment_id` got: what
@@ -157,27 +126,27 @@ impl PaymentStore {
         merchant_id: MerchantId,
         payment_id: PaymentId,
     ) -> Result<Option<Creation>, sqlx::Error> {
-        let row: Option<(PaymentStatus, String, Option<String>, Option<String>)> = sqlx::query_as(
-            "SELECT p.status, p.currency, p.payment_url,
-                    (SELECT l.message FROM payment_logs l
-                     WHERE l.payment_id = p.id AND l.event_type = 'EVENT_PROVIDER_REQUEST_SENT'
-                     ORDER BY l.id DESC LIMIT 1)
-             FROM payments p WHERE p.id = $1 AND p.merchant_id = $2",
+        let row = sqlx::query!(
+            r#"SELECT p.status AS "status: PaymentStatus", p.currency, p.payment_url,
+                      (SELECT l.message FROM payment_logs l
+                       WHERE l.payment_id = p.id AND l.event_type = 'EVENT_PROVIDER_REQUEST_SENT'
+                       ORDER BY l.id DESC LIMIT 1) AS answer
+               FROM payments p WHERE p.id = $1 AND p.merchant_id = $2"#,
+            payment_id.get(),
+            merchant_id.get(),
         )
-        .bind(payment_id)
-        .bind(merchant_id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(status, currency, payment_url, answer)| {
-            let answered = match (payment_url, answer) {
+        Ok(row.map(|row| {
+            let answered = match (row.payment_url, row.answer) {
                 (Some(url), _) => Some(Ok(url)),
                 // The provider's answer, recorded without a URL: a refusal.
                 (None, Some(message)) => Some(Err(message)),
                 (None, None) => None,
             };
             Creation {
-                status,
-                currency,
+                status: row.status,
+                currency: row.currency,
                 answered,
             }
         }))
@@ -187,8 +156,9 @@ impl PaymentStore {
     /// idempotency key, the payment on the key's reservation: one statement,
     /// so one round trip and one commit.
     pub async fn insert(&self, new: &NewPayment<'_>) -> Result<Inserted, sqlx::Error> {
-        let id: Option<PaymentId> = sqlx::query_scalar(
-            "WITH p AS (
+        // `p` has a row only when the insert did not conflict.
+        let id = sqlx::query_scalar!(
+            r#"WITH p AS (
                 INSERT INTO payments (merchant_id, order_id, subscription_id, alias, amount, price, currency, status)
                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'PAYMENT_PENDING')
                 ON CONFLICT (merchant_id, order_id) DO NOTHING RETURNING id
@@ -199,16 +169,16 @@ impl PaymentStore {
                 UPDATE idempotency_keys k SET payment_id = p.id FROM p
                 WHERE $8::text IS NOT NULL AND k.merchant_id = $1 AND k.key = $8
              )
-             SELECT id FROM p",
+             SELECT id AS "id!: PaymentId" FROM p"#,
+            new.merchant_id.get(),
+            new.order_id.get(),
+            new.subscription_id.get(),
+            new.alias,
+            new.amount,
+            new.price,
+            new.currency,
+            new.idempotency_key,
         )
-        .bind(new.merchant_id)
-        .bind(new.order_id)
-        .bind(new.subscription_id)
-        .bind(new.alias)
-        .bind(new.amount)
-        .bind(new.price)
-        .bind(new.currency)
-        .bind(new.idempotency_key)
         .fetch_optional(&self.pool)
         .await?;
         match id {
@@ -234,7 +204,7 @@ impl PaymentStore {
         payload: Value,
     ) -> Result<(), sqlx::Error> {
         // $2/$3 are the session's reference and URL; without them the
-        // payment failed and $4 says why.
+        // payment failed and $5 says why.
         let (reference, url, status, message) = match outcome {
             Ok((reference, url)) => (
                 Some(reference),
@@ -244,7 +214,7 @@ impl PaymentStore {
             ),
             Err(message) => (None, None, "PAYMENT_FAILED", message),
         };
-        sqlx::query(
+        sqlx::query!(
             "WITH u AS (
                 UPDATE payments SET provider_reference = $2, payment_url = $3,
                        status = CASE WHEN $3::text IS NULL THEN 'PAYMENT_FAILED' ELSE status END,
@@ -253,13 +223,13 @@ impl PaymentStore {
              )
              INSERT INTO payment_logs (payment_id, event_type, status, message, payload)
              SELECT id, 'EVENT_PROVIDER_REQUEST_SENT', $4, $5, $6 FROM u",
+            payment_id.get(),
+            reference,
+            url,
+            status,
+            message,
+            payload,
         )
-        .bind(payment_id)
-        .bind(reference)
-        .bind(url)
-        .bind(status)
-        .bind(message)
-        .bind(payload)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -273,17 +243,21 @@ impl PaymentStore {
     ) -> Result<std::collections::HashSet<(MerchantId, OrderId)>, sqlx::Error> {
         let (merchants, order_ids): (Vec<i64>, Vec<i64>) =
             orders.iter().map(|(m, o)| (m.get(), o.get())).unzip();
-        let rows: Vec<(MerchantId, OrderId)> = sqlx::query_as(
-            "SELECT p.merchant_id, p.order_id FROM payments p
-             JOIN unnest($1::bigint[], $2::bigint[]) AS o (merchant_id, order_id)
-               ON p.merchant_id = o.merchant_id AND p.order_id = o.order_id
-             WHERE NOT (p.status = 'PAYMENT_FAILED' AND p.payment_url IS NULL)",
+        let rows = sqlx::query!(
+            r#"SELECT p.merchant_id AS "merchant_id: MerchantId", p.order_id AS "order_id: OrderId"
+               FROM payments p
+               JOIN unnest($1::bigint[], $2::bigint[]) AS o (merchant_id, order_id)
+                 ON p.merchant_id = o.merchant_id AND p.order_id = o.order_id
+               WHERE NOT (p.status = 'PAYMENT_FAILED' AND p.payment_url IS NULL)"#,
+            &merchants,
+            &order_ids,
         )
-        .bind(&merchants)
-        .bind(&order_ids)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().collect())
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.merchant_id, r.order_id))
+            .collect())
     }
 
     /// One payment of the merchant; another merchant's is `None`.
@@ -292,14 +266,17 @@ impl PaymentStore {
         merchant_id: MerchantId,
         payment_id: PaymentId,
     ) -> Result<Option<Payment>, sqlx::Error> {
-        let row: Option<PaymentRow> = sqlx::query_as(&format!(
-            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1 AND merchant_id = $2"
-        ))
-        .bind(payment_id)
-        .bind(merchant_id)
+        sqlx::query_as!(
+            Payment,
+            r#"SELECT id AS "payment_id: PaymentId", order_id AS "order_id: OrderId", alias AS provider,
+                      amount AS "amount: Money", price AS "price: Money", currency,
+                      status AS "status: PaymentStatus", payment_url, created_at, updated_at
+               FROM payments WHERE id = $1 AND merchant_id = $2"#,
+            payment_id.get(),
+            merchant_id.get(),
+        )
         .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(to_payment))
+        .await
     }
 
     /// A page of the merchant's payments, newest first, and their total.
@@ -309,41 +286,37 @@ impl PaymentStore {
         page: i64,
         limit: i64,
     ) -> Result<(Vec<Payment>, i64), sqlx::Error> {
-        let rows: Vec<PaymentRow> = sqlx::query_as(&format!(
-            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE merchant_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
-        ))
-        .bind(merchant_id)
-        .bind(limit)
-        .bind((page - 1).saturating_mul(limit))
+        let payments = sqlx::query_as!(
+            Payment,
+            r#"SELECT id AS "payment_id: PaymentId", order_id AS "order_id: OrderId", alias AS provider,
+                      amount AS "amount: Money", price AS "price: Money", currency,
+                      status AS "status: PaymentStatus", payment_url, created_at, updated_at
+               FROM payments WHERE merchant_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"#,
+            merchant_id.get(),
+            limit,
+            (page - 1).saturating_mul(limit),
+        )
         .fetch_all(&self.pool)
         .await?;
-        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM payments WHERE merchant_id = $1")
-            .bind(merchant_id)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok((rows.into_iter().map(to_payment).collect(), total))
+        let total = sqlx::query_scalar!(
+            r#"SELECT count(*) AS "total!" FROM payments WHERE merchant_id = $1"#,
+            merchant_id.get(),
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((payments, total))
     }
 
     /// The payment's timeline in time order.
     pub async fn timeline(&self, payment_id: PaymentId) -> Result<Vec<TimelineEvent>, sqlx::Error> {
-        let rows: Vec<TimelineRow> = sqlx::query_as(
-            "SELECT event_type, status, message, payload, created_at FROM payment_logs WHERE payment_id = $1 ORDER BY id",
+        sqlx::query_as!(
+            TimelineEvent,
+            "SELECT event_type, status, message, payload, created_at AS timestamp
+             FROM payment_logs WHERE payment_id = $1 ORDER BY id",
+            payment_id.get(),
         )
-        .bind(payment_id)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(event_type, status, message, payload, timestamp)| TimelineEvent {
-                    event_type,
-                    status,
-                    message,
-                    payload,
-                    timestamp,
-                },
-            )
-            .collect())
+        .await
     }
 }
 
@@ -356,13 +329,15 @@ pub(crate) async fn log(
     message: &str,
     payload: Option<Value>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO payment_logs (payment_id, event_type, status, message, payload) VALUES ($1, $2, $3, $4, $5)")
-        .bind(payment_id)
-        .bind(event_type)
-        .bind(status)
-        .bind(message)
-        .bind(payload)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query!(
+        "INSERT INTO payment_logs (payment_id, event_type, status, message, payload) VALUES ($1, $2, $3, $4, $5)",
+        payment_id.get(),
+        event_type,
+        status,
+        message,
+        payload,
+    )
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }

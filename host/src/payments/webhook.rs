@@ -23,17 +23,6 @@ pub enum Applied {
     NotFound,
 }
 
-type PaymentForEvent = (
-    PaymentId,
-    PaymentStatus,
-    MerchantId,
-    OrderId,
-    String,
-    rust_decimal::Decimal,
-    rust_decimal::Decimal,
-    chrono::DateTime<chrono::Utc>,
-);
-
 /// How a webhook event names its payment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PaymentLookup<'a> {
@@ -74,35 +63,38 @@ impl PaymentStore {
     ) -> Result<Applied, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let (by_id, by_reference) = match lookup {
-            PaymentLookup::Id(id) => (Some(id), None),
+            PaymentLookup::Id(id) => (Some(id.get()), None),
             PaymentLookup::ProviderReference(reference) => (None, Some(reference)),
         };
         // One of the two keys is NULL, and `= NULL` matches nothing.
-        let row: Option<PaymentForEvent> = sqlx::query_as(
-            "SELECT id, status, merchant_id, order_id, currency, amount, price, created_at
-             FROM payments WHERE (id = $1 OR provider_reference = $2) AND alias = ANY($3) FOR UPDATE",
+        let found = sqlx::query!(
+            r#"SELECT id AS "id: PaymentId", status AS "status: PaymentStatus",
+                      merchant_id AS "merchant_id: MerchantId", order_id AS "order_id: OrderId",
+                      currency, amount, price, created_at
+               FROM payments WHERE (id = $1 OR provider_reference = $2) AND alias = ANY($3) FOR UPDATE"#,
+            by_id,
+            by_reference,
+            aliases,
         )
-        .bind(by_id)
-        .bind(by_reference)
-        .bind(aliases)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((payment_id, current, merchant_id, order_id, currency, amount, price, created_at)) =
-            row
-        else {
+        let Some(payment) = found else {
             return Ok(Applied::NotFound);
         };
-        if current != PaymentStatus::Pending || status == PaymentStatus::Pending {
+        let payment_id = payment.id;
+        if payment.status != PaymentStatus::Pending || status == PaymentStatus::Pending {
             return Ok(Applied::AlreadyProcessed {
                 payment_id,
-                status: current,
+                status: payment.status,
             });
         }
-        sqlx::query("UPDATE payments SET status = $2, updated_at = now() WHERE id = $1")
-            .bind(payment_id)
-            .bind(status.as_str())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "UPDATE payments SET status = $2, updated_at = now() WHERE id = $1",
+            payment_id.get(),
+            status.as_str(),
+        )
+        .execute(&mut *tx)
+        .await?;
         let payload = json!({"provider_event_id": event_id, "provider_type": provider_type});
         log(
             &mut tx,
@@ -123,23 +115,25 @@ impl PaymentStore {
             "event_id": notification_id.to_string(),
             "event_type": event_type,
             "payment_id": payment_id,
-            "order_id": order_id,
-            "merchant_id": merchant_id,
+            "order_id": payment.order_id,
+            "merchant_id": payment.merchant_id,
             "status": status.as_str(),
-            "amount": amount.to_string(),
-            "price": price.to_string(),
-            "currency": currency,
-            "created_at": created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "amount": payment.amount.to_string(),
+            "price": payment.price.to_string(),
+            "currency": payment.currency,
+            "created_at": payment.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         });
-        sqlx::query("INSERT INTO outbox (payment_id, event_id, event_type, payload) VALUES ($1, $2, $3, $4)")
-            .bind(payment_id)
-            .bind(notification_id)
-            .bind(event_type)
-            .bind(body)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "INSERT INTO outbox (payment_id, event_id, event_type, payload) VALUES ($1, $2, $3, $4)",
+            payment_id.get(),
+            notification_id,
+            event_type,
+            body,
+        )
+        .execute(&mut *tx)
+        .await?;
         // Wakes the outbox producer on commit.
-        sqlx::query("SELECT pg_notify('paygate_outbox', '')")
+        sqlx::query!("SELECT pg_notify('paygate_outbox', '')")
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -151,9 +145,12 @@ impl PaymentStore {
         &self,
         payment_id: PaymentId,
     ) -> Result<Vec<(String, String)>, sqlx::Error> {
-        sqlx::query_as("SELECT event_type, status FROM outbox WHERE payment_id = $1 ORDER BY id")
-            .bind(payment_id)
-            .fetch_all(&self.pool)
-            .await
+        let rows = sqlx::query!(
+            "SELECT event_type, status FROM outbox WHERE payment_id = $1 ORDER BY id",
+            payment_id.get(),
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.event_type, r.status)).collect())
     }
 }
