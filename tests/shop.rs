@@ -71,7 +71,7 @@ fn shop_args(app: &TestApp, database_url: String) -> ShopArgs {
         listen: "127.0.0.1:0".parse().unwrap(),
         paygate_api_url: app.url.clone(),
         api_key: Secret::new(app.merchant.api_key.clone()),
-        subscription_id: app.merchant.subscription_id,
+        subscription_id: app.merchant.subscription_id.get(),
         webhook_secret: Secret::new(app.merchant.webhook_secret.clone()),
         database_url,
     }

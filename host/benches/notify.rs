@@ -33,7 +33,7 @@ use paygate::notifier::Deliverer;
 use paygate::payments::PaymentStatus;
 use paygate::payments::webhook::PaymentLookup;
 use paygate::plugins::Secret;
-use paygate::{App, Config};
+use paygate::{App, Config, MerchantId, PaymentId};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -118,7 +118,12 @@ async fn purge_queues() {
 }
 
 /// Payments of `merchant_id` written straight to the database.
-async fn insert_payments(pool: &sqlx::PgPool, merchant_id: i64, n: i64, status: &str) -> Vec<i64> {
+async fn insert_payments(
+    pool: &sqlx::PgPool,
+    merchant_id: MerchantId,
+    n: i64,
+    status: &str,
+) -> Vec<i64> {
     sqlx::query_scalar(
         "INSERT INTO payments (merchant_id, order_id, subscription_id, alias, amount, price, currency, status)
          SELECT $1, nextval('payments_id_seq'), 1, 'sandbox', 1, 10.00, 'EUR', $3
@@ -218,7 +223,7 @@ async fn main() {
                 .webhooks
                 .payments
                 .apply_provider_event(
-                    PaymentLookup::Id(id),
+                    PaymentLookup::Id(PaymentId::new(id)),
                     &["sandbox".to_owned()],
                     PaymentStatus::Finished,
                     "bench",

@@ -1,9 +1,11 @@
 //! The four PostgreSQL databases, one per domain, each with its own pool
 //! and migrations. One server holding all four is the default; any may move.
 
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 
@@ -24,10 +26,25 @@ pub struct Databases {
 }
 
 /// The migrations of each database, embedded at build time.
-static PAYMENTS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/payments");
-static MERCHANTS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/merchants");
-static PROVIDERS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/providers");
-static LOGS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/logs");
+static PAYMENTS: LazyLock<Migrator> =
+    LazyLock::new(|| for_rolling_upgrades(sqlx::migrate!("../migrations/payments")));
+static MERCHANTS: LazyLock<Migrator> =
+    LazyLock::new(|| for_rolling_upgrades(sqlx::migrate!("../migrations/merchants")));
+static PROVIDERS: LazyLock<Migrator> =
+    LazyLock::new(|| for_rolling_upgrades(sqlx::migrate!("../migrations/providers")));
+static LOGS: LazyLock<Migrator> =
+    LazyLock::new(|| for_rolling_upgrades(sqlx::migrate!("../migrations/logs")));
+
+/// `migrator`, made to start against a database that a newer release has
+/// already migrated further: during a rolling upgrade, a replica of this
+/// release that restarts must not refuse the newer migrations it does not
+/// know. Migrations only expand the schema the release before relies on
+/// (docs/upgrades.md), so that is safe; the ones it knows are still checked
+/// against their checksums.
+pub fn for_rolling_upgrades(mut migrator: Migrator) -> Migrator {
+    migrator.set_ignore_missing(true);
+    migrator
+}
 
 impl Databases {
     /// Connects to all four, creating a missing database when the server
@@ -47,10 +64,10 @@ impl Databases {
             logs: pool("LOGS_DATABASE_URL", &urls.logs, pool_size / 4 + 1).await?,
         };
         for (name, migrator, db) in [
-            ("payments", &PAYMENTS, &dbs.payments),
-            ("merchants", &MERCHANTS, &dbs.merchants),
-            ("providers", &PROVIDERS, &dbs.providers),
-            ("logs", &LOGS, &dbs.logs),
+            ("payments", &*PAYMENTS, &dbs.payments),
+            ("merchants", &*MERCHANTS, &dbs.merchants),
+            ("providers", &*PROVIDERS, &dbs.providers),
+            ("logs", &*LOGS, &dbs.logs),
         ] {
             migrator
                 .run(db)
@@ -68,7 +85,7 @@ pub async fn connect_and_migrate(
     var: &str,
     url: &str,
     pool_size: u32,
-    migrator: &sqlx::migrate::Migrator,
+    migrator: &Migrator,
 ) -> anyhow::Result<PgPool> {
     let db = pool(var, url, pool_size).await?;
     migrator
@@ -178,13 +195,15 @@ async fn create_if_missing(options: &PgConnectOptions) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut admin = sqlx::PgConnection::connect_with(&options.clone().database("postgres")).await?;
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(&name)
-            .fetch_one(&mut admin)
-            .await?;
+    let exists = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS "exists!""#,
+        name,
+    )
+    .fetch_one(&mut admin)
+    .await?;
     if !exists {
-        // Identifiers cannot be bound; quote it. A concurrent creator may win the race.
+        // Identifiers cannot be bound, so this statement is built, not
+        // checked; quote it. A concurrent creator may win the race.
         let quoted = format!("\"{}\"", name.replace('"', "\"\""));
         if let Err(e) = sqlx::query(&format!("CREATE DATABASE {quoted}"))
             .execute(&mut admin)

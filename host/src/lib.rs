@@ -15,13 +15,15 @@
 //! [`App`] builds each service once from it and runs the server;
 //! [`outbox`] publishes committed payment outcomes to RabbitMQ and
 //! [`notifier`] delivers them, signed, to merchants; [`telemetry`] sets up
-//! logging; [`cli`] is the `paygate` command. The sandbox provider and the demo shop are the `paygate-demo`
+//! logging; [`ids`] are the typed ids of their rows (`PaymentId`,
+//! `MerchantId` ...); [`cli`] is the `paygate` command. The sandbox provider and the demo shop are the `paygate-demo`
 //! crate's, which uses this one like any embedder would. `paygate plugin test|run` is the `paygate-harness` crate's.
 
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod ids;
 pub mod merchants;
 pub mod notifier;
 pub mod outbox;
@@ -41,6 +43,7 @@ pub use app::App;
 pub use config::Config;
 pub use counters::RedisCounters;
 pub use health::{Checks, Health};
+pub use ids::{MerchantId, OrderId, OutboxId, PaymentId, SubscriptionId};
 pub use metrics::Metrics;
 /// The plugin runtime the gateway serves its plugins from.
 pub use paygate_runtime as plugins;

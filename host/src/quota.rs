@@ -2,14 +2,15 @@
 //! the payment is written to the payments database; the two cannot commit
 //! together, so a host that dies in between leaves a charge without a
 //! payment. The reconciler gives those back, and the tokens of payments
-//! whose creation failed when the request could not, and marks the charges
-//! whose payments exist as settled so they are never looked at again.
+//! whose creation failed when the request could not, and confirms the
+//! charges whose payments exist so they are never looked at again.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::ids::{MerchantId, OrderId};
 use crate::merchants::MerchantStore;
 use crate::payments::PaymentStore;
 
@@ -22,13 +23,13 @@ const BATCH: i64 = 500;
 /// What one reconciliation did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Reconciled {
-    /// Charges whose payments exist.
-    pub settled: usize,
+    /// Charges confirmed: their payments exist.
+    pub confirmed: usize,
     /// Tokens given back.
     pub returned: usize,
 }
 
-/// Examines every unsettled charge older than `grace`. Safe on several
+/// Examines every unconfirmed charge older than `grace`. Safe on several
 /// hosts at once: a return deletes its charge in the statement that gives
 /// the token back, so it happens once.
 pub async fn reconcile(
@@ -38,24 +39,24 @@ pub async fn reconcile(
 ) -> Result<Reconciled, sqlx::Error> {
     let mut done = Reconciled::default();
     loop {
-        let charges = merchants.unsettled_charges(grace, BATCH).await?;
-        let live: HashSet<(i64, i64)> = payments.live_orders(&charges).await?;
-        let (settle, give_back): (Vec<_>, Vec<_>) =
+        let charges = merchants.unconfirmed_charges(grace, BATCH).await?;
+        let live: HashSet<(MerchantId, OrderId)> = payments.live_orders(&charges).await?;
+        let (confirm, give_back): (Vec<_>, Vec<_>) =
             charges.iter().partition(|order| live.contains(order));
-        if !settle.is_empty() {
-            merchants.settle_charges(&settle).await?;
+        if !confirm.is_empty() {
+            merchants.confirm_charges(&confirm).await?;
         }
         for &(merchant_id, order_id) in &give_back {
             if merchants.return_token(merchant_id, order_id).await? {
                 tracing::info!(
-                    merchant_id,
-                    order_id,
+                    merchant_id = merchant_id.get(),
+                    order_id = order_id.get(),
                     "gave back a quota token whose payment was never created"
                 );
                 done.returned += 1;
             }
         }
-        done.settled += settle.len();
+        done.confirmed += confirm.len();
         if charges.len() < BATCH as usize {
             return Ok(done);
         }

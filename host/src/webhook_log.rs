@@ -1,6 +1,7 @@
 //! The webhook log: every inbound provider webhook is recorded in the logs
 //! database, valid or not, with its headers (credentials and signatures
-//! redacted), raw body, verdict and request id.
+//! redacted), raw body, verdict and request id. Its SQL is checked at
+//! compile time against the logs migrations (`scripts/sqlx-prepare`).
 
 use serde_json::{Map, Value};
 use sqlx::PgPool;
@@ -51,17 +52,17 @@ impl WebhookLog {
                 (k.clone(), Value::String(value.to_owned()))
             })
             .collect();
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO inbound_webhooks (request_id, path, alias, headers, body, verdict, detail)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            w.request_id,
+            w.path,
+            w.alias,
+            Value::Object(headers),
+            w.body,
+            w.verdict,
+            w.detail,
         )
-        .bind(w.request_id)
-        .bind(w.path)
-        .bind(w.alias)
-        .bind(Value::Object(headers))
-        .bind(w.body)
-        .bind(w.verdict)
-        .bind(w.detail)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -69,11 +70,12 @@ impl WebhookLog {
 
     /// Verdicts recorded for a request id, for tests and operators.
     pub async fn verdicts(&self, request_id: &str) -> Result<Vec<(String, Value)>, sqlx::Error> {
-        sqlx::query_as(
+        let rows = sqlx::query!(
             "SELECT verdict, headers FROM inbound_webhooks WHERE request_id = $1 ORDER BY id",
+            request_id,
         )
-        .bind(request_id)
         .fetch_all(&self.pool)
-        .await
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.verdict, r.headers)).collect())
     }
 }

@@ -2,6 +2,7 @@
 //! refusal has its status and code, and nothing is written or charged.
 
 use hmac::{Hmac, Mac};
+use paygate::SubscriptionId;
 use serde_json::json;
 use sha2::Sha256;
 
@@ -194,7 +195,7 @@ async fn keys_scopes_and_merchant_isolation() {
 async fn idempotency_keys_are_per_merchant() {
     let app = spawn_app().await;
     let other = new_merchant(&app.merchants, 10, false).await;
-    let post = |key: String, subscription_id: i64| {
+    let post = |key: String, subscription_id: SubscriptionId| {
         let body = json!({"order_id": 31, "amount": 1, "price": "10.00", "alias": "sandbox",
                           "subscription_id": subscription_id});
         let app = &app;

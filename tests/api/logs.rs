@@ -135,9 +135,15 @@ async fn a_create_logs_inside_its_handler_saga_and_plugin_spans() {
             .unwrap_or_else(|| panic!("no {name} span in {line}"))
     };
     assert_eq!(find("handler")["route"], "payments.create");
-    assert_eq!(find("handler")["merchant_id"], app.merchant.merchant_id);
+    assert_eq!(
+        find("handler")["merchant_id"],
+        app.merchant.merchant_id.get()
+    );
     assert_eq!(find("saga.create")["order_id"], order_id);
-    assert_eq!(find("saga.create")["merchant_id"], app.merchant.merchant_id);
+    assert_eq!(
+        find("saga.create")["merchant_id"],
+        app.merchant.merchant_id.get()
+    );
     let call = find("plugin_call");
     assert_eq!(call["plugin"], "sandbox");
     assert_eq!(call["world"], "provider-adapter");

@@ -1,10 +1,17 @@
 //! The payments database holds no demo shop table after its migrations, and
 //! an upgrade of an installation that used the shop keeps the shop's rows.
+//! During a rolling upgrade, binaries of the previous release and of this
+//! one see each other's quota writes, and a binary starts against a
+//! database a newer release migrated.
 
+use std::time::Duration;
+
+use paygate::merchants::{MerchantStore, NewMerchant, Take};
+use paygate::{MerchantId, OrderId, SubscriptionId};
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 
-use super::app::databases;
+use super::app::{databases, isolated};
 use crate::helpers::root;
 
 /// The first payments migration after the shop's tables left.
@@ -75,4 +82,167 @@ async fn an_upgrade_drops_the_shop_tables_only_when_they_are_empty() {
         .await
         .unwrap();
     assert_eq!(kept, 1);
+}
+
+/// What binaries of earlier releases run against `quota_charges`, as their
+/// `merchants/store.rs` wrote it: they read and write `settled`, and the
+/// oldest still give tokens back through `refund_quota_token`.
+mod previous_release {
+    use sqlx::PgPool;
+
+    use paygate::{MerchantId, OrderId};
+
+    pub async fn confirm(db: &PgPool, merchant: MerchantId, order: i64) {
+        sqlx::query(
+            "UPDATE quota_charges c SET settled = TRUE
+             FROM unnest($1::bigint[], $2::bigint[]) AS o (merchant_id, order_id)
+             WHERE c.merchant_id = o.merchant_id AND c.order_id = o.order_id",
+        )
+        .bind(vec![merchant.get()])
+        .bind(vec![order])
+        .execute(db)
+        .await
+        .unwrap();
+    }
+
+    /// Every unsettled charge, however young.
+    pub async fn unconfirmed(db: &PgPool) -> Vec<(MerchantId, OrderId)> {
+        sqlx::query_as(
+            "SELECT merchant_id, order_id FROM quota_charges
+             WHERE NOT settled AND charged_at < now() - make_interval(secs => $1)
+             ORDER BY charged_at LIMIT $2",
+        )
+        .bind(0.0_f64)
+        .bind(100_i64)
+        .fetch_all(db)
+        .await
+        .unwrap()
+    }
+
+    /// Whether a request took the order's charge over, however young.
+    pub async fn take_over(db: &PgPool, merchant: MerchantId, order: i64) -> bool {
+        sqlx::query(
+            "UPDATE quota_charges SET charged_at = now()
+             WHERE merchant_id = $1 AND order_id = $2 AND NOT settled
+               AND charged_at < now() - make_interval(secs => $3)",
+        )
+        .bind(merchant)
+        .bind(order)
+        .bind(0.0_f64)
+        .execute(db)
+        .await
+        .unwrap()
+        .rows_affected()
+            == 1
+    }
+
+    pub async fn return_token(db: &PgPool, merchant: MerchantId, order: i64) -> bool {
+        sqlx::query_scalar("SELECT refund_quota_token($1, $2)")
+            .bind(merchant)
+            .bind(order)
+            .fetch_one(db)
+            .await
+            .unwrap()
+    }
+}
+
+/// A merchants database of its own (so no other test's charges show up in
+/// its scans), fully migrated, with one merchant who has taken a token for
+/// each of `orders`: the store, its pool, the merchant id and the
+/// subscription id.
+async fn merchant_with_charges(
+    name: &str,
+    orders: &[i64],
+) -> (MerchantStore, PgPool, MerchantId, SubscriptionId) {
+    let url = format!("{}_{name}", databases().await.merchants);
+    let migrator = Migrator::new(root().join("migrations/merchants"))
+        .await
+        .unwrap();
+    let db = paygate::db::connect_and_migrate("TEST_DATABASE_URL", &url, 2, &migrator)
+        .await
+        .unwrap();
+    let store = MerchantStore::new(db.clone());
+    let merchant = store
+        .create(&NewMerchant {
+            name: "rolling upgrade".into(),
+            callback_url: None,
+            tokens: 10,
+            currency: "EUR".into(),
+            require_signed_writes: false,
+        })
+        .await
+        .unwrap();
+    let (m, sub) = (merchant.merchant_id, merchant.subscription_id);
+    for &order in orders {
+        let taken = store.take_token(m, sub, OrderId::new(order)).await;
+        assert_eq!(taken.unwrap(), Take::Taken);
+    }
+    (store, db, m, sub)
+}
+
+#[tokio::test]
+async fn this_release_sees_what_a_previous_release_wrote() {
+    let (store, db, m, sub) = merchant_with_charges("rolling_old_writes", &[1, 2, 3]).await;
+    previous_release::confirm(&db, m, 1).await;
+    assert!(previous_release::return_token(&db, m, 2).await);
+
+    let unconfirmed = store.unconfirmed_charges(Duration::ZERO, 100).await;
+    assert_eq!(
+        unconfirmed.unwrap(),
+        [(m, OrderId::new(3))],
+        "order 1 confirmed, order 2 returned"
+    );
+    assert!(
+        !store
+            .take_over_charge(m, OrderId::new(1), Duration::ZERO)
+            .await
+            .unwrap(),
+        "a confirmed charge is never taken over"
+    );
+    assert_eq!(store.tokens_used(sub).await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn a_previous_release_sees_what_this_one_wrote() {
+    let (store, db, m, sub) = merchant_with_charges("rolling_new_writes", &[1, 2, 3]).await;
+    store
+        .confirm_charges(&[(m, OrderId::new(1))])
+        .await
+        .unwrap();
+    assert!(store.return_token(m, OrderId::new(2)).await.unwrap());
+
+    assert_eq!(
+        previous_release::unconfirmed(&db).await,
+        [(m, OrderId::new(3))],
+        "order 1 confirmed, order 2 returned"
+    );
+    assert!(
+        !previous_release::take_over(&db, m, 1).await,
+        "a confirmed charge stays"
+    );
+    assert!(
+        !previous_release::return_token(&db, m, 2).await,
+        "a token goes back once"
+    );
+    assert_eq!(store.tokens_used(sub).await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn a_binary_starts_against_databases_a_newer_release_migrated() {
+    let (urls, _) = isolated("newer_release").await;
+    let dbs = paygate::db::Databases::connect_and_migrate(&urls, 2)
+        .await
+        .unwrap();
+    for db in [&dbs.payments, &dbs.merchants, &dbs.providers, &dbs.logs] {
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+             VALUES (29991231000000, 'a newer release', TRUE, '\\x00', 0)",
+        )
+        .execute(db)
+        .await
+        .unwrap();
+    }
+    paygate::db::Databases::connect_and_migrate(&urls, 2)
+        .await
+        .expect("a replica of this release restarts mid-upgrade");
 }

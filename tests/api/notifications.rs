@@ -14,6 +14,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
 use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable};
+use paygate::PaymentId;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
@@ -213,7 +214,7 @@ async fn a_finished_payment_is_notified_once_signed_and_recorded() {
     assert_eq!(body["event_type"], "payment.finished");
     assert_eq!(body["payment_id"], id);
     assert_eq!(body["order_id"], 1);
-    assert_eq!(body["merchant_id"], app.merchant.merchant_id);
+    assert_eq!(body["merchant_id"], app.merchant.merchant_id.get());
     assert_eq!(body["status"], "PAYMENT_FINISHED");
     assert_eq!(
         (body["amount"].clone(), body["price"].clone()),
@@ -414,7 +415,7 @@ async fn rows_claimed_by_a_producer_that_died_are_published_after_the_lease() {
     let applied = first
         .payment_store
         .apply_provider_event(
-            paygate::payments::webhook::PaymentLookup::Id(id),
+            paygate::payments::webhook::PaymentLookup::Id(PaymentId::new(id)),
             &["sandbox".to_owned()],
             paygate::payments::PaymentStatus::Finished,
             "test",

@@ -5,11 +5,12 @@
 use paygate::merchants::{Merchant, NewMerchant, Scope};
 use paygate::payments::create::{CreatePayment, create_payment};
 use paygate::payments::{Alias, CreateError, IdempotencyKey, Money, Outcome, PaymentStatus};
+use paygate::{OrderId, SubscriptionId};
 
 use super::app::{TestApp, spawn_app};
 
 /// A merchant of `app` with `tokens` payment tokens; its subscription.
-async fn merchant(app: &TestApp, tokens: i64) -> (Merchant, i64) {
+async fn merchant(app: &TestApp, tokens: i64) -> (Merchant, SubscriptionId) {
     let created = app
         .merchants
         .create(&NewMerchant {
@@ -30,9 +31,9 @@ async fn merchant(app: &TestApp, tokens: i64) -> (Merchant, i64) {
     (merchant, created.subscription_id)
 }
 
-fn order(order_id: i64, subscription_id: i64, alias: &str) -> CreatePayment {
+fn order(order_id: i64, subscription_id: SubscriptionId, alias: &str) -> CreatePayment {
     CreatePayment {
-        order_id,
+        order_id: OrderId::new(order_id),
         amount: Money::parse("1").unwrap(),
         price: Money::parse("10.00").unwrap(),
         alias: Alias::parse(alias).unwrap(),
@@ -111,9 +112,8 @@ async fn refusals_are_typed_and_charge_nothing() {
     assert!(matches!(spent, CreateError::QuotaExceeded), "{spent}");
     assert_eq!(app.merchants.tokens_used(subscription).await.unwrap(), 1);
 
-    let foreign = create(order(3, subscription + 1_000_000, "sandbox"))
-        .await
-        .unwrap_err();
+    let not_ours = SubscriptionId::new(subscription.get() + 1_000_000);
+    let foreign = create(order(3, not_ours, "sandbox")).await.unwrap_err();
     assert!(
         matches!(foreign, CreateError::InvalidSubscription),
         "{foreign}"

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
+use paygate::PaymentId;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
@@ -93,7 +94,7 @@ async fn a_signed_webhook_finishes_the_payment_once() {
 
     // Exactly one outbox row, written with the change (the notifier may
     // already be working on it).
-    let outbox = app.payment_store.outbox_of(id).await.unwrap();
+    let outbox = outbox_of(&app, id).await;
     assert_eq!(outbox.len(), 1, "{outbox:?}");
     assert_eq!(outbox[0].0, "payment.finished");
     let events: Vec<Value> = app
@@ -158,7 +159,7 @@ async fn bad_signatures_are_refused_recorded_and_not_applied() {
         );
     }
     assert_eq!(status_of(&app, id).await, "PAYMENT_PENDING");
-    assert!(app.payment_store.outbox_of(id).await.unwrap().is_empty());
+    assert!(outbox_of(&app, id).await.is_empty());
 
     let unknown = format!(r#"{{"payment_id": {id}, "status": "refunded"}}"#);
     let r = internal_webhook(
@@ -239,7 +240,7 @@ async fn clicking_pay_on_the_sandbox_page_finishes_a_stripe_payment() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(app.payment_store.outbox_of(id).await.unwrap().len(), 1);
+    assert_eq!(outbox_of(&app, id).await.len(), 1);
 }
 
 /// The receiving service on its own, no HTTP in front: verdicts are typed,
@@ -283,7 +284,7 @@ async fn the_webhook_service_verifies_logs_and_applies_without_http() {
         [EventOutcome {
             named_id: Some(id as u64),
             applied: Applied::Updated {
-                payment_id: id,
+                payment_id: PaymentId::new(id),
                 status: PaymentStatus::Finished
             },
         }]
@@ -328,4 +329,10 @@ async fn an_alias_no_binding_could_have_is_not_found() {
             r.body
         );
     }
+}
+
+/// The outbox rows of payment `id`: (event type, status).
+async fn outbox_of(app: &TestApp, id: i64) -> Vec<(String, String)> {
+    let id = PaymentId::new(id);
+    app.payment_store.outbox_of(id).await.unwrap()
 }

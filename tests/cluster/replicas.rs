@@ -383,7 +383,7 @@ async fn quota_holds_across_replicas() {
     let rows = services
         .count(
             "SELECT count(*) FROM payments WHERE merchant_id = $1",
-            Some(merchant.merchant_id),
+            Some(merchant.merchant_id.get()),
         )
         .await;
     assert_eq!((used, rows), (20, 20), "tokens used and payment rows");

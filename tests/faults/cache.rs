@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use paygate::OrderId;
 use paygate::config::RedisDownPolicy;
 
 use super::broker::health_of;
@@ -113,7 +114,7 @@ async fn with_redis_down_fail_closed_refuses_cleanly_and_recovers() {
         // Refused before anything was written or charged.
         let stored = app
             .payment_store
-            .payment_for_order(app.merchant.merchant_id, 2)
+            .payment_for_order(app.merchant.merchant_id, OrderId::new(2))
             .await
             .unwrap();
         assert_eq!(stored, None);

@@ -303,7 +303,7 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
         base: url,
         write_key: merchant.api_key.clone(),
         read_key: merchant.read_api_key.clone(),
-        subscription_id: merchant.subscription_id,
+        subscription_id: merchant.subscription_id.get(),
         next_order: AtomicI64::new(1),
     });
     smoke_test(&loadgen, &target).await;

@@ -17,6 +17,7 @@ use paygate::config::Config;
 use paygate::merchants::{MerchantStore, NewMerchant};
 use paygate::plugins::Secret;
 use paygate::providers::{AliasBinding, ProviderStore};
+use paygate::{MerchantId, SubscriptionId};
 
 const DEMO_MERCHANT: &str = "Demo shop";
 
@@ -49,8 +50,8 @@ pub struct Started {
 /// What the demo merchant needs to use paygate: the keys are fresh on every
 /// start, because they are only ever shown when made.
 pub struct DemoMerchant {
-    pub merchant_id: i64,
-    pub subscription_id: i64,
+    pub merchant_id: MerchantId,
+    pub subscription_id: SubscriptionId,
     pub api_key: Secret,
     pub read_api_key: Secret,
     pub webhook_secret: Secret,
@@ -86,7 +87,7 @@ pub async fn start(
         listen: listen.shop,
         paygate_api_url: api_url,
         api_key: merchant.api_key.clone(),
-        subscription_id: merchant.subscription_id,
+        subscription_id: merchant.subscription_id.get(),
         webhook_secret: merchant.webhook_secret.clone(),
         database_url: shop_database_url.to_owned(),
     };
@@ -153,7 +154,10 @@ pub async fn seed(
         .rotate_keys(id)
         .await?
         .context("the demo merchant was just found")?;
-    let subscription_id = merchants.first_subscription(id).await?.unwrap_or_default();
+    let subscription_id = merchants
+        .first_subscription(id)
+        .await?
+        .context("the demo merchant has no subscription")?;
     let webhook_secret = merchants
         .webhook_secret(id)
         .await?

@@ -5,6 +5,7 @@ use clap::Subcommand;
 
 use super::DbArgs;
 use crate::db::Databases;
+use crate::ids::MerchantId;
 use crate::merchants::{MerchantStore, NewMerchant};
 
 #[derive(Subcommand)]
@@ -25,7 +26,7 @@ pub enum MerchantCommand {
     /// Revoke one API key (effective within 5 s).
     RevokeKey { key: String },
     /// Revoke a merchant's keys and issue a new pair; prints them as JSON.
-    RotateKey { merchant_id: i64 },
+    RotateKey { merchant_id: MerchantId },
 }
 
 /// Runs `paygate merchants ...`.

@@ -45,7 +45,7 @@ pub async fn quota(db: DbArgs, command: QuotaCommand) -> anyhow::Result<()> {
     let done = crate::quota::reconcile(&merchants, &payments, grace).await?;
     println!(
         "{}",
-        serde_json::json!({"settled": done.settled, "returned": done.returned})
+        serde_json::json!({"confirmed": done.confirmed, "returned": done.returned})
     );
     Ok(())
 }

@@ -26,7 +26,7 @@ pub async fn authenticate(
         .by_key(key)
         .await?
         .ok_or(ApiError::InvalidApiKey)?;
-    tracing::Span::current().record("merchant_id", merchant.id);
+    tracing::Span::current().record("merchant_id", merchant.id.get());
     if scope == Scope::Write {
         if merchant.scope != Scope::Write {
             return Err(ApiError::Forbidden("this key is read-only"));

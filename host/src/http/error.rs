@@ -220,7 +220,9 @@ impl From<crate::payments::CreateError> for ApiError {
             E::UnknownAlias(alias) => ApiError::UnknownAlias(alias),
             E::InvalidSubscription => ApiError::InvalidSubscription,
             E::QuotaExceeded => ApiError::QuotaExceeded,
-            E::OrderExists { payment_id } => ApiError::OrderExists { payment_id },
+            E::OrderExists { payment_id } => ApiError::OrderExists {
+                payment_id: payment_id.get(),
+            },
             E::IdempotencyConflict => ApiError::IdempotencyConflict,
             E::RequestInProgress => ApiError::RequestInProgress,
             E::CircuitOpen { retry_after } => ApiError::ProviderUnavailable {

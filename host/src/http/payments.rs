@@ -13,6 +13,7 @@ use super::auth::authenticate;
 use super::error::{ApiError, FieldError, current_request_id};
 #[allow(unused_imports)] // named by the OpenAPI annotations
 use super::openapi::{CreatePaymentBody, CreatedBody, ErrorBody, PaymentPage, Tracking};
+use crate::ids::{OrderId, PaymentId, SubscriptionId};
 use crate::merchants::{Merchants, Scope};
 use crate::payments::create::{CreatePayment, PaymentsService, create_payment};
 use crate::payments::idempotency::fingerprint;
@@ -125,11 +126,11 @@ pub fn parse_create(value: &Value) -> Result<CreatePayment, ApiError> {
             if errors.is_empty() =>
         {
             Ok(CreatePayment {
-                order_id,
+                order_id: OrderId::new(order_id),
                 amount,
                 price,
                 alias,
-                subscription_id,
+                subscription_id: SubscriptionId::new(subscription_id),
                 event_id,
                 currency,
             })
@@ -241,11 +242,9 @@ fn has_next(page: i64, limit: i64, total: i64) -> bool {
     page * limit < total
 }
 
-fn payment_id(raw: &str) -> Result<i64, ApiError> {
-    raw.parse::<i64>()
-        .ok()
-        .filter(|id| *id >= 1)
-        .ok_or_else(|| ApiError::field("id", "must be a positive whole number"))
+fn payment_id(raw: &str) -> Result<PaymentId, ApiError> {
+    raw.parse::<PaymentId>()
+        .map_err(|e| ApiError::field("id", e.to_string()))
 }
 
 /// The payment `raw_id` of the merchant whose key (of `scope`, a write
@@ -259,7 +258,7 @@ pub(super) async fn own_payment(
 ) -> Result<Payment, ApiError> {
     let merchant = authenticate(merchants, headers, scope, body).await?;
     let id = payment_id(raw_id)?;
-    tracing::Span::current().record("payment_id", id);
+    tracing::Span::current().record("payment_id", id.get());
     payments
         .get(merchant.id, id)
         .await?

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::keys::{ApiKey, KeyHash};
 use super::store::MerchantStore;
+use crate::ids::MerchantId;
 use crate::plugins::Secret;
 
 /// What a key may do.
@@ -36,7 +37,7 @@ impl Scope {
 /// An authenticated merchant.
 #[derive(Clone, Debug)]
 pub struct Merchant {
-    pub id: i64,
+    pub id: MerchantId,
     pub scope: Scope,
     pub default_currency: String,
     /// Set when the merchant requires signed writes.

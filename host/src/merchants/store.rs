@@ -1,4 +1,5 @@
-//! SQL of the merchants database.
+//! SQL of the merchants database, checked at compile time against its
+//! migrations (`scripts/sqlx-prepare`).
 
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use sqlx::PgPool;
 
 use super::auth::{Merchant, Scope};
 use super::keys::{ApiKey, KeyHash, generate_key, generate_secret};
+use crate::ids::{MerchantId, OrderId, SubscriptionId};
 use crate::plugins::Secret;
 
 /// The merchants database.
@@ -28,8 +30,8 @@ pub struct NewMerchant {
 /// What `merchants create` prints: the only time keys and secrets are shown.
 #[derive(Clone, Debug, Serialize)]
 pub struct CreatedMerchant {
-    pub merchant_id: i64,
-    pub subscription_id: i64,
+    pub merchant_id: MerchantId,
+    pub subscription_id: SubscriptionId,
     pub api_key: String,
     pub read_api_key: String,
     pub webhook_secret: String,
@@ -68,23 +70,24 @@ impl MerchantStore {
         let webhook_secret = generate_secret("whsec_");
         let signing = new.require_signed_writes.then(|| generate_secret("rss_"));
         let mut tx = self.pool.begin().await?;
-        let merchant_id: i64 = sqlx::query_scalar(
-            "INSERT INTO merchants (name, callback_url, webhook_secret, default_currency, require_signed_writes, request_signing_secret)
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        let merchant_id = sqlx::query_scalar!(
+            r#"INSERT INTO merchants (name, callback_url, webhook_secret, default_currency, require_signed_writes, request_signing_secret)
+               VALUES ($1, $2, $3, $4, $5, $6) RETURNING id AS "id: MerchantId""#,
+            new.name,
+            new.callback_url,
+            webhook_secret.expose(),
+            new.currency,
+            new.require_signed_writes,
+            signing.as_ref().map(Secret::expose),
         )
-        .bind(&new.name)
-        .bind(&new.callback_url)
-        .bind(webhook_secret.expose())
-        .bind(&new.currency)
-        .bind(new.require_signed_writes)
-        .bind(signing.as_ref().map(Secret::expose))
         .fetch_one(&mut *tx)
         .await?;
-        let subscription_id: i64 = sqlx::query_scalar(
-            "INSERT INTO subscriptions (merchant_id, token_limit) VALUES ($1, $2) RETURNING id",
+        let subscription_id = sqlx::query_scalar!(
+            r#"INSERT INTO subscriptions (merchant_id, token_limit) VALUES ($1, $2)
+               RETURNING id AS "id: SubscriptionId""#,
+            merchant_id.get(),
+            new.tokens,
         )
-        .bind(merchant_id)
-        .bind(new.tokens)
         .fetch_one(&mut *tx)
         .await?;
         let (api_key, read_api_key) = insert_key_pair(&mut tx, merchant_id).await?;
@@ -101,10 +104,11 @@ impl MerchantStore {
 
     /// Revokes one key; returns whether it existed and was live.
     pub async fn revoke_key(&self, key: &str) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query(
+        let hash = ApiKey(key).hash();
+        let done = sqlx::query!(
             "UPDATE api_keys SET revoked_at = now() WHERE key_hash = $1 AND revoked_at IS NULL",
+            &hash.0[..],
         )
-        .bind(&ApiKey(key).hash().0[..])
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -114,21 +118,22 @@ impl MerchantStore {
     /// `None` when there is no such merchant.
     pub async fn rotate_keys(
         &self,
-        merchant_id: i64,
+        merchant_id: MerchantId,
     ) -> Result<Option<(Secret, Secret)>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM merchants WHERE id = $1)")
-                .bind(merchant_id)
-                .fetch_one(&mut *tx)
-                .await?;
+        let exists = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM merchants WHERE id = $1) AS "exists!""#,
+            merchant_id.get(),
+        )
+        .fetch_one(&mut *tx)
+        .await?;
         if !exists {
             return Ok(None);
         }
-        sqlx::query(
+        sqlx::query!(
             "UPDATE api_keys SET revoked_at = now() WHERE merchant_id = $1 AND revoked_at IS NULL",
+            merchant_id.get(),
         )
-        .bind(merchant_id)
         .execute(&mut *tx)
         .await?;
         let pair = insert_key_pair(&mut tx, merchant_id).await?;
@@ -136,22 +141,24 @@ impl MerchantStore {
         Ok(Some(pair))
     }
 
-    /// The merchant behind a live key.
+    /// The merchant behind a live key; a key of a scope this version does
+    /// not know authenticates no one.
     pub async fn merchant_for_key(&self, hash: &KeyHash) -> Result<Option<Merchant>, sqlx::Error> {
-        let row: Option<(i64, String, String, Option<String>)> = sqlx::query_as(
-            "SELECT m.id, k.scope, m.default_currency, CASE WHEN m.require_signed_writes THEN m.request_signing_secret END
-             FROM api_keys k JOIN merchants m ON m.id = k.merchant_id
-             WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
+        let row = sqlx::query!(
+            r#"SELECT m.id AS "id: MerchantId", k.scope, m.default_currency,
+                      CASE WHEN m.require_signed_writes THEN m.request_signing_secret END AS request_signing_secret
+               FROM api_keys k JOIN merchants m ON m.id = k.merchant_id
+               WHERE k.key_hash = $1 AND k.revoked_at IS NULL"#,
+            &hash.0[..],
         )
-        .bind(&hash.0[..])
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.and_then(|(id, scope, currency, signing)| {
+        Ok(row.and_then(|row| {
             Some(Merchant {
-                id,
-                scope: Scope::parse(&scope)?,
-                default_currency: currency,
-                request_signing_secret: signing.map(Secret::new),
+                id: row.id,
+                scope: Scope::parse(&row.scope)?,
+                default_currency: row.default_currency,
+                request_signing_secret: row.request_signing_secret.map(Secret::new),
             })
         }))
     }
@@ -161,111 +168,132 @@ impl MerchantStore {
     /// are one statement.
     pub async fn take_token(
         &self,
-        merchant_id: i64,
-        subscription_id: i64,
-        order_id: i64,
+        merchant_id: MerchantId,
+        subscription_id: SubscriptionId,
+        order_id: OrderId,
     ) -> Result<Take, sqlx::Error> {
         // The statement waits for busy slots in one order, so it should
         // never deadlock; were PostgreSQL to pick it as a deadlock's victim
         // anyway, it rolled back whole and is safe to run again.
         let mut tries = 0;
-        let (outcome, held_secs): (String, Option<f64>) = loop {
-            let taken =
-                sqlx::query_as("SELECT outcome, held_secs FROM take_quota_token($1, $2, $3)")
-                    .bind(subscription_id)
-                    .bind(merchant_id)
-                    .bind(order_id)
-                    .fetch_one(&self.pool)
-                    .await;
+        let taken = loop {
+            // A function's OUT columns carry no NOT NULL; `outcome` is
+            // always set.
+            let taken = sqlx::query!(
+                r#"SELECT outcome AS "outcome!", held_secs FROM take_quota_token($1, $2, $3)"#,
+                subscription_id.get(),
+                merchant_id.get(),
+                order_id.get(),
+            )
+            .fetch_one(&self.pool)
+            .await;
             match taken {
                 Err(e) if tries < 3 && is_deadlock(&e) => {
                     tries += 1;
-                    tracing::warn!(order_id, "quota token: deadlock victim, trying again");
+                    tracing::warn!(
+                        order_id = order_id.get(),
+                        "quota token: deadlock victim, trying again"
+                    );
                 }
                 taken => break taken?,
             }
         };
-        Ok(match outcome.as_str() {
+        Ok(match taken.outcome.as_str() {
             "taken" => Take::Taken,
             "held" => Take::Held {
-                age: Duration::from_secs_f64(held_secs.unwrap_or(0.0).max(0.0)),
+                age: Duration::from_secs_f64(taken.held_secs.unwrap_or(0.0).max(0.0)),
             },
             "exhausted" => Take::Refused(QuotaError::Exhausted),
             _ => Take::Refused(QuotaError::InvalidSubscription),
         })
     }
 
-    /// Makes an unsettled charge older than `lease` this request's own: the
+    /// Makes an unconfirmed charge older than `lease` this request's own: the
     /// request that took it died before creating a payment. Whether the
     /// charge is still there and still that old is checked in the same
     /// statement, so only one request takes it over.
     pub async fn take_over_charge(
         &self,
-        merchant_id: i64,
-        order_id: i64,
+        merchant_id: MerchantId,
+        order_id: OrderId,
         lease: Duration,
     ) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query(
+        let done = sqlx::query!(
             "UPDATE quota_charges SET charged_at = now()
-             WHERE merchant_id = $1 AND order_id = $2 AND NOT settled
+             WHERE merchant_id = $1 AND order_id = $2 AND NOT confirmed
                AND charged_at < now() - make_interval(secs => $3)",
+            merchant_id.get(),
+            order_id.get(),
+            lease.as_secs_f64(),
         )
-        .bind(merchant_id)
-        .bind(order_id)
-        .bind(lease.as_secs_f64())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
     }
 
     /// Gives back the token charged for `order_id`, if it still is.
-    pub async fn return_token(&self, merchant_id: i64, order_id: i64) -> Result<bool, sqlx::Error> {
-        let returned: Option<bool> = sqlx::query_scalar("SELECT return_quota_token($1, $2)")
-            .bind(merchant_id)
-            .bind(order_id)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(returned.unwrap_or(false))
-    }
-
-    /// Unsettled charges taken before `grace` ago, oldest first.
-    pub async fn unsettled_charges(
+    pub async fn return_token(
         &self,
-        grace: Duration,
-        limit: i64,
-    ) -> Result<Vec<(i64, i64)>, sqlx::Error> {
-        sqlx::query_as(
-            "SELECT merchant_id, order_id FROM quota_charges
-             WHERE NOT settled AND charged_at < now() - make_interval(secs => $1)
-             ORDER BY charged_at LIMIT $2",
+        merchant_id: MerchantId,
+        order_id: OrderId,
+    ) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar!(
+            r#"SELECT return_quota_token($1, $2) AS "returned!""#,
+            merchant_id.get(),
+            order_id.get(),
         )
-        .bind(grace.as_secs_f64())
-        .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_one(&self.pool)
         .await
     }
 
-    /// Marks charges whose payments exist, so they are not looked at again.
-    pub async fn settle_charges(&self, orders: &[(i64, i64)]) -> Result<(), sqlx::Error> {
-        let (merchants, order_ids): (Vec<i64>, Vec<i64>) = orders.iter().copied().unzip();
-        sqlx::query(
-            "UPDATE quota_charges c SET settled = TRUE
+    /// Unconfirmed charges taken before `grace` ago, oldest first.
+    pub async fn unconfirmed_charges(
+        &self,
+        grace: Duration,
+        limit: i64,
+    ) -> Result<Vec<(MerchantId, OrderId)>, sqlx::Error> {
+        let rows = sqlx::query!(
+            r#"SELECT merchant_id AS "merchant_id: MerchantId", order_id AS "order_id: OrderId"
+               FROM quota_charges
+               WHERE NOT confirmed AND charged_at < now() - make_interval(secs => $1)
+               ORDER BY charged_at LIMIT $2"#,
+            grace.as_secs_f64(),
+            limit,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.merchant_id, r.order_id))
+            .collect())
+    }
+
+    /// Confirms charges whose payments exist, so they are not looked at
+    /// again.
+    pub async fn confirm_charges(
+        &self,
+        orders: &[(MerchantId, OrderId)],
+    ) -> Result<(), sqlx::Error> {
+        let (merchants, order_ids): (Vec<i64>, Vec<i64>) =
+            orders.iter().map(|(m, o)| (m.get(), o.get())).unzip();
+        sqlx::query!(
+            "UPDATE quota_charges c SET confirmed = TRUE
              FROM unnest($1::bigint[], $2::bigint[]) AS o (merchant_id, order_id)
              WHERE c.merchant_id = o.merchant_id AND c.order_id = o.order_id",
+            &merchants,
+            &order_ids,
         )
-        .bind(&merchants)
-        .bind(&order_ids)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
     /// Tokens used of a subscription (for tests and operators).
-    pub async fn tokens_used(&self, subscription_id: i64) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar(
-            "SELECT COALESCE(sum(used), 0)::bigint FROM quota_slots WHERE subscription_id = $1",
+    pub async fn tokens_used(&self, subscription_id: SubscriptionId) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar!(
+            r#"SELECT COALESCE(sum(used), 0)::bigint AS "used!" FROM quota_slots WHERE subscription_id = $1"#,
+            subscription_id.get(),
         )
-        .bind(subscription_id)
         .fetch_one(&self.pool)
         .await
     }
@@ -273,58 +301,76 @@ impl MerchantStore {
 
 async fn insert_key_pair(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    merchant_id: i64,
+    merchant_id: MerchantId,
 ) -> Result<(Secret, Secret), sqlx::Error> {
     let write = generate_key(Scope::Write);
     let read = generate_key(Scope::Read);
     for (key, scope) in [(&write, Scope::Write), (&read, Scope::Read)] {
-        sqlx::query("INSERT INTO api_keys (merchant_id, key_hash, scope) VALUES ($1, $2, $3)")
-            .bind(merchant_id)
-            .bind(&ApiKey(key.expose()).hash().0[..])
-            .bind(scope.as_str())
-            .execute(&mut **tx)
-            .await?;
+        let hash = ApiKey(key.expose()).hash();
+        sqlx::query!(
+            "INSERT INTO api_keys (merchant_id, key_hash, scope) VALUES ($1, $2, $3)",
+            merchant_id.get(),
+            &hash.0[..],
+            scope.as_str(),
+        )
+        .execute(&mut **tx)
+        .await?;
     }
     Ok((write, read))
 }
 
 impl MerchantStore {
     /// The id of the oldest merchant with this name (for the demo's seed).
-    pub async fn id_by_name(&self, name: &str) -> Result<Option<i64>, sqlx::Error> {
-        sqlx::query_scalar("SELECT id FROM merchants WHERE name = $1 ORDER BY id LIMIT 1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
+    pub async fn id_by_name(&self, name: &str) -> Result<Option<MerchantId>, sqlx::Error> {
+        sqlx::query_scalar!(
+            r#"SELECT id AS "id: MerchantId" FROM merchants WHERE name = $1 ORDER BY id LIMIT 1"#,
+            name,
+        )
+        .fetch_optional(&self.pool)
+        .await
     }
 
     /// The secret a merchant's notifications are signed with (for the demo
     /// shop, which verifies them as the demo merchant).
-    pub async fn webhook_secret(&self, merchant_id: i64) -> Result<Option<Secret>, sqlx::Error> {
-        let secret: Option<String> =
-            sqlx::query_scalar("SELECT webhook_secret FROM merchants WHERE id = $1")
-                .bind(merchant_id)
-                .fetch_optional(&self.pool)
-                .await?;
+    pub async fn webhook_secret(
+        &self,
+        merchant_id: MerchantId,
+    ) -> Result<Option<Secret>, sqlx::Error> {
+        let secret = sqlx::query_scalar!(
+            "SELECT webhook_secret FROM merchants WHERE id = $1",
+            merchant_id.get(),
+        )
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(secret.map(Secret::new))
     }
 
     /// Points a merchant's notifications at `url`; returns whether the
     /// merchant exists.
-    pub async fn set_callback_url(&self, merchant_id: i64, url: &str) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query("UPDATE merchants SET callback_url = $2 WHERE id = $1")
-            .bind(merchant_id)
-            .bind(url)
-            .execute(&self.pool)
-            .await?;
+    pub async fn set_callback_url(
+        &self,
+        merchant_id: MerchantId,
+        url: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query!(
+            "UPDATE merchants SET callback_url = $2 WHERE id = $1",
+            merchant_id.get(),
+            url,
+        )
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
     /// The first subscription of a merchant (for the demo's seed).
-    pub async fn first_subscription(&self, merchant_id: i64) -> Result<Option<i64>, sqlx::Error> {
-        sqlx::query_scalar(
-            "SELECT id FROM subscriptions WHERE merchant_id = $1 ORDER BY id LIMIT 1",
+    pub async fn first_subscription(
+        &self,
+        merchant_id: MerchantId,
+    ) -> Result<Option<SubscriptionId>, sqlx::Error> {
+        sqlx::query_scalar!(
+            r#"SELECT id AS "id: SubscriptionId" FROM subscriptions WHERE merchant_id = $1 ORDER BY id LIMIT 1"#,
+            merchant_id.get(),
         )
-        .bind(merchant_id)
         .fetch_optional(&self.pool)
         .await
     }
@@ -332,16 +378,17 @@ impl MerchantStore {
     /// Where and with what key a merchant's notifications go.
     pub async fn notification_target(
         &self,
-        merchant_id: i64,
+        merchant_id: MerchantId,
     ) -> Result<Option<NotificationTarget>, sqlx::Error> {
-        let row: Option<(Option<String>, String)> =
-            sqlx::query_as("SELECT callback_url, webhook_secret FROM merchants WHERE id = $1")
-                .bind(merchant_id)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.map(|(callback_url, secret)| NotificationTarget {
-            callback_url,
-            webhook_secret: Secret::new(secret),
+        let row = sqlx::query!(
+            "SELECT callback_url, webhook_secret FROM merchants WHERE id = $1",
+            merchant_id.get(),
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|row| NotificationTarget {
+            callback_url: row.callback_url,
+            webhook_secret: Secret::new(row.webhook_secret),
         }))
     }
 }

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 pub use deliver::{Deliverer, Outcome, is_public, sign};
 
 use crate::config::NotifierSettings;
+use crate::ids::{MerchantId, OutboxId};
 use crate::merchants::{MerchantStore, NotificationTarget};
 use crate::metrics::Metrics;
 use crate::outbox::{
@@ -53,7 +54,7 @@ pub struct Notifier {
     pub settings: NotifierSettings,
     deliverer: Deliverer,
     metrics: Arc<Metrics>,
-    targets: Mutex<HashMap<i64, (Instant, Option<NotificationTarget>)>>,
+    targets: Mutex<HashMap<MerchantId, (Instant, Option<NotificationTarget>)>>,
     /// Rows this process has claimed whose attempt is not yet recorded. A
     /// message for one of them (the producer republished it while the
     /// database was away) is dropped: the attempt's record decides what
@@ -62,7 +63,7 @@ pub struct Notifier {
 }
 
 /// Outbox ids with an attempt in flight or waiting to be recorded.
-type Unrecorded = Arc<Mutex<HashSet<i64>>>;
+type Unrecorded = Arc<Mutex<HashSet<OutboxId>>>;
 
 /// An attempt's record and the message to acknowledge once it is durable.
 type Settling = (Settlement, Acker);
@@ -208,7 +209,7 @@ impl Notifier {
                         .dropped_duplicates
                         .fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(
-                        outbox_id = message.outbox_id,
+                        outbox_id = message.outbox_id.get(),
                         "duplicate or stale message dropped"
                     );
                     let _ = acker.ack(BasicAckOptions::default()).await;
@@ -275,7 +276,7 @@ impl Notifier {
             (Some(_), None) => outbox.failed.fetch_add(1, Ordering::Relaxed),
         };
         if let Some(error) = &outcome.error {
-            tracing::info!(outbox_id = claimed.id, payment_id = claimed.payment_id, attempt = claimed.attempt, %error, retry = retry_in.is_some(), "notification not delivered");
+            tracing::info!(outbox_id = claimed.id.get(), payment_id = claimed.payment_id.get(), attempt = claimed.attempt, %error, retry = retry_in.is_some(), "notification not delivered");
         }
         Settlement {
             outbox_id: claimed.id,
@@ -297,14 +298,15 @@ impl Notifier {
             latency: Duration::ZERO,
             error: Some(error.to_owned()),
         };
-        let Some(merchant_id) = n.payload.get("merchant_id").and_then(|v| v.as_i64()) else {
+        let merchant_id = n.payload.get("merchant_id").and_then(|v| v.as_i64());
+        let Some(merchant_id) = merchant_id.map(MerchantId::new) else {
             return no_target("notification without a merchant");
         };
         let target = match self.target(merchant_id).await {
             Ok(Some(target)) => target,
             Ok(None) => return no_target("merchant not found"),
             Err(error) => {
-                tracing::warn!(merchant_id, %error, "merchant lookup failed");
+                tracing::warn!(merchant_id = merchant_id.get(), %error, "merchant lookup failed");
                 return no_target("merchant lookup failed");
             }
         };
@@ -317,7 +319,7 @@ impl Notifier {
             .await
     }
 
-    async fn target(&self, merchant_id: i64) -> sqlx::Result<Option<NotificationTarget>> {
+    async fn target(&self, merchant_id: MerchantId) -> sqlx::Result<Option<NotificationTarget>> {
         if let Some((at, target)) = self.targets.lock().expect("cache lock").get(&merchant_id)
             && at.elapsed() < TARGET_CACHE_TTL
         {
@@ -394,7 +396,7 @@ fn message_row(properties: &lapin::BasicProperties) -> Option<MessageRow> {
     };
     let event_id = properties.message_id().as_ref()?.as_str().parse().ok()?;
     Some(MessageRow {
-        outbox_id: int(HEADER_OUTBOX_ID)?,
+        outbox_id: OutboxId::new(int(HEADER_OUTBOX_ID)?),
         event_id,
         published_attempts: i32::try_from(int(HEADER_ATTEMPTS)?).ok()?,
     })

@@ -163,10 +163,14 @@ impl Producer {
                 Ok(Confirmation::Ack(Some(returned))) => {
                     // Kept leased, not given back: publishing again at once
                     // would only spin until the queue is bound again.
-                    tracing::error!(outbox_id = rows[i].id, reply = %returned.reply_text, "message unroutable: is the queue bound?");
+                    tracing::error!(outbox_id = rows[i].id.get(), reply = %returned.reply_text, "message unroutable: is the queue bound?");
                 }
                 Ok(other) => {
-                    tracing::warn!(outbox_id = rows[i].id, ?other, "broker did not confirm");
+                    tracing::warn!(
+                        outbox_id = rows[i].id.get(),
+                        ?other,
+                        "broker did not confirm"
+                    );
                     failed.push(i);
                 }
                 Err(e) => {
@@ -197,7 +201,10 @@ impl Producer {
 
 fn properties(row: &Claimed) -> BasicProperties {
     let mut headers = FieldTable::default();
-    headers.insert(HEADER_OUTBOX_ID.into(), AMQPValue::LongLongInt(row.id));
+    headers.insert(
+        HEADER_OUTBOX_ID.into(),
+        AMQPValue::LongLongInt(row.id.get()),
+    );
     headers.insert(HEADER_ATTEMPTS.into(), AMQPValue::LongInt(row.attempts));
     BasicProperties::default()
         .with_delivery_mode(2)

@@ -1,5 +1,7 @@
 //! SQL of the outbox: claiming rows to publish, claiming a message's row to
-//! deliver it, settling attempts, and what merchants and operators read.
+//! deliver it, settling attempts, and what merchants and operators read;
+//! checked at compile time against the payments migrations
+//! (`scripts/sqlx-prepare`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -8,6 +10,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgPool;
+
+use crate::ids::{OutboxId, PaymentId};
 
 /// The outbox tables of the payments database.
 #[derive(Clone, Debug)]
@@ -19,9 +23,9 @@ pub struct OutboxStore {
 }
 
 /// A row claimed by the producer, to publish.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug)]
 pub struct Claimed {
-    pub id: i64,
+    pub id: OutboxId,
     pub event_id: uuid::Uuid,
     pub event_type: String,
     pub payload: Value,
@@ -33,16 +37,16 @@ pub struct Claimed {
 /// the attempt count it was published with.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MessageRow {
-    pub outbox_id: i64,
+    pub outbox_id: OutboxId,
     pub event_id: uuid::Uuid,
     pub published_attempts: i32,
 }
 
 /// A row claimed by the notifier for one delivery attempt.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug)]
 pub struct Notification {
-    pub id: i64,
-    pub payment_id: i64,
+    pub id: OutboxId,
+    pub payment_id: PaymentId,
     pub event_id: uuid::Uuid,
     pub event_type: String,
     pub payload: Value,
@@ -53,8 +57,8 @@ pub struct Notification {
 /// The outcome of one delivery attempt, to record.
 #[derive(Clone, Debug)]
 pub struct Settlement {
-    pub outbox_id: i64,
-    pub payment_id: i64,
+    pub outbox_id: OutboxId,
+    pub payment_id: PaymentId,
     pub event_type: String,
     pub attempt: i32,
     pub at: DateTime<Utc>,
@@ -115,9 +119,6 @@ pub struct OutboxStats {
     pub oldest_pending_age_seconds: Option<f64>,
 }
 
-/// outbox_id, at, status_code, latency_ms, error.
-type AttemptRow = (i64, DateTime<Utc>, Option<i16>, i32, Option<String>);
-
 fn interval(d: Duration) -> f64 {
     d.as_secs_f64()
 }
@@ -130,21 +131,22 @@ impl OutboxStore {
     /// Claims up to `limit` due rows for publishing, oldest due first, and
     /// leases them for `lease`. Rows another replica holds are skipped.
     pub async fn claim_due(&self, limit: i64, lease: Duration) -> sqlx::Result<Vec<Claimed>> {
-        sqlx::query_as(
-            "WITH due AS (
-                 SELECT id FROM outbox
-                 WHERE status IN ('LOG_PENDING', 'LOG_RETRYING') AND next_retry_at <= now()
-                 ORDER BY next_retry_at
-                 LIMIT $1
-                 FOR UPDATE SKIP LOCKED
-             )
-             UPDATE outbox o
-             SET status = 'LOG_PROCESSING', claimed_until = now() + make_interval(secs => $2)
-             FROM due WHERE o.id = due.id
-             RETURNING o.id, o.event_id, o.event_type, o.payload, o.attempts",
+        sqlx::query_as!(
+            Claimed,
+            r#"WITH due AS (
+                   SELECT id FROM outbox
+                   WHERE status IN ('LOG_PENDING', 'LOG_RETRYING') AND next_retry_at <= now()
+                   ORDER BY next_retry_at
+                   LIMIT $1
+                   FOR UPDATE SKIP LOCKED
+               )
+               UPDATE outbox o
+               SET status = 'LOG_PROCESSING', claimed_until = now() + make_interval(secs => $2)
+               FROM due WHERE o.id = due.id
+               RETURNING o.id AS "id: OutboxId", o.event_id, o.event_type, o.payload, o.attempts"#,
+            limit,
+            interval(lease),
         )
-        .bind(limit)
-        .bind(interval(lease))
         .fetch_all(&self.relaxed)
         .await
     }
@@ -152,20 +154,21 @@ impl OutboxStore {
     /// Claims rows whose lease ran out while `LOG_PROCESSING`: published or
     /// delivering when something died. They are published again.
     pub async fn reclaim_expired(&self, limit: i64, lease: Duration) -> sqlx::Result<Vec<Claimed>> {
-        sqlx::query_as(
-            "WITH expired AS (
-                 SELECT id FROM outbox
-                 WHERE claimed_until < now() AND status = 'LOG_PROCESSING'
-                 ORDER BY claimed_until
-                 LIMIT $1
-                 FOR UPDATE SKIP LOCKED
-             )
-             UPDATE outbox o SET claimed_until = now() + make_interval(secs => $2)
-             FROM expired WHERE o.id = expired.id
-             RETURNING o.id, o.event_id, o.event_type, o.payload, o.attempts",
+        sqlx::query_as!(
+            Claimed,
+            r#"WITH expired AS (
+                   SELECT id FROM outbox
+                   WHERE claimed_until < now() AND status = 'LOG_PROCESSING'
+                   ORDER BY claimed_until
+                   LIMIT $1
+                   FOR UPDATE SKIP LOCKED
+               )
+               UPDATE outbox o SET claimed_until = now() + make_interval(secs => $2)
+               FROM expired WHERE o.id = expired.id
+               RETURNING o.id AS "id: OutboxId", o.event_id, o.event_type, o.payload, o.attempts"#,
+            limit,
+            interval(lease),
         )
-        .bind(limit)
-        .bind(interval(lease))
         .fetch_all(&self.relaxed)
         .await
     }
@@ -173,17 +176,17 @@ impl OutboxStore {
     /// Gives back rows that could not be published, so the next round (or
     /// another replica) takes them at once.
     pub async fn release(&self, rows: &[Claimed]) -> sqlx::Result<()> {
-        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let ids: Vec<i64> = rows.iter().map(|r| r.id.get()).collect();
         let attempts: Vec<i32> = rows.iter().map(|r| r.attempts).collect();
-        sqlx::query(
+        sqlx::query!(
             "UPDATE outbox o
              SET status = CASE WHEN o.attempts = 0 THEN 'LOG_PENDING' ELSE 'LOG_RETRYING' END,
                  claimed_until = NULL
              FROM unnest($1::bigint[], $2::int[]) AS r(id, attempts)
              WHERE o.id = r.id AND o.attempts = r.attempts AND o.status = 'LOG_PROCESSING'",
+            &ids,
+            &attempts,
         )
-        .bind(ids)
-        .bind(attempts)
         .execute(&self.relaxed)
         .await?;
         Ok(())
@@ -192,7 +195,7 @@ impl OutboxStore {
     /// When the producer should look again without being woken: the
     /// earliest retry due or lease running out.
     pub async fn next_due(&self) -> sqlx::Result<Option<DateTime<Utc>>> {
-        sqlx::query_scalar(
+        sqlx::query_scalar!(
             "SELECT least(
                  (SELECT min(next_retry_at) FROM outbox WHERE status IN ('LOG_PENDING', 'LOG_RETRYING')),
                  (SELECT min(claimed_until) FROM outbox WHERE claimed_until IS NOT NULL AND status = 'LOG_PROCESSING'))",
@@ -210,22 +213,24 @@ impl OutboxStore {
         &self,
         messages: &[MessageRow],
         lease: Duration,
-    ) -> sqlx::Result<HashMap<i64, Notification>> {
-        let ids: Vec<i64> = messages.iter().map(|m| m.outbox_id).collect();
+    ) -> sqlx::Result<HashMap<OutboxId, Notification>> {
+        let ids: Vec<i64> = messages.iter().map(|m| m.outbox_id.get()).collect();
         let events: Vec<uuid::Uuid> = messages.iter().map(|m| m.event_id).collect();
         let attempts: Vec<i32> = messages.iter().map(|m| m.published_attempts).collect();
-        let claimed: Vec<Notification> = sqlx::query_as(
-            "UPDATE outbox o
-             SET attempts = o.attempts + 1, claimed_until = now() + make_interval(secs => $4)
-             FROM unnest($1::bigint[], $2::uuid[], $3::int[]) AS m(id, event_id, attempts)
-             WHERE o.id = m.id AND o.event_id = m.event_id AND o.attempts = m.attempts
-               AND o.status = 'LOG_PROCESSING'
-             RETURNING o.id, o.payment_id, o.event_id, o.event_type, o.payload, o.attempts AS attempt",
+        let claimed = sqlx::query_as!(
+            Notification,
+            r#"UPDATE outbox o
+               SET attempts = o.attempts + 1, claimed_until = now() + make_interval(secs => $4)
+               FROM unnest($1::bigint[], $2::uuid[], $3::int[]) AS m(id, event_id, attempts)
+               WHERE o.id = m.id AND o.event_id = m.event_id AND o.attempts = m.attempts
+                 AND o.status = 'LOG_PROCESSING'
+               RETURNING o.id AS "id: OutboxId", o.payment_id AS "payment_id: PaymentId",
+                         o.event_id, o.event_type, o.payload, o.attempts AS attempt"#,
+            &ids,
+            &events,
+            &attempts,
+            interval(lease),
         )
-        .bind(ids)
-        .bind(events)
-        .bind(attempts)
-        .bind(interval(lease))
         .fetch_all(&self.relaxed)
         .await?;
         Ok(claimed.into_iter().map(|n| (n.id, n)).collect())
@@ -235,7 +240,7 @@ impl OutboxStore {
     /// the attempt, and a timeline entry of its payment. Returns the ids
     /// whose row was still this attempt's (a row settled by a later attempt
     /// is left as it is). Wakes the producer when a retry was scheduled.
-    pub async fn settle(&self, batch: &[Settlement]) -> sqlx::Result<Vec<i64>> {
+    pub async fn settle(&self, batch: &[Settlement]) -> sqlx::Result<Vec<OutboxId>> {
         let mut ids = Vec::with_capacity(batch.len());
         let mut attempts = Vec::with_capacity(batch.len());
         let mut statuses = Vec::with_capacity(batch.len());
@@ -249,15 +254,15 @@ impl OutboxStore {
         let mut payloads = Vec::with_capacity(batch.len());
         for s in batch {
             let latency_ms = i32::try_from(s.latency.as_millis()).unwrap_or(i32::MAX);
-            ids.push(s.outbox_id);
+            ids.push(s.outbox_id.get());
             attempts.push(s.attempt);
-            statuses.push(s.status());
+            statuses.push(s.status().to_owned());
             retry_in.push(s.retry_in.map_or(0.0, interval));
             ats.push(s.at);
             codes.push(s.status_code.map(|c| c as i16));
             latencies.push(latency_ms);
             errors.push(s.error.clone());
-            payment_ids.push(s.payment_id);
+            payment_ids.push(s.payment_id.get());
             messages.push(match (s.status_code, &s.error) {
                 (_, None) => format!("{} delivered (attempt {})", s.event_type, s.attempt),
                 (_, Some(e)) => format!("{} attempt {}: {e}", s.event_type, s.attempt),
@@ -270,52 +275,53 @@ impl OutboxStore {
             }));
         }
         let mut tx = self.pool.begin().await?;
-        let settled: Vec<i64> = sqlx::query_scalar(
-            "UPDATE outbox o
-             SET status = u.status,
-                 next_retry_at = CASE WHEN u.status = 'LOG_RETRYING'
-                                      THEN now() + make_interval(secs => u.retry_in)
-                                      ELSE o.next_retry_at END,
-                 claimed_until = NULL
-             FROM unnest($1::bigint[], $2::int[], $3::text[], $4::float8[])
-                  AS u(id, attempts, status, retry_in)
-             WHERE o.id = u.id AND o.attempts = u.attempts AND o.status = 'LOG_PROCESSING'
-             RETURNING o.id",
+        let settled = sqlx::query_scalar!(
+            r#"UPDATE outbox o
+               SET status = u.status,
+                   next_retry_at = CASE WHEN u.status = 'LOG_RETRYING'
+                                        THEN now() + make_interval(secs => u.retry_in)
+                                        ELSE o.next_retry_at END,
+                   claimed_until = NULL
+               FROM unnest($1::bigint[], $2::int[], $3::text[], $4::float8[])
+                    AS u(id, attempts, status, retry_in)
+               WHERE o.id = u.id AND o.attempts = u.attempts AND o.status = 'LOG_PROCESSING'
+               RETURNING o.id AS "id: OutboxId""#,
+            &ids,
+            &attempts,
+            &statuses,
+            &retry_in,
         )
-        .bind(&ids)
-        .bind(&attempts)
-        .bind(&statuses)
-        .bind(&retry_in)
         .fetch_all(&mut *tx)
         .await?;
-        sqlx::query(
+        // Status codes and errors are NULL where there was none: arrays of
+        // nullable elements, which the parameter check has no type for.
+        sqlx::query!(
             "INSERT INTO notification_attempts (outbox_id, attempt, at, status_code, latency_ms, error)
              SELECT * FROM unnest($1::bigint[], $2::int[], $3::timestamptz[], $4::int2[], $5::int[], $6::text[])
              ON CONFLICT (outbox_id, attempt) DO NOTHING",
+            &ids,
+            &attempts,
+            &ats,
+            &codes as &[Option<i16>],
+            &latencies,
+            &errors as &[Option<String>],
         )
-        .bind(&ids)
-        .bind(&attempts)
-        .bind(&ats)
-        .bind(&codes)
-        .bind(&latencies)
-        .bind(&errors)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO payment_logs (payment_id, event_type, status, message, payload, created_at)
              SELECT p, 'EVENT_MERCHANT_NOTIFICATION', s, m, j, t
              FROM unnest($1::bigint[], $2::text[], $3::text[], $4::jsonb[], $5::timestamptz[]) AS u(p, s, m, j, t)",
+            &payment_ids,
+            &statuses,
+            &messages,
+            &payloads,
+            &ats,
         )
-        .bind(&payment_ids)
-        .bind(&statuses)
-        .bind(&messages)
-        .bind(&payloads)
-        .bind(&ats)
         .execute(&mut *tx)
         .await?;
         if batch.iter().any(|s| s.retry_in.is_some()) {
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(super::NOTIFY_CHANNEL)
+            sqlx::query!("SELECT pg_notify($1, '')", super::NOTIFY_CHANNEL)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -324,35 +330,38 @@ impl OutboxStore {
     }
 
     /// A payment's notifications and their attempts, oldest first.
-    pub async fn notifications_of(&self, payment_id: i64) -> sqlx::Result<Vec<NotificationStatus>> {
-        let rows: Vec<(i64, uuid::Uuid, String, String)> = sqlx::query_as(
+    pub async fn notifications_of(
+        &self,
+        payment_id: PaymentId,
+    ) -> sqlx::Result<Vec<NotificationStatus>> {
+        let rows = sqlx::query!(
             "SELECT id, event_id, event_type, status FROM outbox WHERE payment_id = $1 ORDER BY id",
+            payment_id.get(),
         )
-        .bind(payment_id)
         .fetch_all(&self.pool)
         .await?;
-        let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
-        let attempts: Vec<AttemptRow> = sqlx::query_as(
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let attempts = sqlx::query!(
             "SELECT outbox_id, at, status_code, latency_ms, error FROM notification_attempts
                  WHERE outbox_id = ANY($1) ORDER BY outbox_id, attempt",
+            &ids,
         )
-        .bind(&ids)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, event_id, event_type, status)| NotificationStatus {
-                event_id: event_id.to_string(),
-                event_type,
-                status,
+            .map(|row| NotificationStatus {
+                event_id: row.event_id.to_string(),
+                event_type: row.event_type,
+                status: row.status,
                 attempts: attempts
                     .iter()
-                    .filter(|a| a.0 == id)
-                    .map(|(_, at, code, latency_ms, error)| Attempt {
-                        at: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                        status_code: code.map(|c| c as u16),
-                        latency_ms: i64::from(*latency_ms),
-                        error: error.clone(),
+                    .filter(|a| a.outbox_id == row.id)
+                    .map(|a| Attempt {
+                        at: a.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                        status_code: a.status_code.map(|c| c as u16),
+                        latency_ms: i64::from(a.latency_ms),
+                        error: a.error.clone(),
                     })
                     .collect(),
             })
@@ -361,18 +370,17 @@ impl OutboxStore {
 
     /// Queues a payment's failed notifications again (one more attempt
     /// each, same `event_id`); how many were.
-    pub async fn retry_failed(&self, payment_id: i64) -> sqlx::Result<u64> {
+    pub async fn retry_failed(&self, payment_id: PaymentId) -> sqlx::Result<u64> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
+        let done = sqlx::query!(
             "UPDATE outbox SET status = 'LOG_PENDING', next_retry_at = now(), claimed_until = NULL
              WHERE payment_id = $1 AND status = 'LOG_FAILED'",
+            payment_id.get(),
         )
-        .bind(payment_id)
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(super::NOTIFY_CHANNEL)
+        sqlx::query!("SELECT pg_notify($1, '')", super::NOTIFY_CHANNEL)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -380,31 +388,18 @@ impl OutboxStore {
     }
 
     pub async fn stats(&self) -> sqlx::Result<OutboxStats> {
-        let (pending, retrying, processing, delivered, failed, oldest): (
-            i64,
-            i64,
-            i64,
-            i64,
-            i64,
-            Option<f64>,
-        ) = sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE status = 'LOG_PENDING'),
-                    count(*) FILTER (WHERE status = 'LOG_RETRYING'),
-                    count(*) FILTER (WHERE status = 'LOG_PROCESSING'),
-                    count(*) FILTER (WHERE status = 'LOG_SUCCESS'),
-                    count(*) FILTER (WHERE status = 'LOG_FAILED'),
-                    extract(epoch FROM now() - min(created_at) FILTER (WHERE status = 'LOG_PENDING'))::float8
-             FROM outbox",
+        sqlx::query_as!(
+            OutboxStats,
+            r#"SELECT count(*) FILTER (WHERE status = 'LOG_PENDING') AS "pending!",
+                      count(*) FILTER (WHERE status = 'LOG_RETRYING') AS "retrying!",
+                      count(*) FILTER (WHERE status = 'LOG_PROCESSING') AS "processing!",
+                      count(*) FILTER (WHERE status = 'LOG_SUCCESS') AS "delivered!",
+                      count(*) FILTER (WHERE status = 'LOG_FAILED') AS "failed!",
+                      extract(epoch FROM now() - min(created_at) FILTER (WHERE status = 'LOG_PENDING'))::float8
+                          AS oldest_pending_age_seconds
+               FROM outbox"#,
         )
         .fetch_one(&self.pool)
-        .await?;
-        Ok(OutboxStats {
-            pending,
-            retrying,
-            processing,
-            delivered,
-            failed,
-            oldest_pending_age_seconds: oldest,
-        })
+        .await
     }
 }

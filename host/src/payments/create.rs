@@ -6,9 +6,10 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::domain::{Alias, Currency, IdempotencyKey, Money, PaymentStatus};
-use super::idempotency::Claim;
+use super::idempotency::Reservation;
 use super::outcome::{CreateError, Created, Opened, Outcome, Refused};
 use super::store::{Inserted, NewPayment, PaymentStore};
+use crate::ids::{MerchantId, OrderId, PaymentId, SubscriptionId};
 use crate::merchants::{Merchant, MerchantStore, QuotaError, Take};
 use crate::plugins::bindings::{PaymentRequest, ProviderError};
 use crate::plugins::{PluginError, PluginSet};
@@ -40,11 +41,11 @@ fn compensate_within(gw: &PaymentsService) -> std::time::Duration {
 /// A validated `POST /api/v1/payments` body.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CreatePayment {
-    pub order_id: i64,
+    pub order_id: OrderId,
     pub amount: Money,
     pub price: Money,
     pub alias: Alias,
-    pub subscription_id: i64,
+    pub subscription_id: SubscriptionId,
     pub event_id: Option<IdempotencyKey>,
     pub currency: Option<Currency>,
 }
@@ -72,7 +73,7 @@ impl CreatePayment {
 
 /// Runs the whole creation. `key` is the idempotency key (header, else
 /// `event_id`), `fingerprint` the hash of the canonical body.
-#[tracing::instrument(name = "saga.create", skip_all, fields(merchant_id = merchant.id, order_id = request.order_id, alias = %request.alias))]
+#[tracing::instrument(name = "saga.create", skip_all, fields(merchant_id = merchant.id.get(), order_id = request.order_id.get(), alias = %request.alias))]
 pub async fn create_payment(
     gw: &PaymentsService,
     merchant: &Merchant,
@@ -85,19 +86,19 @@ pub async fn create_payment(
     if let Some(key) = key {
         match gw
             .payments
-            .claim_idempotency(merchant.id, key, fingerprint, gw.request_lease)
+            .reserve_key(merchant.id, key, fingerprint, gw.request_lease)
             .await?
         {
-            Claim::Fresh => {}
-            Claim::Resume { payment_id } => resumed = Some(payment_id),
-            Claim::Replay { kind, record } => {
+            Reservation::Fresh => {}
+            Reservation::Resume { payment_id } => resumed = Some(payment_id),
+            Reservation::Replay { kind, record } => {
                 return Ok(Created {
                     outcome: Outcome::from_record(kind, record)?,
                     replayed: true,
                 });
             }
-            Claim::Conflict => return Err(CreateError::IdempotencyConflict),
-            Claim::InProgress => return Err(CreateError::RequestInProgress),
+            Reservation::Conflict => return Err(CreateError::IdempotencyConflict),
+            Reservation::InProgress => return Err(CreateError::RequestInProgress),
         }
     }
     let outcome = match resumed {
@@ -108,14 +109,14 @@ pub async fn create_payment(
         // An outcome is final for the key. An error frees it: for a
         // corrected retry, or, when a payment was stored, for a retry that
         // finishes it.
-        let settled = outcome.as_ref().ok().map(|o| o.to_record());
-        if let Err(e) = record_outcome(&gw.payments, merchant.id, key, settled.as_ref()).await {
+        let record = outcome.as_ref().ok().map(|o| o.to_record());
+        if let Err(e) = record_outcome(&gw.payments, merchant.id, key, record.as_ref()).await {
             tracing::warn!(error = %e, "could not record the idempotency outcome; retrying");
             let (payments, merchant_id, key) = (gw.payments.clone(), merchant.id, key.clone());
             let within = compensate_within(gw);
             crate::db::retry_in_background("idempotency outcome", within, move || {
-                let (payments, key, settled) = (payments.clone(), key.clone(), settled.clone());
-                async move { record_outcome(&payments, merchant_id, &key, settled.as_ref()).await }
+                let (payments, key, record) = (payments.clone(), key.clone(), record.clone());
+                async move { record_outcome(&payments, merchant_id, &key, record.as_ref()).await }
             });
         }
     }
@@ -125,20 +126,16 @@ pub async fn create_payment(
     })
 }
 
-/// Keeps a final outcome's record (`settled`) for the key, or frees it.
+/// Keeps a final outcome's `record` for the key, or, without one, frees it.
 async fn record_outcome(
     payments: &crate::payments::PaymentStore,
-    merchant_id: i64,
+    merchant_id: MerchantId,
     key: &IdempotencyKey,
-    settled: Option<&(i16, serde_json::Value)>,
+    record: Option<&(i16, serde_json::Value)>,
 ) -> Result<(), sqlx::Error> {
-    match settled {
-        Some((kind, record)) => {
-            payments
-                .complete_idempotency(merchant_id, key, *kind, record)
-                .await
-        }
-        None => payments.release_idempotency(merchant_id, key).await,
+    match record {
+        Some((kind, json)) => payments.complete_key(merchant_id, key, *kind, json).await,
+        None => payments.release_key(merchant_id, key).await,
     }
 }
 
@@ -200,17 +197,18 @@ async fn run(
     // between leaves that to the quota reconciler.
     let mut stored = false;
     let result = with_token(gw, merchant, request, key, request_id, &plugin, &mut stored).await;
-    settle_token(gw, merchant, request, &result, stored).await;
+    confirm_or_return_token(gw, merchant, request, &result, stored).await;
     result
 }
 
-/// Keeps the order's token for a created payment, gives it back otherwise.
+/// Confirms the order's token for a created payment (it stays charged; the
+/// quota reconciler marks the charge confirmed), gives it back otherwise.
 /// An error after the payment row was `stored` means its outcome could not
 /// be recorded: it exists, pending, and keeps its token. An error before
 /// that may be an insert that committed unseen (its acknowledgement lost
 /// with the connection), so the token goes back only if no payment holds it.
-#[tracing::instrument(name = "saga.settle_token", skip_all)]
-async fn settle_token(
+#[tracing::instrument(name = "saga.confirm_or_return_token", skip_all)]
+async fn confirm_or_return_token(
     gw: &PaymentsService,
     merchant: &Merchant,
     request: &CreatePayment,
@@ -240,7 +238,11 @@ async fn settle_token(
     // Giving back is idempotent (the charge row goes with the token), so
     // retrying it is safe; the reconciler is the last resort.
     if let Err(e) = give_back().await {
-        tracing::warn!(error = %e, order_id, "could not give back a quota token; retrying");
+        tracing::warn!(
+            error = %e,
+            order_id = order_id.get(),
+            "could not give back a quota token; retrying"
+        );
         let within = compensate_within(gw);
         crate::db::retry_in_background("quota token return", within, give_back);
     }
@@ -259,7 +261,7 @@ async fn resume(
     request: &CreatePayment,
     key: Option<&IdempotencyKey>,
     request_id: &str,
-    payment_id: i64,
+    payment_id: PaymentId,
 ) -> Result<Outcome, CreateError> {
     let Some(creation) = gw.payments.creation(merchant.id, payment_id).await? else {
         // Written in the statement that inserted the payment, so never
@@ -267,7 +269,7 @@ async fn resume(
         return run(gw, merchant, request, key, request_id).await;
     };
     tracing::info!(
-        payment_id,
+        payment_id = payment_id.get(),
         "resuming the creation of a payment an earlier request stored"
     );
     let result = match creation.answered {
@@ -291,7 +293,7 @@ async fn resume(
             ask_provider(gw, merchant, request, key, request_id, asked).await
         }
     };
-    settle_token(gw, merchant, request, &result, true).await;
+    confirm_or_return_token(gw, merchant, request, &result, true).await;
     result
 }
 
@@ -363,7 +365,7 @@ async fn circuit_probe(gw: &PaymentsService, alias: &str) -> Result<bool, Create
 
 /// A stored payment the provider is asked to open a session for.
 struct Asked<'a> {
-    payment_id: i64,
+    payment_id: PaymentId,
     currency: &'a str,
     plugin: &'a str,
     /// The call is a half-open circuit's probe.
@@ -372,7 +374,7 @@ struct Asked<'a> {
 
 /// Calls the provider plugin for a stored payment, tells the circuit how it
 /// went and records the outcome: the session opened, or the refusal.
-#[tracing::instrument(name = "saga.ask_provider", skip_all, fields(payment_id = asked.payment_id, plugin = asked.plugin))]
+#[tracing::instrument(name = "saga.ask_provider", skip_all, fields(payment_id = asked.payment_id.get(), plugin = asked.plugin))]
 async fn ask_provider(
     gw: &PaymentsService,
     merchant: &Merchant,
@@ -428,7 +430,11 @@ async fn ask_provider(
                 Ok(Ok(_)) => unreachable!("handled above"),
             };
             if let Err(e) = &failed {
-                tracing::error!(error = %e, payment_id, "provider plugin call failed");
+                tracing::error!(
+                    error = %e,
+                    payment_id = payment_id.get(),
+                    "provider plugin call failed"
+                );
             }
             gw.payments
                 .record_provider_outcome(payment_id, Err(&message), json!({"plugin": plugin_name}))
@@ -446,16 +452,16 @@ async fn ask_provider(
 /// same key never share a provider charge; without one it is derived from
 /// the payment, and never starts with a digit as a merchant's does.
 pub fn provider_request(
-    payment_id: i64,
-    merchant_id: i64,
+    payment_id: PaymentId,
+    merchant_id: MerchantId,
     request: &CreatePayment,
     currency: &str,
     key: Option<&IdempotencyKey>,
 ) -> PaymentRequest {
     PaymentRequest {
-        payment_id: payment_id as u64,
-        merchant_id: merchant_id as u64,
-        order_id: request.order_id as u64,
+        payment_id: payment_id.get() as u64,
+        merchant_id: merchant_id.get() as u64,
+        order_id: request.order_id.get() as u64,
         amount: request.amount.to_string(),
         price: request.price.to_string(),
         currency: currency.to_owned(),

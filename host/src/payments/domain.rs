@@ -50,11 +50,6 @@ impl Money {
     pub fn fits(&self, currency: &Currency) -> bool {
         self.0.normalize().scale() <= currency.exponent()
     }
-
-    /// Wraps a value read back from the database, which enforces the same bounds.
-    pub fn from_db(value: Decimal) -> Self {
-        Self(value)
-    }
 }
 
 impl fmt::Display for Money {
@@ -167,6 +162,19 @@ impl PaymentStatus {
         ]
         .into_iter()
         .find(|s| s.as_str() == text)
+    }
+}
+
+/// Read from a `NUMERIC` column, whose checks hold the same bounds.
+impl sqlx::Type<sqlx::Postgres> for Money {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <Decimal as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Postgres> for Money {
+    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        <Decimal as sqlx::Decode<sqlx::Postgres>>::decode(value).map(Self)
     }
 }
 

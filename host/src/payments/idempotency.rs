@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::domain::IdempotencyKey;
 use super::store::PaymentStore;
+use crate::ids::{MerchantId, PaymentId};
 
 /// The fingerprint of a request body for its idempotency key: SHA-256 of
 /// its canonical JSON (object members sorted by name at every depth, no
@@ -53,17 +53,14 @@ fn write_leaf(leaf: &Value, out: &mut Vec<u8>) {
     serde_json::to_writer(out, leaf).expect("writing JSON into memory cannot fail");
 }
 
-/// A stored claim: body hash, state, final status and body, when claimed.
-type ClaimRow = (Vec<u8>, String, Option<i16>, Option<Value>, DateTime<Utc>);
-
-/// What a request holding an idempotency key should do.
+/// What reserving an idempotency key came to: what the request should do.
 #[derive(Debug, PartialEq)]
-pub enum Claim {
-    /// First time: go ahead, then `complete` or `release` the key.
+pub enum Reservation {
+    /// First time: go ahead, then complete or release the key.
     Fresh,
     /// Taken over from a request that died after creating `payment_id`:
-    /// finish that payment, then `complete` or `release` the key.
-    Resume { payment_id: i64 },
+    /// finish that payment, then complete or release the key.
+    Resume { payment_id: PaymentId },
     /// Done before: the outcome recorded then (see
     /// [`super::Outcome::from_record`]).
     Replay { kind: i16, record: Value },
@@ -74,109 +71,109 @@ pub enum Claim {
 }
 
 impl PaymentStore {
-    /// Claims `key` for a request whose canonical body hashes to `hash`.
-    /// An unfinished claim older than `lease` is taken over: the request
-    /// that made it is taken to have died.
-    pub async fn claim_idempotency(
+    /// Reserves `key` for a request whose canonical body hashes to `hash`.
+    /// An unfinished reservation older than `lease` is taken over: the
+    /// request that made it is taken to have died.
+    pub async fn reserve_key(
         &self,
-        merchant_id: i64,
+        merchant_id: MerchantId,
         key: &IdempotencyKey,
         hash: &[u8],
         lease: Duration,
-    ) -> Result<Claim, sqlx::Error> {
-        let inserted = sqlx::query(
+    ) -> Result<Reservation, sqlx::Error> {
+        let inserted = sqlx::query!(
             "INSERT INTO idempotency_keys (merchant_id, key, request_hash, state) VALUES ($1, $2, $3, 'in_progress')
              ON CONFLICT (merchant_id, key) DO NOTHING",
+            merchant_id.get(),
+            key.as_str(),
+            hash,
         )
-        .bind(merchant_id)
-        .bind(key.as_str())
-        .bind(hash)
         .execute(&self.pool)
         .await?;
         if inserted.rows_affected() == 1 {
-            return Ok(Claim::Fresh);
+            return Ok(Reservation::Fresh);
         }
-        let row: Option<ClaimRow> = sqlx::query_as(
+        let stored = sqlx::query!(
             "SELECT request_hash, state, response_status, response_body, created_at
              FROM idempotency_keys WHERE merchant_id = $1 AND key = $2",
+            merchant_id.get(),
+            key.as_str(),
         )
-        .bind(merchant_id)
-        .bind(key.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        let Some((stored_hash, state, status, body, created_at)) = row else {
+        let Some(stored) = stored else {
             // Released between our insert and select: try once more from the top.
-            return Box::pin(self.claim_idempotency(merchant_id, key, hash, lease)).await;
+            return Box::pin(self.reserve_key(merchant_id, key, hash, lease)).await;
         };
-        if stored_hash != hash {
-            return Ok(Claim::Conflict);
+        if stored.request_hash != hash {
+            return Ok(Reservation::Conflict);
         }
-        if state == "done" {
-            return Ok(Claim::Replay {
-                kind: status.unwrap_or_default(),
-                record: body.unwrap_or(Value::Null),
+        if stored.state == "done" {
+            return Ok(Reservation::Replay {
+                kind: stored.response_status.unwrap_or_default(),
+                record: stored.response_body.unwrap_or(Value::Null),
             });
         }
-        let taken_over: Option<Option<i64>> = sqlx::query_scalar(
-            "UPDATE idempotency_keys SET created_at = now()
-             WHERE merchant_id = $1 AND key = $2 AND state = 'in_progress' AND created_at = $3
-               AND created_at < now() - make_interval(secs => $4)
-             RETURNING payment_id",
+        let taken_over = sqlx::query_scalar!(
+            r#"UPDATE idempotency_keys SET created_at = now()
+               WHERE merchant_id = $1 AND key = $2 AND state = 'in_progress' AND created_at = $3
+                 AND created_at < now() - make_interval(secs => $4)
+               RETURNING payment_id AS "payment_id: PaymentId""#,
+            merchant_id.get(),
+            key.as_str(),
+            stored.created_at,
+            lease.as_secs_f64(),
         )
-        .bind(merchant_id)
-        .bind(key.as_str())
-        .bind(created_at)
-        .bind(lease.as_secs_f64())
         .fetch_optional(&self.pool)
         .await?;
         Ok(match taken_over {
-            Some(Some(payment_id)) => Claim::Resume { payment_id },
-            Some(None) => Claim::Fresh,
-            None => Claim::InProgress,
+            Some(Some(payment_id)) => Reservation::Resume { payment_id },
+            Some(None) => Reservation::Fresh,
+            None => Reservation::InProgress,
         })
     }
 
-    /// Stores the final outcome of a claimed key, as
+    /// Stores the final outcome of a reserved key, as
     /// [`super::Outcome::to_record`] encodes it.
-    pub async fn complete_idempotency(
+    pub async fn complete_key(
         &self,
-        merchant_id: i64,
+        merchant_id: MerchantId,
         key: &IdempotencyKey,
         kind: i16,
         record: &Value,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query(
+        sqlx::query!(
             "UPDATE idempotency_keys SET state = 'done', response_status = $3, response_body = $4
              WHERE merchant_id = $1 AND key = $2",
+            merchant_id.get(),
+            key.as_str(),
+            kind,
+            record,
         )
-        .bind(merchant_id)
-        .bind(key.as_str())
-        .bind(kind)
-        .bind(record)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    /// Frees a claimed key whose request ended without a final answer. A
+    /// Frees a reserved key whose request ended without a final answer. A
     /// key that created no payment is deleted, so a corrected retry can
-    /// run; one that did is kept, claimable at once, so the next retry
-    /// finishes that payment ([`Claim::Resume`]).
-    pub async fn release_idempotency(
+    /// run; one that did is kept, free to reserve at once, so the next
+    /// retry finishes that payment ([`Reservation::Resume`]).
+    pub async fn release_key(
         &self,
-        merchant_id: i64,
+        merchant_id: MerchantId,
         key: &IdempotencyKey,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query(
+        sqlx::query!(
             "WITH kept AS (
                 UPDATE idempotency_keys SET created_at = 'epoch'
                 WHERE merchant_id = $1 AND key = $2 AND state = 'in_progress' AND payment_id IS NOT NULL
              )
              DELETE FROM idempotency_keys
              WHERE merchant_id = $1 AND key = $2 AND state = 'in_progress' AND payment_id IS NULL",
+            merchant_id.get(),
+            key.as_str(),
         )
-        .bind(merchant_id)
-        .bind(key.as_str())
         .execute(&self.pool)
         .await?;
         Ok(())

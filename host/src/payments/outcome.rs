@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::domain::PaymentStatus;
+use crate::ids::PaymentId;
 
 /// The result of a create request: a fresh outcome, or one replayed for
 /// its idempotency key.
@@ -32,7 +33,7 @@ pub enum Outcome {
 /// A payment whose provider session is open.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Opened {
-    pub payment_id: i64,
+    pub payment_id: PaymentId,
     pub status: PaymentStatus,
     pub payment_url: String,
 }
@@ -46,7 +47,7 @@ pub struct Refused {
     pub error: String,
     pub message: String,
     pub request_id: String,
-    pub payment_id: i64,
+    pub payment_id: PaymentId,
     pub status: PaymentStatus,
 }
 
@@ -56,7 +57,7 @@ impl Refused {
 
     /// Payment `payment_id` refused for `reason` (already safe to show the
     /// merchant) during request `request_id`.
-    pub fn new(payment_id: i64, reason: &str, request_id: &str) -> Self {
+    pub fn new(payment_id: PaymentId, reason: &str, request_id: &str) -> Self {
         Self {
             error: Self::CODE.to_owned(),
             message: format!("the payment provider failed: {reason}"),
@@ -111,7 +112,7 @@ pub enum CreateError {
     #[error("the subscription's payment tokens are spent")]
     QuotaExceeded,
     #[error("a payment for this order_id already exists")]
-    OrderExists { payment_id: i64 },
+    OrderExists { payment_id: PaymentId },
     #[error("this idempotency key was used with a different request body")]
     IdempotencyConflict,
     #[error("a request with this idempotency key is still being processed")]
@@ -136,11 +137,11 @@ mod tests {
     #[test]
     fn outcomes_round_trip_through_their_record() {
         let opened = Outcome::Opened(Opened {
-            payment_id: 7,
+            payment_id: PaymentId::new(7),
             status: PaymentStatus::Pending,
             payment_url: "https://pay.example/s/1".into(),
         });
-        let refused = Outcome::Refused(Refused::new(8, "declined: card", "req-1"));
+        let refused = Outcome::Refused(Refused::new(PaymentId::new(8), "declined: card", "req-1"));
         for outcome in [opened, refused] {
             let (kind, json) = outcome.to_record();
             assert_eq!(Outcome::from_record(kind, json).unwrap(), outcome);

@@ -6,37 +6,27 @@ use serde_json::json;
 
 use super::domain::PaymentStatus;
 use super::store::{PaymentStore, log};
+use crate::ids::{MerchantId, OrderId, PaymentId};
 use crate::plugins::bindings::{EventStatus, PaymentRef};
 
 /// What applying one event did.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Applied {
     Updated {
-        payment_id: i64,
+        payment_id: PaymentId,
         status: PaymentStatus,
     },
     AlreadyProcessed {
-        payment_id: i64,
+        payment_id: PaymentId,
         status: PaymentStatus,
     },
     NotFound,
 }
 
-type PaymentForEvent = (
-    i64,
-    PaymentStatus,
-    i64,
-    i64,
-    String,
-    rust_decimal::Decimal,
-    rust_decimal::Decimal,
-    chrono::DateTime<chrono::Utc>,
-);
-
 /// How a webhook event names its payment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PaymentLookup<'a> {
-    Id(i64),
+    Id(PaymentId),
     ProviderReference(&'a str),
 }
 
@@ -45,7 +35,7 @@ impl<'a> From<&'a PaymentRef> for PaymentLookup<'a> {
     /// which no payment has, so the event is answered "not found".
     fn from(payment: &'a PaymentRef) -> Self {
         match payment {
-            PaymentRef::PaymentId(id) => Self::Id(i64::try_from(*id).unwrap_or(-1)),
+            PaymentRef::PaymentId(id) => Self::Id(PaymentId::new(i64::try_from(*id).unwrap_or(-1))),
             PaymentRef::ProviderReference(r) => Self::ProviderReference(r),
         }
     }
@@ -73,35 +63,38 @@ impl PaymentStore {
     ) -> Result<Applied, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let (by_id, by_reference) = match lookup {
-            PaymentLookup::Id(id) => (Some(id), None),
+            PaymentLookup::Id(id) => (Some(id.get()), None),
             PaymentLookup::ProviderReference(reference) => (None, Some(reference)),
         };
         // One of the two keys is NULL, and `= NULL` matches nothing.
-        let row: Option<PaymentForEvent> = sqlx::query_as(
-            "SELECT id, status, merchant_id, order_id, currency, amount, price, created_at
-             FROM payments WHERE (id = $1 OR provider_reference = $2) AND alias = ANY($3) FOR UPDATE",
+        let found = sqlx::query!(
+            r#"SELECT id AS "id: PaymentId", status AS "status: PaymentStatus",
+                      merchant_id AS "merchant_id: MerchantId", order_id AS "order_id: OrderId",
+                      currency, amount, price, created_at
+               FROM payments WHERE (id = $1 OR provider_reference = $2) AND alias = ANY($3) FOR UPDATE"#,
+            by_id,
+            by_reference,
+            aliases,
         )
-        .bind(by_id)
-        .bind(by_reference)
-        .bind(aliases)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((payment_id, current, merchant_id, order_id, currency, amount, price, created_at)) =
-            row
-        else {
+        let Some(payment) = found else {
             return Ok(Applied::NotFound);
         };
-        if current != PaymentStatus::Pending || status == PaymentStatus::Pending {
+        let payment_id = payment.id;
+        if payment.status != PaymentStatus::Pending || status == PaymentStatus::Pending {
             return Ok(Applied::AlreadyProcessed {
                 payment_id,
-                status: current,
+                status: payment.status,
             });
         }
-        sqlx::query("UPDATE payments SET status = $2, updated_at = now() WHERE id = $1")
-            .bind(payment_id)
-            .bind(status.as_str())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "UPDATE payments SET status = $2, updated_at = now() WHERE id = $1",
+            payment_id.get(),
+            status.as_str(),
+        )
+        .execute(&mut *tx)
+        .await?;
         let payload = json!({"provider_event_id": event_id, "provider_type": provider_type});
         log(
             &mut tx,
@@ -122,23 +115,25 @@ impl PaymentStore {
             "event_id": notification_id.to_string(),
             "event_type": event_type,
             "payment_id": payment_id,
-            "order_id": order_id,
-            "merchant_id": merchant_id,
+            "order_id": payment.order_id,
+            "merchant_id": payment.merchant_id,
             "status": status.as_str(),
-            "amount": amount.to_string(),
-            "price": price.to_string(),
-            "currency": currency,
-            "created_at": created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "amount": payment.amount.to_string(),
+            "price": payment.price.to_string(),
+            "currency": payment.currency,
+            "created_at": payment.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         });
-        sqlx::query("INSERT INTO outbox (payment_id, event_id, event_type, payload) VALUES ($1, $2, $3, $4)")
-            .bind(payment_id)
-            .bind(notification_id)
-            .bind(event_type)
-            .bind(body)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "INSERT INTO outbox (payment_id, event_id, event_type, payload) VALUES ($1, $2, $3, $4)",
+            payment_id.get(),
+            notification_id,
+            event_type,
+            body,
+        )
+        .execute(&mut *tx)
+        .await?;
         // Wakes the outbox producer on commit.
-        sqlx::query("SELECT pg_notify('paygate_outbox', '')")
+        sqlx::query!("SELECT pg_notify('paygate_outbox', '')")
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -146,10 +141,16 @@ impl PaymentStore {
     }
 
     /// Outbox rows of a payment: (event_type, status), for tests and the API.
-    pub async fn outbox_of(&self, payment_id: i64) -> Result<Vec<(String, String)>, sqlx::Error> {
-        sqlx::query_as("SELECT event_type, status FROM outbox WHERE payment_id = $1 ORDER BY id")
-            .bind(payment_id)
-            .fetch_all(&self.pool)
-            .await
+    pub async fn outbox_of(
+        &self,
+        payment_id: PaymentId,
+    ) -> Result<Vec<(String, String)>, sqlx::Error> {
+        let rows = sqlx::query!(
+            "SELECT event_type, status FROM outbox WHERE payment_id = $1 ORDER BY id",
+            payment_id.get(),
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.event_type, r.status)).collect())
     }
 }

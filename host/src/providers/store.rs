@@ -1,4 +1,5 @@
-//! SQL of the providers database.
+//! SQL of the providers database, checked at compile time against its
+//! migrations (`scripts/sqlx-prepare`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -35,14 +36,14 @@ impl ProviderStore {
 
     /// Creates or replaces an alias binding.
     pub async fn set(&self, binding: &AliasBinding) -> Result<(), sqlx::Error> {
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO provider_aliases (alias, provider_plugin, verifier_plugin, available) VALUES ($1, $2, $3, $4)
              ON CONFLICT (alias) DO UPDATE SET provider_plugin = $2, verifier_plugin = $3, available = $4, updated_at = now()",
+            binding.alias,
+            binding.provider_plugin,
+            binding.verifier_plugin,
+            binding.available,
         )
-        .bind(&binding.alias)
-        .bind(&binding.provider_plugin)
-        .bind(&binding.verifier_plugin)
-        .bind(binding.available)
         .execute(&self.pool)
         .await?;
         self.lock().remove(&binding.alias);
@@ -51,22 +52,12 @@ impl ProviderStore {
 
     /// Every binding, by alias.
     pub async fn list(&self) -> Result<Vec<AliasBinding>, sqlx::Error> {
-        let rows: Vec<(String, String, Option<String>, bool)> = sqlx::query_as(
+        sqlx::query_as!(
+            AliasBinding,
             "SELECT alias, provider_plugin, verifier_plugin, available FROM provider_aliases ORDER BY alias",
         )
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(alias, provider_plugin, verifier_plugin, available)| AliasBinding {
-                    alias,
-                    provider_plugin,
-                    verifier_plugin,
-                    available,
-                },
-            )
-            .collect())
+        .await
     }
 
     /// The binding of `alias`, cached for a moment.
@@ -76,21 +67,13 @@ impl ProviderStore {
         {
             return Ok(binding.clone());
         }
-        let row: Option<(String, String, Option<String>, bool)> = sqlx::query_as(
+        let binding = sqlx::query_as!(
+            AliasBinding,
             "SELECT alias, provider_plugin, verifier_plugin, available FROM provider_aliases WHERE alias = $1",
+            alias,
         )
-        .bind(alias)
         .fetch_optional(&self.pool)
         .await?;
-        let binding =
-            row.map(
-                |(alias, provider_plugin, verifier_plugin, available)| AliasBinding {
-                    alias,
-                    provider_plugin,
-                    verifier_plugin,
-                    available,
-                },
-            );
         self.lock()
             .insert(alias.to_owned(), (Instant::now(), binding.clone()));
         Ok(binding)

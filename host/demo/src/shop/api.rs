@@ -15,6 +15,7 @@ use super::notifications::{Notification, verify};
 use super::order::{Input, NewOrder, OrderStatus};
 use super::store::Applied;
 use super::{ShopState, place_order};
+use paygate::OrderId;
 use paygate::http::middleware::is_json;
 
 /// `POST /api/v1/orders` `{"product_id", "amount", "alias"}` (amount is the
@@ -65,7 +66,7 @@ pub(super) async fn show_order(
     let Ok(Path(id)) = id else {
         return Err(ShopError::NotFound);
     };
-    match state.inner.orders.get(id).await? {
+    match state.inner.orders.get(OrderId::new(id)).await? {
         Some(order) => Ok(Json(order).into_response()),
         None => Err(ShopError::NotFound),
     }
@@ -108,7 +109,7 @@ pub(super) async fn notification(
             outcome,
         )
         .await?;
-    tracing::info!(%webhook_id, order_id = note.order_id, result = ?applied, "demo shop notification");
+    tracing::info!(%webhook_id, order_id = note.order_id.get(), result = ?applied, "demo shop notification");
     Ok(match applied {
         Applied::Updated(status) => answer("updated", note.order_id, Some(status)),
         Applied::Duplicate => answer("duplicate", note.order_id, None),
@@ -125,6 +126,6 @@ pub(super) async fn notification(
 }
 
 /// A 200 saying what a notification did.
-fn answer(result: &str, order_id: i64, status: Option<OrderStatus>) -> Response {
+fn answer(result: &str, order_id: OrderId, status: Option<OrderStatus>) -> Response {
     Json(json!({"result": result, "order_id": order_id, "order_status": status})).into_response()
 }

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::order::{CURRENCY, NewOrder};
 use paygate::plugins::Secret;
+use paygate::{OrderId, PaymentId};
 
 /// paygate waits up to ten seconds for a provider; leave it room to answer.
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -24,7 +25,7 @@ pub struct PaygateClient {
 /// The payment paygate opened for an order.
 #[derive(Clone, Debug, Deserialize)]
 pub struct CreatedPayment {
-    pub payment_id: i64,
+    pub payment_id: PaymentId,
     pub payment_url: String,
 }
 
@@ -55,7 +56,7 @@ impl PaygateClient {
     /// order's, so a retried request can never open a second payment.
     pub async fn create_payment(
         &self,
-        order_id: i64,
+        order_id: OrderId,
         order: &NewOrder,
     ) -> Result<CreatedPayment, Refusal> {
         let body = json!({

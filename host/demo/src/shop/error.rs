@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use super::client::Refusal;
 use super::notifications::Refused;
 use super::order::FieldError;
+use paygate::{OrderId, PaymentId};
 
 /// Every way a request to the shop can fail.
 #[derive(Debug, thiserror::Error)]
@@ -29,12 +30,12 @@ pub enum ShopError {
     SignatureExpired,
     #[error("order {order_id} is paid by payment {ours}, not by payment {theirs}")]
     PaymentMismatch {
-        order_id: i64,
-        ours: i64,
-        theirs: i64,
+        order_id: OrderId,
+        ours: PaymentId,
+        theirs: PaymentId,
     },
     #[error("paygate did not create the payment: {}", .refusal.message)]
-    PaymentFailed { order_id: i64, refusal: Refusal },
+    PaymentFailed { order_id: OrderId, refusal: Refusal },
     #[error("the database is unavailable: {0}")]
     Database(#[from] sqlx::Error),
 }

@@ -198,8 +198,8 @@ async fn place_order(state: &ShopState, new: NewOrder) -> Result<Order, ShopErro
     match shop.paygate.create_payment(order.order_id, &new).await {
         Ok(payment) => {
             tracing::info!(
-                order_id = order.order_id,
-                payment_id = payment.payment_id,
+                order_id = order.order_id.get(),
+                payment_id = payment.payment_id.get(),
                 "demo shop order placed"
             );
             Ok(shop
@@ -208,7 +208,7 @@ async fn place_order(state: &ShopState, new: NewOrder) -> Result<Order, ShopErro
                 .await?)
         }
         Err(refusal) => {
-            tracing::warn!(order_id = order.order_id, code = %refusal.code, "paygate refused the order's payment");
+            tracing::warn!(order_id = order.order_id.get(), code = %refusal.code, "paygate refused the order's payment");
             shop.orders.fail(order.order_id).await?;
             Err(ShopError::PaymentFailed {
                 order_id: order.order_id,

@@ -9,6 +9,7 @@ use axum::http::HeaderMap;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
+use paygate::{OrderId, PaymentId};
 use serde::Deserialize;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -105,8 +106,8 @@ pub fn verify(
 #[derive(Clone, Debug, Deserialize)]
 pub struct Notification {
     pub event_type: String,
-    pub order_id: i64,
-    pub payment_id: i64,
+    pub order_id: OrderId,
+    pub payment_id: PaymentId,
 }
 
 #[cfg(test)]

@@ -204,11 +204,12 @@ fn layout(title: &str, body: &str, refresh: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use paygate::{OrderId, PaymentId};
 
     fn order(alias: &str, url: &str) -> Order {
         let now = chrono::Utc::now();
         Order {
-            order_id: 7,
+            order_id: OrderId::new(7),
             product_id: 1,
             product: "Mug",
             quantity: 2,
@@ -216,7 +217,7 @@ mod tests {
             currency: "EUR".into(),
             alias: alias.into(),
             status: OrderStatus::Pending,
-            payment_id: Some(42),
+            payment_id: Some(PaymentId::new(42)),
             payment_url: Some(url.into()),
             created_at: now,
             updated_at: now,

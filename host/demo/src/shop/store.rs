@@ -1,5 +1,6 @@
 //! SQL of the shop's tables in its own database: `orders` and the
-//! `order_notifications` it has acted on.
+//! `order_notifications` it has acted on; checked at compile time against
+//! `migrations/demo` (`scripts/sqlx-prepare`).
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -7,6 +8,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 use super::order::{CURRENCY, NewOrder, OrderStatus, Product};
+use paygate::{OrderId, PaymentId};
 
 /// Orders shown by a listing, newest first.
 pub const LIST_LIMIT: i64 = 100;
@@ -20,7 +22,7 @@ pub struct OrderStore {
 /// An order as the API and the pages show it.
 #[derive(Clone, Debug, Serialize)]
 pub struct Order {
-    pub order_id: i64,
+    pub order_id: OrderId,
     pub product_id: i64,
     pub product: &'static str,
     pub quantity: i32,
@@ -29,56 +31,42 @@ pub struct Order {
     pub currency: String,
     pub alias: String,
     pub status: OrderStatus,
-    pub payment_id: Option<i64>,
+    pub payment_id: Option<PaymentId>,
     pub payment_url: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
-type OrderRow = (
-    i64,
-    i64,
-    i32,
-    Decimal,
-    String,
-    String,
-    String,
-    Option<i64>,
-    Option<String>,
-    DateTime<Utc>,
-    DateTime<Utc>,
-);
-
-const COLUMNS: &str = "id, product_id, quantity, price, currency, alias, status, payment_id, payment_url, created_at, updated_at";
+/// An `orders` row.
+struct OrderRow {
+    id: OrderId,
+    product_id: i64,
+    quantity: i32,
+    price: Decimal,
+    currency: String,
+    alias: String,
+    status: String,
+    payment_id: Option<PaymentId>,
+    payment_url: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
 
 impl From<OrderRow> for Order {
     fn from(row: OrderRow) -> Self {
-        let (
-            id,
-            product_id,
-            quantity,
-            price,
-            currency,
-            alias,
-            status,
-            payment_id,
-            url,
-            created,
-            updated,
-        ) = row;
         Self {
-            order_id: id,
-            product_id,
-            product: Product::find(product_id).map_or("(no longer sold)", |p| p.name),
-            quantity,
-            price,
-            currency,
-            alias,
-            status: OrderStatus::parse(&status).unwrap_or(OrderStatus::Pending),
-            payment_id,
-            payment_url: url,
-            created_at: created,
-            updated_at: updated,
+            order_id: row.id,
+            product_id: row.product_id,
+            product: Product::find(row.product_id).map_or("(no longer sold)", |p| p.name),
+            quantity: row.quantity,
+            price: row.price,
+            currency: row.currency,
+            alias: row.alias,
+            status: OrderStatus::parse(&row.status).unwrap_or(OrderStatus::Pending),
+            payment_id: row.payment_id,
+            payment_url: row.payment_url,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
         }
     }
 }
@@ -95,7 +83,7 @@ pub enum Applied {
     /// Recorded, nothing to change: no order has this id.
     UnknownOrder,
     /// Refused and not recorded: the order was paid by another payment.
-    PaymentMismatch { order_payment_id: i64 },
+    PaymentMismatch { order_payment_id: PaymentId },
 }
 
 impl OrderStore {
@@ -105,15 +93,18 @@ impl OrderStore {
 
     /// Stores a new pending order; returns it with its id.
     pub async fn insert(&self, new: &NewOrder) -> Result<Order, sqlx::Error> {
-        let row: OrderRow = sqlx::query_as(&format!(
-            "INSERT INTO orders (product_id, quantity, alias, price, currency)
-             VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
-        ))
-        .bind(new.product().id)
-        .bind(new.quantity())
-        .bind(new.alias())
-        .bind(new.price())
-        .bind(CURRENCY)
+        let row = sqlx::query_as!(
+            OrderRow,
+            r#"INSERT INTO orders (product_id, quantity, alias, price, currency)
+               VALUES ($1, $2, $3, $4, $5)
+               RETURNING id AS "id: OrderId", product_id, quantity, price, currency, alias, status,
+                         payment_id AS "payment_id: PaymentId", payment_url, created_at, updated_at"#,
+            new.product().id,
+            new.quantity(),
+            new.alias(),
+            new.price(),
+            CURRENCY,
+        )
         .fetch_one(&self.pool)
         .await?;
         Ok(row.into())
@@ -122,49 +113,58 @@ impl OrderStore {
     /// Notes the payment paygate created for the order.
     pub async fn set_payment(
         &self,
-        order_id: i64,
-        payment_id: i64,
+        order_id: OrderId,
+        payment_id: PaymentId,
         payment_url: &str,
     ) -> Result<Order, sqlx::Error> {
-        let row: OrderRow = sqlx::query_as(&format!(
-            "UPDATE orders SET payment_id = $2, payment_url = $3, updated_at = now()
-             WHERE id = $1 RETURNING {COLUMNS}"
-        ))
-        .bind(order_id)
-        .bind(payment_id)
-        .bind(payment_url)
+        let row = sqlx::query_as!(
+            OrderRow,
+            r#"UPDATE orders SET payment_id = $2, payment_url = $3, updated_at = now() WHERE id = $1
+               RETURNING id AS "id: OrderId", product_id, quantity, price, currency, alias, status,
+                         payment_id AS "payment_id: PaymentId", payment_url, created_at, updated_at"#,
+            order_id.get(),
+            payment_id.get(),
+            payment_url,
+        )
         .fetch_one(&self.pool)
         .await?;
         Ok(row.into())
     }
 
     /// Fails a pending order whose payment could not be created.
-    pub async fn fail(&self, order_id: i64) -> Result<(), sqlx::Error> {
-        sqlx::query(
+    pub async fn fail(&self, order_id: OrderId) -> Result<(), sqlx::Error> {
+        sqlx::query!(
             "UPDATE orders SET status = 'ORDER_FAILED', updated_at = now()
              WHERE id = $1 AND status = 'ORDER_PENDING'",
+            order_id.get(),
         )
-        .bind(order_id)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    pub async fn get(&self, order_id: i64) -> Result<Option<Order>, sqlx::Error> {
-        let row: Option<OrderRow> =
-            sqlx::query_as(&format!("SELECT {COLUMNS} FROM orders WHERE id = $1"))
-                .bind(order_id)
-                .fetch_optional(&self.pool)
-                .await?;
+    pub async fn get(&self, order_id: OrderId) -> Result<Option<Order>, sqlx::Error> {
+        let row = sqlx::query_as!(
+            OrderRow,
+            r#"SELECT id AS "id: OrderId", product_id, quantity, price, currency, alias, status,
+                      payment_id AS "payment_id: PaymentId", payment_url, created_at, updated_at
+               FROM orders WHERE id = $1"#,
+            order_id.get(),
+        )
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.map(Order::from))
     }
 
     /// The latest [`LIST_LIMIT`] orders, newest first.
     pub async fn list(&self) -> Result<Vec<Order>, sqlx::Error> {
-        let rows: Vec<OrderRow> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM orders ORDER BY id DESC LIMIT $1"
-        ))
-        .bind(LIST_LIMIT)
+        let rows = sqlx::query_as!(
+            OrderRow,
+            r#"SELECT id AS "id: OrderId", product_id, quantity, price, currency, alias, status,
+                      payment_id AS "payment_id: PaymentId", payment_url, created_at, updated_at
+               FROM orders ORDER BY id DESC LIMIT $1"#,
+            LIST_LIMIT,
+        )
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(Order::from).collect())
@@ -177,29 +177,30 @@ impl OrderStore {
         &self,
         webhook_id: &str,
         event_type: &str,
-        order_id: i64,
-        payment_id: i64,
+        order_id: OrderId,
+        payment_id: PaymentId,
         outcome: OrderStatus,
     ) -> Result<Applied, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let first = sqlx::query(
+        let first = sqlx::query!(
             "INSERT INTO order_notifications (webhook_id, order_id, event_type)
              VALUES ($1, $2, $3) ON CONFLICT (webhook_id) DO NOTHING",
+            webhook_id,
+            order_id.get(),
+            event_type,
         )
-        .bind(webhook_id)
-        .bind(order_id)
-        .bind(event_type)
         .execute(&mut *tx)
         .await?;
         if first.rows_affected() == 0 {
             return Ok(Applied::Duplicate);
         }
-        let found: Option<(String, Option<i64>)> =
-            sqlx::query_as("SELECT status, payment_id FROM orders WHERE id = $1 FOR UPDATE")
-                .bind(order_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let applied = match found {
+        let found = sqlx::query!(
+            r#"SELECT status, payment_id AS "payment_id: PaymentId" FROM orders WHERE id = $1 FOR UPDATE"#,
+            order_id.get(),
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let applied = match found.map(|order| (order.status, order.payment_id)) {
             None => Applied::UnknownOrder,
             // Dropping the transaction forgets the webhook-id: the refusal
             // stands for every retry, and paygate shows it failing.
@@ -214,12 +215,12 @@ impl OrderStore {
             // A payment id not stored yet (the shop stopped between paygate's
             // answer and saving it) is taken from the signed notification.
             Some(_) => {
-                sqlx::query(
+                sqlx::query!(
                     "UPDATE orders SET status = $2, payment_id = $3, updated_at = now() WHERE id = $1",
+                    order_id.get(),
+                    outcome.as_str(),
+                    payment_id.get(),
                 )
-                .bind(order_id)
-                .bind(outcome.as_str())
-                .bind(payment_id)
                 .execute(&mut *tx)
                 .await?;
                 Applied::Updated(outcome)
