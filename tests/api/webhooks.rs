@@ -336,3 +336,22 @@ async fn outbox_of(app: &TestApp, id: i64) -> Vec<(String, String)> {
     let id = PaymentId::new(id);
     app.payment_store.outbox_of(id).await.unwrap()
 }
+
+/// Security review, finding 1: every unknown alias looked up stayed in the
+/// bindings cache for good, so unauthenticated webhooks to made-up aliases
+/// grew the host's memory without bound. Misses are cached only while the
+/// cache has room; what it holds stays under its cap.
+#[tokio::test]
+async fn unknown_aliases_do_not_grow_the_bindings_cache() {
+    let app = spawn_app().await;
+    let cap = paygate::providers::ProviderStore::CACHE_CAP;
+    for i in 0..cap + 500 {
+        let alias = format!("made-up-{i}");
+        assert_eq!(app.providers.get(&alias).await.unwrap(), None);
+    }
+    let cached = app.providers.cached();
+    assert!(cached <= cap, "{cached} entries cached, cap {cap}");
+    // Bindings still resolve, and a miss is still a miss.
+    assert!(app.providers.get("sandbox").await.unwrap().is_some());
+    assert_eq!(app.providers.get("made-up-0").await.unwrap(), None);
+}

@@ -23,10 +23,26 @@ const CACHE_TTL: Duration = Duration::from_secs(2);
 /// The providers database, with a short cache for the request path.
 pub struct ProviderStore {
     pool: PgPool,
-    cache: Mutex<HashMap<String, (Instant, Option<AliasBinding>)>>,
+    cache: Mutex<Cache>,
+}
+
+/// Alias → (when looked up, its binding or none).
+#[derive(Default)]
+struct Cache {
+    entries: HashMap<String, (Instant, Option<AliasBinding>)>,
+    /// When expired entries were last dropped: at most once a TTL, so a
+    /// full cache does not cost every miss a scan.
+    purged: Option<Instant>,
 }
 
 impl ProviderStore {
+    /// The most aliases the cache holds. Webhook routes look up aliases
+    /// anyone may make up: a miss is cached only while there is room (after
+    /// expired entries are dropped), so made-up aliases cost a query each,
+    /// never memory. 10,000 entries of at most a 64-byte alias is well
+    /// under a mebibyte.
+    pub const CACHE_CAP: usize = 10_000;
+
     pub fn new(pool: PgPool) -> Self {
         Self {
             pool,
@@ -46,7 +62,7 @@ impl ProviderStore {
         )
         .execute(&self.pool)
         .await?;
-        self.lock().remove(&binding.alias);
+        self.lock().entries.remove(&binding.alias);
         Ok(())
     }
 
@@ -62,7 +78,7 @@ impl ProviderStore {
 
     /// The binding of `alias`, cached for a moment.
     pub async fn get(&self, alias: &str) -> Result<Option<AliasBinding>, sqlx::Error> {
-        if let Some((at, binding)) = self.lock().get(alias)
+        if let Some((at, binding)) = self.lock().entries.get(alias)
             && at.elapsed() < CACHE_TTL
         {
             return Ok(binding.clone());
@@ -74,12 +90,32 @@ impl ProviderStore {
         )
         .fetch_optional(&self.pool)
         .await?;
-        self.lock()
-            .insert(alias.to_owned(), (Instant::now(), binding.clone()));
+        let mut cache = self.lock();
+        let now = Instant::now();
+        if cache.entries.len() >= Self::CACHE_CAP
+            && cache
+                .purged
+                .is_none_or(|at| now.duration_since(at) >= CACHE_TTL)
+        {
+            cache
+                .entries
+                .retain(|_, (at, _)| now.duration_since(*at) < CACHE_TTL);
+            cache.purged = Some(now);
+        }
+        if cache.entries.len() < Self::CACHE_CAP || binding.is_some() {
+            cache
+                .entries
+                .insert(alias.to_owned(), (now, binding.clone()));
+        }
         Ok(binding)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Option<AliasBinding>)>> {
+    /// How many aliases the cache holds now.
+    pub fn cached(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
