@@ -193,6 +193,20 @@ pub struct RateLimitSettings {
     )]
     pub on_redis_down: RedisDownPolicy,
 
+    /// If the policy plugin fails (traps, runs out of a limit, is not
+    /// loaded): let requests through unlimited (`open`) or refuse them with
+    /// 503 `service_unavailable` (`closed`). A policy refused for want of a
+    /// free sandbox is always 503: an attacker can cause that.
+    #[arg(
+        id = "rate_limit_on_policy_error",
+        long = "rate-limit-on-policy-error",
+        value_name = "POLICY",
+        env = "PAYGATE_RATE_LIMIT_ON_POLICY_ERROR",
+        value_enum,
+        default_value_t = RedisDownPolicy::Open
+    )]
+    pub on_policy_error: RedisDownPolicy,
+
     /// Peers whose `X-Forwarded-For` is trusted for the client IP (comma-separated).
     #[arg(long, env = "PAYGATE_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<IpAddr>,
@@ -222,7 +236,8 @@ pub struct CircuitSettings {
     pub on_redis_down: RedisDownPolicy,
 }
 
-/// What a Redis-backed safeguard does while Redis cannot answer.
+/// What a safeguard does when it cannot decide: while its Redis cannot
+/// answer, or (rate limiting) while its policy plugin fails.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum RedisDownPolicy {
     /// Fail open: the request goes ahead without the safeguard.
@@ -341,6 +356,7 @@ impl Config {
             rate_limit: RateLimitSettings {
                 plugin: "rate-limit".into(),
                 on_redis_down: RedisDownPolicy::Open,
+                on_policy_error: RedisDownPolicy::Open,
                 trusted_proxies: Vec::new(),
             },
             internal_verifier_plugin: "internal-webhook".into(),

@@ -6,7 +6,7 @@ use paygate::SubscriptionId;
 use serde_json::json;
 use sha2::Sha256;
 
-use super::app::{TestApp, new_merchant, spawn_app, spawn_app_with};
+use super::app::{LAX_RATE_LIMIT, TestApp, new_merchant, spawn_app, spawn_app_with};
 
 /// Asserts the refusal and that it wrote and charged nothing.
 async fn refused(
@@ -385,4 +385,28 @@ async fn a_host_with_an_empty_admin_token_does_not_start() {
         Err(e) => format!("{e:#}"),
     };
     assert!(error.contains("PAYGATE_ADMIN_TOKEN"), "{error}");
+}
+
+/// Security review, finding 11: any error of the rate-limit policy let the
+/// request through. An operator may now choose to refuse instead; here the
+/// policy runs out of fuel on every call.
+#[tokio::test]
+async fn a_failing_rate_limit_policy_refuses_when_set_closed() {
+    let starved = format!("[limits]\nfuel = 1\n{LAX_RATE_LIMIT}");
+    for (policy, expected) in [
+        (paygate::config::RedisDownPolicy::Open, 200),
+        (paygate::config::RedisDownPolicy::Closed, 503),
+    ] {
+        let app = spawn_app_with(&starved, Vec::new(), |mut c| {
+            c.rate_limit.on_policy_error = policy;
+            c
+        })
+        .await;
+        let key = app.merchant.read_api_key.clone();
+        let r = app.get("/api/v1/payments", Some(&key)).await;
+        assert_eq!(r.status, expected, "{policy:?}: {:?}", r.body);
+        if expected == 503 {
+            assert_eq!(r.code(), "service_unavailable");
+        }
+    }
 }

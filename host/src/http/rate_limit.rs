@@ -11,8 +11,8 @@ use axum::response::{IntoResponse, Response};
 use super::error::{ApiError, current_request_id};
 use crate::config::{RateLimitSettings, RedisDownPolicy};
 use crate::merchants::ApiKey;
-use crate::plugins::PluginSet;
 use crate::plugins::bindings::{Decision, LimitRequest};
+use crate::plugins::{PluginError, PluginSet};
 
 /// The rate-limit policy in front of the merchant routes, built once at
 /// start; the plugin itself is looked up per request, so a hot swap
@@ -65,8 +65,16 @@ pub async fn rate_limit(
     {
         Ok(d) => d,
         Err(e) => {
-            tracing::warn!(error = %e, "rate-limit policy failed; allowing the request");
-            return next.run(request).await;
+            return match on_policy_error(&e, settings.on_policy_error) {
+                None => {
+                    tracing::warn!(error = %e, "rate-limit policy failed; allowing the request");
+                    next.run(request).await
+                }
+                Some(refusal) => {
+                    tracing::warn!(error = %e, "rate-limit policy failed; refusing the request");
+                    refusal.into_response()
+                }
+            };
         }
     };
     if decided.counters_unavailable {
@@ -91,6 +99,19 @@ pub async fn rate_limit(
     let mut response = next.run(request).await;
     add_headers(response.headers_mut(), &decision);
     response
+}
+
+/// What a failed policy call means for the request: `None` lets it
+/// through, `Some` refuses it. No free sandbox for the policy is always a
+/// refusal (an attacker can fill them); any other failure follows
+/// `PAYGATE_RATE_LIMIT_ON_POLICY_ERROR`.
+pub fn on_policy_error(error: &PluginError, policy: RedisDownPolicy) -> Option<ApiError> {
+    match (error, policy) {
+        (PluginError::Busy { .. }, _) | (_, RedisDownPolicy::Closed) => Some(
+            ApiError::ServiceUnavailable("the rate-limit policy could not decide".into()),
+        ),
+        (_, RedisDownPolicy::Open) => None,
+    }
 }
 
 /// `Retry-After` of a denial in whole seconds, rounded up so a client never
@@ -131,6 +152,25 @@ pub fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpAddr]) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Security review, finding 11: a policy with no free sandbox (which
+    /// an attacker can cause) never lets a request through.
+    #[test]
+    fn a_busy_policy_refuses_whatever_the_setting() {
+        let busy = PluginError::Busy {
+            plugin: "rate-limit".into(),
+        };
+        let trapped = PluginError::Trap {
+            plugin: "rate-limit".into(),
+            message: "unreachable".into(),
+        };
+        for policy in [RedisDownPolicy::Open, RedisDownPolicy::Closed] {
+            let refusal = on_policy_error(&busy, policy).expect("refused");
+            assert_eq!(refusal.code(), "service_unavailable");
+        }
+        assert!(on_policy_error(&trapped, RedisDownPolicy::Open).is_none());
+        assert!(on_policy_error(&trapped, RedisDownPolicy::Closed).is_some());
+    }
 
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_proxies() {
