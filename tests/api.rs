@@ -13,4 +13,6 @@ pub(crate) mod notifications;
 mod registry;
 mod reliability;
 mod saga;
+mod startup;
+mod timeouts;
 mod webhooks;

@@ -1,5 +1,6 @@
-//! Signed writes: `X-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "{t}.{body}")>`
-//! (`paygate::http::auth::verify_signed_write`).
+//! Signed writes of a payment's creation: `X-Signature: t=<unix>,v1=<hex
+//! HMAC-SHA256(secret, "{t}.{body}")>` (`paygate::http::auth::verify_signed_write`;
+//! the `v2` form, which binds the method and target too, has unit tests).
 //!
 //! A header signed for the body is accepted exactly while the timestamp is
 //! within the tolerance of now, whatever other items surround it, and is
@@ -11,7 +12,7 @@
 use arbitrary::Arbitrary;
 use hmac::{Hmac, Mac};
 use libfuzzer_sys::fuzz_target;
-use paygate::http::auth::verify_signed_write;
+use paygate::http::auth::{SignedWrite, verify_signed_write};
 use paygate_fuzz::{Input, read};
 use sha2::Sha256;
 
@@ -41,18 +42,20 @@ fuzz_target!(|data: &[u8]| match read::<Signed>(data, 3) {
 });
 
 fn raw(secret: &str, header: &str, body: &[u8], now: u64) {
-    let code = verify_signed_write(secret, header, body, now).map_err(|e| e.code());
+    let code = verify_signed_write(secret, header, &SignedWrite::create(body), now).map_err(|e| e.code());
     if code != Err("invalid_signature") {
         let parts: Vec<_> = header
             .split(',')
             .filter_map(|p| p.trim().split_once('='))
             .collect();
         let t = parts.iter().rev().find(|(k, _)| *k == "t").expect("a t").1;
-        let expected = mac(secret, t, body);
+        let v1 = mac(secret, t, body);
+        let v2 = mac(secret, &format!("{t}.POST./api/v1/payments"), body);
         assert!(
-            parts
-                .iter()
-                .any(|(k, v)| *k == "v1" && hex::decode(v).is_ok_and(|m| m == expected)),
+            parts.iter().any(|(k, v)| {
+                let given = hex::decode(v).unwrap_or_default();
+                (*k == "v1" && given == v1) || (*k == "v2" && given == v2)
+            }),
             "{header:?} accepted"
         );
     }
@@ -86,7 +89,7 @@ fn signed_write(input: Signed) {
     ));
     items.extend(junk(&after));
     let header = items.join(",");
-    let code = verify_signed_write(&secret, &header, &body, now).map_err(|e| e.code());
+    let code = verify_signed_write(&secret, &header, &SignedWrite::create(&body), now).map_err(|e| e.code());
     let skew = (i128::from(now) - i128::from(t)).unsigned_abs();
     if skew <= u128::from(TOLERANCE_SECS) {
         assert_eq!(code, Ok(()), "{header:?} at {now}");
@@ -95,10 +98,10 @@ fn signed_write(input: Signed) {
     }
     let mut other_body = body.clone();
     other_body.push(b'x');
-    let code = verify_signed_write(&secret, &header, &other_body, now).map_err(|e| e.code());
+    let code = verify_signed_write(&secret, &header, &SignedWrite::create(&other_body), now).map_err(|e| e.code());
     assert_eq!(code, Err("invalid_signature"));
     let other_secret = format!("{secret}x");
-    let code = verify_signed_write(&other_secret, &header, &body, now).map_err(|e| e.code());
+    let code = verify_signed_write(&other_secret, &header, &SignedWrite::create(&body), now).map_err(|e| e.code());
     assert_eq!(code, Err("invalid_signature"));
     raw(&secret, &header, &body, now);
 }

@@ -86,13 +86,12 @@ async fn main() {
     let server = tokio::spawn(app.run(shutdown.clone()));
     tokio::spawn(paygate_demo::sandbox::serve(
         sandbox,
-        SandboxArgs {
-            listen: sandbox_addr,
-            public_url: format!("http://{sandbox_addr}"),
-            gateway_url: url.clone(),
-            internal_webhook_secret: config.internal_webhook_secret.clone(),
-            stripe_webhook_secret: config.stripe_webhook_secret.clone(),
-        },
+        SandboxArgs::signing_as(
+            &config,
+            sandbox_addr,
+            format!("http://{sandbox_addr}"),
+            url.clone(),
+        ),
         shutdown.clone(),
     ));
     services

@@ -8,13 +8,14 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, DEMO_SECRETS, redacted};
 use crate::counters::RedisCounters;
 use crate::db::Databases;
 use crate::health::Health;
 use crate::http::admin::Operations;
 use crate::http::middleware::Hsts;
 use crate::http::rate_limit::RateLimiter;
+use crate::http::server::{ServerTimeouts, serve};
 use crate::http::{AppState, router};
 use crate::merchants::{MerchantStore, Merchants};
 use crate::metrics::Metrics;
@@ -48,6 +49,8 @@ pub struct App {
     notifier: Arc<Notifier>,
     /// Names this app's broker connections (`paygate notifier <instance>`).
     pub instance: String,
+    /// Every listener's header, body, idle and request deadlines.
+    timeouts: ServerTimeouts,
 }
 
 impl App {
@@ -57,16 +60,21 @@ impl App {
     /// fatal.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         refuse_unsafe_settings(config)?;
+        let sealer = Arc::new(config.secrets_key.sealer(config.demo)?);
         let dbs = Databases::connect_and_migrate(&config.databases, config.db_pool_size).await?;
         let redis = redis_connection(&config.redis_url).await?;
         let plugins = Arc::new(load_plugins(config).await?);
+        refuse_missing_secrets(config, &plugins)?;
         let registry = match &config.registry_dir {
             Some(dir) => Some(serve_registry(dir, &plugins).await?),
             None => None,
         };
         let metrics = Arc::new(Metrics::default());
         let outbox = OutboxStore::new(dbs.payments.clone(), dbs.payments_relaxed.clone());
-        let merchants = Arc::new(Merchants::new(MerchantStore::new(dbs.merchants.clone())));
+        let merchants = Arc::new(Merchants::new(MerchantStore::new(
+            dbs.merchants.clone(),
+            sealer,
+        )));
         let providers = Arc::new(ProviderStore::new(dbs.providers.clone()));
         let payments = Arc::new(PaymentsService {
             payments: PaymentStore::new(dbs.payments.clone()),
@@ -88,12 +96,13 @@ impl App {
                 log: WebhookLog::new(dbs.logs.clone()),
                 internal_verifier: config.internal_verifier_plugin.clone(),
             }),
-            health: Arc::new(Health {
-                dbs: dbs.clone(),
+            health: Arc::new(Health::new(
+                dbs.clone(),
                 redis,
-                rabbitmq_url: config.rabbitmq_url.clone(),
-                plugins: plugins.clone(),
-            }),
+                config.rabbitmq_url.clone(),
+                plugins.clone(),
+                metrics.clone(),
+            )),
             rate_limiter: Arc::new(RateLimiter {
                 plugins: plugins.clone(),
                 settings: config.rate_limit.clone(),
@@ -161,6 +170,7 @@ impl App {
             producer,
             notifier,
             instance,
+            timeouts: config.http.clone(),
         })
     }
 
@@ -195,20 +205,12 @@ impl App {
         let operations = self.operations;
         let admin = self.admin.map(|(listener, token)| {
             let admin = crate::http::admin::router(operations, token);
-            let stop = shutdown.clone().cancelled_owned();
             tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "admin API serving");
-            tokio::spawn(async move {
-                axum::serve(listener, admin).with_graceful_shutdown(stop).await
-            })
+            tokio::spawn(serve(listener, admin, self.timeouts.clone(), shutdown.clone()))
         });
         let app = router(self.services);
         tracing::info!(%addr, "paygate serving");
-        axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await?;
+        serve(self.listener, app, self.timeouts, shutdown.clone()).await;
         shutdown.cancel();
         let _ = watcher.await;
         if let Some(follower) = follower {
@@ -225,33 +227,93 @@ impl App {
     }
 }
 
+/// A setting `serve` will not run with. `paygate serve` prints it as one
+/// line naming the setting and exits with status 2 (API.md, "Running
+/// outside the demo").
+#[derive(Debug, thiserror::Error)]
+#[error("{setting} {reason}")]
+pub struct RefusedSetting {
+    pub setting: String,
+    pub reason: String,
+}
+
+fn refused(setting: &str, reason: impl Into<String>) -> anyhow::Error {
+    RefusedSetting {
+        setting: setting.to_owned(),
+        reason: reason.into(),
+    }
+    .into()
+}
+
 /// Settings no deployment should run with, refused before anything starts
-/// (the flags' parsers refuse them too; this catches a `Config` built in
-/// code).
+/// (the flags' parsers refuse empty secrets too; this catches a `Config`
+/// built in code): an empty admin token, and outside `--demo`, a secret
+/// that is one of the demo's public values.
 fn refuse_unsafe_settings(config: &Config) -> anyhow::Result<()> {
     if config
         .admin_token
         .as_ref()
         .is_some_and(|t| t.expose().trim().is_empty())
     {
-        anyhow::bail!(
-            "PAYGATE_ADMIN_TOKEN is empty: set a token, or unset it to turn the admin API off"
-        );
+        return Err(refused(
+            "PAYGATE_ADMIN_TOKEN",
+            "is empty: set a token, or unset it to turn the admin API off",
+        ));
+    }
+    if config.demo {
+        tracing::warn!("--demo: unset secrets take the demo's public values; never in production");
+        return Ok(());
+    }
+    for ((name, value), (_, demo_value)) in config.named_secrets().iter().zip(DEMO_SECRETS) {
+        match value {
+            Some(secret) if secret.expose().trim().is_empty() => {
+                return Err(refused(name, "is empty"));
+            }
+            Some(secret) if secret.expose() == demo_value => {
+                return Err(refused(
+                    name,
+                    "is the demo's public value: set your own secret (or run with --demo)",
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Outside `--demo`, every secret a loaded plugin's spec names must be set:
+/// a verifier without its key would refuse every webhook, an adapter every
+/// payment, and a deployment should learn that at start, not from traffic.
+fn refuse_missing_secrets(config: &Config, plugins: &PluginSet) -> anyhow::Result<()> {
+    if config.demo {
+        return Ok(());
+    }
+    for name in plugins.names() {
+        let Some(plugin) = plugins.get(&name) else {
+            continue;
+        };
+        if let Some(reference) = plugin.ctx.missing_secrets.first() {
+            let setting = reference.strip_prefix("env:").unwrap_or(reference);
+            return Err(refused(
+                setting,
+                format!("is unset: the plugin `{name}` needs it"),
+            ));
+        }
     }
     Ok(())
 }
 
 /// A Redis connection that reconnects by itself and never waits long.
 pub(crate) async fn redis_connection(url: &str) -> anyhow::Result<ConnectionManager> {
-    let client =
-        redis::Client::open(url).with_context(|| format!("REDIS_URL={url} is not a Redis URL"))?;
+    let client = redis::Client::open(url)
+        .with_context(|| format!("REDIS_URL={} is not a Redis URL", redacted(url)))?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(std::time::Duration::from_secs(2))
         .set_response_timeout(std::time::Duration::from_secs(2))
         .set_number_of_retries(1);
     ConnectionManager::new_with_config(client, config)
         .await
-        .with_context(|| format!("connecting to Redis at REDIS_URL={url}"))
+        .with_context(|| format!("connecting to Redis at REDIS_URL={}", redacted(url)))
 }
 
 /// Opens the registry and loads its active versions (refusals are logged
@@ -284,15 +346,15 @@ async fn load_plugins(config: &Config) -> anyhow::Result<PluginSet> {
         &format!("{}counters:", config.redis_prefix),
     )
     .await
-    .with_context(|| format!("connecting to Redis at REDIS_URL={}", config.redis_url))?;
-    let named_secrets = [
-        ("INTERNAL_WEBHOOK_SECRET", &config.internal_webhook_secret),
-        ("STRIPE_SECRET_KEY", &config.stripe_secret_key),
-        ("STRIPE_WEBHOOK_SECRET", &config.stripe_webhook_secret),
-    ]
-    .into_iter()
-    .map(|(name, secret)| (name.to_owned(), secret.clone()))
-    .collect();
+    .with_context(|| {
+        format!(
+            "connecting to Redis at REDIS_URL={}",
+            redacted(&config.redis_url)
+        )
+    })?;
+    let named_secrets = (config.named_secrets().into_iter())
+        .filter_map(|(name, secret)| Some((name.to_owned(), secret?)))
+        .collect();
     let services = HostServices::new(Counters::Shared(Arc::new(counters)), named_secrets);
     let set = PluginSet::new(Loader::new(
         Arc::new(engine),

@@ -46,35 +46,27 @@ pub struct Config {
     )]
     pub rabbitmq_url: String,
 
+    /// Run with the demo's public secrets: each secret setting left unset
+    /// takes the demo's value. For trying paygate on a laptop only: without
+    /// it, `serve` refuses to start when a secret a plugin or the host needs
+    /// is unset or is one of the demo's (`paygate-demo serve` sets it).
+    #[arg(long, env = "PAYGATE_DEMO", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub demo: bool,
+
+    #[command(flatten)]
+    pub secrets_key: SecretsKey,
+
     /// Shared secret of the internal webhook scheme (`x-internal-signature`).
-    #[arg(
-        long,
-        env = "INTERNAL_WEBHOOK_SECRET",
-        default_value = "demo-internal-webhook-secret",
-        hide_default_value = true,
-        hide_env_values = true
-    )]
-    pub internal_webhook_secret: Secret,
+    #[arg(long, env = "INTERNAL_WEBHOOK_SECRET", hide_env_values = true, value_parser = non_empty_secret)]
+    pub internal_webhook_secret: Option<Secret>,
 
     /// Stripe API secret key, handed to the `stripe` plugin.
-    #[arg(
-        long,
-        env = "STRIPE_SECRET_KEY",
-        default_value = "sk_test_demo",
-        hide_default_value = true,
-        hide_env_values = true
-    )]
-    pub stripe_secret_key: Secret,
+    #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true, value_parser = non_empty_secret)]
+    pub stripe_secret_key: Option<Secret>,
 
     /// Stripe webhook endpoint secret, handed to the `stripe-webhook` plugin.
-    #[arg(
-        long,
-        env = "STRIPE_WEBHOOK_SECRET",
-        default_value = "whsec_demo",
-        hide_default_value = true,
-        hide_env_values = true
-    )]
-    pub stripe_webhook_secret: Secret,
+    #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true, value_parser = non_empty_secret)]
+    pub stripe_webhook_secret: Option<Secret>,
 
     /// Directory of plugins (`<name>.wasm` + `<name>.toml`), watched for changes.
     #[arg(long, env = "PAYGATE_PLUGIN_DIR", default_value = ".paygate/plugins")]
@@ -121,6 +113,9 @@ pub struct Config {
     #[command(flatten)]
     pub notifier: NotifierSettings,
 
+    #[command(flatten)]
+    pub http: crate::http::server::ServerTimeouts,
+
     /// `Strict-Transport-Security` max-age in seconds; 0 sends no HSTS header.
     #[arg(long, env = "PAYGATE_HSTS_MAX_AGE", default_value_t = 0)]
     pub hsts_max_age: u64,
@@ -131,6 +126,87 @@ pub struct Config {
     /// back tokens this old whose payment never came.
     #[arg(long, env = "PAYGATE_REQUEST_LEASE", default_value = "60s", value_parser = parse_duration)]
     pub request_lease: Duration,
+}
+
+/// The secrets the host hands plugins by name (a spec's `env:NAME`), with
+/// the demo's values. These are public (they are in this repository), so
+/// they are used only with `--demo` and refused without it.
+pub const DEMO_SECRETS: [(&str, &str); 3] = [
+    ("INTERNAL_WEBHOOK_SECRET", "demo-internal-webhook-secret"),
+    ("STRIPE_SECRET_KEY", "sk_test_demo"),
+    ("STRIPE_WEBHOOK_SECRET", "whsec_demo"),
+];
+
+impl Config {
+    /// Each secret of [`DEMO_SECRETS`] by name, as set; with `--demo`, an
+    /// unset one is the demo's value.
+    pub fn named_secrets(&self) -> [(&'static str, Option<Secret>); 3] {
+        let set = [
+            &self.internal_webhook_secret,
+            &self.stripe_secret_key,
+            &self.stripe_webhook_secret,
+        ];
+        std::array::from_fn(|i| {
+            let (name, demo_value) = DEMO_SECRETS[i];
+            let value = set[i]
+                .clone()
+                .or_else(|| self.demo.then(|| Secret::new(demo_value)));
+            (name, value)
+        })
+    }
+
+    /// One of [`Config::named_secrets`].
+    pub fn named_secret(&self, name: &str) -> Option<Secret> {
+        self.named_secrets()
+            .into_iter()
+            .find_map(|(n, value)| (n == name).then_some(value)?)
+    }
+}
+
+/// The key merchants' secrets are sealed with in the database
+/// (`crate::sealing`), and the keys it replaced.
+#[derive(Clone, Debug, clap::Args)]
+pub struct SecretsKey {
+    /// 32 random bytes in base64 (`openssl rand -base64 32`) that seal
+    /// merchants' webhook and request-signing secrets at rest.
+    #[arg(long = "secrets-key", env = "PAYGATE_SECRETS_KEY", hide_env_values = true, value_parser = non_empty_secret)]
+    pub current: Option<Secret>,
+    /// Keys `PAYGATE_SECRETS_KEY` replaced (comma-separated): still opened
+    /// until `paygate merchants reseal` has sealed everything anew.
+    #[arg(
+        long = "secrets-key-previous",
+        env = "PAYGATE_SECRETS_KEY_PREVIOUS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub previous: Vec<Secret>,
+}
+
+impl SecretsKey {
+    /// The sealer of these keys; with `demo`, the demo's public key when
+    /// none is set. Unset otherwise, it is an error naming the setting.
+    pub fn sealer(&self, demo: bool) -> Result<crate::sealing::Sealer, crate::RefusedSetting> {
+        let refused = |reason: String| crate::RefusedSetting {
+            setting: "PAYGATE_SECRETS_KEY".into(),
+            reason,
+        };
+        let current = match (&self.current, demo) {
+            (Some(key), _) => key.clone(),
+            (None, true) => Secret::new(crate::sealing::DEMO_SECRETS_KEY),
+            (None, false) => {
+                return Err(refused(
+                    "is unset: merchants' secrets are sealed with it (32 random bytes in base64: `openssl rand -base64 32`)".into(),
+                ));
+            }
+        };
+        if !demo && current.expose() == crate::sealing::DEMO_SECRETS_KEY {
+            return Err(refused(
+                "is the demo's public value: set your own key (or run with --demo)".into(),
+            ));
+        }
+        crate::sealing::Sealer::new(&current, &self.previous)
+            .map_err(|e| refused(format!("is refused: {e}")))
+    }
 }
 
 /// The payments database on a developer machine.
@@ -298,13 +374,43 @@ pub struct NotifierSettings {
         default_value_t = 64
     )]
     pub concurrency: u16,
+    /// Deliveries one merchant may have in flight at once (default: a
+    /// quarter of `NOTIFIER_CONCURRENCY`), so one endpoint that hangs
+    /// cannot hold every slot; its other notifications wait their turn.
+    #[arg(
+        long = "notifier-per-merchant-concurrency",
+        env = "NOTIFIER_PER_MERCHANT_CONCURRENCY"
+    )]
+    pub per_merchant_concurrency: Option<u16>,
     /// Allow callback URLs on loopback and private addresses (off: they are
     /// refused, against server-side request forgery).
     #[arg(long = "allow-private-callbacks", env = "PAYGATE_ALLOW_PRIVATE_CALLBACKS", default_value_t = false, action = clap::ArgAction::Set)]
     pub allow_private_callbacks: bool,
 }
 
-/// Parses `250ms`, `30s`, `5m`, `2h`.
+impl NotifierSettings {
+    /// Deliveries one merchant may have in flight at once.
+    pub fn merchant_share(&self) -> u16 {
+        (self.per_merchant_concurrency)
+            .unwrap_or(self.concurrency / 4)
+            .clamp(1, self.concurrency.max(1))
+    }
+}
+
+/// `url` with its password, if any, replaced by `***`: what an error or a
+/// log line may say of a service's URL (security review, finding 18).
+pub fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        // Unparsable: it may still hold a secret, so show none of it.
+        Err(_) => "[unparsable URL]".to_owned(),
+    }
+}
+
 /// A secret that is not empty or blank.
 pub fn non_empty_secret(s: &str) -> Result<Secret, String> {
     if s.trim().is_empty() {
@@ -313,6 +419,7 @@ pub fn non_empty_secret(s: &str) -> Result<Secret, String> {
     Ok(Secret::new(s))
 }
 
+/// Parses `250ms`, `30s`, `5m`, `2h`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -328,6 +435,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         _ => Err(format!("{s:?}: unit must be ms, s, m or h")),
     }
 }
+
+/// The secrets key of [`Config::for_tests`] (base64 of 32 bytes).
+pub const TEST_SECRETS_KEY: &str = "dGVzdC1vbmx5LXNlY3JldHMta2V5LW5vdC1mb3ItdSE=";
 
 impl Config {
     /// Settings for tests: port 0, the given databases and directories.
@@ -346,9 +456,14 @@ impl Config {
             redis_url: "redis://127.0.0.1:6379".into(),
             redis_prefix,
             rabbitmq_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
-            internal_webhook_secret: Secret::new("test-internal-secret"),
-            stripe_secret_key: Secret::new("sk_test_123"),
-            stripe_webhook_secret: Secret::new("whsec_test"),
+            demo: false,
+            secrets_key: SecretsKey {
+                current: Some(Secret::new(TEST_SECRETS_KEY)),
+                previous: Vec::new(),
+            },
+            internal_webhook_secret: Some(Secret::new("test-internal-secret")),
+            stripe_secret_key: Some(Secret::new("sk_test_123")),
+            stripe_webhook_secret: Some(Secret::new("whsec_test")),
             plugin_dir,
             registry_dir: None,
             plugin_cache_dir,
@@ -376,8 +491,10 @@ impl Config {
                 retry_schedule: vec![Duration::from_millis(50), Duration::from_millis(100)],
                 timeout: Duration::from_secs(2),
                 concurrency: 16,
+                per_merchant_concurrency: None,
                 allow_private_callbacks: true,
             },
+            http: crate::http::server::ServerTimeouts::default(),
             hsts_max_age: 0,
             request_lease: Duration::from_secs(60),
         }
@@ -416,6 +533,20 @@ mod tests {
         assert_eq!(closed.circuit.on_redis_down, RedisDownPolicy::Closed);
         let refused = serve(&["--circuit-on-redis-down", "maybe"]).err().unwrap();
         assert!(refused.to_string().contains("open, closed"), "{refused}");
+    }
+
+    #[test]
+    fn redacted_urls_keep_no_password() {
+        assert_eq!(
+            redacted("redis://:hunter2@cache:6379/0"),
+            "redis://:***@cache:6379/0"
+        );
+        assert_eq!(
+            redacted("amqp://guest:hunter2@mq:5672/%2f"),
+            "amqp://guest:***@mq:5672/%2f"
+        );
+        assert_eq!(redacted("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert!(!redacted("redis://:hunter2@[bad").contains("hunter2"));
     }
 
     #[test]

@@ -2,11 +2,15 @@
 //! runtime, each checked within a bound, all at once.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
 
 use crate::db::Databases;
+use crate::metrics::Metrics;
 use crate::plugins::PluginSet;
 
 /// What `/health` checks, built once at start.
@@ -17,12 +21,53 @@ pub struct Health {
     /// which talks AMQP to it, reports its own state).
     pub rabbitmq_url: String,
     pub plugins: Arc<PluginSet>,
+    pub metrics: Arc<Metrics>,
+    /// The last checks and when they ran; the lock makes callers who come
+    /// while checks run wait for those instead of starting their own.
+    pub last: Mutex<Option<(Instant, Checks)>>,
 }
 
 /// Each check's name and result, the error saying what failed.
 pub type Checks = [(&'static str, Result<(), String>); 4];
 
+/// How long checks' answers are reused: `/health` is unauthenticated, and
+/// a flood of it must not become a flood on every backend (security
+/// review, finding 14).
+pub const CHECKS_FRESH_FOR: Duration = Duration::from_secs(1);
+
 impl Health {
+    pub fn new(
+        dbs: Databases,
+        redis: ConnectionManager,
+        rabbitmq_url: String,
+        plugins: Arc<PluginSet>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            dbs,
+            redis,
+            rabbitmq_url,
+            plugins,
+            metrics,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// The checks of at most [`CHECKS_FRESH_FOR`] ago, run now if older:
+    /// however many ask at once, the backends are asked once.
+    pub async fn check_shared(&self) -> Checks {
+        let mut last = self.last.lock().await;
+        if let Some((at, checks)) = &*last
+            && at.elapsed() < CHECKS_FRESH_FOR
+        {
+            return checks.clone();
+        }
+        let checks = self.check().await;
+        self.metrics.health_checks.fetch_add(1, Ordering::Relaxed);
+        *last = Some((Instant::now(), checks.clone()));
+        checks
+    }
+
     /// Checks PostgreSQL (every database), Redis, RabbitMQ and the plugins.
     pub async fn check(&self) -> Checks {
         // Concurrently and each within a bound: a server that is down makes a

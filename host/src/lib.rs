@@ -4,7 +4,8 @@
 //! [`plugins`] is the runtime those components run in (the
 //! `paygate-runtime` crate): one engine, a fresh store per call, hard
 //! limits, hot reload; [`RedisCounters`] is its Redis counter store. The domains each own their
-//! database: [`merchants`] (keys, quotas, the authenticating service),
+//! database: [`merchants`] (keys, quotas, the authenticating service; its
+//! secrets [`sealing`] seals at rest),
 //! [`providers`] (alias bindings, circuit breaker), [`payments`] (the
 //! creation saga's service, payments, timeline, idempotency), and [`quota`]
 //! gives back tokens whose payment never came to be; [`db`] connects and
@@ -30,6 +31,7 @@ pub mod outbox;
 pub mod payments;
 pub mod providers;
 pub mod quota;
+pub mod sealing;
 pub mod telemetry;
 pub mod webhooks;
 
@@ -39,7 +41,7 @@ mod health;
 mod metrics;
 mod webhook_log;
 
-pub use app::App;
+pub use app::{App, RefusedSetting};
 pub use config::Config;
 pub use counters::RedisCounters;
 pub use health::{Checks, Health};

@@ -34,6 +34,8 @@ pub struct OutboxMetrics {
     pub retries_scheduled: AtomicU64,
     pub failed: AtomicU64,
     pub dropped_duplicates: AtomicU64,
+    /// Notifications put off because their merchant held its whole share.
+    pub deferred: AtomicU64,
     pub delivery_latency: Histogram,
 }
 
@@ -42,6 +44,9 @@ pub struct OutboxMetrics {
 pub struct Metrics {
     pub http: HttpMetrics,
     pub outbox: OutboxMetrics,
+    /// Times `/health` (or `/readyz`) asked every backend; its answers in
+    /// between are cached.
+    pub health_checks: AtomicU64,
 }
 
 fn counter(out: &mut String, name: &str, help: &str) {
@@ -69,6 +74,13 @@ impl Metrics {
     pub fn render(&self, plugins: &PluginSet, outbox: Option<&OutboxStats>) -> String {
         let mut out = String::new();
         self.render_plugins(&mut out, plugins);
+        counter(
+            &mut out,
+            "paygate_health_checks_total",
+            "Health checks that asked every backend (answers in between are cached).",
+        );
+        let checks = self.health_checks.load(Ordering::Relaxed);
+        let _ = writeln!(out, "paygate_health_checks_total {checks}");
         counter(
             &mut out,
             "paygate_http_requests_total",
@@ -117,6 +129,11 @@ impl Metrics {
                 "paygate_notifier_duplicates_dropped_total",
                 "Redelivered or stale messages not delivered again.",
                 &o.dropped_duplicates,
+            ),
+            (
+                "paygate_notifier_deferred_total",
+                "Notifications put off because their merchant held its whole share of delivery slots.",
+                &o.deferred,
             ),
         ] {
             counter(&mut out, name, help);

@@ -79,6 +79,12 @@ async fn drop_stale_test_databases() {
 }
 
 /// Compiled plugin code shared by every app of this process.
+/// A sealer of the tests' secrets key, for stores built outside an app.
+pub fn test_sealer() -> Arc<paygate::sealing::Sealer> {
+    let key = paygate::plugins::Secret::new(paygate::config::TEST_SECRETS_KEY);
+    Arc::new(paygate::sealing::Sealer::new(&key, &[]).unwrap())
+}
+
 pub fn cache_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("paygate-test-cache-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -201,13 +207,12 @@ pub async fn spawn_app_with(
     );
     let server = Some(tokio::spawn(app.run(shutdown.clone())));
 
-    let sandbox_args = paygate_demo::sandbox::SandboxArgs {
-        listen: sandbox_addr,
-        public_url: sandbox_url.clone(),
-        gateway_url: url.clone(),
-        internal_webhook_secret: config.internal_webhook_secret.clone(),
-        stripe_webhook_secret: config.stripe_webhook_secret.clone(),
-    };
+    let sandbox_args = paygate_demo::sandbox::SandboxArgs::signing_as(
+        &config,
+        sandbox_addr,
+        sandbox_url.clone(),
+        url.clone(),
+    );
     tokio::spawn(paygate_demo::sandbox::serve(
         sandbox_listener,
         sandbox_args,
@@ -378,6 +383,11 @@ impl TestApp {
             .collect()
     }
 
+    /// An unlabelled counter's value on the admin API's `/metrics`.
+    pub async fn metric(&self, name: &str) -> Option<u64> {
+        admin_metric(&self.client, &self.admin_url, name).await
+    }
+
     pub async fn tokens_used(&self) -> i64 {
         self.merchants
             .tokens_used(self.merchant.subscription_id)
@@ -392,6 +402,24 @@ impl TestApp {
             .as_i64()
             .unwrap()
     }
+}
+
+/// An unlabelled counter's value on the `/metrics` of the admin API at
+/// `admin_url` (token `test-admin-token`).
+pub async fn admin_metric(client: &reqwest::Client, admin_url: &str, name: &str) -> Option<u64> {
+    let exposition = client
+        .get(format!("{admin_url}/metrics"))
+        .bearer_auth("test-admin-token")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let prefix = format!("{name} ");
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str())?.trim().parse().ok())
 }
 
 /// Reads a response: status, headers, and the body as JSON (or as a string).

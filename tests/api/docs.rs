@@ -43,6 +43,8 @@ async fn spec_lists_exactly_the_routes_served() {
         "POST /api/v1/payments/webhook",
         "POST /api/v1/payments/webhook/{alias}",
         "GET /health",
+        "GET /readyz",
+        "GET /livez",
     ]
     .into_iter()
     .map(str::to_owned)
@@ -139,6 +141,8 @@ async fn every_status_the_api_answers_is_documented() {
             app.get("/api/v1/payments", None).await,
         ),
         ("get", "/health", app.get("/health", None).await),
+        ("get", "/readyz", app.get("/readyz", None).await),
+        ("get", "/livez", app.get("/livez", None).await),
     ];
     for (path, suffix) in [
         ("/api/v1/payments/{id}/show", "show"),

@@ -9,7 +9,7 @@ use paygate::http::error::ApiError;
 use paygate::payments::PaymentStatus;
 use sqlx::PgPool;
 
-use super::app::databases;
+use super::app::{LAX_RATE_LIMIT, bind, databases, provider_spec, spawn_app_with};
 
 async fn db() -> PgPool {
     PgPool::connect(&databases().await.payments).await.unwrap()
@@ -91,4 +91,35 @@ async fn an_unknown_payment_status_is_an_error_not_pending() {
     let (status, code, _, _) = answer(unknown);
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(code, "internal_error");
+}
+
+/// Security review, finding 13: a provider's transport error (the URL of
+/// the operator's provider endpoint, the resolver's words) reached the
+/// merchant in the 502's message and in the payment's timeline.
+#[tokio::test]
+async fn a_providers_transport_error_does_not_reach_the_merchant() {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    };
+    let adapter = ("unreachable", "sandbox_adapter", provider_spec(&closed));
+    let app = spawn_app_with(LAX_RATE_LIMIT, vec![adapter], |c| c).await;
+    bind(&app.providers, "unreachable", "unreachable").await;
+    let mut body = app.body(13);
+    body["alias"] = "unreachable".into();
+    let created = app.create(&body).await;
+    assert_eq!(created.status, 502, "{}", created.body);
+    let id = created.body["payment_id"].as_i64().unwrap();
+    let read = app.merchant.read_api_key.clone();
+    let tracked = app
+        .get(&format!("/api/v1/payments/{id}/tracking"), Some(&read))
+        .await;
+    for seen in [created.body.to_string(), tracked.body.to_string()] {
+        for leak in [closed.as_str(), "127.0.0.1", "http://", "tcp connect"] {
+            assert!(
+                !seen.contains(leak),
+                "{leak:?} reached the merchant: {seen}"
+            );
+        }
+    }
 }

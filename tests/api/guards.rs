@@ -3,6 +3,7 @@
 
 use hmac::{Hmac, Mac};
 use paygate::SubscriptionId;
+use paygate::merchants::CreatedMerchant;
 use serde_json::json;
 use sha2::Sha256;
 
@@ -261,21 +262,28 @@ fn sign(secret: &str, t: u64, body: &[u8]) -> String {
     format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-#[tokio::test]
-async fn merchants_may_require_signed_writes() {
-    let app = spawn_app().await;
+/// A merchant of `app` with signed writes on, its signing secret, and now
+/// in Unix seconds.
+async fn signing_merchant(app: &TestApp) -> (CreatedMerchant, String, u64) {
     let signed = new_merchant(&app.merchants, 10, true).await;
     let secret = signed
         .request_signing_secret
         .clone()
         .expect("signing secret");
-    let body = json!({"order_id": 1, "amount": 1, "price": "1", "alias": "sandbox", "subscription_id": signed.subscription_id})
-        .to_string()
-        .into_bytes();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
+    (signed, secret, now)
+}
+
+#[tokio::test]
+async fn merchants_may_require_signed_writes() {
+    let app = spawn_app().await;
+    let (signed, secret, now) = signing_merchant(&app).await;
+    let body = json!({"order_id": 1, "amount": 1, "price": "1", "alias": "sandbox", "subscription_id": signed.subscription_id})
+        .to_string()
+        .into_bytes();
     let post = |headers: Vec<(&'static str, String)>| {
         let (client, url, key, body) = (
             app.client.clone(),
@@ -315,6 +323,67 @@ async fn merchants_may_require_signed_writes() {
             .0,
         200
     );
+}
+
+/// Security review, finding 12: a signed write bound only its body, so the
+/// signature a merchant made to retry one payment's notifications (an empty
+/// body) retried any other payment's too. The `v2` form binds the method
+/// and the target, and is the only form accepted beyond a payment's
+/// creation.
+#[tokio::test]
+async fn a_signed_write_is_bound_to_its_method_and_target() {
+    let app = spawn_app().await;
+    let (signed, secret, now) = signing_merchant(&app).await;
+    let sign_v2 = |target: &str, body: &[u8]| {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(format!("{now}.POST.{target}.").as_bytes());
+        mac.update(body);
+        format!("t={now},v2={}", hex::encode(mac.finalize().into_bytes()))
+    };
+    // Two payments of the signed merchant, created with v2 signatures.
+    let mut ids = Vec::new();
+    for order_id in [1, 2] {
+        let body = json!({"order_id": order_id, "amount": 1, "price": "1", "alias": "sandbox", "subscription_id": signed.subscription_id})
+            .to_string()
+            .into_bytes();
+        let signature = sign_v2("/api/v1/payments", &body);
+        let headers = [
+            ("content-type", "application/json"),
+            ("x-signature", signature.as_str()),
+        ];
+        let created = app
+            .post_raw("/api/v1/payments", Some(&signed.api_key), &headers, body)
+            .await;
+        assert_eq!(created.status, 200, "{}", created.body);
+        ids.push(created.body["payment_id"].as_i64().unwrap());
+    }
+    let retry = |id: i64| format!("/api/v1/payments/{id}/notifications/retry");
+    let attempt = |target: String, signature: String| {
+        let key = signed.api_key.clone();
+        let app = &app;
+        async move {
+            let headers = [("x-signature", signature.as_str())];
+            app.post_raw(&target, Some(&key), &headers, Vec::new())
+                .await
+        }
+    };
+    // Signed for payment 1: it reaches the handler there (nothing failed
+    // yet, so nothing to retry) and is refused for payment 2.
+    let for_first = sign_v2(&retry(ids[0]), b"");
+    assert_eq!(
+        attempt(retry(ids[0]), for_first.clone()).await.code(),
+        "nothing_to_retry"
+    );
+    assert_eq!(
+        attempt(retry(ids[1]), for_first).await.code(),
+        "invalid_signature"
+    );
+    // The body-only form, which would fit both, signs neither.
+    let body_only = sign(&secret, now, b"");
+    for id in ids {
+        let refused = attempt(retry(id), body_only.clone()).await;
+        assert_eq!(refused.code(), "invalid_signature", "{}", refused.body);
+    }
 }
 
 #[tokio::test]
@@ -409,4 +478,37 @@ async fn a_failing_rate_limit_policy_refuses_when_set_closed() {
             assert_eq!(r.code(), "service_unavailable");
         }
     }
+}
+
+/// Security review, finding 18: a merchant's webhook secret and request
+/// signing secret were stored as they are, so whoever read the merchants
+/// database could sign notifications and writes as paygate and the
+/// merchant. They are sealed, and still sign (the signed-write and
+/// notification tests use them).
+#[tokio::test]
+async fn merchants_secrets_are_sealed_at_rest() {
+    let app = spawn_app().await;
+    let merchant = new_merchant(&app.merchants, 1, true).await;
+    let (webhook, signing): (String, Option<String>) = sqlx::query_as(
+        "SELECT webhook_secret, request_signing_secret FROM merchants WHERE id = $1",
+    )
+    .bind(merchant.merchant_id.get())
+    .fetch_one(&app.dbs.merchants)
+    .await
+    .unwrap();
+    let signing = signing.expect("signed writes are on");
+    let plain_signing = merchant.request_signing_secret.clone().unwrap();
+    for (stored, plain) in [
+        (&webhook, &merchant.webhook_secret),
+        (&signing, &plain_signing),
+    ] {
+        assert!(stored.starts_with("sealed:v1:"), "{stored}");
+        assert!(!stored.contains(plain.as_str()), "stored as it is");
+    }
+    let opened = app
+        .merchants
+        .webhook_secret(merchant.merchant_id)
+        .await
+        .unwrap();
+    assert_eq!(opened.unwrap().expose(), merchant.webhook_secret);
 }

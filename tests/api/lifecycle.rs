@@ -21,6 +21,55 @@ async fn health_names_the_failing_service() {
     assert_eq!(r.body["checks"]["postgres"], "ok");
 }
 
+/// `/livez` asks no backend: it answers while the broker is down, where
+/// `/readyz` (the deep check) names it.
+#[tokio::test]
+async fn liveness_touches_no_backend_and_readiness_is_the_deep_check() {
+    let app = spawn_app_with(LAX_RATE_LIMIT, Vec::new(), |mut c| {
+        c.rabbitmq_url = "amqp://guest:guest@127.0.0.1:1/%2f".into();
+        c
+    })
+    .await;
+    let live = app.get("/livez", None).await;
+    assert_eq!(
+        (live.status, &live.body),
+        (200, &serde_json::json!({"status": "ok"}))
+    );
+    let ready = app.get("/readyz", None).await;
+    assert_eq!(ready.status, 503);
+    assert_eq!(ready.body["checks"]["rabbitmq"], "failing");
+}
+
+/// Security review, finding 14: `/health` is unauthenticated and asked
+/// every backend on every request, so a flood of it was a flood on
+/// PostgreSQL, Redis and RabbitMQ. Now concurrent and back-to-back
+/// requests share one round of checks a second.
+#[tokio::test]
+async fn a_flood_of_health_requests_asks_the_backends_a_few_times() {
+    let app = spawn_app().await;
+    let flood = std::time::Instant::now();
+    let requests: Vec<_> = (0..200)
+        .map(|_| {
+            let (client, url) = (app.client.clone(), format!("{}/health", app.url));
+            tokio::spawn(async move { client.get(url).send().await.unwrap().status() })
+        })
+        .collect();
+    for request in requests {
+        assert_eq!(request.await.unwrap(), 200);
+    }
+    let lasted = flood.elapsed().as_secs();
+    let rounds = app
+        .metric("paygate_health_checks_total")
+        .await
+        .expect("the health checks are counted");
+    // At most one round per second the flood lasted, however slow the
+    // machine (and one more for the second it began in).
+    assert!(
+        (1..=lasted + 1).contains(&rounds),
+        "{rounds} rounds of checks for 200 requests in {lasted} s"
+    );
+}
+
 #[tokio::test]
 async fn shutdown_finishes_requests_in_flight_then_stops() {
     let slow = slow_provider(Duration::from_millis(800)).await;
@@ -74,6 +123,7 @@ async fn paygate(args: &[&str]) -> (bool, Value) {
         .env("MERCHANTS_DATABASE_URL", db("merchants"))
         .env("PROVIDERS_DATABASE_URL", db("providers"))
         .env("LOGS_DATABASE_URL", db("logs"))
+        .env("PAYGATE_SECRETS_KEY", paygate::config::TEST_SECRETS_KEY)
         .env("RUST_LOG", "warn")
         .output()
         .await
@@ -126,4 +176,39 @@ async fn merchants_command_creates_revokes_and_rotates_keys() {
     );
     let (ok, _) = paygate(&["merchants", "rotate-key", "999999999"]).await;
     assert!(!ok);
+}
+
+/// Secrets written before sealing are read as they are, and
+/// `paygate merchants reseal` seals them under the current key.
+#[tokio::test]
+async fn merchants_reseal_seals_secrets_written_before_sealing() {
+    let app = spawn_app().await;
+    let merchant = super::app::new_merchant(&app.merchants, 1, false).await;
+    let id = merchant.merchant_id.get();
+    sqlx::query("UPDATE merchants SET webhook_secret = 'whsec_from_before' WHERE id = $1")
+        .bind(id)
+        .execute(&app.dbs.merchants)
+        .await
+        .unwrap();
+    let legacy = app
+        .merchants
+        .webhook_secret(merchant.merchant_id)
+        .await
+        .unwrap();
+    assert_eq!(legacy.unwrap().expose(), "whsec_from_before");
+
+    let (ok, resealed) = paygate(&["merchants", "reseal"]).await;
+    assert!(ok && resealed["resealed"].as_u64() >= Some(1), "{resealed}");
+    let stored: String = sqlx::query_scalar("SELECT webhook_secret FROM merchants WHERE id = $1")
+        .bind(id)
+        .fetch_one(&app.dbs.merchants)
+        .await
+        .unwrap();
+    assert!(stored.starts_with("sealed:v1:"), "{stored}");
+    let opened = app
+        .merchants
+        .webhook_secret(merchant.merchant_id)
+        .await
+        .unwrap();
+    assert_eq!(opened.unwrap().expose(), "whsec_from_before");
 }

@@ -11,7 +11,7 @@ use paygate::{MerchantId, OrderId, SubscriptionId};
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 
-use super::app::{databases, isolated};
+use super::app::{databases, isolated, test_sealer};
 use crate::helpers::root;
 
 /// The first payments migration after the shop's tables left.
@@ -161,7 +161,7 @@ async fn merchant_with_charges(
     let db = paygate::db::connect_and_migrate("TEST_DATABASE_URL", &url, 2, &migrator)
         .await
         .unwrap();
-    let store = MerchantStore::new(db.clone());
+    let store = MerchantStore::new(db.clone(), test_sealer());
     let merchant = store
         .create(&NewMerchant {
             name: "rolling upgrade".into(),

@@ -542,3 +542,97 @@ async fn a_host_stopped_mid_delivery_hands_over_without_loss_or_repeat() {
     let second = next_host(&first, "handover").await;
     assert_each_delivered_once(&second, &endpoint, &ids).await;
 }
+
+/// A merchant endpoint that never answers, counting the requests it holds.
+struct HangingEndpoint {
+    server: FakeServer,
+    holding: Arc<std::sync::atomic::AtomicUsize>,
+    most: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl HangingEndpoint {
+    async fn start() -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let (holding, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (h, m) = (holding.clone(), most.clone());
+        let router = Router::new().route(
+            "/notifications",
+            axum::routing::post(move || {
+                let (holding, most) = (h.clone(), m.clone());
+                async move {
+                    /// Counts the request while it is held (the notifier's
+                    /// timeout drops it).
+                    struct Held(Arc<AtomicUsize>);
+                    impl Drop for Held {
+                        fn drop(&mut self) {
+                            self.0.fetch_sub(1, SeqCst);
+                        }
+                    }
+                    let now = holding.fetch_add(1, SeqCst) + 1;
+                    most.fetch_max(now, SeqCst);
+                    let _held = Held(holding);
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    StatusCode::OK
+                }
+            }),
+        );
+        Self {
+            server: FakeServer::start(router).await,
+            holding,
+            most,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("{}/notifications", self.server.url())
+    }
+}
+
+/// Security review, finding 18: one merchant's endpoint that never answers
+/// held every delivery slot (each attempt waiting out the timeout), so
+/// every other merchant's notifications waited behind it. Now it holds at
+/// most its share, and another merchant's notifications are delivered
+/// while it hangs.
+#[tokio::test]
+async fn a_hanging_merchant_endpoint_holds_no_more_than_its_share() {
+    use std::sync::atomic::Ordering::SeqCst;
+    const SHARE: usize = 3;
+    let hanging = HangingEndpoint::start().await;
+    let healthy = MerchantEndpoint::start(&[]).await;
+    let mut app = app_notifying_alone(&healthy, "fair_share", |mut c| {
+        c.notifier.concurrency = 12;
+        c.notifier.per_merchant_concurrency = Some(SHARE as u16);
+        c.notifier.timeout = Duration::from_secs(30);
+        c.notifier.retry_schedule = Vec::new();
+        c
+    })
+    .await;
+    let healthy_merchant = app.merchant.clone();
+    app.merchant = merchant_with(&app.merchants, 1000, false, Some(hanging.url())).await;
+    for order in 1..=30 {
+        settle_payment(&app, order, "finished").await;
+    }
+    // The hanging endpoint takes what it may.
+    let started = Instant::now();
+    while hanging.holding.load(SeqCst) < SHARE {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the hanging endpoint was never called"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    app.merchant = healthy_merchant;
+    let mut healthy_ids = Vec::new();
+    for order in 100..105 {
+        healthy_ids.push(settle_payment(&app, order, "finished").await);
+    }
+    for id in healthy_ids {
+        wait_for_status(&app, id, "LOG_SUCCESS").await;
+    }
+    assert_eq!(healthy.received().len(), 5);
+    let most = hanging.most.load(SeqCst);
+    assert!(
+        most <= SHARE,
+        "the hanging endpoint held {most} deliveries at once"
+    );
+}

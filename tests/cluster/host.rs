@@ -203,6 +203,7 @@ impl HostProcess {
             .env("PAYGATE_REDIS_PREFIX", &shared.redis_prefix)
             .env("PAYGATE_AMQP_NAMESPACE", &shared.namespace)
             .env("PAYGATE_AMQP_QUEUE_EXPIRES", "600s")
+            .env("PAYGATE_SECRETS_KEY", paygate::config::TEST_SECRETS_KEY)
             .env("INTERNAL_WEBHOOK_SECRET", "test-internal-secret")
             .env("STRIPE_SECRET_KEY", "sk_test_123")
             .env("STRIPE_WEBHOOK_SECRET", "whsec_test")

@@ -79,24 +79,9 @@ async fn create(
 
 /// A value of an unlabelled counter on `host`'s `/metrics`.
 async fn metric(client: &reqwest::Client, host: &HostProcess, name: &str) -> i64 {
-    let text = client
-        .get(format!("{}/metrics", host.admin_url))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|line| {
-            line.strip_prefix(name)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("{name} missing from {}'s metrics:\n{text}", host.name))
+    let value = crate::api::app::admin_metric(client, &host.admin_url, name).await;
+    let value = value.unwrap_or_else(|| panic!("{name} missing from {}'s metrics", host.name));
+    i64::try_from(value).expect("a counter fits an i64")
 }
 
 /// An extra queue of the test's own on the hosts' exchange: it receives a

@@ -249,13 +249,7 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
     let mut sandbox = SandboxProvider {
         rt: sandbox_rt,
         addr: sandbox_addr,
-        args: SandboxArgs {
-            listen: sandbox_addr,
-            public_url: sandbox_url.clone(),
-            gateway_url: url.clone(),
-            internal_webhook_secret: config.internal_webhook_secret.clone(),
-            stripe_webhook_secret: config.stripe_webhook_secret.clone(),
-        },
+        args: SandboxArgs::signing_as(&config, sandbox_addr, sandbox_url.clone(), url.clone()),
         running: None,
     };
     sandbox.serve(listener);

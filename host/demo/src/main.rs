@@ -37,6 +37,13 @@ enum Command {
             hide_env_values = true
         )]
         shop_database_url: String,
+        /// Address of the demo shop (loopback unless widened).
+        #[arg(long, env = "DEMO_SHOP_LISTEN", default_value = "127.0.0.1:8001")]
+        shop_listen: std::net::SocketAddr,
+        /// Address of the sandbox provider (loopback unless widened: it
+        /// signs a payment's webhook for whoever presses Pay).
+        #[arg(long, env = "SANDBOX_LISTEN", default_value = "127.0.0.1:8002")]
+        sandbox_listen: std::net::SocketAddr,
     },
     /// Run the sandbox payment provider alone.
     SandboxProvider(SandboxArgs),
@@ -53,9 +60,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve {
             mut config,
             shop_database_url,
+            shop_listen,
+            sandbox_listen,
         } => {
-            // The demo shop listens on localhost.
+            // The demo shop listens on localhost; the secrets are the demo's.
             config.notifier.allow_private_callbacks = true;
+            config.demo = true;
             let app = App::build(&config).await?;
             let port = app.local_addr().port();
             let services = &app.services;
@@ -65,7 +75,10 @@ async fn main() -> anyhow::Result<()> {
                 &config,
                 &shop_database_url,
                 port,
-                DemoListen::default(),
+                DemoListen {
+                    shop: shop_listen,
+                    sandbox: sandbox_listen,
+                },
                 shutdown.clone(),
             )
             .await?;

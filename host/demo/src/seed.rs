@@ -31,11 +31,15 @@ pub struct DemoListen {
 
 impl Default for DemoListen {
     /// The shop on :8001 and the sandbox provider on :8002, as the README
-    /// and the staged plugin specs expect.
+    /// and the staged plugin specs expect, on loopback only: the sandbox
+    /// signs a "payment finished" webhook for whoever presses its Pay
+    /// button, so it must not be reachable from elsewhere (security review,
+    /// finding 16). `SANDBOX_LISTEN` and `DEMO_SHOP_LISTEN` widen them, for
+    /// a container whose ports are published.
     fn default() -> Self {
         Self {
-            shop: SocketAddr::from(([0, 0, 0, 0], 8001)),
-            sandbox: SocketAddr::from(([0, 0, 0, 0], 8002)),
+            shop: SocketAddr::from(([127, 0, 0, 1], 8001)),
+            sandbox: SocketAddr::from(([127, 0, 0, 1], 8002)),
         }
     }
 }
@@ -74,13 +78,8 @@ pub async fn start(
         .await
         .with_context(|| format!("binding the sandbox provider to {}", listen.sandbox))?;
     let sandbox_url = format!("http://localhost:{}", listener.local_addr()?.port());
-    let sandbox_args = SandboxArgs {
-        listen: listen.sandbox,
-        public_url: sandbox_url.clone(),
-        gateway_url: api_url.clone(),
-        internal_webhook_secret: config.internal_webhook_secret.clone(),
-        stripe_webhook_secret: config.stripe_webhook_secret.clone(),
-    };
+    let sandbox_args =
+        SandboxArgs::signing_as(config, listen.sandbox, sandbox_url.clone(), api_url.clone());
     tokio::spawn(sandbox::serve(listener, sandbox_args, shutdown.clone()));
 
     let shop_args = ShopArgs {
@@ -192,4 +191,46 @@ pub fn summary(started: &Started, api_url: &str) -> serde_json::Value {
         "read_api_key": merchant.read_api_key.expose(),
         "try": curl,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::DemoListen;
+    use crate::sandbox::SandboxArgs;
+    use crate::shop::ShopArgs;
+
+    /// Security review, finding 16: the sandbox provider listened on every
+    /// interface, and it signs a "payment finished" webhook for whoever
+    /// presses its Pay button.
+    #[test]
+    fn the_demos_servers_listen_on_loopback_unless_widened() {
+        let demo = DemoListen::default();
+        assert!(demo.sandbox.ip().is_loopback() && demo.shop.ip().is_loopback());
+
+        #[derive(Parser)]
+        struct Sandbox {
+            #[command(flatten)]
+            args: SandboxArgs,
+        }
+        #[derive(Parser)]
+        struct Shop {
+            #[command(flatten)]
+            args: ShopArgs,
+        }
+        let sandbox = Sandbox::try_parse_from(["sandbox"]).unwrap().args;
+        assert!(sandbox.listen.ip().is_loopback(), "{}", sandbox.listen);
+        let shop = Shop::try_parse_from([
+            "shop",
+            "--api-key",
+            "pk_x",
+            "--subscription-id",
+            "1",
+            "--webhook-secret",
+            "whsec_x",
+        ]);
+        let shop = shop.unwrap().args;
+        assert!(shop.listen.ip().is_loopback(), "{}", shop.listen);
+    }
 }

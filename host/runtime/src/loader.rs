@@ -142,6 +142,11 @@ impl Loader {
                 WorldPre::Policy(RateLimitPolicyPre::new(pre).map_err(wrong_world)?)
             }
         };
+        let secrets = resolve_secrets(name, &spec.secrets, &self.services.named_secrets);
+        let missing_secrets = (spec.secrets.iter())
+            .filter(|(key, _)| !secrets.contains_key(*key))
+            .map(|(_, reference)| reference.to_string())
+            .collect();
         let ctx = PluginContext {
             name: name.into(),
             version: spec.version.clone(),
@@ -150,7 +155,8 @@ impl Loader {
             limits: Limits::from_spec(&spec.limits),
             allowed_hosts: AllowList::new(&spec.allowed_hosts),
             config: spec.config.clone(),
-            secrets: resolve_secrets(name, &spec.secrets, &self.services.named_secrets),
+            secrets,
+            missing_secrets,
             services: self.services.clone(),
         };
         Ok(LoadedPlugin {

@@ -24,6 +24,9 @@ pub struct PluginContext {
     pub allowed_hosts: AllowList,
     pub config: BTreeMap<String, String>,
     pub secrets: BTreeMap<String, Secret>,
+    /// The spec's secret references that resolved to nothing (`env:NAME`
+    /// unset), so a host can refuse to start without them.
+    pub missing_secrets: Vec<String>,
     pub services: Arc<HostServices>,
 }
 

@@ -1,9 +1,12 @@
 //! `paygate merchants`: create merchants and manage their keys.
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use clap::Subcommand;
 
 use super::DbArgs;
+use crate::config::SecretsKey;
 use crate::db::Databases;
 use crate::ids::MerchantId;
 use crate::merchants::{MerchantStore, NewMerchant};
@@ -27,12 +30,20 @@ pub enum MerchantCommand {
     RevokeKey { key: String },
     /// Revoke a merchant's keys and issue a new pair; prints them as JSON.
     RotateKey { merchant_id: MerchantId },
+    /// Seal every merchant secret under the current `PAYGATE_SECRETS_KEY`
+    /// (after a key rotation, or once after upgrading to sealed secrets).
+    Reseal,
 }
 
 /// Runs `paygate merchants ...`.
-pub async fn run(db: DbArgs, command: MerchantCommand) -> anyhow::Result<()> {
+pub async fn run(
+    db: DbArgs,
+    secrets_key: &SecretsKey,
+    command: MerchantCommand,
+) -> anyhow::Result<()> {
+    let sealer = Arc::new(secrets_key.sealer(false)?);
     let dbs = Databases::connect_and_migrate(&db.databases, 2).await?;
-    let store = MerchantStore::new(dbs.merchants);
+    let store = MerchantStore::new(dbs.merchants, sealer);
     match command {
         MerchantCommand::Create {
             name,
@@ -68,6 +79,10 @@ pub async fn run(db: DbArgs, command: MerchantCommand) -> anyhow::Result<()> {
                 "{}",
                 serde_json::json!({"api_key": write.expose(), "read_api_key": read.expose()})
             );
+        }
+        MerchantCommand::Reseal => {
+            let resealed = store.reseal().await?;
+            println!("{}", serde_json::json!({"resealed": resealed}));
         }
     }
     Ok(())

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use paygate_harness::cli::PluginCommand;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::DatabaseUrls;
+use crate::config::{DatabaseUrls, SecretsKey};
 use crate::db::Databases;
 use crate::{App, Config, telemetry};
 use merchants::MerchantCommand;
@@ -42,6 +42,8 @@ pub enum Command {
     Merchants {
         #[command(flatten)]
         db: DbArgs,
+        #[command(flatten)]
+        secrets_key: SecretsKey,
         #[command(subcommand)]
         command: MerchantCommand,
     },
@@ -75,6 +77,8 @@ pub enum Command {
     Quota {
         #[command(flatten)]
         db: DbArgs,
+        #[command(flatten)]
+        secrets_key: SecretsKey,
         #[command(subcommand)]
         command: QuotaCommand,
     },
@@ -104,11 +108,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrations applied");
             Ok(())
         }
-        Command::Merchants { db, command } => merchants::run(db, command).await,
+        Command::Merchants {
+            db,
+            secrets_key,
+            command,
+        } => merchants::run(db, &secrets_key, command).await,
         Command::Providers { db, command } => providers::run(db, command).await,
         Command::Plugins { registry, command } => plugins::run(&registry, command).await,
         Command::Outbox { db, command } => upkeep::outbox(db, command).await,
-        Command::Quota { db, command } => upkeep::quota(db, command).await,
+        Command::Quota {
+            db,
+            secrets_key,
+            command,
+        } => upkeep::quota(db, &secrets_key, command).await,
         Command::Plugin { command } => {
             let code = paygate_harness::cli::run(command).await?;
             if code != 0 {
@@ -120,7 +132,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let app = App::build(&config).await?;
+    let app = match App::build(&config).await {
+        Ok(app) => app,
+        Err(error) => match error.downcast_ref::<crate::app::RefusedSetting>() {
+            Some(refused) => {
+                eprintln!("paygate: refusing to start: {refused}");
+                std::process::exit(2);
+            }
+            None => return Err(error),
+        },
+    };
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     app.run(shutdown).await

@@ -37,10 +37,15 @@ pub async fn outbox(db: DbArgs, command: OutboxCommand) -> anyhow::Result<()> {
 }
 
 /// Runs `paygate quota ...`.
-pub async fn quota(db: DbArgs, command: QuotaCommand) -> anyhow::Result<()> {
+pub async fn quota(
+    db: DbArgs,
+    secrets_key: &crate::config::SecretsKey,
+    command: QuotaCommand,
+) -> anyhow::Result<()> {
     let QuotaCommand::Reconcile { grace } = command;
+    let sealer = std::sync::Arc::new(secrets_key.sealer(false)?);
     let dbs = Databases::connect_and_migrate(&db.databases, 2).await?;
-    let merchants = MerchantStore::new(dbs.merchants);
+    let merchants = MerchantStore::new(dbs.merchants, sealer);
     let payments = PaymentStore::new(dbs.payments);
     let done = crate::quota::reconcile(&merchants, &payments, grace).await?;
     println!(

@@ -59,6 +59,9 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("the request body must be JSON (Content-Type: application/json)")]
     UnsupportedMediaType,
+    /// The client did not send its whole body within the body timeout.
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     #[error("rate limit exceeded")]
     RateLimited { retry_after_secs: u64 },
     #[error("the subscription's payment tokens are spent")]
@@ -118,6 +121,7 @@ impl ApiError {
             | NothingToRetry(_)
             | RegistryRefused(_) => StatusCode::CONFLICT,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             RateLimited { .. } | QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
             ProviderUnavailable { .. } | ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -144,6 +148,7 @@ impl ApiError {
             OrderExists { .. } => "order_exists",
             NothingToRetry(_) => "nothing_to_retry",
             PayloadTooLarge => "payload_too_large",
+            RequestTimeout => "request_timeout",
             UnsupportedMediaType => "unsupported_media_type",
             RateLimited { .. } => "rate_limited",
             QuotaExceeded => "quota_exceeded",

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use super::error::{ApiError, REQUEST_ID};
+use super::server::BodyTimedOut;
 use crate::metrics::Metrics;
 
 /// Largest request body accepted.
@@ -106,8 +107,10 @@ pub async fn body_guard(request: Request, next: Next) -> Response {
         return ApiError::PayloadTooLarge.into_response();
     }
     let (parts, body) = request.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
-        return ApiError::PayloadTooLarge.into_response();
+    let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(error) if BodyTimedOut::is(&error) => return ApiError::RequestTimeout.into_response(),
+        Err(_) => return ApiError::PayloadTooLarge.into_response(),
     };
     if !bytes.is_empty() && !is_json(parts.headers.get(header::CONTENT_TYPE)) {
         return ApiError::UnsupportedMediaType.into_response();

@@ -9,6 +9,7 @@ mod notifications;
 pub mod openapi;
 pub mod payments;
 pub mod rate_limit;
+pub mod server;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -73,6 +74,8 @@ pub fn router(state: AppState) -> Router {
             post(webhooks::for_alias),
         )
         .route("/health", get(health::health))
+        .route("/readyz", get(health::readyz))
+        .route("/livez", get(health::livez))
         .merge(openapi::routes())
         .fallback(|| async { ApiError::NotFound })
         .layer(axum::middleware::from_fn(middleware::body_guard))

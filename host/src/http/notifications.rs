@@ -9,10 +9,11 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
+use super::auth::{Access, Target};
 use super::error::ApiError;
 use super::openapi::{ErrorBody, Notifications, Queued};
 use super::payments::own_payment;
-use crate::merchants::{Merchants, Scope};
+use crate::merchants::Merchants;
 use crate::outbox::OutboxStore;
 use crate::payments::create::PaymentsService;
 
@@ -38,7 +39,7 @@ pub async fn list(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let services = (&*merchants, &payments.payments);
-    let payment = own_payment(services, &headers, &id, Scope::Read, &[]).await?;
+    let payment = own_payment(services, &headers, &id, Access::Read).await?;
     let notifications = outbox.notifications_of(payment.payment_id).await?;
     Ok(Json(
         json!({"payment_id": payment.payment_id, "notifications": notifications}),
@@ -65,12 +66,13 @@ pub async fn retry(
     State(merchants): State<Arc<Merchants>>,
     State(payments): State<Arc<PaymentsService>>,
     State(outbox): State<OutboxStore>,
+    target: Target,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let services = (&*merchants, &payments.payments);
-    let payment = own_payment(services, &headers, &id, Scope::Write, &body).await?;
+    let payment = own_payment(services, &headers, &id, target.write(&body)).await?;
     let queued = outbox.retry_failed(payment.payment_id).await?;
     if queued == 0 {
         return Err(ApiError::NothingToRetry(

@@ -32,6 +32,8 @@ use crate::payments::store::{Payment, TimelineEvent};
         super::webhooks::internal,
         super::webhooks::for_alias,
         super::health::health,
+        super::health::readyz,
+        super::health::livez,
     ),
     components(schemas(ErrorBody, FieldError, CreatePaymentBody, CreatedBody, Payment, PaymentPage, TimelineEvent, Tracking, Notifications, NotificationStatus, Attempt, Queued)),
     modifiers(&KeyAuth),

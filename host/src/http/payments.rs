@@ -9,12 +9,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use super::auth::authenticate;
+use super::auth::{Access, Target, authenticate};
 use super::error::{ApiError, FieldError, current_request_id};
 #[allow(unused_imports)] // named by the OpenAPI annotations
 use super::openapi::{CreatePaymentBody, CreatedBody, ErrorBody, PaymentPage, Tracking};
 use crate::ids::{OrderId, PaymentId, SubscriptionId};
-use crate::merchants::{Merchants, Scope};
+use crate::merchants::Merchants;
 use crate::payments::create::{CreatePayment, PaymentsService, create_payment};
 use crate::payments::idempotency::fingerprint;
 use crate::payments::{Alias, Currency, IdempotencyKey, Money, Payment};
@@ -43,10 +43,11 @@ use crate::payments::{Outcome, PaymentStore};
 pub async fn create(
     State(merchants): State<Arc<Merchants>>,
     State(payments): State<Arc<PaymentsService>>,
+    target: Target,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let merchant = authenticate(&merchants, &headers, Scope::Write, &body).await?;
+    let merchant = authenticate(&merchants, &headers, target.write(&body)).await?;
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::malformed(format!("malformed JSON: {e}")))?;
     let request = parse_create(&value)?;
@@ -197,7 +198,7 @@ pub async fn list(
     headers: HeaderMap,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
-    let merchant = authenticate(&merchants, &headers, Scope::Read, &[]).await?;
+    let merchant = authenticate(&merchants, &headers, Access::Read).await?;
     let (page, limit) = page_params(&params)?;
     let (items, total) = payments.payments.list(merchant.id, page, limit).await?;
     Ok(Json(json!({
@@ -247,16 +248,15 @@ fn payment_id(raw: &str) -> Result<PaymentId, ApiError> {
         .map_err(|e| ApiError::field("id", e.to_string()))
 }
 
-/// The payment `raw_id` of the merchant whose key (of `scope`, a write
-/// signed over `body`) the request carries; another merchant's is not found.
+/// The payment `raw_id` of the merchant whose key (allowed `access`) the
+/// request carries; another merchant's is not found.
 pub(super) async fn own_payment(
     (merchants, payments): (&Merchants, &PaymentStore),
     headers: &HeaderMap,
     raw_id: &str,
-    scope: Scope,
-    body: &[u8],
+    access: Access<'_>,
 ) -> Result<Payment, ApiError> {
-    let merchant = authenticate(merchants, headers, scope, body).await?;
+    let merchant = authenticate(merchants, headers, access).await?;
     let id = payment_id(raw_id)?;
     tracing::Span::current().record("payment_id", id.get());
     payments
@@ -286,7 +286,7 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let services = (&*merchants, &payments.payments);
-    let payment = own_payment(services, &headers, &id, Scope::Read, &[]).await?;
+    let payment = own_payment(services, &headers, &id, Access::Read).await?;
     Ok(Json(json!(payment)))
 }
 
@@ -311,7 +311,7 @@ pub async fn tracking(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let services = (&*merchants, &payments.payments);
-    let payment = own_payment(services, &headers, &id, Scope::Read, &[]).await?;
+    let payment = own_payment(services, &headers, &id, Access::Read).await?;
     let events = payments.payments.timeline(payment.payment_id).await?;
     Ok(Json(
         json!({"payment_id": payment.payment_id, "payment_status": payment.status, "events": events}),

@@ -1,6 +1,7 @@
 //! SQL of the merchants database, checked at compile time against its
 //! migrations (`scripts/sqlx-prepare`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -10,11 +11,30 @@ use super::auth::{Merchant, Scope};
 use super::keys::{ApiKey, KeyHash, generate_key, generate_secret};
 use crate::ids::{MerchantId, OrderId, SubscriptionId};
 use crate::plugins::Secret;
+use crate::sealing::Sealer;
 
-/// The merchants database.
-#[derive(Clone, Debug)]
+/// The columns sealed secrets are bound to.
+const WEBHOOK_SECRET: &str = "merchants.webhook_secret";
+const SIGNING_SECRET: &str = "merchants.request_signing_secret";
+
+/// The merchants database. Merchants' webhook and request-signing secrets
+/// are sealed in it (`crate::sealing`).
+#[derive(Clone)]
 pub struct MerchantStore {
     pool: PgPool,
+    sealer: Arc<Sealer>,
+}
+
+impl std::fmt::Debug for MerchantStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MerchantStore").finish_non_exhaustive()
+    }
+}
+
+/// A sealed secret that cannot be opened reads as a value the database
+/// could not decode: the merchant cannot be served until the key is given.
+fn unsealing(error: crate::sealing::SealError) -> sqlx::Error {
+    sqlx::Error::Decode(Box::new(error))
 }
 
 /// What `merchants create` takes.
@@ -61,8 +81,52 @@ pub enum QuotaError {
 }
 
 impl MerchantStore {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(pool: PgPool, sealer: Arc<Sealer>) -> Self {
+        Self { pool, sealer }
+    }
+
+    /// Seals every merchant secret not sealed under the current key yet
+    /// (written before sealing, or under a previous key); returns how many
+    /// merchants changed. Run after a key rotation, once every replica
+    /// knows the new key.
+    pub async fn reseal(&self) -> Result<u64, sqlx::Error> {
+        let rows = sqlx::query!(
+            r#"SELECT id AS "id: MerchantId", webhook_secret, request_signing_secret FROM merchants ORDER BY id"#
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut changed = 0;
+        for row in rows {
+            let stale = |stored: &str| !self.sealer.is_current(stored);
+            if !stale(&row.webhook_secret)
+                && !row.request_signing_secret.as_deref().is_some_and(stale)
+            {
+                continue;
+            }
+            let reseal = |stored: &str, column| -> Result<String, sqlx::Error> {
+                let secret = self.sealer.open(stored, column).map_err(unsealing)?;
+                Ok(self.sealer.seal(secret.expose(), column))
+            };
+            let webhook = reseal(&row.webhook_secret, WEBHOOK_SECRET)?;
+            let signing = (row.request_signing_secret.as_deref())
+                .map(|stored| reseal(stored, SIGNING_SECRET))
+                .transpose()?;
+            // Only if unchanged since read: a rotation meanwhile wins.
+            let done = sqlx::query!(
+                "UPDATE merchants SET webhook_secret = $2, request_signing_secret = $3
+                 WHERE id = $1 AND webhook_secret = $4
+                   AND request_signing_secret IS NOT DISTINCT FROM $5",
+                row.id.get(),
+                webhook,
+                signing,
+                row.webhook_secret,
+                row.request_signing_secret,
+            )
+            .execute(&self.pool)
+            .await?;
+            changed += done.rows_affected();
+        }
+        Ok(changed)
     }
 
     /// Creates a merchant with a subscription and a write and a read key.
@@ -75,10 +139,10 @@ impl MerchantStore {
                VALUES ($1, $2, $3, $4, $5, $6) RETURNING id AS "id: MerchantId""#,
             new.name,
             new.callback_url,
-            webhook_secret.expose(),
+            self.sealer.seal(webhook_secret.expose(), WEBHOOK_SECRET),
             new.currency,
             new.require_signed_writes,
-            signing.as_ref().map(Secret::expose),
+            signing.as_ref().map(|s| self.sealer.seal(s.expose(), SIGNING_SECRET)),
         )
         .fetch_one(&mut *tx)
         .await?;
@@ -153,13 +217,18 @@ impl MerchantStore {
         )
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.and_then(|row| {
-            Some(Merchant {
-                id: row.id,
-                scope: Scope::parse(&row.scope)?,
-                default_currency: row.default_currency,
-                request_signing_secret: row.request_signing_secret.map(Secret::new),
-            })
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let request_signing_secret = (row.request_signing_secret.as_deref())
+            .map(|stored| self.sealer.open(stored, SIGNING_SECRET))
+            .transpose()
+            .map_err(unsealing)?;
+        Ok(Scope::parse(&row.scope).map(|scope| Merchant {
+            id: row.id,
+            scope,
+            default_currency: row.default_currency,
+            request_signing_secret,
         }))
     }
 
@@ -342,7 +411,10 @@ impl MerchantStore {
         )
         .fetch_optional(&self.pool)
         .await?;
-        Ok(secret.map(Secret::new))
+        (secret.as_deref())
+            .map(|stored| self.sealer.open(stored, WEBHOOK_SECRET))
+            .transpose()
+            .map_err(unsealing)
     }
 
     /// Points a merchant's notifications at `url`; returns whether the
@@ -386,9 +458,14 @@ impl MerchantStore {
         )
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|row| NotificationTarget {
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        Ok(Some(NotificationTarget {
             callback_url: row.callback_url,
-            webhook_secret: Secret::new(row.webhook_secret),
+            webhook_secret: (self.sealer)
+                .open(&row.webhook_secret, WEBHOOK_SECRET)
+                .map_err(unsealing)?,
         }))
     }
 }

@@ -10,6 +10,7 @@
 //! so a redelivered or duplicate message of a delivered event is dropped.
 
 mod deliver;
+mod fair;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -34,6 +35,7 @@ use crate::outbox::{
     Backoff, HEADER_ATTEMPTS, HEADER_OUTBOX_ID, MessageRow, Notification, OutboxStore, Settlement,
     Topology, connect, jitter, reconnecting,
 };
+use fair::Shares;
 use std::sync::atomic::Ordering;
 
 /// How long a merchant's callback URL and secret are reused.
@@ -60,6 +62,8 @@ pub struct Notifier {
     /// database was away) is dropped: the attempt's record decides what
     /// comes next, and delivering again would notify twice.
     unrecorded: Unrecorded,
+    /// Each merchant's share of the delivery slots.
+    shares: Arc<Shares>,
 }
 
 /// Outbox ids with an attempt in flight or waiting to be recorded.
@@ -81,7 +85,9 @@ impl Notifier {
         metrics: Arc<Metrics>,
     ) -> Self {
         let deliverer = Deliverer::new(settings.timeout, settings.allow_private_callbacks);
+        let shares = Shares::new(settings.merchant_share().into());
         Self {
+            shares,
             store,
             merchants,
             amqp_url,
@@ -202,6 +208,7 @@ impl Notifier {
                 .lock()
                 .expect("unrecorded set")
                 .extend(claimed.keys().copied());
+            let mut deferred = Vec::new();
             for (message, acker) in batch.drain(..) {
                 let Some(notification) = claimed.remove(&message.outbox_id) else {
                     self.metrics
@@ -215,6 +222,16 @@ impl Notifier {
                     let _ = acker.ack(BasicAckOptions::default()).await;
                     continue;
                 };
+                let share = match merchant_of(&notification) {
+                    Some(merchant) => match self.shares.take(merchant) {
+                        Some(share) => Some(share),
+                        None => {
+                            deferred.push((notification, acker));
+                            continue;
+                        }
+                    },
+                    None => None,
+                };
                 let slot = slots
                     .clone()
                     .acquire_owned()
@@ -223,6 +240,7 @@ impl Notifier {
                 let (this, settle) = (self.clone(), settle.clone());
                 tokio::spawn(async move {
                     let settlement = this.deliver(notification).await;
+                    drop(share);
                     let outbox_id = settlement.outbox_id;
                     if settle.send((settlement, acker)).await.is_err() {
                         tracing::error!("settling stopped; the row's lease will bring it back");
@@ -234,6 +252,35 @@ impl Notifier {
                     drop(slot);
                 });
             }
+            self.defer(deferred).await;
+        }
+    }
+
+    /// Gives back the claims of notifications over their merchant's share,
+    /// due again after a delivery's timeout (no attempt used), and
+    /// acknowledges their messages: the producer publishes them when due.
+    async fn defer(&self, deferred: Vec<(Notification, Acker)>) {
+        if deferred.is_empty() {
+            return;
+        }
+        let rows: Vec<(OutboxId, i32)> = deferred.iter().map(|(n, _)| (n.id, n.attempt)).collect();
+        let due_in = jitter(self.settings.timeout.max(Duration::from_secs(1)));
+        if let Err(error) = self.store.defer(&rows, due_in).await {
+            // Their claims run out instead (an attempt is then used).
+            tracing::warn!(%error, rows = rows.len(), "cannot defer notifications over a merchant's share");
+        }
+        self.metrics
+            .outbox
+            .deferred
+            .fetch_add(rows.len() as u64, Ordering::Relaxed);
+        {
+            let mut unrecorded = self.unrecorded.lock().expect("unrecorded set");
+            for (notification, _) in &deferred {
+                unrecorded.remove(&notification.id);
+            }
+        }
+        for (_, acker) in deferred {
+            let _ = acker.ack(BasicAckOptions::default()).await;
         }
     }
 
@@ -298,8 +345,7 @@ impl Notifier {
             latency: Duration::ZERO,
             error: Some(error.to_owned()),
         };
-        let merchant_id = n.payload.get("merchant_id").and_then(|v| v.as_i64());
-        let Some(merchant_id) = merchant_id.map(MerchantId::new) else {
+        let Some(merchant_id) = merchant_of(n) else {
             return no_target("notification without a merchant");
         };
         let target = match self.target(merchant_id).await {
@@ -368,6 +414,12 @@ async fn settle_loop(store: OutboxStore, unrecorded: Unrecorded, mut rx: mpsc::R
             };
         }
     }
+}
+
+/// The merchant a notification is for, as its payload names it.
+fn merchant_of(n: &Notification) -> Option<MerchantId> {
+    let id = n.payload.get("merchant_id").and_then(|v| v.as_i64());
+    id.map(MerchantId::new)
 }
 
 fn requeue() -> BasicNackOptions {

@@ -192,6 +192,29 @@ impl OutboxStore {
         Ok(())
     }
 
+    /// Undoes the claims of notifications the notifier put off (their
+    /// merchant held its whole share of delivery slots): each row is due
+    /// again in `due_in`, with the attempt it was claimed for not used.
+    pub async fn defer(&self, rows: &[(OutboxId, i32)], due_in: Duration) -> sqlx::Result<()> {
+        let ids: Vec<i64> = rows.iter().map(|(id, _)| id.get()).collect();
+        let attempts: Vec<i32> = rows.iter().map(|(_, attempt)| *attempt).collect();
+        sqlx::query!(
+            "UPDATE outbox o
+             SET attempts = o.attempts - 1,
+                 status = CASE WHEN o.attempts = 1 THEN 'LOG_PENDING' ELSE 'LOG_RETRYING' END,
+                 claimed_until = NULL,
+                 next_retry_at = now() + make_interval(secs => $3)
+             FROM unnest($1::bigint[], $2::int[]) AS d(id, attempts)
+             WHERE o.id = d.id AND o.attempts = d.attempts AND o.status = 'LOG_PROCESSING'",
+            &ids,
+            &attempts,
+            interval(due_in),
+        )
+        .execute(&self.relaxed)
+        .await?;
+        Ok(())
+    }
+
     /// When the producer should look again without being woken: the
     /// earliest retry due or lease running out.
     pub async fn next_due(&self) -> sqlx::Result<Option<DateTime<Utc>>> {

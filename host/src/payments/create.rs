@@ -425,7 +425,11 @@ async fn ask_provider(
         }
         failed => {
             let message = match &failed {
-                Ok(Err(e)) => provider_message(e),
+                Ok(Err(e)) => {
+                    // The provider's own words, for the operator only.
+                    tracing::warn!(error = ?e, payment_id = payment_id.get(), "provider refused the payment");
+                    provider_message(e)
+                }
                 Err(e) => format!("the provider plugin failed ({})", e.kind()),
                 Ok(Ok(_)) => unreachable!("handled above"),
             };
@@ -474,13 +478,15 @@ pub fn provider_request(
     }
 }
 
-/// The message a merchant sees for a provider's refusal. A misconfigured
-/// provider's own text stays in the logs: it may name the operator's setup.
+/// The message a merchant sees for a provider's refusal: a decline and an
+/// invalid request in the provider's words, which are about the payment.
+/// An outage's or a misconfiguration's own text stays in the logs: it may
+/// name the operator's hosts and setup (security review, finding 13).
 pub fn provider_message(e: &ProviderError) -> String {
     match e {
         ProviderError::Declined(m) => format!("declined: {m}"),
         ProviderError::InvalidRequest(m) => format!("invalid request: {m}"),
-        ProviderError::Unavailable(m) => format!("unavailable: {m}"),
+        ProviderError::Unavailable(_) => "the provider is unavailable; retry later".into(),
         ProviderError::Misconfigured(_) => "the provider integration is misconfigured".into(),
     }
 }

@@ -25,6 +25,7 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use paygate::http::server::ServerTimeouts;
 use paygate::plugins::Secret;
 use store::Sandbox;
 
@@ -33,7 +34,7 @@ use store::Sandbox;
 #[derive(Clone, Debug, clap::Args)]
 pub struct SandboxArgs {
     /// Address the sandbox provider listens on.
-    #[arg(long, env = "SANDBOX_LISTEN", default_value = "0.0.0.0:8002")]
+    #[arg(long, env = "SANDBOX_LISTEN", default_value = "127.0.0.1:8002")]
     pub listen: SocketAddr,
 
     /// Base URL buyers' browsers reach the sandbox at; payment pages live
@@ -72,6 +73,32 @@ pub struct SandboxArgs {
     pub stripe_webhook_secret: Secret,
 }
 
+impl SandboxArgs {
+    /// A sandbox provider on `listen` that signs its webhooks with the
+    /// secrets the gateway of `config` verifies them with (the demo's where
+    /// it has none).
+    pub fn signing_as(
+        config: &paygate::Config,
+        listen: SocketAddr,
+        public_url: String,
+        gateway_url: String,
+    ) -> Self {
+        let secret = |name: &str| {
+            config.named_secret(name).unwrap_or_else(|| {
+                let demo = (paygate::config::DEMO_SECRETS.iter()).find(|(n, _)| *n == name);
+                Secret::new(demo.map_or("", |(_, value)| *value))
+            })
+        };
+        Self {
+            listen,
+            public_url,
+            gateway_url,
+            internal_webhook_secret: secret("INTERNAL_WEBHOOK_SECRET"),
+            stripe_webhook_secret: secret("STRIPE_WEBHOOK_SECRET"),
+        }
+    }
+}
+
 /// Every route of the sandbox provider, plus `GET /health` for scripts that
 /// wait for it to come up, over a fresh, empty memory.
 pub fn router(args: &SandboxArgs) -> Router {
@@ -107,10 +134,10 @@ pub async fn serve(
         gateway_url = %args.gateway_url,
         "sandbox provider serving"
     );
-    axum::serve(listener, router(&args))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-        .context("serving the sandbox provider")?;
+    // The same header, body, idle and request deadlines as paygate's own
+    // listeners, at their defaults.
+    paygate::http::server::serve(listener, router(&args), ServerTimeouts::default(), shutdown)
+        .await;
     tracing::info!("sandbox provider stopped");
     Ok(())
 }

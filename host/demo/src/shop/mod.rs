@@ -51,7 +51,7 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 #[derive(Clone, Debug, clap::Args)]
 pub struct ShopArgs {
     /// Address the shop listens on.
-    #[arg(long, env = "DEMO_SHOP_LISTEN", default_value = "0.0.0.0:8001")]
+    #[arg(long, env = "DEMO_SHOP_LISTEN", default_value = "127.0.0.1:8001")]
     pub listen: SocketAddr,
 
     /// paygate's base URL; payments are created at its `/api/v1/payments`.
@@ -149,10 +149,8 @@ impl Shop {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let addr = self.local_addr();
         tracing::info!(%addr, "demo shop serving");
-        axum::serve(self.listener, router(self.state))
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-            .context("serving the demo shop")?;
+        let timeouts = paygate::http::server::ServerTimeouts::default();
+        paygate::http::server::serve(self.listener, router(self.state), timeouts, shutdown).await;
         tracing::info!("demo shop stopped");
         Ok(())
     }

@@ -93,12 +93,21 @@ impl Host for CallState {
     }
 }
 
+/// What a failed exchange tells the plugin: its kind, never the URL or the
+/// resolver's and TLS library's words (a plugin may pass them on to a
+/// merchant; security review, finding 13). The whole error is logged for
+/// the operator.
 fn transport_error(e: reqwest::Error) -> HttpError {
+    tracing::warn!(error = %e, "plugin HTTP request failed");
     if e.is_timeout() {
         HttpError::Timeout
     } else if e.is_builder() {
-        HttpError::InvalidRequest(e.to_string())
+        HttpError::InvalidRequest("the request could not be built".into())
+    } else if e.is_connect() {
+        HttpError::Transport("could not connect to the host".into())
+    } else if e.is_body() || e.is_decode() {
+        HttpError::Transport("the response could not be read".into())
     } else {
-        HttpError::Transport(e.to_string())
+        HttpError::Transport("the request failed".into())
     }
 }

@@ -1,0 +1,170 @@
+//! What `paygate serve` refuses to start with (API.md, "Running outside the
+//! demo"): exit status 2 and one line naming the setting, before it serves.
+
+use std::process::Output;
+use std::time::Duration;
+
+use crate::api::app::{LAX_RATE_LIMIT, cache_dir, databases, stage_plugins, standard_plugins};
+use crate::faults::services::{free_port, wait_until};
+
+/// Runs `paygate serve` with the shipped plugins and only `env` for
+/// secrets; a host that starts serving instead is killed after a while.
+async fn serve(env: &[(&str, &str)], args: &[&str]) -> Output {
+    let (child, _plugins) = spawn(env, args, "127.0.0.1:0").await;
+    match tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await {
+        Ok(output) => output.unwrap(),
+        Err(_) => panic!("paygate serve {args:?} with {env:?} started instead of refusing"),
+    }
+}
+
+/// A `paygate serve` process, and the plugin directory it watches.
+async fn spawn(
+    env: &[(&str, &str)],
+    args: &[&str],
+    listen: &str,
+) -> (tokio::process::Child, tempfile::TempDir) {
+    let databases = databases().await;
+    let plugins = tempfile::tempdir().unwrap();
+    stage_plugins(
+        plugins.path(),
+        &standard_plugins("127.0.0.1:9", LAX_RATE_LIMIT),
+    );
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_paygate"));
+    command
+        .arg("serve")
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("PAYGATE_LISTEN", listen)
+        .env("PAYMENTS_DATABASE_URL", &databases.payments)
+        .env("MERCHANTS_DATABASE_URL", &databases.merchants)
+        .env("PROVIDERS_DATABASE_URL", &databases.providers)
+        .env("LOGS_DATABASE_URL", &databases.logs)
+        .env("PAYGATE_PLUGIN_DIR", plugins.path())
+        .env("PAYGATE_PLUGIN_CACHE_DIR", cache_dir())
+        .env(
+            "PAYGATE_REDIS_PREFIX",
+            format!("paygate-test-{}:", uuid::Uuid::new_v4()),
+        )
+        .env(
+            "PAYGATE_AMQP_NAMESPACE",
+            format!("paygate_test_{}_startup.", std::process::id()),
+        )
+        .env("PAYGATE_AMQP_QUEUE_EXPIRES", "600s")
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .kill_on_drop(true);
+    let child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    (child, plugins)
+}
+
+const OWN_SECRETS: [(&str, &str); 4] = [
+    (
+        "PAYGATE_SECRETS_KEY",
+        "b3VyLW93bi1zZWNyZXRzLWtleS0zMi1ieXRlcyEhISE=",
+    ),
+    ("INTERNAL_WEBHOOK_SECRET", "an-internal-secret-of-our-own"),
+    ("STRIPE_SECRET_KEY", "sk_test_of_our_own"),
+    ("STRIPE_WEBHOOK_SECRET", "whsec_of_our_own"),
+];
+
+/// Asserts `paygate serve` exited with status 2 and, as its last line,
+/// named `setting`, with no secret value anywhere in its output.
+fn assert_refused(output: &Output, setting: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("paygate: refusing to start: ") && last.contains(setting),
+        "the last line names {setting}: {stderr}"
+    );
+    for (_, value) in OWN_SECRETS.iter().chain(&paygate::config::DEMO_SECRETS) {
+        assert!(!stderr.contains(value), "a secret in the output: {stderr}");
+    }
+}
+
+/// Security review, finding 2: without `--demo`, an unset secret fell back
+/// to the demo's public value, so a deployment that forgot
+/// `STRIPE_WEBHOOK_SECRET` accepted webhooks anyone can sign.
+#[tokio::test]
+async fn a_secret_a_plugin_needs_must_be_set_outside_the_demo() {
+    for unset in OWN_SECRETS.map(|(name, _)| name) {
+        let env: Vec<_> = OWN_SECRETS
+            .into_iter()
+            .filter(|(n, _)| *n != unset)
+            .collect();
+        let output = serve(&env, &[]).await;
+        assert_refused(&output, unset);
+    }
+}
+
+#[tokio::test]
+async fn the_demos_public_secrets_are_refused_outside_the_demo() {
+    let demo_key = ("PAYGATE_SECRETS_KEY", paygate::sealing::DEMO_SECRETS_KEY);
+    for (name, demo_value) in paygate::config::DEMO_SECRETS.into_iter().chain([demo_key]) {
+        let env: Vec<_> = (OWN_SECRETS.into_iter())
+            .map(|(n, own)| (n, if n == name { demo_value } else { own }))
+            .collect();
+        let output = serve(&env, &[]).await;
+        assert_refused(&output, name);
+    }
+}
+
+#[tokio::test]
+async fn an_empty_secret_is_refused() {
+    let env: Vec<_> = (OWN_SECRETS.into_iter())
+        .map(|(n, own)| (n, if n == "STRIPE_SECRET_KEY" { " " } else { own }))
+        .collect();
+    let output = serve(&env, &[]).await;
+    // clap refuses it while parsing: status 2 too, naming the flag.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("stripe-secret-key"), "{stderr}");
+}
+
+/// `--demo` is the one way to run on the demo's secrets: it starts with
+/// none set.
+#[tokio::test]
+async fn the_demo_flag_runs_on_the_demos_secrets() {
+    let port = free_port();
+    let (mut child, _plugins) = spawn(&[], &["--demo"], &format!("127.0.0.1:{port}")).await;
+    let health = format!("http://127.0.0.1:{port}/health");
+    wait_until(
+        "paygate serve --demo serving",
+        Duration::from_secs(60),
+        || {
+            let health = health.clone();
+            async move {
+                reqwest::get(&health)
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            }
+        },
+    )
+    .await;
+    child.kill().await.unwrap();
+}
+
+/// Security review, finding 18: the Redis URL, password and all, was in
+/// the start-up error.
+#[tokio::test]
+async fn a_services_password_is_not_in_a_start_up_error() {
+    let plugins = tempfile::tempdir().unwrap();
+    let mut config = paygate::Config::for_tests(
+        databases().await,
+        plugins.path().to_owned(),
+        cache_dir(),
+        format!("paygate-test-{}:", uuid::Uuid::new_v4()),
+    );
+    config.redis_url = "redis://:hunter2-redis-password@127.0.0.1:1/0".into();
+    let error = match paygate::App::build(&config).await {
+        Ok(_) => panic!("no Redis listens on port 1"),
+        Err(error) => format!("{error:#}"),
+    };
+    assert!(error.contains("REDIS_URL"), "{error}");
+    assert!(!error.contains("hunter2"), "{error}");
+}
