@@ -13,4 +13,5 @@ pub(crate) mod notifications;
 mod registry;
 mod reliability;
 mod saga;
+mod webhook_guards;
 mod webhooks;

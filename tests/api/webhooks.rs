@@ -256,6 +256,7 @@ async fn the_webhook_service_verifies_logs_and_applies_without_http() {
     let body = format!(r#"{{"payment_id": {id}, "status": "finished"}}"#);
     let delivery = |request_id: &'static str, signature: String| Delivery {
         request_id,
+        client_ip: None,
         path: "/api/v1/payments/webhook",
         headers: vec![("x-internal-signature".into(), signature)],
         body: body.as_bytes(),
