@@ -49,7 +49,8 @@ impl WebhookLog {
         Self { pool }
     }
 
-    pub async fn record(&self, w: &Inbound<'_>) -> Result<(), sqlx::Error> {
+    /// Stores `w`; answers its row id.
+    pub async fn record(&self, w: &Inbound<'_>) -> Result<i64, sqlx::Error> {
         let headers: Map<String, Value> = w
             .headers
             .iter()
@@ -62,9 +63,9 @@ impl WebhookLog {
                 (k.clone(), Value::String(value.to_owned()))
             })
             .collect();
-        sqlx::query!(
+        sqlx::query_scalar!(
             "INSERT INTO inbound_webhooks (request_id, path, alias, headers, body, verdict, detail)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
             w.request_id,
             w.path,
             w.alias,
@@ -72,6 +73,24 @@ impl WebhookLog {
             w.body,
             w.verdict,
             w.detail,
+        )
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// Replaces the verdict of row `id`, once applying its events said more
+    /// than its signature did.
+    pub async fn set_verdict(
+        &self,
+        id: i64,
+        verdict: &str,
+        detail: Option<&str>,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query!(
+            "UPDATE inbound_webhooks SET verdict = $2, detail = $3 WHERE id = $1",
+            id,
+            verdict,
+            detail,
         )
         .execute(&self.pool)
         .await?;

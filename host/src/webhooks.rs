@@ -148,7 +148,8 @@ impl Webhooks {
                 Err(WebhookError::VerifierFailed(e.to_string())),
             ),
         };
-        self.log
+        let logged = self
+            .log
             .record(&Inbound {
                 request_id: delivery.request_id,
                 path: delivery.path,
@@ -188,6 +189,23 @@ impl Webhooks {
                 PaymentRef::ProviderReference(_) => None,
             };
             outcomes.push(EventOutcome { named_id, applied });
+        }
+        let unmatched = outcomes
+            .iter()
+            .filter(|o| o.applied == Applied::NotFound)
+            .count();
+        if unmatched > 0 {
+            // Well signed, but about no payment this verifier may move: an
+            // unknown id, another provider's payment, or (Stripe) a session
+            // paygate did not open for it. Operators look for these.
+            let detail = format!(
+                "{unmatched} of {} events name no payment of the verifier's aliases",
+                outcomes.len()
+            );
+            tracing::warn!(verifier = %verifier, %detail, "verified webhook matched no payment");
+            self.log
+                .set_verdict(logged, "unmatched", Some(&detail))
+                .await?;
         }
         Ok(outcomes)
     }
