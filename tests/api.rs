@@ -15,4 +15,5 @@ mod reliability;
 mod saga;
 mod startup;
 mod timeouts;
+mod webhook_guards;
 mod webhooks;

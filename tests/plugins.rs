@@ -239,7 +239,8 @@ async fn stripe_verifier_checks_signature_and_tolerance() {
         .unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].event_id, "evt_1");
-    assert!(matches!(events[0].payment, PaymentRef::PaymentId(42)));
+    // The session, not the client reference anyone can set.
+    assert!(matches!(&events[0].payment, PaymentRef::ProviderReference(s) if s == "cs_1"));
     assert_eq!(events[0].status, EventStatus::Finished);
 
     // Tampered body.

@@ -2,13 +2,14 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, DEMO_SECRETS, redacted};
+use crate::config::{Config, DEMO_SECRETS, Retention, redacted};
 use crate::counters::RedisCounters;
 use crate::db::Databases;
 use crate::health::Health;
@@ -30,7 +31,7 @@ use crate::plugins::{
 };
 use crate::providers::{CircuitBreaker, ProviderStore};
 use crate::webhook_log::WebhookLog;
-use crate::webhooks::Webhooks;
+use crate::webhooks::{WebhookLimits, Webhooks};
 
 /// A built server: databases migrated, plugins loaded, every service built
 /// once from the settings, listener bound.
@@ -51,6 +52,8 @@ pub struct App {
     pub instance: String,
     /// Every listener's header, body, idle and request deadlines.
     timeouts: ServerTimeouts,
+    /// How long received webhooks are kept, and how often older ones go.
+    webhook_retention: (Retention, Duration),
 }
 
 impl App {
@@ -95,6 +98,8 @@ impl App {
                 plugins: plugins.clone(),
                 log: WebhookLog::new(dbs.logs.clone()),
                 internal_verifier: config.internal_verifier_plugin.clone(),
+                limits: webhook_limits(config).await?,
+                trusted_proxies: config.rate_limit.trusted_proxies.clone(),
             }),
             health: Arc::new(Health::new(
                 dbs.clone(),
@@ -171,6 +176,10 @@ impl App {
             notifier,
             instance,
             timeouts: config.http.clone(),
+            webhook_retention: (
+                config.webhooks.log_retention,
+                config.webhooks.log_purge_every,
+            ),
         })
     }
 
@@ -202,6 +211,12 @@ impl App {
             payments.request_lease,
             shutdown.clone(),
         ));
+        let (retention, purge_every) = self.webhook_retention;
+        let purger = tokio::spawn(self.services.webhooks.log.clone().purge(
+            retention,
+            purge_every,
+            shutdown.clone(),
+        ));
         let operations = self.operations;
         let admin = self.admin.map(|(listener, token)| {
             let admin = crate::http::admin::router(operations, token);
@@ -222,6 +237,7 @@ impl App {
         let _ = producer.await;
         let _ = notifier.await;
         let _ = reconciler.await;
+        let _ = purger.await;
         tracing::info!("paygate stopped");
         Ok(())
     }
@@ -316,6 +332,28 @@ pub(crate) async fn redis_connection(url: &str) -> anyhow::Result<ConnectionMana
         .with_context(|| format!("connecting to Redis at REDIS_URL={}", redacted(url)))
 }
 
+/// The webhook limits, counted in Redis under keys of their own.
+async fn webhook_limits(config: &Config) -> anyhow::Result<WebhookLimits> {
+    Ok(WebhookLimits::new(
+        redis_counters(config, "webhook-limits:").await?,
+        &config.webhooks,
+        config.rate_limit.on_redis_down,
+    ))
+}
+
+/// Counters in Redis whose keys start with the deployment's prefix, then `scope`.
+async fn redis_counters(config: &Config, scope: &str) -> anyhow::Result<RedisCounters> {
+    let prefix = format!("{}{scope}", config.redis_prefix);
+    RedisCounters::connect(&config.redis_url, &prefix)
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to Redis at REDIS_URL={}",
+                redacted(&config.redis_url)
+            )
+        })
+}
+
 /// Opens the registry and loads its active versions (refusals are logged
 /// and listed, not fatal).
 async fn serve_registry(
@@ -341,17 +379,7 @@ async fn load_plugins(config: &Config) -> anyhow::Result<PluginSet> {
     })
     .map_err(|e| anyhow::anyhow!("{e:#}"))
     .context("creating the WebAssembly engine")?;
-    let counters = RedisCounters::connect(
-        &config.redis_url,
-        &format!("{}counters:", config.redis_prefix),
-    )
-    .await
-    .with_context(|| {
-        format!(
-            "connecting to Redis at REDIS_URL={}",
-            redacted(&config.redis_url)
-        )
-    })?;
+    let counters = redis_counters(config, "counters:").await?;
     let named_secrets = (config.named_secrets().into_iter())
         .filter_map(|(name, secret)| Some((name.to_owned(), secret?)))
         .collect();

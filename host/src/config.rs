@@ -105,6 +105,9 @@ pub struct Config {
     pub internal_verifier_plugin: String,
 
     #[command(flatten)]
+    pub webhooks: WebhookSettings,
+
+    #[command(flatten)]
     pub circuit: CircuitSettings,
 
     #[command(flatten)]
@@ -288,6 +291,67 @@ pub struct RateLimitSettings {
     pub trusted_proxies: Vec<IpAddr>,
 }
 
+/// The provider webhook routes: how often each may be called (counted in
+/// Redis before the verifier runs, so the limits hold across replicas) and
+/// how long the logs database keeps what they received.
+#[derive(Clone, Debug, clap::Args)]
+pub struct WebhookSettings {
+    /// Webhooks accepted per alias in each window, whatever their sender
+    /// (the internal route counts as one alias); 0 for no limit.
+    #[arg(
+        long = "webhook-rate-per-alias",
+        env = "PAYGATE_WEBHOOK_RATE_PER_ALIAS",
+        default_value_t = 6000
+    )]
+    pub per_alias: u32,
+    /// Webhooks accepted per client IP in each window, all routes together
+    /// (the IP as `PAYGATE_TRUSTED_PROXIES` makes it); 0 for no limit.
+    #[arg(
+        long = "webhook-rate-per-ip",
+        env = "PAYGATE_WEBHOOK_RATE_PER_IP",
+        default_value_t = 1200
+    )]
+    pub per_ip: u32,
+    /// The fixed window both webhook limits count in.
+    #[arg(long = "webhook-rate-window", env = "PAYGATE_WEBHOOK_RATE_WINDOW", default_value = "60s", value_parser = parse_window)]
+    pub window: Duration,
+    /// How long received webhooks stay in the logs database (`30d`, `12h`
+    /// ...); `off` or `0` keeps them forever.
+    #[arg(long = "webhook-log-retention", env = "PAYGATE_WEBHOOK_LOG_RETENTION", default_value = "30d", value_parser = parse_retention)]
+    pub log_retention: Retention,
+    /// How often older webhooks are purged from the logs database.
+    #[arg(long = "webhook-log-purge-every", env = "PAYGATE_WEBHOOK_LOG_PURGE_EVERY", default_value = "10m", value_parser = parse_window)]
+    pub log_purge_every: Duration,
+}
+
+/// How long a log keeps its rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retention {
+    /// Rows are never purged.
+    Forever,
+    /// Rows older than this are purged.
+    For(Duration),
+}
+
+/// `off` or `0` for [`Retention::Forever`], else a duration like `30d`.
+pub fn parse_retention(s: &str) -> Result<Retention, String> {
+    match s.trim() {
+        "off" => Ok(Retention::Forever),
+        other => match parse_duration(other)? {
+            Duration::ZERO => Ok(Retention::Forever),
+            keep => Ok(Retention::For(keep)),
+        },
+    }
+}
+
+/// A duration that is not zero, which a window or a period must not be.
+pub fn parse_window(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        Duration::ZERO => Err("must be longer than zero".into()),
+        d => Ok(d),
+    }
+}
+
 /// The per-alias circuit breaker kept in Redis.
 #[derive(Clone, Debug, clap::Args)]
 pub struct CircuitSettings {
@@ -419,7 +483,7 @@ pub fn non_empty_secret(s: &str) -> Result<Secret, String> {
     Ok(Secret::new(s))
 }
 
-/// Parses `250ms`, `30s`, `5m`, `2h`.
+/// Parses `250ms`, `30s`, `5m`, `2h`, `30d`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -432,7 +496,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "s" | "" => Ok(Duration::from_secs(n)),
         "m" => Ok(Duration::from_secs(n * 60)),
         "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!("{s:?}: unit must be ms, s, m or h")),
+        "d" => Ok(Duration::from_secs(n * 86_400)),
+        _ => Err(format!("{s:?}: unit must be ms, s, m, h or d")),
     }
 }
 
@@ -475,6 +540,14 @@ impl Config {
                 trusted_proxies: Vec::new(),
             },
             internal_verifier_plugin: "internal-webhook".into(),
+            // As in production, so a test that meets a webhook limit set it.
+            webhooks: WebhookSettings {
+                per_alias: 6000,
+                per_ip: 1200,
+                window: Duration::from_secs(60),
+                log_retention: Retention::For(Duration::from_secs(30 * 86_400)),
+                log_purge_every: Duration::from_secs(600),
+            },
             circuit: CircuitSettings {
                 failure_threshold: 3,
                 cooldown: Duration::from_millis(500),
@@ -555,8 +628,24 @@ mod tests {
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(2_592_000)));
         assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("5w").is_err());
+    }
+
+    #[test]
+    fn webhook_settings_have_defaults_and_retention_can_be_off() {
+        let defaults = serve(&[]).unwrap().webhooks;
+        assert_eq!((defaults.per_alias, defaults.per_ip), (6000, 1200));
+        assert_eq!(defaults.window, Duration::from_secs(60));
+        let month = Duration::from_secs(30 * 86_400);
+        assert_eq!(defaults.log_retention, Retention::For(month));
+        for off in ["off", "0", "0d"] {
+            let kept = serve(&["--webhook-log-retention", off]).unwrap();
+            assert_eq!(kept.webhooks.log_retention, Retention::Forever, "{off}");
+        }
+        let zero = serve(&["--webhook-rate-window", "0s"]).err().unwrap();
+        assert!(zero.to_string().contains("webhook-rate-window"), "{zero}");
     }
 
     /// Security review, finding 3: an empty token matched an empty

@@ -1,10 +1,15 @@
-//! Receiving provider webhooks: the route's verifier plugin reads the
-//! request, the [webhook log](crate::WebhookLog) keeps it whatever the
-//! verdict, and each verified event is applied to its payment. No HTTP
-//! here: the handler turns [`Applied`] outcomes and [`WebhookError`] into
-//! answers.
+//! Receiving provider webhooks: the [limits](WebhookLimits) count the
+//! sender and the alias, the route's verifier plugin reads the request, the
+//! [webhook log](crate::WebhookLog) keeps it whatever the verdict, and each
+//! verified event is applied to its payment. No HTTP here: the handler
+//! turns [`Applied`] outcomes and [`WebhookError`] into answers.
 
+mod limits;
+
+use std::net::IpAddr;
 use std::sync::Arc;
+
+pub use limits::{Counted, LimitError, WebhookLimits};
 
 use crate::payments::webhook::{Applied, PaymentLookup};
 use crate::payments::{Alias, PaymentStatus, PaymentStore};
@@ -21,6 +26,9 @@ pub struct Webhooks {
     pub log: WebhookLog,
     /// The verifier plugin of the internal scheme's route.
     pub internal_verifier: String,
+    pub limits: WebhookLimits,
+    /// Peers whose `X-Forwarded-For` names the sender (`PAYGATE_TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 /// Which route a webhook came in on.
@@ -35,6 +43,9 @@ pub enum Route<'a> {
 /// A webhook as it arrived.
 pub struct Delivery<'a> {
     pub request_id: &'a str,
+    /// The sender as the trusted proxies make it; `None` when unknown
+    /// (not over a socket), which no per-IP limit counts.
+    pub client_ip: Option<IpAddr>,
     pub path: &'a str,
     /// Every header, in order, names in lower case.
     pub headers: Vec<(String, String)>,
@@ -54,6 +65,9 @@ pub struct EventOutcome {
 pub enum WebhookError {
     #[error("no verifier is bound to the alias")]
     UnknownAlias,
+    /// Refused before the verifier ran; nothing was stored.
+    #[error(transparent)]
+    Limited(#[from] LimitError),
     /// The verifier's detail goes to the webhook log, not to the caller.
     #[error("invalid signature")]
     InvalidSignature,
@@ -71,14 +85,18 @@ pub enum WebhookError {
 }
 
 impl Webhooks {
-    /// Verifies `delivery` with the route's verifier, logs it with the
-    /// verdict, then applies its events in order. A webhook that cannot be
-    /// logged is not applied (the provider retries it).
+    /// Counts `delivery` against its sender's and its alias's limits,
+    /// verifies it with the route's verifier, logs it with the verdict, then
+    /// applies its events in order. A webhook that cannot be logged is not
+    /// applied (the provider retries it).
     pub async fn receive(
         &self,
         route: Route<'_>,
         delivery: Delivery<'_>,
     ) -> Result<Vec<EventOutcome>, WebhookError> {
+        if let Some(ip) = delivery.client_ip {
+            self.limits.check(Counted::Client(ip)).await?;
+        }
         let (alias, verifier) = match route {
             Route::Internal => (None, self.internal_verifier.clone()),
             Route::Alias(alias) => {
@@ -90,6 +108,9 @@ impl Webhooks {
                 (Some(alias), verifier.ok_or(WebhookError::UnknownAlias)?)
             }
         };
+        // Only routes that exist are counted, so made-up aliases cannot
+        // make counters.
+        self.limits.check(Counted::Alias(alias)).await?;
         let request = WebhookRequest {
             path: delivery.path.to_owned(),
             headers: delivery.headers,
@@ -127,7 +148,8 @@ impl Webhooks {
                 Err(WebhookError::VerifierFailed(e.to_string())),
             ),
         };
-        self.log
+        let logged = self
+            .log
             .record(&Inbound {
                 request_id: delivery.request_id,
                 path: delivery.path,
@@ -167,6 +189,23 @@ impl Webhooks {
                 PaymentRef::ProviderReference(_) => None,
             };
             outcomes.push(EventOutcome { named_id, applied });
+        }
+        let unmatched = outcomes
+            .iter()
+            .filter(|o| o.applied == Applied::NotFound)
+            .count();
+        if unmatched > 0 {
+            // Well signed, but about no payment this verifier may move: an
+            // unknown id, another provider's payment, or (Stripe) a session
+            // paygate did not open for it. Operators look for these.
+            let detail = format!(
+                "{unmatched} of {} events name no payment of the verifier's aliases",
+                outcomes.len()
+            );
+            tracing::warn!(verifier = %verifier, %detail, "verified webhook matched no payment");
+            self.log
+                .set_verdict(logged, "unmatched", Some(&detail))
+                .await?;
         }
         Ok(outcomes)
     }

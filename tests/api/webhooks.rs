@@ -256,6 +256,7 @@ async fn the_webhook_service_verifies_logs_and_applies_without_http() {
     let body = format!(r#"{{"payment_id": {id}, "status": "finished"}}"#);
     let delivery = |request_id: &'static str, signature: String| Delivery {
         request_id,
+        client_ip: None,
         path: "/api/v1/payments/webhook",
         headers: vec![("x-internal-signature".into(), signature)],
         body: body.as_bytes(),
@@ -354,4 +355,79 @@ async fn unknown_aliases_do_not_grow_the_bindings_cache() {
     // Bindings still resolve, and a miss is still a miss.
     assert!(app.providers.get("sandbox").await.unwrap().is_some());
     assert_eq!(app.providers.get("made-up-0").await.unwrap(), None);
+}
+
+/// The secret `Config::for_tests` gives the Stripe verifier.
+const STRIPE_SECRET: &[u8] = b"whsec_test";
+
+/// POSTs `event` to the stripe alias, signed with Stripe's scheme.
+async fn stripe_webhook(app: &TestApp, event: &Value, request_id: &str) -> Reply {
+    let body = event.to_string();
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let v1 = hex_hmac(STRIPE_SECRET, format!("{t}.{body}").as_bytes());
+    let signature = format!("t={t},v1={v1}");
+    let headers = [
+        ("content-type", "application/json"),
+        ("x-request-id", request_id),
+        ("stripe-signature", signature.as_str()),
+    ];
+    app.post_raw(
+        "/api/v1/payments/webhook/stripe",
+        None,
+        &headers,
+        body.into_bytes(),
+    )
+    .await
+}
+
+/// A `checkout.session.completed` of session `session` naming payment `id`.
+fn session_completed(event_id: &str, session: &str, id: i64, amount_total: i64) -> Value {
+    json!({"id": event_id, "object": "event", "type": "checkout.session.completed",
+           "data": {"object": {"id": session, "object": "checkout.session",
+                               "client_reference_id": id.to_string(), "payment_status": "paid",
+                               "amount_total": amount_total, "currency": "eur"}}})
+}
+
+/// Security review, finding 9: any correctly signed
+/// `checkout.session.completed` naming a payment in `client_reference_id`
+/// finished it, whichever session it was about (one the attacker opened
+/// for a cent in the same Stripe account, say). The event must be about the
+/// Checkout Session paygate opened for the payment: another session's is
+/// refused ("payment not found", verdict `unmatched`), and changes nothing.
+#[tokio::test]
+async fn a_stripe_event_for_another_session_does_not_finish_the_payment() {
+    let app = spawn_app().await;
+    let id = pending_payment(&app, 1, "stripe").await;
+    let session: String =
+        sqlx::query_scalar("SELECT provider_reference FROM payments WHERE id = $1")
+            .bind(id)
+            .fetch_one(&app.dbs.payments)
+            .await
+            .unwrap();
+    assert!(session.starts_with("cs_"), "{session}");
+
+    let forged = session_completed("evt_forged", "cs_opened_by_someone_else", id, 1);
+    let r = stripe_webhook(&app, &forged, "stripe-forged").await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["result"]["message"], "payment not found");
+    assert_eq!(status_of(&app, id).await, "PAYMENT_PENDING");
+    assert!(outbox_of(&app, id).await.is_empty());
+    let logged = app.webhooks.log.verdicts("stripe-forged").await.unwrap();
+    assert_eq!(logged.len(), 1);
+    assert_eq!(logged[0].0, "unmatched");
+
+    // The session paygate opened finishes it.
+    let genuine = session_completed("evt_genuine", &session, id, 1000);
+    let r = stripe_webhook(&app, &genuine, "stripe-genuine").await;
+    assert_eq!(
+        r.body["result"],
+        json!({"message": "payment updated", "payment_id": id, "status": "PAYMENT_FINISHED"})
+    );
+    assert_eq!(
+        app.webhooks.log.verdicts("stripe-genuine").await.unwrap()[0].0,
+        "valid"
+    );
 }

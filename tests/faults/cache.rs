@@ -125,6 +125,14 @@ async fn with_redis_down_fail_closed_refuses_cleanly_and_recovers() {
     let read = list(&rate_closed).await;
     assert_eq!((read.status, read.code()), (503, "service_unavailable"));
     assert_eq!(list(&circuit_closed).await.status, 200);
+    // The webhook limits follow the rate limiter's setting: counted in
+    // Redis or not at all, a webhook is refused before its verifier runs
+    // when closed, and goes on unlimited when open.
+    let (rate, circuit) = (&rate_closed, &circuit_closed);
+    let hook = provider_webhook(&rate.url, &rate.client, 987654321, "finished").await;
+    assert_eq!(hook, 503);
+    let hook = provider_webhook(&circuit.url, &circuit.client, 987654321, "finished").await;
+    assert_eq!(hook, 200);
 
     redis.resume().await;
     let back = Instant::now();

@@ -59,6 +59,15 @@ impl Scheme {
         }
     }
 
+    /// How the verifier names the payment of [`Self::valid_body`]: Stripe's
+    /// by the Checkout Session, never by the client reference anyone can set.
+    fn valid_payment(self) -> Value {
+        match self {
+            Scheme::InternalHmac => json!({ "payment-id": 42 }),
+            Scheme::Stripe => json!({ "provider-reference": "cs_harness_1" }),
+        }
+    }
+
     /// The header carrying the signature.
     fn header(self) -> &'static str {
         match self {
@@ -217,7 +226,7 @@ fn built_ins(subject: &Subject<'_>, scheme: Scheme) -> Vec<VerifierCase> {
     let mut cases = vec![
         VerifierCase {
             events: Some(1),
-            first_event: Some(json!({ "payment": { "payment-id": 42 }, "status": "finished" })),
+            first_event: Some(json!({ "payment": scheme.valid_payment(), "status": "finished" })),
             ..case(
                 "valid",
                 "a correctly signed webhook about payment 42: ok, one event",

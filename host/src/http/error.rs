@@ -242,9 +242,15 @@ impl From<crate::payments::CreateError> for ApiError {
 
 impl From<crate::webhooks::WebhookError> for ApiError {
     fn from(e: crate::webhooks::WebhookError) -> Self {
-        use crate::webhooks::WebhookError as W;
+        use crate::webhooks::{LimitError, WebhookError as W};
         match e {
             W::UnknownAlias => ApiError::NotFound,
+            W::Limited(LimitError::Exceeded {
+                retry_after_secs, ..
+            }) => ApiError::RateLimited { retry_after_secs },
+            W::Limited(e @ LimitError::CountersUnavailable) => {
+                ApiError::ServiceUnavailable(e.to_string())
+            }
             W::InvalidSignature => ApiError::InvalidSignature("invalid signature"),
             W::SignatureExpired => ApiError::SignatureExpired,
             W::Malformed(detail) => ApiError::malformed(detail),

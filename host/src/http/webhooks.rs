@@ -1,17 +1,20 @@
 //! `POST /api/v1/payments/webhook` (the internal scheme) and
 //! `POST /api/v1/payments/webhook/{alias}` (the alias's verifier plugin).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{OriginalUri, Path, State};
+use axum::extract::{ConnectInfo, OriginalUri, Path, State};
 use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
 use super::error::{ApiError, current_request_id};
 #[allow(unused_imports)] // named by the OpenAPI annotations
 use super::openapi::ErrorBody;
+use super::rate_limit::client_ip;
 use crate::payments::webhook::Applied;
 use crate::webhooks::{Delivery, EventOutcome, Route, Webhooks};
 
@@ -26,17 +29,27 @@ use crate::webhooks::{Delivery, EventOutcome, Route, Webhooks};
         (status = 403, description = "`invalid_signature`, `signature_expired`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: the client's or the alias's webhook limit; `Retry-After`", body = ErrorBody),
         (status = 503, description = "`service_unavailable`: verifier or database unavailable", body = ErrorBody),
     )
 )]
 #[tracing::instrument(name = "handler", skip_all, fields(route = "webhooks.internal", merchant_id = tracing::field::Empty, payment_id = tracing::field::Empty))]
 pub async fn internal(
     State(webhooks): State<Arc<Webhooks>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    receive(&webhooks, Route::Internal, uri.path(), &headers, &body).await
+    receive(
+        &webhooks,
+        Route::Internal,
+        peer,
+        uri.path(),
+        &headers,
+        &body,
+    )
+    .await
 }
 
 /// An alias's route: verified by the verifier plugin bound to the alias.
@@ -51,19 +64,21 @@ pub async fn internal(
         (status = 404, description = "`not_found`: no verifier is bound to the alias", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: the client's or the alias's webhook limit; `Retry-After`", body = ErrorBody),
         (status = 503, description = "`service_unavailable`: verifier or database unavailable", body = ErrorBody),
     )
 )]
 #[tracing::instrument(name = "handler", skip_all, fields(route = "webhooks.for_alias", merchant_id = tracing::field::Empty, payment_id = tracing::field::Empty))]
 pub async fn for_alias(
     State(webhooks): State<Arc<Webhooks>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     OriginalUri(uri): OriginalUri,
     Path(alias): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let route = Route::Alias(&alias);
-    receive(&webhooks, route, uri.path(), &headers, &body).await
+    receive(&webhooks, route, peer, uri.path(), &headers, &body).await
 }
 
 /// The WIT `webhook-request` headers: every value of every header, in
@@ -85,13 +100,17 @@ pub fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
 async fn receive(
     webhooks: &Webhooks,
     route: Route<'_>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     path: &str,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Json<Value>, ApiError> {
     let request_id = current_request_id();
+    // Served without connect info (an embedder's router), no IP is counted.
+    let peer = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
     let delivery = Delivery {
         request_id: &request_id,
+        client_ip: client_ip(peer, headers, &webhooks.trusted_proxies),
         path,
         headers: header_pairs(headers),
         body,

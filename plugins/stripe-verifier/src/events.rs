@@ -58,21 +58,18 @@ fn status_of(kind: &str, object: Option<&Map<String, Value>>) -> Option<EventSta
     }
 }
 
-/// paygate's id from `client_reference_id` when it is one (the adapter puts
-/// it there), else the session id the adapter returned as reference.
+/// The Checkout Session the event is about, by its id: the reference the
+/// adapter returned when it opened the session, which the host keeps with
+/// the payment. Never `client_reference_id`: anyone who can open a session
+/// in the same Stripe account can put any payment id there, and finish that
+/// payment by paying a session of their own (security review, finding 9).
+/// The session's amount and currency are the ones paygate asked for when
+/// it opened it, so the session id binds them too.
 fn payment_of(object: &Map<String, Value>) -> Result<PaymentRef, VerifyError> {
-    let own_id = object
-        .get("client_reference_id")
-        .and_then(Value::as_str)
-        .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|id| id.parse().ok());
-    if let Some(id) = own_id {
-        return Ok(PaymentRef::PaymentId(id));
-    }
     match object.get("id").and_then(Value::as_str) {
         Some(id) if !id.is_empty() => Ok(PaymentRef::ProviderReference(id.to_string())),
         _ => Err(VerifyError::Malformed(
-            "`data.object` has neither a numeric `client_reference_id` nor an `id`".into(),
+            "`data.object` has no session `id`".into(),
         )),
     }
 }
@@ -100,7 +97,7 @@ mod tests {
         let done = single(&event("checkout.session.completed", object.clone()));
         assert_eq!(done.event_id, "evt_1");
         assert_eq!(done.provider_type, "checkout.session.completed");
-        assert!(matches!(done.payment, PaymentRef::PaymentId(42)));
+        assert!(matches!(done.payment, PaymentRef::ProviderReference(ref id) if id == "cs_1"));
         assert!(matches!(done.status, EventStatus::Finished));
         let cases = [
             ("checkout.session.expired", EventStatus::Failed),
@@ -124,10 +121,11 @@ mod tests {
     }
 
     #[test]
-    fn falls_back_to_the_session_id() {
+    fn names_the_session_never_the_client_reference() {
         for object in [
             json!({"id": "cs_9"}),
             json!({"id": "cs_9", "client_reference_id": "x"}),
+            json!({"id": "cs_9", "client_reference_id": "42"}),
         ] {
             let got = single(&event("checkout.session.expired", object));
             assert!(matches!(got.payment, PaymentRef::ProviderReference(ref id) if id == "cs_9"));
