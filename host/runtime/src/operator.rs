@@ -44,7 +44,9 @@ pub fn publish(
     let kind = loaded.ctx.kind;
     spec.kind = Some(kind);
     let signature: Option<ComponentSignature> = match &request.sign_key {
-        Some(path) => Some(sign(&SecretKey::load(path)?, &request.bytes)),
+        // Covers the spec exactly as the registry will serve it: this
+        // version, the detected world.
+        Some(path) => Some(sign(&SecretKey::load(path)?, &request.bytes, &spec)),
         None => None,
     };
     Ok(registry.publish(&Publish {
