@@ -15,6 +15,17 @@ pub enum LoadError {
     },
     #[error("{name}: {reason}")]
     Spec { name: String, reason: String },
+    #[error(
+        "{name}: secret {key} names the process variable {variable}, which plugins may not \
+         read: name a variable starting with PAYGATE_PLUGIN_SECRET_, or one of the secrets \
+         the host hands to plugins ({named})"
+    )]
+    SecretNotAllowed {
+        name: String,
+        key: String,
+        variable: String,
+        named: String,
+    },
     #[error("{name}: cannot read {path}: {source}")]
     Io {
         name: String,

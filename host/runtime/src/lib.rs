@@ -47,7 +47,7 @@ pub use engine::{EngineSettings, PluginEngine};
 pub use error::{LoadError, PluginError};
 pub use limits::{Limits, MAX_MEMORY_BYTES};
 pub use loaded::{LoadedPlugin, PluginStats};
-pub use loader::{CodeSource, CompiledComponent, Loader};
+pub use loader::{CodeSource, CompiledComponent, Loader, SECRET_ENV_PREFIX};
 pub use operator::{PublishRequest, publish};
 pub use registry::RegistrySource;
 pub use secret::Secret;

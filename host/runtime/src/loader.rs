@@ -22,6 +22,10 @@ use super::services::HostServices;
 use super::state::PluginContext;
 use crate::secret::Secret;
 
+/// What the name of every process variable a plugin spec may read starts
+/// with (`env:PAYGATE_PLUGIN_SECRET_...`).
+pub const SECRET_ENV_PREFIX: &str = "PAYGATE_PLUGIN_SECRET_";
+
 /// How a component's machine code was obtained.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CodeSource {
@@ -110,9 +114,52 @@ impl Loader {
         spec: &PluginSpec,
         expected: Option<PluginKind>,
     ) -> Result<LoadedPlugin, LoadError> {
+        let (kind, pre) = self.pre(name, compiled, [expected, spec.kind])?;
+        let ctx = PluginContext {
+            name: name.into(),
+            version: spec.version.clone(),
+            digest: compiled.digest,
+            kind,
+            limits: Limits::from_spec(&spec.limits),
+            allowed_hosts: AllowList::new(&spec.allowed_hosts),
+            config: spec.config.clone(),
+            secrets: resolve_secrets(name, &spec.secrets, &self.services.named_secrets)?,
+            services: self.services.clone(),
+        };
+        Ok(LoadedPlugin {
+            ctx: Arc::new(ctx),
+            pre,
+            engine: self.engine.clone(),
+            size_bytes: compiled.size_bytes,
+            stats: PluginStats::default(),
+        })
+    }
+
+    /// Compiles `bytes` (caching the code for hosts) and type-checks them
+    /// against their world, which must be `kind` if given; returns the
+    /// world. Binds no spec: secrets are the business of the host that
+    /// loads the plugin, for `paygate plugins publish`.
+    pub fn check(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        kind: Option<PluginKind>,
+    ) -> Result<PluginKind, LoadError> {
+        let (compiled, _) = self.compile(name, bytes)?;
+        Ok(self.pre(name, &compiled, [kind, None])?.0)
+    }
+
+    /// The world `compiled` exports, which must be each of `wanted` that
+    /// is given, and its pre-instantiation.
+    fn pre(
+        &self,
+        name: &str,
+        compiled: &CompiledComponent,
+        wanted: [Option<PluginKind>; 2],
+    ) -> Result<(PluginKind, WorldPre), LoadError> {
         let component = &compiled.component;
         let kind = detect_kind(&self.engine, name, component)?;
-        for wanted in [expected, spec.kind].into_iter().flatten() {
+        for wanted in wanted.into_iter().flatten() {
             if wanted != kind {
                 return Err(LoadError::WrongWorld {
                     name: name.into(),
@@ -142,24 +189,7 @@ impl Loader {
                 WorldPre::Policy(RateLimitPolicyPre::new(pre).map_err(wrong_world)?)
             }
         };
-        let ctx = PluginContext {
-            name: name.into(),
-            version: spec.version.clone(),
-            digest: compiled.digest,
-            kind,
-            limits: Limits::from_spec(&spec.limits),
-            allowed_hosts: AllowList::new(&spec.allowed_hosts),
-            config: spec.config.clone(),
-            secrets: resolve_secrets(name, &spec.secrets, &self.services.named_secrets),
-            services: self.services.clone(),
-        };
-        Ok(LoadedPlugin {
-            ctx: Arc::new(ctx),
-            pre,
-            engine: self.engine.clone(),
-            size_bytes: compiled.size_bytes,
-            stats: PluginStats::default(),
-        })
+        Ok((kind, pre))
     }
 
     /// Compiles `bytes`, or loads the artifact this host cached for them.
@@ -258,23 +288,44 @@ fn detect_kind(
 }
 
 /// Resolves secret references now, so a call never touches the environment.
-/// Secrets the host was handed by name win over the environment.
+/// A reference may name a secret the host was handed by name (its plugin
+/// secret settings) or a process variable whose name starts with
+/// [`SECRET_ENV_PREFIX`]; anything else (the database URL, the admin token,
+/// `PATH`) is refused, so a spec cannot hand a plugin the host's own secrets.
 fn resolve_secrets(
     name: &str,
     refs: &BTreeMap<String, SecretRef>,
     named: &BTreeMap<String, Secret>,
-) -> BTreeMap<String, Secret> {
-    refs.iter()
-        .filter_map(|(key, r)| match r {
-            SecretRef::Env(var) => match named.get(var).cloned().or_else(|| std::env::var(var).ok().map(Secret::new)) {
-                Some(value) if !value.expose().is_empty() => Some((key.clone(), value)),
-                _ => {
-                    tracing::warn!(plugin = name, secret = %key, reference = %r, "secret reference resolves to nothing");
-                    None
-                }
-            },
-        })
-        .collect()
+) -> Result<BTreeMap<String, Secret>, LoadError> {
+    let mut resolved = BTreeMap::new();
+    for (key, reference) in refs {
+        let SecretRef::Env(var) = reference;
+        let value = match named.get(var) {
+            Some(value) => Some(value.clone()),
+            None if var.starts_with(SECRET_ENV_PREFIX) => std::env::var(var).ok().map(Secret::new),
+            None => {
+                return Err(LoadError::SecretNotAllowed {
+                    name: name.into(),
+                    key: key.clone(),
+                    variable: var.clone(),
+                    named: if named.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        named.keys().cloned().collect::<Vec<_>>().join(", ")
+                    },
+                });
+            }
+        };
+        match value {
+            Some(value) if !value.expose().is_empty() => {
+                resolved.insert(key.clone(), value);
+            }
+            _ => {
+                tracing::warn!(plugin = name, secret = %key, %reference, "secret reference resolves to nothing")
+            }
+        }
+    }
+    Ok(resolved)
 }
 
 /// Writes atomically: a crash mid-write never leaves a truncated artifact.

@@ -2,7 +2,9 @@
 //! ...`) and the admin API alike. Publishing first loads the component into
 //! a real engine: a file that is not a component, or not of the world its
 //! spec names, never reaches the registry, and its compiled code lands in
-//! the hosts' cache so they swap it in without compiling.
+//! the hosts' cache so they swap it in without compiling. Secret references
+//! are checked by each host when it loads the version: only a host knows
+//! which secrets it hands to plugins.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,10 +40,9 @@ pub fn publish(
     );
     let mut spec = request.spec;
     spec.version = request.version.clone();
-    let (loaded, _) = loader
-        .load(&request.name, &request.bytes, &spec, None)
+    let kind = loader
+        .check(&request.name, &request.bytes, spec.kind)
         .map_err(|e| anyhow::anyhow!("refused: {e}"))?;
-    let kind = loaded.ctx.kind;
     spec.kind = Some(kind);
     let signature: Option<ComponentSignature> = match &request.sign_key {
         // Covers the spec exactly as the registry will serve it: this
