@@ -238,6 +238,16 @@ fn refuse_unsafe_settings(config: &Config) -> anyhow::Result<()> {
             "PAYGATE_ADMIN_TOKEN is empty: set a token, or unset it to turn the admin API off"
         );
     }
+    if let Some(key_file) = &config.plugin_cache_key_file
+        && key_file.starts_with(&config.plugin_cache_dir)
+    {
+        anyhow::bail!(
+            "PAYGATE_PLUGIN_CACHE_KEY_FILE={} is inside PAYGATE_PLUGIN_CACHE_DIR={}: whoever can \
+             write the cache could then forge its entries; keep the key outside it",
+            key_file.display(),
+            config.plugin_cache_dir.display()
+        );
+    }
     Ok(())
 }
 
@@ -294,11 +304,14 @@ async fn load_plugins(config: &Config) -> anyhow::Result<PluginSet> {
     .map(|(name, secret)| (name.to_owned(), secret.clone()))
     .collect();
     let services = HostServices::new(Counters::Shared(Arc::new(counters)), named_secrets);
-    let set = PluginSet::new(Loader::new(
-        Arc::new(engine),
-        services,
-        Some(config.plugin_cache_dir.clone()),
-    ));
+    let set = PluginSet::new(
+        Loader::new(
+            Arc::new(engine),
+            services,
+            Some(config.plugin_cache_dir.clone()),
+        )
+        .cache_key_file(config.plugin_cache_key_file.clone()),
+    );
     std::fs::create_dir_all(&config.plugin_dir).with_context(|| {
         format!(
             "creating PAYGATE_PLUGIN_DIR={}",

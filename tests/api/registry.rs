@@ -266,6 +266,7 @@ async fn the_admin_api_activates_and_rolls_back_behind_its_token() {
         "paygate_http_requests_total{class=\"2xx\"}",
         "paygate_outbox_rows{state=\"pending\"}",
         "# TYPE paygate_plugin_call_duration_seconds histogram",
+        "# TYPE paygate_plugin_cache_rejected_total counter",
     ] {
         assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
     }

@@ -13,7 +13,7 @@ use paygate_plugin_registry::{
     ComponentSignature, PluginSpec, Publish, Published, Registry, SecretKey, sign,
 };
 
-use super::{Counters, EngineSettings, HostServices, Loader, PluginEngine};
+use super::{CacheLocation, Counters, EngineSettings, HostServices, Loader, PluginEngine};
 
 /// What `plugins publish` takes.
 pub struct PublishRequest {
@@ -28,16 +28,18 @@ pub struct PublishRequest {
 /// Checks the component by loading it, then publishes it.
 pub fn publish(
     registry: &Registry,
-    cache_dir: Option<PathBuf>,
+    cache: Option<CacheLocation>,
     request: PublishRequest,
 ) -> anyhow::Result<Published> {
     let engine = PluginEngine::new(&EngineSettings::default())
         .map_err(|e| anyhow::anyhow!("creating the WebAssembly engine: {e:#}"))?;
+    let (cache_dir, key_file) = cache.map_or((None, None), |c| (Some(c.dir), c.key_file));
     let loader = Loader::new(
         Arc::new(engine),
         HostServices::new(Counters::memory(), Default::default()),
         cache_dir,
-    );
+    )
+    .cache_key_file(key_file);
     let mut spec = request.spec;
     spec.version = request.version.clone();
     let kind = loader

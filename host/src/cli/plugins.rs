@@ -30,6 +30,10 @@ pub enum PluginsCommand {
             default_value = ".paygate/cache"
         )]
         cache_dir: std::path::PathBuf,
+        /// The hosts' compile cache key (default: `<cache dir>.key`), so
+        /// they accept the code compiled here.
+        #[arg(long, env = "PAYGATE_PLUGIN_CACHE_KEY_FILE")]
+        cache_key_file: Option<std::path::PathBuf>,
     },
     /// Every plugin: kind, active version, digest, versions and, from a
     /// running host's admin API, what it serves, its calls and errors.
@@ -74,6 +78,7 @@ pub async fn run(root: &std::path::Path, command: PluginsCommand) -> anyhow::Res
             sign_key,
             activate,
             cache_dir,
+            cache_key_file,
         } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
@@ -88,7 +93,10 @@ pub async fn run(root: &std::path::Path, command: PluginsCommand) -> anyhow::Res
             };
             let published = crate::plugins::publish(
                 &registry,
-                Some(cache_dir),
+                Some(crate::plugins::CacheLocation {
+                    dir: cache_dir,
+                    key_file: cache_key_file,
+                }),
                 crate::plugins::PublishRequest {
                     name: name.clone(),
                     version: version.clone(),
