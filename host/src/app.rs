@@ -59,11 +59,24 @@ impl App {
         refuse_unsafe_settings(config)?;
         let dbs = Databases::connect_and_migrate(&config.databases, config.db_pool_size).await?;
         let redis = redis_connection(&config.redis_url).await?;
-        let plugins = Arc::new(load_plugins(config).await?);
         let registry = match &config.registry_dir {
-            Some(dir) => Some(serve_registry(dir, &plugins).await?),
+            Some(dir) => Some(
+                RegistrySource::open(dir)
+                    .with_context(|| format!("opening PAYGATE_REGISTRY_DIR={}", dir.display()))?,
+            ),
             None => None,
         };
+        // Once the registry trusts a key, the plugin directory needs its
+        // signatures too: nothing unsigned runs, from either source.
+        let plugin_dir = match &registry {
+            Some(source) => PluginDir::new(&config.plugin_dir)
+                .requiring_signatures_of(source.registry().clone()),
+            None => PluginDir::new(&config.plugin_dir),
+        };
+        let plugins = Arc::new(load_plugins(config, &plugin_dir).await?);
+        if let (Some(source), Some(dir)) = (&registry, &config.registry_dir) {
+            serve_registry(source, dir, &plugins).await?;
+        }
         let metrics = Arc::new(Metrics::default());
         let outbox = OutboxStore::new(dbs.payments.clone(), dbs.payments_relaxed.clone());
         let merchants = Arc::new(Merchants::new(MerchantStore::new(dbs.merchants.clone())));
@@ -157,7 +170,7 @@ impl App {
             services,
             operations,
             dbs,
-            plugin_dir: PluginDir::new(&config.plugin_dir),
+            plugin_dir,
             producer,
             notifier,
             instance,
@@ -264,14 +277,13 @@ pub(crate) async fn redis_connection(url: &str) -> anyhow::Result<ConnectionMana
         .with_context(|| format!("connecting to Redis at REDIS_URL={url}"))
 }
 
-/// Opens the registry and loads its active versions (refusals are logged
-/// and listed, not fatal).
+/// Loads the registry's active versions (refusals are logged and listed,
+/// not fatal).
 async fn serve_registry(
+    source: &RegistrySource,
     dir: &std::path::Path,
     plugins: &Arc<PluginSet>,
-) -> anyhow::Result<RegistrySource> {
-    let source = RegistrySource::open(dir)
-        .with_context(|| format!("opening PAYGATE_REGISTRY_DIR={}", dir.display()))?;
+) -> anyhow::Result<()> {
     let (syncing, set) = (source.clone(), plugins.clone());
     let refused = tokio::task::spawn_blocking(move || syncing.sync(&set))
         .await?
@@ -279,10 +291,10 @@ async fn serve_registry(
     for failure in refused {
         tracing::error!(error = %failure, "registry plugin not loaded at start");
     }
-    Ok(source)
+    Ok(())
 }
 
-async fn load_plugins(config: &Config) -> anyhow::Result<PluginSet> {
+async fn load_plugins(config: &Config, dir: &PluginDir) -> anyhow::Result<PluginSet> {
     let engine = PluginEngine::new(&EngineSettings {
         max_concurrent_calls: config.plugin_max_concurrent_calls,
         ..Default::default()
@@ -318,7 +330,7 @@ async fn load_plugins(config: &Config) -> anyhow::Result<PluginSet> {
             config.plugin_dir.display()
         )
     })?;
-    let dir = PluginDir::new(&config.plugin_dir);
+    let dir = dir.clone();
     let set = tokio::task::spawn_blocking(move || {
         let failures = dir.load_all(&set);
         (set, failures)

@@ -26,6 +26,13 @@ pub enum LoadError {
         variable: String,
         named: String,
     },
+    #[error("{name}: {source}")]
+    Signature {
+        name: String,
+        /// Boxed: a registry error is large, and every `Result` would carry its size.
+        #[source]
+        source: Box<paygate_plugin_registry::RegistryError>,
+    },
     #[error("{name}: cannot read {path}: {source}")]
     Io {
         name: String,
