@@ -153,3 +153,91 @@ async fn a_bad_spec_is_refused_like_a_bad_component() {
     );
     assert!(rt.set.get("policy").is_none());
 }
+
+/// Adds a signature by `key` of the plugin `name` in `dir` as it is there
+/// now (its component and its spec).
+fn sign_in(dir: &std::path::Path, name: &str, key: &paygate_plugin_registry::SecretKey) {
+    let bytes = std::fs::read(dir.join(format!("{name}.wasm"))).unwrap();
+    let spec = match std::fs::read_to_string(dir.join(format!("{name}.toml"))) {
+        Ok(text) => paygate_plugin_registry::PluginSpec::from_toml(&text).unwrap(),
+        Err(_) => paygate_plugin_registry::PluginSpec::default(),
+    };
+    let signature = paygate_plugin_registry::sign(key, &bytes, &spec);
+    paygate_plugin_registry::signing::add_to_signature_file(
+        &dir.join(format!("{name}.sig")),
+        &signature,
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_following_a_trusting_registry_loads_only_what_a_trusted_key_signed() {
+    let work = tempfile::tempdir().unwrap();
+    let registry = paygate_plugin_registry::Registry::open(work.path().join("registry")).unwrap();
+    let (key, public) = paygate_plugin_registry::keygen().unwrap();
+    let (stranger, _) = paygate_plugin_registry::keygen().unwrap();
+    let dir = work.path().join("plugins");
+    std::fs::create_dir(&dir).unwrap();
+    let spec = "version = \"1\"\n[config]\nip-rate = \"5\"\n";
+    std::fs::write(dir.join("policy.toml"), spec).unwrap();
+    publish(&dir, "policy", &wasm("token_bucket"));
+    let rt = Runtime::new();
+    let plugin_dir = PluginDir::new(&dir).requiring_signatures_of(registry.clone());
+
+    // Trusting no key, the registry asks for no signature.
+    assert!(plugin_dir.load_all(&rt.set).unwrap().is_empty());
+    let rt = Runtime::new();
+    registry.trust(&public).unwrap();
+    let failures = plugin_dir.load_all(&rt.set).unwrap();
+    assert_eq!(failures.len(), 1);
+    assert!(
+        failures[0].to_string().contains("unsigned"),
+        "{}",
+        failures[0]
+    );
+    sign_in(&dir, "policy", &stranger);
+    let failures = plugin_dir.load_all(&rt.set).unwrap();
+    assert!(
+        failures[0].to_string().contains("does not trust"),
+        "{}",
+        failures[0]
+    );
+    assert!(rt.set.get("policy").is_none());
+
+    // Signing it (the signature file changes) loads it, watched.
+    let shutdown = CancellationToken::new();
+    let watcher = plugin_dir.watch(rt.set.clone(), shutdown.clone()).unwrap();
+    sign_in(&dir, "policy", &key);
+    until(|| rt.set.get("policy").is_some()).await;
+
+    // A spec changed after signing (more capacity, a new version) is
+    // refused; the signed version keeps serving.
+    let tmp = dir.join(".policy.toml.tmp");
+    std::fs::write(&tmp, "version = \"2\"\n[config]\nip-rate = \"5000\"\n").unwrap();
+    std::fs::rename(&tmp, dir.join("policy.toml")).unwrap();
+    until(|| {
+        rt.set
+            .list()
+            .iter()
+            .any(|p| p.name == "policy" && p.last_rejection.is_some())
+    })
+    .await;
+    let info = rt
+        .set
+        .list()
+        .into_iter()
+        .find(|p| p.name == "policy")
+        .unwrap();
+    assert_eq!(info.version.as_deref(), Some("1"));
+    let refusal = info.last_rejection.unwrap();
+    assert!(
+        refusal.contains("does not match the component and its spec"),
+        "{refusal}"
+    );
+
+    // Signed again as it now is, it serves.
+    sign_in(&dir, "policy", &key);
+    until(|| rt.set.get("policy").is_some_and(|p| p.ctx.version == "2")).await;
+    shutdown.cancel();
+    watcher.await.unwrap();
+}

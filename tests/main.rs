@@ -4,6 +4,7 @@
 
 mod api;
 mod cluster;
+mod compile_cache;
 mod compose;
 mod faults;
 mod harness;

@@ -28,15 +28,18 @@ fn canned(status: u16, body: &'static str) -> Router {
 fn stripe_spec(base: &str) -> String {
     let port = base.rsplit(':').next().unwrap();
     format!(
-        "version = \"1.0.0\"\nallowed_hosts = [\"127.0.0.1:{port}\"]\n[config]\nbase-url = \"{base}\"\n[secrets]\nsecret-key = \"env:PAYGATE_TEST_STRIPE_KEY\"\n"
+        "version = \"1.0.0\"\nallowed_hosts = [\"127.0.0.1:{port}\"]\n[config]\nbase-url = \"{base}\"\n[secrets]\nsecret-key = \"env:PAYGATE_PLUGIN_SECRET_TEST_STRIPE_KEY\"\n"
     )
 }
 
 fn set_test_secrets() {
     // SAFETY: every test sets the same values, so concurrent writers agree.
     unsafe {
-        std::env::set_var("PAYGATE_TEST_STRIPE_KEY", "sk_test_123");
-        std::env::set_var("PAYGATE_TEST_WEBHOOK_SECRET", "whsec_test_secret");
+        std::env::set_var("PAYGATE_PLUGIN_SECRET_TEST_STRIPE_KEY", "sk_test_123");
+        std::env::set_var(
+            "PAYGATE_PLUGIN_SECRET_TEST_WEBHOOK_SECRET",
+            "whsec_test_secret",
+        );
     }
 }
 
@@ -153,8 +156,10 @@ async fn stripe_adapter_maps_provider_failures() {
 async fn stripe_adapter_without_its_secret_is_misconfigured() {
     let fake = FakeServer::start(canned(200, "{}")).await;
     let rt = Runtime::new();
-    let spec =
-        stripe_spec(&fake.url()).replace("PAYGATE_TEST_STRIPE_KEY", "PAYGATE_TEST_UNSET_VARIABLE");
+    let spec = stripe_spec(&fake.url()).replace(
+        "PAYGATE_PLUGIN_SECRET_TEST_STRIPE_KEY",
+        "PAYGATE_PLUGIN_SECRET_TEST_UNSET",
+    );
     let stripe = rt.install("stripe", "stripe_adapter", &spec);
     let err = stripe
         .create_payment("r", &payment(1, &[]))
@@ -166,6 +171,38 @@ async fn stripe_adapter_without_its_secret_is_misconfigured() {
         fake.requests().is_empty(),
         "no request may leave without credentials"
     );
+}
+
+/// A spec may name only variables meant for plugins: one naming the
+/// database URL (or any other process variable) is refused at load, with
+/// the plugin and the variable in the error, and nothing is installed.
+#[test]
+fn a_spec_naming_a_process_variable_not_meant_for_plugins_is_refused() {
+    // SAFETY: no other test reads or writes this variable.
+    unsafe { std::env::set_var("DATABASE_URL", "postgres://paygate:hunter2@db/payments") };
+    let rt = Runtime::new();
+    for variable in ["DATABASE_URL", "PATH", "PAYGATE_ADMIN_TOKEN"] {
+        let spec = paygate_plugin_registry::PluginSpec::from_toml(&format!(
+            "[secrets]\nwebhook-secret = \"env:{variable}\"\n"
+        ))
+        .unwrap();
+        let err = rt
+            .set
+            .install(
+                "stripe-webhook",
+                &crate::helpers::wasm("stripe_verifier"),
+                &spec,
+            )
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("stripe-webhook") && err.contains(variable),
+            "{variable}: {err}"
+        );
+        assert!(!err.contains("hunter2"), "the error shows the value: {err}");
+        assert!(rt.set.get("stripe-webhook").is_none());
+    }
 }
 
 #[tokio::test]
@@ -218,7 +255,8 @@ fn webhook(headers: &[(&str, &str)], body: &str) -> WebhookRequest {
     }
 }
 
-const VERIFIER_SPEC: &str = "[secrets]\nwebhook-secret = \"env:PAYGATE_TEST_WEBHOOK_SECRET\"\n";
+const VERIFIER_SPEC: &str =
+    "[secrets]\nwebhook-secret = \"env:PAYGATE_PLUGIN_SECRET_TEST_WEBHOOK_SECRET\"\n";
 
 #[tokio::test]
 async fn stripe_verifier_checks_signature_and_tolerance() {

@@ -25,9 +25,9 @@ use crate::helpers::{FakeServer, Received};
 /// read the same values from the environment variables below.
 const INTERNAL_SECRET: &str = "internal-secret-for-tests";
 const STRIPE_SECRET: &str = "whsec_sandbox_tests";
-const INTERNAL_SECRET_VAR: &str = "PAYGATE_TEST_SANDBOX_INTERNAL_SECRET";
-const STRIPE_SECRET_VAR: &str = "PAYGATE_TEST_SANDBOX_STRIPE_SECRET";
-const STRIPE_KEY_VAR: &str = "PAYGATE_TEST_SANDBOX_STRIPE_KEY";
+const INTERNAL_SECRET_VAR: &str = "PAYGATE_PLUGIN_SECRET_TEST_SANDBOX_INTERNAL_SECRET";
+const STRIPE_SECRET_VAR: &str = "PAYGATE_PLUGIN_SECRET_TEST_SANDBOX_STRIPE_SECRET";
+const STRIPE_KEY_VAR: &str = "PAYGATE_PLUGIN_SECRET_TEST_SANDBOX_STRIPE_KEY";
 
 /// A running sandbox.
 pub(crate) struct Sandbox {

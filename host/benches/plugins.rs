@@ -117,9 +117,9 @@ async fn main() {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, fake).await });
     // SAFETY: set before any other thread reads the environment.
-    unsafe { std::env::set_var("PAYGATE_BENCH_STRIPE_KEY", "sk_test_bench") };
+    unsafe { std::env::set_var("PAYGATE_PLUGIN_SECRET_BENCH_STRIPE_KEY", "sk_test_bench") };
     let spec = PluginSpec::from_toml(&format!(
-        "allowed_hosts = [\"127.0.0.1:{}\"]\n[config]\nbase-url = \"http://{addr}\"\n[secrets]\nsecret-key = \"env:PAYGATE_BENCH_STRIPE_KEY\"\n",
+        "allowed_hosts = [\"127.0.0.1:{}\"]\n[config]\nbase-url = \"http://{addr}\"\n[secrets]\nsecret-key = \"env:PAYGATE_PLUGIN_SECRET_BENCH_STRIPE_KEY\"\n",
         addr.port()
     ))
     .unwrap();

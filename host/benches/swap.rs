@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use paygate::merchants::NewMerchant;
-use paygate::plugins::{PublishRequest, publish};
+use paygate::plugins::{CacheLocation, PublishRequest, publish};
 use paygate::providers::AliasBinding;
 use paygate::{App, Config};
 use paygate_demo::sandbox::SandboxArgs;
@@ -55,7 +55,10 @@ async fn main() {
     for version in ["1.0.0", "2.0.0"] {
         publish(
             &registry,
-            Some(cache.clone()),
+            Some(CacheLocation {
+                dir: cache.clone(),
+                key_file: None,
+            }),
             PublishRequest {
                 name: "stripe".into(),
                 version: version.into(),

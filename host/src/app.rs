@@ -66,12 +66,25 @@ impl App {
         let sealer = Arc::new(config.secrets_key.sealer(config.demo)?);
         let dbs = Databases::connect_and_migrate(&config.databases, config.db_pool_size).await?;
         let redis = redis_connection(&config.redis_url).await?;
-        let plugins = Arc::new(load_plugins(config).await?);
-        refuse_missing_secrets(config, &plugins)?;
         let registry = match &config.registry_dir {
-            Some(dir) => Some(serve_registry(dir, &plugins).await?),
+            Some(dir) => Some(
+                RegistrySource::open(dir)
+                    .with_context(|| format!("opening PAYGATE_REGISTRY_DIR={}", dir.display()))?,
+            ),
             None => None,
         };
+        // Once the registry trusts a key, the plugin directory needs its
+        // signatures too: nothing unsigned runs, from either source.
+        let plugin_dir = match &registry {
+            Some(source) => PluginDir::new(&config.plugin_dir)
+                .requiring_signatures_of(source.registry().clone()),
+            None => PluginDir::new(&config.plugin_dir),
+        };
+        let plugins = Arc::new(load_plugins(config, &plugin_dir).await?);
+        if let (Some(source), Some(dir)) = (&registry, &config.registry_dir) {
+            serve_registry(source, dir, &plugins).await?;
+        }
+        refuse_missing_secrets(config, &plugins)?;
         let metrics = Arc::new(Metrics::default());
         let outbox = OutboxStore::new(dbs.payments.clone(), dbs.payments_relaxed.clone());
         let merchants = Arc::new(Merchants::new(MerchantStore::new(
@@ -171,7 +184,7 @@ impl App {
             services,
             operations,
             dbs,
-            plugin_dir: PluginDir::new(&config.plugin_dir),
+            plugin_dir,
             producer,
             notifier,
             instance,
@@ -316,6 +329,16 @@ fn refuse_missing_secrets(config: &Config, plugins: &PluginSet) -> anyhow::Resul
             ));
         }
     }
+    if let Some(key_file) = &config.plugin_cache_key_file
+        && key_file.starts_with(&config.plugin_cache_dir)
+    {
+        anyhow::bail!(
+            "PAYGATE_PLUGIN_CACHE_KEY_FILE={} is inside PAYGATE_PLUGIN_CACHE_DIR={}: whoever can \
+             write the cache could then forge its entries; keep the key outside it",
+            key_file.display(),
+            config.plugin_cache_dir.display()
+        );
+    }
     Ok(())
 }
 
@@ -354,14 +377,13 @@ async fn redis_counters(config: &Config, scope: &str) -> anyhow::Result<RedisCou
         })
 }
 
-/// Opens the registry and loads its active versions (refusals are logged
-/// and listed, not fatal).
+/// Loads the registry's active versions (refusals are logged and listed,
+/// not fatal).
 async fn serve_registry(
+    source: &RegistrySource,
     dir: &std::path::Path,
     plugins: &Arc<PluginSet>,
-) -> anyhow::Result<RegistrySource> {
-    let source = RegistrySource::open(dir)
-        .with_context(|| format!("opening PAYGATE_REGISTRY_DIR={}", dir.display()))?;
+) -> anyhow::Result<()> {
     let (syncing, set) = (source.clone(), plugins.clone());
     let refused = tokio::task::spawn_blocking(move || syncing.sync(&set))
         .await?
@@ -369,10 +391,10 @@ async fn serve_registry(
     for failure in refused {
         tracing::error!(error = %failure, "registry plugin not loaded at start");
     }
-    Ok(source)
+    Ok(())
 }
 
-async fn load_plugins(config: &Config) -> anyhow::Result<PluginSet> {
+async fn load_plugins(config: &Config, dir: &PluginDir) -> anyhow::Result<PluginSet> {
     let engine = PluginEngine::new(&EngineSettings {
         max_concurrent_calls: config.plugin_max_concurrent_calls,
         ..Default::default()
@@ -380,22 +402,28 @@ async fn load_plugins(config: &Config) -> anyhow::Result<PluginSet> {
     .map_err(|e| anyhow::anyhow!("{e:#}"))
     .context("creating the WebAssembly engine")?;
     let counters = redis_counters(config, "counters:").await?;
+    // Unset ones are handed as empty: a spec may name them (they are the
+    // host's), and a reference that resolves to nothing is how a plugin's
+    // missing secret shows (`refuse_missing_secrets`).
     let named_secrets = (config.named_secrets().into_iter())
-        .filter_map(|(name, secret)| Some((name.to_owned(), secret?)))
+        .map(|(name, secret)| (name.to_owned(), secret.unwrap_or_else(|| Secret::new(""))))
         .collect();
     let services = HostServices::new(Counters::Shared(Arc::new(counters)), named_secrets);
-    let set = PluginSet::new(Loader::new(
-        Arc::new(engine),
-        services,
-        Some(config.plugin_cache_dir.clone()),
-    ));
+    let set = PluginSet::new(
+        Loader::new(
+            Arc::new(engine),
+            services,
+            Some(config.plugin_cache_dir.clone()),
+        )
+        .cache_key_file(config.plugin_cache_key_file.clone()),
+    );
     std::fs::create_dir_all(&config.plugin_dir).with_context(|| {
         format!(
             "creating PAYGATE_PLUGIN_DIR={}",
             config.plugin_dir.display()
         )
     })?;
-    let dir = PluginDir::new(&config.plugin_dir);
+    let dir = dir.clone();
     let set = tokio::task::spawn_blocking(move || {
         let failures = dir.load_all(&set);
         (set, failures)

@@ -85,6 +85,12 @@ pub struct Config {
     )]
     pub plugin_cache_dir: PathBuf,
 
+    /// The key that authenticates cached compiled code (made at first use,
+    /// mode 0600); by default `<plugin cache dir>.key`, beside the cache
+    /// directory. Never put it inside the cache directory.
+    #[arg(long, env = "PAYGATE_PLUGIN_CACHE_KEY_FILE")]
+    pub plugin_cache_key_file: Option<PathBuf>,
+
     /// Plugin calls that may run at once.
     #[arg(
         long,
@@ -532,6 +538,7 @@ impl Config {
             plugin_dir,
             registry_dir: None,
             plugin_cache_dir,
+            plugin_cache_key_file: None,
             plugin_max_concurrent_calls: 200,
             rate_limit: RateLimitSettings {
                 plugin: "rate-limit".into(),

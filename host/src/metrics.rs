@@ -233,5 +233,27 @@ impl Metrics {
                 &labels(name, p),
             );
         }
+        let cache = plugins.loader().cache_stats();
+        for (name, help, value) in [
+            (
+                "paygate_plugin_cache_hits_total",
+                "Plugin loads that used authenticated compiled code from the compile cache.",
+                &cache.hits,
+            ),
+            (
+                "paygate_plugin_cache_compiles_total",
+                "Plugin loads that compiled the component.",
+                &cache.compiled,
+            ),
+            (
+                "paygate_plugin_cache_rejected_total",
+                "Compile cache entries refused because their authentication tag did not check \
+                 (changed, replaced, or written without this host's key); each was recompiled.",
+                &cache.rejected,
+            ),
+        ] {
+            counter(out, name, help);
+            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        }
     }
 }

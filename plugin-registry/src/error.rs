@@ -86,15 +86,29 @@ pub enum RegistryError {
     },
     #[error(
         "{component} ({digest}) is unsigned, but the registry trusts {trusted} signing key(s): \
-         publish it with a signature by one of them"
+         sign it with one of them (`paygate plugins publish --sign-key`, or `paygate plugins \
+         sign` for the plugin directory)"
     )]
     Unsigned {
         component: String,
         digest: Digest,
         trusted: usize,
     },
-    #[error("{component} ({digest}): the signature by key {key} does not match the component")]
+    #[error(
+        "{component} ({digest}): the signature by key {key} does not match the component and \
+         its spec (hosts, limits, config, secrets)"
+    )]
     BadSignature {
+        component: String,
+        digest: Digest,
+        key: KeyId,
+    },
+    #[error(
+        "{component} ({digest}) is signed by key {key} only in the v1 format, which covers the \
+         component but not its spec: sign it again (`paygate plugins publish --sign-key` with the \
+         same version and spec, or `paygate plugins sign`)"
+    )]
+    LegacySignature {
         component: String,
         digest: Digest,
         key: KeyId,

@@ -11,9 +11,10 @@
 //! every plugin's versions in a [`Manifest`], with the active version and the
 //! earlier ones to roll back to. Operators publish, activate and roll back
 //! through it; hosts read the active version of each plugin from it and watch
-//! the manifest's revision to hot-swap. Components may be signed with ed25519
-//! keys ([`signing`]); once the registry trusts a key, only components signed
-//! by a trusted key are published or loaded. Every refusal is a
+//! the manifest's revision to hot-swap. Plugins may be signed with ed25519
+//! keys ([`signing`]), a signature covering the component and its spec;
+//! once the registry trusts a key, only plugins signed by a trusted key are
+//! published or loaded. Every refusal is a
 //! [`RegistryError`] that names the plugin, version, digest or file.
 
 /// Asserts that `result` is an error matching `pattern` and returns it;
@@ -41,7 +42,7 @@ pub use digest::{Digest, DigestError};
 pub use error::RegistryError;
 pub use kind::{PluginKind, UnknownKind};
 pub use manifest::{Manifest, PluginEntry, PublishOutcome, ROLLBACK_HISTORY, VersionEntry};
-pub use signing::{ComponentSignature, KeyId, PublicKey, SecretKey, keygen, sign};
+pub use signing::{ComponentSignature, Covered, KeyId, PublicKey, SecretKey, keygen, sign};
 pub use spec::{LimitsSpec, PluginSpec, SecretRef, SpecError};
 pub use store::{Activation, PluginSummary, Publish, Published, Registry, Release};
 pub use verify::VerifyReport;

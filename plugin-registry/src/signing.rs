@@ -1,8 +1,17 @@
-//! ed25519 keys and component signatures.
+//! ed25519 keys and plugin signatures.
 //!
-//! A signature covers the 32 raw bytes of the component's SHA-256 digest
-//! (not its hex form, not the whole component): signing and checking a
-//! large component costs one hash, and the digest is already its identity.
+//! A signature (format v2, text `ed25519-v2:<key>:<signature>`) covers a
+//! plugin as it runs: its component and its spec ([`Covered`]). The signed
+//! message is the SHA-256 of `paygate-plugin-signature-v2\n`, the 32 raw
+//! bytes of the component's digest and the 32 raw bytes of the digest of
+//! the spec's canonical JSON ([`PluginSpec::canonical_json`]): signing and
+//! checking costs two hashes, and no one can widen a signed plugin's hosts,
+//! limits, config or secrets without breaking its signature.
+//!
+//! Format v1 (`ed25519:<key>:<signature>`, the component's digest alone) is
+//! still read, so old signature files parse and say what they are, but it
+//! never vouches for anything: a v1 signature is refused with
+//! [`RegistryError::LegacySignature`], and the plugin must be signed again.
 
 use std::fmt;
 use std::path::Path;
@@ -10,13 +19,19 @@ use std::str::FromStr;
 
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 
-use crate::{Digest, RegistryError};
+use crate::files::write_atomic;
+use crate::{Digest, PluginSpec, RegistryError};
 
 /// What starts a secret key file, so it is never taken for a public key.
 const SECRET_PREFIX: &str = "ed25519-secret-key:";
-/// What starts each line of a signature file.
-const SIGNATURE_PREFIX: &str = "ed25519:";
+/// What starts a line of a signature file in the current format.
+const SIGNATURE_PREFIX: &str = "ed25519-v2:";
+/// What started a signature of the component alone (format v1).
+const LEGACY_PREFIX: &str = "ed25519:";
+/// Separates what a v2 signature signs from any other use of the key.
+const DOMAIN: &[u8] = b"paygate-plugin-signature-v2\n";
 
 /// A signing key. It never prints: `Debug` shows `[redacted]` and there is
 /// no `Display`; it reaches a file only through [`SecretKey::save`], and its
@@ -32,12 +47,52 @@ pub struct PublicKey(VerifyingKey);
 #[serde(try_from = "String", into = "String")]
 pub struct KeyId(String);
 
-/// A signature of a component's digest, with the public key that made it.
-/// Text form: `ed25519:<public key hex>:<signature hex>`.
+/// A signature of a plugin, with the public key that made it.
+/// Text form: `ed25519-v2:<public key hex>:<signature hex>` (or, read only,
+/// the v1 form `ed25519:...`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct ComponentSignature {
     key: PublicKey,
     signature: Signature,
+    format: Format,
+}
+
+/// What a signature's bytes sign.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    /// The component's digest alone; never accepted.
+    V1,
+    /// [`Covered::message`].
+    V2,
+}
+
+/// What a signature vouches for: a component and the spec it runs with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Covered {
+    /// The SHA-256 of the component's bytes.
+    pub component: Digest,
+    /// The SHA-256 of the spec's canonical JSON.
+    pub spec: Digest,
+}
+
+impl Covered {
+    /// A component known by its digest, with `spec` exactly as it will be
+    /// loaded (for a registry version, [`PluginSpec::released`]).
+    pub fn new(component: Digest, spec: &PluginSpec) -> Self {
+        Self {
+            component,
+            spec: spec.canonical_digest(),
+        }
+    }
+
+    /// The 32 bytes a v2 signature signs.
+    fn message(&self) -> [u8; 32] {
+        let mut hash = Sha256::new();
+        hash.update(DOMAIN);
+        hash.update(self.component.as_bytes());
+        hash.update(self.spec.as_bytes());
+        hash.finalize().into()
+    }
 }
 
 /// Makes a new key pair from the operating system's random source.
@@ -50,16 +105,29 @@ pub fn keygen() -> Result<(SecretKey, PublicKey), RegistryError> {
     Ok((secret, public))
 }
 
-/// Signs a component: the signature covers the SHA-256 digest of `component`.
-pub fn sign(secret: &SecretKey, component: &[u8]) -> ComponentSignature {
-    sign_digest(secret, &Digest::of(component))
+/// Signs a plugin: the signature covers the component's bytes and `spec`,
+/// which must be the spec exactly as it will be loaded.
+pub fn sign(secret: &SecretKey, component: &[u8], spec: &PluginSpec) -> ComponentSignature {
+    sign_covered(secret, &Covered::new(Digest::of(component), spec))
 }
 
-/// Signs a component known by its digest.
-pub fn sign_digest(secret: &SecretKey, digest: &Digest) -> ComponentSignature {
+/// Signs what `covered` names.
+pub fn sign_covered(secret: &SecretKey, covered: &Covered) -> ComponentSignature {
     ComponentSignature {
         key: secret.public_key(),
-        signature: secret.0.sign(digest.as_bytes()),
+        signature: secret.0.sign(&covered.message()),
+        format: Format::V2,
+    }
+}
+
+/// A v1 signature (the component's digest alone), as older releases made
+/// them: only for tests that show it is refused.
+#[cfg(test)]
+pub(crate) fn sign_v1(secret: &SecretKey, component: &[u8]) -> ComponentSignature {
+    ComponentSignature {
+        key: secret.public_key(),
+        signature: secret.0.sign(Digest::of(component).as_bytes()),
+        format: Format::V1,
     }
 }
 
@@ -193,19 +261,32 @@ impl ComponentSignature {
         &self.key
     }
 
-    /// Whether this signature, by its own key, covers `digest`.
-    pub fn verifies(&self, digest: &Digest) -> bool {
-        self.key
-            .0
-            .verify_strict(digest.as_bytes(), &self.signature)
-            .is_ok()
+    /// Whether this signature, by its own key, covers `covered`. A v1
+    /// signature covers nothing: it never signed a spec.
+    pub fn verifies(&self, covered: &Covered) -> bool {
+        self.format == Format::V2
+            && self
+                .key
+                .0
+                .verify_strict(&covered.message(), &self.signature)
+                .is_ok()
+    }
+
+    /// Whether this is a v1 signature (the component alone), which is read
+    /// but never accepted.
+    pub fn is_legacy(&self) -> bool {
+        self.format == Format::V1
     }
 }
 
 impl fmt::Display for ComponentSignature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let sig = hex::encode(self.signature.to_bytes());
-        write!(f, "{SIGNATURE_PREFIX}{}:{sig}", self.key)
+        let prefix = match self.format {
+            Format::V1 => LEGACY_PREFIX,
+            Format::V2 => SIGNATURE_PREFIX,
+        };
+        write!(f, "{prefix}{}:{sig}", self.key)
     }
 }
 
@@ -219,17 +300,20 @@ impl FromStr for ComponentSignature {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let shape = "expected ed25519:<64 hex digits of public key>:<128 hex digits of signature>";
-        let (key, sig) = s
-            .trim()
-            .strip_prefix(SIGNATURE_PREFIX)
-            .and_then(|rest| rest.split_once(':'))
-            .ok_or(shape)?;
+        let shape =
+            "expected ed25519-v2:<64 hex digits of public key>:<128 hex digits of signature>";
+        let s = s.trim();
+        let (format, rest) = match s.strip_prefix(SIGNATURE_PREFIX) {
+            Some(rest) => (Format::V2, rest),
+            None => (Format::V1, s.strip_prefix(LEGACY_PREFIX).ok_or(shape)?),
+        };
+        let (key, sig) = rest.split_once(':').ok_or(shape)?;
         let key = PublicKey::parse(key, "signer key").map_err(|e| e.to_string())?;
         let signature = parse_hex::<64>(sig).ok_or(shape)?;
         Ok(Self {
             key,
             signature: Signature::from_bytes(&signature),
+            format,
         })
     }
 }
@@ -241,11 +325,12 @@ fn parse_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
-/// The trusted key that vouches for `digest` among `signatures`, or why
-/// none does. With no trusted keys, signatures are optional: `Ok(None)`.
-pub(crate) fn trusted_signer(
+/// The trusted key that vouches for `covered` among `signatures`, or why
+/// none does; `component` names the plugin in the error. With no trusted
+/// keys, signatures are optional: `Ok(None)`.
+pub fn trusted_signer(
     component: &str,
-    digest: &Digest,
+    covered: &Covered,
     signatures: &[ComponentSignature],
     trusted: &[PublicKey],
 ) -> Result<Option<KeyId>, RegistryError> {
@@ -253,26 +338,34 @@ pub(crate) fn trusted_signer(
         return Ok(None);
     }
     let by_trusted = signatures.iter().filter(|s| trusted.contains(&s.key));
-    let mut bad = None;
+    let (mut bad, mut legacy) = (None, None);
     for signature in by_trusted {
-        if signature.verifies(digest) {
+        if signature.verifies(covered) {
             return Ok(Some(signature.key.id()));
         }
-        bad = Some(signature.key.id());
+        match signature.format {
+            Format::V1 => legacy = Some(signature.key.id()),
+            Format::V2 => bad = Some(signature.key.id()),
+        }
     }
-    let (component, digest) = (component.to_owned(), *digest);
-    Err(match bad {
-        Some(key) => RegistryError::BadSignature {
+    let (component, digest) = (component.to_owned(), covered.component);
+    Err(match (bad, legacy) {
+        (Some(key), _) => RegistryError::BadSignature {
             component,
             digest,
             key,
         },
-        None if signatures.is_empty() => RegistryError::Unsigned {
+        (None, Some(key)) => RegistryError::LegacySignature {
+            component,
+            digest,
+            key,
+        },
+        _ if signatures.is_empty() => RegistryError::Unsigned {
             component,
             digest,
             trusted: trusted.len(),
         },
-        None => RegistryError::UntrustedSigner {
+        _ => RegistryError::UntrustedSigner {
             component,
             digest,
             keys: signatures.iter().map(|s| s.key.id()).collect(),
@@ -280,23 +373,86 @@ pub(crate) fn trusted_signer(
     })
 }
 
+/// The signatures in a signature file, one per line; none if there is no
+/// file. A line that is not a signature is an error naming the line.
+pub fn read_signature_file(path: &Path) -> Result<Vec<ComponentSignature>, RegistryError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(RegistryError::io("read", path)(e)),
+    };
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, line)| {
+            line.parse()
+                .map_err(|reason| RegistryError::InvalidSignatureFile {
+                    path: path.to_owned(),
+                    line: i + 1,
+                    reason,
+                })
+        })
+        .collect()
+}
+
+/// Adds `signature` to the signature file at `path` (created if missing),
+/// keeping the signatures already there; the file is replaced atomically.
+pub fn add_to_signature_file(
+    path: &Path,
+    signature: &ComponentSignature,
+) -> Result<(), RegistryError> {
+    let mut signatures = read_signature_file(path)?;
+    if signatures.contains(signature) {
+        return Ok(());
+    }
+    signatures.push(signature.clone());
+    let text: String = signatures.iter().map(|s| format!("{s}\n")).collect();
+    write_atomic(path, text.as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn a_signature_verifies_only_its_own_digest() {
+    fn a_signature_verifies_only_its_own_component_and_spec() {
         let (secret, public) = keygen().unwrap();
-        let sig = sign(&secret, b"component");
+        let spec = PluginSpec::default();
+        let sig = sign(&secret, b"component", &spec);
         assert_eq!(sig.signer(), &public);
-        assert!(sig.verifies(&Digest::of(b"component")));
-        assert!(!sig.verifies(&Digest::of(b"other component")));
+        assert!(sig.to_string().starts_with("ed25519-v2:"));
+        assert!(sig.verifies(&Covered::new(Digest::of(b"component"), &spec)));
+        assert!(!sig.verifies(&Covered::new(Digest::of(b"other component"), &spec)));
+        let wider = PluginSpec {
+            allowed_hosts: vec!["attacker.example".into()],
+            ..PluginSpec::default()
+        };
+        assert!(!sig.verifies(&Covered::new(Digest::of(b"component"), &wider)));
+    }
+
+    #[test]
+    fn a_v1_signature_parses_but_never_vouches() {
+        let (secret, trusted) = keygen().unwrap();
+        let spec = PluginSpec::default();
+        let v1 = sign_v1(&secret, b"c");
+        let text = v1.to_string();
+        assert!(text.starts_with("ed25519:"), "{text}");
+        let parsed: ComponentSignature = text.parse().unwrap();
+        assert!(parsed.is_legacy());
+        let covered = Covered::new(Digest::of(b"c"), &spec);
+        assert!(!parsed.verifies(&covered));
+        let err = trusted_signer("p@1", &covered, &[parsed], &[trusted]).unwrap_err();
+        assert!(
+            matches!(err, RegistryError::LegacySignature { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("v1"), "{err}");
     }
 
     #[test]
     fn signatures_and_keys_round_trip_through_text() {
         let (secret, public) = keygen().unwrap();
-        let sig = sign(&secret, b"x");
+        let sig = sign(&secret, b"x", &PluginSpec::default());
         assert_eq!(sig.to_string().parse::<ComponentSignature>().unwrap(), sig);
         assert_eq!(public.to_string().parse::<PublicKey>().unwrap(), public);
         assert_eq!(public.id().to_string().len(), 16);
@@ -343,13 +499,14 @@ mod tests {
     fn trust_policy_names_what_is_wrong() {
         let (trusted_secret, trusted) = keygen().unwrap();
         let (stranger_secret, _) = keygen().unwrap();
-        let digest = Digest::of(b"c");
-        let good = sign(&trusted_secret, b"c");
-        let forged = sign(&trusted_secret, b"something else");
-        let stranger = sign(&stranger_secret, b"c");
-        let check = |sigs: &[ComponentSignature]| trusted_signer("p@1", &digest, sigs, &[trusted]);
+        let spec = PluginSpec::default();
+        let covered = Covered::new(Digest::of(b"c"), &spec);
+        let good = sign(&trusted_secret, b"c", &spec);
+        let forged = sign(&trusted_secret, b"something else", &spec);
+        let stranger = sign(&stranger_secret, b"c", &spec);
+        let check = |sigs: &[ComponentSignature]| trusted_signer("p@1", &covered, sigs, &[trusted]);
 
-        assert_eq!(trusted_signer("p@1", &digest, &[], &[]).unwrap(), None);
+        assert_eq!(trusted_signer("p@1", &covered, &[], &[]).unwrap(), None);
         assert_eq!(
             check(&[stranger.clone(), good]).unwrap(),
             Some(trusted.id())

@@ -3,7 +3,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::PluginKind;
+use crate::{Digest, PluginKind};
 
 /// Everything the host needs besides the component's bytes: identity,
 /// capabilities and limits. Written by operators as TOML.
@@ -96,6 +96,36 @@ impl PluginSpec {
         Ok(spec)
     }
 
+    /// This spec as a registry version `version` of a `kind` component
+    /// serves it: what a registry signature covers.
+    pub fn released(&self, version: &str, kind: PluginKind) -> Self {
+        Self {
+            version: version.to_owned(),
+            kind: Some(kind),
+            ..self.clone()
+        }
+    }
+
+    /// The spec as canonical JSON: every field (an unset one as `null`),
+    /// object keys sorted, no spaces. Two specs that parse to the same value
+    /// have the same canonical form, however their TOML was written, so a
+    /// signature over it does not depend on formatting. A field added later
+    /// must be left out while it holds its default, or every older signature
+    /// would stop matching.
+    pub fn canonical_json(&self) -> String {
+        // Infallible: every field is a string, a number, a list or a map
+        // keyed by strings.
+        let value = serde_json::to_value(self).expect("a plugin spec serializes to JSON");
+        let mut out = String::new();
+        write_canonical(&value, &mut out);
+        out
+    }
+
+    /// The SHA-256 of [`PluginSpec::canonical_json`].
+    pub fn canonical_digest(&self) -> Digest {
+        Digest::of(self.canonical_json().as_bytes())
+    }
+
     /// Checks what the types cannot: a version and well-formed host patterns.
     pub(crate) fn check(&self) -> Result<(), SpecError> {
         if self.version.trim().is_empty() {
@@ -112,6 +142,38 @@ impl PluginSpec {
             }
         }
         Ok(())
+    }
+}
+
+/// JSON with object keys sorted, whatever order the map kept them in.
+fn write_canonical(value: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (key, item)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                write_canonical(item, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
     }
 }
 
@@ -175,6 +237,31 @@ mod tests {
             SecretRef::Env("STRIPE_SECRET_KEY".into())
         );
         assert_eq!(spec.config["base-url"], "http://localhost:8002");
+    }
+
+    #[test]
+    fn the_canonical_form_ignores_formatting_but_not_content() {
+        let one = PluginSpec::from_toml(
+            "version = \"1\"\n[config]\nb = \"2\"\na = \"1\"\n[limits]\nfuel = 5\n",
+        )
+        .unwrap();
+        let same = PluginSpec::from_toml(
+            "version = '1'\n\n[limits]\nfuel = 5\n[config]\na = \"1\"\nb = \"2\"\n",
+        )
+        .unwrap();
+        assert_eq!(one.canonical_json(), same.canonical_json());
+        let text = one.canonical_json();
+        assert!(
+            text.starts_with(
+                r#"{"allowed_hosts":[],"config":{"a":"1","b":"2"},"kind":null,"limits":{"fuel":5,"#
+            ) && text.ends_with(r#"},"secrets":{},"version":"1"}"#),
+            "{text}"
+        );
+        let other = PluginSpec {
+            allowed_hosts: vec!["evil.example".into()],
+            ..one.clone()
+        };
+        assert_ne!(one.canonical_digest(), other.canonical_digest());
     }
 
     #[test]

@@ -21,10 +21,10 @@ use chrono::{SubsecRound as _, Utc};
 
 use crate::files::{RegistryLock, write_atomic};
 use crate::manifest::{PublishOutcome, VersionEntry, check_name, check_version};
-use crate::signing::trusted_signer;
+use crate::signing::{add_to_signature_file, read_signature_file, trusted_signer};
 use crate::{
-    ComponentSignature, Digest, KeyId, Manifest, PluginEntry, PluginKind, PluginSpec, PublicKey,
-    RegistryError,
+    ComponentSignature, Covered, Digest, KeyId, Manifest, PluginEntry, PluginKind, PluginSpec,
+    PublicKey, RegistryError,
 };
 
 /// A registry directory, shared safely by any number of processes.
@@ -48,7 +48,9 @@ pub struct Publish<'a> {
     pub kind: PluginKind,
     /// Hosts, limits, config and secrets; `spec.version` is ignored.
     pub spec: &'a PluginSpec,
-    /// Required, by a trusted key, when the registry trusts any key.
+    /// Required, by a trusted key, when the registry trusts any key. It
+    /// must cover the bytes and the spec as released
+    /// ([`Publish::covered`]).
     pub signature: Option<&'a ComponentSignature>,
     /// Make this version active in the same change.
     pub activate: bool,
@@ -126,6 +128,17 @@ impl fmt::Debug for Release {
             self.version,
             self.digest,
             self.bytes.len()
+        )
+    }
+}
+
+impl Publish<'_> {
+    /// What a signature of this version covers: the bytes, and the spec
+    /// with this version and world, exactly as hosts will load it.
+    pub fn covered(&self) -> Covered {
+        Covered::new(
+            Digest::of(self.bytes),
+            &self.spec.released(self.version, self.kind),
         )
     }
 }
@@ -231,12 +244,22 @@ impl Registry {
             });
         }
         let component = format!("{name}@{version}");
-        let digest = Digest::of(bytes);
-        if let Some(signature) = signature.filter(|s| !s.verifies(&digest)) {
-            return Err(RegistryError::BadSignature {
-                component,
-                digest,
-                key: signature.signer().id(),
+        let covered = request.covered();
+        let digest = covered.component;
+        if let Some(signature) = signature.filter(|s| !s.verifies(&covered)) {
+            let (component, key) = (component, signature.signer().id());
+            return Err(if signature.is_legacy() {
+                RegistryError::LegacySignature {
+                    component,
+                    digest,
+                    key,
+                }
+            } else {
+                RegistryError::BadSignature {
+                    component,
+                    digest,
+                    key,
+                }
             });
         }
         let trusted = self.trusted_keys()?;
@@ -244,7 +267,7 @@ impl Registry {
         let ((outcome, signed_by, activated), revision) = self.update(|manifest| {
             let mut signatures = self.read_signatures(&digest)?;
             signatures.extend(signature.cloned());
-            let vouching = trusted_signer(&component, &digest, &signatures, &trusted)?;
+            let vouching = trusted_signer(&component, &covered, &signatures, &trusted)?;
             // The key that vouches, if the registry trusts any; else the offered signer.
             let signed_by = vouching.or_else(|| signature.map(|s| s.signer().id()));
             let published_at = Utc::now().trunc_subsecs(0);
@@ -318,11 +341,12 @@ impl Registry {
         let component = format!("{name}@{version}");
         let digest = entry.digest();
         let bytes = self.read_blob(&component, &digest)?;
+        let spec = entry.spec(version, plugin.kind());
         let trusted = self.trusted_keys()?;
         if !trusted.is_empty() {
             trusted_signer(
                 &component,
-                &digest,
+                &Covered::new(digest, &spec),
                 &self.read_signatures(&digest)?,
                 &trusted,
             )?;
@@ -333,7 +357,7 @@ impl Registry {
             kind: plugin.kind(),
             digest,
             signed_by: entry.signed_by().cloned(),
-            spec: entry.spec(version, plugin.kind()),
+            spec,
             bytes,
         })
     }
@@ -465,26 +489,7 @@ impl Registry {
         &self,
         digest: &Digest,
     ) -> Result<Vec<ComponentSignature>, RegistryError> {
-        let path = self.signatures_path(digest);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(RegistryError::io("read", &path)(e)),
-        };
-        let lines = text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty());
-        lines
-            .map(|(i, line)| {
-                line.parse()
-                    .map_err(|reason| RegistryError::InvalidSignatureFile {
-                        path: path.clone(),
-                        line: i + 1,
-                        reason,
-                    })
-            })
-            .collect()
+        read_signature_file(&self.signatures_path(digest))
     }
 
     fn add_signature(
@@ -492,13 +497,7 @@ impl Registry {
         digest: &Digest,
         signature: &ComponentSignature,
     ) -> Result<(), RegistryError> {
-        let mut signatures = self.read_signatures(digest)?;
-        if signatures.contains(signature) {
-            return Ok(());
-        }
-        signatures.push(signature.clone());
-        let text: String = signatures.iter().map(|s| format!("{s}\n")).collect();
-        write_atomic(&self.signatures_path(digest), text.as_bytes())
+        add_to_signature_file(&self.signatures_path(digest), signature)
     }
 }
 

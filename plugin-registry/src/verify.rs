@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::signing::trusted_signer;
-use crate::{Digest, Registry, RegistryError};
+use crate::{Covered, Digest, PluginSpec, Registry, RegistryError};
 
 /// What [`Registry::verify`] found. Each problem is the error a load of the
 /// affected version would fail with.
@@ -29,7 +29,7 @@ impl VerifyReport {
 impl Registry {
     /// Hashes every blob and compares it with its name, checks that every
     /// published version's blob is there and, when the registry trusts keys,
-    /// that a trusted key signed it. Only an unreadable manifest or key
+    /// that a trusted key signed it with the spec it is served with. Only an unreadable manifest or key
     /// directory is an error; everything else is a problem in the report.
     pub fn verify(&self) -> Result<VerifyReport, RegistryError> {
         let manifest = self.manifest()?;
@@ -39,13 +39,13 @@ impl Registry {
             ..VerifyReport::default()
         };
 
-        let mut owners: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
+        let mut owners: BTreeMap<Digest, Vec<(String, PluginSpec)>> = BTreeMap::new();
         for (name, plugin) in manifest.plugins() {
             for (version, entry) in plugin.versions() {
-                owners
-                    .entry(entry.digest())
-                    .or_default()
-                    .push(format!("{name}@{version}"));
+                owners.entry(entry.digest()).or_default().push((
+                    format!("{name}@{version}"),
+                    entry.spec(version, plugin.kind()),
+                ));
             }
         }
         // Blobs no version names (e.g. left by an interrupted publish) are
@@ -62,16 +62,18 @@ impl Registry {
             let owner = if components.is_empty() {
                 "unreferenced blob".to_owned()
             } else {
-                components.join(", ")
+                let names: Vec<&str> = components.iter().map(|(c, _)| c.as_str()).collect();
+                names.join(", ")
             };
             if let Err(problem) = self.read_blob(&owner, digest) {
                 report.problems.push(problem);
             }
-            for component in components {
+            for (component, spec) in components {
                 report.versions += 1;
+                let covered = Covered::new(*digest, spec);
                 let signed = self
                     .read_signatures(digest)
-                    .and_then(|sigs| trusted_signer(component, digest, &sigs, &trusted));
+                    .and_then(|sigs| trusted_signer(component, &covered, &sigs, &trusted));
                 if let Err(problem) = signed {
                     report.problems.push(problem);
                 }

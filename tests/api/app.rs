@@ -118,6 +118,13 @@ pub struct TestApp {
     _plugin_dir: tempfile::TempDir,
 }
 
+impl TestApp {
+    /// The plugin directory the app watches.
+    pub fn plugin_dir(&self) -> &std::path::Path {
+        self._plugin_dir.path()
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();

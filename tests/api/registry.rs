@@ -266,6 +266,7 @@ async fn the_admin_api_activates_and_rolls_back_behind_its_token() {
         "paygate_http_requests_total{class=\"2xx\"}",
         "paygate_outbox_rows{state=\"pending\"}",
         "# TYPE paygate_plugin_call_duration_seconds histogram",
+        "# TYPE paygate_plugin_cache_rejected_total counter",
     ] {
         assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
     }
@@ -451,6 +452,59 @@ fn the_plugins_cli_publishes_signed_versions_activates_rolls_back_and_verifies()
     let (ok, out, err) = run(&["verify"]);
     assert!(ok, "{out}{err}");
     assert!(out.contains("\"problems\": 0"), "{out}");
+}
+
+/// Everything the app lists under `name` (serving or refused).
+async fn listed(app: &TestApp, name: &str) -> Value {
+    let (_, listed) = admin(app, "GET", "/admin/v1/plugins", None, Some(TOKEN)).await;
+    listed["plugins"]
+        .as_array()
+        .and_then(|all| all.iter().find(|p| p["name"] == name).cloned())
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test]
+async fn once_the_registry_trusts_a_key_the_plugin_directory_needs_signatures_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::open(dir.path()).unwrap();
+    let (secret, public) = paygate_plugin_registry::keygen().unwrap();
+    registry.trust(&public).unwrap();
+    let key = dir.path().join("signing.key");
+    secret.save(&key).unwrap();
+    let root = dir.path().to_owned();
+    let app = spawn_app_with(LAX_RATE_LIMIT, Vec::new(), move |mut c| {
+        c.registry_dir = Some(root);
+        c
+    })
+    .await;
+    // The standard plugins were staged unsigned into its plugin directory.
+    for name in ["sandbox", "stripe", "internal-webhook"] {
+        let plugin = listed(&app, name).await;
+        assert!(
+            plugin["version"].is_null(),
+            "{name} serves unsigned: {plugin}"
+        );
+        let refusal = plugin["last_rejection"].as_str().unwrap_or_default();
+        assert!(refusal.contains("unsigned"), "{name}: {plugin}");
+    }
+    // `paygate plugins sign` signs a plugin as the directory holds it; the
+    // host, watching, loads it.
+    let component = app.plugin_dir().join("sandbox.wasm");
+    let (component, key) = (
+        component.to_str().unwrap().to_owned(),
+        key.to_str().unwrap().to_owned(),
+    );
+    let (ok, out, err) = tokio::task::spawn_blocking(move || {
+        cli(&["plugins", "sign", &component, "--sign-key", &key])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    assert!(out.contains(&public.id().to_string()), "{out}");
+    assert!(app.plugin_dir().join("sandbox.sig").is_file());
+    wait_serving(&app, "sandbox", "unversioned").await;
+    let stripe = listed(&app, "stripe").await;
+    assert!(stripe["version"].is_null(), "still unsigned: {stripe}");
 }
 
 #[tokio::test]

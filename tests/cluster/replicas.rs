@@ -14,7 +14,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use paygate::merchants::CreatedMerchant;
-use paygate::plugins::{PublishRequest, publish};
+use paygate::plugins::{CacheLocation, PublishRequest, publish};
 use paygate_plugin_registry::{PluginSpec, Registry};
 use serde_json::{Value, json};
 
@@ -544,7 +544,10 @@ async fn a_plugin_activation_reaches_both_replicas() {
     let release = |version: &str, component: &str, activate: bool| {
         publish(
             &registry,
-            Some(cache_dir()),
+            Some(CacheLocation {
+                dir: cache_dir(),
+                key_file: None,
+            }),
             PublishRequest {
                 name: "stripe".into(),
                 version: version.into(),

@@ -100,12 +100,10 @@ impl PluginEngine {
         }
     }
 
-    /// A key of everything that makes compiled code valid for this engine.
+    /// A name of everything that makes compiled code valid for this
+    /// engine: compiler settings, tunables, features, wasmtime's version.
     pub fn compatibility_key(&self) -> String {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut h);
-        format!("wasmtime48-{:016x}", h.finish())
+        super::cache::compatibility_key(&self.engine)
     }
 }
 

@@ -15,6 +15,24 @@ pub enum LoadError {
     },
     #[error("{name}: {reason}")]
     Spec { name: String, reason: String },
+    #[error(
+        "{name}: secret {key} names the process variable {variable}, which plugins may not \
+         read: name a variable starting with PAYGATE_PLUGIN_SECRET_, or one of the secrets \
+         the host hands to plugins ({named})"
+    )]
+    SecretNotAllowed {
+        name: String,
+        key: String,
+        variable: String,
+        named: String,
+    },
+    #[error("{name}: {source}")]
+    Signature {
+        name: String,
+        /// Boxed: a registry error is large, and every `Result` would carry its size.
+        #[source]
+        source: Box<paygate_plugin_registry::RegistryError>,
+    },
     #[error("{name}: cannot read {path}: {source}")]
     Io {
         name: String,

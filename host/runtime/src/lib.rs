@@ -8,8 +8,9 @@
 //! - [`PluginEngine`] (`engine`) owns the one wasmtime engine (pooling
 //!   allocator, epoch deadlines, fuel) and a linker per world.
 //! - [`Loader`] (`loader`) turns bytes and a spec into a type-checked
-//!   [`LoadedPlugin`] (`loaded`), caching compiled code by digest; `limits`
-//!   and `allow` are what a spec grants.
+//!   [`LoadedPlugin`] (`loaded`), caching compiled code by digest in an
+//!   authenticated compile cache (`cache`); `limits` and `allow` are what a
+//!   spec grants.
 //! - Every call (`call`) runs in a fresh store (`state`) with its own limits;
 //!   the guest's output is captured (`stdio`), its failures named (`error`).
 //! - Host capabilities live in `imports/`, one file per WIT interface, over
@@ -23,6 +24,7 @@
 pub mod bindings;
 
 mod allow;
+mod cache;
 mod call;
 mod counters;
 mod engine;
@@ -41,13 +43,14 @@ mod stats;
 mod stdio;
 mod watch;
 
+pub use cache::{CacheLocation, CacheStats};
 pub use call::{CallStats, Decided};
 pub use counters::{CounterError, CounterStore, Counters, Expiring, MemoryCounters};
 pub use engine::{EngineSettings, PluginEngine};
 pub use error::{LoadError, PluginError};
 pub use limits::{Limits, MAX_MEMORY_BYTES};
 pub use loaded::{LoadedPlugin, PluginStats};
-pub use loader::{CodeSource, CompiledComponent, Loader};
+pub use loader::{CodeSource, CompiledComponent, Loader, SECRET_ENV_PREFIX};
 pub use operator::{PublishRequest, publish};
 pub use registry::RegistrySource;
 pub use secret::Secret;

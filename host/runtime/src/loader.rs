@@ -3,7 +3,7 @@
 //! pre-instantiate, resolve secrets.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,6 +14,7 @@ use super::allow::AllowList;
 use super::bindings::policy::RateLimitPolicyPre;
 use super::bindings::provider::ProviderAdapterPre;
 use super::bindings::verifier::WebhookVerifierPre;
+use super::cache::{CacheStats, CompileCache, Opened};
 use super::engine::PluginEngine;
 use super::error::LoadError;
 use super::limits::Limits;
@@ -21,6 +22,10 @@ use super::loaded::{LoadedPlugin, PluginStats, WorldPre};
 use super::services::HostServices;
 use super::state::PluginContext;
 use crate::secret::Secret;
+
+/// What the name of every process variable a plugin spec may read starts
+/// with (`env:PAYGATE_PLUGIN_SECRET_...`).
+pub const SECRET_ENV_PREFIX: &str = "PAYGATE_PLUGIN_SECRET_";
 
 /// How a component's machine code was obtained.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,25 +54,50 @@ impl CompiledComponent {
     }
 }
 
-/// Loads plugins into one engine, caching compiled code on disk.
+/// Loads plugins into one engine, caching compiled code on disk (see
+/// `cache` for how a cached artifact is authenticated).
 #[derive(Clone)]
 pub struct Loader {
     pub engine: Arc<PluginEngine>,
     pub services: Arc<HostServices>,
-    cache_dir: Option<PathBuf>,
+    cache: Option<Arc<CompileCache>>,
+    /// The engine's compatibility key, part of every artifact's name and tag.
+    compat: Arc<str>,
+    stats: Arc<CacheStats>,
 }
 
 impl Loader {
+    /// A loader caching compiled code in `cache_dir`, its key beside it
+    /// (`<cache_dir>.key`); see [`Loader::cache_key_file`].
     pub fn new(
         engine: Arc<PluginEngine>,
         services: Arc<HostServices>,
         cache_dir: Option<PathBuf>,
     ) -> Self {
         Self {
+            compat: engine.compatibility_key().into(),
             engine,
             services,
-            cache_dir,
+            cache: cache_dir.map(|dir| Arc::new(CompileCache::new(dir, None))),
+            stats: Arc::default(),
         }
+    }
+
+    /// Keeps the key that authenticates cached artifacts in `key_file`
+    /// instead of beside the cache directory. It must not be inside it.
+    pub fn cache_key_file(mut self, key_file: Option<PathBuf>) -> Self {
+        if let (Some(cache), Some(key_file)) = (&self.cache, key_file) {
+            self.cache = Some(Arc::new(CompileCache::new(
+                cache.dir().to_owned(),
+                Some(key_file),
+            )));
+        }
+        self
+    }
+
+    /// Cache hits, compiles and refused artifacts since this loader started.
+    pub fn cache_stats(&self) -> &CacheStats {
+        &self.stats
     }
 
     /// Loads `bytes` as plugin `name`. `expected` is the world the caller
@@ -110,9 +140,58 @@ impl Loader {
         spec: &PluginSpec,
         expected: Option<PluginKind>,
     ) -> Result<LoadedPlugin, LoadError> {
+        let (kind, pre) = self.pre(name, compiled, [expected, spec.kind])?;
+        let secrets = resolve_secrets(name, &spec.secrets, &self.services.named_secrets)?;
+        let missing_secrets = (spec.secrets.iter())
+            .filter(|(key, _)| !secrets.contains_key(*key))
+            .map(|(_, reference)| reference.to_string())
+            .collect();
+        let ctx = PluginContext {
+            name: name.into(),
+            version: spec.version.clone(),
+            digest: compiled.digest,
+            kind,
+            limits: Limits::from_spec(&spec.limits),
+            allowed_hosts: AllowList::new(&spec.allowed_hosts),
+            config: spec.config.clone(),
+            secrets,
+            missing_secrets,
+            services: self.services.clone(),
+        };
+        Ok(LoadedPlugin {
+            ctx: Arc::new(ctx),
+            pre,
+            engine: self.engine.clone(),
+            size_bytes: compiled.size_bytes,
+            stats: PluginStats::default(),
+        })
+    }
+
+    /// Compiles `bytes` (caching the code for hosts) and type-checks them
+    /// against their world, which must be `kind` if given; returns the
+    /// world. Binds no spec: secrets are the business of the host that
+    /// loads the plugin, for `paygate plugins publish`.
+    pub fn check(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        kind: Option<PluginKind>,
+    ) -> Result<PluginKind, LoadError> {
+        let (compiled, _) = self.compile(name, bytes)?;
+        Ok(self.pre(name, &compiled, [kind, None])?.0)
+    }
+
+    /// The world `compiled` exports, which must be each of `wanted` that
+    /// is given, and its pre-instantiation.
+    fn pre(
+        &self,
+        name: &str,
+        compiled: &CompiledComponent,
+        wanted: [Option<PluginKind>; 2],
+    ) -> Result<(PluginKind, WorldPre), LoadError> {
         let component = &compiled.component;
         let kind = detect_kind(&self.engine, name, component)?;
-        for wanted in [expected, spec.kind].into_iter().flatten() {
+        for wanted in wanted.into_iter().flatten() {
             if wanted != kind {
                 return Err(LoadError::WrongWorld {
                     name: name.into(),
@@ -142,30 +221,7 @@ impl Loader {
                 WorldPre::Policy(RateLimitPolicyPre::new(pre).map_err(wrong_world)?)
             }
         };
-        let secrets = resolve_secrets(name, &spec.secrets, &self.services.named_secrets);
-        let missing_secrets = (spec.secrets.iter())
-            .filter(|(key, _)| !secrets.contains_key(*key))
-            .map(|(_, reference)| reference.to_string())
-            .collect();
-        let ctx = PluginContext {
-            name: name.into(),
-            version: spec.version.clone(),
-            digest: compiled.digest,
-            kind,
-            limits: Limits::from_spec(&spec.limits),
-            allowed_hosts: AllowList::new(&spec.allowed_hosts),
-            config: spec.config.clone(),
-            secrets,
-            missing_secrets,
-            services: self.services.clone(),
-        };
-        Ok(LoadedPlugin {
-            ctx: Arc::new(ctx),
-            pre,
-            engine: self.engine.clone(),
-            size_bytes: compiled.size_bytes,
-            stats: PluginStats::default(),
-        })
+        Ok((kind, pre))
     }
 
     /// Compiles `bytes`, or loads the artifact this host cached for them.
@@ -175,19 +231,9 @@ impl Loader {
         bytes: &[u8],
         digest: &Digest,
     ) -> Result<(Component, CodeSource), LoadError> {
-        let engine = &self.engine.engine;
-        let cached = self.cache_path(digest);
-        if let Some(path) = cached.as_deref().filter(|p| p.exists()) {
-            // SAFETY: the cache directory is the host's own, and artifacts
-            // are named by the source's digest and this engine's
-            // compatibility key, so only code this host compiled, for these
-            // engine settings, is ever loaded here.
-            match unsafe { Component::deserialize_file(engine, path) } {
-                Ok(component) => return Ok((component, CodeSource::Cached)),
-                Err(e) => {
-                    tracing::warn!(plugin = name, error = %e, "discarding unusable cached artifact")
-                }
-            }
+        if let Some(component) = self.cached(name, digest) {
+            CacheStats::count(&self.stats.hits);
+            return Ok((component, CodeSource::Cached));
         }
         if !looks_like_component(bytes) {
             return Err(LoadError::NotAComponent {
@@ -196,26 +242,66 @@ impl Loader {
             });
         }
         let started = Instant::now();
+        let engine = &self.engine.engine;
         let component = Component::new(engine, bytes).map_err(|e| LoadError::NotAComponent {
             name: name.into(),
             reason: format!("{e:#}"),
         })?;
+        CacheStats::count(&self.stats.compiled);
         tracing::info!(plugin = name, %digest, ms = started.elapsed().as_millis() as u64, "compiled component");
-        if let Some(path) = cached
-            && let Err(e) = write_artifact(&path, &component)
-        {
-            tracing::warn!(plugin = name, error = %e, "could not cache compiled component");
+        if let Some(cache) = &self.cache {
+            let stored = component
+                .serialize()
+                .map_err(|e| std::io::Error::other(e.to_string()))
+                .and_then(|artifact| cache.store(digest, &self.compat, &artifact));
+            if let Err(e) = stored {
+                tracing::warn!(plugin = name, error = %e, "could not cache compiled component");
+            }
         }
         Ok((component, CodeSource::Compiled))
     }
 
-    fn cache_path(&self, digest: &Digest) -> Option<PathBuf> {
-        let dir = self.cache_dir.as_ref()?;
-        Some(dir.join(format!(
-            "{}-{}.cwasm",
-            digest.hex(),
-            self.engine.compatibility_key()
-        )))
+    /// The cached artifact of `digest`, if there is one and its tag proves
+    /// this host wrote it for these bytes and this engine.
+    fn cached(&self, name: &str, digest: &Digest) -> Option<Component> {
+        let cache = self.cache.as_ref()?;
+        let path = cache.path(digest, &self.compat);
+        let file = match std::fs::read(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!(plugin = name, path = %path.display(), error = %e, "cannot read cached artifact; compiling");
+                return None;
+            }
+        };
+        let artifact = match cache.open(digest, &self.compat, &file) {
+            Opened::Authentic(artifact) => artifact,
+            Opened::NoKey => return None,
+            Opened::Forged => {
+                CacheStats::count(&self.stats.rejected);
+                tracing::warn!(
+                    plugin = name,
+                    %digest,
+                    path = %path.display(),
+                    "refusing a cached artifact this host did not write for this component \
+                     (changed, replaced, or written without this host's cache key); compiling"
+                );
+                return None;
+            }
+        };
+        // SAFETY: deserializing runs native code from `artifact`. Its HMAC
+        // tag, under a key kept outside the cache directory, checked above
+        // on these very bytes (read once, into memory, so the file cannot
+        // change between check and use), proves that a holder of the key
+        // serialized it for a component with this digest on an engine with
+        // this compatibility key.
+        match unsafe { Component::deserialize(&self.engine.engine, artifact) } {
+            Ok(component) => Some(component),
+            Err(e) => {
+                tracing::warn!(plugin = name, error = %e, "discarding unusable cached artifact");
+                None
+            }
+        }
     }
 }
 
@@ -264,34 +350,42 @@ fn detect_kind(
 }
 
 /// Resolves secret references now, so a call never touches the environment.
-/// Secrets the host was handed by name win over the environment.
+/// A reference may name a secret the host was handed by name (its plugin
+/// secret settings) or a process variable whose name starts with
+/// [`SECRET_ENV_PREFIX`]; anything else (the database URL, the admin token,
+/// `PATH`) is refused, so a spec cannot hand a plugin the host's own secrets.
 fn resolve_secrets(
     name: &str,
     refs: &BTreeMap<String, SecretRef>,
     named: &BTreeMap<String, Secret>,
-) -> BTreeMap<String, Secret> {
-    refs.iter()
-        .filter_map(|(key, r)| match r {
-            SecretRef::Env(var) => match named.get(var).cloned().or_else(|| std::env::var(var).ok().map(Secret::new)) {
-                Some(value) if !value.expose().is_empty() => Some((key.clone(), value)),
-                _ => {
-                    tracing::warn!(plugin = name, secret = %key, reference = %r, "secret reference resolves to nothing");
-                    None
-                }
-            },
-        })
-        .collect()
-}
-
-/// Writes atomically: a crash mid-write never leaves a truncated artifact.
-fn write_artifact(path: &Path, component: &Component) -> std::io::Result<()> {
-    let bytes = component
-        .serialize()
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+) -> Result<BTreeMap<String, Secret>, LoadError> {
+    let mut resolved = BTreeMap::new();
+    for (key, reference) in refs {
+        let SecretRef::Env(var) = reference;
+        let value = match named.get(var) {
+            Some(value) => Some(value.clone()),
+            None if var.starts_with(SECRET_ENV_PREFIX) => std::env::var(var).ok().map(Secret::new),
+            None => {
+                return Err(LoadError::SecretNotAllowed {
+                    name: name.into(),
+                    key: key.clone(),
+                    variable: var.clone(),
+                    named: if named.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        named.keys().cloned().collect::<Vec<_>>().join(", ")
+                    },
+                });
+            }
+        };
+        match value {
+            Some(value) if !value.expose().is_empty() => {
+                resolved.insert(key.clone(), value);
+            }
+            _ => {
+                tracing::warn!(plugin = name, secret = %key, %reference, "secret reference resolves to nothing")
+            }
+        }
     }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(tmp, path)
+    Ok(resolved)
 }

@@ -1,6 +1,13 @@
-//! Hot reload from a plugin directory: `<name>.wasm` is the component and
-//! the optional `<name>.toml` its [`PluginSpec`]. A change to either reloads
+//! Hot reload from a plugin directory: `<name>.wasm` is the component, the
+//! optional `<name>.toml` its [`PluginSpec`] and the optional `<name>.sig`
+//! its signatures (`paygate plugins sign`). A change to any of them reloads
 //! that plugin off the request path.
+//!
+//! When the directory follows a registry's trust
+//! ([`PluginDir::requiring_signatures_of`]) and that registry trusts any
+//! key, a plugin loads only if a trusted key signed its component and its
+//! spec, as for the registry's own versions: nothing unsigned runs, from
+//! either source.
 //!
 //! Write files atomically (write elsewhere, then rename); a half-written
 //! file is simply refused and the next event loads the finished one.
@@ -11,7 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
-use paygate_plugin_registry::PluginSpec;
+use paygate_plugin_registry::signing::{read_signature_file, trusted_signer};
+use paygate_plugin_registry::{Covered, Digest, PluginSpec, Registry};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -26,11 +34,25 @@ const DEBOUNCE: Duration = Duration::from_millis(50);
 #[derive(Clone, Debug)]
 pub struct PluginDir {
     dir: PathBuf,
+    /// Whose trusted keys must have signed each plugin, if anyone's.
+    trust: Option<Registry>,
 }
 
 impl PluginDir {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self {
+            dir: dir.into(),
+            trust: None,
+        }
+    }
+
+    /// Requires, whenever `registry` trusts any key, a signature by one of
+    /// its trusted keys on every plugin loaded from this directory. The keys
+    /// are read at each load, so trusting or revoking a key takes effect at
+    /// the next change.
+    pub fn requiring_signatures_of(mut self, registry: Registry) -> Self {
+        self.trust = Some(registry);
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -71,7 +93,35 @@ impl PluginDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => PluginSpec::default(),
             Err(e) => return Err(io(&toml, e)),
         };
+        self.check_signature(name, &bytes, &spec)?;
         Ok((bytes, spec))
+    }
+
+    /// Refuses `name` unless a trusted key signed these bytes with this
+    /// spec, when the registry it follows trusts any key.
+    fn check_signature(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        spec: &PluginSpec,
+    ) -> Result<(), LoadError> {
+        let Some(registry) = &self.trust else {
+            return Ok(());
+        };
+        let refused = |source| LoadError::Signature {
+            name: name.into(),
+            source: Box::new(source),
+        };
+        let trusted = registry.trusted_keys().map_err(refused)?;
+        if trusted.is_empty() {
+            return Ok(());
+        }
+        let signatures =
+            read_signature_file(&self.dir.join(format!("{name}.sig"))).map_err(refused)?;
+        let component = format!("{name}@{} in {}", spec.version, self.dir.display());
+        let covered = Covered::new(Digest::of(bytes), spec);
+        trusted_signer(&component, &covered, &signatures, &trusted).map_err(refused)?;
+        Ok(())
     }
 
     /// Loads every plugin in the directory; returns the failures.
@@ -135,7 +185,7 @@ fn plugin_name(path: &Path) -> Option<String> {
 /// The plugin a changed path belongs to, ignoring temporary files.
 fn changed_plugin(path: &Path) -> Option<String> {
     let ext = path.extension()?.to_str()?;
-    if ext != "wasm" && ext != "toml" {
+    if !matches!(ext, "wasm" | "toml" | "sig") {
         return None;
     }
     let stem = path.file_stem()?.to_str()?;

@@ -30,6 +30,20 @@ pub enum PluginsCommand {
             default_value = ".paygate/cache"
         )]
         cache_dir: std::path::PathBuf,
+        /// The hosts' compile cache key (default: `<cache dir>.key`), so
+        /// they accept the code compiled here.
+        #[arg(long, env = "PAYGATE_PLUGIN_CACHE_KEY_FILE")]
+        cache_key_file: Option<std::path::PathBuf>,
+    },
+    /// Sign a plugin of a plugin directory as hosts load it: the component
+    /// `FILE` (`<name>.wasm`) with the spec beside it (`<name>.toml`, or
+    /// none). The signature is added to `<name>.sig` beside them; a host
+    /// whose registry trusts keys loads the plugin only with it.
+    Sign {
+        file: std::path::PathBuf,
+        /// The secret key (from `plugins keygen`).
+        #[arg(long)]
+        sign_key: std::path::PathBuf,
     },
     /// Every plugin: kind, active version, digest, versions and, from a
     /// running host's admin API, what it serves, its calls and errors.
@@ -61,10 +75,15 @@ pub enum PluginsCommand {
 /// Runs `paygate plugins ...` against the registry at `root`.
 pub async fn run(root: &std::path::Path, command: PluginsCommand) -> anyhow::Result<()> {
     use paygate_plugin_registry::{PluginSpec, Registry, keygen};
-    let registry = Registry::open(root)?;
     let print = |value: serde_json::Value| {
         println!("{}", serde_json::to_string_pretty(&value).expect("JSON"))
     };
+    // Signing a plugin directory's file needs no registry.
+    if let PluginsCommand::Sign { file, sign_key } = &command {
+        print(sign_in_place(file, sign_key)?);
+        return Ok(());
+    }
+    let registry = Registry::open(root)?;
     match command {
         PluginsCommand::Publish {
             file,
@@ -74,6 +93,7 @@ pub async fn run(root: &std::path::Path, command: PluginsCommand) -> anyhow::Res
             sign_key,
             activate,
             cache_dir,
+            cache_key_file,
         } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
@@ -88,7 +108,10 @@ pub async fn run(root: &std::path::Path, command: PluginsCommand) -> anyhow::Res
             };
             let published = crate::plugins::publish(
                 &registry,
-                Some(cache_dir),
+                Some(crate::plugins::CacheLocation {
+                    dir: cache_dir,
+                    key_file: cache_key_file,
+                }),
                 crate::plugins::PublishRequest {
                     name: name.clone(),
                     version: version.clone(),
@@ -187,8 +210,43 @@ pub async fn run(root: &std::path::Path, command: PluginsCommand) -> anyhow::Res
             let id = registry.trust(&key)?;
             print(serde_json::json!({"trusted": id.to_string()}));
         }
+        // Handled above, before a registry is opened.
+        PluginsCommand::Sign { .. } => {}
     }
     Ok(())
+}
+
+/// Signs `<name>.wasm` with the spec a plugin directory loads beside it and
+/// adds the signature to `<name>.sig`.
+fn sign_in_place(
+    file: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<serde_json::Value> {
+    use paygate_plugin_registry::signing::add_to_signature_file;
+    use paygate_plugin_registry::{PluginSpec, SecretKey, sign};
+    anyhow::ensure!(
+        file.extension().is_some_and(|e| e == "wasm"),
+        "{} is not a plugin directory's component (<name>.wasm)",
+        file.display()
+    );
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let spec_path = file.with_extension("toml");
+    let spec = match std::fs::read_to_string(&spec_path) {
+        Ok(text) => {
+            PluginSpec::from_toml(&text).with_context(|| format!("in {}", spec_path.display()))?
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => PluginSpec::default(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", spec_path.display())),
+    };
+    let signature = sign(&SecretKey::load(key)?, &bytes, &spec);
+    let sig_path = file.with_extension("sig");
+    add_to_signature_file(&sig_path, &signature)?;
+    Ok(serde_json::json!({
+        "component": file.display().to_string(),
+        "spec": spec_path.exists().then(|| spec_path.display().to_string()),
+        "signature_file": sig_path.display().to_string(),
+        "signed_by": signature.signer().id().to_string(),
+    }))
 }
 
 /// What a running host serves, from its admin API; nothing when it cannot

@@ -1,7 +1,8 @@
 use std::sync::LazyLock;
 
 use super::*;
-use crate::{SecretKey, keygen, sign};
+use crate::signing::sign_covered;
+use crate::{SecretKey, keygen};
 
 mod concurrency;
 mod signatures;
@@ -295,7 +296,7 @@ fn no_temporary_files_are_left_behind() {
     let (_dir, registry) = registry();
     let (secret, public) = keygen().unwrap();
     registry.trust(&public).unwrap();
-    let signature = sign(&secret, b"one");
+    let signature = sign_covered(&secret, &request("stripe", "1", b"one").covered());
     let request = Publish {
         signature: Some(&signature),
         ..request("stripe", "1", b"one")

@@ -1,7 +1,14 @@
 //! Signed publishing: once the registry trusts a key, every publish and
-//! every load needs a signature by a trusted key.
+//! every load needs a signature by a trusted key, over the component and
+//! the spec it is served with.
 
 use super::*;
+use crate::signing::{sign_covered, sign_v1};
+
+/// A signature of `bytes` as `stripe@1` with no capabilities.
+fn sign_one(secret: &SecretKey, bytes: &[u8]) -> ComponentSignature {
+    sign_covered(secret, &request("stripe", "1", bytes).covered())
+}
 
 /// A registry trusting one key, and that key.
 fn trusting() -> (tempfile::TempDir, Registry, SecretKey) {
@@ -22,7 +29,7 @@ fn signed<'a>(bytes: &'a [u8], signature: &'a ComponentSignature) -> Publish<'a>
 #[test]
 fn a_trusted_signature_is_accepted_recorded_and_checked_at_load() {
     let (_dir, registry, secret) = trusting();
-    let signature = sign(&secret, b"one");
+    let signature = sign_one(&secret, b"one");
     let published = registry.publish(&signed(b"one", &signature)).unwrap();
     let key = secret.public_key().id();
     assert_eq!(published.signed_by.as_ref(), Some(&key));
@@ -35,8 +42,8 @@ fn a_trusted_signature_is_accepted_recorded_and_checked_at_load() {
 fn unsigned_badly_signed_and_stranger_signed_components_are_refused_at_publish() {
     let (_dir, registry, secret) = trusting();
     let (stranger, _) = keygen().unwrap();
-    let for_other_bytes = sign(&secret, b"other");
-    let by_stranger = sign(&stranger, b"one");
+    let for_other_bytes = sign_one(&secret, b"other");
+    let by_stranger = sign_one(&stranger, b"one");
     let cases = [
         (
             request("stripe", "1", b"one"),
@@ -64,7 +71,7 @@ fn unsigned_badly_signed_and_stranger_signed_components_are_refused_at_publish()
 fn a_bad_signature_is_refused_even_when_no_key_is_trusted() {
     let (_dir, registry) = registry();
     let (secret, _) = keygen().unwrap();
-    let for_other_bytes = sign(&secret, b"other");
+    let for_other_bytes = sign_one(&secret, b"other");
     assert_refused!(
         registry.publish(&signed(b"one", &for_other_bytes)),
         RegistryError::BadSignature { .. }
@@ -86,7 +93,7 @@ fn signatures_are_optional_until_a_key_is_trusted_then_loads_need_one() {
     assert_eq!(registry.verify().unwrap().problems.len(), 1);
 
     // Publishing the same version again with a signature signs it.
-    let signature = sign(&secret, b"one");
+    let signature = sign_one(&secret, b"one");
     let again = registry.publish(&signed(b"one", &signature)).unwrap();
     assert_eq!(again.outcome, PublishOutcome::AlreadyPublished);
     assert!(registry.active_component("stripe").is_ok());
@@ -104,7 +111,7 @@ fn signatures_are_optional_until_a_key_is_trusted_then_loads_need_one() {
 #[test]
 fn a_removed_or_tampered_signature_file_is_refused_at_load() {
     let (_dir, registry, secret) = trusting();
-    let signature = sign(&secret, b"one");
+    let signature = sign_one(&secret, b"one");
     let digest = registry
         .publish(&signed(b"one", &signature))
         .unwrap()
@@ -114,7 +121,7 @@ fn a_removed_or_tampered_signature_file_is_refused_at_load() {
         .join("signatures")
         .join(format!("{}.sig", digest.hex()));
 
-    let forged = sign(&secret, b"other").to_string();
+    let forged = sign_one(&secret, b"other").to_string();
     std::fs::write(&sig_file, forged).unwrap();
     assert_refused!(
         registry.active_component("stripe"),
@@ -141,7 +148,7 @@ fn a_removed_or_tampered_signature_file_is_refused_at_load() {
 #[test]
 fn a_revoked_key_no_longer_vouches() {
     let (_dir, registry, secret) = trusting();
-    let signature = sign(&secret, b"one");
+    let signature = sign_one(&secret, b"one");
     registry.publish(&signed(b"one", &signature)).unwrap();
     let (_, other) = keygen().unwrap();
     registry.trust(&other).unwrap();
@@ -172,4 +179,84 @@ fn a_trusted_key_file_that_is_not_a_key_is_an_error_naming_it() {
             path.display()
         )
     );
+}
+
+#[test]
+fn a_signature_covers_the_spec_so_a_hand_edited_manifest_is_refused_at_load() {
+    let (_dir, registry, secret) = trusting();
+    let spec = PluginSpec::from_toml(
+        "allowed_hosts = [\"api.stripe.com\"]\n[secrets]\nkey = \"env:PAYGATE_PLUGIN_SECRET_K\"",
+    )
+    .unwrap();
+    let unsigned = Publish {
+        spec: &spec,
+        ..request("stripe", "1", b"one")
+    };
+    let signature = sign_covered(&secret, &unsigned.covered());
+    let request = Publish {
+        signature: Some(&signature),
+        activate: true,
+        ..unsigned
+    };
+    registry.publish(&request).unwrap();
+    assert!(registry.active_component("stripe").is_ok());
+
+    // Whoever can write the manifest widens what the signed component may reach.
+    let path = registry.manifest_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let edited = text.replace("api.stripe.com", "attacker.example");
+    assert_ne!(edited, text);
+    std::fs::write(&path, edited).unwrap();
+    assert_refused!(
+        registry.active_component("stripe"),
+        RegistryError::BadSignature { .. }
+    );
+    assert_eq!(registry.verify().unwrap().problems.len(), 1);
+}
+
+#[test]
+fn a_signature_made_for_another_spec_is_refused_at_publish() {
+    let (_dir, registry, secret) = trusting();
+    let signature = sign_one(&secret, b"one");
+    let wider = PluginSpec::from_toml("allowed_hosts = [\"attacker.example\"]").unwrap();
+    let request = Publish {
+        spec: &wider,
+        ..signed(b"one", &signature)
+    };
+    let err = assert_refused!(
+        registry.publish(&request),
+        RegistryError::BadSignature { .. }
+    );
+    assert!(err.to_string().contains("its spec"), "{err}");
+}
+
+#[test]
+fn a_v1_signature_of_the_component_alone_is_refused_at_publish_and_at_load() {
+    let (_dir, registry, secret) = trusting();
+    let v1 = sign_v1(&secret, b"one");
+    assert_refused!(
+        registry.publish(&signed(b"one", &v1)),
+        RegistryError::LegacySignature { .. }
+    );
+
+    // A registry signed by an older release: its signature file holds a v1 line.
+    let good = sign_one(&secret, b"one");
+    let digest = registry.publish(&signed(b"one", &good)).unwrap().digest;
+    let sig_file = registry
+        .root()
+        .join("signatures")
+        .join(format!("{}.sig", digest.hex()));
+    std::fs::write(&sig_file, format!("{v1}\n")).unwrap();
+    let err = assert_refused!(
+        registry.active_component("stripe"),
+        RegistryError::LegacySignature { .. }
+    );
+    assert!(err.to_string().contains("sign it again"), "{err}");
+    assert_eq!(registry.verify().unwrap().problems.len(), 1);
+
+    // Publishing the same version again with a v2 signature migrates it.
+    let again = registry.publish(&signed(b"one", &good)).unwrap();
+    assert_eq!(again.outcome, PublishOutcome::AlreadyPublished);
+    assert!(registry.active_component("stripe").is_ok());
+    assert!(registry.verify().unwrap().is_ok());
 }
