@@ -222,7 +222,7 @@ fn built(fields: Fields) {
 fn check(value: &Value) -> Result<CreatePayment, Vec<String>> {
     match parse_create(value) {
         Ok(request) => {
-            assert!(request.order_id >= 1 && request.subscription_id >= 1);
+            assert!(request.order_id.get() >= 1 && request.subscription_id.get() >= 1);
             for money in [request.amount, request.price] {
                 let v = money.value();
                 assert!(v > Decimal::ZERO && v <= Money::max() && v.scale() <= 8);

@@ -42,7 +42,8 @@ fuzz_target!(|data: &[u8]| match read::<Signed>(data, 3) {
 });
 
 fn raw(secret: &str, header: &str, body: &[u8], now: u64) {
-    let code = verify_signed_write(secret, header, &SignedWrite::create(body), now).map_err(|e| e.code());
+    let code =
+        verify_signed_write(secret, header, &SignedWrite::create(body), now).map_err(|e| e.code());
     if code != Err("invalid_signature") {
         let parts: Vec<_> = header
             .split(',')
@@ -89,7 +90,8 @@ fn signed_write(input: Signed) {
     ));
     items.extend(junk(&after));
     let header = items.join(",");
-    let code = verify_signed_write(&secret, &header, &SignedWrite::create(&body), now).map_err(|e| e.code());
+    let code = verify_signed_write(&secret, &header, &SignedWrite::create(&body), now)
+        .map_err(|e| e.code());
     let skew = (i128::from(now) - i128::from(t)).unsigned_abs();
     if skew <= u128::from(TOLERANCE_SECS) {
         assert_eq!(code, Ok(()), "{header:?} at {now}");
@@ -98,10 +100,12 @@ fn signed_write(input: Signed) {
     }
     let mut other_body = body.clone();
     other_body.push(b'x');
-    let code = verify_signed_write(&secret, &header, &SignedWrite::create(&other_body), now).map_err(|e| e.code());
+    let code = verify_signed_write(&secret, &header, &SignedWrite::create(&other_body), now)
+        .map_err(|e| e.code());
     assert_eq!(code, Err("invalid_signature"));
     let other_secret = format!("{secret}x");
-    let code = verify_signed_write(&other_secret, &header, &SignedWrite::create(&body), now).map_err(|e| e.code());
+    let code = verify_signed_write(&other_secret, &header, &SignedWrite::create(&body), now)
+        .map_err(|e| e.code());
     assert_eq!(code, Err("invalid_signature"));
     raw(&secret, &header, &body, now);
 }
