@@ -307,7 +307,7 @@ pub struct WebhookSettings {
     #[arg(
         long = "webhook-rate-per-alias",
         env = "PAYGATE_WEBHOOK_RATE_PER_ALIAS",
-        default_value_t = 6000
+        default_value_t = 60_000
     )]
     pub per_alias: u32,
     /// Webhooks accepted per client IP in each window, all routes together
@@ -315,7 +315,7 @@ pub struct WebhookSettings {
     #[arg(
         long = "webhook-rate-per-ip",
         env = "PAYGATE_WEBHOOK_RATE_PER_IP",
-        default_value_t = 1200
+        default_value_t = 6000
     )]
     pub per_ip: u32,
     /// The fixed window both webhook limits count in.
@@ -549,8 +549,8 @@ impl Config {
             internal_verifier_plugin: "internal-webhook".into(),
             // As in production, so a test that meets a webhook limit set it.
             webhooks: WebhookSettings {
-                per_alias: 6000,
-                per_ip: 1200,
+                per_alias: 60_000,
+                per_ip: 6000,
                 window: Duration::from_secs(60),
                 log_retention: Retention::For(Duration::from_secs(30 * 86_400)),
                 log_purge_every: Duration::from_secs(600),
@@ -643,7 +643,7 @@ mod tests {
     #[test]
     fn webhook_settings_have_defaults_and_retention_can_be_off() {
         let defaults = serve(&[]).unwrap().webhooks;
-        assert_eq!((defaults.per_alias, defaults.per_ip), (6000, 1200));
+        assert_eq!((defaults.per_alias, defaults.per_ip), (60_000, 6000));
         assert_eq!(defaults.window, Duration::from_secs(60));
         let month = Duration::from_secs(30 * 86_400);
         assert_eq!(defaults.log_retention, Retention::For(month));
