@@ -115,4 +115,9 @@ async fn a_request_past_its_deadline_is_answered_503() {
         "{}",
         created.body
     );
+    // The deadline's own answer still names the request, in its header and
+    // its body, as every other answer does.
+    let id = created.headers["x-request-id"].to_str().unwrap();
+    assert!(!id.is_empty());
+    assert_eq!(created.body["request_id"], id, "{}", created.body);
 }

@@ -19,24 +19,42 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Takes `X-Request-ID` (if sane) or makes a UUID, echoes it, and runs the
-/// request inside a span and task-local carrying it.
-pub async fn request_id(request: Request, next: Next) -> Response {
-    let id = request
-        .headers()
+/// The request's id: its `X-Request-ID` if sane, else a new UUID, which is
+/// written into the headers so that every later layer sees the same one.
+/// The request deadline ([`super::server`]) assigns it first, so that its
+/// own 503 carries the id the handler would have answered with.
+pub fn assign_request_id(headers: &mut HeaderMap) -> String {
+    let sane = headers
         .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| (1..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        .map(str::to_owned);
+    sane.unwrap_or_else(|| {
+        let id = uuid::Uuid::new_v4().to_string();
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            headers.insert(X_REQUEST_ID.clone(), value);
+        }
+        id
+    })
+}
+
+/// Echoes `id` in the response's `X-Request-ID`.
+pub fn echo_request_id(response: &mut Response, id: &str) {
+    if let Ok(value) = HeaderValue::from_str(id) {
+        response.headers_mut().insert(X_REQUEST_ID.clone(), value);
+    }
+}
+
+/// Takes `X-Request-ID` (if sane) or makes a UUID, echoes it, and runs the
+/// request inside a span and task-local carrying it.
+pub async fn request_id(mut request: Request, next: Next) -> Response {
+    let id = assign_request_id(request.headers_mut());
     let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
     let mut response = REQUEST_ID
         .scope(id.clone(), next.run(request))
         .instrument(span)
         .await;
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(X_REQUEST_ID.clone(), value);
-    }
+    echo_request_id(&mut response, &id);
     response
 }
 

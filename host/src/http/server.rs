@@ -37,7 +37,8 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::config::parse_duration;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, REQUEST_ID};
+use crate::http::middleware;
 
 /// The four deadlines of every listener (see the module's documentation).
 #[derive(Clone, Debug, clap::Args)]
@@ -116,18 +117,23 @@ fn with_deadlines(router: Router, timeouts: &ServerTimeouts) -> Router {
     let (body, request) = (timeouts.body, timeouts.request);
     router.layer(axum::middleware::from_fn(
         move |request_in: Request, next: axum::middleware::Next| async move {
-            let (parts, incoming) = request_in.into_parts();
+            let (mut parts, incoming) = request_in.into_parts();
+            let id = middleware::assign_request_id(&mut parts.headers);
             let deadline = Instant::now() + body;
             let request_in =
                 Request::from_parts(parts, Body::new(BodyDeadline::new(incoming, deadline)));
             match tokio::time::timeout(request, next.run(request_in)).await {
                 Ok(response) => response,
                 Err(_) => {
-                    tracing::warn!(timeout = ?request, "request timed out");
-                    ApiError::ServiceUnavailable(
-                        "the request took longer than the request timeout".into(),
-                    )
-                    .into_response()
+                    tracing::warn!(timeout = ?request, request_id = %id, "request timed out");
+                    let mut response = REQUEST_ID.sync_scope(id.clone(), || {
+                        ApiError::ServiceUnavailable(
+                            "the request took longer than the request timeout".into(),
+                        )
+                        .into_response()
+                    });
+                    middleware::echo_request_id(&mut response, &id);
+                    response
                 }
             }
         },
