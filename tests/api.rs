@@ -7,6 +7,7 @@ mod docs;
 mod errors;
 mod guards;
 mod lifecycle;
+mod listing;
 mod logs;
 mod migrations;
 pub(crate) mod notifications;

@@ -35,7 +35,7 @@ use crate::payments::store::{Payment, TimelineEvent};
         super::health::readyz,
         super::health::livez,
     ),
-    components(schemas(ErrorBody, FieldError, CreatePaymentBody, CreatedBody, Payment, PaymentPage, TimelineEvent, Tracking, Notifications, NotificationStatus, Attempt, Queued)),
+    components(schemas(ErrorBody, FieldError, CreatePaymentBody, CreatedBody, Payment, PaymentPage, PaymentCursorPage, PaymentList, TimelineEvent, Tracking, Notifications, NotificationStatus, Attempt, Queued)),
     modifiers(&KeyAuth),
     tags(
         (name = "payments", description = "Payments of the calling merchant"),
@@ -111,6 +111,24 @@ pub struct PaymentPage {
     pub total: i64,
     pub has_next: bool,
     pub items: Vec<Payment>,
+}
+
+/// The payments on one side of a cursor, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct PaymentCursorPage {
+    pub limit: i64,
+    /// More payments lie beyond, in the cursor's direction.
+    pub has_more: bool,
+    pub items: Vec<Payment>,
+}
+
+/// A list of payments: a page, or with `starting_after` / `ending_before`
+/// the cursor form.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum PaymentList {
+    Page(PaymentPage),
+    Cursor(PaymentCursorPage),
 }
 
 /// A payment's timeline.

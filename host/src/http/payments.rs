@@ -7,17 +7,20 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use super::auth::{Access, Target, authenticate};
 use super::error::{ApiError, FieldError, current_request_id};
 #[allow(unused_imports)] // named by the OpenAPI annotations
-use super::openapi::{CreatePaymentBody, CreatedBody, ErrorBody, PaymentPage, Tracking};
+use super::openapi::{CreatePaymentBody, CreatedBody, ErrorBody, PaymentList, Tracking};
 use crate::ids::{OrderId, PaymentId, SubscriptionId};
 use crate::merchants::Merchants;
 use crate::payments::create::{CreatePayment, PaymentsService, create_payment};
 use crate::payments::idempotency::fingerprint;
-use crate::payments::{Alias, Currency, IdempotencyKey, Money, Payment};
+use crate::payments::{
+    Alias, Currency, Cursor, FILTER_STATUSES, IdempotencyKey, ListFilter, Money, Payment,
+};
 use crate::payments::{Outcome, PaymentStore};
 
 /// `POST /api/v1/payments`.
@@ -176,15 +179,23 @@ fn money(obj: &Map<String, Value>, field: &str, errors: &mut Vec<FieldError>) ->
         .ok()
 }
 
-/// `GET /api/v1/payments?page=&limit=`.
+/// `GET /api/v1/payments`: filters, and pages or cursors (API.md,
+/// "Listing and filtering payments").
 #[utoipa::path(
     get, path = "/api/v1/payments", tag = "payments",
     params(
-        ("page" = Option<i64>, Query, description = "≥ 1, default 1"),
-        ("limit" = Option<i64>, Query, description = "1–100, default 20"),
+        ("page" = Option<i64>, Query, minimum = 1, maximum = 1000000, description = "Page form: ≥ 1, default 1; not with a cursor"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1–100, default 20"),
+        ("status" = Option<String>, Query, description = "Only payments in this status: `PAYMENT_PENDING`, `PAYMENT_FINISHED`, `PAYMENT_FAILED`, `PAYMENT_EXPIRED`"),
+        ("order_id" = Option<i64>, Query, minimum = 1, description = "Only the payment of this order"),
+        ("provider" = Option<String>, Query, description = "Only payments through this alias"),
+        ("created_gte" = Option<String>, Query, format = DateTime, description = "Created at or after (RFC 3339)"),
+        ("created_lt" = Option<String>, Query, format = DateTime, description = "Created before (RFC 3339)"),
+        ("starting_after" = Option<i64>, Query, minimum = 1, description = "Cursor form: the payments just older than this one of yours"),
+        ("ending_before" = Option<i64>, Query, minimum = 1, description = "Cursor form: the payments just newer than this one of yours (still newest first)"),
     ),
     responses(
-        (status = 200, description = "The merchant's payments, newest first", body = PaymentPage),
+        (status = 200, description = "The merchant's payments, newest first: a page (`page`, `total`, `has_next`), or with a cursor `has_more`", body = PaymentList),
         (status = 400, description = "`invalid_request`", body = ErrorBody),
         (status = 401, description = "`unauthorized`, `invalid_api_key`", body = ErrorBody),
         (status = 429, description = "`rate_limited`", body = ErrorBody),
@@ -199,42 +210,156 @@ pub async fn list(
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
     let merchant = authenticate(&merchants, &headers, Access::Read).await?;
-    let (page, limit) = page_params(&params)?;
-    let (items, total) = payments.payments.list(merchant.id, page, limit).await?;
-    Ok(Json(json!({
-        "page": page,
-        "limit": limit,
-        "total": total,
-        "has_next": has_next(page, limit, total),
-        "items": items,
-    })))
+    let query = ListQuery::parse(&params)?;
+    let store = &payments.payments;
+    let Some(cursor) = query.cursor else {
+        let (items, total) = store
+            .list(merchant.id, &query.filter, query.page, query.limit)
+            .await?;
+        return Ok(Json(json!({
+            "page": query.page,
+            "limit": query.limit,
+            "total": total,
+            "has_next": has_next(query.page, query.limit, total),
+            "items": items,
+        })));
+    };
+    let (items, has_more) = store
+        .list_from(merchant.id, &query.filter, cursor, query.limit)
+        .await?
+        .ok_or_else(|| ApiError::field(cursor_param(cursor), "names no payment of yours"))?;
+    Ok(Json(
+        json!({"limit": query.limit, "has_more": has_more, "items": items}),
+    ))
 }
 
-/// `page` (1–1,000,000, default 1) and `limit` (1–100, default 20) of a
-/// list request; every bad one named in one 400.
-fn page_params(params: &[(String, String)]) -> Result<(i64, i64), ApiError> {
-    let mut errors = Vec::new();
-    let mut param = |name: &str, default: i64, max: i64| -> i64 {
-        let Some((_, raw)) = params.iter().find(|(k, _)| k == name) else {
-            return default;
-        };
-        match raw.parse::<i64>() {
-            Ok(v) if (1..=max).contains(&v) => v,
-            _ => {
-                errors.push(FieldError::new(
-                    name,
-                    format!("must be a whole number from 1 to {max}"),
-                ));
-                default
-            }
+fn cursor_param(cursor: Cursor) -> &'static str {
+    match cursor {
+        Cursor::StartingAfter(_) => "starting_after",
+        Cursor::EndingBefore(_) => "ending_before",
+    }
+}
+
+/// A list request's query: its filters and its page or cursor.
+#[derive(Debug, PartialEq)]
+struct ListQuery {
+    filter: ListFilter,
+    page: i64,
+    limit: i64,
+    cursor: Option<Cursor>,
+}
+
+/// The first value of query parameter `name`.
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// A whole number from 1 to `max`, if the parameter is there.
+fn whole(raw: Option<&str>, max: i64) -> Option<Result<i64, String>> {
+    raw.map(|v| match v.parse::<i64>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("must be a whole number from 1 to {max}")),
+    })
+}
+
+/// An RFC 3339 time in UTC, if the parameter is there.
+fn time(raw: Option<&str>) -> Option<Result<DateTime<Utc>, String>> {
+    raw.map(|v| {
+        DateTime::parse_from_rfc3339(v)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| "must be an RFC 3339 time, e.g. 2026-12-01T00:00:00Z".to_owned())
+    })
+}
+
+/// The value of a parameter that is there and good; a bad one is added
+/// to `errors` under `name`.
+fn keep<T>(
+    errors: &mut Vec<FieldError>,
+    name: &str,
+    parsed: Option<Result<T, String>>,
+) -> Option<T> {
+    match parsed? {
+        Ok(v) => Some(v),
+        Err(m) => {
+            errors.push(FieldError::new(name, m));
+            None
         }
-    };
-    let page = param("page", 1, 1_000_000);
-    let limit = param("limit", 20, 100);
-    if errors.is_empty() {
-        Ok((page, limit))
-    } else {
-        Err(ApiError::fields(errors))
+    }
+}
+
+impl ListQuery {
+    /// Reads every parameter, naming each bad one in one 400. Unknown
+    /// parameters are ignored; of a repeated one, the first counts.
+    fn parse(params: &[(String, String)]) -> Result<Self, ApiError> {
+        let raw = |name: &str| param(params, name);
+        let mut errors = Vec::new();
+        let page = keep(&mut errors, "page", whole(raw("page"), 1_000_000));
+        let limit = keep(&mut errors, "limit", whole(raw("limit"), 100)).unwrap_or(20);
+        let status = keep(
+            &mut errors,
+            "status",
+            raw("status").map(|v| {
+                FILTER_STATUSES
+                    .into_iter()
+                    .find(|s| *s == v)
+                    .ok_or_else(|| format!("must be one of {}", FILTER_STATUSES.join(", ")))
+            }),
+        );
+        let order_id = keep(&mut errors, "order_id", whole(raw("order_id"), i64::MAX));
+        let provider = keep(
+            &mut errors,
+            "provider",
+            raw("provider").map(|v| Alias::parse(v).map(|a| a.as_str().to_owned())),
+        );
+        let created_gte = keep(&mut errors, "created_gte", time(raw("created_gte")));
+        let created_lt = keep(&mut errors, "created_lt", time(raw("created_lt")));
+        let after = keep(
+            &mut errors,
+            "starting_after",
+            whole(raw("starting_after"), i64::MAX),
+        );
+        let before = keep(
+            &mut errors,
+            "ending_before",
+            whole(raw("ending_before"), i64::MAX),
+        );
+        let cursor = match (after, before) {
+            (Some(_), Some(_)) => keep(
+                &mut errors,
+                "ending_before",
+                Some(Err("cannot be combined with starting_after".into())),
+            ),
+            (Some(id), None) => Some(Cursor::StartingAfter(PaymentId::new(id))),
+            (None, Some(id)) => Some(Cursor::EndingBefore(PaymentId::new(id))),
+            (None, None) => None,
+        };
+        if cursor.is_some() && raw("page").is_some() {
+            keep::<()>(
+                &mut errors,
+                "page",
+                Some(Err(
+                    "cannot be combined with starting_after or ending_before".into(),
+                )),
+            );
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::fields(errors));
+        }
+        Ok(Self {
+            filter: ListFilter {
+                status,
+                order_id,
+                provider,
+                created_gte,
+                created_lt,
+            },
+            page: page.unwrap_or(1),
+            limit,
+            cursor,
+        })
     }
 }
 
@@ -356,7 +481,7 @@ mod pagination_properties {
         #[test]
         fn parameters_are_in_range_or_refused(page in "\\PC{0,12}|-?[0-9]{1,8}", limit in "\\PC{0,6}|-?[0-9]{1,4}") {
             let valid = |raw: &str, max: i64| raw.parse::<i64>().is_ok_and(|v| (1..=max).contains(&v));
-            match page_params(&params(&page, &limit)) {
+            match ListQuery::parse(&params(&page, &limit)).map(|q| (q.page, q.limit)) {
                 Ok((p, l)) => {
                     prop_assert!(valid(&page, 1_000_000) && valid(&limit, 100));
                     prop_assert_eq!((Ok(p), Ok(l)), (page.parse::<i64>(), limit.parse::<i64>()));
@@ -373,6 +498,65 @@ mod pagination_properties {
 
     #[test]
     fn missing_parameters_take_their_defaults() {
-        assert_eq!(page_params(&[]).unwrap(), (1, 20));
+        let query = ListQuery::parse(&[]).unwrap();
+        assert_eq!((query.page, query.limit, query.cursor), (1, 20, None));
+        assert_eq!(query.filter, ListFilter::default());
+    }
+
+    fn named(params: &[(&str, &str)]) -> Vec<String> {
+        let params: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        match ListQuery::parse(&params) {
+            Ok(q) => panic!("accepted: {q:?}"),
+            Err(ApiError::InvalidRequest { fields, .. }) => {
+                fields.into_iter().map(|f| f.field).collect()
+            }
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn filters_and_cursors_are_read_or_named() {
+        let params: Vec<(String, String)> = [
+            ("status", "PAYMENT_FINISHED"),
+            ("order_id", "7"),
+            ("provider", "stripe"),
+            ("created_gte", "2026-12-01T00:00:00+01:00"),
+            ("created_lt", "2026-12-02T00:00:00Z"),
+            ("starting_after", "42"),
+            ("limit", "5"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        let query = ListQuery::parse(&params).unwrap();
+        assert_eq!(query.filter.status, Some("PAYMENT_FINISHED"));
+        assert_eq!(query.filter.order_id, Some(7));
+        assert_eq!(query.filter.provider.as_deref(), Some("stripe"));
+        assert_eq!(
+            query.filter.created_gte.unwrap().to_rfc3339(),
+            "2026-11-30T23:00:00+00:00"
+        );
+        assert_eq!(
+            query.cursor,
+            Some(Cursor::StartingAfter(PaymentId::new(42)))
+        );
+        assert_eq!(query.limit, 5);
+
+        assert_eq!(named(&[("status", "finished")]), ["status"]);
+        assert_eq!(
+            named(&[("order_id", "0"), ("provider", "a b")]),
+            ["order_id", "provider"]
+        );
+        assert_eq!(named(&[("created_lt", "yesterday")]), ["created_lt"]);
+        assert_eq!(named(&[("created_gte", "2026-12-01")]), ["created_gte"]);
+        assert_eq!(named(&[("starting_after", "1"), ("page", "2")]), ["page"]);
+        assert_eq!(
+            named(&[("starting_after", "1"), ("ending_before", "2")]),
+            ["ending_before"]
+        );
+        assert_eq!(named(&[("ending_before", "-1")]), ["ending_before"]);
     }
 }

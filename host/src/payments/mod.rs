@@ -4,10 +4,12 @@
 pub mod create;
 pub mod domain;
 pub mod idempotency;
+pub mod listing;
 pub mod outcome;
 pub mod store;
 pub mod webhook;
 
 pub use domain::{Alias, Currency, IdempotencyKey, Money, PaymentStatus};
+pub use listing::{Cursor, FILTER_STATUSES, ListFilter};
 pub use outcome::{CreateError, Created, Opened, Outcome, Refused};
 pub use store::{Payment, PaymentStore, TimelineEvent};

@@ -17,7 +17,7 @@ pub struct PaymentStore {
 }
 
 /// A payment as the API shows it.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Payment {
     #[schema(value_type = i64)]
     pub payment_id: PaymentId,
@@ -277,34 +277,6 @@ impl PaymentStore {
         )
         .fetch_optional(&self.pool)
         .await
-    }
-
-    /// A page of the merchant's payments, newest first, and their total.
-    pub async fn list(
-        &self,
-        merchant_id: MerchantId,
-        page: i64,
-        limit: i64,
-    ) -> Result<(Vec<Payment>, i64), sqlx::Error> {
-        let payments = sqlx::query_as!(
-            Payment,
-            r#"SELECT id AS "payment_id: PaymentId", order_id AS "order_id: OrderId", alias AS provider,
-                      amount AS "amount: Money", price AS "price: Money", currency,
-                      status AS "status: PaymentStatus", payment_url, created_at, updated_at
-               FROM payments WHERE merchant_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"#,
-            merchant_id.get(),
-            limit,
-            (page - 1).saturating_mul(limit),
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let total = sqlx::query_scalar!(
-            r#"SELECT count(*) AS "total!" FROM payments WHERE merchant_id = $1"#,
-            merchant_id.get(),
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok((payments, total))
     }
 
     /// The payment's timeline in time order.
