@@ -162,7 +162,7 @@ fn sign_in(dir: &std::path::Path, name: &str, key: &paygate_plugin_registry::Sec
         Ok(text) => paygate_plugin_registry::PluginSpec::from_toml(&text).unwrap(),
         Err(_) => paygate_plugin_registry::PluginSpec::default(),
     };
-    let signature = paygate_plugin_registry::sign(key, &bytes, &spec);
+    let signature = paygate_plugin_registry::sign(key, name, &bytes, &spec);
     paygate_plugin_registry::signing::add_to_signature_file(
         &dir.join(format!("{name}.sig")),
         &signature,
@@ -238,6 +238,23 @@ async fn a_directory_following_a_trusting_registry_loads_only_what_a_trusted_key
     // Signed again as it now is, it serves.
     sign_in(&dir, "policy", &key);
     until(|| rt.set.get("policy").is_some_and(|p| p.ctx.version == "2")).await;
+
+    // The same component, spec and signature copied under another name
+    // are not signed as that plugin: a signature binds the name too.
+    // The component comes last, so the first load sees all three.
+    for ext in ["sig", "toml", "wasm"] {
+        let tmp = dir.join(format!(".renamed.{ext}.tmp"));
+        std::fs::copy(dir.join(format!("policy.{ext}")), &tmp).unwrap();
+        std::fs::rename(&tmp, dir.join(format!("renamed.{ext}"))).unwrap();
+    }
+    let refused = |p: &paygate::plugins::PluginInfo| {
+        p.name == "renamed"
+            && p.last_rejection
+                .as_deref()
+                .is_some_and(|r| r.contains("does not match the component"))
+    };
+    until(|| rt.set.list().iter().any(refused)).await;
+    assert!(rt.set.get("renamed").is_none());
     shutdown.cancel();
     watcher.await.unwrap();
 }

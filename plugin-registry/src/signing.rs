@@ -1,12 +1,14 @@
 //! ed25519 keys and plugin signatures.
 //!
 //! A signature (format v2, text `ed25519-v2:<key>:<signature>`) covers a
-//! plugin as it runs: its component and its spec ([`Covered`]). The signed
-//! message is the SHA-256 of `paygate-plugin-signature-v2\n`, the 32 raw
-//! bytes of the component's digest and the 32 raw bytes of the digest of
-//! the spec's canonical JSON ([`PluginSpec::canonical_json`]): signing and
-//! checking costs two hashes, and no one can widen a signed plugin's hosts,
-//! limits, config or secrets without breaking its signature.
+//! plugin as it runs: its name, its component and its spec ([`Covered`]).
+//! The signed message is the SHA-256 of `paygate-plugin-signature-v2\n`,
+//! the 32 raw bytes of the component's digest, the 32 raw bytes of the
+//! digest of the spec's canonical JSON ([`PluginSpec::canonical_json`]) and
+//! the plugin's name: signing and checking costs a few hashes, no one can
+//! widen a signed plugin's hosts, limits, config or secrets without
+//! breaking its signature, and a plugin signed as `sandbox` cannot be served
+//! as `stripe` (where the alias bindings would send it other payments).
 //!
 //! Format v1 (`ed25519:<key>:<signature>`, the component's digest alone) is
 //! still read, so old signature files parse and say what they are, but it
@@ -66,9 +68,12 @@ enum Format {
     V2,
 }
 
-/// What a signature vouches for: a component and the spec it runs with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What a signature vouches for: a plugin's name, its component and the
+/// spec it runs with.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Covered {
+    /// The name the plugin is served under (a registry or directory name).
+    pub name: String,
     /// The SHA-256 of the component's bytes.
     pub component: Digest,
     /// The SHA-256 of the spec's canonical JSON.
@@ -76,21 +81,25 @@ pub struct Covered {
 }
 
 impl Covered {
-    /// A component known by its digest, with `spec` exactly as it will be
-    /// loaded (for a registry version, [`PluginSpec::released`]).
-    pub fn new(component: Digest, spec: &PluginSpec) -> Self {
+    /// The plugin `name`, its component known by its digest, with `spec`
+    /// exactly as it will be loaded (for a registry version,
+    /// [`PluginSpec::released`]).
+    pub fn new(name: &str, component: Digest, spec: &PluginSpec) -> Self {
         Self {
+            name: name.to_owned(),
             component,
             spec: spec.canonical_digest(),
         }
     }
 
-    /// The 32 bytes a v2 signature signs.
+    /// The 32 bytes a v2 signature signs. The name comes last and is the
+    /// only part of variable length, so no two coverings share a message.
     fn message(&self) -> [u8; 32] {
         let mut hash = Sha256::new();
         hash.update(DOMAIN);
         hash.update(self.component.as_bytes());
         hash.update(self.spec.as_bytes());
+        hash.update(self.name.as_bytes());
         hash.finalize().into()
     }
 }
@@ -105,10 +114,15 @@ pub fn keygen() -> Result<(SecretKey, PublicKey), RegistryError> {
     Ok((secret, public))
 }
 
-/// Signs a plugin: the signature covers the component's bytes and `spec`,
-/// which must be the spec exactly as it will be loaded.
-pub fn sign(secret: &SecretKey, component: &[u8], spec: &PluginSpec) -> ComponentSignature {
-    sign_covered(secret, &Covered::new(Digest::of(component), spec))
+/// Signs a plugin: the signature covers its `name`, the component's bytes
+/// and `spec`, which must be the spec exactly as it will be loaded.
+pub fn sign(
+    secret: &SecretKey,
+    name: &str,
+    component: &[u8],
+    spec: &PluginSpec,
+) -> ComponentSignature {
+    sign_covered(secret, &Covered::new(name, Digest::of(component), spec))
 }
 
 /// Signs what `covered` names.
@@ -415,19 +429,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_signature_verifies_only_its_own_component_and_spec() {
+    fn a_signature_verifies_only_its_own_name_component_and_spec() {
         let (secret, public) = keygen().unwrap();
         let spec = PluginSpec::default();
-        let sig = sign(&secret, b"component", &spec);
+        let sig = sign(&secret, "p", b"component", &spec);
         assert_eq!(sig.signer(), &public);
         assert!(sig.to_string().starts_with("ed25519-v2:"));
-        assert!(sig.verifies(&Covered::new(Digest::of(b"component"), &spec)));
-        assert!(!sig.verifies(&Covered::new(Digest::of(b"other component"), &spec)));
+        assert!(sig.verifies(&Covered::new("p", Digest::of(b"component"), &spec)));
+        assert!(!sig.verifies(&Covered::new("p", Digest::of(b"other component"), &spec)));
         let wider = PluginSpec {
             allowed_hosts: vec!["attacker.example".into()],
             ..PluginSpec::default()
         };
-        assert!(!sig.verifies(&Covered::new(Digest::of(b"component"), &wider)));
+        assert!(!sig.verifies(&Covered::new("p", Digest::of(b"component"), &wider)));
+        // Signed as `p`, it is not a signature of the same bytes served as
+        // another plugin.
+        assert!(!sig.verifies(&Covered::new("stripe", Digest::of(b"component"), &spec)));
+        assert!(!sig.verifies(&Covered::new("p2", Digest::of(b"component"), &spec)));
     }
 
     #[test]
@@ -439,7 +457,7 @@ mod tests {
         assert!(text.starts_with("ed25519:"), "{text}");
         let parsed: ComponentSignature = text.parse().unwrap();
         assert!(parsed.is_legacy());
-        let covered = Covered::new(Digest::of(b"c"), &spec);
+        let covered = Covered::new("p", Digest::of(b"c"), &spec);
         assert!(!parsed.verifies(&covered));
         let err = trusted_signer("p@1", &covered, &[parsed], &[trusted]).unwrap_err();
         assert!(
@@ -452,7 +470,7 @@ mod tests {
     #[test]
     fn signatures_and_keys_round_trip_through_text() {
         let (secret, public) = keygen().unwrap();
-        let sig = sign(&secret, b"x", &PluginSpec::default());
+        let sig = sign(&secret, "p", b"x", &PluginSpec::default());
         assert_eq!(sig.to_string().parse::<ComponentSignature>().unwrap(), sig);
         assert_eq!(public.to_string().parse::<PublicKey>().unwrap(), public);
         assert_eq!(public.id().to_string().len(), 16);
@@ -500,10 +518,10 @@ mod tests {
         let (trusted_secret, trusted) = keygen().unwrap();
         let (stranger_secret, _) = keygen().unwrap();
         let spec = PluginSpec::default();
-        let covered = Covered::new(Digest::of(b"c"), &spec);
-        let good = sign(&trusted_secret, b"c", &spec);
-        let forged = sign(&trusted_secret, b"something else", &spec);
-        let stranger = sign(&stranger_secret, b"c", &spec);
+        let covered = Covered::new("p", Digest::of(b"c"), &spec);
+        let good = sign(&trusted_secret, "p", b"c", &spec);
+        let forged = sign(&trusted_secret, "p", b"something else", &spec);
+        let stranger = sign(&stranger_secret, "p", b"c", &spec);
         let check = |sigs: &[ComponentSignature]| trusted_signer("p@1", &covered, sigs, &[trusted]);
 
         assert_eq!(trusted_signer("p@1", &covered, &[], &[]).unwrap(), None);

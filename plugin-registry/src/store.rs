@@ -137,6 +137,7 @@ impl Publish<'_> {
     /// with this version and world, exactly as hosts will load it.
     pub fn covered(&self) -> Covered {
         Covered::new(
+            self.name,
             Digest::of(self.bytes),
             &self.spec.released(self.version, self.kind),
         )
@@ -346,7 +347,7 @@ impl Registry {
         if !trusted.is_empty() {
             trusted_signer(
                 &component,
-                &Covered::new(digest, &spec),
+                &Covered::new(name, digest, &spec),
                 &self.read_signatures(&digest)?,
                 &trusted,
             )?;

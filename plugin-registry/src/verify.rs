@@ -39,11 +39,12 @@ impl Registry {
             ..VerifyReport::default()
         };
 
-        let mut owners: BTreeMap<Digest, Vec<(String, PluginSpec)>> = BTreeMap::new();
+        let mut owners: BTreeMap<Digest, Vec<(String, String, PluginSpec)>> = BTreeMap::new();
         for (name, plugin) in manifest.plugins() {
             for (version, entry) in plugin.versions() {
                 owners.entry(entry.digest()).or_default().push((
                     format!("{name}@{version}"),
+                    name.to_string(),
                     entry.spec(version, plugin.kind()),
                 ));
             }
@@ -62,15 +63,15 @@ impl Registry {
             let owner = if components.is_empty() {
                 "unreferenced blob".to_owned()
             } else {
-                let names: Vec<&str> = components.iter().map(|(c, _)| c.as_str()).collect();
+                let names: Vec<&str> = components.iter().map(|(c, _, _)| c.as_str()).collect();
                 names.join(", ")
             };
             if let Err(problem) = self.read_blob(&owner, digest) {
                 report.problems.push(problem);
             }
-            for (component, spec) in components {
+            for (component, name, spec) in components {
                 report.versions += 1;
-                let covered = Covered::new(*digest, spec);
+                let covered = Covered::new(name, *digest, spec);
                 let signed = self
                     .read_signatures(digest)
                     .and_then(|sigs| trusted_signer(component, &covered, &sigs, &trusted));

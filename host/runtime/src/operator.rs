@@ -49,7 +49,12 @@ pub fn publish(
     let signature: Option<ComponentSignature> = match &request.sign_key {
         // Covers the spec exactly as the registry will serve it: this
         // version, the detected world.
-        Some(path) => Some(sign(&SecretKey::load(path)?, &request.bytes, &spec)),
+        Some(path) => Some(sign(
+            &SecretKey::load(path)?,
+            &request.name,
+            &request.bytes,
+            &spec,
+        )),
         None => None,
     };
     Ok(registry.publish(&Publish {

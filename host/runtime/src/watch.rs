@@ -119,7 +119,7 @@ impl PluginDir {
         let signatures =
             read_signature_file(&self.dir.join(format!("{name}.sig"))).map_err(refused)?;
         let component = format!("{name}@{} in {}", spec.version, self.dir.display());
-        let covered = Covered::new(Digest::of(bytes), spec);
+        let covered = Covered::new(name, Digest::of(bytes), spec);
         trusted_signer(&component, &covered, &signatures, &trusted).map_err(refused)?;
         Ok(())
     }

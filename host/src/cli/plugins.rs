@@ -229,6 +229,11 @@ fn sign_in_place(
         "{} is not a plugin directory's component (<name>.wasm)",
         file.display()
     );
+    // The directory serves `<name>.wasm` as `name`, and the signature binds it.
+    let name = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .with_context(|| format!("{} has no UTF-8 plugin name", file.display()))?;
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let spec_path = file.with_extension("toml");
     let spec = match std::fs::read_to_string(&spec_path) {
@@ -238,7 +243,7 @@ fn sign_in_place(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => PluginSpec::default(),
         Err(e) => return Err(e).with_context(|| format!("reading {}", spec_path.display())),
     };
-    let signature = sign(&SecretKey::load(key)?, &bytes, &spec);
+    let signature = sign(&SecretKey::load(key)?, name, &bytes, &spec);
     let sig_path = file.with_extension("sig");
     add_to_signature_file(&sig_path, &signature)?;
     Ok(serde_json::json!({

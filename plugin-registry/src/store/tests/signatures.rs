@@ -44,6 +44,8 @@ fn unsigned_badly_signed_and_stranger_signed_components_are_refused_at_publish()
     let (stranger, _) = keygen().unwrap();
     let for_other_bytes = sign_one(&secret, b"other");
     let by_stranger = sign_one(&stranger, b"one");
+    // The same bytes and spec, signed to serve as another plugin.
+    let as_sandbox = sign_covered(&secret, &request("sandbox", "1", b"one").covered());
     let cases = [
         (
             request("stripe", "1", b"one"),
@@ -57,6 +59,7 @@ fn unsigned_badly_signed_and_stranger_signed_components_are_refused_at_publish()
             signed(b"one", &by_stranger),
             "signed only by keys the registry does not trust",
         ),
+        (signed(b"one", &as_sandbox), "does not match the component"),
     ];
     let before = snapshot(&registry);
     for (request, needle) in cases {
