@@ -7,6 +7,9 @@
 //!   and key, and the derived one never looks like a merchant's.
 //! - `payment-ref` / `event-status` → `PaymentLookup` / `PaymentStatus`: ids
 //!   kept while they fit i64, otherwise a lookup no payment matches.
+//! - an event's `money` (WIT 0.2.0) against the payment's price: accepted
+//!   only when it is a plain decimal equal to the price in the same
+//!   currency, and the price's own text always is.
 //! - `decision` → `RateLimit-*` and `Retry-After`: numbers parse back, the
 //!   reset and the wait are rounded up, never down.
 //! - `provider-error` → the merchant's message: a misconfigured provider's
@@ -18,6 +21,7 @@
 //!   its first value whatever its case.
 #![no_main]
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use arbitrary::Arbitrary;
@@ -28,12 +32,15 @@ use paygate::http::error::ApiError;
 use paygate::http::rate_limit::{add_headers, retry_after_secs};
 use paygate::http::webhooks::header_pairs;
 use paygate::payments::create::{CreatePayment, provider_message, provider_request};
-use paygate::payments::webhook::PaymentLookup;
+use paygate::payments::webhook::{PaymentLookup, amount_mismatch};
 use paygate::payments::{Alias, Currency, IdempotencyKey, Money, PaymentStatus};
-use paygate::plugins::bindings::{Decision, EventStatus, PaymentRef, ProviderError};
+use paygate::plugins::bindings::{
+    Decision, EventStatus, Money as WitMoney, PaymentRef, ProviderError,
+};
 use paygate::plugins::{Limits, MAX_MEMORY_BYTES};
 use paygate::{MerchantId, OrderId, PaymentId, SubscriptionId};
 use paygate_plugin_registry::LimitsSpec;
+use rust_decimal::Decimal;
 
 #[derive(Arbitrary, Debug)]
 struct Input {
@@ -44,6 +51,7 @@ struct Input {
     error: (u8, String),
     limits: Spec,
     headers: Vec<(String, Vec<u8>)>,
+    reported: (String, String),
 }
 
 /// `allowed`, `limit`, `remaining`, `reset-ms`, `retry-after-ms`.
@@ -87,7 +95,31 @@ fuzz_target!(|input: Input| {
     provider_error(input.error);
     limits(input.limits);
     webhook_headers(&input.headers);
+    event_amount(input.payment.price, input.reported);
 });
+
+fn event_amount((whole, scale): (u64, u32), (value, currency): (String, String)) {
+    let price = Decimal::new((whole % 1_000_000_000_000_000) as i64, scale % 12);
+    let reported = WitMoney { value, currency };
+    match amount_mismatch(&reported, &price, "EUR") {
+        None => {
+            assert_eq!(Decimal::from_str(&reported.value).ok(), Some(price));
+            assert!(reported.currency.eq_ignore_ascii_case("EUR"));
+            assert!(
+                reported
+                    .value
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b == b'.')
+            );
+        }
+        Some(why) => assert!(why.chars().count() < 150, "{why}"),
+    }
+    let exact = WitMoney {
+        value: price.to_string(),
+        currency: "eur".into(),
+    };
+    assert_eq!(amount_mismatch(&exact, &price, "EUR"), None);
+}
 
 /// An id as the database hands it out: 1 to i64::MAX.
 fn id(raw: u64) -> i64 {

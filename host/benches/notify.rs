@@ -228,6 +228,7 @@ async fn main() {
                     PaymentStatus::Finished,
                     "bench",
                     "bench",
+                    None,
                 )
                 .await
                 .unwrap();

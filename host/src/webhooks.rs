@@ -182,6 +182,7 @@ impl Webhooks {
                     PaymentStatus::from(event.status),
                     &event.provider_type,
                     &event.event_id,
+                    event.amount.as_ref(),
                 )
                 .await?;
             let named_id = match &event.payment {
@@ -189,6 +190,20 @@ impl Webhooks {
                 PaymentRef::ProviderReference(_) => None,
             };
             outcomes.push(EventOutcome { named_id, applied });
+        }
+        let mismatched = outcomes
+            .iter()
+            .filter(|o| matches!(o.applied, Applied::AmountMismatch { .. }))
+            .count();
+        if mismatched > 0 {
+            let detail = format!(
+                "{mismatched} of {} events name another amount than their payment's",
+                outcomes.len()
+            );
+            self.log
+                .set_verdict(logged, "amount_mismatch", Some(&detail))
+                .await?;
+            return Ok(outcomes);
         }
         let unmatched = outcomes
             .iter()

@@ -40,12 +40,23 @@ impl PluginKind {
         }
     }
 
-    /// The fully qualified name of the interface the world exports.
+    /// The fully qualified name of the interface the world exports, in the
+    /// newest WIT version the host serves.
     pub fn export(self) -> &'static str {
+        self.exports()[0]
+    }
+
+    /// The fully qualified names of the interface the world exports, one
+    /// for each WIT version the host serves, newest first: a component
+    /// exporting any of them is this kind.
+    pub fn exports(self) -> &'static [&'static str] {
         match self {
-            PluginKind::ProviderAdapter => "paygate:plugins/provider@0.1.0",
-            PluginKind::WebhookVerifier => "paygate:plugins/verifier@0.1.0",
-            PluginKind::RateLimitPolicy => "paygate:plugins/policy@0.1.0",
+            PluginKind::ProviderAdapter => &["paygate:plugins/provider@0.1.0"],
+            PluginKind::WebhookVerifier => &[
+                "paygate:plugins/verifier@0.2.0",
+                "paygate:plugins/verifier@0.1.0",
+            ],
+            PluginKind::RateLimitPolicy => &["paygate:plugins/policy@0.1.0"],
         }
     }
 }

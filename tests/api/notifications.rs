@@ -420,6 +420,7 @@ async fn rows_claimed_by_a_producer_that_died_are_published_after_the_lease() {
             paygate::payments::PaymentStatus::Finished,
             "test",
             "evt-lease",
+            None,
         )
         .await
         .unwrap();

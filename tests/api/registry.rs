@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::app::{LAX_RATE_LIMIT, TestApp, spawn_app_with};
 use crate::helpers::wasm;
 
-const TOKEN: &str = "test-admin-token";
+pub(super) const TOKEN: &str = "test-admin-token";
 
 /// An app following its own registry directory.
 async fn app_with_registry() -> (TestApp, tempfile::TempDir, Registry) {
@@ -57,7 +57,7 @@ fn publish_stripe(
     .unwrap();
 }
 
-async fn admin(
+pub(super) async fn admin(
     app: &TestApp,
     method: &str,
     path: &str,

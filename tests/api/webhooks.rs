@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use super::app::{Reply, TestApp, spawn_app};
+use super::registry::{TOKEN, admin};
 
 /// The secret `Config::for_tests` gives the internal scheme.
 const INTERNAL_SECRET: &[u8] = b"test-internal-secret";
@@ -222,10 +223,7 @@ async fn clicking_pay_on_the_sandbox_page_finishes_a_stripe_payment() {
     let id = created.body["payment_id"].as_i64().unwrap();
     let url = created.body["payment_url"].as_str().unwrap().to_owned();
     // The sandbox signs a checkout.session.completed event with Stripe's scheme.
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let client = clicker();
     let clicked = client.post(format!("{url}/pay")).send().await.unwrap();
     assert!(
         clicked.status().is_success() || clicked.status().is_redirection(),
@@ -384,6 +382,24 @@ async fn stripe_webhook(app: &TestApp, event: &Value, request_id: &str) -> Reply
 }
 
 /// A `checkout.session.completed` of session `session` naming payment `id`.
+/// A text column of payment `id` as stored.
+async fn stored_column(app: &TestApp, id: i64, column: &str) -> String {
+    sqlx::query_scalar(&format!("SELECT {column} FROM payments WHERE id = $1"))
+        .bind(id)
+        .fetch_one(&app.dbs.payments)
+        .await
+        .unwrap()
+}
+
+/// A client that shows redirects instead of following them, as a buyer's
+/// click on the sandbox's page is checked.
+fn clicker() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
 fn session_completed(event_id: &str, session: &str, id: i64, amount_total: i64) -> Value {
     json!({"id": event_id, "object": "event", "type": "checkout.session.completed",
            "data": {"object": {"id": session, "object": "checkout.session",
@@ -401,12 +417,7 @@ fn session_completed(event_id: &str, session: &str, id: i64, amount_total: i64) 
 async fn a_stripe_event_for_another_session_does_not_finish_the_payment() {
     let app = spawn_app().await;
     let id = pending_payment(&app, 1, "stripe").await;
-    let session: String =
-        sqlx::query_scalar("SELECT provider_reference FROM payments WHERE id = $1")
-            .bind(id)
-            .fetch_one(&app.dbs.payments)
-            .await
-            .unwrap();
+    let session = stored_column(&app, id, "provider_reference").await;
     assert!(session.starts_with("cs_"), "{session}");
 
     let forged = session_completed("evt_forged", "cs_opened_by_someone_else", id, 1);
@@ -430,4 +441,135 @@ async fn a_stripe_event_for_another_session_does_not_finish_the_payment() {
         app.webhooks.log.verdicts("stripe-genuine").await.unwrap()[0].0,
         "valid"
     );
+}
+
+/// Security review, finding 9, second half: a correctly signed event about
+/// the payment's own session must also be about its money. An event whose
+/// amount or currency is not the payment's price moves nothing (answer
+/// "amount mismatch", verdict `amount_mismatch`, a timeline entry for the
+/// merchant and no notification); the right amount still finishes it. The
+/// `stripe` verifier is a WIT 0.2.0 component, which says the amount.
+#[tokio::test]
+async fn a_stripe_event_for_other_money_does_not_finish_the_payment() {
+    let app = spawn_app().await;
+    let id = pending_payment(&app, 1, "stripe").await;
+    let session = stored_column(&app, id, "provider_reference").await;
+
+    let mut in_dollars = session_completed("evt_usd", &session, id, 1000);
+    in_dollars["data"]["object"]["currency"] = json!("usd");
+    for (n, (event, why)) in [
+        (session_completed("evt_cent", &session, id, 1), "a cent"),
+        (in_dollars, "dollars"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let request_id = format!("stripe-mismatch-{n}");
+        let r = stripe_webhook(&app, &event, &request_id).await;
+        assert_eq!(r.status, 200, "{why}: {:?}", r.body);
+        assert_eq!(
+            r.body["result"],
+            json!({"message": "amount mismatch", "payment_id": id, "status": "PAYMENT_PENDING"}),
+            "{why}"
+        );
+        let logged = app.webhooks.log.verdicts(&request_id).await.unwrap();
+        assert_eq!(logged[0].0, "amount_mismatch", "{why}");
+    }
+    assert_eq!(status_of(&app, id).await, "PAYMENT_PENDING");
+    assert!(outbox_of(&app, id).await.is_empty());
+    let read = app.merchant.read_api_key.clone();
+    let timeline = app
+        .get(&format!("/api/v1/payments/{id}/tracking"), Some(&read))
+        .await;
+    let refused: Vec<&Value> = timeline.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event_type"] == "EVENT_PROVIDER_AMOUNT_MISMATCH")
+        .collect();
+    assert_eq!(refused.len(), 2, "{}", timeline.body);
+    let message = refused[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("0.01 EUR") && message.contains("10.00 EUR"),
+        "{message}"
+    );
+
+    // Both WIT versions serve in this host: the internal scheme's verifier
+    // is a 0.1.0 build (its events carry no amount, so none is checked).
+    let (_, listed) = admin(&app, "GET", "/admin/v1/plugins", None, Some(TOKEN)).await;
+    let wit_of = |name: &str| {
+        listed["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .map(|p| p["wit"].clone())
+    };
+    assert_eq!(wit_of("stripe-webhook"), Some(json!("0.2.0")), "{listed}");
+    assert_eq!(wit_of("internal-webhook"), Some(json!("0.1.0")), "{listed}");
+
+    let genuine = session_completed("evt_right", &session, id, 1000);
+    let r = stripe_webhook(&app, &genuine, "stripe-right-amount").await;
+    assert_eq!(
+        r.body["result"],
+        json!({"message": "payment updated", "payment_id": id, "status": "PAYMENT_FINISHED"})
+    );
+}
+
+/// Security review, finding 16: the sandbox provider opens a payment link
+/// for whoever asks and signs its outcome, so anyone who could reach it
+/// opened a link naming another payment's id, paid a cent, and the signed
+/// internal-scheme webhook finished that payment. The sandbox now sends the
+/// link's id as `reference`, the internal verifier names the payment by it,
+/// and a link paygate did not open moves nothing.
+#[tokio::test]
+async fn a_sandbox_link_opened_by_someone_else_does_not_finish_a_payment() {
+    let app = spawn_app().await;
+    let id = pending_payment(&app, 1, "sandbox").await;
+    let client = clicker();
+    let pay = async |url: &str| {
+        let clicked = client.post(format!("{url}/pay")).send().await.unwrap();
+        assert!(clicked.status().is_success(), "{}", clicked.status());
+    };
+
+    // The attacker's link, for a cent, naming the victim's payment.
+    let link: Value = client
+        .post(format!("{}/payment-links", app.sandbox_url))
+        .json(
+            &json!({"payment_id": id, "merchant_id": app.merchant.merchant_id, "order_id": 1,
+                      "amount": "1", "price": "0.01", "currency": "EUR",
+                      "idempotency_key": "attacker"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // The click answers once the sandbox's first delivery has its answer.
+    pay(link["payment_url"].as_str().unwrap()).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let verdicts: Vec<String> =
+            sqlx::query_scalar("SELECT verdict FROM inbound_webhooks ORDER BY id")
+                .fetch_all(&app.dbs.logs)
+                .await
+                .unwrap();
+        if verdicts.iter().any(|v| v == "unmatched") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{verdicts:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status_of(&app, id).await, "PAYMENT_PENDING");
+    assert!(outbox_of(&app, id).await.is_empty());
+
+    // The link paygate opened still finishes it.
+    let url = stored_column(&app, id, "payment_url").await;
+    pay(&url).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while status_of(&app, id).await != "PAYMENT_FINISHED" {
+        assert!(std::time::Instant::now() < deadline, "never finished");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

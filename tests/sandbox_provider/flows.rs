@@ -100,7 +100,10 @@ async fn payment_link_paid_once_sends_one_signed_finished_webhook() {
         (webhook.method.as_str(), webhook.path.as_str()),
         ("POST", "/api/v1/payments/webhook")
     );
-    assert_eq!(webhook.body, r#"{"payment_id":42,"status":"finished"}"#);
+    assert_eq!(
+        webhook.body,
+        format!(r#"{{"payment_id":42,"status":"finished","reference":"{id}"}}"#)
+    );
     assert_internal_signature(webhook);
 
     // Later clicks, on either button, change nothing and send nothing.
@@ -133,7 +136,10 @@ async fn payment_link_declined_redirects_and_sends_failed() {
         "https://shop.example/return?order=1043"
     );
     let webhook = &received(&gateway, 1).await[0];
-    assert_eq!(webhook.body, r#"{"payment_id":43,"status":"failed"}"#);
+    assert_eq!(
+        webhook.body,
+        format!(r#"{{"payment_id":43,"status":"failed","reference":"{id}"}}"#)
+    );
     assert_internal_signature(webhook);
     let (_, shown) = get(&sandbox.at(&format!("/payment-links/{id}"))).await;
     assert_eq!(

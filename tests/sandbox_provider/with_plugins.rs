@@ -102,13 +102,11 @@ async fn click_and_check(
     assert_eq!(seen, state);
     let webhook = received(gateway, nth + 1).await[nth].clone();
     let (payment_ref, status) = verify(verifier, &webhook).await;
-    // The internal scheme names paygate's id; Stripe's, the session the
-    // adapter opened (never the client reference, which anyone can set).
+    // Both name the payment by what the adapter opened, the link or the
+    // session, never by an id or client reference anyone can put in a
+    // link or session of their own (security review, findings 9 and 16).
     assert!(
-        match &payment_ref {
-            PaymentRef::PaymentId(p) => *p == id,
-            PaymentRef::ProviderReference(r) => *r == reference && r.starts_with("cs_"),
-        },
+        matches!(&payment_ref, PaymentRef::ProviderReference(r) if *r == reference),
         "{payment_ref:?}"
     );
     assert_eq!(status, event);
@@ -165,6 +163,17 @@ async fn stripe_adapter_and_verifier_agree_with_the_sandbox() {
     let event: Value = serde_json::from_str(&webhook.body).unwrap();
     assert_eq!(event["data"]["object"]["amount_total"], 1000);
     assert_eq!(event["data"]["object"]["metadata"]["order_id"], "1091");
+    // The 0.2.0 verifier says the session's amount, for the host to check.
+    let events = verifier
+        .verify("req-amount", &as_webhook(&webhook))
+        .await
+        .unwrap()
+        .unwrap();
+    let amount = events[0].amount.as_ref().expect("an amount");
+    assert_eq!(
+        (amount.value.as_str(), amount.currency.as_str()),
+        ("10.00", "EUR")
+    );
 
     click_and_check(&adapter, &verifier, &gateway, 92, "decline", 1).await;
 }

@@ -158,10 +158,15 @@ fn event(e: &WebhookEvent) -> Value {
         EventStatus::Finished => "finished",
         EventStatus::Failed => "failed",
     };
+    let amount = e
+        .amount
+        .as_ref()
+        .map(|m| json!({ "value": m.value, "currency": m.currency }));
     json!({
         "event-id": e.event_id,
         "payment": payment,
         "status": status,
         "provider-type": e.provider_type,
+        "amount": amount,
     })
 }

@@ -1,8 +1,14 @@
 //! The one place the WIT contract becomes Rust.
 //!
-//! Each world gets its own `bindgen!`; the host interfaces they share (`log`,
-//! `config`, `clock`) are generated once, in the provider world, and reused by
-//! the others through `with`, so the host implements each capability once.
+//! `wit/` is `paygate:plugins@0.2.0`; `wit/deps/` keeps 0.1.0, whose
+//! interfaces 0.2.0 reuses where they did not change. Each world gets its
+//! own `bindgen!`; the host interfaces they share (`log`, `config`,
+//! `clock`) are generated once, in the provider world, and reused by the
+//! others through `with`, so the host implements each capability once.
+//!
+//! Only the verifier differs between the versions served: 0.2.0 adds an
+//! event's `amount`. A 0.1.0 verifier's answers are turned into 0.2.0's
+//! types ([`verifier_v0_1`]), so the rest of the host knows one set.
 
 /// `provider-adapter`: also the home of the shared host interfaces.
 pub mod provider {
@@ -10,24 +16,80 @@ pub mod provider {
         path: "../../wit",
         world: "provider-adapter",
         imports: {
-            "paygate:plugins/http": async,
+            "paygate:plugins/http@0.1.0": async,
         },
         exports: { default: async },
     });
 }
 
-/// `webhook-verifier`.
+/// `webhook-verifier` of 0.2.0.
 pub mod verifier {
     wasmtime::component::bindgen!({
         path: "../../wit",
         world: "webhook-verifier",
         exports: { default: async },
         with: {
-            "paygate:plugins/log": super::provider::paygate::plugins::log,
-            "paygate:plugins/config": super::provider::paygate::plugins::config,
-            "paygate:plugins/clock": super::provider::paygate::plugins::clock,
+            "paygate:plugins/log@0.1.0": super::provider::paygate::plugins0_1_0::log,
+            "paygate:plugins/config@0.1.0": super::provider::paygate::plugins0_1_0::config,
+            "paygate:plugins/clock@0.1.0": super::provider::paygate::plugins0_1_0::clock,
         },
     });
+}
+
+/// `webhook-verifier` of 0.1.0, served beside 0.2.0's.
+pub mod verifier_v0_1 {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "paygate:plugins/webhook-verifier@0.1.0",
+        exports: { default: async },
+        with: {
+            "paygate:plugins/log@0.1.0": super::provider::paygate::plugins0_1_0::log,
+            "paygate:plugins/config@0.1.0": super::provider::paygate::plugins0_1_0::config,
+            "paygate:plugins/clock@0.1.0": super::provider::paygate::plugins0_1_0::clock,
+        },
+    });
+
+    use super::verifier::exports::paygate::plugins0_2_0::verifier as v2;
+    use exports::paygate::plugins0_1_0::verifier as v1;
+
+    /// A 0.2.0 request as 0.1.0 spells it (the same fields).
+    pub fn request(r: &v2::WebhookRequest) -> v1::WebhookRequest {
+        v1::WebhookRequest {
+            path: r.path.clone(),
+            headers: r.headers.clone(),
+            body: r.body.clone(),
+        }
+    }
+
+    /// A 0.1.0 answer in 0.2.0's types: its events say no amount.
+    pub fn answer(
+        a: Result<Vec<v1::WebhookEvent>, v1::VerifyError>,
+    ) -> Result<Vec<v2::WebhookEvent>, v2::VerifyError> {
+        match a {
+            Ok(events) => Ok(events.into_iter().map(event).collect()),
+            Err(v1::VerifyError::InvalidSignature(m)) => Err(v2::VerifyError::InvalidSignature(m)),
+            Err(v1::VerifyError::SignatureExpired(m)) => Err(v2::VerifyError::SignatureExpired(m)),
+            Err(v1::VerifyError::Malformed(m)) => Err(v2::VerifyError::Malformed(m)),
+            Err(v1::VerifyError::Misconfigured(m)) => Err(v2::VerifyError::Misconfigured(m)),
+        }
+    }
+
+    fn event(e: v1::WebhookEvent) -> v2::WebhookEvent {
+        v2::WebhookEvent {
+            event_id: e.event_id,
+            payment: match e.payment {
+                v1::PaymentRef::PaymentId(id) => v2::PaymentRef::PaymentId(id),
+                v1::PaymentRef::ProviderReference(r) => v2::PaymentRef::ProviderReference(r),
+            },
+            status: match e.status {
+                v1::EventStatus::Pending => v2::EventStatus::Pending,
+                v1::EventStatus::Finished => v2::EventStatus::Finished,
+                v1::EventStatus::Failed => v2::EventStatus::Failed,
+            },
+            provider_type: e.provider_type,
+            amount: None,
+        }
+    }
 }
 
 /// `rate-limit-policy`.
@@ -36,23 +98,23 @@ pub mod policy {
         path: "../../wit",
         world: "rate-limit-policy",
         imports: {
-            "paygate:plugins/counters": async,
+            "paygate:plugins/counters@0.1.0": async,
         },
         exports: { default: async },
         with: {
-            "paygate:plugins/log": super::provider::paygate::plugins::log,
-            "paygate:plugins/config": super::provider::paygate::plugins::config,
-            "paygate:plugins/clock": super::provider::paygate::plugins::clock,
+            "paygate:plugins/log@0.1.0": super::provider::paygate::plugins0_1_0::log,
+            "paygate:plugins/config@0.1.0": super::provider::paygate::plugins0_1_0::config,
+            "paygate:plugins/clock@0.1.0": super::provider::paygate::plugins0_1_0::clock,
         },
     });
 }
 
-pub use policy::exports::paygate::plugins::policy::{Decision, LimitRequest};
-pub use policy::paygate::plugins::counters;
-pub use provider::exports::paygate::plugins::provider::{
+pub use policy::exports::paygate::plugins0_1_0::policy::{Decision, LimitRequest};
+pub use policy::paygate::plugins0_1_0::counters;
+pub use provider::exports::paygate::plugins0_1_0::provider::{
     PaymentRequest, PaymentSession, PaymentState, ProviderError,
 };
-pub use provider::paygate::plugins::{clock, config, http, log};
-pub use verifier::exports::paygate::plugins::verifier::{
-    EventStatus, PaymentRef, VerifyError, WebhookEvent, WebhookRequest,
+pub use provider::paygate::plugins0_1_0::{clock, config, http, log};
+pub use verifier::exports::paygate::plugins0_2_0::verifier::{
+    EventStatus, Money, PaymentRef, VerifyError, WebhookEvent, WebhookRequest,
 };

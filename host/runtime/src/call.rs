@@ -7,6 +7,7 @@ use paygate_plugin_registry::PluginKind;
 use tracing::Instrument;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
+use super::bindings::verifier_v0_1;
 use super::bindings::{
     Decision, LimitRequest, PaymentRequest, PaymentSession, PaymentState, ProviderError,
     VerifyError, WebhookEvent, WebhookRequest,
@@ -55,7 +56,7 @@ impl LoadedPlugin {
             async |store: &mut Store<CallState>| {
                 let instance = pre.instantiate_async(&mut *store).await?;
                 instance
-                    .paygate_plugins_provider()
+                    .paygate_plugins0_1_0_provider()
                     .call_create_payment(&mut *store, request)
                     .await
             },
@@ -78,7 +79,7 @@ impl LoadedPlugin {
             async |store: &mut Store<CallState>| {
                 let instance = pre.instantiate_async(&mut *store).await?;
                 instance
-                    .paygate_plugins_provider()
+                    .paygate_plugins0_1_0_provider()
                     .call_payment_status(&mut *store, reference)
                     .await
             },
@@ -92,21 +93,39 @@ impl LoadedPlugin {
         request_id: &str,
         request: &WebhookRequest,
     ) -> Result<Result<Vec<WebhookEvent>, VerifyError>, PluginError> {
-        let WorldPre::Verifier(pre) = &self.pre else {
-            return Err(self.wrong_kind(PluginKind::WebhookVerifier));
-        };
-        self.run(
-            request_id,
-            request.wire_size(),
-            async |store: &mut Store<CallState>| {
-                let instance = pre.instantiate_async(&mut *store).await?;
-                instance
-                    .paygate_plugins_verifier()
-                    .call_verify(&mut *store, request)
-                    .await
-            },
-        )
-        .await
+        match &self.pre {
+            WorldPre::Verifier(pre) => {
+                self.run(
+                    request_id,
+                    request.wire_size(),
+                    async |store: &mut Store<CallState>| {
+                        let instance = pre.instantiate_async(&mut *store).await?;
+                        instance
+                            .paygate_plugins0_2_0_verifier()
+                            .call_verify(&mut *store, request)
+                            .await
+                    },
+                )
+                .await
+            }
+            WorldPre::VerifierV0_1(pre) => {
+                let old = verifier_v0_1::request(request);
+                self.run(
+                    request_id,
+                    request.wire_size(),
+                    async |store: &mut Store<CallState>| {
+                        let instance = pre.instantiate_async(&mut *store).await?;
+                        let answer = instance
+                            .paygate_plugins0_1_0_verifier()
+                            .call_verify(&mut *store, &old)
+                            .await?;
+                        Ok(verifier_v0_1::answer(answer))
+                    },
+                )
+                .await
+            }
+            _ => Err(self.wrong_kind(PluginKind::WebhookVerifier)),
+        }
     }
 
     /// `decide` of a rate-limit policy.
@@ -135,7 +154,7 @@ impl LoadedPlugin {
             async |store: &mut Store<CallState>| {
                 let instance = pre.instantiate_async(&mut *store).await?;
                 let decision = instance
-                    .paygate_plugins_policy()
+                    .paygate_plugins0_1_0_policy()
                     .call_decide(&mut *store, request)
                     .await?;
                 Ok(Decided {
@@ -403,6 +422,9 @@ impl WireSize for Vec<WebhookEvent> {
                         super::bindings::PaymentRef::PaymentId(_) => 8,
                         super::bindings::PaymentRef::ProviderReference(r) => r.len(),
                     }
+                    + e.amount
+                        .as_ref()
+                        .map_or(0, |m| m.value.len() + m.currency.len())
             })
             .sum()
     }
@@ -443,7 +465,7 @@ impl LoadedPlugin {
         for _ in 0..n {
             let started = Instant::now();
             instance
-                .paygate_plugins_policy()
+                .paygate_plugins0_1_0_policy()
                 .call_decide(&mut store, request)
                 .await?;
             times.push(started.elapsed());

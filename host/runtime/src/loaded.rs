@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use super::bindings::policy::RateLimitPolicyPre;
 use super::bindings::provider::ProviderAdapterPre;
 use super::bindings::verifier::WebhookVerifierPre;
+use super::bindings::verifier_v0_1::WebhookVerifierPre as WebhookVerifierV0_1Pre;
 use super::call::CallStats;
 use super::engine::PluginEngine;
 use super::error::PluginError;
@@ -18,7 +19,19 @@ use crate::stats::Histogram;
 pub enum WorldPre {
     Provider(ProviderAdapterPre<CallState>),
     Verifier(WebhookVerifierPre<CallState>),
+    /// A verifier built against WIT 0.1.0 (its events carry no amount).
+    VerifierV0_1(WebhookVerifierV0_1Pre<CallState>),
     Policy(RateLimitPolicyPre<CallState>),
+}
+
+impl WorldPre {
+    /// The version of `paygate:plugins` the component's export comes from.
+    pub fn wit_version(&self) -> &'static str {
+        match self {
+            WorldPre::VerifierV0_1(_) | WorldPre::Provider(_) | WorldPre::Policy(_) => "0.1.0",
+            WorldPre::Verifier(_) => "0.2.0",
+        }
+    }
 }
 
 /// One version of one plugin. Calls hold an `Arc` to it, so a call in flight
@@ -30,6 +43,13 @@ pub struct LoadedPlugin {
     /// Size of the component's bytes.
     pub size_bytes: usize,
     pub stats: PluginStats,
+}
+
+impl LoadedPlugin {
+    /// The `paygate:plugins` version of the world the component implements.
+    pub fn wit_version(&self) -> &'static str {
+        self.pre.wit_version()
+    }
 }
 
 /// Running totals of a plugin version's calls.

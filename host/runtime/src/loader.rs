@@ -14,6 +14,7 @@ use super::allow::AllowList;
 use super::bindings::policy::RateLimitPolicyPre;
 use super::bindings::provider::ProviderAdapterPre;
 use super::bindings::verifier::WebhookVerifierPre;
+use super::bindings::verifier_v0_1::WebhookVerifierPre as WebhookVerifierV0_1Pre;
 use super::cache::{CacheStats, CompileCache, Opened};
 use super::engine::PluginEngine;
 use super::error::LoadError;
@@ -214,8 +215,12 @@ impl Loader {
             PluginKind::ProviderAdapter => {
                 WorldPre::Provider(ProviderAdapterPre::new(pre).map_err(wrong_world)?)
             }
-            PluginKind::WebhookVerifier => {
+            // The newest version the component exports decides the bindings.
+            PluginKind::WebhookVerifier if exports(component, &self.engine, kind.export()) => {
                 WorldPre::Verifier(WebhookVerifierPre::new(pre).map_err(wrong_world)?)
+            }
+            PluginKind::WebhookVerifier => {
+                WorldPre::VerifierV0_1(WebhookVerifierV0_1Pre::new(pre).map_err(wrong_world)?)
             }
             PluginKind::RateLimitPolicy => {
                 WorldPre::Policy(RateLimitPolicyPre::new(pre).map_err(wrong_world)?)
@@ -320,6 +325,15 @@ fn describe_non_component(bytes: &[u8]) -> String {
     }
 }
 
+/// Whether `component` exports the interface named `export` (fully
+/// qualified, with its version).
+fn exports(component: &Component, engine: &PluginEngine, export: &str) -> bool {
+    component
+        .component_type()
+        .exports(&engine.engine)
+        .any(|(name, _)| name == export)
+}
+
 /// Names the world by the interface the component exports.
 fn detect_kind(
     engine: &PluginEngine,
@@ -333,7 +347,7 @@ fn detect_kind(
         .collect();
     PluginKind::ALL
         .into_iter()
-        .find(|k| exports.iter().any(|e| e == k.export()))
+        .find(|k| exports.iter().any(|e| k.exports().contains(&e.as_str())))
         .ok_or_else(|| LoadError::WrongWorld {
             name: name.into(),
             expected: PluginKind::ProviderAdapter,
@@ -344,7 +358,7 @@ fn detect_kind(
                 } else {
                     exports.join(", ")
                 },
-                PluginKind::ALL.map(|k| k.export()).join(", ")
+                PluginKind::ALL.map(|k| k.exports().join(", ")).join(", ")
             ),
         })
 }

@@ -29,6 +29,8 @@ pub struct PluginInfo {
     pub kind: Option<PluginKind>,
     pub version: Option<String>,
     pub digest: Option<String>,
+    /// The `paygate:plugins` version of the world it implements.
+    pub wit: Option<&'static str>,
     pub calls: u64,
     pub errors: u64,
     /// Why the most recent load of this plugin was refused, if it was.
@@ -153,6 +155,7 @@ impl PluginSet {
                     kind: p.map(|p| p.ctx.kind),
                     version: p.map(|p| p.ctx.version.clone()),
                     digest: p.map(|p| p.ctx.digest.to_string()),
+                    wit: p.map(|p| p.wit_version()),
                     calls: p.map_or(0, |p| p.stats.calls.load(Relaxed)),
                     errors: p.map_or(0, |p| p.stats.errors.load(Relaxed)),
                     last_rejection: rejected.get(name).cloned(),

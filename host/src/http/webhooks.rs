@@ -126,6 +126,9 @@ async fn receive(
             Applied::AlreadyProcessed { payment_id, status } => {
                 json!({"message": "already processed", "payment_id": payment_id, "status": status})
             }
+            Applied::AmountMismatch { payment_id, status } => {
+                json!({"message": "amount mismatch", "payment_id": payment_id, "status": status})
+            }
             Applied::NotFound => {
                 json!({"message": "payment not found", "payment_id": named_id, "status": null})
             }

@@ -2,12 +2,15 @@
 //! or failed once; its timeline row and its outbox row commit in the same
 //! transaction; terminal payments never change.
 
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
 use serde_json::json;
 
 use super::domain::PaymentStatus;
 use super::store::{PaymentStore, log};
 use crate::ids::{MerchantId, OrderId, PaymentId};
-use crate::plugins::bindings::{EventStatus, PaymentRef};
+use crate::plugins::bindings::{EventStatus, Money, PaymentRef};
 
 /// What applying one event did.
 #[derive(Clone, Debug, PartialEq)]
@@ -21,6 +24,36 @@ pub enum Applied {
         status: PaymentStatus,
     },
     NotFound,
+    /// The event is about this payment but says another amount or currency
+    /// than the payment's: nothing changed but the payment's timeline.
+    AmountMismatch {
+        payment_id: PaymentId,
+        status: PaymentStatus,
+    },
+}
+
+/// Why an event's amount is not the payment's, or `None` when it is.
+/// The value must be a plain decimal (digits, optionally a point and more
+/// digits) equal to the price; the currency is compared without case.
+pub fn amount_mismatch(reported: &Money, price: &Decimal, currency: &str) -> Option<String> {
+    let plain = {
+        let (whole, fraction) = reported
+            .value
+            .split_once('.')
+            .unwrap_or((&reported.value, "0"));
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        digits(whole) && digits(fraction)
+    };
+    let value = plain
+        .then(|| Decimal::from_str(&reported.value).ok())
+        .flatten();
+    if value.as_ref() == Some(price) && reported.currency.eq_ignore_ascii_case(currency) {
+        return None;
+    }
+    Some(format!(
+        "the provider reports {:.40} {:.8}, the payment is {price} {currency}",
+        reported.value, reported.currency
+    ))
 }
 
 /// How a webhook event names its payment.
@@ -52,7 +85,8 @@ impl From<EventStatus> for PaymentStatus {
 }
 
 impl PaymentStore {
-    /// Moves the payment (only among `aliases`) to `status`, once.
+    /// Moves the payment (only among `aliases`) to `status`, once, and
+    /// only if `amount`, when the event names one, is the payment's price.
     pub async fn apply_provider_event(
         &self,
         lookup: PaymentLookup<'_>,
@@ -60,6 +94,7 @@ impl PaymentStore {
         status: PaymentStatus,
         provider_type: &str,
         event_id: &str,
+        amount: Option<&Money>,
     ) -> Result<Applied, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let (by_id, by_reference) = match lookup {
@@ -84,6 +119,29 @@ impl PaymentStore {
         let payment_id = payment.id;
         if payment.status != PaymentStatus::Pending || status == PaymentStatus::Pending {
             return Ok(Applied::AlreadyProcessed {
+                payment_id,
+                status: payment.status,
+            });
+        }
+        if let Some(why) =
+            amount.and_then(|a| amount_mismatch(a, &payment.price, &payment.currency))
+        {
+            // Signed by the provider, about this payment, for other money:
+            // a misbehaving adapter or provider, or a session changed after
+            // paygate opened it. Nothing moves; a person has to look.
+            let payload = json!({"provider_event_id": event_id, "provider_type": provider_type});
+            log(
+                &mut tx,
+                payment_id,
+                "EVENT_PROVIDER_AMOUNT_MISMATCH",
+                payment.status.as_str(),
+                &why,
+                Some(payload),
+            )
+            .await?;
+            tx.commit().await?;
+            tracing::error!(payment_id = payment_id.get(), %why, "provider event refused: amount mismatch");
+            return Ok(Applied::AmountMismatch {
                 payment_id,
                 status: payment.status,
             });

@@ -58,9 +58,37 @@ pub fn to_minor_units(price: &str, currency: &str) -> Result<u64, String> {
         .map_err(|_| format!("price {price:?} is too large"))
 }
 
+/// Writes an integer amount of `currency`'s minor units as a plain decimal
+/// in major units, the inverse of [`to_minor_units`]: `1050` EUR is
+/// `"10.50"`, `1500` JPY is `"1500"`, `1234` KWD is `"1.234"`.
+pub fn from_minor_units(minor: u64, currency: &str) -> String {
+    let digits = exponent(currency) as usize;
+    if digits == 0 {
+        return minor.to_string();
+    }
+    let padded = format!("{minor:0>width$}", width = digits + 1);
+    let (whole, fraction) = padded.split_at(padded.len() - digits);
+    format!("{whole}.{fraction}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn minor_units_back_to_decimals() {
+        assert_eq!(from_minor_units(1050, "EUR"), "10.50");
+        assert_eq!(from_minor_units(1, "USD"), "0.01");
+        assert_eq!(from_minor_units(0, "USD"), "0.00");
+        assert_eq!(from_minor_units(1500, "JPY"), "1500");
+        assert_eq!(from_minor_units(1234, "KWD"), "1.234");
+        assert_eq!(from_minor_units(5, "BHD"), "0.005");
+        assert_eq!(from_minor_units(u64::MAX, "EUR"), "184467440737095516.15");
+        for (price, currency) in [("10.50", "EUR"), ("1500", "JPY"), ("1.234", "KWD")] {
+            let minor = to_minor_units(price, currency).unwrap();
+            assert_eq!(from_minor_units(minor, currency), price);
+        }
+    }
 
     #[test]
     fn two_decimal_currencies() {

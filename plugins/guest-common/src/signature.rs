@@ -130,15 +130,21 @@ pub fn check_internal(
 /// Bridges [`Rejected`] to the `verify-error` generated in the calling crate.
 ///
 /// Expand once at the root of a crate whose `generate!` targets the
-/// `webhook-verifier` world.
+/// `webhook-verifier` world: `verifier_glue!()` where the package's module
+/// is `paygate::plugins` (one WIT version in the crate's `wit/`), or
+/// `verifier_glue!(crate::exports::paygate::plugins0_2_0::verifier)` naming
+/// the generated interface module.
 // `crate` (not `$crate`) is deliberate: the generated types live in the
 // crate that expands the macro.
 #[allow(clippy::crate_in_macro_def)]
 #[macro_export]
 macro_rules! verifier_glue {
     () => {
+        $crate::verifier_glue!(crate::exports::paygate::plugins::verifier);
+    };
+    ($($interface:ident)::+) => {
         impl ::core::convert::From<$crate::signature::Rejected>
-            for crate::exports::paygate::plugins::verifier::VerifyError
+            for $($interface)::+::VerifyError
         {
             fn from(rejected: $crate::signature::Rejected) -> Self {
                 match rejected {

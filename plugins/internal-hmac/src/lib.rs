@@ -6,7 +6,7 @@
 mod webhook;
 
 wit_bindgen::generate!({
-    path: "../../wit",
+    path: "../../wit/deps/paygate-plugins-0.1.0",
     world: "webhook-verifier",
 });
 guest_common::verifier_glue!();

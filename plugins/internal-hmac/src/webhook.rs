@@ -7,10 +7,20 @@ use crate::exports::paygate::plugins::verifier::{
 use guest_common::{crypto, hex};
 use serde_json::{Map, Value};
 
+/// The longest `reference` taken; a provider's ids are far shorter.
+const MAX_REFERENCE: usize = 255;
+
 /// Turns a verified body into its one event.
 ///
 /// The event id is derived from the body's hash, since the scheme has no
 /// event id of its own and a replay must be recognisable as one.
+///
+/// A body may also carry `reference`, the provider's id of the payment (the
+/// sandbox sends its link id): the event then names the payment by it, so it
+/// moves only the payment that reference was returned for, and a link opened
+/// by anyone else naming another `payment_id` moves nothing (security
+/// review, finding 16). Without it the event names `payment_id`, as API.md's
+/// body does.
 pub fn parse_event(body: &[u8]) -> Result<WebhookEvent, VerifyError> {
     let object: Map<String, Value> = serde_json::from_slice(body)
         .map_err(|err| VerifyError::Malformed(format!("body is not a JSON object ({err})")))?;
@@ -31,10 +41,21 @@ pub fn parse_event(body: &[u8]) -> Result<WebhookEvent, VerifyError> {
             ));
         }
     };
+    let payment = match object.get("reference") {
+        None | Some(Value::Null) => PaymentRef::PaymentId(payment_id),
+        Some(Value::String(r)) if !r.is_empty() && r.len() <= MAX_REFERENCE => {
+            PaymentRef::ProviderReference(r.clone())
+        }
+        Some(_) => {
+            return Err(VerifyError::Malformed(format!(
+                "field `reference` must be a string of 1 to {MAX_REFERENCE} bytes"
+            )));
+        }
+    };
     let digest = hex::encode(&crypto::sha256(body));
     Ok(WebhookEvent {
         event_id: format!("ih_{}", &digest[..32]),
-        payment: PaymentRef::PaymentId(payment_id),
+        payment,
         status,
         provider_type: format!("internal.{name}"),
     })
@@ -60,6 +81,28 @@ mod tests {
         assert!(matches!(failed.payment, PaymentRef::PaymentId(7)));
         assert_eq!(failed.provider_type, "internal.failed");
         assert_ne!(failed.event_id, event.event_id);
+    }
+
+    #[test]
+    fn a_reference_names_the_payment_instead_of_its_id() {
+        let event =
+            parse_event(br#"{"payment_id":42,"status":"finished","reference":"pl_1"}"#).unwrap();
+        assert!(matches!(event.payment, PaymentRef::ProviderReference(ref r) if r == "pl_1"));
+        let null = parse_event(br#"{"payment_id":42,"status":"failed","reference":null}"#);
+        assert!(matches!(null.unwrap().payment, PaymentRef::PaymentId(42)));
+        let long = format!(
+            r#"{{"payment_id":1,"status":"failed","reference":"{}"}}"#,
+            "x".repeat(256)
+        );
+        for bad in [
+            br#"{"payment_id":1,"status":"failed","reference":""}"#.to_vec(),
+            br#"{"payment_id":1,"status":"failed","reference":7}"#.to_vec(),
+            long.into_bytes(),
+        ] {
+            assert!(
+                matches!(parse_event(&bad), Err(VerifyError::Malformed(m)) if m.contains("reference"))
+            );
+        }
     }
 
     #[test]

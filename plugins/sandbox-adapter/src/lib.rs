@@ -11,7 +11,7 @@ use guest_common::{settings, url};
 use paygate::plugins::{config, http};
 
 wit_bindgen::generate!({
-    path: "../../wit",
+    path: "../../wit/deps/paygate-plugins-0.1.0",
     world: "provider-adapter",
 });
 guest_common::provider_glue!();

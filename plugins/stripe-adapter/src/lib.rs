@@ -8,7 +8,7 @@ mod checkout;
 mod form;
 
 wit_bindgen::generate!({
-    path: "../../wit",
+    path: "../../wit/deps/paygate-plugins-0.1.0",
     world: "provider-adapter",
 });
 guest_common::provider_glue!();

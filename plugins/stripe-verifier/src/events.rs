@@ -1,8 +1,9 @@
 //! Stripe Checkout events to paygate's normalized webhook events.
 
-use crate::exports::paygate::plugins::verifier::{
-    EventStatus, PaymentRef, VerifyError, WebhookEvent,
+use crate::exports::paygate::plugins0_2_0::verifier::{
+    EventStatus, Money, PaymentRef, VerifyError, WebhookEvent,
 };
+use guest_common::money;
 use serde_json::{Map, Value};
 
 /// Maps a verified body to events; event types paygate does not track give
@@ -32,7 +33,35 @@ pub fn map(body: &[u8]) -> Result<Vec<WebhookEvent>, VerifyError> {
         payment: payment_of(object)?,
         status,
         provider_type,
+        amount: amount_of(object)?,
     }])
+}
+
+/// The session's `amount_total` (minor units) in `currency`, as the
+/// decimal the adapter converted the price from, so the host can check it
+/// against the payment's price. A session without both says nothing.
+fn amount_of(object: &Map<String, Value>) -> Result<Option<Money>, VerifyError> {
+    let (total, currency) = match (object.get("amount_total"), object.get("currency")) {
+        (None | Some(Value::Null), _) | (_, None | Some(Value::Null)) => return Ok(None),
+        (Some(total), Some(currency)) => (total, currency),
+    };
+    let total = total.as_u64().ok_or_else(|| {
+        VerifyError::Malformed("`amount_total` is not a non-negative integer".into())
+    })?;
+    let currency = match currency.as_str() {
+        Some(c) if c.len() == 3 && c.bytes().all(|b| b.is_ascii_alphabetic()) => {
+            c.to_ascii_uppercase()
+        }
+        _ => {
+            return Err(VerifyError::Malformed(
+                "`currency` is not a three-letter code".into(),
+            ));
+        }
+    };
+    Ok(Some(Money {
+        value: money::from_minor_units(total, &currency),
+        currency,
+    }))
 }
 
 /// The status an event type implies, or `None` for untracked types.
@@ -110,6 +139,37 @@ mod tests {
         for (kind, want) in cases {
             let got = single(&event(kind, object.clone())).status;
             assert_eq!(format!("{got:?}"), format!("{want:?}"), "{kind}");
+        }
+    }
+
+    #[test]
+    fn says_the_sessions_amount_in_major_units() {
+        let object = json!({"id": "cs_1", "amount_total": 1050, "currency": "eur"});
+        let amount = single(&event("checkout.session.completed", object))
+            .amount
+            .expect("an amount");
+        assert_eq!(
+            (amount.value.as_str(), amount.currency.as_str()),
+            ("10.50", "EUR")
+        );
+        let yen = json!({"id": "cs_1", "amount_total": 1500, "currency": "jpy"});
+        let amount = single(&event("checkout.session.completed", yen))
+            .amount
+            .unwrap();
+        assert_eq!(amount.value, "1500");
+        let bare = json!({"id": "cs_1", "amount_total": null, "currency": "eur"});
+        assert!(
+            single(&event("checkout.session.completed", bare))
+                .amount
+                .is_none()
+        );
+        for bad in [
+            json!({"id": "cs_1", "amount_total": -5, "currency": "eur"}),
+            json!({"id": "cs_1", "amount_total": "10", "currency": "eur"}),
+            json!({"id": "cs_1", "amount_total": 10, "currency": "euro"}),
+        ] {
+            let got = map(&event("checkout.session.completed", bad));
+            assert!(matches!(got, Err(VerifyError::Malformed(_))));
         }
     }
 

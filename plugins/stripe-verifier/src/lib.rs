@@ -1,5 +1,6 @@
 //! paygate webhook verifier for Stripe's `Stripe-Signature` scheme and
-//! Checkout Session events.
+//! Checkout Session events; WIT 0.2.0, so each event says the session's
+//! amount and the host checks it against the payment's.
 //!
 //! Setting: `tolerance-seconds` (default 300). Secret: `webhook-secret`
 //! (the `whsec_...` string, used whole as the HMAC key).
@@ -9,12 +10,14 @@ mod events;
 wit_bindgen::generate!({
     path: "../../wit",
     world: "webhook-verifier",
+    // The host interfaces are 0.1.0's, from wit/deps/.
+    generate_all,
 });
-guest_common::verifier_glue!();
+guest_common::verifier_glue!(crate::exports::paygate::plugins0_2_0::verifier);
 
-use exports::paygate::plugins::verifier::{Guest, VerifyError, WebhookEvent, WebhookRequest};
+use exports::paygate::plugins0_2_0::verifier::{Guest, VerifyError, WebhookEvent, WebhookRequest};
 use guest_common::{headers, settings, signature};
-use paygate::plugins::{clock, config};
+use paygate::plugins0_1_0::{clock, config};
 
 /// Stripe's own libraries default to five minutes.
 const DEFAULT_TOLERANCE_SECONDS: u64 = 300;

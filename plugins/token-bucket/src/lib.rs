@@ -8,7 +8,7 @@ mod gcra;
 mod limits;
 
 wit_bindgen::generate!({
-    path: "../../wit",
+    path: "../../wit/deps/paygate-plugins-0.1.0",
     world: "rate-limit-policy",
 });
 

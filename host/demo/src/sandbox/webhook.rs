@@ -42,10 +42,13 @@ pub(crate) fn for_payment(sandbox: &Sandbox, payment: &Payment) -> Option<Webhoo
             } else {
                 "failed"
             };
-            // Written out by hand so the bytes are exactly the documented body.
+            // Written out by hand so the bytes are exactly the documented
+            // body, plus the link's id: paygate's verifier then moves only
+            // the payment this link was opened for, whatever `payment_id`
+            // whoever opened the link put in it (security review, finding 16).
             let body = format!(
-                r#"{{"payment_id":{},"status":"{status}"}}"#,
-                link.payment_id
+                r#"{{"payment_id":{},"status":"{status}","reference":"{}"}}"#,
+                link.payment_id, payment.id
             );
             let url = format!("{gateway}/api/v1/payments/webhook");
             (url, body.into_bytes(), Scheme::Internal)

@@ -11,7 +11,7 @@
 mod probes;
 
 wit_bindgen::generate!({
-    path: "../../../wit",
+    path: "../../../wit/deps/paygate-plugins-0.1.0",
     world: "provider-adapter",
 });
 
