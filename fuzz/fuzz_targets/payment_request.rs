@@ -145,7 +145,12 @@ fn expected(name: &str, field: &Field) -> Option<bool> {
             "alias" | "event_id" | "currency",
             Field::Int(_) | Field::Unsigned(_) | Field::Float(_),
         ) => Some(false),
-        ("currency", Field::Currency(c)) => Some(c.iter().all(u8::is_ascii_alphabetic)),
+        // An active ISO 4217 code with a minor unit, in any case.
+        ("currency", Field::Currency(c)) => Some(
+            c.iter().all(u8::is_ascii_alphabetic)
+                && iso_currency::Currency::from_code(&String::from_utf8_lossy(c).to_uppercase())
+                    .is_some_and(|c| c.exponent().is_some() && c.is_superseded().is_none()),
+        ),
         _ => None,
     }
 }

@@ -431,3 +431,76 @@ async fn a_retry_finishes_the_payment_of_a_request_that_died() {
     assert_eq!(app.payment_count().await, 2);
     assert_eq!(app.tokens_used().await, 2, "one token per payment");
 }
+
+/// API.md, "Conventions": amounts are read exactly as written, so JSON
+/// numbers never pass through binary floating point (where
+/// 999999999999.99999999 became 1000000000000, refused as too large, and
+/// 0.00000001 printed as 1e-8, refused for its exponent); a currency is an
+/// active ISO 4217 code, and a price finer than its minor unit is refused.
+#[tokio::test]
+async fn json_numbers_are_exact_and_currencies_are_iso_4217() {
+    let app = spawn_app().await;
+    let key = app.merchant.api_key.clone();
+    let read = app.merchant.read_api_key.clone();
+    let raw = |order: i64, amount: &str, price: &str, currency: &str| {
+        format!(
+            r#"{{"order_id": {order}, "amount": {amount}, "price": {price}, "alias": "sandbox",
+                "subscription_id": {}, "currency": "{currency}"}}"#,
+            app.merchant.subscription_id
+        )
+        .into_bytes()
+    };
+    let json = [("content-type", "application/json")];
+    for (order, amount, price, currency) in [
+        (1, "999999999999.99999999", "10.50", "EUR"),
+        (2, "0.00000001", "1500", "JPY"),
+        (3, "2.5", "999999999.999", "KWD"),
+    ] {
+        let r = app
+            .post_raw(
+                "/api/v1/payments",
+                Some(&key),
+                &json,
+                raw(order, amount, price, currency),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{amount} {price} {currency}: {}", r.body);
+        let id = r.body["payment_id"].as_i64().unwrap();
+        let shown = app
+            .get(&format!("/api/v1/payments/{id}/show"), Some(&read))
+            .await;
+        assert_eq!(
+            (
+                &shown.body["amount"],
+                &shown.body["price"],
+                &shown.body["currency"]
+            ),
+            (&json!(amount), &json!(price), &json!(currency)),
+        );
+    }
+
+    for (order, price, currency, field) in [
+        (10, "10.00", "XYZ", "currency"),
+        (11, "10.00", "XTS", "currency"),
+        (12, "10.00", "HRK", "currency"),
+        (13, "10.5", "JPY", "price"),
+        (14, "10.001", "EUR", "price"),
+        (15, "1e3", "EUR", "price"),
+    ] {
+        let r = app
+            .post_raw(
+                "/api/v1/payments",
+                Some(&key),
+                &json,
+                raw(order, "1", price, currency),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.code()),
+            (400, "invalid_request"),
+            "{price} {currency}"
+        );
+        assert_eq!(r.body["fields"][0]["field"], field, "{}", r.body);
+    }
+    assert_eq!(app.payment_count().await, 3);
+}

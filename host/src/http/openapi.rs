@@ -78,19 +78,27 @@ pub struct ErrorBody {
 #[derive(Serialize, ToSchema)]
 pub struct CreatePaymentBody {
     /// The merchant's order number, unique per merchant.
+    #[schema(minimum = 1)]
     pub order_id: i64,
-    /// Quantity bought: a JSON number or string, > 0, at most 8 decimal places.
-    #[schema(value_type = String, example = "1")]
+    /// Quantity bought: a JSON number or string, > 0, ≤ 999999999999.99999999, at most 8
+    /// decimal places, read exactly as written.
+    #[schema(value_type = String, example = "1", pattern = r"^[0-9]{1,12}(\.[0-9]{1,8})?$")]
     pub amount: String,
-    /// Total charged: a JSON number or string, > 0, ≤ 999999999999.99999999, at most 8 decimal places.
-    #[schema(value_type = String, example = "10.00")]
+    /// Total charged: a JSON number or string, > 0, ≤ 999999999999.99999999, read exactly as
+    /// written, with at most as many decimal places as the currency's minor unit (EUR 2, JPY 0,
+    /// KWD 3).
+    #[schema(value_type = String, example = "10.00", pattern = r"^[0-9]{1,12}(\.[0-9]{1,8})?$")]
     pub price: String,
     /// Provider alias, e.g. `stripe`.
+    #[schema(pattern = r"^[a-z0-9][a-z0-9_-]{0,63}$", max_length = 64)]
     pub alias: String,
+    #[schema(minimum = 1)]
     pub subscription_id: i64,
-    /// Idempotency key when no `Idempotency-Key` header is sent.
+    /// Idempotency key when no `Idempotency-Key` header is sent: 1 to 255 visible ASCII characters.
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[!-~]+$")]
     pub event_id: Option<String>,
-    /// ISO 4217; the merchant's default otherwise.
+    /// An active ISO 4217 code with a minor unit (case-insensitive); the merchant's default otherwise.
+    #[schema(pattern = r"^[A-Za-z]{3}$", example = "EUR")]
     pub currency: Option<String>,
 }
 

@@ -58,27 +58,30 @@ impl fmt::Display for Money {
     }
 }
 
-/// An ISO 4217 code: three upper-case ASCII letters.
+/// An active ISO 4217 currency: a code the standard lists now (not one it
+/// has withdrawn or superseded, e.g. HRK or BGN since the euro) that has a
+/// minor unit (not gold, SDRs or the test code XTS). The list and the
+/// decimals come from the `iso_currency` crate, not from a hand-kept table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Currency([u8; 3]);
+pub struct Currency(iso_currency::Currency);
 
 impl Currency {
     pub fn parse(text: &str) -> Result<Self, String> {
         let upper = text.trim().to_ascii_uppercase();
-        match upper.as_bytes() {
-            [a, b, c] if [a, b, c].iter().all(|x| x.is_ascii_uppercase()) => Ok(Self([*a, *b, *c])),
-            _ => Err("must be a three-letter ISO 4217 code".into()),
-        }
+        iso_currency::Currency::from_code(&upper)
+            .filter(|c| c.exponent().is_some() && c.is_superseded().is_none())
+            .map(Self)
+            .ok_or_else(|| "must be an active ISO 4217 currency code, such as \"EUR\"".into())
     }
 
     pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).expect("ASCII by construction")
+        self.0.code()
     }
 
     /// Decimal places of the currency's minor unit (ISO 4217): 0 for JPY,
     /// 3 for KWD, 2 for most.
     pub fn exponent(&self) -> u32 {
-        guest_common::money::exponent(self.as_str())
+        self.0.exponent().map_or(0, u32::from)
     }
 }
 
@@ -228,6 +231,18 @@ mod tests {
         assert_eq!(Currency::parse("eur").unwrap().as_str(), "EUR");
         assert!(Currency::parse("EURO").is_err());
         assert!(Currency::parse("E1R").is_err());
+        // Three letters are not enough: the code must be an active one
+        // with a minor unit.
+        for inactive in ["XYZ", "XTS", "XAU", "XXX", "HRK", "BGN", "VES"] {
+            assert!(Currency::parse(inactive).is_err(), "{inactive} accepted");
+        }
+        for (code, decimals) in [("USD", 2), ("JPY", 0), ("KWD", 3), ("ISK", 0), ("CLF", 4)] {
+            assert_eq!(
+                Currency::parse(code).unwrap().exponent(),
+                decimals,
+                "{code}"
+            );
+        }
         let eur = Currency::parse("EUR").unwrap();
         let jpy = Currency::parse("JPY").unwrap();
         let kwd = Currency::parse("KWD").unwrap();
