@@ -273,13 +273,22 @@ async fn two_replicas_publish_and_notify_each_payment_once() {
         "the webhook-ids are the outbox's event ids"
     );
 
-    // The broker: each row published once, by one of the hosts.
+    // The broker: each row published by one of the hosts, once, unless a
+    // notifier deferred it (its merchant over its share of the delivery
+    // slots gives the row back, to be published again), which a slow
+    // machine makes happen; every extra publication is such a deferral.
     let mut published: BTreeMap<i64, usize> = BTreeMap::new();
     for id in tap.seen() {
         *published.entry(id).or_default() += 1;
     }
+    let extra: i64 = published.values().map(|n| *n as i64 - 1).sum();
+    let deferred = metric(&client, &a, "paygate_notifier_deferred_total").await
+        + metric(&client, &b, "paygate_notifier_deferred_total").await;
     let twice: Vec<_> = published.iter().filter(|(_, n)| **n != 1).collect();
-    assert!(twice.is_empty(), "published more than once: {twice:?}");
+    assert!(
+        extra <= deferred,
+        "published more than once without a deferral ({deferred} deferred): {twice:?}"
+    );
     let mut outbox_ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
     outbox_ids.sort();
     assert_eq!(
