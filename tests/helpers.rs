@@ -87,6 +87,7 @@ pub fn payment(id: u64, metadata: &[(&str, &str)]) -> PaymentRequest {
         currency: "EUR".into(),
         idempotency_key: format!("idem-{id}"),
         return_url: Some("https://shop.example/return".into()),
+        cancel_url: Some("https://shop.example/cancel".into()),
         metadata: metadata
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

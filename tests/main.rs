@@ -2,6 +2,9 @@
 //! from `plugins/` (run `plugins/build.sh` first; `scripts/test` does), and
 //! against real Redis where a test needs shared state.
 
+// The saga's futures nest deeper than the default limit lays out.
+#![recursion_limit = "256"]
+
 mod api;
 mod cluster;
 mod compile_cache;

@@ -20,7 +20,7 @@ use paygate_fuzz::{Input, read};
 use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
 
-const FIELDS: [&str; 7] = [
+const FIELDS: [&str; 10] = [
     "order_id",
     "subscription_id",
     "amount",
@@ -28,6 +28,9 @@ const FIELDS: [&str; 7] = [
     "alias",
     "event_id",
     "currency",
+    "return_url",
+    "cancel_url",
+    "metadata",
 ];
 
 /// A body built from chosen field values.
@@ -225,7 +228,7 @@ fn built(fields: Fields) {
 /// Parses `value` and checks what holds for any body; the error side is
 /// the list of fields the 400 names.
 fn check(value: &Value) -> Result<CreatePayment, Vec<String>> {
-    match parse_create(value) {
+    match parse_create(value, false) {
         Ok(request) => {
             assert!(request.order_id.get() >= 1 && request.subscription_id.get() >= 1);
             for money in [request.amount, request.price] {
@@ -254,8 +257,11 @@ fn check(value: &Value) -> Result<CreatePayment, Vec<String>> {
                 "alias": request.alias.as_str(),
                 "event_id": request.event_id.as_ref().map(IdempotencyKey::as_str),
                 "currency": request.currency.map(|c| c.to_string()),
+                "return_url": request.return_url,
+                "cancel_url": request.cancel_url,
+                "metadata": request.metadata,
             });
-            let again = parse_create(&printed).expect("a printed request parses");
+            let again = parse_create(&printed, false).expect("a printed request parses");
             assert_eq!(again, request);
             assert_eq!(again.amount.to_string(), request.amount.to_string());
             assert_eq!(again.price.to_string(), request.price.to_string());

@@ -135,6 +135,7 @@ async fn main() {
         currency: "EUR".into(),
         idempotency_key: "k".into(),
         return_url: None,
+        cancel_url: None,
         metadata: vec![],
     };
     let n = iterations / 10;

@@ -103,6 +103,7 @@ impl App {
             ),
             plugins: plugins.clone(),
             request_lease: config.request_lease,
+            allow_http_redirects: config.demo,
         });
         let services = AppState {
             webhooks: Arc::new(Webhooks {

@@ -51,7 +51,10 @@ impl PluginKind {
     /// exporting any of them is this kind.
     pub fn exports(self) -> &'static [&'static str] {
         match self {
-            PluginKind::ProviderAdapter => &["paygate:plugins/provider@0.1.0"],
+            PluginKind::ProviderAdapter => &[
+                "paygate:plugins/provider@0.2.0",
+                "paygate:plugins/provider@0.1.0",
+            ],
             PluginKind::WebhookVerifier => &[
                 "paygate:plugins/verifier@0.2.0",
                 "paygate:plugins/verifier@0.1.0",

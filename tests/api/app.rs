@@ -172,6 +172,15 @@ pub fn stage_plugins(dir: &std::path::Path, plugins: &[ExtraPlugin]) {
     }
 }
 
+/// A client that shows redirects instead of following them, as a test
+/// clicking a provider's buttons needs.
+pub fn clicker() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(LAX_RATE_LIMIT, Vec::new(), |c| c).await
 }

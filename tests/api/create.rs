@@ -311,6 +311,9 @@ async fn tokens_of_payments_never_created_are_given_back() {
             price: 1.into(),
             currency: "EUR",
             idempotency_key: None,
+            return_url: None,
+            cancel_url: None,
+            metadata: serde_json::json!({}),
         })
         .await
         .unwrap()

@@ -146,7 +146,9 @@ async fn next_host(first: &TestApp, tag: &str) -> TestApp {
 
 /// Creates a payment and finishes (or fails) it as the provider would.
 async fn settle_payment(app: &TestApp, order: i64, status: &str) -> i64 {
-    let r = app.create(&app.body(order)).await;
+    let mut body = app.body(order);
+    body["metadata"] = json!({"cart": format!("c-{order}")});
+    let r = app.create(&body).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let id = r.body["payment_id"].as_i64().unwrap();
     assert_eq!(
@@ -221,6 +223,7 @@ async fn a_finished_payment_is_notified_once_signed_and_recorded() {
         (json!("1"), json!("10.00"))
     );
     assert_eq!(body["currency"], "EUR");
+    assert_eq!(body["metadata"], json!({"cart": "c-1"}));
     let attempts = notification["attempts"].as_array().unwrap();
     assert_eq!(attempts.len(), 1);
     assert_eq!(attempts[0]["status_code"], 200);

@@ -40,6 +40,9 @@ fn order(order_id: i64, subscription_id: SubscriptionId, alias: &str) -> CreateP
         subscription_id,
         event_id: None,
         currency: None,
+        return_url: None,
+        cancel_url: None,
+        metadata: Default::default(),
     }
 }
 

@@ -8,7 +8,7 @@ use paygate::PaymentId;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use super::app::{Reply, TestApp, spawn_app};
+use super::app::{Reply, TestApp, clicker, spawn_app};
 use super::registry::{TOKEN, admin};
 
 /// The secret `Config::for_tests` gives the internal scheme.
@@ -388,15 +388,6 @@ async fn stored_column(app: &TestApp, id: i64, column: &str) -> String {
         .bind(id)
         .fetch_one(&app.dbs.payments)
         .await
-        .unwrap()
-}
-
-/// A client that shows redirects instead of following them, as a buyer's
-/// click on the sandbox's page is checked.
-fn clicker() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
         .unwrap()
 }
 

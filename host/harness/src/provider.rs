@@ -28,6 +28,7 @@ pub fn sample_payment() -> PaymentRequest {
         currency: "EUR".into(),
         idempotency_key: "harness-idem-42".into(),
         return_url: Some("https://shop.example/return".into()),
+        cancel_url: Some("https://shop.example/cancel".into()),
         metadata: Vec::new(),
     }
 }

@@ -195,6 +195,7 @@ struct PaymentInput {
     currency: Option<String>,
     idempotency_key: Option<String>,
     return_url: Option<String>,
+    cancel_url: Option<String>,
     #[serde(default)]
     metadata: BTreeMap<String, String>,
 }
@@ -211,6 +212,7 @@ impl From<PaymentInput> for PaymentRequest {
             currency: i.currency.unwrap_or(d.currency),
             idempotency_key: i.idempotency_key.unwrap_or(d.idempotency_key),
             return_url: i.return_url.or(d.return_url),
+            cancel_url: i.cancel_url.or(d.cancel_url),
             metadata: i.metadata.into_iter().collect(),
         }
     }

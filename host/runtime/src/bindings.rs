@@ -6,11 +6,13 @@
 //! `clock`) are generated once, in the provider world, and reused by the
 //! others through `with`, so the host implements each capability once.
 //!
-//! Only the verifier differs between the versions served: 0.2.0 adds an
-//! event's `amount`. A 0.1.0 verifier's answers are turned into 0.2.0's
-//! types ([`verifier_v0_1`]), so the rest of the host knows one set.
+//! Two interfaces differ between the versions served: 0.2.0's verifier
+//! adds an event's `amount`, and its provider a `cancel-url` and refunds.
+//! A 0.1.0 component's answers are turned into 0.2.0's types
+//! ([`verifier_v0_1`], [`provider_v0_1`]), so the rest of the host knows
+//! one set.
 
-/// `provider-adapter`: also the home of the shared host interfaces.
+/// `provider-adapter` of 0.2.0: also the home of the shared host interfaces.
 pub mod provider {
     wasmtime::component::bindgen!({
         path: "../../wit",
@@ -92,6 +94,73 @@ pub mod verifier_v0_1 {
     }
 }
 
+/// `provider-adapter` of 0.1.0, served beside 0.2.0's: it opens and looks
+/// up payments, and has no refunds.
+pub mod provider_v0_1 {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "paygate:plugins/provider-adapter@0.1.0",
+        exports: { default: async },
+        with: {
+            "paygate:plugins/log@0.1.0": super::provider::paygate::plugins0_1_0::log,
+            "paygate:plugins/http@0.1.0": super::provider::paygate::plugins0_1_0::http,
+            "paygate:plugins/config@0.1.0": super::provider::paygate::plugins0_1_0::config,
+            "paygate:plugins/clock@0.1.0": super::provider::paygate::plugins0_1_0::clock,
+        },
+    });
+
+    use super::provider::exports::paygate::plugins0_2_0::provider as v2;
+    use exports::paygate::plugins0_1_0::provider as v1;
+
+    /// A 0.2.0 request as 0.1.0 spells it: without the cancel URL, which
+    /// a 0.1.0 adapter has no field for (it uses its own setting).
+    pub fn request(r: &v2::PaymentRequest) -> v1::PaymentRequest {
+        v1::PaymentRequest {
+            payment_id: r.payment_id,
+            merchant_id: r.merchant_id,
+            order_id: r.order_id,
+            amount: r.amount.clone(),
+            price: r.price.clone(),
+            currency: r.currency.clone(),
+            idempotency_key: r.idempotency_key.clone(),
+            return_url: r.return_url.clone(),
+            metadata: r.metadata.clone(),
+        }
+    }
+
+    /// A 0.1.0 `create-payment` answer in 0.2.0's types.
+    pub fn session(
+        a: Result<v1::PaymentSession, v1::ProviderError>,
+    ) -> Result<v2::PaymentSession, v2::ProviderError> {
+        a.map(|s| v2::PaymentSession {
+            reference: s.reference,
+            payment_url: s.payment_url,
+        })
+        .map_err(error)
+    }
+
+    /// A 0.1.0 `payment-status` answer in 0.2.0's types.
+    pub fn state(
+        a: Result<v1::PaymentState, v1::ProviderError>,
+    ) -> Result<v2::PaymentState, v2::ProviderError> {
+        a.map(|s| match s {
+            v1::PaymentState::Pending => v2::PaymentState::Pending,
+            v1::PaymentState::Finished => v2::PaymentState::Finished,
+            v1::PaymentState::Failed => v2::PaymentState::Failed,
+        })
+        .map_err(error)
+    }
+
+    fn error(e: v1::ProviderError) -> v2::ProviderError {
+        match e {
+            v1::ProviderError::Declined(m) => v2::ProviderError::Declined(m),
+            v1::ProviderError::InvalidRequest(m) => v2::ProviderError::InvalidRequest(m),
+            v1::ProviderError::Unavailable(m) => v2::ProviderError::Unavailable(m),
+            v1::ProviderError::Misconfigured(m) => v2::ProviderError::Misconfigured(m),
+        }
+    }
+}
+
 /// `rate-limit-policy`.
 pub mod policy {
     wasmtime::component::bindgen!({
@@ -111,8 +180,9 @@ pub mod policy {
 
 pub use policy::exports::paygate::plugins0_1_0::policy::{Decision, LimitRequest};
 pub use policy::paygate::plugins0_1_0::counters;
-pub use provider::exports::paygate::plugins0_1_0::provider::{
-    PaymentRequest, PaymentSession, PaymentState, ProviderError,
+pub use provider::exports::paygate::plugins0_2_0::provider::{
+    PaymentRequest, PaymentSession, PaymentState, ProviderError, RefundReason, RefundRequest,
+    RefundSession, RefundState,
 };
 pub use provider::paygate::plugins0_1_0::{clock, config, http, log};
 pub use verifier::exports::paygate::plugins0_2_0::verifier::{

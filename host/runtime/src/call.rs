@@ -7,16 +7,44 @@ use paygate_plugin_registry::PluginKind;
 use tracing::Instrument;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use super::bindings::verifier_v0_1;
 use super::bindings::{
     Decision, LimitRequest, PaymentRequest, PaymentSession, PaymentState, ProviderError,
-    VerifyError, WebhookEvent, WebhookRequest,
+    RefundRequest, RefundSession, RefundState, VerifyError, WebhookEvent, WebhookRequest,
 };
+use super::bindings::{policy, provider, provider_v0_1, verifier, verifier_v0_1};
 use super::engine::EPOCH_TICK;
 use super::error::PluginError;
 use super::loaded::{LoadedPlugin, WorldPre};
 use super::state::CallState;
 use super::stdio::panic_message;
+
+/// A world's typed pre-instantiation: one fresh instance per call.
+trait Instantiate {
+    type World;
+    async fn instantiate(&self, store: &mut Store<CallState>) -> wasmtime::Result<Self::World>;
+}
+
+macro_rules! instantiate {
+    ($($pre:ty => $world:ty),+ $(,)?) => {$(
+        impl Instantiate for $pre {
+            type World = $world;
+            async fn instantiate(
+                &self,
+                store: &mut Store<CallState>,
+            ) -> wasmtime::Result<Self::World> {
+                self.instantiate_async(store).await
+            }
+        }
+    )+};
+}
+
+instantiate! {
+    provider::ProviderAdapterPre<CallState> => provider::ProviderAdapter,
+    provider_v0_1::ProviderAdapterPre<CallState> => provider_v0_1::ProviderAdapter,
+    verifier::WebhookVerifierPre<CallState> => verifier::WebhookVerifier,
+    verifier_v0_1::WebhookVerifierPre<CallState> => verifier_v0_1::WebhookVerifier,
+    policy::RateLimitPolicyPre<CallState> => policy::RateLimitPolicy,
+}
 
 /// Bytes a value carries across the sandbox boundary, for the size caps.
 pub trait WireSize {
@@ -47,21 +75,26 @@ impl LoadedPlugin {
         request_id: &str,
         request: &PaymentRequest,
     ) -> Result<Result<PaymentSession, ProviderError>, PluginError> {
-        let WorldPre::Provider(pre) = &self.pre else {
-            return Err(self.wrong_kind(PluginKind::ProviderAdapter));
-        };
-        self.run(
-            request_id,
-            request.wire_size(),
-            async |store: &mut Store<CallState>| {
-                let instance = pre.instantiate_async(&mut *store).await?;
-                instance
-                    .paygate_plugins0_1_0_provider()
-                    .call_create_payment(&mut *store, request)
-                    .await
-            },
-        )
-        .await
+        let size = request.wire_size();
+        match &self.pre {
+            WorldPre::Provider(pre) => {
+                self.call(pre, request_id, size, async |world, store| {
+                    let provider = world.paygate_plugins0_2_0_provider();
+                    provider.call_create_payment(store, request).await
+                })
+                .await
+            }
+            WorldPre::ProviderV0_1(pre) => {
+                let old = provider_v0_1::request(request);
+                self.call(pre, request_id, size, async |world, store| {
+                    let provider = world.paygate_plugins0_1_0_provider();
+                    let answer = provider.call_create_payment(store, &old).await?;
+                    Ok(provider_v0_1::session(answer))
+                })
+                .await
+            }
+            _ => Err(self.wrong_kind(PluginKind::ProviderAdapter)),
+        }
     }
 
     /// `payment-status` of a provider adapter.
@@ -70,21 +103,66 @@ impl LoadedPlugin {
         request_id: &str,
         reference: &str,
     ) -> Result<Result<PaymentState, ProviderError>, PluginError> {
-        let WorldPre::Provider(pre) = &self.pre else {
-            return Err(self.wrong_kind(PluginKind::ProviderAdapter));
-        };
-        self.run(
-            request_id,
-            reference.len(),
-            async |store: &mut Store<CallState>| {
-                let instance = pre.instantiate_async(&mut *store).await?;
-                instance
-                    .paygate_plugins0_1_0_provider()
-                    .call_payment_status(&mut *store, reference)
-                    .await
-            },
-        )
-        .await
+        let size = reference.len();
+        match &self.pre {
+            WorldPre::Provider(pre) => {
+                self.call(pre, request_id, size, async |world, store| {
+                    let provider = world.paygate_plugins0_2_0_provider();
+                    provider.call_payment_status(store, reference).await
+                })
+                .await
+            }
+            WorldPre::ProviderV0_1(pre) => {
+                self.call(pre, request_id, size, async |world, store| {
+                    let provider = world.paygate_plugins0_1_0_provider();
+                    let answer = provider.call_payment_status(store, reference).await?;
+                    Ok(provider_v0_1::state(answer))
+                })
+                .await
+            }
+            _ => Err(self.wrong_kind(PluginKind::ProviderAdapter)),
+        }
+    }
+
+    /// `refund` of a provider adapter; a 0.1.0 adapter has none.
+    pub async fn refund(
+        &self,
+        request_id: &str,
+        request: &RefundRequest,
+    ) -> Result<Result<RefundSession, ProviderError>, PluginError> {
+        match &self.pre {
+            WorldPre::Provider(pre) => {
+                self.call(
+                    pre,
+                    request_id,
+                    request.wire_size(),
+                    async |world, store| {
+                        let provider = world.paygate_plugins0_2_0_provider();
+                        provider.call_refund(store, request).await
+                    },
+                )
+                .await
+            }
+            _ => Err(self.not_exported(PluginKind::ProviderAdapter, "refund")),
+        }
+    }
+
+    /// `refund-status` of a provider adapter; a 0.1.0 adapter has none.
+    pub async fn refund_status(
+        &self,
+        request_id: &str,
+        reference: &str,
+    ) -> Result<Result<RefundState, ProviderError>, PluginError> {
+        match &self.pre {
+            WorldPre::Provider(pre) => {
+                self.call(pre, request_id, reference.len(), async |world, store| {
+                    let provider = world.paygate_plugins0_2_0_provider();
+                    provider.call_refund_status(store, reference).await
+                })
+                .await
+            }
+            _ => Err(self.not_exported(PluginKind::ProviderAdapter, "refund-status")),
+        }
     }
 
     /// `verify` of a webhook verifier.
@@ -93,35 +171,22 @@ impl LoadedPlugin {
         request_id: &str,
         request: &WebhookRequest,
     ) -> Result<Result<Vec<WebhookEvent>, VerifyError>, PluginError> {
+        let size = request.wire_size();
         match &self.pre {
             WorldPre::Verifier(pre) => {
-                self.run(
-                    request_id,
-                    request.wire_size(),
-                    async |store: &mut Store<CallState>| {
-                        let instance = pre.instantiate_async(&mut *store).await?;
-                        instance
-                            .paygate_plugins0_2_0_verifier()
-                            .call_verify(&mut *store, request)
-                            .await
-                    },
-                )
+                self.call(pre, request_id, size, async |world, store| {
+                    let verifier = world.paygate_plugins0_2_0_verifier();
+                    verifier.call_verify(store, request).await
+                })
                 .await
             }
             WorldPre::VerifierV0_1(pre) => {
                 let old = verifier_v0_1::request(request);
-                self.run(
-                    request_id,
-                    request.wire_size(),
-                    async |store: &mut Store<CallState>| {
-                        let instance = pre.instantiate_async(&mut *store).await?;
-                        let answer = instance
-                            .paygate_plugins0_1_0_verifier()
-                            .call_verify(&mut *store, &old)
-                            .await?;
-                        Ok(verifier_v0_1::answer(answer))
-                    },
-                )
+                self.call(pre, request_id, size, async |world, store| {
+                    let verifier = world.paygate_plugins0_1_0_verifier();
+                    let answer = verifier.call_verify(store, &old).await?;
+                    Ok(verifier_v0_1::answer(answer))
+                })
                 .await
             }
             _ => Err(self.wrong_kind(PluginKind::WebhookVerifier)),
@@ -148,19 +213,36 @@ impl LoadedPlugin {
         let WorldPre::Policy(pre) = &self.pre else {
             return Err(self.wrong_kind(PluginKind::RateLimitPolicy));
         };
-        self.run(
+        self.call(
+            pre,
             request_id,
             request.wire_size(),
-            async |store: &mut Store<CallState>| {
-                let instance = pre.instantiate_async(&mut *store).await?;
-                let decision = instance
-                    .paygate_plugins0_1_0_policy()
-                    .call_decide(&mut *store, request)
-                    .await?;
+            async |world, store| {
+                let policy = world.paygate_plugins0_1_0_policy();
+                let decision = policy.call_decide(&mut *store, request).await?;
                 Ok(Decided {
                     decision,
                     counters_unavailable: store.data().counters_unavailable,
                 })
+            },
+        )
+        .await
+    }
+
+    /// Instantiates the world `pre` in a fresh store and runs `call` on it.
+    async fn call<P: Instantiate, R: WireSize>(
+        &self,
+        pre: &P,
+        request_id: &str,
+        input_size: usize,
+        call: impl AsyncFnOnce(P::World, &mut Store<CallState>) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
+        self.run(
+            request_id,
+            input_size,
+            async |store: &mut Store<CallState>| {
+                let world = pre.instantiate(&mut *store).await?;
+                call(world, store).await
             },
         )
         .await
@@ -325,6 +407,15 @@ impl LoadedPlugin {
         }
     }
 
+    fn not_exported(&self, kind: PluginKind, function: &'static str) -> PluginError {
+        PluginError::NotExported {
+            plugin: self.ctx.name.clone(),
+            function,
+            kind,
+            wit: self.wit_version(),
+        }
+    }
+
     fn wrong_kind(&self, expected: PluginKind) -> PluginError {
         PluginError::WrongKind {
             plugin: self.ctx.name.clone(),
@@ -345,8 +436,32 @@ impl WireSize for PaymentRequest {
             + self.currency.len()
             + self.idempotency_key.len()
             + self.return_url.as_ref().map_or(0, String::len)
+            + self.cancel_url.as_ref().map_or(0, String::len)
             + pairs_size(&self.metadata)
             + 24
+    }
+}
+
+impl WireSize for RefundRequest {
+    fn wire_size(&self) -> usize {
+        self.payment_reference.len()
+            + self.price.len()
+            + self.currency.len()
+            + self.idempotency_key.len()
+            + pairs_size(&self.metadata)
+            + 32
+    }
+}
+
+impl WireSize for RefundSession {
+    fn wire_size(&self) -> usize {
+        self.reference.len() + 1
+    }
+}
+
+impl WireSize for RefundState {
+    fn wire_size(&self) -> usize {
+        1
     }
 }
 

@@ -73,6 +73,13 @@ pub enum PluginError {
     Busy { plugin: String },
     #[error("no plugin named {0:?} is loaded")]
     NotLoaded(String),
+    #[error("plugin {plugin} is a {kind} of WIT {wit}, which has no `{function}`")]
+    NotExported {
+        plugin: String,
+        function: &'static str,
+        kind: PluginKind,
+        wit: &'static str,
+    },
     #[error("plugin {plugin} is a {actual}, not a {expected}")]
     WrongKind {
         plugin: String,
@@ -95,6 +102,7 @@ impl PluginError {
             PluginError::Trap { .. } => "trap",
             PluginError::Busy { .. } => "busy",
             PluginError::NotLoaded(_) => "not_loaded",
+            PluginError::NotExported { .. } => "not_exported",
             PluginError::WrongKind { .. } => "wrong_kind",
         }
     }

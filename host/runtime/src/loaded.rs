@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use super::bindings::policy::RateLimitPolicyPre;
 use super::bindings::provider::ProviderAdapterPre;
+use super::bindings::provider_v0_1::ProviderAdapterPre as ProviderAdapterV0_1Pre;
 use super::bindings::verifier::WebhookVerifierPre;
 use super::bindings::verifier_v0_1::WebhookVerifierPre as WebhookVerifierV0_1Pre;
 use super::call::CallStats;
@@ -18,6 +19,8 @@ use crate::stats::Histogram;
 /// The typed `InstancePre` of the world the component implements.
 pub enum WorldPre {
     Provider(ProviderAdapterPre<CallState>),
+    /// An adapter built against WIT 0.1.0 (no cancel URL, no refunds).
+    ProviderV0_1(ProviderAdapterV0_1Pre<CallState>),
     Verifier(WebhookVerifierPre<CallState>),
     /// A verifier built against WIT 0.1.0 (its events carry no amount).
     VerifierV0_1(WebhookVerifierV0_1Pre<CallState>),
@@ -28,8 +31,8 @@ impl WorldPre {
     /// The version of `paygate:plugins` the component's export comes from.
     pub fn wit_version(&self) -> &'static str {
         match self {
-            WorldPre::VerifierV0_1(_) | WorldPre::Provider(_) | WorldPre::Policy(_) => "0.1.0",
-            WorldPre::Verifier(_) => "0.2.0",
+            WorldPre::VerifierV0_1(_) | WorldPre::ProviderV0_1(_) | WorldPre::Policy(_) => "0.1.0",
+            WorldPre::Verifier(_) | WorldPre::Provider(_) => "0.2.0",
         }
     }
 }

@@ -13,6 +13,7 @@ use wasmtime::component::Component;
 use super::allow::AllowList;
 use super::bindings::policy::RateLimitPolicyPre;
 use super::bindings::provider::ProviderAdapterPre;
+use super::bindings::provider_v0_1::ProviderAdapterPre as ProviderAdapterV0_1Pre;
 use super::bindings::verifier::WebhookVerifierPre;
 use super::bindings::verifier_v0_1::WebhookVerifierPre as WebhookVerifierV0_1Pre;
 use super::cache::{CacheStats, CompileCache, Opened};
@@ -211,12 +212,16 @@ impl Loader {
             .linker(kind)
             .instantiate_pre(component)
             .map_err(wrong_world)?;
+        // The newest version the component exports decides the bindings.
+        let newest = exports(component, &self.engine, kind.export());
         let pre = match kind {
-            PluginKind::ProviderAdapter => {
+            PluginKind::ProviderAdapter if newest => {
                 WorldPre::Provider(ProviderAdapterPre::new(pre).map_err(wrong_world)?)
             }
-            // The newest version the component exports decides the bindings.
-            PluginKind::WebhookVerifier if exports(component, &self.engine, kind.export()) => {
+            PluginKind::ProviderAdapter => {
+                WorldPre::ProviderV0_1(ProviderAdapterV0_1Pre::new(pre).map_err(wrong_world)?)
+            }
+            PluginKind::WebhookVerifier if newest => {
                 WorldPre::Verifier(WebhookVerifierPre::new(pre).map_err(wrong_world)?)
             }
             PluginKind::WebhookVerifier => {

@@ -100,6 +100,40 @@ pub struct CreatePaymentBody {
     /// An active ISO 4217 code with a minor unit (case-insensitive); the merchant's default otherwise.
     #[schema(pattern = r"^[A-Za-z]{3}$", example = "EUR")]
     pub currency: Option<String>,
+    /// Where the provider sends the buyer after paying: an absolute `https://` URL (`http://`
+    /// only for a loopback host, or under `serve --demo`), at most 2,048 characters, without
+    /// credentials. Without it, the alias's configured URL.
+    #[schema(
+        max_length = 2048,
+        pattern = r"^https?://[^\s]+$",
+        example = "https://shop.example/orders/123"
+    )]
+    pub return_url: Option<String>,
+    /// Where the provider sends a buyer who cancels or is declined; rules as for `return_url`.
+    #[schema(max_length = 2048, pattern = r"^https?://[^\s]+$")]
+    pub cancel_url: Option<String>,
+    /// The merchant's key/value pairs: at most 20 keys of 1–40 characters, each value a string
+    /// of at most 500 characters. Passed to the provider, echoed in the payment and in its
+    /// notifications.
+    #[schema(schema_with = metadata_schema)]
+    pub metadata: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// `metadata`'s rules as schema keywords, so a generated client checks them.
+fn metadata_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::{ObjectBuilder, Type};
+    let text = |min: usize, max: usize| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(min))
+            .max_length(Some(max))
+    };
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .max_properties(Some(crate::payments::Metadata::MAX_KEYS))
+        .property_names(Some(text(1, crate::payments::Metadata::MAX_KEY_CHARS)))
+        .additional_properties(Some(text(0, crate::payments::Metadata::MAX_VALUE_CHARS)))
+        .build()
 }
 
 /// A created payment.

@@ -19,7 +19,8 @@ use crate::merchants::Merchants;
 use crate::payments::create::{CreatePayment, PaymentsService, create_payment};
 use crate::payments::idempotency::fingerprint;
 use crate::payments::{
-    Alias, Currency, Cursor, FILTER_STATUSES, IdempotencyKey, ListFilter, Money, Payment,
+    Alias, Currency, Cursor, FILTER_STATUSES, IdempotencyKey, ListFilter, Metadata, Money, Payment,
+    RedirectUrl,
 };
 use crate::payments::{Outcome, PaymentStore};
 
@@ -53,7 +54,7 @@ pub async fn create(
     let merchant = authenticate(&merchants, &headers, target.write(&body)).await?;
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::malformed(format!("malformed JSON: {e}")))?;
-    let request = parse_create(&value)?;
+    let request = parse_create(&value, payments.allow_http_redirects)?;
     request
         .check_price_precision(&merchant)
         .map_err(|message| ApiError::field("price", message))?;
@@ -94,8 +95,9 @@ pub async fn create(
     Ok(response)
 }
 
-/// Validates a create body, reporting every bad field at once.
-pub fn parse_create(value: &Value) -> Result<CreatePayment, ApiError> {
+/// Validates a create body, reporting every bad field at once;
+/// `allow_http` lets return and cancel URLs be `http://` on any host.
+pub fn parse_create(value: &Value, allow_http: bool) -> Result<CreatePayment, ApiError> {
     let Some(obj) = value.as_object() else {
         return Err(ApiError::malformed("the body must be a JSON object"));
     };
@@ -125,6 +127,21 @@ pub fn parse_create(value: &Value) -> Result<CreatePayment, ApiError> {
             .ok(),
         Some(_) => fail(&mut errors, "currency", "must be a string"),
     };
+    let mut redirect = |field: &str| match obj.get(field) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => RedirectUrl::parse(s, allow_http)
+            .map_err(|m| errors.push(FieldError::new(field, m)))
+            .ok(),
+        Some(_) => fail(&mut errors, field, "must be a string"),
+    };
+    let return_url = redirect("return_url");
+    let cancel_url = redirect("cancel_url");
+    let metadata = match obj.get("metadata") {
+        None | Some(Value::Null) => Metadata::default(),
+        Some(value) => Metadata::parse(value)
+            .map_err(|m| errors.push(FieldError::new("metadata", m)))
+            .unwrap_or_default(),
+    };
     match (order_id, subscription_id, amount, price, alias) {
         (Some(order_id), Some(subscription_id), Some(amount), Some(price), Some(alias))
             if errors.is_empty() =>
@@ -137,6 +154,9 @@ pub fn parse_create(value: &Value) -> Result<CreatePayment, ApiError> {
                 subscription_id: SubscriptionId::new(subscription_id),
                 event_id,
                 currency,
+                return_url,
+                cancel_url,
+                metadata,
             })
         }
         _ => Err(ApiError::fields(errors)),

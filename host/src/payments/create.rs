@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::domain::{Alias, Currency, IdempotencyKey, Money, PaymentStatus};
+use super::domain::{Alias, Currency, IdempotencyKey, Metadata, Money, PaymentStatus, RedirectUrl};
 use super::idempotency::Reservation;
 use super::outcome::{CreateError, Created, Opened, Outcome, Refused};
 use super::store::{Inserted, NewPayment, PaymentStore};
@@ -29,6 +29,9 @@ pub struct PaymentsService {
     pub plugins: Arc<PluginSet>,
     /// How long an unfinished creation holds its idempotency key and token.
     pub request_lease: std::time::Duration,
+    /// Return and cancel URLs may be `http://` on any host, not only on
+    /// loopback (`serve --demo`).
+    pub allow_http_redirects: bool,
 }
 
 /// How long this request's compensating writes may go on: well within the
@@ -48,6 +51,11 @@ pub struct CreatePayment {
     pub subscription_id: SubscriptionId,
     pub event_id: Option<IdempotencyKey>,
     pub currency: Option<Currency>,
+    /// Where the provider sends the buyer after paying.
+    pub return_url: Option<RedirectUrl>,
+    /// Where the provider sends a buyer who cancels or is declined.
+    pub cancel_url: Option<RedirectUrl>,
+    pub metadata: Metadata,
 }
 
 impl CreatePayment {
@@ -337,6 +345,9 @@ async fn with_token(
             price: request.price.value(),
             currency: &currency,
             idempotency_key: key.map(IdempotencyKey::as_str),
+            return_url: request.return_url.as_ref().map(RedirectUrl::as_str),
+            cancel_url: request.cancel_url.as_ref().map(RedirectUrl::as_str),
+            metadata: request.metadata.to_json(),
         })
         .await?
     {
@@ -473,8 +484,9 @@ pub fn provider_request(
             || format!("paygate-payment-{payment_id}"),
             |k| format!("{merchant_id}-{}", k.as_str()),
         ),
-        return_url: None,
-        metadata: Vec::new(),
+        return_url: request.return_url.as_ref().map(|u| u.as_str().to_owned()),
+        cancel_url: request.cancel_url.as_ref().map(|u| u.as_str().to_owned()),
+        metadata: request.metadata.pairs(),
     }
 }
 

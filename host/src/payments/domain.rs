@@ -137,6 +137,110 @@ impl IdempotencyKey {
     }
 }
 
+/// Where a provider sends the buyer after paying or cancelling: an
+/// absolute `https://` URL of at most 2,048 characters, without
+/// credentials. `http://` is accepted for a loopback host, and for any
+/// host where the setting allows it (`serve --demo`). Kept exactly as
+/// written: Stripe fills a `{CHECKOUT_SESSION_ID}` placeholder that a
+/// normalising parser would have percent-encoded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct RedirectUrl(String);
+
+impl RedirectUrl {
+    pub const MAX_CHARS: usize = 2048;
+
+    pub fn parse(text: &str, allow_http: bool) -> Result<Self, String> {
+        if text.chars().count() > Self::MAX_CHARS {
+            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
+        }
+        // The URL parser drops surrounding spaces and inner tabs and line
+        // breaks; a stored URL must be the one that was checked.
+        if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err("must not contain spaces or control characters".into());
+        }
+        let url = url::Url::parse(text).map_err(|_| "must be an absolute URL".to_owned())?;
+        let Some(host) = url.host() else {
+            return Err("must be an absolute URL with a host".into());
+        };
+        let loopback = match host {
+            url::Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
+            url::Host::Ipv4(ip) => ip.is_loopback(),
+            url::Host::Ipv6(ip) => ip.is_loopback(),
+        };
+        match url.scheme() {
+            "https" => {}
+            "http" if loopback || allow_http => {}
+            _ => return Err("must be an https:// URL (http:// only for a loopback host)".into()),
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("must not carry a user name or password".into());
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A merchant's key/value pairs on a payment: at most 20 keys of 1 to 40
+/// characters, each value a string of at most 500 characters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Metadata(std::collections::BTreeMap<String, String>);
+
+impl Metadata {
+    pub const MAX_KEYS: usize = 20;
+    pub const MAX_KEY_CHARS: usize = 40;
+    pub const MAX_VALUE_CHARS: usize = 500;
+
+    /// Reads a JSON object; the error says which rule it breaks.
+    pub fn parse(value: &serde_json::Value) -> Result<Self, String> {
+        let serde_json::Value::Object(object) = value else {
+            return Err("must be an object of string values".into());
+        };
+        if object.len() > Self::MAX_KEYS {
+            return Err(format!("must have at most {} keys", Self::MAX_KEYS));
+        }
+        let mut pairs = std::collections::BTreeMap::new();
+        for (key, value) in object {
+            let chars = key.chars().count();
+            if !(1..=Self::MAX_KEY_CHARS).contains(&chars) {
+                return Err(format!(
+                    "keys must be 1 to {} characters",
+                    Self::MAX_KEY_CHARS
+                ));
+            }
+            let serde_json::Value::String(value) = value else {
+                return Err(format!("the value of {key:.40?} must be a string"));
+            };
+            if value.chars().count() > Self::MAX_VALUE_CHARS {
+                return Err(format!(
+                    "the value of {key:.40?} must be at most {} characters",
+                    Self::MAX_VALUE_CHARS
+                ));
+            }
+            pairs.insert(key.clone(), value.clone());
+        }
+        Ok(Self(pairs))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The pairs in key order, as the WIT passes them.
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        self.0.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    /// The JSON object, as stored and echoed.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.0).expect("a map of strings is JSON")
+    }
+}
+
 /// Payment states, as the API spells them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PaymentStatus {
@@ -259,6 +363,61 @@ mod tests {
         assert!(IdempotencyKey::parse("evt_123").is_ok());
         assert!(IdempotencyKey::parse("has space").is_err());
         assert!(IdempotencyKey::parse(&"k".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn redirect_urls() {
+        let ok = |text: &str, http: bool| RedirectUrl::parse(text, http).map(|u| u.0);
+        let session = "https://shop.example/done?session={CHECKOUT_SESSION_ID}";
+        assert_eq!(ok(session, false).unwrap(), session, "kept as written");
+        assert!(ok("http://127.0.0.1:8001/orders/1", false).is_ok());
+        assert!(ok("http://localhost/x", false).is_ok());
+        assert!(ok("http://[::1]/x", false).is_ok());
+        assert!(ok("http://shop.example/x", true).is_ok());
+        for bad in [
+            "http://shop.example/x",
+            "javascript:alert(1)",
+            "data:text/html,hi",
+            "/relative",
+            "https://user:pw@shop.example/",
+            "https://shop.example/a b",
+            " https://shop.example/",
+            "https://shop.example/\n",
+            "ftp://shop.example/",
+            "https://",
+        ] {
+            assert!(ok(bad, false).is_err(), "{bad} accepted");
+        }
+        let long = format!("https://shop.example/{}", "a".repeat(2048 - 21));
+        assert_eq!(long.len(), 2048);
+        assert!(ok(&long, false).is_ok());
+        assert!(ok(&format!("{long}a"), false).is_err());
+    }
+
+    #[test]
+    fn metadata_rules() {
+        use serde_json::json;
+        let parsed = Metadata::parse(&json!({"b": "2", "a": "é".repeat(500)})).unwrap();
+        assert_eq!(parsed.pairs()[0].0, "a", "key order");
+        assert!(Metadata::parse(&json!({})).unwrap().is_empty());
+        let twenty: serde_json::Map<_, _> =
+            (0..20).map(|i| (format!("k{i}"), json!("v"))).collect();
+        assert!(Metadata::parse(&json!(twenty)).is_ok());
+        let mut many = twenty.clone();
+        many.insert("k20".into(), json!("v"));
+        for bad in [
+            json!(many),
+            json!({"": "x"}),
+            json!({"k".repeat(41): "x"}),
+            json!({"k": 1}),
+            json!({"k": null}),
+            json!({"k": "x".repeat(501)}),
+            json!(["k"]),
+            json!("k=v"),
+        ] {
+            assert!(Metadata::parse(&bad).is_err(), "{bad} accepted");
+        }
+        assert!(Metadata::parse(&json!({"k".repeat(40): "x"})).is_ok());
     }
 }
 

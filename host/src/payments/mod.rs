@@ -9,7 +9,7 @@ pub mod outcome;
 pub mod store;
 pub mod webhook;
 
-pub use domain::{Alias, Currency, IdempotencyKey, Money, PaymentStatus};
+pub use domain::{Alias, Currency, IdempotencyKey, Metadata, Money, PaymentStatus, RedirectUrl};
 pub use listing::{Cursor, FILTER_STATUSES, ListFilter};
 pub use outcome::{CreateError, Created, Opened, Outcome, Refused};
 pub use store::{Payment, PaymentStore, TimelineEvent};

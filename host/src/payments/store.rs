@@ -35,6 +35,13 @@ pub struct Payment {
     #[schema(value_type = String, example = "PAYMENT_PENDING")]
     pub status: PaymentStatus,
     pub payment_url: Option<String>,
+    /// Where the provider sends the buyer after paying; null when none.
+    pub return_url: Option<String>,
+    /// Where the provider sends a buyer who cancels; null when none.
+    pub cancel_url: Option<String>,
+    /// The merchant's key/value pairs; `{}` when none.
+    #[schema(value_type = Object)]
+    pub metadata: Value,
     /// RFC 3339, UTC.
     #[serde(with = "rfc3339")]
     #[schema(value_type = String, format = DateTime)]
@@ -90,6 +97,10 @@ pub struct NewPayment<'a> {
     /// The idempotency key the request reserved: the payment is recorded
     /// on it in the same statement.
     pub idempotency_key: Option<&'a str>,
+    pub return_url: Option<&'a str>,
+    pub cancel_url: Option<&'a str>,
+    /// A JSON object of strings.
+    pub metadata: Value,
 }
 
 /// Result of inserting a payment.
@@ -159,8 +170,9 @@ impl PaymentStore {
         // `p` has a row only when the insert did not conflict.
         let id = sqlx::query_scalar!(
             r#"WITH p AS (
-                INSERT INTO payments (merchant_id, order_id, subscription_id, alias, amount, price, currency, status)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, 'PAYMENT_PENDING')
+                INSERT INTO payments (merchant_id, order_id, subscription_id, alias, amount, price, currency, status,
+                                      return_url, cancel_url, metadata)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, 'PAYMENT_PENDING', $9, $10, $11)
                 ON CONFLICT (merchant_id, order_id) DO NOTHING RETURNING id
              ), logged AS (
                 INSERT INTO payment_logs (payment_id, event_type, status, message)
@@ -178,6 +190,9 @@ impl PaymentStore {
             new.price,
             new.currency,
             new.idempotency_key,
+            new.return_url,
+            new.cancel_url,
+            new.metadata,
         )
         .fetch_optional(&self.pool)
         .await?;
@@ -270,7 +285,8 @@ impl PaymentStore {
             Payment,
             r#"SELECT id AS "payment_id: PaymentId", order_id AS "order_id: OrderId", alias AS provider,
                       amount AS "amount: Money", price AS "price: Money", currency,
-                      status AS "status: PaymentStatus", payment_url, created_at, updated_at
+                      status AS "status: PaymentStatus", payment_url, return_url, cancel_url,
+                      metadata, created_at, updated_at
                FROM payments WHERE id = $1 AND merchant_id = $2"#,
             payment_id.get(),
             merchant_id.get(),

@@ -105,7 +105,7 @@ impl PaymentStore {
         let found = sqlx::query!(
             r#"SELECT id AS "id: PaymentId", status AS "status: PaymentStatus",
                       merchant_id AS "merchant_id: MerchantId", order_id AS "order_id: OrderId",
-                      currency, amount, price, created_at
+                      currency, amount, price, metadata, created_at
                FROM payments WHERE (id = $1 OR provider_reference = $2) AND alias = ANY($3) FOR UPDATE"#,
             by_id,
             by_reference,
@@ -179,6 +179,7 @@ impl PaymentStore {
             "amount": payment.amount.to_string(),
             "price": payment.price.to_string(),
             "currency": payment.currency,
+            "metadata": payment.metadata,
             "created_at": payment.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         });
         sqlx::query!(

@@ -139,19 +139,28 @@ fn truncate(text: &str) -> String {
 /// Bridges [`Failure`] to the WIT types generated in the calling crate.
 ///
 /// Expand once at the root of a crate whose `generate!` targets the
-/// `provider-adapter` world. It implements `From<Failure>` for the exported
-/// `ProviderError` and `From<HttpError>` for `Failure`; the latter treats a
-/// denied or unusable URL as configuration (the operator's allow-list or
-/// `base-url`) and timeouts, transport faults and oversized bodies as
-/// transient.
+/// `provider-adapter` world: `provider_glue!()` where the package's module
+/// is `paygate::plugins` (one WIT version in the crate's `wit/`), or
+/// `provider_glue!(crate::exports::paygate::plugins0_2_0::provider,
+/// crate::paygate::plugins0_1_0::http)` naming the generated modules. It
+/// implements `From<Failure>` for the exported `ProviderError` and
+/// `From<HttpError>` for `Failure`; the latter treats a denied or unusable
+/// URL as configuration (the operator's allow-list or `base-url`) and
+/// timeouts, transport faults and oversized bodies as transient.
 // `crate` (not `$crate`) is deliberate: the generated types live in the
 // crate that expands the macro.
 #[allow(clippy::crate_in_macro_def)]
 #[macro_export]
 macro_rules! provider_glue {
     () => {
+        $crate::provider_glue!(
+            crate::exports::paygate::plugins::provider,
+            crate::paygate::plugins::http
+        );
+    };
+    ($($provider:ident)::+, $($http:ident)::+) => {
         impl ::core::convert::From<$crate::provider::Failure>
-            for crate::exports::paygate::plugins::provider::ProviderError
+            for $($provider)::+::ProviderError
         {
             fn from(failure: $crate::provider::Failure) -> Self {
                 use $crate::provider::Failure as F;
@@ -164,11 +173,9 @@ macro_rules! provider_glue {
             }
         }
 
-        impl ::core::convert::From<crate::paygate::plugins::http::HttpError>
-            for $crate::provider::Failure
-        {
-            fn from(error: crate::paygate::plugins::http::HttpError) -> Self {
-                use crate::paygate::plugins::http::HttpError as H;
+        impl ::core::convert::From<$($http)::+::HttpError> for $crate::provider::Failure {
+            fn from(error: $($http)::+::HttpError) -> Self {
+                use $($http)::+::HttpError as H;
                 match error {
                     H::Denied(host) => {
                         Self::Misconfigured(format!("host {host} is not on the allow-list"))

@@ -1,6 +1,8 @@
 //! Stripe Checkout Session requests and responses, free of WIT imports.
 
-use crate::exports::paygate::plugins::provider::{PaymentRequest, PaymentSession, PaymentState};
+use crate::exports::paygate::plugins0_2_0::provider::{
+    PaymentRequest, PaymentSession, PaymentState,
+};
 use crate::form::Form;
 use guest_common::money;
 use guest_common::provider::{Failure, required_str, success_object};
@@ -112,6 +114,7 @@ mod tests {
             currency: currency.into(),
             idempotency_key: "idem-1".into(),
             return_url: None,
+            cancel_url: None,
             metadata: vec![
                 ("note".into(), "a b&c".into()),
                 ("payment_id".into(), "spoofed".into()),

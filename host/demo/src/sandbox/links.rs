@@ -13,6 +13,8 @@ use super::store::{LINK_PREFIX, Link, Opened, Order, Outcome, Payment, Sandbox};
 
 /// Longest decimal string accepted for `amount` and `price`.
 const MAX_DECIMAL: usize = 40;
+/// Most metadata keys a link keeps (paygate sends at most 20).
+const MAX_METADATA: usize = 50;
 
 /// `POST /payment-links`: opens a link, or returns the one the same
 /// idempotency key (header first, then body field) opened.
@@ -90,6 +92,7 @@ fn link_json(sandbox: &Sandbox, payment: &Payment) -> Value {
         body["amount"] = link.amount.as_str().into();
         body["price"] = link.price.as_str().into();
         body["currency"] = link.currency.as_str().into();
+        body["metadata"] = json!(link.metadata);
     }
     body
 }
@@ -108,10 +111,27 @@ fn parse(body: &[u8]) -> Result<(Link, Option<String>), String> {
         Some(Value::String(key)) => idempotency_key(key)?,
         Some(_) => return Err("idempotency_key must be a string".into()),
     };
-    let return_url = match object.get("return_url") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(url)) => Some(redirect_url("return_url", url)?),
-        Some(_) => return Err("return_url must be a string".into()),
+    let url = |field: &str| match object.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(url)) => redirect_url(field, url).map(Some),
+        Some(_) => Err(format!("{field} must be a string")),
+    };
+    let return_url = url("return_url")?;
+    let cancel_url = url("cancel_url")?;
+    let metadata = match object.get("metadata") {
+        None | Some(Value::Null) => Default::default(),
+        Some(Value::Object(pairs)) if pairs.len() <= MAX_METADATA => pairs
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(v) => Ok((k.clone(), v.clone())),
+                _ => Err("metadata values must be strings".to_owned()),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => {
+            return Err(format!(
+                "metadata must be an object of at most {MAX_METADATA} strings"
+            ));
+        }
     };
     let link = Link {
         payment_id: whole_number(&object, "payment_id")?,
@@ -121,6 +141,8 @@ fn parse(body: &[u8]) -> Result<(Link, Option<String>), String> {
         price: positive_decimal(&object, "price")?,
         currency,
         return_url,
+        cancel_url,
+        metadata,
     };
     Ok((link, key))
 }
@@ -196,6 +218,12 @@ mod tests {
         let body = br#"{"payment_id": 1, "merchant_id": 2, "order_id": 3, "amount": "1",
             "price": "10.00", "currency": "EUR", "return_url": "javascript:alert(1)"}"#;
         assert!(parse(body).unwrap_err().contains("return_url"));
+        let body = br#"{"payment_id": 1, "merchant_id": 2, "order_id": 3, "amount": "1",
+            "price": "10.00", "currency": "EUR", "cancel_url": "data:text/html,x"}"#;
+        assert!(parse(body).unwrap_err().contains("cancel_url"));
+        let body = br#"{"payment_id": 1, "merchant_id": 2, "order_id": 3, "amount": "1",
+            "price": "10.00", "currency": "EUR", "metadata": {"a": 1}}"#;
+        assert!(parse(body).unwrap_err().contains("metadata"));
         assert!(parse(b"[]").unwrap_err().contains("JSON object"));
     }
 }

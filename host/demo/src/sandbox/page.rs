@@ -71,12 +71,15 @@ async fn settle(
     }
 }
 
-/// Where the buyer goes after a click: the link's return URL, or the
-/// session's success or cancel URL with Stripe's `{CHECKOUT_SESSION_ID}`
-/// placeholder filled in.
+/// Where the buyer goes after a click: the link's return URL (its cancel
+/// URL after a decline, when it has one), or the session's success or
+/// cancel URL with Stripe's `{CHECKOUT_SESSION_ID}` placeholder filled in.
 fn return_url(payment: &Payment) -> Option<String> {
     match (&payment.order, payment.outcome) {
         (_, Outcome::Pending) => None,
+        (Order::Link(link), Outcome::Failed) => {
+            link.cancel_url.clone().or_else(|| link.return_url.clone())
+        }
         (Order::Link(link), _) => link.return_url.clone(),
         (Order::Session(session), outcome) => {
             let url = if outcome == Outcome::Finished {

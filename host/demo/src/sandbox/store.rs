@@ -39,7 +39,11 @@ pub(crate) struct Link {
     pub amount: String,
     pub price: String,
     pub currency: String,
+    /// Where Pay sends the buyer (and Decline, without a cancel URL).
     pub return_url: Option<String>,
+    /// Where Decline sends the buyer.
+    pub cancel_url: Option<String>,
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// A Checkout Session as the `stripe` adapter asked for it.
