@@ -12,6 +12,7 @@ mod logs;
 mod migrations;
 pub(crate) mod notifications;
 mod redirects;
+mod refunds;
 mod registry;
 mod reliability;
 mod saga;

@@ -72,6 +72,10 @@ id!(
     /// A merchant notification's row in the outbox (`outbox.id`).
     OutboxId
 );
+id!(
+    /// A refund of a payment (`refunds.id`).
+    RefundId
+);
 
 #[cfg(test)]
 mod tests {

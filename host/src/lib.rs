@@ -45,7 +45,7 @@ pub use app::{App, RefusedSetting};
 pub use config::Config;
 pub use counters::RedisCounters;
 pub use health::{Checks, Health};
-pub use ids::{MerchantId, OrderId, OutboxId, PaymentId, SubscriptionId};
+pub use ids::{MerchantId, OrderId, OutboxId, PaymentId, RefundId, SubscriptionId};
 pub use metrics::Metrics;
 /// The plugin runtime the gateway serves its plugins from.
 pub use paygate_runtime as plugins;

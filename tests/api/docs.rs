@@ -40,6 +40,9 @@ async fn spec_lists_exactly_the_routes_served() {
         "GET /api/v1/payments/{id}/tracking",
         "GET /api/v1/payments/{id}/notifications",
         "POST /api/v1/payments/{id}/notifications/retry",
+        "POST /api/v1/payments/{id}/refunds",
+        "GET /api/v1/payments/{id}/refunds",
+        "GET /api/v1/refunds/{refund_id}",
         "POST /api/v1/payments/webhook",
         "POST /api/v1/payments/webhook/{alias}",
         "GET /health",
@@ -53,14 +56,17 @@ async fn spec_lists_exactly_the_routes_served() {
     // And each of them answers (no 404 from the router: path shapes agree).
     for op in &served {
         let (method, path) = op.split_once(' ').unwrap();
-        let path = path.replace("{id}", "1").replace("{alias}", "sandbox");
+        let path = path
+            .replace("{id}", "1")
+            .replace("{refund_id}", "1")
+            .replace("{alias}", "sandbox");
         let r = if method == "POST" {
             app.post_raw(&path, None, &[], Vec::new()).await
         } else {
             app.get(&path, None).await
         };
         assert!(
-            r.code() != "not_found" || path.contains("/1/"),
+            r.code() != "not_found" || path.contains("/1/") || path.ends_with("/1"),
             "{op} is not routed: {:?}",
             r.body
         );

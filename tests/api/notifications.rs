@@ -79,7 +79,7 @@ impl MerchantEndpoint {
 }
 
 /// An app whose merchant's callback is `endpoint`; `tweak` adjusts settings.
-async fn app_notifying(
+pub(crate) async fn app_notifying(
     endpoint: &MerchantEndpoint,
     tweak: impl FnOnce(paygate::Config) -> paygate::Config,
 ) -> TestApp {

@@ -53,6 +53,12 @@ impl LoadedPlugin {
     pub fn wit_version(&self) -> &'static str {
         self.pre.wit_version()
     }
+
+    /// Whether the plugin is a provider adapter that gives money back
+    /// (`refund`, WIT 0.2.0 and later).
+    pub fn refunds(&self) -> bool {
+        matches!(self.pre, WorldPre::Provider(_))
+    }
 }
 
 /// Running totals of a plugin version's calls.

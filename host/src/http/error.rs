@@ -55,6 +55,10 @@ pub enum ApiError {
     OrderExists { payment_id: i64 },
     #[error("{0}")]
     NothingToRetry(&'static str),
+    #[error("{0}")]
+    PaymentNotRefundable(String),
+    #[error("{0}")]
+    RefundsNotSupported(String),
     #[error("the request body is larger than 1 MiB")]
     PayloadTooLarge,
     #[error("the request body must be JSON (Content-Type: application/json)")]
@@ -119,6 +123,8 @@ impl ApiError {
             | RequestInProgress
             | OrderExists { .. }
             | NothingToRetry(_)
+            | PaymentNotRefundable(_)
+            | RefundsNotSupported(_)
             | RegistryRefused(_) => StatusCode::CONFLICT,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -147,6 +153,8 @@ impl ApiError {
             RequestInProgress => "request_in_progress",
             OrderExists { .. } => "order_exists",
             NothingToRetry(_) => "nothing_to_retry",
+            PaymentNotRefundable(_) => "payment_not_refundable",
+            RefundsNotSupported(_) => "refunds_not_supported",
             PayloadTooLarge => "payload_too_large",
             RequestTimeout => "request_timeout",
             UnsupportedMediaType => "unsupported_media_type",

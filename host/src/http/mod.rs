@@ -9,6 +9,7 @@ mod notifications;
 pub mod openapi;
 pub mod payments;
 pub mod rate_limit;
+pub mod refunds;
 pub mod server;
 pub mod webhooks;
 
@@ -62,6 +63,11 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/payments/{id}/notifications/retry",
             post(notifications::retry),
         )
+        .route(
+            "/api/v1/payments/{id}/refunds",
+            post(refunds::create).get(refunds::list),
+        )
+        .route("/api/v1/refunds/{refund_id}", get(refunds::show))
         .route_layer(axum::middleware::from_fn_with_state(
             state.rate_limiter.clone(),
             rate_limit::rate_limit,

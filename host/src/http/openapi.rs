@@ -29,16 +29,20 @@ use crate::payments::store::{Payment, TimelineEvent};
         super::payments::tracking,
         super::notifications::list,
         super::notifications::retry,
+        super::refunds::create,
+        super::refunds::list,
+        super::refunds::show,
         super::webhooks::internal,
         super::webhooks::for_alias,
         super::health::health,
         super::health::readyz,
         super::health::livez,
     ),
-    components(schemas(ErrorBody, FieldError, CreatePaymentBody, CreatedBody, Payment, PaymentPage, PaymentCursorPage, PaymentList, TimelineEvent, Tracking, Notifications, NotificationStatus, Attempt, Queued)),
+    components(schemas(RefundBody, RefundList, crate::payments::refunds::Refund, ErrorBody, FieldError, CreatePaymentBody, CreatedBody, Payment, PaymentPage, PaymentCursorPage, PaymentList, TimelineEvent, Tracking, Notifications, NotificationStatus, Attempt, Queued)),
     modifiers(&KeyAuth),
     tags(
         (name = "payments", description = "Payments of the calling merchant"),
+        (name = "refunds", description = "Money given back on the calling merchant's finished payments"),
         (name = "webhooks", description = "Payment events from providers, signature-checked by verifier plugins")
     )
 )]
@@ -134,6 +138,34 @@ fn metadata_schema() -> utoipa::openapi::Object {
         .property_names(Some(text(1, crate::payments::Metadata::MAX_KEY_CHARS)))
         .additional_properties(Some(text(0, crate::payments::Metadata::MAX_VALUE_CHARS)))
         .build()
+}
+
+/// `POST /api/v1/payments/{id}/refunds` body; every field optional.
+#[derive(Serialize, ToSchema)]
+pub struct RefundBody {
+    /// The amount to give back: a JSON number or string, > 0, at most what is left to refund
+    /// (the price less succeeded and pending refunds), no finer than the currency's minor
+    /// unit. Default: what is left.
+    #[schema(value_type = Option<String>, example = "2.50", pattern = r"^[0-9]{1,12}(\.[0-9]{1,8})?$")]
+    pub price: Option<String>,
+    #[schema(value_type = Option<RefundReasonName>)]
+    pub reason: Option<String>,
+}
+
+/// Why money goes back.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundReasonName {
+    RequestedByCustomer,
+    Duplicate,
+    Fraudulent,
+}
+
+/// A payment's refunds, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct RefundList {
+    pub payment_id: i64,
+    pub refunds: Vec<crate::payments::refunds::Refund>,
 }
 
 /// A created payment.

@@ -58,20 +58,7 @@ pub async fn create(
     request
         .check_price_precision(&merchant)
         .map_err(|message| ApiError::field("price", message))?;
-    let header_key = match headers.get("idempotency-key") {
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|k| IdempotencyKey::parse(k).ok())
-                .ok_or_else(|| {
-                    ApiError::field(
-                        "Idempotency-Key",
-                        "must be 1 to 255 visible ASCII characters",
-                    )
-                })?,
-        ),
-        None => None,
-    };
+    let header_key = idempotency_header(&headers)?;
     let key = header_key.or_else(|| request.event_id.clone());
     let fingerprint = fingerprint(&value);
     let created = create_payment(
@@ -93,6 +80,24 @@ pub async fn create(
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
+}
+
+/// The request's `Idempotency-Key` header, if it sent one.
+pub(super) fn idempotency_header(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|k| IdempotencyKey::parse(k).ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::field(
+                "Idempotency-Key",
+                "must be 1 to 255 visible ASCII characters",
+            )
+        })
 }
 
 /// Validates a create body, reporting every bad field at once;
@@ -388,7 +393,7 @@ fn has_next(page: i64, limit: i64, total: i64) -> bool {
     page * limit < total
 }
 
-fn payment_id(raw: &str) -> Result<PaymentId, ApiError> {
+pub(super) fn payment_id(raw: &str) -> Result<PaymentId, ApiError> {
     raw.parse::<PaymentId>()
         .map_err(|e| ApiError::field("id", e.to_string()))
 }

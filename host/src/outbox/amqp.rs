@@ -12,15 +12,21 @@ use crate::config::OutboxSettings;
 /// Names of the topology, under the deployment's namespace.
 #[derive(Clone, Debug)]
 pub struct Topology {
-    /// Durable topic exchange of payment events (`payment.finished`, ...).
+    /// Durable topic exchange of payment events (`payment.finished`,
+    /// `refund.succeeded`, ...).
     pub exchange: String,
-    /// The notifier's queue, bound to `payment.*`.
+    /// The notifier's queue, bound to every [`NOTIFIED`] pattern.
     pub queue: String,
     /// Where the queue's rejected and finally failed messages go.
     pub dead_letter_exchange: String,
     pub dead_letter_queue: String,
     queue_expires: Option<Duration>,
 }
+
+/// The routing keys the notifier's queue takes: every event type a
+/// merchant is notified of. A topic exchange drops what no binding takes,
+/// so a new family of event types needs its pattern here.
+pub const NOTIFIED: [&str; 2] = ["payment.*", "refund.*"];
 
 impl Topology {
     pub fn new(settings: &OutboxSettings) -> Self {
@@ -55,27 +61,29 @@ impl Topology {
             "x-dead-letter-exchange".into(),
             AMQPValue::LongString(self.dead_letter_exchange.as_str().into()),
         );
-        for (queue, exchange, routing_key, args) in [
-            (&self.queue, &self.exchange, "payment.*", main_args),
+        for (queue, exchange, routing_keys, args) in [
+            (&self.queue, &self.exchange, &NOTIFIED[..], main_args),
             (
                 &self.dead_letter_queue,
                 &self.dead_letter_exchange,
-                "#",
+                &["#"][..],
                 self.queue_arguments(),
             ),
         ] {
             channel
                 .queue_declare(queue.as_str().into(), QueueDeclareOptions::durable(), args)
                 .await?;
-            channel
-                .queue_bind(
-                    queue.as_str().into(),
-                    exchange.as_str().into(),
-                    routing_key.into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await?;
+            for routing_key in routing_keys {
+                channel
+                    .queue_bind(
+                        queue.as_str().into(),
+                        exchange.as_str().into(),
+                        (*routing_key).into(),
+                        QueueBindOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await?;
+            }
         }
         Ok(())
     }

@@ -42,6 +42,10 @@ pub struct Payment {
     /// The merchant's key/value pairs; `{}` when none.
     #[schema(value_type = Object)]
     pub metadata: Value,
+    /// The sum of the payment's succeeded refunds, a decimal string; "0" when none.
+    #[serde(with = "rust_decimal::serde::str")]
+    #[schema(value_type = String, example = "0")]
+    pub refunded: Decimal,
     /// RFC 3339, UTC.
     #[serde(with = "rfc3339")]
     #[schema(value_type = String, format = DateTime)]
@@ -52,7 +56,7 @@ pub struct Payment {
 }
 
 /// RFC 3339 in UTC with a `Z`, as the API promises.
-mod rfc3339 {
+pub(crate) mod rfc3339 {
     use chrono::{DateTime, SecondsFormat, Utc};
     use serde::Serializer;
 
@@ -286,7 +290,7 @@ impl PaymentStore {
             r#"SELECT id AS "payment_id: PaymentId", order_id AS "order_id: OrderId", alias AS provider,
                       amount AS "amount: Money", price AS "price: Money", currency,
                       status AS "status: PaymentStatus", payment_url, return_url, cancel_url,
-                      metadata, created_at, updated_at
+                      metadata, refunded, created_at, updated_at
                FROM payments WHERE id = $1 AND merchant_id = $2"#,
             payment_id.get(),
             merchant_id.get(),

@@ -182,19 +182,7 @@ impl PaymentStore {
             "metadata": payment.metadata,
             "created_at": payment.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         });
-        sqlx::query!(
-            "INSERT INTO outbox (payment_id, event_id, event_type, payload) VALUES ($1, $2, $3, $4)",
-            payment_id.get(),
-            notification_id,
-            event_type,
-            body,
-        )
-        .execute(&mut *tx)
-        .await?;
-        // Wakes the outbox producer on commit.
-        sqlx::query!("SELECT pg_notify('paygate_outbox', '')")
-            .execute(&mut *tx)
-            .await?;
+        notify(&mut tx, payment_id, None, notification_id, event_type, body).await?;
         tx.commit().await?;
         Ok(Applied::Updated { payment_id, status })
     }
@@ -212,4 +200,32 @@ impl PaymentStore {
         .await?;
         Ok(rows.into_iter().map(|r| (r.event_type, r.status)).collect())
     }
+}
+
+/// Queues the merchant notification `body` (event `notification_id` of
+/// type `event_type`, about the payment or one of its refunds) inside the
+/// caller's transaction, and wakes the outbox producer when it commits.
+pub(crate) async fn notify(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    payment_id: PaymentId,
+    refund_id: Option<crate::ids::RefundId>,
+    notification_id: uuid::Uuid,
+    event_type: &str,
+    body: serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO outbox (payment_id, refund_id, event_id, event_type, payload)
+         VALUES ($1, $2, $3, $4, $5)",
+        payment_id.get(),
+        refund_id.map(crate::ids::RefundId::get),
+        notification_id,
+        event_type,
+        body,
+    )
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query!("SELECT pg_notify('paygate_outbox', '')")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

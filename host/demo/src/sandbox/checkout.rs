@@ -108,6 +108,7 @@ pub(crate) fn session_json(sandbox: &Sandbox, payment: &Payment) -> Value {
         "livemode": false,
         "created": payment.created,
         "client_reference_id": session.client_reference_id,
+        "payment_intent": payment_intent(payment),
         "amount_total": session.amount_total,
         "currency": session.currency,
         "metadata": session.metadata,
@@ -120,9 +121,28 @@ fn found(sandbox: &Sandbox, payment: &Payment) -> Response {
     axum::Json(session_json(sandbox, payment)).into_response()
 }
 
+/// The PaymentIntent of a paid session, named after it; `null` before.
+fn payment_intent(payment: &Payment) -> Option<String> {
+    (payment.outcome == Outcome::Finished).then(|| intent_of_session(&payment.id))
+}
+
+/// The PaymentIntent id of session `id`.
+pub(crate) fn intent_of_session(id: &str) -> String {
+    format!("{INTENT_PREFIX}{}", id.trim_start_matches(SESSION_PREFIX))
+}
+
+/// The session a PaymentIntent id of [`payment_intent`] names.
+pub(crate) fn session_of_intent(intent: &str) -> Option<String> {
+    intent
+        .strip_prefix(INTENT_PREFIX)
+        .map(|tail| format!("{SESSION_PREFIX}{tail}"))
+}
+
+const INTENT_PREFIX: &str = "pi_test_";
+
 /// Stripe's answer to a request without a usable `Authorization: Bearer`.
 /// Any non-empty key is accepted: the sandbox has no accounts.
-fn require_key(headers: &HeaderMap) -> Option<Response> {
+pub(crate) fn require_key(headers: &HeaderMap) -> Option<Response> {
     let key = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())

@@ -12,9 +12,11 @@ mod checkout;
 mod html;
 mod links;
 mod page;
+mod refunds;
 mod reply;
 mod store;
 mod stripe_form;
+mod stripe_refunds;
 mod webhook;
 
 use std::net::SocketAddr;
@@ -109,8 +111,12 @@ pub fn router(args: &SandboxArgs) -> Router {
         )
         .route("/payment-links", post(links::create))
         .route("/payment-links/{id}", get(links::show))
+        .route("/payment-links/{id}/refunds", post(refunds::create))
+        .route("/refunds/{id}", get(refunds::show))
         .route("/v1/checkout/sessions", post(checkout::create))
         .route("/v1/checkout/sessions/{id}", get(checkout::show))
+        .route("/v1/refunds", post(stripe_refunds::create))
+        .route("/v1/refunds/{id}", get(stripe_refunds::show))
         .route("/pay/{id}", get(page::show))
         .route("/pay/{id}/pay", post(page::pay))
         .route("/pay/{id}/decline", post(page::decline))

@@ -134,12 +134,7 @@ fn view(payment: &Payment) -> View<'_> {
 /// Stripe's list of currencies without or with three decimals.
 fn major_units(minor: u64, currency: &str) -> String {
     let code = currency.to_ascii_uppercase();
-    let exponent = match code.as_str() {
-        "BIF" | "CLP" | "DJF" | "GNF" | "JPY" | "KMF" | "KRW" | "MGA" | "PYG" | "RWF" | "UGX"
-        | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
-        "BHD" | "JOD" | "KWD" | "OMR" | "TND" => 3,
-        _ => 2,
-    };
+    let exponent = super::store::exponent(&code);
     if exponent == 0 {
         return format!("{minor} {code}");
     }

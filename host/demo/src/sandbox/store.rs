@@ -101,9 +101,64 @@ pub(crate) struct Settings {
     pub stripe_secret: Secret,
 }
 
+/// Where a refund stands at the sandbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RefundOutcome {
+    Pending,
+    Succeeded,
+    Failed,
+}
+
+/// One refund the sandbox took.
+#[derive(Clone, Debug)]
+pub(crate) struct SandboxRefund {
+    pub id: String,
+    /// The sandbox payment it gives money back on.
+    pub payment: String,
+    /// paygate's refund id, as the adapter sent it.
+    pub refund_id: u64,
+    pub price: rust_decimal::Decimal,
+    pub currency: String,
+    pub outcome: RefundOutcome,
+}
+
+/// What asking for a refund came to.
+pub(crate) enum Refunded {
+    New(SandboxRefund),
+    Replayed(SandboxRefund),
+    /// The key was used for another refund.
+    Conflict,
+    NoSuchPayment,
+    /// The payment was never paid.
+    NotPaid,
+    /// More than the payment has left.
+    TooMuch {
+        left: rust_decimal::Decimal,
+    },
+    WrongCurrency,
+    Full,
+}
+
+/// Prefix of the link API's refund ids.
+pub(crate) const REFUND_PREFIX: &str = "rf_";
+
+/// A refund as one of the two APIs asked for it.
+pub(crate) struct Asked<'a> {
+    /// The API's id prefix, which also scopes its idempotency keys.
+    pub prefix: &'a str,
+    pub key: Option<&'a str>,
+    /// paygate's refund id.
+    pub refund_id: u64,
+    pub price: rust_decimal::Decimal,
+    pub currency: &'a str,
+    /// What the test price asks for.
+    pub outcome: RefundOutcome,
+}
+
 #[derive(Default)]
 struct Memory {
     payments: HashMap<String, Payment>,
+    refunds: HashMap<String, SandboxRefund>,
     /// `{id prefix}{key}` to payment id, so the two APIs' keys never meet.
     keys: HashMap<String, String>,
 }
@@ -209,6 +264,98 @@ impl Sandbox {
         Some((payment.clone(), changed))
     }
 
+    /// Takes a refund of `price` on payment `payment`, or finds the one
+    /// `key` took before. A refund never takes a payment past its price:
+    /// the check and the insert happen under one lock.
+    pub(crate) fn refund(&self, payment: &str, asked: Asked<'_>) -> Refunded {
+        let Asked {
+            prefix,
+            key,
+            refund_id,
+            price,
+            currency,
+            outcome,
+        } = asked;
+        let mut memory = self.lock();
+        let scoped = key.map(|k| format!("{prefix}{k}"));
+        if let Some(earlier) = scoped
+            .as_ref()
+            .and_then(|k| memory.keys.get(k))
+            .and_then(|id| memory.refunds.get(id))
+        {
+            let same = earlier.payment == payment && earlier.price == price;
+            return if same {
+                Refunded::Replayed(earlier.clone())
+            } else {
+                Refunded::Conflict
+            };
+        }
+        let Some(paid) = memory.payments.get(payment) else {
+            return Refunded::NoSuchPayment;
+        };
+        if paid.outcome != Outcome::Finished {
+            return Refunded::NotPaid;
+        }
+        let (total, paid_currency) = match &paid.order {
+            Order::Link(link) => (
+                link.price.parse().unwrap_or_default(),
+                link.currency.clone(),
+            ),
+            Order::Session(session) => (
+                rust_decimal::Decimal::new(
+                    session.amount_total as i64,
+                    exponent(&session.currency),
+                ),
+                session.currency.to_ascii_uppercase(),
+            ),
+        };
+        if !paid_currency.eq_ignore_ascii_case(currency) {
+            return Refunded::WrongCurrency;
+        }
+        let taken: rust_decimal::Decimal = memory
+            .refunds
+            .values()
+            .filter(|r| r.payment == payment && r.outcome != RefundOutcome::Failed)
+            .map(|r| r.price)
+            .sum();
+        if price > total - taken {
+            return Refunded::TooMuch {
+                left: total - taken,
+            };
+        }
+        if memory.refunds.len() >= MAX_PAYMENTS {
+            return Refunded::Full;
+        }
+        let refund = SandboxRefund {
+            id: new_id(prefix),
+            payment: payment.to_owned(),
+            refund_id,
+            price,
+            currency: paid_currency,
+            outcome,
+        };
+        if let Some(scoped) = scoped {
+            memory.keys.insert(scoped, refund.id.clone());
+        }
+        memory.refunds.insert(refund.id.clone(), refund.clone());
+        Refunded::New(refund)
+    }
+
+    /// A copy of refund `id`.
+    pub(crate) fn get_refund(&self, id: &str) -> Option<SandboxRefund> {
+        self.lock().refunds.get(id).cloned()
+    }
+
+    /// Settles a pending refund; a settled one stays as it is.
+    pub(crate) fn settle_refund(&self, id: &str, outcome: RefundOutcome) -> Option<SandboxRefund> {
+        let mut memory = self.lock();
+        let refund = memory.refunds.get_mut(id)?;
+        if refund.outcome == RefundOutcome::Pending {
+            refund.outcome = outcome;
+        }
+        Some(refund.clone())
+    }
+
     /// Notes how the last webhook attempt for `id` went, for its page.
     pub(crate) fn record_delivery(&self, id: &str, text: String) {
         if let Some(payment) = self.lock().payments.get_mut(id) {
@@ -223,6 +370,16 @@ impl Sandbox {
             .memory
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Decimal places of a currency's minor unit, as Stripe counts them.
+pub(crate) fn exponent(currency: &str) -> u32 {
+    match currency.to_ascii_uppercase().as_str() {
+        "BIF" | "CLP" | "DJF" | "GNF" | "JPY" | "KMF" | "KRW" | "MGA" | "PYG" | "RWF" | "UGX"
+        | "VND" | "VUV" | "XAF" | "XOF" | "XPF" | "ISK" => 0,
+        "BHD" | "JOD" | "KWD" | "OMR" | "TND" | "IQD" | "LYD" => 3,
+        _ => 2,
     }
 }
 

@@ -1,0 +1,424 @@
+//! Refunds (API.md, "Refunds") through the `sandbox` alias: full and
+//! partial, never past the price however many run at once, idempotent,
+//! refused where a payment or its adapter cannot give money back, and
+//! notified to the merchant.
+
+use std::time::{Duration, Instant};
+
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+
+use super::app::{
+    LAX_RATE_LIMIT, Reply, TestApp, bind_verified, clicker, spawn_app, spawn_app_with,
+};
+use super::notifications::{MerchantEndpoint, app_notifying, provider_webhook};
+
+/// Creates a payment of 10.00 EUR and pays it on the sandbox's page, as a
+/// buyer would, so the provider holds the money to give back.
+async fn paid_payment(app: &TestApp, order: i64) -> i64 {
+    paid_through(app, order, "sandbox").await
+}
+
+async fn paid_through(app: &TestApp, order: i64, alias: &str) -> i64 {
+    let mut body = app.body(order);
+    body["alias"] = json!(alias);
+    body["metadata"] = json!({"cart": format!("c-{order}")});
+    let created = app.create(&body).await;
+    assert_eq!(created.status, 200, "{:?}", created.body);
+    let id = created.body["payment_id"].as_i64().unwrap();
+    let url = created.body["payment_url"].as_str().unwrap();
+    let clicked = clicker().post(format!("{url}/pay")).send().await.unwrap();
+    assert!(clicked.status().is_redirection() || clicked.status().is_success());
+    let started = Instant::now();
+    while payment(app, id).await["status"] != "PAYMENT_FINISHED" {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    id
+}
+
+async fn payment(app: &TestApp, id: i64) -> Value {
+    let key = app.merchant.read_api_key.clone();
+    app.get(&format!("/api/v1/payments/{id}/show"), Some(&key))
+        .await
+        .body
+}
+
+/// `POST /api/v1/payments/{id}/refunds` with the write key and `headers`.
+async fn refund_with(app: &TestApp, id: i64, body: &Value, headers: &[(&str, &str)]) -> Reply {
+    let key = app.merchant.api_key.clone();
+    let mut all = vec![("content-type", "application/json")];
+    all.extend_from_slice(headers);
+    app.post_raw(
+        &format!("/api/v1/payments/{id}/refunds"),
+        Some(&key),
+        &all,
+        body.to_string().into_bytes(),
+    )
+    .await
+}
+
+async fn refund(app: &TestApp, id: i64, body: Value) -> Reply {
+    refund_with(app, id, &body, &[]).await
+}
+
+fn field_names(reply: &Reply) -> Vec<&str> {
+    reply.body["fields"]
+        .as_array()
+        .map(|f| f.iter().map(|e| e["field"].as_str().unwrap()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_payment_is_refunded_in_parts_down_to_nothing_and_each_part_is_notified() {
+    let endpoint = MerchantEndpoint::start(&[]).await;
+    let app = app_notifying(&endpoint, |c| c).await;
+    let id = paid_payment(&app, 1).await;
+
+    let first = refund(
+        &app,
+        id,
+        json!({"price": "2.50", "reason": "requested_by_customer"}),
+    )
+    .await;
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    assert_eq!(first.body["status"], "REFUND_SUCCEEDED");
+    assert_eq!(
+        (
+            &first.body["price"],
+            &first.body["currency"],
+            &first.body["reason"]
+        ),
+        (
+            &json!("2.50"),
+            &json!("EUR"),
+            &json!("requested_by_customer")
+        )
+    );
+    assert_eq!(first.body["payment_id"], id);
+    assert_eq!(payment(&app, id).await["refunded"], "2.50");
+
+    // More than is left names the price and stores nothing.
+    let too_much = refund(&app, id, json!({"price": 7.51})).await;
+    assert_eq!((too_much.status, too_much.code()), (400, "invalid_request"));
+    assert_eq!(field_names(&too_much), ["price"]);
+    assert!(
+        too_much.body["fields"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("7.50"),
+        "{:?}",
+        too_much.body
+    );
+
+    // No price: what is left.
+    let rest = refund_with(&app, id, &json!({}), &[]).await;
+    assert_eq!(rest.status, 200, "{:?}", rest.body);
+    assert_eq!(
+        (&rest.body["price"], &rest.body["status"]),
+        (&json!("7.50"), &json!("REFUND_SUCCEEDED"))
+    );
+    let shown = payment(&app, id).await;
+    assert_eq!(shown["refunded"], "10.00");
+    assert_eq!(shown["status"], "PAYMENT_FINISHED");
+    let nothing = refund(&app, id, json!({})).await;
+    assert_eq!(field_names(&nothing), ["price"], "{:?}", nothing.body);
+
+    // Listed oldest first, shown one by one, another merchant sees none.
+    let read = app.merchant.read_api_key.clone();
+    let listed = app
+        .get(&format!("/api/v1/payments/{id}/refunds"), Some(&read))
+        .await;
+    let refunds = listed.body["refunds"].as_array().unwrap();
+    assert_eq!(refunds.len(), 2, "{:?}", listed.body);
+    assert_eq!(refunds[0]["refund_id"], first.body["refund_id"]);
+    let refund_id = first.body["refund_id"].as_i64().unwrap();
+    let one = app
+        .get(&format!("/api/v1/refunds/{refund_id}"), Some(&read))
+        .await;
+    assert_eq!(one.body, first.body);
+    let other = super::app::new_merchant(&app.merchants, 10, false).await;
+    let theirs = app
+        .get(
+            &format!("/api/v1/refunds/{refund_id}"),
+            Some(&other.read_api_key),
+        )
+        .await;
+    assert_eq!((theirs.status, theirs.code()), (404, "not_found"));
+    let key = other.api_key.clone();
+    let foreign = app
+        .post_raw(
+            &format!("/api/v1/payments/{id}/refunds"),
+            Some(&key),
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!((foreign.status, foreign.code()), (404, "not_found"));
+
+    // The timeline shows each step; each succeeded refund is notified.
+    let kinds = app.timeline_types(id).await;
+    let requested = kinds
+        .iter()
+        .filter(|k| *k == "EVENT_REFUND_REQUESTED")
+        .count();
+    let succeeded = kinds
+        .iter()
+        .filter(|k| *k == "EVENT_REFUND_SUCCEEDED")
+        .count();
+    assert_eq!((requested, succeeded), (2, 2), "{kinds:?}");
+    let started = Instant::now();
+    let bodies = loop {
+        let bodies: Vec<Value> = endpoint
+            .received()
+            .iter()
+            .map(|r| serde_json::from_str::<Value>(&r.body).unwrap())
+            .filter(|b| b["event_type"] == "refund.succeeded")
+            .collect();
+        if bodies.len() == 2 {
+            break bodies;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{bodies:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let notified = bodies.iter().find(|b| b["refund_id"] == refund_id).unwrap();
+    assert_eq!(notified["payment_id"], id);
+    assert_eq!(notified["order_id"], 1);
+    assert_eq!(notified["status"], "REFUND_SUCCEEDED");
+    assert_eq!(
+        (&notified["price"], &notified["currency"]),
+        (&json!("2.50"), &json!("EUR"))
+    );
+    assert_eq!(notified["metadata"], json!({"cart": "c-1"}));
+    let listed = app
+        .get(&format!("/api/v1/payments/{id}/notifications"), Some(&read))
+        .await;
+    let types: Vec<&str> = listed.body["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        ["payment.finished", "refund.succeeded", "refund.succeeded"]
+    );
+}
+
+#[tokio::test]
+async fn refunds_are_refused_where_no_money_can_go_back() {
+    let app = spawn_app().await;
+    let created = app.create(&app.body(1)).await;
+    let pending = created.body["payment_id"].as_i64().unwrap();
+    let r = refund(&app, pending, json!({})).await;
+    assert_eq!((r.status, r.code()), (409, "payment_not_refundable"));
+    let r = refund(&app, 999_999_999, json!({})).await;
+    assert_eq!((r.status, r.code()), (404, "not_found"));
+
+    let id = paid_payment(&app, 2).await;
+    let r = refund(&app, id, json!({"price": "abc", "reason": "whim"})).await;
+    assert_eq!((r.status, r.code()), (400, "invalid_request"));
+    assert_eq!(field_names(&r), ["price", "reason"]);
+    for price in [json!("1.001"), json!(0), json!("-1"), json!(true)] {
+        let r = refund(&app, id, json!({"price": price})).await;
+        assert_eq!(field_names(&r), ["price"], "{price}");
+    }
+    let r = app
+        .post_raw(
+            &format!("/api/v1/payments/{id}/refunds"),
+            Some(&app.merchant.read_api_key.clone()),
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (403, "forbidden"));
+    let r = app
+        .post_raw(
+            &format!("/api/v1/payments/{id}/refunds"),
+            Some(&app.merchant.api_key.clone()),
+            &[("content-type", "application/json")],
+            b"{".to_vec(),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (400, "invalid_request"));
+
+    // The sandbox declines a refund ending in 13: stored failed, answered
+    // 502, and it takes nothing from what is left.
+    let declined = refund(&app, id, json!({"price": "1.13"})).await;
+    assert_eq!((declined.status, declined.code()), (502, "provider_error"));
+    assert_eq!(declined.body["refund"]["status"], "REFUND_FAILED");
+    assert!(
+        declined.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("declined")
+    );
+    // One ending in 42 is pending at first.
+    let pending = refund(&app, id, json!({"price": "0.42"})).await;
+    assert_eq!(
+        pending.body["status"], "REFUND_PENDING",
+        "{:?}",
+        pending.body
+    );
+    let r = refund(&app, id, json!({"price": "9.58"})).await;
+    assert_eq!(r.body["status"], "REFUND_SUCCEEDED", "{:?}", r.body);
+    assert_eq!(payment(&app, id).await["refunded"], "9.58");
+    let r = refund(&app, id, json!({"price": "0.01"})).await;
+    assert_eq!(
+        field_names(&r),
+        ["price"],
+        "the pending refund holds its part"
+    );
+    assert_eq!(
+        app.timeline_types(id)
+            .await
+            .iter()
+            .filter(|k| *k == "EVENT_REFUND_FAILED")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_refund_key_replays_its_refund_and_refuses_another_body() {
+    let app = spawn_app().await;
+    let id = paid_payment(&app, 1).await;
+    let headers = [("idempotency-key", "refund-1")];
+    let first = refund_with(&app, id, &json!({"price": "1.00"}), &headers).await;
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    let again = refund_with(&app, id, &json!({"price": "1.00"}), &headers).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    assert_eq!(again.body, first.body);
+    let other = refund_with(&app, id, &json!({"price": "2.00"}), &headers).await;
+    assert_eq!((other.status, other.code()), (409, "idempotency_conflict"));
+    let second = paid_payment(&app, 2).await;
+    let elsewhere = refund_with(&app, second, &json!({"price": "1.00"}), &headers).await;
+    assert_eq!(
+        (elsewhere.status, elsewhere.code()),
+        (409, "idempotency_conflict")
+    );
+    assert_eq!(payment(&app, id).await["refunded"], "1.00");
+
+    // A declined refund replays its 502.
+    let declined = [("idempotency-key", "refund-13")];
+    let r = refund_with(&app, id, &json!({"price": "1.13"}), &declined).await;
+    assert_eq!(r.status, 502);
+    let again = refund_with(&app, id, &json!({"price": "1.13"}), &declined).await;
+    assert_eq!((again.status, again.code()), (502, "provider_error"));
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    assert_eq!(again.body["refund"], r.body["refund"]);
+}
+
+/// API.md: concurrent refunds never sum past the price. Twenty partial
+/// refunds of 0.75 on 10.00 race; thirteen fit (9.75), the rest are told
+/// what is left, and the provider and paygate agree on the sum.
+#[tokio::test]
+async fn twenty_concurrent_partial_refunds_never_sum_past_the_price() {
+    let app = spawn_app_with(LAX_RATE_LIMIT, Vec::new(), |c| c).await;
+    let id = paid_payment(&app, 1).await;
+    let url = format!("{}/api/v1/payments/{id}/refunds", app.url);
+    let sends: Vec<_> = (0..20)
+        .map(|_| {
+            let request = app
+                .client
+                .post(&url)
+                .header("x-api-key", &app.merchant.api_key)
+                .json(&json!({"price": "0.75"}));
+            tokio::spawn(request.send())
+        })
+        .collect();
+    let mut succeeded = Decimal::ZERO;
+    let mut statuses = Vec::new();
+    for send in sends {
+        let response = send.await.unwrap().unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
+        if status == 200 {
+            assert_eq!(body["status"], "REFUND_SUCCEEDED", "{body}");
+            succeeded += body["price"].as_str().unwrap().parse::<Decimal>().unwrap();
+        } else {
+            assert_eq!(
+                (status, body["error"].as_str()),
+                (400, Some("invalid_request")),
+                "{body}"
+            );
+        }
+        statuses.push(status);
+    }
+    assert_eq!(succeeded, Decimal::new(975, 2), "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 13);
+    assert_eq!(payment(&app, id).await["refunded"], "9.75");
+}
+
+/// The `stripe` adapter refunds through Stripe's Refunds API (the
+/// session's PaymentIntent, the amount in minor units), which the sandbox
+/// speaks too, test prices included.
+#[tokio::test]
+async fn a_stripe_payment_is_refunded_through_its_payment_intent() {
+    let app = spawn_app().await;
+    let id = paid_through(&app, 1, "stripe").await;
+    let r = refund(&app, id, json!({"price": "2.50", "reason": "duplicate"})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["status"], "REFUND_SUCCEEDED");
+    let declined = refund(&app, id, json!({"price": "1.13"})).await;
+    assert_eq!(
+        (declined.status, declined.code()),
+        (502, "provider_error"),
+        "{:?}",
+        declined.body
+    );
+    assert!(
+        declined.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("declined")
+    );
+    let pending = refund(&app, id, json!({"price": "0.42"})).await;
+    assert_eq!(
+        pending.body["status"], "REFUND_PENDING",
+        "{:?}",
+        pending.body
+    );
+    let rest = refund(&app, id, json!({})).await;
+    assert_eq!(
+        (&rest.body["price"], &rest.body["status"]),
+        (&json!("7.08"), &json!("REFUND_SUCCEEDED"))
+    );
+    assert_eq!(payment(&app, id).await["refunded"], "9.58");
+}
+
+/// A 0.1.0 adapter has no `refund`: 409 `refunds_not_supported`, and
+/// nothing is stored. It serves payments beside the 0.2.0 adapters.
+#[tokio::test]
+async fn an_adapter_built_against_wit_0_1_0_cannot_refund() {
+    let legacy = ("legacy", "chaos", String::new());
+    let app = spawn_app_with(LAX_RATE_LIMIT, vec![legacy], |c| c).await;
+    bind_verified(&app.providers, "legacy", "legacy", "internal-webhook").await;
+    let mut body = app.body(1);
+    body["alias"] = json!("legacy");
+    let created = app.create(&body).await;
+    assert_eq!(created.status, 200, "{:?}", created.body);
+    let id = created.body["payment_id"].as_i64().unwrap();
+    assert_eq!(
+        provider_webhook(&app.url, &app.client, id, "finished").await,
+        200
+    );
+    assert_eq!(payment(&app, id).await["status"], "PAYMENT_FINISHED");
+
+    let r = refund(&app, id, json!({})).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (409, "refunds_not_supported"),
+        "{:?}",
+        r.body
+    );
+    let read = app.merchant.read_api_key.clone();
+    let listed = app
+        .get(&format!("/api/v1/payments/{id}/refunds"), Some(&read))
+        .await;
+    assert_eq!(listed.body["refunds"], json!([]));
+}
