@@ -33,7 +33,9 @@ use paygate::http::rate_limit::{add_headers, retry_after_secs};
 use paygate::http::webhooks::header_pairs;
 use paygate::payments::create::{CreatePayment, provider_message, provider_request};
 use paygate::payments::webhook::{PaymentLookup, amount_mismatch};
-use paygate::payments::{Alias, Currency, IdempotencyKey, Money, PaymentStatus};
+use paygate::payments::{
+    Alias, Currency, IdempotencyKey, Metadata, Money, PaymentStatus, RedirectUrl,
+};
 use paygate::plugins::bindings::{
     Decision, EventStatus, Money as WitMoney, PaymentRef, ProviderError,
 };
@@ -148,6 +150,9 @@ fn payment_request(p: &Payment) {
         subscription_id: SubscriptionId::new(1),
         event_id: None,
         currency: Currency::parse(&String::from_utf8_lossy(&p.currency)).ok(),
+        return_url: RedirectUrl::parse(&p.alias, true).ok(),
+        cancel_url: None,
+        metadata: Metadata::parse(&serde_json::json!({ "alias": p.alias })).unwrap_or_default(),
     };
     let currency = request.currency.map_or("EUR".into(), |c| c.to_string());
     let key = p.key.as_deref().and_then(|k| IdempotencyKey::parse(k).ok());
@@ -156,6 +161,12 @@ fn payment_request(p: &Payment) {
     assert_eq!(wit.merchant_id, merchant_id.get() as u64);
     assert_eq!(wit.order_id, request.order_id.get() as u64);
     assert_eq!(wit.currency, currency);
+    assert_eq!(
+        wit.return_url.as_deref(),
+        request.return_url.as_ref().map(RedirectUrl::as_str)
+    );
+    assert_eq!(wit.cancel_url, None);
+    assert_eq!(wit.metadata, request.metadata.pairs());
     for (text, money) in [(&wit.amount, request.amount), (&wit.price, request.price)] {
         let back = Money::parse(text).expect("the plugin gets a decimal paygate accepts");
         assert_eq!((back, back.to_string()), (money, money.to_string()));
