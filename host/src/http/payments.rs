@@ -192,7 +192,12 @@ fn positive_int(
     }
 }
 
-fn money(obj: &Map<String, Value>, field: &str, errors: &mut Vec<FieldError>) -> Option<Money> {
+/// A required decimal field (JSON number or string), read exactly.
+pub(super) fn money(
+    obj: &Map<String, Value>,
+    field: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<Money> {
     let text = match obj.get(field) {
         Some(Value::Number(n)) => n.to_string(),
         Some(Value::String(s)) => s.clone(),

@@ -13,13 +13,13 @@ use super::auth::{Access, Target, authenticate};
 use super::error::{ApiError, FieldError, current_request_id};
 #[allow(unused_imports)] // named by the OpenAPI annotations
 use super::openapi::{ErrorBody, RefundBody, RefundList};
-use super::payments::{idempotency_header, payment_id};
+use super::payments::{idempotency_header, money, payment_id};
 use crate::ids::RefundId;
 use crate::merchants::Merchants;
+use crate::payments::Refused;
 use crate::payments::create::PaymentsService;
 use crate::payments::idempotency::fingerprint;
 use crate::payments::refunds::{AskRefund, RefundError, RefundReason, create_refund};
-use crate::payments::{Money, Refused};
 
 /// `POST /api/v1/payments/{id}/refunds`.
 #[utoipa::path(
@@ -106,19 +106,7 @@ pub fn parse_refund(value: &Value) -> Result<AskRefund, ApiError> {
     let mut errors = Vec::new();
     let price = match obj.get("price") {
         None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => Money::parse(&n.to_string())
-            .map_err(|m| errors.push(FieldError::new("price", m)))
-            .ok(),
-        Some(Value::String(s)) => Money::parse(s)
-            .map_err(|m| errors.push(FieldError::new("price", m)))
-            .ok(),
-        Some(_) => {
-            errors.push(FieldError::new(
-                "price",
-                "must be a decimal number or string",
-            ));
-            None
-        }
+        Some(_) => money(obj, "price", &mut errors),
     };
     let reason = match obj.get("reason") {
         None | Some(Value::Null) => None,
