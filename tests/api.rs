@@ -11,6 +11,7 @@ mod listing;
 mod logs;
 mod migrations;
 pub(crate) mod notifications;
+mod reconcile;
 mod redirects;
 mod refunds;
 mod registry;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use paygate::plugins::bindings::PaymentRequest;
+use paygate::plugins::bindings::{Event, PaymentRequest, WebhookEvent};
 use paygate::plugins::{
     Clock, Counters, EngineSettings, HostServices, Loader, PluginEngine, PluginSet,
 };
@@ -22,6 +22,17 @@ pub fn wasm(name: &str) -> Vec<u8> {
     let path = root().join("plugins/dist").join(format!("{name}.wasm"));
     std::fs::read(&path)
         .unwrap_or_else(|e| panic!("{}: {e}; run plugins/build.sh first", path.display()))
+}
+
+/// The payment events of a verifier's answer; a refund event fails the test.
+pub fn payment_events(events: Vec<Event>) -> Vec<WebhookEvent> {
+    events
+        .into_iter()
+        .map(|e| match e {
+            Event::Payment(event) => event,
+            Event::Refund(event) => panic!("expected a payment event, got {event:?}"),
+        })
+        .collect()
 }
 
 /// A plugin runtime over in-memory counters and a fixed clock, with its own

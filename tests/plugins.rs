@@ -12,7 +12,7 @@ use paygate::plugins::bindings::{
 };
 use sha2::Sha256;
 
-use crate::helpers::{FakeServer, Runtime, payment};
+use crate::helpers::{FakeServer, Runtime, payment, payment_events};
 
 /// A fake that answers every request with `status` and `body`.
 fn canned(status: u16, body: &'static str) -> Router {
@@ -270,11 +270,13 @@ async fn stripe_verifier_checks_signature_and_tolerance() {
 
     // Valid, with a second stale v1 beside the good one (secret rotation).
     let header = format!("t={now},v1={},v1={}", "0".repeat(64), sign(now, body));
-    let events = verifier
-        .verify("r", &webhook(&[("stripe-signature", &header)], body))
-        .await
-        .unwrap()
-        .unwrap();
+    let events = payment_events(
+        verifier
+            .verify("r", &webhook(&[("stripe-signature", &header)], body))
+            .await
+            .unwrap()
+            .unwrap(),
+    );
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].event_id, "evt_1");
     // The session, not the client reference anyone can set.
@@ -331,11 +333,13 @@ async fn stripe_verifier_checks_signature_and_tolerance() {
     ] {
         let body = body.replace("checkout.session.completed", kind);
         let header = format!("t={now},v1={}", sign(now, &body));
-        let events = verifier
-            .verify("r", &webhook(&[("stripe-signature", &header)], &body))
-            .await
-            .unwrap()
-            .unwrap();
+        let events = payment_events(
+            verifier
+                .verify("r", &webhook(&[("stripe-signature", &header)], &body))
+                .await
+                .unwrap()
+                .unwrap(),
+        );
         assert_eq!(events.first().map(|e| e.status), expected, "{kind}");
     }
 }
@@ -352,26 +356,32 @@ async fn internal_hmac_verifier_accepts_both_header_names() {
         ("x-internal-signature", sig.clone()),
         ("x-provider-signature", sig.to_uppercase()),
     ] {
-        let events = verifier
-            .verify("r", &webhook(&[(name, &value)], body))
-            .await
-            .unwrap()
-            .unwrap();
+        let events = payment_events(
+            verifier
+                .verify("r", &webhook(&[(name, &value)], body))
+                .await
+                .unwrap()
+                .unwrap(),
+        );
         assert_eq!(events.len(), 1, "{name}");
         assert!(matches!(events[0].payment, PaymentRef::PaymentId(42)));
         assert_eq!(events[0].status, EventStatus::Failed);
     }
     // The same body always has the same event id, so a replay is recognizable.
-    let a = verifier
-        .verify("r", &webhook(&[("x-internal-signature", &sig)], body))
-        .await
-        .unwrap()
-        .unwrap();
-    let b = verifier
-        .verify("r", &webhook(&[("x-internal-signature", &sig)], body))
-        .await
-        .unwrap()
-        .unwrap();
+    let a = payment_events(
+        verifier
+            .verify("r", &webhook(&[("x-internal-signature", &sig)], body))
+            .await
+            .unwrap()
+            .unwrap(),
+    );
+    let b = payment_events(
+        verifier
+            .verify("r", &webhook(&[("x-internal-signature", &sig)], body))
+            .await
+            .unwrap()
+            .unwrap(),
+    );
     assert_eq!(a[0].event_id, b[0].event_id);
 
     let wrong = hmac_hex(b"another secret", body.as_bytes());

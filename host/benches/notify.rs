@@ -31,7 +31,7 @@ use paygate::config::DatabaseUrls;
 use paygate::merchants::NewMerchant;
 use paygate::notifier::Deliverer;
 use paygate::payments::PaymentStatus;
-use paygate::payments::webhook::PaymentLookup;
+use paygate::payments::webhook::{PaymentLookup, ProviderEvent, Source};
 use paygate::plugins::Secret;
 use paygate::{App, Config, MerchantId, PaymentId};
 use serde_json::json;
@@ -219,17 +219,18 @@ async fn main() {
         tick.tick().await;
         let (host, committed, id) = (host.clone(), committed.clone(), *id);
         commits.push(tokio::spawn(async move {
+            let event = ProviderEvent {
+                lookup: PaymentLookup::Id(PaymentId::new(id)),
+                status: PaymentStatus::Finished,
+                provider_type: "bench",
+                event_id: "bench",
+                amount: None,
+                source: Source::Webhook,
+            };
             host.services
                 .webhooks
                 .payments
-                .apply_provider_event(
-                    PaymentLookup::Id(PaymentId::new(id)),
-                    &["sandbox".to_owned()],
-                    PaymentStatus::Finished,
-                    "bench",
-                    "bench",
-                    None,
-                )
+                .apply_provider_event(&event, &["sandbox".to_owned()])
                 .await
                 .unwrap();
             committed.lock().unwrap().insert(id, Instant::now());

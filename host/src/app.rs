@@ -54,6 +54,9 @@ pub struct App {
     timeouts: ServerTimeouts,
     /// How long received webhooks are kept, and how often older ones go.
     webhook_retention: (Retention, Duration),
+    /// How long a payment stays pending before its provider is asked, and
+    /// before it expires.
+    pending_for: (Duration, Duration),
 }
 
 impl App {
@@ -114,6 +117,7 @@ impl App {
                 internal_verifier: config.internal_verifier_plugin.clone(),
                 limits: webhook_limits(config).await?,
                 trusted_proxies: config.rate_limit.trusted_proxies.clone(),
+                metrics: metrics.clone(),
             }),
             health: Arc::new(Health::new(
                 dbs.clone(),
@@ -194,6 +198,7 @@ impl App {
                 config.webhooks.log_retention,
                 config.webhooks.log_purge_every,
             ),
+            pending_for: (config.reconcile_after, config.payment_expiry),
         })
     }
 
@@ -225,6 +230,18 @@ impl App {
             payments.request_lease,
             shutdown.clone(),
         ));
+        let (after, expiry) = self.pending_for;
+        let schedule = crate::payments::reconcile::Schedule {
+            after,
+            expiry,
+            every: (after.min(expiry) / 4)
+                .clamp(Duration::from_millis(100), Duration::from_secs(30)),
+        };
+        let reconcile = tokio::spawn(crate::payments::reconcile::run(
+            payments.clone(),
+            schedule,
+            shutdown.clone(),
+        ));
         let (retention, purge_every) = self.webhook_retention;
         let purger = tokio::spawn(self.services.webhooks.log.clone().purge(
             retention,
@@ -251,6 +268,7 @@ impl App {
         let _ = producer.await;
         let _ = notifier.await;
         let _ = reconciler.await;
+        let _ = reconcile.await;
         let _ = purger.await;
         tracing::info!("paygate stopped");
         Ok(())

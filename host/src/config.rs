@@ -135,6 +135,18 @@ pub struct Config {
     /// back tokens this old whose payment never came.
     #[arg(long, env = "PAYGATE_REQUEST_LEASE", default_value = "60s", value_parser = parse_duration)]
     pub request_lease: Duration,
+
+    /// How long a payment stays pending before its provider is asked about
+    /// it (the adapter's `payment-status`); then again after doubling
+    /// delays, at most an hour apart, while it stays pending.
+    #[arg(long, env = "PAYGATE_RECONCILE_AFTER", default_value = "10m", value_parser = parse_window)]
+    pub reconcile_after: Duration,
+
+    /// How long a payment may stay pending: then it expires
+    /// (`PAYMENT_EXPIRED`, notified `payment.expired`) and its quota token
+    /// is given back.
+    #[arg(long, env = "PAYGATE_PAYMENT_EXPIRY", default_value = "24h", value_parser = parse_window)]
+    pub payment_expiry: Duration,
 }
 
 /// The secrets the host hands plugins by name (a spec's `env:NAME`), with
@@ -577,6 +589,8 @@ impl Config {
             http: crate::http::server::ServerTimeouts::default(),
             hsts_max_age: 0,
             request_lease: Duration::from_secs(60),
+            reconcile_after: Duration::from_secs(600),
+            payment_expiry: Duration::from_secs(86_400),
         }
     }
 }

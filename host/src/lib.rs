@@ -19,6 +19,9 @@
 //! logging; [`ids`] are the typed ids of their rows (`PaymentId`,
 //! `MerchantId` ...); [`cli`] is the `paygate` command. The sandbox provider and the demo shop are the `paygate-demo`
 //! crate's, which uses this one like any embedder would. `paygate plugin test|run` is the `paygate-harness` crate's.
+// The creation saga's futures nest deeper than the default limit lets
+// rustc compute their layout.
+#![recursion_limit = "256"]
 
 pub mod cli;
 pub mod config;

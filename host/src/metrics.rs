@@ -47,6 +47,9 @@ pub struct Metrics {
     /// Times `/health` (or `/readyz`) asked every backend; its answers in
     /// between are cached.
     pub health_checks: AtomicU64,
+    /// Verified provider events that said a payment finished or failed
+    /// after it had expired: money may have moved, an operator must look.
+    pub events_after_expiry: AtomicU64,
 }
 
 fn counter(out: &mut String, name: &str, help: &str) {
@@ -81,6 +84,13 @@ impl Metrics {
         );
         let checks = self.health_checks.load(Ordering::Relaxed);
         let _ = writeln!(out, "paygate_health_checks_total {checks}");
+        counter(
+            &mut out,
+            "paygate_provider_events_after_expiry_total",
+            "Provider events that settled a payment after it expired (money may have moved: look).",
+        );
+        let late = self.events_after_expiry.load(Ordering::Relaxed);
+        let _ = writeln!(out, "paygate_provider_events_after_expiry_total {late}");
         counter(
             &mut out,
             "paygate_http_requests_total",

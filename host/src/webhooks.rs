@@ -11,10 +11,13 @@ use std::sync::Arc;
 
 pub use limits::{Counted, LimitError, WebhookLimits};
 
-use crate::payments::webhook::{Applied, PaymentLookup};
+use crate::ids::RefundId;
+use crate::payments::webhook::{
+    Applied, PaymentLookup, ProviderEvent, RefundApplied, RefundLookup, Source,
+};
 use crate::payments::{Alias, PaymentStatus, PaymentStore};
 use crate::plugins::PluginSet;
-use crate::plugins::bindings::{PaymentRef, VerifyError, WebhookRequest};
+use crate::plugins::bindings::{Event, PaymentRef, VerifyError, WebhookRequest};
 use crate::providers::ProviderStore;
 use crate::webhook_log::{Inbound, WebhookLog};
 
@@ -29,6 +32,8 @@ pub struct Webhooks {
     pub limits: WebhookLimits,
     /// Peers whose `X-Forwarded-For` names the sender (`PAYGATE_TRUSTED_PROXIES`).
     pub trusted_proxies: Vec<IpAddr>,
+    /// Counts events that come after their payment expired.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Which route a webhook came in on.
@@ -52,12 +57,47 @@ pub struct Delivery<'a> {
     pub body: &'a [u8],
 }
 
-/// What one verified event did to the payment it named.
+/// What one verified event did to the payment or refund it named.
 #[derive(Clone, Debug, PartialEq)]
-pub struct EventOutcome {
-    /// The payment id the event named, when it named one by id.
-    pub named_id: Option<u64>,
-    pub applied: Applied,
+pub enum EventOutcome {
+    Payment {
+        /// The payment id the event named, when it named one by id.
+        named_id: Option<u64>,
+        applied: Applied,
+    },
+    Refund {
+        /// The refund id the event named, when it named one.
+        named_id: Option<u64>,
+        applied: RefundApplied,
+    },
+}
+
+impl EventOutcome {
+    fn mismatched(&self) -> bool {
+        matches!(
+            self,
+            Self::Payment {
+                applied: Applied::AmountMismatch { .. },
+                ..
+            } | Self::Refund {
+                applied: RefundApplied::AmountMismatch { .. },
+                ..
+            }
+        )
+    }
+
+    fn unmatched(&self) -> bool {
+        matches!(
+            self,
+            Self::Payment {
+                applied: Applied::NotFound,
+                ..
+            } | Self::Refund {
+                applied: RefundApplied::NotFound,
+                ..
+            }
+        )
+    }
 }
 
 /// Why a webhook was not applied.
@@ -174,30 +214,12 @@ impl Webhooks {
             .collect();
         let mut outcomes = Vec::with_capacity(events.len());
         for event in &events {
-            let applied = self
-                .payments
-                .apply_provider_event(
-                    PaymentLookup::from(&event.payment),
-                    &aliases,
-                    PaymentStatus::from(event.status),
-                    &event.provider_type,
-                    &event.event_id,
-                    event.amount.as_ref(),
-                )
-                .await?;
-            let named_id = match &event.payment {
-                PaymentRef::PaymentId(id) => Some(*id),
-                PaymentRef::ProviderReference(_) => None,
-            };
-            outcomes.push(EventOutcome { named_id, applied });
+            outcomes.push(self.apply(event, &aliases).await?);
         }
-        let mismatched = outcomes
-            .iter()
-            .filter(|o| matches!(o.applied, Applied::AmountMismatch { .. }))
-            .count();
+        let mismatched = outcomes.iter().filter(|o| o.mismatched()).count();
         if mismatched > 0 {
             let detail = format!(
-                "{mismatched} of {} events name another amount than their payment's",
+                "{mismatched} of {} events name another amount than their payment's or refund's",
                 outcomes.len()
             );
             self.log
@@ -205,16 +227,14 @@ impl Webhooks {
                 .await?;
             return Ok(outcomes);
         }
-        let unmatched = outcomes
-            .iter()
-            .filter(|o| o.applied == Applied::NotFound)
-            .count();
+        let unmatched = outcomes.iter().filter(|o| o.unmatched()).count();
         if unmatched > 0 {
-            // Well signed, but about no payment this verifier may move: an
-            // unknown id, another provider's payment, or (Stripe) a session
-            // paygate did not open for it. Operators look for these.
+            // Well signed, but about no payment or refund this verifier may
+            // move: an unknown id, another provider's payment, or (Stripe)
+            // a session or refund paygate did not ask for. Operators look
+            // for these.
             let detail = format!(
-                "{unmatched} of {} events name no payment of the verifier's aliases",
+                "{unmatched} of {} events name no payment or refund of the verifier's aliases",
                 outcomes.len()
             );
             tracing::warn!(verifier = %verifier, %detail, "verified webhook matched no payment");
@@ -223,5 +243,75 @@ impl Webhooks {
                 .await?;
         }
         Ok(outcomes)
+    }
+}
+
+impl Webhooks {
+    /// Applies one verified event to the payment or refund it names,
+    /// among the payments of `aliases`.
+    async fn apply(&self, event: &Event, aliases: &[String]) -> Result<EventOutcome, sqlx::Error> {
+        Ok(match event {
+            Event::Payment(event) => {
+                let provider_event = ProviderEvent {
+                    lookup: PaymentLookup::from(&event.payment),
+                    status: PaymentStatus::from(event.status),
+                    provider_type: &event.provider_type,
+                    event_id: &event.event_id,
+                    amount: event.amount.as_ref(),
+                    source: Source::Webhook,
+                };
+                let applied = self
+                    .payments
+                    .apply_provider_event(&provider_event, aliases)
+                    .await?;
+                if let Applied::AlreadyProcessed {
+                    payment_id,
+                    status: PaymentStatus::Expired,
+                } = applied
+                    && provider_event.status != PaymentStatus::Pending
+                {
+                    // The provider settled a payment paygate gave up on:
+                    // money may have moved. Nothing changes; a person looks.
+                    tracing::warn!(
+                        payment_id = payment_id.get(),
+                        provider_type = %event.provider_type,
+                        "provider event for an expired payment; already processed"
+                    );
+                    (self.metrics.events_after_expiry)
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                let named_id = match &event.payment {
+                    PaymentRef::PaymentId(id) => Some(*id),
+                    PaymentRef::ProviderReference(_) => None,
+                };
+                EventOutcome::Payment { named_id, applied }
+            }
+            Event::Refund(event) => {
+                // An id past `i64::MAX` cannot be one of ours: it names
+                // no refund, as a payment's does.
+                let refund_id = event
+                    .refund_id
+                    .map(|id| RefundId::new(i64::try_from(id).unwrap_or(-1)));
+                let lookup = RefundLookup {
+                    reference: event.reference.as_deref(),
+                    refund_id,
+                };
+                let applied = self
+                    .payments
+                    .apply_refund_event(
+                        lookup,
+                        aliases,
+                        event.status,
+                        &event.provider_type,
+                        &event.event_id,
+                        event.amount.as_ref(),
+                    )
+                    .await?;
+                EventOutcome::Refund {
+                    named_id: event.refund_id,
+                    applied,
+                }
+            }
+        })
     }
 }

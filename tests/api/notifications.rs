@@ -91,7 +91,7 @@ pub(crate) async fn app_notifying(
 /// [`app_notifying`] on databases and a broker namespace of its own: the
 /// process's other apps share theirs and would deliver its notifications
 /// with their own settings, as replicas do.
-async fn app_notifying_alone(
+pub(crate) async fn app_notifying_alone(
     endpoint: &MerchantEndpoint,
     tag: &str,
     tweak: impl FnOnce(paygate::Config) -> paygate::Config,
@@ -415,16 +415,17 @@ async fn rows_claimed_by_a_producer_that_died_are_published_after_the_lease() {
     // and dies before publishing.
     first.shutdown.cancel();
     first.server.take().unwrap().await.unwrap().unwrap();
+    let event = paygate::payments::webhook::ProviderEvent {
+        lookup: paygate::payments::webhook::PaymentLookup::Id(PaymentId::new(id)),
+        status: paygate::payments::PaymentStatus::Finished,
+        provider_type: "test",
+        event_id: "evt-lease",
+        amount: None,
+        source: paygate::payments::webhook::Source::Webhook,
+    };
     let applied = first
         .payment_store
-        .apply_provider_event(
-            paygate::payments::webhook::PaymentLookup::Id(PaymentId::new(id)),
-            &["sandbox".to_owned()],
-            paygate::payments::PaymentStatus::Finished,
-            "test",
-            "evt-lease",
-            None,
-        )
+        .apply_provider_event(&event, &["sandbox".to_owned()])
         .await
         .unwrap();
     assert!(matches!(

@@ -12,6 +12,7 @@ use super::app::{
     LAX_RATE_LIMIT, Reply, TestApp, bind_verified, clicker, spawn_app, spawn_app_with,
 };
 use super::notifications::{MerchantEndpoint, app_notifying, provider_webhook};
+use super::webhooks::{internal_webhook, stripe_webhook};
 
 /// Creates a payment of 10.00 EUR and pays it on the sandbox's page, as a
 /// buyer would, so the provider holds the money to give back.
@@ -63,6 +64,35 @@ async fn refund_with(app: &TestApp, id: i64, body: &Value, headers: &[(&str, &st
 
 async fn refund(app: &TestApp, id: i64, body: Value) -> Reply {
     refund_with(app, id, &body, &[]).await
+}
+
+/// Waits until refund `refund_id` is `status`, and answers it.
+async fn refund_becomes(app: &TestApp, refund_id: i64, status: &str) -> Value {
+    let read = app.merchant.read_api_key.clone();
+    let started = Instant::now();
+    loop {
+        let shown = app
+            .get(&format!("/api/v1/refunds/{refund_id}"), Some(&read))
+            .await;
+        if shown.body["status"] == status {
+            return shown.body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "refund {refund_id} is not {status}: {:?}",
+            shown.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The provider's id of refund `refund_id`, as stored from its answer.
+async fn refund_reference(app: &TestApp, refund_id: i64) -> String {
+    sqlx::query_scalar("SELECT provider_reference FROM refunds WHERE id = $1")
+        .bind(refund_id)
+        .fetch_one(&app.dbs.payments)
+        .await
+        .unwrap()
 }
 
 fn field_names(reply: &Reply) -> Vec<&str> {
@@ -383,12 +413,162 @@ async fn a_stripe_payment_is_refunded_through_its_payment_intent() {
         "{:?}",
         pending.body
     );
+    let pending_id = pending.body["refund_id"].as_i64().unwrap();
+    let reference = refund_reference(&app, pending_id).await;
+    assert!(reference.starts_with("re_"), "{reference}");
+
+    // Signed by Stripe, about this refund, for other money: nothing moves
+    // (sent at once, well inside the second the refund stays pending).
+    let other_money = json!({"id": "evt_refund_cent", "type": "refund.updated",
+        "data": {"object": {"id": reference, "object": "refund", "amount": 1, "currency": "eur",
+                            "status": "succeeded",
+                            "metadata": {"paygate_refund_id": pending_id.to_string()}}}});
+    let r = stripe_webhook(&app, &other_money, "stripe-refund-cent").await;
+    assert_eq!(
+        r.body["result"],
+        json!({"message": "amount mismatch", "refund_id": pending_id, "status": "REFUND_PENDING"}),
+        "{:?}",
+        r.body
+    );
+    let logged = app
+        .webhooks
+        .log
+        .verdicts("stripe-refund-cent")
+        .await
+        .unwrap();
+    assert_eq!(logged[0].0, "amount_mismatch");
+
     let rest = refund(&app, id, json!({})).await;
     assert_eq!(
         (&rest.body["price"], &rest.body["status"]),
         (&json!("7.08"), &json!("REFUND_SUCCEEDED"))
     );
     assert_eq!(payment(&app, id).await["refunded"], "9.58");
+
+    // The sandbox confirms the pending refund with a signed
+    // `refund.updated`, and all of the price has gone back.
+    refund_becomes(&app, pending_id, "REFUND_SUCCEEDED").await;
+    assert_eq!(payment(&app, id).await["refunded"], "10.00");
+    let kinds = app.timeline_types(id).await;
+    let mismatches = kinds
+        .iter()
+        .filter(|k| *k == "EVENT_PROVIDER_AMOUNT_MISMATCH")
+        .count();
+    assert_eq!(mismatches, 1, "{kinds:?}");
+}
+
+/// A refund the provider confirms later (test price 0.42) stays pending
+/// until the provider's signed webhook says how it ended: the sandbox
+/// sends the internal scheme's refund body, naming the refund by the
+/// reference it answered; the refund succeeds, adds to the payment's
+/// refunded total, and is notified once.
+#[tokio::test]
+async fn a_pending_refund_is_settled_by_the_providers_signed_webhook() {
+    let endpoint = MerchantEndpoint::start(&[]).await;
+    let app = app_notifying(&endpoint, |c| c).await;
+    let id = paid_payment(&app, 1).await;
+    let r = refund(&app, id, json!({"price": "0.42"})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["status"], "REFUND_PENDING");
+    let refund_id = r.body["refund_id"].as_i64().unwrap();
+    assert_eq!(payment(&app, id).await["refunded"], "0");
+
+    let settled = refund_becomes(&app, refund_id, "REFUND_SUCCEEDED").await;
+    assert_eq!(settled["price"], "0.42");
+    assert_eq!(payment(&app, id).await["refunded"], "0.42");
+    let kinds = app.timeline_types(id).await;
+    assert!(
+        kinds.contains(&"EVENT_REFUND_SUCCEEDED".to_owned()),
+        "{kinds:?}"
+    );
+    let started = Instant::now();
+    loop {
+        let notified: Vec<Value> = endpoint
+            .received()
+            .iter()
+            .map(|r| serde_json::from_str::<Value>(&r.body).unwrap())
+            .filter(|b| b["event_type"] == "refund.succeeded")
+            .collect();
+        if let [one] = notified.as_slice() {
+            assert_eq!(one["refund_id"], refund_id);
+            assert_eq!(one["status"], "REFUND_SUCCEEDED");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{notified:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A signed refund webhook moves only the refund it names by the reference
+/// its provider answered paygate: another reference, or the right one with
+/// another refund's id, moves nothing ("refund not found", verdict
+/// `unmatched`), nor does a refund of a payment the verifier does not
+/// speak for. API.md's body without a reference names the refund by its
+/// id. A terminal refund never changes.
+#[tokio::test]
+async fn a_refund_webhook_moves_only_the_refund_it_names() {
+    let app = spawn_app().await;
+    let id = paid_payment(&app, 1).await;
+    let first = refund(&app, id, json!({"price": "0.42"})).await;
+    let first_id = first.body["refund_id"].as_i64().unwrap();
+    let reference = refund_reference(&app, first_id).await;
+    assert!(reference.starts_with("rf_"), "{reference}");
+    let signed = |body: &Value| {
+        let body = body.to_string();
+        let signature =
+            super::webhooks::hex_hmac(super::webhooks::INTERNAL_SECRET, body.as_bytes());
+        (body, Some(signature))
+    };
+    let forged = [
+        json!({"refund_id": first_id, "status": "failed", "reference": "rf_someone_elses"}),
+        json!({"refund_id": first_id + 1000, "status": "failed", "reference": reference}),
+    ];
+    for (n, body) in forged.iter().enumerate() {
+        let request_id = format!("refund-forged-{n}");
+        let (body, signature) = signed(body);
+        let r = internal_webhook(&app, &body, signature, &request_id).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert_eq!(r.body["result"]["message"], "refund not found", "{body}");
+        let logged = app.webhooks.log.verdicts(&request_id).await.unwrap();
+        assert_eq!(logged[0].0, "unmatched", "{body}");
+    }
+    // The sandbox's own webhook, a second later, settles it.
+    refund_becomes(&app, first_id, "REFUND_SUCCEEDED").await;
+    let (late, signature) = signed(&json!({"refund_id": first_id, "status": "failed"}));
+    let r = internal_webhook(&app, &late, signature, "refund-late").await;
+    assert_eq!(
+        r.body["result"],
+        json!({"message": "already processed", "refund_id": first_id, "status": "REFUND_SUCCEEDED"})
+    );
+
+    // By id alone (sent at once, inside the second the refund stays
+    // pending): the refund fails, and gives nothing back.
+    let second = refund(&app, id, json!({"price": "0.42"})).await;
+    let second_id = second.body["refund_id"].as_i64().unwrap();
+    let (body, signature) = signed(&json!({"refund_id": second_id, "status": "failed"}));
+    let r = internal_webhook(&app, &body, signature, "refund-by-id").await;
+    assert_eq!(
+        r.body["result"],
+        json!({"message": "refund updated", "refund_id": second_id, "status": "REFUND_FAILED"}),
+        "{:?}",
+        r.body
+    );
+    assert_eq!(payment(&app, id).await["refunded"], "0.42");
+    let outbox = super::webhooks::outbox_of(&app, id).await;
+    let failed = outbox.iter().filter(|(t, _)| t == "refund.failed").count();
+    assert_eq!(failed, 1, "{outbox:?}");
+
+    // The internal verifier does not speak for the `stripe` alias.
+    let stripe_payment = paid_through(&app, 2, "stripe").await;
+    let theirs = refund(&app, stripe_payment, json!({"price": "1.00"})).await;
+    let theirs_id = theirs.body["refund_id"].as_i64().unwrap();
+    let (body, signature) = signed(&json!({"refund_id": theirs_id, "status": "failed"}));
+    let r = internal_webhook(&app, &body, signature, "refund-other-alias").await;
+    assert_eq!(r.body["result"]["message"], "refund not found");
+    assert_eq!(
+        refund_becomes(&app, theirs_id, "REFUND_SUCCEEDED").await["refund_id"],
+        theirs_id
+    );
 }
 
 /// A 0.1.0 adapter has no `refund`: 409 `refunds_not_supported`, and

@@ -12,15 +12,15 @@ use super::app::{Reply, TestApp, clicker, spawn_app};
 use super::registry::{TOKEN, admin};
 
 /// The secret `Config::for_tests` gives the internal scheme.
-const INTERNAL_SECRET: &[u8] = b"test-internal-secret";
+pub(crate) const INTERNAL_SECRET: &[u8] = b"test-internal-secret";
 
-fn hex_hmac(key: &[u8], body: &[u8]) -> String {
+pub(crate) fn hex_hmac(key: &[u8], body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
     mac.update(body);
     hex::encode(mac.finalize().into_bytes())
 }
 
-async fn internal_webhook(
+pub(crate) async fn internal_webhook(
     app: &TestApp,
     body: &str,
     signature: Option<String>,
@@ -280,7 +280,7 @@ async fn the_webhook_service_verifies_logs_and_applies_without_http() {
     let outcomes = app.webhooks.receive(Route::Internal, signed).await.unwrap();
     assert_eq!(
         outcomes,
-        [EventOutcome {
+        [EventOutcome::Payment {
             named_id: Some(id as u64),
             applied: Applied::Updated {
                 payment_id: PaymentId::new(id),
@@ -331,7 +331,7 @@ async fn an_alias_no_binding_could_have_is_not_found() {
 }
 
 /// The outbox rows of payment `id`: (event type, status).
-async fn outbox_of(app: &TestApp, id: i64) -> Vec<(String, String)> {
+pub(crate) async fn outbox_of(app: &TestApp, id: i64) -> Vec<(String, String)> {
     let id = PaymentId::new(id);
     app.payment_store.outbox_of(id).await.unwrap()
 }
@@ -359,7 +359,7 @@ async fn unknown_aliases_do_not_grow_the_bindings_cache() {
 const STRIPE_SECRET: &[u8] = b"whsec_test";
 
 /// POSTs `event` to the stripe alias, signed with Stripe's scheme.
-async fn stripe_webhook(app: &TestApp, event: &Value, request_id: &str) -> Reply {
+pub(crate) async fn stripe_webhook(app: &TestApp, event: &Value, request_id: &str) -> Reply {
     let body = event.to_string();
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -485,20 +485,6 @@ async fn a_stripe_event_for_other_money_does_not_finish_the_payment() {
         "{message}"
     );
 
-    // Both WIT versions serve in this host: the internal scheme's verifier
-    // is a 0.1.0 build (its events carry no amount, so none is checked).
-    let (_, listed) = admin(&app, "GET", "/admin/v1/plugins", None, Some(TOKEN)).await;
-    let wit_of = |name: &str| {
-        listed["plugins"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == name)
-            .map(|p| p["wit"].clone())
-    };
-    assert_eq!(wit_of("stripe-webhook"), Some(json!("0.2.0")), "{listed}");
-    assert_eq!(wit_of("internal-webhook"), Some(json!("0.1.0")), "{listed}");
-
     let genuine = session_completed("evt_right", &session, id, 1000);
     let r = stripe_webhook(&app, &genuine, "stripe-right-amount").await;
     assert_eq!(
@@ -563,4 +549,51 @@ async fn a_sandbox_link_opened_by_someone_else_does_not_finish_a_payment() {
         assert!(std::time::Instant::now() < deadline, "never finished");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A verifier built against WIT 0.1.0 (before refund events and amounts)
+/// is served beside the 0.2.0 ones and still moves the payments of its
+/// alias; the admin API says which version each verifier speaks.
+#[tokio::test]
+async fn a_verifier_built_against_wit_0_1_0_still_moves_payments() {
+    let spec = "[secrets]\nwebhook-secret = \"env:INTERNAL_WEBHOOK_SECRET\"\n".to_owned();
+    let legacy = ("legacy-webhook", "legacy_hmac", spec);
+    let app = super::app::spawn_app_with(super::app::LAX_RATE_LIMIT, vec![legacy], |c| c).await;
+    let alias = "legacy-verified";
+    super::app::bind_verified(&app.providers, alias, "sandbox", "legacy-webhook").await;
+    let (_, listed) = admin(&app, "GET", "/admin/v1/plugins", None, Some(TOKEN)).await;
+    let wit_of = |name: &str| {
+        listed["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .map(|p| p["wit"].clone())
+    };
+    assert_eq!(wit_of("legacy-webhook"), Some(json!("0.1.0")), "{listed}");
+    for name in ["stripe-webhook", "internal-webhook"] {
+        assert_eq!(wit_of(name), Some(json!("0.2.0")), "{name}: {listed}");
+    }
+
+    let id = pending_payment(&app, 1, alias).await;
+    let reference = stored_column(&app, id, "provider_reference").await;
+    let body = json!({"reference": reference, "status": "finished"}).to_string();
+    let signature = hex_hmac(INTERNAL_SECRET, body.as_bytes());
+    let headers = [
+        ("content-type", "application/json"),
+        ("x-internal-signature", signature.as_str()),
+    ];
+    let path = format!("/api/v1/payments/webhook/{alias}");
+    let r = app
+        .post_raw(&path, None, &headers, body.clone().into_bytes())
+        .await;
+    assert_eq!(
+        r.body["result"],
+        json!({"message": "payment updated", "payment_id": id, "status": "PAYMENT_FINISHED"}),
+        "{:?}",
+        r.body
+    );
+    let again = app.post_raw(&path, None, &headers, body.into_bytes()).await;
+    assert_eq!(again.body["result"]["message"], "already processed");
+    assert_eq!(status_of(&app, id).await, "PAYMENT_FINISHED");
 }

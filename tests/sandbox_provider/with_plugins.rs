@@ -10,7 +10,7 @@ use super::{
     INTERNAL_SECRET_VAR, STRIPE_KEY_VAR, STRIPE_SECRET_VAR, Sandbox, client, gateway, received,
     set_plugin_secrets,
 };
-use crate::helpers::{FakeServer, Received, Runtime, payment};
+use crate::helpers::{FakeServer, Received, Runtime, payment, payment_events};
 
 fn adapter_spec(sandbox: &Sandbox, with_key: bool) -> String {
     let port = sandbox.url.rsplit(':').next().unwrap();
@@ -73,11 +73,13 @@ pub(crate) async fn open_and_click(adapter: &LoadedPlugin, id: u64, button: &str
 }
 
 async fn verify(verifier: &LoadedPlugin, webhook: &Received) -> (PaymentRef, EventStatus) {
-    let mut events = verifier
-        .verify("req-webhook", &as_webhook(webhook))
-        .await
-        .unwrap()
-        .unwrap_or_else(|e| panic!("verifier refused {webhook:?}: {e:?}"));
+    let mut events = payment_events(
+        verifier
+            .verify("req-webhook", &as_webhook(webhook))
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("verifier refused {webhook:?}: {e:?}")),
+    );
     assert_eq!(events.len(), 1);
     let event = events.remove(0);
     (event.payment, event.status)
@@ -170,11 +172,13 @@ async fn stripe_adapter_and_verifier_agree_with_the_sandbox() {
     assert_eq!(event["data"]["object"]["amount_total"], 1000);
     assert_eq!(event["data"]["object"]["metadata"]["order_id"], "1091");
     // The 0.2.0 verifier says the session's amount, for the host to check.
-    let events = verifier
-        .verify("req-amount", &as_webhook(&webhook))
-        .await
-        .unwrap()
-        .unwrap();
+    let events = payment_events(
+        verifier
+            .verify("req-amount", &as_webhook(&webhook))
+            .await
+            .unwrap()
+            .unwrap(),
+    );
     let amount = events[0].amount.as_ref().expect("an amount");
     assert_eq!(
         (amount.value.as_str(), amount.currency.as_str()),

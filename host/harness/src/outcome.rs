@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 
 use paygate_runtime::PluginError;
 use paygate_runtime::bindings::{
-    Decision, EventStatus, PaymentRef, PaymentSession, PaymentState, ProviderError, VerifyError,
-    WebhookEvent,
+    Decision, Event, EventStatus, Money, PaymentRef, PaymentSession, PaymentState, ProviderError,
+    RefundStatus, VerifyError,
 };
 
 /// The result of one call.
@@ -104,7 +104,7 @@ impl Outcome {
     }
 
     /// `verify`'s result.
-    pub fn events(result: Result<Result<Vec<WebhookEvent>, VerifyError>, PluginError>) -> Self {
+    pub fn events(result: Result<Result<Vec<Event>, VerifyError>, PluginError>) -> Self {
         match result {
             Ok(Ok(events)) => Self::ok("ok", events.iter().map(event).collect()),
             Ok(Err(e)) => {
@@ -148,25 +148,46 @@ fn provider_error(e: &ProviderError) -> Outcome {
     Outcome::error(case, message)
 }
 
-fn event(e: &WebhookEvent) -> Value {
-    let payment = match &e.payment {
-        PaymentRef::PaymentId(id) => json!({ "payment-id": id }),
-        PaymentRef::ProviderReference(r) => json!({ "provider-reference": r }),
+/// A payment event as `{"event-id", "payment", "status", "provider-type",
+/// "amount"}`; a refund event has `"refund": {"reference", "refund-id"}`
+/// in place of `"payment"`.
+fn event(e: &Event) -> Value {
+    let amount = |m: &Option<Money>| {
+        m.as_ref()
+            .map(|m| json!({ "value": m.value, "currency": m.currency }))
     };
-    let status = match e.status {
-        EventStatus::Pending => "pending",
-        EventStatus::Finished => "finished",
-        EventStatus::Failed => "failed",
-    };
-    let amount = e
-        .amount
-        .as_ref()
-        .map(|m| json!({ "value": m.value, "currency": m.currency }));
-    json!({
-        "event-id": e.event_id,
-        "payment": payment,
-        "status": status,
-        "provider-type": e.provider_type,
-        "amount": amount,
-    })
+    match e {
+        Event::Payment(e) => {
+            let payment = match &e.payment {
+                PaymentRef::PaymentId(id) => json!({ "payment-id": id }),
+                PaymentRef::ProviderReference(r) => json!({ "provider-reference": r }),
+            };
+            let status = match e.status {
+                EventStatus::Pending => "pending",
+                EventStatus::Finished => "finished",
+                EventStatus::Failed => "failed",
+            };
+            json!({
+                "event-id": e.event_id,
+                "payment": payment,
+                "status": status,
+                "provider-type": e.provider_type,
+                "amount": amount(&e.amount),
+            })
+        }
+        Event::Refund(e) => {
+            let status = match e.status {
+                RefundStatus::Pending => "pending",
+                RefundStatus::Succeeded => "succeeded",
+                RefundStatus::Failed => "failed",
+            };
+            json!({
+                "event-id": e.event_id,
+                "refund": {"reference": e.reference, "refund-id": e.refund_id},
+                "status": status,
+                "provider-type": e.provider_type,
+                "amount": amount(&e.amount),
+            })
+        }
+    }
 }

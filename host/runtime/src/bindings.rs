@@ -7,7 +7,8 @@
 //! others through `with`, so the host implements each capability once.
 //!
 //! Two interfaces differ between the versions served: 0.2.0's verifier
-//! adds an event's `amount`, and its provider a `cancel-url` and refunds.
+//! adds an event's `amount` and refund events, and its provider a
+//! `cancel-url` and refunds.
 //! A 0.1.0 component's answers are turned into 0.2.0's types
 //! ([`verifier_v0_1`], [`provider_v0_1`]), so the rest of the host knows
 //! one set.
@@ -63,12 +64,16 @@ pub mod verifier_v0_1 {
         }
     }
 
-    /// A 0.1.0 answer in 0.2.0's types: its events say no amount.
+    /// A 0.1.0 answer in 0.2.0's types: its events are about payments and
+    /// say no amount.
     pub fn answer(
         a: Result<Vec<v1::WebhookEvent>, v1::VerifyError>,
-    ) -> Result<Vec<v2::WebhookEvent>, v2::VerifyError> {
+    ) -> Result<Vec<v2::Event>, v2::VerifyError> {
         match a {
-            Ok(events) => Ok(events.into_iter().map(event).collect()),
+            Ok(events) => Ok(events
+                .into_iter()
+                .map(|e| v2::Event::Payment(event(e)))
+                .collect()),
             Err(v1::VerifyError::InvalidSignature(m)) => Err(v2::VerifyError::InvalidSignature(m)),
             Err(v1::VerifyError::SignatureExpired(m)) => Err(v2::VerifyError::SignatureExpired(m)),
             Err(v1::VerifyError::Malformed(m)) => Err(v2::VerifyError::Malformed(m)),
@@ -186,5 +191,6 @@ pub use provider::exports::paygate::plugins0_2_0::provider::{
 };
 pub use provider::paygate::plugins0_1_0::{clock, config, http, log};
 pub use verifier::exports::paygate::plugins0_2_0::verifier::{
-    EventStatus, Money, PaymentRef, VerifyError, WebhookEvent, WebhookRequest,
+    Event, EventStatus, Money, PaymentRef, RefundEvent, RefundStatus, VerifyError, WebhookEvent,
+    WebhookRequest,
 };

@@ -8,8 +8,8 @@ use tracing::Instrument;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::{
-    Decision, LimitRequest, PaymentRequest, PaymentSession, PaymentState, ProviderError,
-    RefundRequest, RefundSession, RefundState, VerifyError, WebhookEvent, WebhookRequest,
+    Decision, Event, LimitRequest, PaymentRequest, PaymentSession, PaymentState, ProviderError,
+    RefundRequest, RefundSession, RefundState, VerifyError, WebhookRequest,
 };
 use super::bindings::{policy, provider, provider_v0_1, verifier, verifier_v0_1};
 use super::engine::EPOCH_TICK;
@@ -170,7 +170,7 @@ impl LoadedPlugin {
         &self,
         request_id: &str,
         request: &WebhookRequest,
-    ) -> Result<Result<Vec<WebhookEvent>, VerifyError>, PluginError> {
+    ) -> Result<Result<Vec<Event>, VerifyError>, PluginError> {
         let size = request.wire_size();
         match &self.pre {
             WorldPre::Verifier(pre) => {
@@ -527,19 +527,30 @@ impl WireSize for VerifyError {
     }
 }
 
-impl WireSize for Vec<WebhookEvent> {
+impl WireSize for Vec<Event> {
     fn wire_size(&self) -> usize {
+        use super::bindings::PaymentRef;
+        let money = |m: &Option<super::bindings::Money>| {
+            m.as_ref().map_or(0, |m| m.value.len() + m.currency.len())
+        };
         self.iter()
-            .map(|e| {
-                e.event_id.len()
-                    + e.provider_type.len()
-                    + match &e.payment {
-                        super::bindings::PaymentRef::PaymentId(_) => 8,
-                        super::bindings::PaymentRef::ProviderReference(r) => r.len(),
-                    }
-                    + e.amount
-                        .as_ref()
-                        .map_or(0, |m| m.value.len() + m.currency.len())
+            .map(|e| match e {
+                Event::Payment(e) => {
+                    e.event_id.len()
+                        + e.provider_type.len()
+                        + match &e.payment {
+                            PaymentRef::PaymentId(_) => 8,
+                            PaymentRef::ProviderReference(r) => r.len(),
+                        }
+                        + money(&e.amount)
+                }
+                Event::Refund(e) => {
+                    e.event_id.len()
+                        + e.provider_type.len()
+                        + e.reference.as_ref().map_or(0, String::len)
+                        + 8
+                        + money(&e.amount)
+                }
             })
             .sum()
     }

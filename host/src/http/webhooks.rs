@@ -15,16 +15,18 @@ use super::error::{ApiError, current_request_id};
 #[allow(unused_imports)] // named by the OpenAPI annotations
 use super::openapi::ErrorBody;
 use super::rate_limit::client_ip;
-use crate::payments::webhook::Applied;
+use crate::payments::webhook::{Applied, RefundApplied};
 use crate::webhooks::{Delivery, EventOutcome, Route, Webhooks};
 
 /// The internal scheme's route: verified by the internal verifier plugin.
 #[utoipa::path(
     post, path = "/api/v1/payments/webhook", tag = "webhooks",
     description = "Provider webhook, internal scheme: `x-internal-signature` (or `X-Provider-Signature`) = hex \
-                   HMAC-SHA256 of the raw body with INTERNAL_WEBHOOK_SECRET; body `{\"payment_id\", \"status\": \"finished\"|\"failed\"}`.",
+                   HMAC-SHA256 of the raw body with INTERNAL_WEBHOOK_SECRET; body `{\"payment_id\", \"status\": \"finished\"|\"failed\"}`, \
+                   or for a refund `{\"refund_id\", \"status\": \"succeeded\"|\"failed\"}`; either may add the provider's `reference`.",
     responses(
-        (status = 200, description = "`{\"status\": \"ok\", \"result\": {\"message\", \"payment_id\", \"status\"}}`"),
+        (status = 200, description = "`{\"status\": \"ok\", \"result\": {\"message\", \"payment_id\", \"status\"}}`; \
+                                      for a refund event `{\"message\", \"refund_id\", \"status\"}`"),
         (status = 400, description = "`invalid_request`: unknown status value or malformed body", body = ErrorBody),
         (status = 403, description = "`invalid_signature`, `signature_expired`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
@@ -58,7 +60,8 @@ pub async fn internal(
     description = "Provider webhook verified by the alias's verifier plugin, e.g. `Stripe-Signature` for `stripe`.",
     params(("alias" = String, Path, description = "Provider alias")),
     responses(
-        (status = 200, description = "`{\"status\": \"ok\", \"result\": {\"message\", \"payment_id\", \"status\"}}`"),
+        (status = 200, description = "`{\"status\": \"ok\", \"result\": {\"message\", \"payment_id\", \"status\"}}`; \
+                                      for a refund event `{\"message\", \"refund_id\", \"status\"}`"),
         (status = 400, description = "`invalid_request`: unknown status value or malformed body", body = ErrorBody),
         (status = 403, description = "`invalid_signature`, `signature_expired`", body = ErrorBody),
         (status = 404, description = "`not_found`: no verifier is bound to the alias", body = ErrorBody),
@@ -119,7 +122,7 @@ async fn receive(
     // The answer names what the last event did.
     let last = match outcomes.last() {
         None => json!({"message": "ignored", "payment_id": null, "status": null}),
-        Some(EventOutcome { applied, named_id }) => match applied {
+        Some(EventOutcome::Payment { applied, named_id }) => match applied {
             Applied::Updated { payment_id, status } => {
                 json!({"message": "payment updated", "payment_id": payment_id, "status": status})
             }
@@ -131,6 +134,20 @@ async fn receive(
             }
             Applied::NotFound => {
                 json!({"message": "payment not found", "payment_id": named_id, "status": null})
+            }
+        },
+        Some(EventOutcome::Refund { applied, named_id }) => match applied {
+            RefundApplied::Updated { refund_id, status } => {
+                json!({"message": "refund updated", "refund_id": refund_id, "status": status})
+            }
+            RefundApplied::AlreadyProcessed { refund_id, status } => {
+                json!({"message": "already processed", "refund_id": refund_id, "status": status})
+            }
+            RefundApplied::AmountMismatch { refund_id, status } => {
+                json!({"message": "amount mismatch", "refund_id": refund_id, "status": status})
+            }
+            RefundApplied::NotFound => {
+                json!({"message": "refund not found", "refund_id": named_id, "status": null})
             }
         },
     };

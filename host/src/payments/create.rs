@@ -364,6 +364,33 @@ async fn with_token(
     ask_provider(gw, merchant, request, key, request_id, asked).await
 }
 
+impl PaymentsService {
+    /// Tells `alias`'s circuit how a provider call went: an unreachable
+    /// provider or a plugin that failed counts against it, an answer (or
+    /// any end of the half-open circuit's `probe`) for it. A refusal is
+    /// the provider working; a plugin not loaded is no fault of the
+    /// provider's.
+    pub(crate) async fn tell_circuit<T>(
+        &self,
+        alias: &str,
+        outcome: &Result<Result<T, ProviderError>, PluginError>,
+        probe: bool,
+    ) {
+        let unhealthy = match outcome {
+            Ok(Ok(_)) => false,
+            Ok(Err(ProviderError::Unavailable(_))) => true,
+            Ok(Err(_)) => false,
+            Err(PluginError::NotLoaded(_)) => false,
+            Err(_) => true,
+        };
+        if unhealthy {
+            self.circuit.failure(alias).await;
+        } else if outcome.as_ref().is_ok_and(|r| r.is_ok()) || probe {
+            self.circuit.success(alias).await;
+        }
+    }
+}
+
 /// Whether the alias's circuit lets a call through, and if it is the one
 /// probe of a half-open circuit.
 async fn circuit_probe(gw: &PaymentsService, alias: &str) -> Result<bool, CreateError> {
@@ -406,18 +433,7 @@ async fn ask_provider(
         Ok(plugin) => plugin.create_payment(request_id, &provider_request).await,
         Err(e) => Err(e),
     };
-    let unhealthy = match &outcome {
-        Ok(Ok(_)) => false,
-        Ok(Err(ProviderError::Unavailable(_))) => true,
-        Ok(Err(_)) => false,
-        Err(PluginError::NotLoaded(_)) => false,
-        Err(_) => true,
-    };
-    if unhealthy {
-        gw.circuit.failure(alias).await;
-    } else if outcome.as_ref().is_ok_and(|r| r.is_ok()) || probe {
-        gw.circuit.success(alias).await;
-    }
+    gw.tell_circuit(alias, &outcome, probe).await;
 
     match outcome {
         Ok(Ok(session)) => {

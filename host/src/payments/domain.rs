@@ -250,6 +250,9 @@ pub enum PaymentStatus {
     Finished,
     #[serde(rename = "PAYMENT_FAILED")]
     Failed,
+    /// Still pending `PAYGATE_PAYMENT_EXPIRY` after creation.
+    #[serde(rename = "PAYMENT_EXPIRED")]
+    Expired,
 }
 
 impl PaymentStatus {
@@ -258,6 +261,7 @@ impl PaymentStatus {
             PaymentStatus::Pending => "PAYMENT_PENDING",
             PaymentStatus::Finished => "PAYMENT_FINISHED",
             PaymentStatus::Failed => "PAYMENT_FAILED",
+            PaymentStatus::Expired => "PAYMENT_EXPIRED",
         }
     }
 
@@ -266,6 +270,7 @@ impl PaymentStatus {
             PaymentStatus::Pending,
             PaymentStatus::Finished,
             PaymentStatus::Failed,
+            PaymentStatus::Expired,
         ]
         .into_iter()
         .find(|s| s.as_str() == text)

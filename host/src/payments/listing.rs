@@ -14,8 +14,7 @@ use sqlx::{Postgres, QueryBuilder};
 use super::store::{Payment, PaymentStore};
 use crate::ids::{MerchantId, PaymentId};
 
-/// The statuses a list may be filtered by: the API's, including
-/// `PAYMENT_EXPIRED`, which the contract names before paygate expires any.
+/// The statuses a list may be filtered by: the API's.
 pub const FILTER_STATUSES: [&str; 4] = [
     "PAYMENT_PENDING",
     "PAYMENT_FINISHED",

@@ -6,6 +6,7 @@ pub mod domain;
 pub mod idempotency;
 pub mod listing;
 pub mod outcome;
+pub mod reconcile;
 pub mod refunds;
 pub mod store;
 pub mod webhook;

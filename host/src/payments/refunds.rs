@@ -20,7 +20,6 @@ use super::store::{PaymentStore, log};
 use super::webhook::notify;
 use crate::ids::{MerchantId, PaymentId, RefundId};
 use crate::merchants::Merchant;
-use crate::plugins::PluginError;
 use crate::plugins::bindings::{self, ProviderError, RefundSession, RefundState};
 use crate::providers::CircuitState;
 
@@ -140,10 +139,20 @@ struct Stored {
     reason: Option<RefundReason>,
     payment_reference: String,
     metadata: Value,
+    /// The provider's id of the refund, once it answered with one.
+    reference: Option<String>,
     /// The provider answered (or refused) already.
     answered: bool,
     request_hash: Option<Vec<u8>>,
     age: Duration,
+}
+
+/// How a stored refund is looked up.
+#[derive(Clone, Copy)]
+enum StoredBy<'a> {
+    /// The merchant's refund made under this idempotency key.
+    Key(MerchantId, &'a IdempotencyKey),
+    Id(RefundId),
 }
 
 /// Gives back `ask` on the merchant's payment `payment_id`. `key` is the
@@ -160,7 +169,7 @@ pub async fn create_refund(
 ) -> Result<RefundCreated, RefundError> {
     let store = &gw.payments;
     if let Some(key) = key
-        && let Some(earlier) = store.refund_by_key(merchant.id, key).await?
+        && let Some(earlier) = store.stored_refund(StoredBy::Key(merchant.id, key)).await?
     {
         if earlier.request_hash.as_deref() != Some(fingerprint) {
             return Err(RefundError::IdempotencyConflict);
@@ -180,7 +189,14 @@ pub async fn create_refund(
         let alias = store.alias_of(earlier.refund.payment_id).await?;
         let plugin = refund_plugin(gw, &alias).await?;
         let probe = probe(gw, &alias).await?;
-        return ask_provider(gw, earlier, &alias, &plugin, probe, request_id).await;
+        let call = Call {
+            alias: &alias,
+            plugin: &plugin,
+            probe,
+            request_id,
+            notify_refusal: false,
+        };
+        return ask_provider(gw, earlier, call).await;
     }
 
     let alias = store
@@ -203,7 +219,14 @@ pub async fn create_refund(
             return Err(e);
         }
     };
-    ask_provider(gw, stored, &alias, &plugin, probe, request_id).await
+    let call = Call {
+        alias: &alias,
+        plugin: &plugin,
+        probe,
+        request_id,
+        notify_refusal: false,
+    };
+    ask_provider(gw, stored, call).await
 }
 
 /// The provider plugin of `alias`, if it can give money back.
@@ -239,17 +262,32 @@ async fn earlier_refusal(
     store.refund_failure(earlier.refund.refund_id).await
 }
 
+/// How a stored refund's provider is asked.
+struct Call<'a> {
+    alias: &'a str,
+    plugin: &'a str,
+    /// The call is a half-open circuit's probe.
+    probe: bool,
+    request_id: &'a str,
+    /// Notify a refusal: no merchant request is waiting to be told.
+    notify_refusal: bool,
+}
+
 /// Asks the adapter for the stored refund, tells the circuit how it went
 /// and records the answer.
-#[tracing::instrument(name = "refund.ask_provider", skip_all, fields(refund_id = stored.refund.refund_id.get(), plugin))]
+#[tracing::instrument(name = "refund.ask_provider", skip_all, fields(refund_id = stored.refund.refund_id.get(), plugin = call.plugin))]
 async fn ask_provider(
     gw: &PaymentsService,
     stored: Stored,
-    alias: &str,
-    plugin: &str,
-    probe: bool,
-    request_id: &str,
+    call: Call<'_>,
 ) -> Result<RefundCreated, RefundError> {
+    let Call {
+        alias,
+        plugin,
+        probe,
+        request_id,
+        notify_refusal,
+    } = call;
     let refund = &stored.refund;
     let metadata = match &stored.metadata {
         Value::Object(pairs) => pairs
@@ -274,17 +312,7 @@ async fn ask_provider(
         Ok(plugin) => plugin.refund(request_id, &request).await,
         Err(e) => Err(e),
     };
-    let unhealthy = match &outcome {
-        Ok(Ok(_)) | Err(PluginError::NotLoaded(_)) => false,
-        Ok(Err(ProviderError::Unavailable(_))) => true,
-        Ok(Err(_)) => false,
-        Err(_) => true,
-    };
-    if unhealthy {
-        gw.circuit.failure(alias).await;
-    } else if outcome.as_ref().is_ok_and(|r| r.is_ok()) || probe {
-        gw.circuit.success(alias).await;
-    }
+    gw.tell_circuit(alias, &outcome, probe).await;
     let store = &gw.payments;
     let refund_id = refund.refund_id;
     let (refund, refused) = match outcome {
@@ -295,9 +323,8 @@ async fn ask_provider(
                 RefundState::Failed => REFUND_FAILED,
             };
             let how = format!("provider {reference}");
-            let refund = store
-                .settle_refund(refund_id, status, Some(&reference), None, &how)
-                .await?;
+            let settle = Settle::answer(status, Some(&reference), &how);
+            let refund = store.settle_refund(refund_id, &settle).await?;
             (refund, None)
         }
         Ok(Err(ProviderError::Unavailable(m))) => {
@@ -309,9 +336,12 @@ async fn ask_provider(
         Ok(Err(e)) => {
             tracing::warn!(error = ?e, refund_id = refund_id.get(), "provider refused the refund");
             let message = provider_message(&e);
-            let refund = store
-                .settle_refund(refund_id, REFUND_FAILED, None, Some(&message), &message)
-                .await?;
+            let settle = Settle {
+                failure: Some(&message),
+                notify: notify_refusal,
+                ..Settle::answer(REFUND_FAILED, None, &message)
+            };
+            let refund = store.settle_refund(refund_id, &settle).await?;
             (refund, Some(message))
         }
         Err(e) => {
@@ -324,6 +354,73 @@ async fn ask_provider(
         refused,
         replayed: false,
     })
+}
+
+/// What asking again about a pending refund came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Rechecked {
+    /// It is succeeded or failed now.
+    Settled,
+    /// The provider says it is still pending.
+    Pending,
+    /// Not asked (circuit open, adapter missing) or not answered.
+    Unanswered,
+}
+
+/// Asks again about refund `refund_id`, still pending (reconciliation): one
+/// whose provider never answered (its request died) is asked for again
+/// under its own provider-side key, which cannot refund twice; one the
+/// provider answered pending is looked up with `refund-status`. A terminal
+/// answer is recorded and notified.
+pub(super) async fn recheck_refund(
+    gw: &PaymentsService,
+    refund_id: RefundId,
+    request_id: &str,
+) -> Result<Rechecked, RefundError> {
+    let Some(stored) = gw.payments.stored_refund(StoredBy::Id(refund_id)).await? else {
+        return Ok(Rechecked::Unanswered);
+    };
+    if stored.refund.status != REFUND_PENDING {
+        return Ok(Rechecked::Settled);
+    }
+    let alias = gw.payments.alias_of(stored.refund.payment_id).await?;
+    let plugin = refund_plugin(gw, &alias).await?;
+    let probe = probe(gw, &alias).await?;
+    let Some(reference) = stored.reference.clone() else {
+        let call = Call {
+            alias: &alias,
+            plugin: &plugin,
+            probe,
+            request_id,
+            notify_refusal: true,
+        };
+        let asked = ask_provider(gw, stored, call).await?;
+        return Ok(match asked.refund.status.as_str() {
+            REFUND_PENDING => Rechecked::Pending,
+            _ => Rechecked::Settled,
+        });
+    };
+    let outcome = match gw.plugins.require(&plugin) {
+        Ok(plugin) => plugin.refund_status(request_id, &reference).await,
+        Err(e) => Err(e),
+    };
+    gw.tell_circuit(&alias, &outcome, probe).await;
+    let status = match outcome {
+        Ok(Ok(RefundState::Succeeded)) => REFUND_SUCCEEDED,
+        Ok(Ok(RefundState::Failed)) => REFUND_FAILED,
+        Ok(Ok(RefundState::Pending)) => return Ok(Rechecked::Pending),
+        Ok(Err(e)) => {
+            tracing::warn!(refund_id = refund_id.get(), error = ?e, "provider did not answer a refund-status question");
+            return Ok(Rechecked::Unanswered);
+        }
+        Err(e) => {
+            tracing::warn!(refund_id = refund_id.get(), error = %e, "refund-status call failed");
+            return Ok(Rechecked::Unanswered);
+        }
+    };
+    let settle = Settle::answer(status, None, "refund-status");
+    gw.payments.settle_refund(refund_id, &settle).await?;
+    Ok(Rechecked::Settled)
 }
 
 impl PaymentStore {
@@ -349,22 +446,26 @@ impl PaymentStore {
         .await
     }
 
-    /// The merchant's refund made under idempotency key `key`.
-    async fn refund_by_key(
-        &self,
-        merchant_id: MerchantId,
-        key: &IdempotencyKey,
-    ) -> Result<Option<Stored>, sqlx::Error> {
+    /// A stored refund, by its merchant's idempotency key or by its id.
+    async fn stored_refund(&self, by: StoredBy<'_>) -> Result<Option<Stored>, sqlx::Error> {
+        let (merchant_id, key, id) = match by {
+            StoredBy::Key(merchant_id, key) => (Some(merchant_id.get()), Some(key.as_str()), None),
+            StoredBy::Id(id) => (None, None, Some(id.get())),
+        };
+        // One side of the OR has NULL keys, and `= NULL` matches nothing.
         let row = sqlx::query!(
             r#"SELECT r.id AS "refund_id: RefundId", r.payment_id AS "payment_id: PaymentId",
+                      r.merchant_id AS "merchant_id: MerchantId",
                       r.price AS "price: Money", r.currency, r.reason, r.status, r.created_at,
-                      r.updated_at, r.request_hash, p.provider_reference, p.metadata,
+                      r.updated_at, r.request_hash, r.provider_reference AS refund_reference,
+                      p.provider_reference, p.metadata,
                       (r.status <> 'REFUND_PENDING' OR r.provider_reference IS NOT NULL) AS "answered!",
                       extract(epoch FROM now() - r.updated_at)::float8 AS "age!"
                FROM refunds r JOIN payments p ON p.id = r.payment_id
-               WHERE r.merchant_id = $1 AND r.idempotency_key = $2"#,
-            merchant_id.get(),
-            key.as_str(),
+               WHERE (r.merchant_id = $1 AND r.idempotency_key = $2) OR r.id = $3"#,
+            merchant_id,
+            key,
+            id,
         )
         .fetch_optional(&self.pool)
         .await?;
@@ -380,9 +481,10 @@ impl PaymentStore {
                 created_at: row.created_at,
                 updated_at: row.updated_at,
             },
-            merchant_id,
+            merchant_id: row.merchant_id,
             payment_reference: row.provider_reference.unwrap_or_default(),
             metadata: row.metadata,
+            reference: row.refund_reference,
             answered: row.answered,
             request_hash: row.request_hash,
             age: Duration::from_secs_f64(row.age.max(0.0)),
@@ -511,6 +613,7 @@ impl PaymentStore {
             },
             merchant_id,
             reason: ask.reason,
+            reference: None,
             payment_reference: payment.provider_reference.unwrap_or_default(),
             metadata: payment.metadata,
             answered: false,
@@ -519,88 +622,15 @@ impl PaymentStore {
         })
     }
 
-    /// Records a pending refund's answer: `status` with the provider's
-    /// `reference`, or the refusal `failure`. A refund that reaches a
-    /// terminal status adds to its payment's refunded total (succeeded),
-    /// gets its timeline row and its notification, in one transaction; a
-    /// terminal refund never changes.
-    pub async fn settle_refund(
+    /// Records a pending refund's answer in a transaction of its own (see
+    /// [`settle_refund_in`]).
+    pub(super) async fn settle_refund(
         &self,
         refund_id: RefundId,
-        status: &str,
-        reference: Option<&str>,
-        failure: Option<&str>,
-        message: &str,
+        settle: &Settle<'_>,
     ) -> Result<Refund, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let updated = sqlx::query!(
-            r#"UPDATE refunds SET status = $2, provider_reference = coalesce($3, provider_reference),
-                      failure_message = $4, updated_at = now()
-               WHERE id = $1 AND status = 'REFUND_PENDING'
-               RETURNING payment_id AS "payment_id: PaymentId", price AS "price: Money""#,
-            refund_id.get(),
-            status,
-            reference,
-            failure,
-        )
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(updated) = updated
-            && status != REFUND_PENDING
-        {
-            let payment = sqlx::query!(
-                r#"UPDATE payments SET refunded = refunded + CASE WHEN $2 THEN $3::numeric ELSE 0 END,
-                          updated_at = now()
-                   WHERE id = $1
-                   RETURNING merchant_id AS "merchant_id: MerchantId", order_id, status, metadata"#,
-                updated.payment_id.get(),
-                status == REFUND_SUCCEEDED,
-                updated.price.value(),
-            )
-            .fetch_one(&mut *tx)
-            .await?;
-            let (event, kind) = if status == REFUND_SUCCEEDED {
-                ("EVENT_REFUND_SUCCEEDED", "refund.succeeded")
-            } else {
-                ("EVENT_REFUND_FAILED", "refund.failed")
-            };
-            let payload = json!({"refund_id": refund_id});
-            log(
-                &mut tx,
-                updated.payment_id,
-                event,
-                &payment.status,
-                message,
-                Some(payload),
-            )
-            .await?;
-            // A refusal the merchant was answered with directly is not
-            // notified; an outcome the provider reached later is.
-            if failure.is_none() {
-                let refund = refund_row(&mut *tx, refund_id, None)
-                    .await?
-                    .ok_or(sqlx::Error::RowNotFound)?;
-                let notification_id = uuid::Uuid::new_v4();
-                let body = json!({
-                    "event_id": notification_id.to_string(),
-                    "event_type": kind,
-                    "refund_id": refund_id,
-                    "payment_id": updated.payment_id,
-                    "order_id": payment.order_id,
-                    "merchant_id": payment.merchant_id,
-                    "status": status,
-                    "price": refund.price.to_string(),
-                    "currency": refund.currency,
-                    "metadata": payment.metadata,
-                    "created_at": refund.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                });
-                let (payment_id, refund) = (updated.payment_id, Some(refund_id));
-                notify(&mut tx, payment_id, refund, notification_id, kind, body).await?;
-            }
-        }
-        let refund = refund_row(&mut *tx, refund_id, None)
-            .await?
-            .ok_or(sqlx::Error::RowNotFound)?;
+        let refund = settle_refund_in(&mut tx, refund_id, settle).await?;
         tx.commit().await?;
         Ok(refund)
     }
@@ -631,6 +661,130 @@ impl PaymentStore {
     ) -> Result<Option<Refund>, sqlx::Error> {
         refund_row(&self.pool, refund_id, Some(merchant_id)).await
     }
+}
+
+/// A refund's answer from its provider.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Settle<'a> {
+    /// `REFUND_PENDING`, `REFUND_SUCCEEDED` or `REFUND_FAILED`.
+    pub status: &'a str,
+    /// The provider's id of the refund; kept when none is given.
+    pub reference: Option<&'a str>,
+    /// Why the provider refused it, kept for the replay of its request.
+    pub failure: Option<&'a str>,
+    /// The timeline's message.
+    pub message: &'a str,
+    /// The provider event (id, type) that brought the answer, if one did.
+    pub provider_event: Option<(&'a str, &'a str)>,
+    /// Notify the merchant of a terminal status. Not for a refusal the
+    /// merchant's own request is answered with.
+    pub notify: bool,
+}
+
+impl<'a> Settle<'a> {
+    /// A provider's answer with no refusal in it, notified when terminal.
+    pub fn answer(status: &'a str, reference: Option<&'a str>, message: &'a str) -> Self {
+        Self {
+            status,
+            reference,
+            failure: None,
+            message,
+            provider_event: None,
+            notify: true,
+        }
+    }
+}
+
+/// Records `settle` for refund `refund_id` inside the caller's transaction.
+/// A refund that reaches a terminal status adds to its payment's refunded
+/// total (succeeded), gets its timeline row and, unless the merchant was
+/// told directly, its notification; a terminal refund never changes.
+pub(super) async fn settle_refund_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    refund_id: RefundId,
+    settle: &Settle<'_>,
+) -> Result<Refund, sqlx::Error> {
+    let Settle {
+        status,
+        reference,
+        failure,
+        message,
+        provider_event,
+        notify: notified,
+    } = *settle;
+    let updated = sqlx::query!(
+        r#"UPDATE refunds SET status = $2, provider_reference = coalesce($3, provider_reference),
+                  failure_message = $4, updated_at = now()
+           WHERE id = $1 AND status = 'REFUND_PENDING'
+           RETURNING payment_id AS "payment_id: PaymentId", price AS "price: Money""#,
+        refund_id.get(),
+        status,
+        reference,
+        failure,
+    )
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(updated) = updated
+        && status != REFUND_PENDING
+    {
+        let payment = sqlx::query!(
+            r#"UPDATE payments SET refunded = refunded + CASE WHEN $2 THEN $3::numeric ELSE 0 END,
+                      updated_at = now()
+               WHERE id = $1
+               RETURNING merchant_id AS "merchant_id: MerchantId", order_id, status, metadata"#,
+            updated.payment_id.get(),
+            status == REFUND_SUCCEEDED,
+            updated.price.value(),
+        )
+        .fetch_one(&mut **tx)
+        .await?;
+        let (event, kind) = if status == REFUND_SUCCEEDED {
+            ("EVENT_REFUND_SUCCEEDED", "refund.succeeded")
+        } else {
+            ("EVENT_REFUND_FAILED", "refund.failed")
+        };
+        let payload = match provider_event {
+            None => json!({"refund_id": refund_id}),
+            Some((id, kind)) => json!({
+                "refund_id": refund_id,
+                "provider_event_id": id,
+                "provider_type": kind,
+            }),
+        };
+        log(
+            tx,
+            updated.payment_id,
+            event,
+            &payment.status,
+            message,
+            Some(payload),
+        )
+        .await?;
+        if notified {
+            let refund = refund_row(&mut **tx, refund_id, None)
+                .await?
+                .ok_or(sqlx::Error::RowNotFound)?;
+            let notification_id = uuid::Uuid::new_v4();
+            let body = json!({
+                "event_id": notification_id.to_string(),
+                "event_type": kind,
+                "refund_id": refund_id,
+                "payment_id": updated.payment_id,
+                "order_id": payment.order_id,
+                "merchant_id": payment.merchant_id,
+                "status": status,
+                "price": refund.price.to_string(),
+                "currency": refund.currency,
+                "metadata": payment.metadata,
+                "created_at": refund.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            });
+            let (payment_id, refund) = (updated.payment_id, Some(refund_id));
+            notify(tx, payment_id, refund, notification_id, kind, body).await?;
+        }
+    }
+    refund_row(&mut **tx, refund_id, None)
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)
 }
 
 /// Refund `refund_id`, only if it is `merchant_id`'s when one is given.

@@ -1,6 +1,7 @@
 //! Applying verified provider events: a pending payment moves to finished
-//! or failed once; its timeline row and its outbox row commit in the same
-//! transaction; terminal payments never change.
+//! or failed once, and a pending refund to succeeded or failed once; the
+//! timeline row and the outbox row commit in the same transaction as the
+//! move; terminal payments and refunds never change.
 
 use std::str::FromStr;
 
@@ -8,9 +9,10 @@ use rust_decimal::Decimal;
 use serde_json::json;
 
 use super::domain::PaymentStatus;
+use super::refunds::{REFUND_FAILED, REFUND_PENDING, REFUND_SUCCEEDED, Settle, settle_refund_in};
 use super::store::{PaymentStore, log};
-use crate::ids::{MerchantId, OrderId, PaymentId};
-use crate::plugins::bindings::{EventStatus, Money, PaymentRef};
+use crate::ids::{MerchantId, OrderId, PaymentId, RefundId};
+use crate::plugins::bindings::{EventStatus, Money, PaymentRef, RefundStatus};
 
 /// What applying one event did.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,6 +32,45 @@ pub enum Applied {
         payment_id: PaymentId,
         status: PaymentStatus,
     },
+}
+
+/// What applying one refund event did; `status` is the refund's.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RefundApplied {
+    Updated {
+        refund_id: RefundId,
+        status: String,
+    },
+    AlreadyProcessed {
+        refund_id: RefundId,
+        status: String,
+    },
+    NotFound,
+    /// The event names another amount or currency than the refund's:
+    /// nothing changed but the payment's timeline.
+    AmountMismatch {
+        refund_id: RefundId,
+        status: String,
+    },
+}
+
+/// How a refund event names its refund (WIT `refund-event`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RefundLookup<'a> {
+    /// The provider's id of the refund, which the adapter returned.
+    pub reference: Option<&'a str>,
+    /// paygate's id, when the event carries it.
+    pub refund_id: Option<RefundId>,
+}
+
+/// The refund an event names, locked.
+struct Target {
+    id: RefundId,
+    status: String,
+    price: super::domain::Money,
+    currency: String,
+    payment_id: PaymentId,
+    payment_status: String,
 }
 
 /// Why an event's amount is not the payment's, or `None` when it is.
@@ -54,6 +95,40 @@ pub fn amount_mismatch(reported: &Money, price: &Decimal, currency: &str) -> Opt
         "the provider reports {:.40} {:.8}, the payment is {price} {currency}",
         reported.value, reported.currency
     ))
+}
+
+/// How paygate learned of a payment's outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A verified provider webhook.
+    Webhook,
+    /// The adapter's `payment-status`, asked by reconciliation.
+    StatusCheck,
+}
+
+impl Source {
+    /// The timeline event the move is written as.
+    pub fn timeline_event(self) -> &'static str {
+        match self {
+            Source::Webhook => "EVENT_PROVIDER_WEBHOOK",
+            Source::StatusCheck => "EVENT_PROVIDER_STATUS",
+        }
+    }
+}
+
+/// A provider's word on a payment, as [`PaymentStore::apply_provider_event`]
+/// takes it.
+#[derive(Clone, Copy, Debug)]
+pub struct ProviderEvent<'a> {
+    pub lookup: PaymentLookup<'a>,
+    pub status: PaymentStatus,
+    /// The provider's own event type, or `payment-status`.
+    pub provider_type: &'a str,
+    /// The provider's event id; reconciliation makes one per answer.
+    pub event_id: &'a str,
+    /// The amount the provider reports, when it does.
+    pub amount: Option<&'a Money>,
+    pub source: Source,
 }
 
 /// How a webhook event names its payment.
@@ -85,17 +160,22 @@ impl From<EventStatus> for PaymentStatus {
 }
 
 impl PaymentStore {
-    /// Moves the payment (only among `aliases`) to `status`, once, and
-    /// only if `amount`, when the event names one, is the payment's price.
+    /// Moves the payment `event` names (only among `aliases`) to its
+    /// status, once, and only if its amount, when it names one, is the
+    /// payment's price.
     pub async fn apply_provider_event(
         &self,
-        lookup: PaymentLookup<'_>,
+        event: &ProviderEvent<'_>,
         aliases: &[String],
-        status: PaymentStatus,
-        provider_type: &str,
-        event_id: &str,
-        amount: Option<&Money>,
     ) -> Result<Applied, sqlx::Error> {
+        let ProviderEvent {
+            lookup,
+            status,
+            provider_type,
+            event_id,
+            amount,
+            source,
+        } = *event;
         let mut tx = self.pool.begin().await?;
         let (by_id, by_reference) = match lookup {
             PaymentLookup::Id(id) => (Some(id.get()), None),
@@ -157,34 +237,133 @@ impl PaymentStore {
         log(
             &mut tx,
             payment_id,
-            "EVENT_PROVIDER_WEBHOOK",
+            source.timeline_event(),
             status.as_str(),
             provider_type,
             Some(payload),
         )
         .await?;
-        let event_type = if status == PaymentStatus::Finished {
-            "payment.finished"
-        } else {
-            "payment.failed"
+        let notified = Notifiable {
+            id: payment_id,
+            merchant_id: payment.merchant_id,
+            order_id: payment.order_id,
+            amount: payment.amount,
+            price: payment.price,
+            currency: payment.currency,
+            metadata: payment.metadata,
+            created_at: payment.created_at,
         };
-        let notification_id = uuid::Uuid::new_v4();
-        let body = json!({
-            "event_id": notification_id.to_string(),
-            "event_type": event_type,
-            "payment_id": payment_id,
-            "order_id": payment.order_id,
-            "merchant_id": payment.merchant_id,
-            "status": status.as_str(),
-            "amount": payment.amount.to_string(),
-            "price": payment.price.to_string(),
-            "currency": payment.currency,
-            "metadata": payment.metadata,
-            "created_at": payment.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        });
-        notify(&mut tx, payment_id, None, notification_id, event_type, body).await?;
+        notify_payment(&mut tx, &notified, status).await?;
         tx.commit().await?;
         Ok(Applied::Updated { payment_id, status })
+    }
+
+    /// Moves the refund the event names (only of payments among `aliases`)
+    /// to `status`, once, and only if `amount`, when the event names one,
+    /// is the refund's price.
+    ///
+    /// An event with a `reference` moves only the refund stored with it,
+    /// and only if its `refund_id`, when it has one, is that refund's: a
+    /// refund id is something whoever asks the provider for a refund can
+    /// write into it, a reference is what the provider answered paygate.
+    pub async fn apply_refund_event(
+        &self,
+        lookup: RefundLookup<'_>,
+        aliases: &[String],
+        status: RefundStatus,
+        provider_type: &str,
+        event_id: &str,
+        amount: Option<&Money>,
+    ) -> Result<RefundApplied, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let found = match (lookup.reference, lookup.refund_id) {
+            (Some(reference), named) => {
+                // A reference another provider also used is ambiguous:
+                // two rows, and neither moves.
+                let rows = sqlx::query_as!(
+                    Target,
+                    r#"SELECT r.id AS "id: RefundId", r.status, r.price AS "price: super::domain::Money",
+                              r.currency, r.payment_id AS "payment_id: PaymentId",
+                              p.status AS payment_status
+                       FROM refunds r JOIN payments p ON p.id = r.payment_id
+                       WHERE r.provider_reference = $1 AND p.alias = ANY($2)
+                       ORDER BY r.id LIMIT 2 FOR UPDATE OF r"#,
+                    reference,
+                    aliases,
+                )
+                .fetch_all(&mut *tx)
+                .await?;
+                match <[Target; 1]>::try_from(rows) {
+                    Ok([target]) if named.is_none_or(|id| id == target.id) => Some(target),
+                    _ => None,
+                }
+            }
+            (None, Some(id)) => {
+                sqlx::query_as!(
+                    Target,
+                    r#"SELECT r.id AS "id: RefundId", r.status, r.price AS "price: super::domain::Money",
+                              r.currency, r.payment_id AS "payment_id: PaymentId",
+                              p.status AS payment_status
+                       FROM refunds r JOIN payments p ON p.id = r.payment_id
+                       WHERE r.id = $1 AND p.alias = ANY($2) FOR UPDATE OF r"#,
+                    id.get(),
+                    aliases,
+                )
+                .fetch_optional(&mut *tx)
+                .await?
+            }
+            (None, None) => None,
+        };
+        let Some(target) = found else {
+            return Ok(RefundApplied::NotFound);
+        };
+        let refund_id = target.id;
+        let status = match status {
+            RefundStatus::Succeeded => REFUND_SUCCEEDED,
+            RefundStatus::Failed => REFUND_FAILED,
+            RefundStatus::Pending => REFUND_PENDING,
+        };
+        if target.status != REFUND_PENDING || status == REFUND_PENDING {
+            return Ok(RefundApplied::AlreadyProcessed {
+                refund_id,
+                status: target.status,
+            });
+        }
+        if let Some(why) =
+            amount.and_then(|a| amount_mismatch(a, &target.price.value(), &target.currency))
+        {
+            let why = format!("refund {refund_id}: {why}");
+            let payload = json!({
+                "refund_id": refund_id,
+                "provider_event_id": event_id,
+                "provider_type": provider_type,
+            });
+            log(
+                &mut tx,
+                target.payment_id,
+                "EVENT_PROVIDER_AMOUNT_MISMATCH",
+                &target.payment_status,
+                &why,
+                Some(payload),
+            )
+            .await?;
+            tx.commit().await?;
+            tracing::error!(refund_id = refund_id.get(), %why, "provider refund event refused: amount mismatch");
+            return Ok(RefundApplied::AmountMismatch {
+                refund_id,
+                status: target.status,
+            });
+        }
+        let settle = Settle {
+            provider_event: Some((event_id, provider_type)),
+            ..Settle::answer(status, lookup.reference, provider_type)
+        };
+        let refund = settle_refund_in(&mut tx, refund_id, &settle).await?;
+        tx.commit().await?;
+        Ok(RefundApplied::Updated {
+            refund_id,
+            status: refund.status,
+        })
     }
 
     /// Outbox rows of a payment: (event_type, status), for tests and the API.
@@ -200,6 +379,49 @@ impl PaymentStore {
         .await?;
         Ok(rows.into_iter().map(|r| (r.event_type, r.status)).collect())
     }
+}
+
+/// A payment as its notifications describe it.
+pub(crate) struct Notifiable {
+    pub id: PaymentId,
+    pub merchant_id: MerchantId,
+    pub order_id: OrderId,
+    pub amount: Decimal,
+    pub price: Decimal,
+    pub currency: String,
+    pub metadata: serde_json::Value,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Queues the notification of `payment`'s move to the terminal `status`
+/// (`payment.finished`, `payment.failed` or `payment.expired`) inside the
+/// caller's transaction; a move to pending is notified to no one.
+pub(crate) async fn notify_payment(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    payment: &Notifiable,
+    status: PaymentStatus,
+) -> Result<(), sqlx::Error> {
+    let event_type = match status {
+        PaymentStatus::Finished => "payment.finished",
+        PaymentStatus::Failed => "payment.failed",
+        PaymentStatus::Expired => "payment.expired",
+        PaymentStatus::Pending => return Ok(()),
+    };
+    let notification_id = uuid::Uuid::new_v4();
+    let body = json!({
+        "event_id": notification_id.to_string(),
+        "event_type": event_type,
+        "payment_id": payment.id,
+        "order_id": payment.order_id,
+        "merchant_id": payment.merchant_id,
+        "status": status.as_str(),
+        "amount": payment.amount.to_string(),
+        "price": payment.price.to_string(),
+        "currency": payment.currency,
+        "metadata": payment.metadata,
+        "created_at": payment.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    });
+    notify(tx, payment.id, None, notification_id, event_type, body).await
 }
 
 /// Queues the merchant notification `body` (event `notification_id` of

@@ -1,14 +1,14 @@
-//! Stripe Checkout events to paygate's normalized webhook events.
+//! Stripe Checkout and Refund events to paygate's normalized events.
 
 use crate::exports::paygate::plugins0_2_0::verifier::{
-    EventStatus, Money, PaymentRef, VerifyError, WebhookEvent,
+    Event, EventStatus, Money, PaymentRef, RefundEvent, RefundStatus, VerifyError, WebhookEvent,
 };
 use guest_common::money;
 use serde_json::{Map, Value};
 
 /// Maps a verified body to events; event types paygate does not track give
 /// an empty list.
-pub fn map(body: &[u8]) -> Result<Vec<WebhookEvent>, VerifyError> {
+pub fn map(body: &[u8]) -> Result<Vec<Event>, VerifyError> {
     let event: Map<String, Value> = serde_json::from_slice(body)
         .map_err(|err| VerifyError::Malformed(format!("body is not a JSON object ({err})")))?;
     let text = |field: &str| match event.get(field) {
@@ -23,30 +23,43 @@ pub fn map(body: &[u8]) -> Result<Vec<WebhookEvent>, VerifyError> {
         .get("data")
         .and_then(|data| data.get("object"))
         .and_then(Value::as_object);
+    let required =
+        || object.ok_or_else(|| VerifyError::Malformed("missing object `data.object`".into()));
+    if let Some(status) = refund_status_of(&provider_type, object) {
+        let object = required()?;
+        return Ok(vec![Event::Refund(RefundEvent {
+            event_id,
+            reference: Some(object_id(object, "refund")?),
+            refund_id: paygate_refund_id(object),
+            status,
+            provider_type,
+            amount: amount_of(object, "amount")?,
+        })]);
+    }
     let Some(status) = status_of(&provider_type, object) else {
         return Ok(Vec::new());
     };
-    let object =
-        object.ok_or_else(|| VerifyError::Malformed("missing object `data.object`".into()))?;
-    Ok(vec![WebhookEvent {
+    let object = required()?;
+    Ok(vec![Event::Payment(WebhookEvent {
         event_id,
-        payment: payment_of(object)?,
+        payment: PaymentRef::ProviderReference(object_id(object, "session")?),
         status,
         provider_type,
-        amount: amount_of(object)?,
-    }])
+        amount: amount_of(object, "amount_total")?,
+    })])
 }
 
-/// The session's `amount_total` (minor units) in `currency`, as the
-/// decimal the adapter converted the price from, so the host can check it
-/// against the payment's price. A session without both says nothing.
-fn amount_of(object: &Map<String, Value>) -> Result<Option<Money>, VerifyError> {
-    let (total, currency) = match (object.get("amount_total"), object.get("currency")) {
+/// The object's `field` (minor units) in its `currency`, as the decimal
+/// the adapter converted the price from, so the host can check it against
+/// the payment's or refund's price: a session's `amount_total`, a refund's
+/// `amount`. An object without both says nothing.
+fn amount_of(object: &Map<String, Value>, field: &str) -> Result<Option<Money>, VerifyError> {
+    let (total, currency) = match (object.get(field), object.get("currency")) {
         (None | Some(Value::Null), _) | (_, None | Some(Value::Null)) => return Ok(None),
         (Some(total), Some(currency)) => (total, currency),
     };
     let total = total.as_u64().ok_or_else(|| {
-        VerifyError::Malformed("`amount_total` is not a non-negative integer".into())
+        VerifyError::Malformed(format!("`{field}` is not a non-negative integer"))
     })?;
     let currency = match currency.as_str() {
         Some(c) if c.len() == 3 && c.bytes().all(|b| b.is_ascii_alphabetic()) => {
@@ -87,20 +100,49 @@ fn status_of(kind: &str, object: Option<&Map<String, Value>>) -> Option<EventSta
     }
 }
 
-/// The Checkout Session the event is about, by its id: the reference the
-/// adapter returned when it opened the session, which the host keeps with
-/// the payment. Never `client_reference_id`: anyone who can open a session
-/// in the same Stripe account can put any payment id there, and finish that
-/// payment by paying a session of their own (security review, finding 9).
-/// The session's amount and currency are the ones paygate asked for when
-/// it opened it, so the session id binds them too.
-fn payment_of(object: &Map<String, Value>) -> Result<PaymentRef, VerifyError> {
-    match object.get("id").and_then(Value::as_str) {
-        Some(id) if !id.is_empty() => Ok(PaymentRef::ProviderReference(id.to_string())),
-        _ => Err(VerifyError::Malformed(
-            "`data.object` has no session `id`".into(),
-        )),
+/// The status a refund event implies, or `None` when it is not about a
+/// refund. Stripe sends `refund.updated` as a refund's `status` changes
+/// (`pending`, `requires_action`, `succeeded`, `failed`, `canceled`) and
+/// `refund.failed` when it fails; `charge.refund.updated` is the older
+/// name of the first.
+fn refund_status_of(kind: &str, object: Option<&Map<String, Value>>) -> Option<RefundStatus> {
+    let status = object.and_then(|o| o.get("status")).and_then(Value::as_str);
+    match kind {
+        "refund.failed" => Some(RefundStatus::Failed),
+        "refund.created" | "refund.updated" | "charge.refund.updated" => Some(match status {
+            Some("succeeded") => RefundStatus::Succeeded,
+            Some("failed" | "canceled") => RefundStatus::Failed,
+            _ => RefundStatus::Pending,
+        }),
+        _ => None,
     }
+}
+
+/// The object the event is about, by its id: for a Checkout Session or a
+/// Refund, the reference the adapter got back when it asked for it, which
+/// the host keeps. Never `client_reference_id` or metadata alone: anyone
+/// who can open a session or refund in the same Stripe account can put any
+/// paygate id there, and move that payment by paying a session of their own
+/// (security review, finding 9). The session's (refund's) amount and
+/// currency are the ones paygate asked for, so the id binds them too.
+fn object_id(object: &Map<String, Value>, what: &str) -> Result<String, VerifyError> {
+    match object.get("id").and_then(Value::as_str) {
+        Some(id) if !id.is_empty() => Ok(id.to_string()),
+        _ => Err(VerifyError::Malformed(format!(
+            "`data.object` has no {what} `id`"
+        ))),
+    }
+}
+
+/// paygate's refund id, which the adapter put in the refund's
+/// `metadata[paygate_refund_id]`; the host only moves the refund when it
+/// agrees with the reference. A refund made outside paygate has none.
+fn paygate_refund_id(object: &Map<String, Value>) -> Option<u64> {
+    let id = object.get("metadata")?.get("paygate_refund_id")?.as_str()?;
+    id.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| id.parse().ok())
+        .flatten()
 }
 
 #[cfg(test)]
@@ -117,7 +159,70 @@ mod tests {
     fn single(body: &[u8]) -> WebhookEvent {
         let mut events = map(body).unwrap();
         assert_eq!(events.len(), 1);
-        events.remove(0)
+        match events.remove(0) {
+            Event::Payment(event) => event,
+            Event::Refund(event) => panic!("expected a payment event, got {event:?}"),
+        }
+    }
+
+    fn refund(body: &[u8]) -> RefundEvent {
+        match map(body).unwrap().as_slice() {
+            [Event::Refund(event)] => event.clone(),
+            other => panic!("expected one refund event, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn maps_refund_events_by_their_id_and_paygates() {
+        let object = json!({"id": "re_1", "object": "refund", "amount": 250, "currency": "eur",
+                            "status": "succeeded", "metadata": {"paygate_refund_id": "7"}});
+        let done = refund(&event("refund.updated", object.clone()));
+        assert_eq!(done.event_id, "evt_1");
+        assert_eq!(done.reference.as_deref(), Some("re_1"));
+        assert_eq!(done.refund_id, Some(7));
+        assert!(matches!(done.status, RefundStatus::Succeeded));
+        assert_eq!(done.provider_type, "refund.updated");
+        let amount = done.amount.unwrap();
+        assert_eq!(
+            (amount.value.as_str(), amount.currency.as_str()),
+            ("2.50", "EUR")
+        );
+        let cases = [
+            ("refund.failed", "failed", RefundStatus::Failed),
+            ("refund.updated", "canceled", RefundStatus::Failed),
+            ("refund.updated", "failed", RefundStatus::Failed),
+            ("refund.updated", "pending", RefundStatus::Pending),
+            ("refund.updated", "requires_action", RefundStatus::Pending),
+            (
+                "charge.refund.updated",
+                "succeeded",
+                RefundStatus::Succeeded,
+            ),
+            ("refund.created", "succeeded", RefundStatus::Succeeded),
+        ];
+        for (kind, status, want) in cases {
+            let mut object = object.clone();
+            object["status"] = json!(status);
+            let got = refund(&event(kind, object)).status;
+            assert_eq!(format!("{got:?}"), format!("{want:?}"), "{kind} {status}");
+        }
+    }
+
+    #[test]
+    fn a_refund_without_paygates_id_still_names_its_reference() {
+        for metadata in [json!({}), json!({"paygate_refund_id": "x7"}), json!(null)] {
+            let object = json!({"id": "re_2", "status": "failed", "metadata": metadata});
+            let got = refund(&event("refund.failed", object));
+            assert_eq!(
+                (got.reference.as_deref(), got.refund_id),
+                (Some("re_2"), None)
+            );
+        }
+        let no_id = json!({"status": "failed", "metadata": {"paygate_refund_id": "7"}});
+        assert!(matches!(
+            map(&event("refund.failed", no_id)),
+            Err(VerifyError::Malformed(m)) if m.contains("refund")
+        ));
     }
 
     #[test]

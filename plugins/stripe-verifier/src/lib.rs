@@ -1,6 +1,7 @@
-//! paygate webhook verifier for Stripe's `Stripe-Signature` scheme and
-//! Checkout Session events; WIT 0.2.0, so each event says the session's
-//! amount and the host checks it against the payment's.
+//! paygate webhook verifier for Stripe's `Stripe-Signature` scheme, its
+//! Checkout Session events and its Refund events; WIT 0.2.0, so each event
+//! says the session's or refund's amount and the host checks it against
+//! the payment's or refund's.
 //!
 //! Setting: `tolerance-seconds` (default 300). Secret: `webhook-secret`
 //! (the `whsec_...` string, used whole as the HMAC key).
@@ -15,7 +16,7 @@ wit_bindgen::generate!({
 });
 guest_common::verifier_glue!(crate::exports::paygate::plugins0_2_0::verifier);
 
-use exports::paygate::plugins0_2_0::verifier::{Guest, VerifyError, WebhookEvent, WebhookRequest};
+use exports::paygate::plugins0_2_0::verifier::{Event, Guest, VerifyError, WebhookRequest};
 use guest_common::{headers, settings, signature};
 use paygate::plugins0_1_0::{clock, config};
 
@@ -26,7 +27,7 @@ const DEFAULT_TOLERANCE_SECONDS: u64 = 300;
 struct StripeVerifier;
 
 impl Guest for StripeVerifier {
-    fn verify(request: WebhookRequest) -> Result<Vec<WebhookEvent>, VerifyError> {
+    fn verify(request: WebhookRequest) -> Result<Vec<Event>, VerifyError> {
         let secret =
             settings::required("secret", "webhook-secret", config::secret("webhook-secret"))
                 .map_err(VerifyError::Misconfigured)?;

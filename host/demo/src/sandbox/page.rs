@@ -1,10 +1,12 @@
 //! The buyer's side: `GET /pay/{id}` and the two buttons,
-//! `POST /pay/{id}/pay` and `POST /pay/{id}/decline`.
+//! `POST /pay/{id}/pay` and `POST /pay/{id}/decline`. Either takes
+//! `?webhook=skip`: the payment settles and no webhook is sent, as when a
+//! provider's webhook is lost (API.md, "Reconciliation and expiry").
 
 use std::time::Duration;
 
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 
@@ -29,36 +31,57 @@ pub(crate) async fn show(
     }
 }
 
+/// A button's query: `webhook=skip` loses the webhook on purpose.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct Click {
+    webhook: Option<String>,
+}
+
+impl Click {
+    fn sends_webhook(&self) -> bool {
+        self.webhook.as_deref() != Some("skip")
+    }
+}
+
 /// `POST /pay/{id}/pay`.
 pub(crate) async fn pay(
     State(sandbox): State<Sandbox>,
     id: Result<Path<String>, PathRejection>,
+    click: Result<Query<Click>, QueryRejection>,
 ) -> Response {
-    settle(sandbox, id, Outcome::Finished).await
+    let click = click.map(|Query(c)| c).unwrap_or_default();
+    settle(sandbox, id, Outcome::Finished, click.sends_webhook()).await
 }
 
 /// `POST /pay/{id}/decline`.
 pub(crate) async fn decline(
     State(sandbox): State<Sandbox>,
     id: Result<Path<String>, PathRejection>,
+    click: Result<Query<Click>, QueryRejection>,
 ) -> Response {
-    settle(sandbox, id, Outcome::Failed).await
+    let click = click.map(|Query(c)| c).unwrap_or_default();
+    settle(sandbox, id, Outcome::Failed, click.sends_webhook()).await
 }
 
 /// Settles the payment once; only the click that settles it sends a
-/// webhook. Every click then goes where the payment's outcome leads.
+/// webhook, unless `send_webhook` is false. Every click then goes where the
+/// payment's outcome leads.
 async fn settle(
     sandbox: Sandbox,
     id: Result<Path<String>, PathRejection>,
     outcome: Outcome,
+    send_webhook: bool,
 ) -> Response {
     let id = id.map(|Path(id)| id).unwrap_or_default();
     let Some((mut payment, changed)) = sandbox.settle(&id, outcome) else {
         return page(StatusCode::NOT_FOUND, html::not_found(&id));
     };
     if changed {
-        tracing::info!(payment = %payment.id, outcome = ?payment.outcome, "sandbox payment settled");
-        if let Some(hook) = webhook::for_payment(&sandbox, &payment) {
+        tracing::info!(payment = %payment.id, outcome = ?payment.outcome, send_webhook, "sandbox payment settled");
+        let hook = send_webhook
+            .then(|| webhook::for_payment(&sandbox, &payment))
+            .flatten();
+        if let Some(hook) = hook {
             let first_answer = webhook::spawn(sandbox.clone(), hook);
             let _ = tokio::time::timeout(FIRST_ATTEMPT_WAIT, first_answer).await;
             // Read again for the delivery result the first attempt left.

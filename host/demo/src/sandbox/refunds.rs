@@ -3,7 +3,10 @@
 //!
 //! Test prices (API.md, "Refunds"): a refund whose minor units end in `13`
 //! is declined (402); one ending in `42` stays pending and succeeds about a
-//! second later; any other succeeds at once.
+//! second later, announced by a signed webhook; any other succeeds at once.
+//! Beyond API.md, one ending in `43` behaves as `42` but its webhook is
+//! lost (never sent), as `?webhook=skip` loses a payment's: only asking
+//! the provider (`GET /refunds/{id}`, reconciliation) finds it succeeded.
 
 use std::time::Duration;
 
@@ -23,20 +26,44 @@ use super::store::{
 /// How long a `42` refund stays pending.
 const PENDING_FOR: Duration = Duration::from_secs(1);
 
+/// Settles the pending refund `id` as succeeded after [`PENDING_FOR`] and,
+/// if `announce`, sends the gateway its webhook, as a provider confirms a
+/// refund later.
+pub(crate) fn succeed_later(sandbox: Sandbox, id: String, announce: bool) {
+    tokio::spawn(async move {
+        tokio::time::sleep(PENDING_FOR).await;
+        let settled = sandbox.settle_refund(&id, RefundOutcome::Succeeded);
+        let hook = settled
+            .filter(|_| announce)
+            .and_then(|r| super::webhook::for_refund(&sandbox, &r));
+        if let Some(hook) = hook {
+            super::webhook::spawn(sandbox.clone(), hook);
+        }
+    });
+}
+
+/// What a test price asks of a refund.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Script {
+    pub outcome: RefundOutcome,
+    /// A pending refund's outcome is sent as a webhook.
+    pub announced: bool,
+}
+
 /// What the test price asks of a refund of `price` in `currency`.
-pub(crate) fn scripted(price: Decimal, currency: &str) -> Option<RefundOutcome> {
+pub(crate) fn scripted(price: Decimal, currency: &str) -> Option<Script> {
     let minor = price * Decimal::from(10u64.pow(exponent(currency)));
     if !minor.fract().is_zero() {
         return None;
     }
     let last_two = (minor % Decimal::from(100)).normalize();
-    Some(if last_two == Decimal::from(13) {
-        RefundOutcome::Failed
-    } else if last_two == Decimal::from(42) {
-        RefundOutcome::Pending
-    } else {
-        RefundOutcome::Succeeded
-    })
+    let (outcome, announced) = match last_two.to_string().as_str() {
+        "13" => (RefundOutcome::Failed, true),
+        "42" => (RefundOutcome::Pending, true),
+        "43" => (RefundOutcome::Pending, false),
+        _ => (RefundOutcome::Succeeded, true),
+    };
+    Some(Script { outcome, announced })
 }
 
 /// `POST /payment-links/{id}/refunds`.
@@ -55,7 +82,7 @@ pub(crate) async fn create(
         Ok(key) => key,
         Err(message) => return link_error(StatusCode::BAD_REQUEST, message),
     };
-    let Some(outcome) = scripted(price, &currency) else {
+    let Some(Script { outcome, announced }) = scripted(price, &currency) else {
         return link_error(
             StatusCode::BAD_REQUEST,
             format!("price is finer than the minor unit of {currency}"),
@@ -79,11 +106,7 @@ pub(crate) async fn create(
         Refunded::New(refund) => {
             tracing::info!(refund = %refund.id, payment = %id, "sandbox refund taken");
             if refund.outcome == RefundOutcome::Pending {
-                let (sandbox, id) = (sandbox.clone(), refund.id.clone());
-                tokio::spawn(async move {
-                    tokio::time::sleep(PENDING_FOR).await;
-                    sandbox.settle_refund(&id, RefundOutcome::Succeeded);
-                });
+                succeed_later(sandbox.clone(), refund.id.clone(), announced);
             }
             (StatusCode::CREATED, axum::Json(refund_json(&refund))).into_response()
         }
@@ -172,13 +195,18 @@ mod tests {
 
     #[test]
     fn test_prices_script_the_outcome() {
-        let outcome = |price: &str, currency: &str| scripted(price.parse().unwrap(), currency);
-        assert_eq!(outcome("1.13", "EUR"), Some(RefundOutcome::Failed));
-        assert_eq!(outcome("0.42", "EUR"), Some(RefundOutcome::Pending));
-        assert_eq!(outcome("10.00", "EUR"), Some(RefundOutcome::Succeeded));
-        assert_eq!(outcome("1113", "JPY"), Some(RefundOutcome::Failed));
-        assert_eq!(outcome("1.042", "KWD"), Some(RefundOutcome::Pending));
-        assert_eq!(outcome("1.130", "EUR"), Some(RefundOutcome::Failed));
+        let outcome = |price: &str, currency: &str| {
+            scripted(price.parse().unwrap(), currency).map(|s| (s.outcome, s.announced))
+        };
+        let (pending, failed) = (RefundOutcome::Pending, RefundOutcome::Failed);
+        assert_eq!(outcome("1.13", "EUR"), Some((failed, true)));
+        assert_eq!(outcome("0.42", "EUR"), Some((pending, true)));
+        assert_eq!(outcome("0.43", "EUR"), Some((pending, false)));
+        let done = RefundOutcome::Succeeded;
+        assert_eq!(outcome("10.00", "EUR"), Some((done, true)));
+        assert_eq!(outcome("1113", "JPY"), Some((failed, true)));
+        assert_eq!(outcome("1.042", "KWD"), Some((pending, true)));
+        assert_eq!(outcome("1.130", "EUR"), Some((failed, true)));
         assert_eq!(outcome("1.001", "EUR"), None);
     }
 }

@@ -2,9 +2,9 @@
 //! `POST /v1/refunds` (form-encoded, a paid session's `payment_intent`,
 //! `amount` in minor units) and `GET /v1/refunds/{id}`, behind a bearer
 //! key. The test prices of [`super::refunds`] apply: minor units ending in
-//! `13` are refused (402, `card_error`), `42` stays pending a second.
-
-use std::time::Duration;
+//! `13` are refused (402, `card_error`), `42` stays pending a second and
+//! is then announced by a signed `refund.updated`, `43` likewise without
+//! the webhook.
 
 use axum::extract::rejection::{FormRejection, PathRejection};
 use axum::extract::{Form, Path, State};
@@ -14,7 +14,7 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 use super::checkout::{intent_of_session, require_key, session_of_intent};
-use super::refunds::scripted;
+use super::refunds::{Script, scripted, succeed_later};
 use super::reply::{idempotency_header, stripe_error};
 use super::store::{Asked, RefundOutcome, Refunded, Sandbox, SandboxRefund, exponent};
 
@@ -90,7 +90,10 @@ pub(crate) async fn create(
         Ok(key) => key,
         Err(message) => return stripe_error(StatusCode::BAD_REQUEST, INVALID, message, None),
     };
-    let outcome = scripted(price, &currency).unwrap_or(RefundOutcome::Succeeded);
+    let Script { outcome, announced } = scripted(price, &currency).unwrap_or(Script {
+        outcome: RefundOutcome::Succeeded,
+        announced: true,
+    });
     if outcome == RefundOutcome::Failed {
         return stripe_error(
             StatusCode::PAYMENT_REQUIRED,
@@ -111,11 +114,7 @@ pub(crate) async fn create(
         Refunded::New(refund) => {
             tracing::info!(refund = %refund.id, session = %session, "sandbox stripe refund taken");
             if refund.outcome == RefundOutcome::Pending {
-                let (sandbox, id) = (sandbox.clone(), refund.id.clone());
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    sandbox.settle_refund(&id, RefundOutcome::Succeeded);
-                });
+                succeed_later(sandbox.clone(), refund.id.clone(), announced);
             }
             axum::Json(refund_json(&refund)).into_response()
         }
@@ -176,7 +175,7 @@ pub(crate) async fn show(
 }
 
 /// A refund as Stripe shows it: the amount in minor units.
-fn refund_json(refund: &SandboxRefund) -> Value {
+pub(crate) fn refund_json(refund: &SandboxRefund) -> Value {
     let status = match refund.outcome {
         RefundOutcome::Pending => "pending",
         RefundOutcome::Succeeded => "succeeded",

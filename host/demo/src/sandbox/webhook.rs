@@ -1,5 +1,6 @@
-//! The webhook a settled payment sends the gateway, signed as paygate's
-//! verifiers expect, and its delivery with retries.
+//! The webhook a settled payment or a refund settled late sends the
+//! gateway, signed as paygate's verifiers expect, and its delivery with
+//! retries.
 
 use std::time::Duration;
 
@@ -9,7 +10,9 @@ use sha2::Sha256;
 use tokio::sync::oneshot;
 
 use super::checkout::session_json;
-use super::store::{EVENT_PREFIX, Order, Outcome, Payment, Sandbox, new_id, unix_now};
+use super::store::{
+    EVENT_PREFIX, Order, Outcome, Payment, RefundOutcome, Sandbox, SandboxRefund, new_id, unix_now,
+};
 
 /// Attempts per webhook, and the pause before the first retry (doubling).
 const ATTEMPTS: u32 = 4;
@@ -17,7 +20,8 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 
 /// A webhook ready to send: where, what, and how to sign it.
 pub(crate) struct Webhook {
-    payment_id: String,
+    /// The sandbox payment or refund it is about.
+    subject: String,
     url: String,
     body: Vec<u8>,
     scheme: Scheme,
@@ -71,7 +75,53 @@ pub(crate) fn for_payment(sandbox: &Sandbox, payment: &Payment) -> Option<Webhoo
         }
     };
     Some(Webhook {
-        payment_id: payment.id.clone(),
+        subject: payment.id.clone(),
+        url,
+        body,
+        scheme,
+    })
+}
+
+/// The webhook announcing `refund`'s outcome, `None` while it is pending or
+/// when its payment is gone: the internal scheme's refund body for the link
+/// API, Stripe's `refund.updated` for the Stripe subset.
+pub(crate) fn for_refund(sandbox: &Sandbox, refund: &SandboxRefund) -> Option<Webhook> {
+    let gateway = &sandbox.settings().gateway_url;
+    let status = match refund.outcome {
+        RefundOutcome::Pending => return None,
+        RefundOutcome::Succeeded => "succeeded",
+        RefundOutcome::Failed => "failed",
+    };
+    let (url, body, scheme) = match sandbox.get(&refund.payment)?.order {
+        Order::Link(_) => {
+            // The refund's own id as `reference`: paygate moves only the
+            // refund the adapter was answered this id for.
+            let body = format!(
+                r#"{{"refund_id":{},"status":"{status}","reference":"{}"}}"#,
+                refund.refund_id, refund.id
+            );
+            let url = format!("{gateway}/api/v1/payments/webhook");
+            (url, body.into_bytes(), Scheme::Internal)
+        }
+        Order::Session(_) => {
+            let kind = if refund.outcome == RefundOutcome::Failed {
+                "refund.failed"
+            } else {
+                "refund.updated"
+            };
+            let event = json!({
+                "id": new_id(EVENT_PREFIX),
+                "object": "event",
+                "type": kind,
+                "created": unix_now(),
+                "data": { "object": super::stripe_refunds::refund_json(refund) },
+            });
+            let url = format!("{gateway}/api/v1/payments/webhook/stripe");
+            (url, event.to_string().into_bytes(), Scheme::Stripe)
+        }
+    };
+    Some(Webhook {
+        subject: refund.id.clone(),
         url,
         body,
         scheme,
@@ -112,9 +162,9 @@ async fn deliver(sandbox: Sandbox, webhook: Webhook, first_done: oneshot::Sender
         };
         let url = webhook.url.as_str();
         if delivered {
-            tracing::info!(payment = %webhook.payment_id, %url, attempt, %outcome, "sandbox webhook");
+            tracing::info!(payment = %webhook.subject, %url, attempt, %outcome, "sandbox webhook");
         } else {
-            tracing::warn!(payment = %webhook.payment_id, %url, attempt, %outcome, "sandbox webhook");
+            tracing::warn!(payment = %webhook.subject, %url, attempt, %outcome, "sandbox webhook");
         }
         let last = !delivered && attempt == ATTEMPTS;
         let summary = if last {
@@ -122,13 +172,13 @@ async fn deliver(sandbox: Sandbox, webhook: Webhook, first_done: oneshot::Sender
         } else {
             format!("{outcome} (attempt {attempt} of {ATTEMPTS})")
         };
-        sandbox.record_delivery(&webhook.payment_id, summary);
+        sandbox.record_delivery(&webhook.subject, summary);
         if let Some(done) = first_done.take() {
             let _ = done.send(());
         }
         if delivered || last {
             if last {
-                tracing::error!(payment = %webhook.payment_id, %url, "sandbox webhook not delivered");
+                tracing::error!(payment = %webhook.subject, %url, "sandbox webhook not delivered");
             }
             return;
         }

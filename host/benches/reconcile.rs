@@ -1,0 +1,278 @@
+//! Reconciliation benchmark (issue 15): payments whose webhooks were lost,
+//! found out by asking their provider.
+//!
+//! 1. Backlog: `BENCH_BACKLOG` (10,000) payments are created through the
+//!    API and paid on the in-process sandbox provider's page with their
+//!    webhooks lost (`?webhook=skip`); then one round of reconciliation
+//!    (`paygate::payments::reconcile::reconcile`, what every host's
+//!    background job runs) asks the `sandbox` adapter about each and
+//!    settles it. The figure is the round's time, start to end.
+//! 2. Creates beside it, same run: `BENCH_CLIENTS` (16) clients create
+//!    payments for `BENCH_SECONDS` (10) with nothing else running, then
+//!    again for as long as a round reconciles a second backlog of the same
+//!    size. The figures are creates per second in both, and their ratio.
+//!
+//! Everything runs in this process: the host as `paygate serve` would (its
+//! own background jobs included), the sandbox provider, and the clients.
+//! Run with `scripts/bench-reconcile`. `BENCH_JSON` names a file for the
+//! same figures as JSON.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use paygate::merchants::NewMerchant;
+use paygate::payments::reconcile::reconcile;
+use paygate::providers::AliasBinding;
+use paygate::{App, Config};
+use paygate_demo::sandbox::SandboxArgs;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use common::{fresh_databases, setting, write_json};
+
+const PREFIX: &str = "paygate_bench_reconcile";
+
+/// Rate limits no run reaches.
+const RATE_LIMIT_SPEC: &str = "[config]\nip-rate = \"1000000\"\nip-burst = \"1000000\"\nkey-rate = \"1000000\"\nkey-burst = \"1000000\"\n";
+
+/// The API as one merchant sees it.
+struct Api {
+    client: reqwest::Client,
+    base: String,
+    key: String,
+    subscription_id: i64,
+    next_order: AtomicU64,
+}
+
+impl Api {
+    /// Creates a payment; answers its id and payment URL.
+    async fn create(&self) -> Option<(i64, String)> {
+        let order = self.next_order.fetch_add(1, Ordering::Relaxed);
+        let body = json!({"order_id": order, "amount": 1, "price": "10.00", "alias": "sandbox",
+                          "subscription_id": self.subscription_id});
+        let answer = self
+            .client
+            .post(format!("{}/api/v1/payments", self.base))
+            .header("x-api-key", &self.key)
+            .json(&body)
+            .send()
+            .await
+            .ok()?;
+        if !answer.status().is_success() {
+            return None;
+        }
+        let created: Value = answer.json().await.ok()?;
+        Some((
+            created["payment_id"].as_i64()?,
+            created["payment_url"].as_str()?.to_owned(),
+        ))
+    }
+}
+
+/// `n` payments paid at the sandbox whose webhooks were lost.
+async fn backlog(api: &Api, n: usize) -> Vec<i64> {
+    let paid: Vec<Option<i64>> = futures_util::stream::iter(0..n)
+        .map(|_| async {
+            let (id, url) = api.create().await?;
+            let clicked = api
+                .client
+                .post(format!("{url}/pay?webhook=skip"))
+                .send()
+                .await
+                .ok()?;
+            (clicked.status().is_success() || clicked.status().is_redirection()).then_some(id)
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    let ids: Vec<i64> = paid.into_iter().flatten().collect();
+    assert_eq!(ids.len(), n, "every backlog payment is created and paid");
+    ids
+}
+
+/// Creates from `clients` clients until `stop`; answers how many succeeded
+/// and how many failed.
+async fn creates_until(api: Arc<Api>, clients: usize, stop: Arc<AtomicBool>) -> (u64, u64) {
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let (api, stop) = (api.clone(), stop.clone());
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0, 0);
+                while !stop.load(Ordering::Relaxed) {
+                    match api.create().await {
+                        Some(_) => ok += 1,
+                        None => failed += 1,
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    let mut total = (0, 0);
+    for task in tasks {
+        let (ok, failed) = task.await.unwrap();
+        total = (total.0 + ok, total.1 + failed);
+    }
+    total
+}
+
+async fn finished(pool: &sqlx::PgPool, ids: &[i64]) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM payments WHERE id = ANY($1) AND status = 'PAYMENT_FINISHED'",
+    )
+    .bind(ids)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    paygate::telemetry::init();
+    let n = setting("BENCH_BACKLOG", 10_000) as usize;
+    let clients = setting("BENCH_CLIENTS", 16) as usize;
+    let seconds = setting("BENCH_SECONDS", 10);
+    let urls = fresh_databases(PREFIX).await;
+
+    let sandbox_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sandbox_addr = sandbox_listener.local_addr().unwrap();
+    let sandbox_url = format!("http://{sandbox_addr}");
+    let plugin_dir = tempfile::tempdir().unwrap();
+    let provider_spec =
+        format!("allowed_hosts = [\"{sandbox_addr}\"]\n[config]\nbase-url = \"{sandbox_url}\"\n");
+    for (name, component, spec) in [
+        ("sandbox", "sandbox_adapter", provider_spec.as_str()),
+        ("rate-limit", "token_bucket", RATE_LIMIT_SPEC),
+    ] {
+        let wasm = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../plugins/dist")
+            .join(format!("{component}.wasm"));
+        std::fs::copy(&wasm, plugin_dir.path().join(format!("{name}.wasm")))
+            .unwrap_or_else(|e| panic!("{}: {e}; run plugins/build.sh", wasm.display()));
+        std::fs::write(plugin_dir.path().join(format!("{name}.toml")), spec).unwrap();
+    }
+    let mut config = Config::for_tests(
+        urls,
+        plugin_dir.path().to_owned(),
+        plugin_dir.path().join("cache"),
+        format!("paygate-bench-reconcile-{}:", uuid::Uuid::new_v4()),
+    );
+    // As `paygate serve` runs by default.
+    config.db_pool_size = 32;
+    config.plugin_max_concurrent_calls = 1000;
+    let app = App::build(&config).await.expect("host starts");
+    let base = format!("http://{}", app.local_addr());
+    let (services, dbs) = (app.services.clone(), app.dbs.clone());
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(app.run(shutdown.clone()));
+    let sandbox_args = SandboxArgs::signing_as(&config, sandbox_addr, sandbox_url, base.clone());
+    tokio::spawn(paygate_demo::sandbox::serve(
+        sandbox_listener,
+        sandbox_args,
+        shutdown.clone(),
+    ));
+    services
+        .payments
+        .providers
+        .set(&AliasBinding {
+            alias: "sandbox".into(),
+            provider_plugin: "sandbox".into(),
+            verifier_plugin: None,
+            available: true,
+        })
+        .await
+        .unwrap();
+    let merchant = services
+        .merchants
+        .store
+        .create(&NewMerchant {
+            name: "bench merchant".into(),
+            callback_url: None,
+            tokens: 1_000_000_000,
+            currency: "EUR".into(),
+            require_signed_writes: false,
+        })
+        .await
+        .unwrap();
+    let api = Arc::new(Api {
+        client: reqwest::Client::builder().no_proxy().build().unwrap(),
+        base,
+        key: merchant.api_key.clone(),
+        subscription_id: merchant.subscription_id.get(),
+        next_order: AtomicU64::new(1),
+    });
+    let gw = services.payments.clone();
+
+    // 1. A backlog, reconciled alone.
+    let ids = backlog(&api, n).await;
+    let started = Instant::now();
+    let round = reconcile(&gw, Duration::ZERO).await.unwrap();
+    let alone = started.elapsed();
+    assert_eq!(round.settled, n, "{round:?}");
+    assert_eq!(finished(&dbs.payments, &ids).await, n as i64);
+
+    // 2. Creates alone, then while a second backlog is reconciled.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(creates_until(api.clone(), clients, stop.clone()));
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (base_ok, base_failed) = load.await.unwrap();
+    let base_rate = base_ok as f64 / seconds as f64;
+
+    // The baseline's payments were never paid: out of the next round's way,
+    // so it asks about exactly the second backlog.
+    sqlx::query("UPDATE payments SET status = 'PAYMENT_FAILED' WHERE status = 'PAYMENT_PENDING'")
+        .execute(&dbs.payments)
+        .await
+        .unwrap();
+    let second = backlog(&api, n).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(creates_until(api.clone(), clients, stop.clone()));
+    let started = Instant::now();
+    // Payments the clients create meanwhile are younger than the round and
+    // not asked about.
+    let beside = reconcile(&gw, Duration::ZERO).await.unwrap();
+    let busy = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let (busy_ok, busy_failed) = load.await.unwrap();
+    let busy_rate = busy_ok as f64 / busy.as_secs_f64();
+    assert_eq!(beside.settled, n, "{beside:?}");
+    assert_eq!(finished(&dbs.payments, &second).await, n as i64);
+
+    let ratio = busy_rate / base_rate;
+    println!("## Reconciliation of lost webhooks (sandbox provider, loopback)\n");
+    println!("| backlog | round alone | rate | round beside {clients} creating clients |");
+    println!("|---|---|---|---|");
+    println!(
+        "| {n} | {:.1} s | {:.0}/s | {:.1} s |\n",
+        alone.as_secs_f64(),
+        n as f64 / alone.as_secs_f64(),
+        busy.as_secs_f64()
+    );
+    println!(
+        "| creates, {clients} clients | alone ({seconds} s) | during the round | ratio | errors |"
+    );
+    println!("|---|---|---|---|---|");
+    println!(
+        "| | {base_rate:.0}/s | {busy_rate:.0}/s | {:.0}% | {} |",
+        ratio * 100.0,
+        base_failed + busy_failed
+    );
+    write_json(&json!({
+        "backlog": n,
+        "round_alone_s": alone.as_secs_f64(),
+        "round_beside_creates_s": busy.as_secs_f64(),
+        "clients": clients,
+        "creates_alone_per_s": base_rate,
+        "creates_during_round_per_s": busy_rate,
+        "create_ratio": ratio,
+        "create_errors": base_failed + busy_failed,
+    }));
+    shutdown.cancel();
+    let _ = server.await;
+}

@@ -1,0 +1,402 @@
+//! Reconciliation (API.md, "Reconciliation and expiry"): a payment still
+//! pending a while after it was created may have lost its webhook, so its
+//! provider is asked through the adapter's `payment-status`, then asked
+//! again after doubling delays while it stays pending. An answer is applied
+//! exactly as a verified webhook is (status, timeline, outbox row and
+//! notification in one transaction), written `EVENT_PROVIDER_STATUS`.
+//!
+//! Every host runs it. A host claims the payments it asks about by moving
+//! their next question forward in the statement that picks them (`FOR
+//! UPDATE SKIP LOCKED`), so one host asks about a payment per round and a
+//! host that dies mid-round holds nothing: its payments come due again.
+//!
+//! Refunds left pending are asked about the same way: through `refund`
+//! again (same provider-side key) when the provider never answered, or
+//! through `refund-status`.
+//!
+//! A payment still pending `PAYGATE_PAYMENT_EXPIRY` after creation expires:
+//! `PAYMENT_EXPIRED`, timeline `EVENT_PAYMENT_EXPIRED`, notification
+//! `payment.expired`, and its quota token given back.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use super::create::PaymentsService;
+use super::domain::PaymentStatus;
+use super::refunds::{Rechecked, recheck_refund};
+use super::store::{PaymentStore, log};
+use super::webhook::{Applied, Notifiable, PaymentLookup, ProviderEvent, Source, notify_payment};
+use crate::ids::{MerchantId, OrderId, PaymentId, RefundId};
+use crate::merchants::MerchantStore;
+use crate::plugins::bindings::PaymentState;
+use crate::providers::CircuitState;
+
+/// The longest pause between two questions about one payment.
+pub const MAX_DELAY: Duration = Duration::from_secs(3600);
+
+/// Payments claimed per statement.
+const BATCH: i64 = 200;
+
+/// Questions in flight at once, per host.
+const CONCURRENCY: usize = 16;
+
+/// What one round of reconciliation did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Round {
+    /// Payments whose provider was asked.
+    pub asked: usize,
+    /// Payments the answer finished or failed.
+    pub settled: usize,
+    /// Payments the provider says are still pending.
+    pub pending: usize,
+    /// Payments not asked or not answered: circuit open, plugin missing,
+    /// provider unreachable. They come due again after their delay.
+    pub unanswered: usize,
+    /// Pending refunds asked about, and those now succeeded or failed.
+    pub refunds_asked: usize,
+    pub refunds_settled: usize,
+}
+
+/// A payment claimed for one question.
+struct Due {
+    id: PaymentId,
+    alias: String,
+    reference: String,
+    /// How many times it has been claimed, this time included.
+    attempt: i32,
+}
+
+/// How one question went.
+enum Answer {
+    Settled,
+    Pending,
+    Unanswered,
+}
+
+impl PaymentStore {
+    /// Claims up to `limit` payments pending for at least `after` whose
+    /// next question was due when the round began (`round`, the database's
+    /// clock), oldest first, and moves each one's next question
+    /// `after × 2^(questions asked)` later, at most [`MAX_DELAY`]: a round
+    /// asks about a payment once. A payment with no provider reference has
+    /// nothing to ask about.
+    async fn claim_due(
+        &self,
+        after: Duration,
+        round: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Due>, sqlx::Error> {
+        let rows = sqlx::query!(
+            r#"UPDATE payments p
+               SET reconcile_attempts = p.reconcile_attempts + 1,
+                   reconcile_at = now() + make_interval(
+                       secs => least($1 * power(2, p.reconcile_attempts), $2))
+               FROM (SELECT id FROM payments
+                     WHERE status = 'PAYMENT_PENDING'
+                       AND created_at <= $4::timestamptz - make_interval(secs => $1)
+                       AND (reconcile_at IS NULL OR reconcile_at <= $4::timestamptz)
+                       AND provider_reference IS NOT NULL
+                     ORDER BY created_at LIMIT $3
+                     FOR UPDATE SKIP LOCKED) due
+               WHERE p.id = due.id
+               RETURNING p.id AS "id: PaymentId", p.alias,
+                         p.provider_reference AS "reference!", p.reconcile_attempts"#,
+            after.as_secs_f64(),
+            MAX_DELAY.as_secs_f64(),
+            limit,
+            round,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Due {
+                id: r.id,
+                alias: r.alias,
+                reference: r.reference,
+                attempt: r.reconcile_attempts,
+            })
+            .collect())
+    }
+}
+
+impl PaymentStore {
+    /// Expires up to `limit` payments pending for at least `expiry`, in one
+    /// transaction holding their rows, so a webhook that comes meanwhile
+    /// waits and then finds them expired. Their tokens are given back
+    /// first: should the expiry then not commit, the next round gives
+    /// them back again, which finds nothing left to give.
+    async fn expire_batch(
+        &self,
+        merchants: &MerchantStore,
+        expiry: Duration,
+        limit: i64,
+    ) -> Result<usize, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let due = sqlx::query_as!(
+            Notifiable,
+            r#"SELECT id AS "id: PaymentId", merchant_id AS "merchant_id: MerchantId",
+                      order_id AS "order_id: OrderId", amount, price, currency, metadata, created_at
+               FROM payments
+               WHERE status = 'PAYMENT_PENDING' AND created_at <= now() - make_interval(secs => $1)
+               ORDER BY created_at LIMIT $2
+               FOR UPDATE SKIP LOCKED"#,
+            expiry.as_secs_f64(),
+            limit,
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for payment in &due {
+            merchants
+                .return_token(payment.merchant_id, payment.order_id)
+                .await?;
+        }
+        let ids: Vec<i64> = due.iter().map(|p| p.id.get()).collect();
+        sqlx::query!(
+            "UPDATE payments SET status = 'PAYMENT_EXPIRED', updated_at = now() WHERE id = ANY($1)",
+            &ids,
+        )
+        .execute(&mut *tx)
+        .await?;
+        let message = format!(
+            "still pending {}s after creation (PAYGATE_PAYMENT_EXPIRY)",
+            expiry.as_secs()
+        );
+        let expired = PaymentStatus::Expired;
+        for payment in &due {
+            let status = expired.as_str();
+            log(
+                &mut tx,
+                payment.id,
+                "EVENT_PAYMENT_EXPIRED",
+                status,
+                &message,
+                None,
+            )
+            .await?;
+            notify_payment(&mut tx, payment, expired).await?;
+        }
+        tx.commit().await?;
+        Ok(due.len())
+    }
+}
+
+/// Expires every payment pending for at least `expiry`, [`BATCH`] per
+/// transaction; answers how many.
+pub async fn expire(gw: &PaymentsService, expiry: Duration) -> Result<usize, sqlx::Error> {
+    let mut expired = 0;
+    loop {
+        let batch = gw
+            .payments
+            .expire_batch(&gw.merchants, expiry, BATCH)
+            .await?;
+        expired += batch;
+        if batch < BATCH as usize {
+            return Ok(expired);
+        }
+    }
+}
+
+impl PaymentStore {
+    /// [`PaymentStore::claim_due`] for refunds: ids of up to `limit`
+    /// refunds pending for at least `after` whose next question is due.
+    async fn claim_due_refunds(
+        &self,
+        after: Duration,
+        round: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<(RefundId, i32)>, sqlx::Error> {
+        let rows = sqlx::query!(
+            r#"UPDATE refunds r
+               SET reconcile_attempts = r.reconcile_attempts + 1,
+                   reconcile_at = now() + make_interval(
+                       secs => least($1 * power(2, r.reconcile_attempts), $2))
+               FROM (SELECT id FROM refunds
+                     WHERE status = 'REFUND_PENDING'
+                       AND created_at <= $4::timestamptz - make_interval(secs => $1)
+                       AND (reconcile_at IS NULL OR reconcile_at <= $4::timestamptz)
+                     ORDER BY created_at LIMIT $3
+                     FOR UPDATE SKIP LOCKED) due
+               WHERE r.id = due.id
+               RETURNING r.id AS "id: RefundId", r.reconcile_attempts"#,
+            after.as_secs_f64(),
+            MAX_DELAY.as_secs_f64(),
+            limit,
+            round,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.id, r.reconcile_attempts))
+            .collect())
+    }
+}
+
+/// Asks again about every refund due now.
+async fn reconcile_refunds(
+    gw: &PaymentsService,
+    after: Duration,
+    began: DateTime<Utc>,
+    round: &mut Round,
+) -> Result<(), sqlx::Error> {
+    loop {
+        let due = gw.payments.claim_due_refunds(after, began, BATCH).await?;
+        let claimed = due.len();
+        let answers: Vec<_> = futures_util::stream::iter(due)
+            .map(|(id, attempt)| async move {
+                let request_id = format!("reconcile-refund-{id}-{attempt}");
+                (id, recheck_refund(gw, id, &request_id).await)
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        for (id, answer) in answers {
+            match answer {
+                Ok(Rechecked::Settled) => {
+                    round.refunds_asked += 1;
+                    round.refunds_settled += 1;
+                }
+                Ok(Rechecked::Pending) => round.refunds_asked += 1,
+                Ok(Rechecked::Unanswered) => {}
+                Err(super::refunds::RefundError::Database(e)) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(refund_id = id.get(), error = %e, "pending refund not asked about");
+                }
+            }
+        }
+        if claimed < BATCH as usize {
+            return Ok(());
+        }
+    }
+}
+
+/// Asks about every payment due now, [`CONCURRENCY`] at a time, until
+/// none is left, then about every pending refund due.
+pub async fn reconcile(gw: &PaymentsService, after: Duration) -> Result<Round, sqlx::Error> {
+    let mut round = Round::default();
+    let began = sqlx::query_scalar!(r#"SELECT now() AS "now!""#)
+        .fetch_one(&gw.payments.pool)
+        .await?;
+    loop {
+        let due = gw.payments.claim_due(after, began, BATCH).await?;
+        let claimed = due.len();
+        let answers: Vec<Result<Answer, sqlx::Error>> = futures_util::stream::iter(due)
+            .map(|due| ask(gw, due))
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        for answer in answers {
+            match answer? {
+                Answer::Settled => round.settled += 1,
+                Answer::Pending => round.pending += 1,
+                Answer::Unanswered => round.unanswered += 1,
+            }
+        }
+        round.asked = round.settled + round.pending;
+        if claimed < BATCH as usize {
+            reconcile_refunds(gw, after, began, &mut round).await?;
+            return Ok(round);
+        }
+    }
+}
+
+/// Asks the payment's provider about it, through the alias's circuit, and
+/// applies a final answer.
+#[tracing::instrument(name = "reconcile.ask", skip_all, fields(payment_id = due.id.get(), alias = %due.alias))]
+async fn ask(gw: &PaymentsService, due: Due) -> Result<Answer, sqlx::Error> {
+    let Some(binding) = gw.providers.get(&due.alias).await? else {
+        return Ok(Answer::Unanswered);
+    };
+    let probe = match gw.circuit.acquire(&due.alias).await {
+        CircuitState::Open { .. } | CircuitState::Unknown => return Ok(Answer::Unanswered),
+        state => state == CircuitState::Probe,
+    };
+    let request_id = format!("reconcile-{}-{}", due.id, due.attempt);
+    let outcome = match gw.plugins.require(&binding.provider_plugin) {
+        Ok(plugin) => plugin.payment_status(&request_id, &due.reference).await,
+        Err(e) => Err(e),
+    };
+    gw.tell_circuit(&due.alias, &outcome, probe).await;
+    let status = match outcome {
+        Ok(Ok(PaymentState::Pending)) => return Ok(Answer::Pending),
+        Ok(Ok(PaymentState::Finished)) => PaymentStatus::Finished,
+        Ok(Ok(PaymentState::Failed)) => PaymentStatus::Failed,
+        Ok(Err(e)) => {
+            tracing::warn!(error = ?e, "provider did not answer a payment-status question");
+            return Ok(Answer::Unanswered);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "payment-status call failed");
+            return Ok(Answer::Unanswered);
+        }
+    };
+    let event = ProviderEvent {
+        lookup: PaymentLookup::Id(due.id),
+        status,
+        provider_type: "payment-status",
+        event_id: &request_id,
+        amount: None,
+        source: Source::StatusCheck,
+    };
+    let applied = gw
+        .payments
+        .apply_provider_event(&event, std::slice::from_ref(&due.alias))
+        .await?;
+    Ok(match applied {
+        Applied::Updated { .. } => {
+            tracing::info!(
+                status = status.as_str(),
+                "reconciliation settled a pending payment"
+            );
+            Answer::Settled
+        }
+        // A webhook settled it while the provider was being asked.
+        _ => Answer::Pending,
+    })
+}
+
+/// When pending payments are asked about and expired.
+#[derive(Clone, Copy, Debug)]
+pub struct Schedule {
+    /// `PAYGATE_RECONCILE_AFTER`.
+    pub after: Duration,
+    /// `PAYGATE_PAYMENT_EXPIRY`.
+    pub expiry: Duration,
+    /// How often a host looks.
+    pub every: Duration,
+}
+
+/// Expires, then reconciles, every `schedule.every` until `shutdown`.
+pub async fn run(
+    gw: std::sync::Arc<PaymentsService>,
+    schedule: Schedule,
+    shutdown: CancellationToken,
+) {
+    let Schedule {
+        after,
+        expiry,
+        every,
+    } = schedule;
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match expire(&gw, expiry).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(expired = n, "expired pending payments"),
+            Err(e) => tracing::warn!(error = %e, "expiring payments failed; retrying next tick"),
+        }
+        match reconcile(&gw, after).await {
+            Ok(round) if round == Round::default() => {}
+            Ok(round) => tracing::info!(?round, "reconciliation round"),
+            Err(e) => tracing::warn!(error = %e, "reconciliation round failed; retrying next tick"),
+        }
+    }
+}

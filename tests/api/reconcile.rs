@@ -1,0 +1,318 @@
+//! Reconciliation (API.md, "Reconciliation and expiry"): a payment whose
+//! webhook was lost is settled by asking its provider, and notified as a
+//! webhook would have it; replicas ask about each payment once per round.
+//! The sandbox loses webhooks on request (`?webhook=skip`). Each test has
+//! databases of its own: a round asks about every pending payment in them.
+
+use std::time::{Duration, Instant};
+
+use paygate::payments::reconcile::reconcile;
+use serde_json::{Value, json};
+
+use super::app::{LAX_RATE_LIMIT, TestApp, clicker, isolated, provider_spec, spawn_app_with};
+use super::notifications::{MerchantEndpoint, app_notifying_alone};
+
+/// Creates a payment through `alias` and clicks `button` on the sandbox's
+/// page with its webhook lost.
+async fn settled_without_webhook(app: &TestApp, order: i64, alias: &str, button: &str) -> i64 {
+    let mut body = app.body(order);
+    body["alias"] = json!(alias);
+    let created = app.create(&body).await;
+    assert_eq!(created.status, 200, "{:?}", created.body);
+    let url = created.body["payment_url"].as_str().unwrap();
+    let clicked = clicker()
+        .post(format!("{url}/{button}?webhook=skip"))
+        .send()
+        .await
+        .unwrap();
+    assert!(clicked.status().is_redirection() || clicked.status().is_success());
+    created.body["payment_id"].as_i64().unwrap()
+}
+
+async fn shown(app: &TestApp, id: i64) -> Value {
+    let read = app.merchant.read_api_key.clone();
+    app.get(&format!("/api/v1/payments/{id}/show"), Some(&read))
+        .await
+        .body
+}
+
+#[tokio::test]
+async fn a_lost_webhook_is_made_good_by_asking_the_provider() {
+    let endpoint = MerchantEndpoint::start(&[]).await;
+    let app = app_notifying_alone(&endpoint, "reconcile_lost", |mut c| {
+        c.reconcile_after = Duration::from_secs(1);
+        c
+    })
+    .await;
+    let paid = settled_without_webhook(&app, 1, "sandbox", "pay").await;
+    let declined = settled_without_webhook(&app, 2, "sandbox", "decline").await;
+    let stripe = settled_without_webhook(&app, 3, "stripe", "pay").await;
+    assert_eq!(shown(&app, paid).await["status"], "PAYMENT_PENDING");
+
+    let want = [
+        (paid, "PAYMENT_FINISHED"),
+        (declined, "PAYMENT_FAILED"),
+        (stripe, "PAYMENT_FINISHED"),
+    ];
+    let started = Instant::now();
+    for (id, status) in want {
+        while shown(&app, id).await["status"] != status {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "payment {id} never became {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let kinds = app.timeline_types(id).await;
+        let asked = kinds
+            .iter()
+            .filter(|k| *k == "EVENT_PROVIDER_STATUS")
+            .count();
+        assert_eq!(asked, 1, "{kinds:?}");
+        assert!(
+            !kinds.iter().any(|k| k == "EVENT_PROVIDER_WEBHOOK"),
+            "{kinds:?}"
+        );
+    }
+
+    // Notified as a webhook would have it, once each.
+    let started = Instant::now();
+    loop {
+        let mut got: Vec<(i64, String)> = endpoint
+            .received()
+            .iter()
+            .map(|r| serde_json::from_str::<Value>(&r.body).unwrap())
+            .map(|b| {
+                (
+                    b["payment_id"].as_i64().unwrap(),
+                    b["event_type"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        got.sort();
+        let expected = vec![
+            (paid, "payment.finished".to_owned()),
+            (declined, "payment.failed".to_owned()),
+            (stripe, "payment.finished".to_owned()),
+        ];
+        if got == expected {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{got:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Two hosts on the same databases run a round at the same moment: every
+/// payment is asked about once, by one of them, and settled once.
+#[tokio::test]
+async fn two_replicas_ask_about_each_payment_once_per_round() {
+    let endpoint = MerchantEndpoint::start(&[]).await;
+    // The default delay (10 minutes): only the rounds this test runs ask.
+    let tag = "reconcile_replicas";
+    let first = app_notifying_alone(&endpoint, tag, |c| c).await;
+    // The second host's `sandbox` adapter calls the first one's sandbox,
+    // where the payments are.
+    let sandbox = first.sandbox_url.trim_start_matches("http://").to_owned();
+    let shared = ("sandbox", "sandbox_adapter", provider_spec(&sandbox));
+    let (databases, namespace) = isolated(tag).await;
+    let second = spawn_app_with(LAX_RATE_LIMIT, vec![shared], move |mut c| {
+        c.databases = databases;
+        c.outbox.namespace = namespace;
+        c
+    })
+    .await;
+
+    let mut ids = Vec::new();
+    for order in 1..=30 {
+        ids.push(settled_without_webhook(&first, order, "sandbox", "pay").await);
+    }
+    // Due once they are `after` old; a claimed payment's next question is
+    // `after` later, far longer than this round's questions take.
+    let after = Duration::from_secs(2);
+    tokio::time::sleep(after + Duration::from_millis(200)).await;
+    let (a, b) = tokio::join!(
+        reconcile(&first.payments, after),
+        reconcile(&second.payments, after),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.settled + b.settled, ids.len(), "{a:?} {b:?}");
+    assert_eq!(a.asked + b.asked, ids.len(), "{a:?} {b:?}");
+
+    let asked: Vec<i32> = sqlx::query_scalar(
+        "SELECT reconcile_attempts FROM payments WHERE id = ANY($1) ORDER BY id",
+    )
+    .bind(&ids)
+    .fetch_all(&first.dbs.payments)
+    .await
+    .unwrap();
+    assert_eq!(asked, vec![1; ids.len()]);
+    for id in ids {
+        assert_eq!(shown(&first, id).await["status"], "PAYMENT_FINISHED");
+        let outbox = super::webhooks::outbox_of(&first, id).await;
+        assert_eq!(outbox.len(), 1, "{outbox:?}");
+    }
+
+    // Settled payments are not asked about again.
+    let again = reconcile(&first.payments, Duration::ZERO).await.unwrap();
+    assert_eq!(again.asked, 0, "{again:?}");
+}
+
+/// A payment still pending `PAYGATE_PAYMENT_EXPIRY` after creation
+/// expires: `PAYMENT_EXPIRED` on its timeline, `payment.expired` notified,
+/// its quota token given back. The provider's webhook afterwards changes
+/// nothing ("already processed") and is counted for an operator to look.
+#[tokio::test]
+async fn a_payment_pending_past_its_expiry_expires_and_gives_its_token_back() {
+    let endpoint = MerchantEndpoint::start(&[]).await;
+    let app = app_notifying_alone(&endpoint, "expiry", |mut c| {
+        c.payment_expiry = Duration::from_secs(1);
+        c
+    })
+    .await;
+    let mut body = app.body(1);
+    body["metadata"] = json!({"cart": "c-1"});
+    let created = app.create(&body).await;
+    assert_eq!(created.status, 200, "{:?}", created.body);
+    let id = created.body["payment_id"].as_i64().unwrap();
+    assert_eq!(app.tokens_used().await, 1);
+
+    let started = Instant::now();
+    while shown(&app, id).await["status"] != "PAYMENT_EXPIRED" {
+        assert!(started.elapsed() < Duration::from_secs(20), "never expired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.tokens_used().await, 0);
+    let kinds = app.timeline_types(id).await;
+    assert!(
+        kinds.contains(&"EVENT_PAYMENT_EXPIRED".to_owned()),
+        "{kinds:?}"
+    );
+    let started = Instant::now();
+    let notified = loop {
+        let got: Vec<Value> = endpoint
+            .received()
+            .iter()
+            .map(|r| serde_json::from_str::<Value>(&r.body).unwrap())
+            .collect();
+        if let [one] = got.as_slice() {
+            break one.clone();
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{got:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(notified["event_type"], "payment.expired");
+    assert_eq!(notified["status"], "PAYMENT_EXPIRED");
+    assert_eq!(notified["payment_id"], id);
+    assert_eq!(notified["metadata"], json!({"cart": "c-1"}));
+
+    // The buyer pays after all: the signed webhook finds it expired.
+    let before = app
+        .metric("paygate_provider_events_after_expiry_total")
+        .await
+        .unwrap();
+    let url = created.body["payment_url"].as_str().unwrap();
+    clicker().post(format!("{url}/pay")).send().await.unwrap();
+    assert_eq!(shown(&app, id).await["status"], "PAYMENT_EXPIRED");
+    let after = app
+        .metric("paygate_provider_events_after_expiry_total")
+        .await
+        .unwrap();
+    assert_eq!(after, before + 1);
+    let listed = app
+        .get(
+            "/api/v1/payments?status=PAYMENT_EXPIRED",
+            Some(&app.merchant.read_api_key.clone()),
+        )
+        .await;
+    assert_eq!(listed.body["total"], 1, "{:?}", listed.body);
+}
+
+/// Refunds left pending are asked about too: one whose confirmation was
+/// lost (sandbox test price ending in 43: no webhook) through
+/// `refund-status`, one whose request died before the provider's answer
+/// was stored (no reference) through `refund` again under its own
+/// provider-side key, which refunds nothing twice. Both succeed, add to the
+/// payment's refunded total and are notified.
+#[tokio::test]
+async fn refunds_left_pending_are_asked_about_and_settled() {
+    let endpoint = MerchantEndpoint::start(&[]).await;
+    let app = app_notifying_alone(&endpoint, "reconcile_refunds", |c| c).await;
+    let id = settled_with_webhook(&app, 1).await;
+    let write = app.merchant.api_key.clone();
+    let mut refunds = Vec::new();
+    for _ in 0..2 {
+        let r = app
+            .post_raw(
+                &format!("/api/v1/payments/{id}/refunds"),
+                Some(&write),
+                &[("content-type", "application/json")],
+                br#"{"price": "0.43"}"#.to_vec(),
+            )
+            .await;
+        assert_eq!(r.body["status"], "REFUND_PENDING", "{:?}", r.body);
+        refunds.push(r.body["refund_id"].as_i64().unwrap());
+    }
+    // The second's answer was never stored: the host died first.
+    let reference: String =
+        sqlx::query_scalar("SELECT provider_reference FROM refunds WHERE id = $1")
+            .bind(refunds[1])
+            .fetch_one(&app.dbs.payments)
+            .await
+            .unwrap();
+    sqlx::query("UPDATE refunds SET provider_reference = NULL WHERE id = $1")
+        .bind(refunds[1])
+        .execute(&app.dbs.payments)
+        .await
+        .unwrap();
+    // Both succeed at the provider a second later, and nothing says so.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(shown(&app, id).await["refunded"], "0");
+
+    let round = reconcile(&app.payments, Duration::ZERO).await.unwrap();
+    assert_eq!(
+        (round.refunds_asked, round.refunds_settled),
+        (2, 2),
+        "{round:?}"
+    );
+    let read = app.merchant.read_api_key.clone();
+    for refund_id in &refunds {
+        let r = app
+            .get(&format!("/api/v1/refunds/{refund_id}"), Some(&read))
+            .await;
+        assert_eq!(r.body["status"], "REFUND_SUCCEEDED", "{:?}", r.body);
+    }
+    let restored: Option<String> =
+        sqlx::query_scalar("SELECT provider_reference FROM refunds WHERE id = $1")
+            .bind(refunds[1])
+            .fetch_one(&app.dbs.payments)
+            .await
+            .unwrap();
+    assert_eq!(restored.as_deref(), Some(reference.as_str()));
+    assert_eq!(shown(&app, id).await["refunded"], "0.86");
+    let outbox = super::webhooks::outbox_of(&app, id).await;
+    let succeeded = outbox
+        .iter()
+        .filter(|(t, _)| t == "refund.succeeded")
+        .count();
+    assert_eq!(succeeded, 2, "{outbox:?}");
+    let again = reconcile(&app.payments, Duration::ZERO).await.unwrap();
+    assert_eq!(again.refunds_asked, 0, "{again:?}");
+}
+
+/// A sandbox payment paid with its webhook delivered.
+async fn settled_with_webhook(app: &TestApp, order: i64) -> i64 {
+    let created = app.create(&app.body(order)).await;
+    let url = created.body["payment_url"].as_str().unwrap();
+    clicker().post(format!("{url}/pay")).send().await.unwrap();
+    let id = created.body["payment_id"].as_i64().unwrap();
+    let started = Instant::now();
+    while shown(app, id).await["status"] != "PAYMENT_FINISHED" {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    id
+}
