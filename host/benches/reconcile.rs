@@ -14,8 +14,8 @@
 //!
 //! Everything runs in this process: the host as `paygate serve` would (its
 //! own background jobs included), the sandbox provider, and the clients.
-//! Run with `scripts/bench-reconcile`. `BENCH_JSON` names a file for the
-//! same figures as JSON.
+//! Run with `scripts/bench-reconcile`; `RUST_LOG` (default `warn`).
+//! `BENCH_JSON` names a file for the same figures as JSON.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -133,7 +133,7 @@ async fn finished(pool: &sqlx::PgPool, ids: &[i64]) -> i64 {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    paygate::telemetry::init();
+    paygate::telemetry::init_with_default("warn");
     let n = setting("BENCH_BACKLOG", 10_000) as usize;
     let clients = setting("BENCH_CLIENTS", 16) as usize;
     let seconds = setting("BENCH_SECONDS", 10);

@@ -107,6 +107,7 @@ impl App {
             plugins: plugins.clone(),
             request_lease: config.request_lease,
             allow_http_redirects: config.demo,
+            payment_expiry: config.payment_expiry,
         });
         let services = AppState {
             webhooks: Arc::new(Webhooks {
@@ -233,7 +234,6 @@ impl App {
         let (after, expiry) = self.pending_for;
         let schedule = crate::payments::reconcile::Schedule {
             after,
-            expiry,
             every: (after.min(expiry) / 4)
                 .clamp(Duration::from_millis(100), Duration::from_secs(30)),
         };

@@ -314,6 +314,7 @@ async fn tokens_of_payments_never_created_are_given_back() {
             return_url: None,
             cancel_url: None,
             metadata: serde_json::json!({}),
+            expires_in: std::time::Duration::from_secs(86_400),
         })
         .await
         .unwrap()

@@ -176,6 +176,16 @@ async fn a_payment_pending_past_its_expiry_expires_and_gives_its_token_back() {
     assert_eq!(created.status, 200, "{:?}", created.body);
     let id = created.body["payment_id"].as_i64().unwrap();
     assert_eq!(app.tokens_used().await, 1);
+    // Fixed at creation: a second after it.
+    let payment = shown(&app, id).await;
+    let at = |field: &str| {
+        chrono::DateTime::parse_from_rfc3339(payment[field].as_str().unwrap()).unwrap()
+    };
+    let expires_in = at("expires_at") - at("created_at");
+    assert!(
+        (1..=2).contains(&expires_in.num_seconds()),
+        "{expires_in}: {payment}"
+    );
 
     let started = Instant::now();
     while shown(&app, id).await["status"] != "PAYMENT_EXPIRED" {
@@ -315,4 +325,41 @@ async fn settled_with_webhook(app: &TestApp, order: i64) -> i64 {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     id
+}
+
+/// A provider that cannot be reached only delays reconciliation: the
+/// payment stays pending (nothing is failed for it), its next question is
+/// put off, and a later round, with the provider back, settles it.
+#[tokio::test]
+async fn a_provider_that_is_down_delays_reconciliation_without_failing_payments() {
+    let endpoint = MerchantEndpoint::start(&[]).await;
+    let tag = "reconcile_down";
+    let up = app_notifying_alone(&endpoint, tag, |c| c).await;
+    let id = settled_without_webhook(&up, 1, "sandbox", "pay").await;
+    // A host of the same databases whose `sandbox` adapter reaches nothing
+    // (a closed port), as when the provider is down.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let unreachable = ("sandbox", "sandbox_adapter", provider_spec(&dead));
+    let (databases, namespace) = isolated(tag).await;
+    let down = spawn_app_with(LAX_RATE_LIMIT, vec![unreachable], move |mut c| {
+        c.databases = databases;
+        c.outbox.namespace = namespace;
+        c
+    })
+    .await;
+
+    let after = Duration::from_secs(1);
+    tokio::time::sleep(after).await;
+    let round = reconcile(&down.payments, after).await.unwrap();
+    assert_eq!((round.asked, round.unanswered), (0, 1), "{round:?}");
+    assert_eq!(shown(&up, id).await["status"], "PAYMENT_PENDING");
+    // Put off by the delay: asked again only once it has passed.
+    let soon = reconcile(&up.payments, after).await.unwrap();
+    assert_eq!(soon.asked + soon.unanswered, 0, "{soon:?}");
+    tokio::time::sleep(after * 2).await;
+    let later = reconcile(&up.payments, after).await.unwrap();
+    assert_eq!(later.settled, 1, "{later:?}");
+    assert_eq!(shown(&up, id).await["status"], "PAYMENT_FINISHED");
 }

@@ -32,6 +32,8 @@ pub struct PaymentsService {
     /// Return and cancel URLs may be `http://` on any host, not only on
     /// loopback (`serve --demo`).
     pub allow_http_redirects: bool,
+    /// How long a payment may stay pending (`PAYGATE_PAYMENT_EXPIRY`).
+    pub payment_expiry: std::time::Duration,
 }
 
 /// How long this request's compensating writes may go on: well within the
@@ -348,6 +350,7 @@ async fn with_token(
             return_url: request.return_url.as_ref().map(RedirectUrl::as_str),
             cancel_url: request.cancel_url.as_ref().map(RedirectUrl::as_str),
             metadata: request.metadata.to_json(),
+            expires_in: gw.payment_expiry,
         })
         .await?
     {

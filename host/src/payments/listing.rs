@@ -45,7 +45,7 @@ pub enum Cursor {
 
 const SELECT: &str = "SELECT id AS payment_id, order_id, alias AS provider, amount, price, \
                       currency, status, payment_url, return_url, cancel_url, metadata, \
-                      refunded, created_at, updated_at FROM payments";
+                      refunded, created_at, updated_at, expires_at FROM payments";
 
 /// `head` with the merchant's and `filter`'s conditions.
 fn filtered<'a>(

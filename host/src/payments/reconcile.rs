@@ -14,9 +14,10 @@
 //! again (same provider-side key) when the provider never answered, or
 //! through `refund-status`.
 //!
-//! A payment still pending `PAYGATE_PAYMENT_EXPIRY` after creation expires:
-//! `PAYMENT_EXPIRED`, timeline `EVENT_PAYMENT_EXPIRED`, notification
-//! `payment.expired`, and its quota token given back.
+//! A payment still pending at its `expires_at` (`PAYGATE_PAYMENT_EXPIRY`
+//! after creation, fixed when it is created) expires: `PAYMENT_EXPIRED`,
+//! timeline `EVENT_PAYMENT_EXPIRED`, notification `payment.expired`, and
+//! its quota token given back.
 
 use std::time::Duration;
 
@@ -124,15 +125,14 @@ impl PaymentStore {
 }
 
 impl PaymentStore {
-    /// Expires up to `limit` payments pending for at least `expiry`, in one
-    /// transaction holding their rows, so a webhook that comes meanwhile
-    /// waits and then finds them expired. Their tokens are given back
-    /// first: should the expiry then not commit, the next round gives
+    /// Expires up to `limit` pending payments past their `expires_at`, in
+    /// one transaction holding their rows, so a webhook that comes
+    /// meanwhile waits and then finds them expired. Their tokens are given
+    /// back first: should the expiry then not commit, the next round gives
     /// them back again, which finds nothing left to give.
     async fn expire_batch(
         &self,
         merchants: &MerchantStore,
-        expiry: Duration,
         limit: i64,
     ) -> Result<usize, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
@@ -141,10 +141,9 @@ impl PaymentStore {
             r#"SELECT id AS "id: PaymentId", merchant_id AS "merchant_id: MerchantId",
                       order_id AS "order_id: OrderId", amount, price, currency, metadata, created_at
                FROM payments
-               WHERE status = 'PAYMENT_PENDING' AND created_at <= now() - make_interval(secs => $1)
-               ORDER BY created_at LIMIT $2
+               WHERE status = 'PAYMENT_PENDING' AND expires_at <= now()
+               ORDER BY expires_at LIMIT $1
                FOR UPDATE SKIP LOCKED"#,
-            expiry.as_secs_f64(),
             limit,
         )
         .fetch_all(&mut *tx)
@@ -161,10 +160,7 @@ impl PaymentStore {
         )
         .execute(&mut *tx)
         .await?;
-        let message = format!(
-            "still pending {}s after creation (PAYGATE_PAYMENT_EXPIRY)",
-            expiry.as_secs()
-        );
+        let message = "still pending at its expires_at (PAYGATE_PAYMENT_EXPIRY)";
         let expired = PaymentStatus::Expired;
         for payment in &due {
             let status = expired.as_str();
@@ -173,7 +169,7 @@ impl PaymentStore {
                 payment.id,
                 "EVENT_PAYMENT_EXPIRED",
                 status,
-                &message,
+                message,
                 None,
             )
             .await?;
@@ -184,15 +180,12 @@ impl PaymentStore {
     }
 }
 
-/// Expires every payment pending for at least `expiry`, [`BATCH`] per
+/// Expires every pending payment past its `expires_at`, [`BATCH`] per
 /// transaction; answers how many.
-pub async fn expire(gw: &PaymentsService, expiry: Duration) -> Result<usize, sqlx::Error> {
+pub async fn expire(gw: &PaymentsService) -> Result<usize, sqlx::Error> {
     let mut expired = 0;
     loop {
-        let batch = gw
-            .payments
-            .expire_batch(&gw.merchants, expiry, BATCH)
-            .await?;
+        let batch = gw.payments.expire_batch(&gw.merchants, BATCH).await?;
         expired += batch;
         if batch < BATCH as usize {
             return Ok(expired);
@@ -364,8 +357,6 @@ async fn ask(gw: &PaymentsService, due: Due) -> Result<Answer, sqlx::Error> {
 pub struct Schedule {
     /// `PAYGATE_RECONCILE_AFTER`.
     pub after: Duration,
-    /// `PAYGATE_PAYMENT_EXPIRY`.
-    pub expiry: Duration,
     /// How often a host looks.
     pub every: Duration,
 }
@@ -376,11 +367,7 @@ pub async fn run(
     schedule: Schedule,
     shutdown: CancellationToken,
 ) {
-    let Schedule {
-        after,
-        expiry,
-        every,
-    } = schedule;
+    let Schedule { after, every } = schedule;
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -388,7 +375,7 @@ pub async fn run(
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match expire(&gw, expiry).await {
+        match expire(&gw).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(expired = n, "expired pending payments"),
             Err(e) => tracing::warn!(error = %e, "expiring payments failed; retrying next tick"),

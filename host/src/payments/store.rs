@@ -53,6 +53,11 @@ pub struct Payment {
     #[serde(with = "rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: DateTime<Utc>,
+    /// When it expires if still pending (`PAYGATE_PAYMENT_EXPIRY` after
+    /// creation); RFC 3339, UTC.
+    #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: DateTime<Utc>,
 }
 
 /// RFC 3339 in UTC with a `Z`, as the API promises.
@@ -105,6 +110,8 @@ pub struct NewPayment<'a> {
     pub cancel_url: Option<&'a str>,
     /// A JSON object of strings.
     pub metadata: Value,
+    /// How long it may stay pending (`PAYGATE_PAYMENT_EXPIRY`).
+    pub expires_in: std::time::Duration,
 }
 
 /// Result of inserting a payment.
@@ -175,8 +182,9 @@ impl PaymentStore {
         let id = sqlx::query_scalar!(
             r#"WITH p AS (
                 INSERT INTO payments (merchant_id, order_id, subscription_id, alias, amount, price, currency, status,
-                                      return_url, cancel_url, metadata)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, 'PAYMENT_PENDING', $9, $10, $11)
+                                      return_url, cancel_url, metadata, expires_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, 'PAYMENT_PENDING', $9, $10, $11,
+                        now() + make_interval(secs => $12))
                 ON CONFLICT (merchant_id, order_id) DO NOTHING RETURNING id
              ), logged AS (
                 INSERT INTO payment_logs (payment_id, event_type, status, message)
@@ -197,6 +205,7 @@ impl PaymentStore {
             new.return_url,
             new.cancel_url,
             new.metadata,
+            new.expires_in.as_secs_f64(),
         )
         .fetch_optional(&self.pool)
         .await?;
@@ -290,7 +299,7 @@ impl PaymentStore {
             r#"SELECT id AS "payment_id: PaymentId", order_id AS "order_id: OrderId", alias AS provider,
                       amount AS "amount: Money", price AS "price: Money", currency,
                       status AS "status: PaymentStatus", payment_url, return_url, cancel_url,
-                      metadata, refunded, created_at, updated_at
+                      metadata, refunded, created_at, updated_at, expires_at
                FROM payments WHERE id = $1 AND merchant_id = $2"#,
             payment_id.get(),
             merchant_id.get(),
