@@ -7,6 +7,7 @@ mod browser;
 mod demo;
 mod notifications;
 mod orders;
+mod refunds;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -23,6 +23,41 @@ fn documented(spec: &Value, method: &str, path: &str) -> BTreeSet<u16> {
         .collect()
 }
 
+/// A generated client validates a payment's status as the server writes
+/// it: the spec lists every status, `PAYMENT_EXPIRED` included, as an enum
+/// that each place a status appears refers to.
+#[tokio::test]
+async fn payment_statuses_are_an_enum_in_the_spec() {
+    let app = spawn_app().await;
+    let spec = spec(&app).await;
+    let schemas = &spec["components"]["schemas"];
+    assert_eq!(
+        schemas["PaymentStatus"]["enum"],
+        json!([
+            "PAYMENT_PENDING",
+            "PAYMENT_FINISHED",
+            "PAYMENT_FAILED",
+            "PAYMENT_EXPIRED"
+        ]),
+        "{}",
+        schemas["PaymentStatus"]
+    );
+    let status = "#/components/schemas/PaymentStatus";
+    for (schema, field) in [
+        ("Payment", "status"),
+        ("CreatedBody", "status"),
+        ("Tracking", "payment_status"),
+    ] {
+        assert_eq!(
+            schemas[schema]["properties"][field]["$ref"], status,
+            "{schema}.{field}: {}",
+            schemas[schema]["properties"][field]
+        );
+    }
+    let expires = &schemas["Payment"]["properties"]["expires_at"];
+    assert_eq!(expires["format"], "date-time", "{expires}");
+}
+
 #[tokio::test]
 async fn spec_lists_exactly_the_routes_served() {
     let app = spawn_app().await;

@@ -2,7 +2,8 @@
 //! shop, orders, follows the payment page and clicks Pay; the provider's
 //! signed webhook finishes the payment, the outbox and RabbitMQ carry the
 //! outcome, the notifier's signed notification finishes the order, and the
-//! orders page shows it.
+//! orders page shows it. Then Refund gives the money back, and the order
+//! turns refunded when paygate's `refund.succeeded` reaches the shop.
 
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,7 @@ use super::spawn_shop_notified;
 use crate::webdriver::{self, Browser};
 
 #[tokio::test]
-async fn a_browser_orders_pays_and_sees_the_order_finished() {
+async fn a_browser_orders_pays_refunds_and_sees_the_order_refunded() {
     if std::env::var("PAYGATE_SKIP_BROWSER").is_ok() {
         eprintln!("skipped: PAYGATE_SKIP_BROWSER is set");
         return;
@@ -54,20 +55,27 @@ async fn a_browser_orders_pays_and_sees_the_order_finished() {
     let order_id = order["order_id"].as_i64().unwrap();
     assert_eq!(order["product_id"], 2);
     let status_cell = format!("#order-{order_id}-status");
-    let started = Instant::now();
-    loop {
-        // Reopened each round: a late navigation can never strand the check.
-        browser.open(&format!("{}/orders", shop.url)).await;
-        let status = browser.text_now(&status_cell).await.unwrap_or_default();
-        if status.contains("FINISHED") {
-            break;
+    let shows = async |status: &str| {
+        let started = Instant::now();
+        loop {
+            // Reopened each round: a late navigation can never strand the check.
+            browser.open(&format!("{}/orders", shop.url)).await;
+            let shown = browser.text_now(&status_cell).await.unwrap_or_default();
+            if shown.contains(status) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the orders page still shows {shown:?}, not {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the orders page still shows {status:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    browser.close().await;
+    };
+    shows("FINISHED").await;
     assert_eq!(shop.order_status(order_id).await, "ORDER_FINISHED");
+
+    browser.click(&format!("#refund-{order_id}")).await;
+    shows("REFUNDED").await;
+    browser.close().await;
+    assert_eq!(shop.order_status(order_id).await, "ORDER_REFUNDED");
 }

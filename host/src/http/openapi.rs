@@ -38,7 +38,7 @@ use crate::payments::store::{Payment, TimelineEvent};
         super::health::readyz,
         super::health::livez,
     ),
-    components(schemas(RefundBody, RefundList, crate::payments::refunds::Refund, ErrorBody, FieldError, CreatePaymentBody, CreatedBody, Payment, PaymentPage, PaymentCursorPage, PaymentList, TimelineEvent, Tracking, Notifications, NotificationStatus, Attempt, Queued)),
+    components(schemas(crate::payments::PaymentStatus, RefundBody, RefundList, crate::payments::refunds::Refund, ErrorBody, FieldError, CreatePaymentBody, CreatedBody, Payment, PaymentPage, PaymentCursorPage, PaymentList, TimelineEvent, Tracking, Notifications, NotificationStatus, Attempt, Queued)),
     modifiers(&KeyAuth),
     tags(
         (name = "payments", description = "Payments of the calling merchant"),
@@ -172,8 +172,7 @@ pub struct RefundList {
 #[derive(Serialize, ToSchema)]
 pub struct CreatedBody {
     pub payment_id: i64,
-    #[schema(example = "PAYMENT_PENDING")]
-    pub status: String,
+    pub status: crate::payments::PaymentStatus,
     pub payment_url: String,
 }
 
@@ -209,8 +208,7 @@ pub enum PaymentList {
 #[derive(Serialize, ToSchema)]
 pub struct Tracking {
     pub payment_id: i64,
-    #[schema(example = "PAYMENT_PENDING")]
-    pub payment_status: String,
+    pub payment_status: crate::payments::PaymentStatus,
     pub events: Vec<TimelineEvent>,
 }
 

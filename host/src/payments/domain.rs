@@ -242,7 +242,8 @@ impl Metadata {
 }
 
 /// Payment states, as the API spells them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = "PAYMENT_PENDING")]
 pub enum PaymentStatus {
     #[serde(rename = "PAYMENT_PENDING")]
     Pending,

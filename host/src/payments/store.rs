@@ -32,7 +32,6 @@ pub struct Payment {
     #[schema(value_type = String, example = "10.00")]
     pub price: Money,
     pub currency: String,
-    #[schema(value_type = String, example = "PAYMENT_PENDING")]
     pub status: PaymentStatus,
     pub payment_url: Option<String>,
     /// Where the provider sends the buyer after paying; null when none.

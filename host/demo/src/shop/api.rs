@@ -72,6 +72,18 @@ pub(super) async fn show_order(
     }
 }
 
+/// `POST /api/v1/orders/{id}/refund`: gives a finished order's money back.
+pub(super) async fn refund_order(
+    State(state): State<ShopState>,
+    id: Result<Path<i64>, PathRejection>,
+) -> Result<Response, ShopError> {
+    let Ok(Path(id)) = id else {
+        return Err(ShopError::NotFound);
+    };
+    let order = super::refund_order(&state, OrderId::new(id)).await?;
+    Ok(Json(order).into_response())
+}
+
 /// `POST /api/v1/notifications`: paygate's signed notification of a
 /// payment's end. Nothing is read from an unverified body.
 ///
@@ -90,9 +102,12 @@ pub(super) async fn notification(
     let webhook_id = verify(&state.inner.webhook_key, &headers, &body, now)?;
     let note: Notification = serde_json::from_slice(&body)
         .map_err(|e| ShopError::Malformed(format!("not a payment notification: {e}")))?;
+    // The shop only ever refunds an order whole, so a refund that
+    // succeeded is the order's money given back.
     let outcome = match note.event_type.as_str() {
-        "payment.finished" => OrderStatus::Finished,
-        "payment.failed" => OrderStatus::Failed,
+        "payment.finished" => (OrderStatus::Pending, OrderStatus::Finished),
+        "payment.failed" => (OrderStatus::Pending, OrderStatus::Failed),
+        "refund.succeeded" => (OrderStatus::Finished, OrderStatus::Refunded),
         other => {
             tracing::info!(%webhook_id, event_type = other, "demo shop ignores this notification type");
             return Ok(answer("ignored", note.order_id, None));

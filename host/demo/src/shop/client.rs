@@ -52,6 +52,30 @@ impl PaygateClient {
         }
     }
 
+    /// Asks paygate to give back all of the order's payment. The
+    /// idempotency key is the order's, so a second click refunds nothing
+    /// more; answers paygate's refund id.
+    pub async fn refund_payment(
+        &self,
+        order_id: OrderId,
+        payment_id: PaymentId,
+    ) -> Result<i64, Refusal> {
+        let url = format!("{}/{payment_id}/refunds", self.payments_url);
+        let answer = self
+            .http
+            .post(url)
+            .header("x-api-key", self.api_key.expose())
+            .header("idempotency-key", format!("order-{order_id}-refund"))
+            .json(&json!({"reason": "requested_by_customer"}))
+            .send()
+            .await;
+        let refund = answer_json(answer).await?;
+        refund["refund_id"].as_i64().ok_or_else(|| Refusal {
+            code: "invalid_response".into(),
+            message: "paygate answered without a refund".into(),
+        })
+    }
+
     /// Asks paygate for the order's payment. The idempotency key is the
     /// order's, so a retried request can never open a second payment.
     pub async fn create_payment(
@@ -74,28 +98,35 @@ impl PaygateClient {
             .header("idempotency-key", format!("order-{order_id}"))
             .json(&body)
             .send()
-            .await
-            .map_err(|error| Refusal {
-                code: "gateway_unreachable".into(),
-                message: format!("paygate could not be reached: {error}"),
-            })?;
-        let status = answer.status();
-        let text = answer.text().await.unwrap_or_default();
-        if status.is_success() {
-            return serde_json::from_str(&text).map_err(|_| Refusal {
-                code: "invalid_response".into(),
-                message: format!("paygate answered HTTP {status} without a payment"),
-            });
-        }
-        let error: Value = serde_json::from_str(&text).unwrap_or_default();
-        Err(Refusal {
-            code: error["error"]
-                .as_str()
-                .unwrap_or("invalid_response")
-                .to_owned(),
-            message: error["message"]
-                .as_str()
-                .map_or_else(|| format!("paygate answered HTTP {status}"), str::to_owned),
+            .await;
+        let created = answer_json(answer).await?;
+        serde_json::from_value(created).map_err(|_| Refusal {
+            code: "invalid_response".into(),
+            message: "paygate answered without a payment".into(),
         })
     }
+}
+
+/// The JSON of a 2xx answer, or paygate's refusal: its error code, or
+/// `gateway_unreachable` / `invalid_response`.
+async fn answer_json(answer: reqwest::Result<reqwest::Response>) -> Result<Value, Refusal> {
+    let answer = answer.map_err(|error| Refusal {
+        code: "gateway_unreachable".into(),
+        message: format!("paygate could not be reached: {error}"),
+    })?;
+    let status = answer.status();
+    let text = answer.text().await.unwrap_or_default();
+    let body: Value = serde_json::from_str(&text).unwrap_or_default();
+    if status.is_success() {
+        return Ok(body);
+    }
+    Err(Refusal {
+        code: body["error"]
+            .as_str()
+            .unwrap_or("invalid_response")
+            .to_owned(),
+        message: body["message"]
+            .as_str()
+            .map_or_else(|| format!("paygate answered HTTP {status}"), str::to_owned),
+    })
 }

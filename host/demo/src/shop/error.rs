@@ -36,6 +36,10 @@ pub enum ShopError {
     },
     #[error("paygate did not create the payment: {}", .refusal.message)]
     PaymentFailed { order_id: OrderId, refusal: Refusal },
+    #[error("order {0} is not paid, so there is nothing to refund")]
+    NotRefundable(OrderId),
+    #[error("paygate did not refund the order: {}", .refusal.message)]
+    RefundFailed { order_id: OrderId, refusal: Refusal },
     #[error("the database is unavailable: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -48,7 +52,10 @@ impl ShopError {
             ShopError::NotFound => StatusCode::NOT_FOUND,
             ShopError::InvalidSignature | ShopError::SignatureExpired => StatusCode::UNAUTHORIZED,
             ShopError::PaymentMismatch { .. } => StatusCode::CONFLICT,
-            ShopError::PaymentFailed { .. } => StatusCode::BAD_GATEWAY,
+            ShopError::PaymentFailed { .. } | ShopError::RefundFailed { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
+            ShopError::NotRefundable(_) => StatusCode::CONFLICT,
             ShopError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -62,6 +69,8 @@ impl ShopError {
             ShopError::SignatureExpired => "signature_expired",
             ShopError::PaymentMismatch { .. } => "payment_mismatch",
             ShopError::PaymentFailed { .. } => "payment_failed",
+            ShopError::NotRefundable(_) => "order_not_refundable",
+            ShopError::RefundFailed { .. } => "refund_failed",
             ShopError::Database(_) => "service_unavailable",
         }
     }
@@ -78,7 +87,8 @@ impl ShopError {
         let mut body = json!({"error": self.code(), "message": self.message()});
         match self {
             ShopError::InvalidFields(fields) => body["fields"] = json!(fields),
-            ShopError::PaymentFailed { order_id, refusal } => {
+            ShopError::PaymentFailed { order_id, refusal }
+            | ShopError::RefundFailed { order_id, refusal } => {
                 body["order_id"] = json!(order_id);
                 body["gateway_error"] = json!(refusal.code);
             }

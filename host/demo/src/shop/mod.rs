@@ -33,7 +33,8 @@ use tokio_util::sync::CancellationToken;
 use client::PaygateClient;
 use error::ShopError;
 use notifications::WebhookKey;
-use order::NewOrder;
+use order::{NewOrder, OrderStatus};
+use paygate::OrderId;
 use paygate::http::middleware::no_sniffing_or_framing;
 use paygate::plugins::Secret;
 use store::{Order, OrderStore};
@@ -165,6 +166,8 @@ fn router(state: ShopState) -> Router {
             post(api::create_order).get(api::list_orders),
         )
         .route("/api/v1/orders/{id}", get(api::show_order))
+        .route("/api/v1/orders/{id}/refund", post(api::refund_order))
+        .route("/orders/{id}/refund", post(pages::refund_form))
         .route("/api/v1/notifications", post(api::notification))
         .route(
             "/health",
@@ -185,6 +188,42 @@ async fn security_headers(mut response: Response) -> Response {
         .entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
     response
+}
+
+/// Asks paygate to give back all of a finished order's payment. The order
+/// turns `ORDER_REFUNDED` when paygate's `refund.succeeded` arrives; asking
+/// again once the refund was made answers the order as it is.
+async fn refund_order(state: &ShopState, order_id: OrderId) -> Result<Order, ShopError> {
+    let shop = &state.inner;
+    let order = shop
+        .orders
+        .get(order_id)
+        .await?
+        .ok_or(ShopError::NotFound)?;
+    let payment_id = match (order.status, order.payment_id, order.refund_id) {
+        (_, _, Some(_)) => return Ok(order),
+        (OrderStatus::Finished, Some(payment_id), None) => payment_id,
+        _ => return Err(ShopError::NotRefundable(order_id)),
+    };
+    match shop.paygate.refund_payment(order_id, payment_id).await {
+        Ok(refund_id) => {
+            tracing::info!(
+                order_id = order_id.get(),
+                refund_id,
+                "demo shop asked for a refund"
+            );
+            shop.orders.set_refund(order_id, refund_id).await?;
+            Ok(shop
+                .orders
+                .get(order_id)
+                .await?
+                .ok_or(ShopError::NotFound)?)
+        }
+        Err(refusal) => {
+            tracing::warn!(order_id = order_id.get(), code = %refusal.code, "paygate refused the order's refund");
+            Err(ShopError::RefundFailed { order_id, refusal })
+        }
+    }
 }
 
 /// Stores the order, then asks paygate for its payment: the order exists

@@ -74,6 +74,9 @@ pub enum OrderStatus {
     Finished,
     #[serde(rename = "ORDER_FAILED")]
     Failed,
+    /// Finished, then given back whole: paygate notified `refund.succeeded`.
+    #[serde(rename = "ORDER_REFUNDED")]
+    Refunded,
 }
 
 impl OrderStatus {
@@ -82,11 +85,12 @@ impl OrderStatus {
             OrderStatus::Pending => "ORDER_PENDING",
             OrderStatus::Finished => "ORDER_FINISHED",
             OrderStatus::Failed => "ORDER_FAILED",
+            OrderStatus::Refunded => "ORDER_REFUNDED",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::Pending, Self::Finished, Self::Failed]
+        [Self::Pending, Self::Finished, Self::Failed, Self::Refunded]
             .into_iter()
             .find(|status| status.as_str() == text)
     }

@@ -3,8 +3,8 @@
 //! assets, so it works offline and in any test browser.
 
 use axum::Form;
-use axum::extract::State;
-use axum::extract::rejection::FormRejection;
+use axum::extract::rejection::{FormRejection, PathRejection};
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -13,8 +13,9 @@ use super::order::{
     CATALOGUE, CURRENCY, Input, MAX_QUANTITY, NewOrder, OrderStatus, PAYMENT_METHODS,
 };
 use super::store::Order;
-use super::{ShopState, place_order};
+use super::{ShopState, place_order, refund_order};
 use crate::html::{escape, page};
+use paygate::OrderId;
 
 const STYLE: &str = "\
 body{margin:0;background:#f3f4f6;font:16px/1.5 system-ui,-apple-system,'Segoe UI',sans-serif;color:#111827}\
@@ -31,7 +32,8 @@ input,select{font:inherit;padding:.3rem;width:100%;box-sizing:border-box}\
 button{width:100%;margin-top:.5rem;padding:.6rem;border:0;border-radius:8px;background:#4f46e5;color:#fff;font:inherit;font-weight:600;cursor:pointer}\
 table{width:100%;border-collapse:collapse;background:#fff;border-radius:12px;overflow:hidden}\
 th,td{padding:.6rem .8rem;text-align:left;border-bottom:1px solid #e5e7eb}th{background:#f9fafb;font-size:.85rem;color:#6b7280}\
-.status{font-weight:600;font-size:.85rem}.ORDER_PENDING{color:#b45309}.ORDER_FINISHED{color:#047857}.ORDER_FAILED{color:#b91c1c}\
+.status{font-weight:600;font-size:.85rem}.ORDER_PENDING{color:#b45309}.ORDER_FINISHED{color:#047857}.ORDER_FAILED{color:#b91c1c}.ORDER_REFUNDED{color:#4b5563}\
+td form button{width:auto;margin:0;padding:.3rem .8rem;background:#6b7280}\
 .note{color:#6b7280;font-size:.9rem}";
 
 /// `GET /`: every product with a quantity, a payment method and a button.
@@ -73,6 +75,23 @@ pub(super) async fn orders(State(state): State<ShopState>) -> Response {
             layout("Orders", &orders_table(&orders), true),
         ),
         Err(error) => problem(&ShopError::from(error)),
+    }
+}
+
+/// `POST /orders/{id}/refund` (an order's Refund button): asks paygate for
+/// the refund and sends the browser back to the orders, where the order
+/// turns refunded when paygate's notification comes.
+pub(super) async fn refund_form(
+    State(state): State<ShopState>,
+    id: Result<Path<i64>, PathRejection>,
+) -> Response {
+    let Ok(Path(id)) = id else {
+        return problem(&ShopError::NotFound);
+    };
+    match refund_order(&state, OrderId::new(id)).await {
+        // Back to /orders from /orders/{id}/refund, wherever the shop is mounted.
+        Ok(_) => (StatusCode::SEE_OTHER, [(header::LOCATION, "../../orders")]).into_response(),
+        Err(error) => problem(&error),
     }
 }
 
@@ -133,10 +152,19 @@ fn orders_table(orders: &[Order]) -> String {
             (Some(id), _) => id.to_string(),
             (None, _) => "—".to_owned(),
         };
+        let action = match (order.status, order.refund_id) {
+            (OrderStatus::Finished, None) => format!(
+                "<form method=\"post\" action=\"orders/{id}/refund\">\
+                 <button id=\"refund-{id}\" type=\"submit\">Refund</button></form>",
+                id = order.order_id
+            ),
+            (OrderStatus::Finished, Some(refund)) => format!("refund {refund} asked"),
+            _ => String::new(),
+        };
         rows.push_str(&format!(
             "<tr><td>{id}</td><td>{product}</td><td>{quantity}</td><td>{price} {currency}</td>\
              <td>{alias}</td><td id=\"order-{id}-status\" class=\"status {status}\">{status}</td>\
-             <td>{payment}</td></tr>",
+             <td>{payment}</td><td>{action}</td></tr>",
             id = order.order_id,
             product = escape(order.product),
             quantity = order.quantity,
@@ -147,7 +175,7 @@ fn orders_table(orders: &[Order]) -> String {
     }
     format!(
         "<h1>Orders</h1><table><thead><tr><th>Order</th><th>Product</th><th>Quantity</th>\
-         <th>Price</th><th>Pay with</th><th>Status</th><th>Payment</th></tr></thead>\
+         <th>Price</th><th>Pay with</th><th>Status</th><th>Payment</th><th></th></tr></thead>\
          <tbody>{rows}</tbody></table>\
          <p class=\"note\">This page refreshes every 2 seconds.</p>"
     )
@@ -219,6 +247,7 @@ mod tests {
             status: OrderStatus::Pending,
             payment_id: Some(PaymentId::new(42)),
             payment_url: Some(url.into()),
+            refund_id: None,
             created_at: now,
             updated_at: now,
         }

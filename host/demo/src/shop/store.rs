@@ -33,6 +33,8 @@ pub struct Order {
     pub status: OrderStatus,
     pub payment_id: Option<PaymentId>,
     pub payment_url: Option<String>,
+    /// paygate's refund of the whole payment, once the shop asked for it.
+    pub refund_id: Option<i64>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -48,6 +50,7 @@ struct OrderRow {
     status: String,
     payment_id: Option<PaymentId>,
     payment_url: Option<String>,
+    refund_id: Option<i64>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -65,6 +68,7 @@ impl From<OrderRow> for Order {
             status: OrderStatus::parse(&row.status).unwrap_or(OrderStatus::Pending),
             payment_id: row.payment_id,
             payment_url: row.payment_url,
+            refund_id: row.refund_id,
             created_at: row.created_at,
             updated_at: row.updated_at,
         }
@@ -74,11 +78,12 @@ impl From<OrderRow> for Order {
 /// What a notification did to its order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Applied {
-    /// The pending order moved to this status.
+    /// The order moved to this status.
     Updated(OrderStatus),
     /// This webhook-id was acted on before; nothing changed.
     Duplicate,
-    /// Recorded, nothing to change: the order is already settled.
+    /// Recorded, nothing to change: the order is not in the status the
+    /// notification moves orders from (e.g. already settled).
     Settled(OrderStatus),
     /// Recorded, nothing to change: no order has this id.
     UnknownOrder,
@@ -98,7 +103,7 @@ impl OrderStore {
             r#"INSERT INTO orders (product_id, quantity, alias, price, currency)
                VALUES ($1, $2, $3, $4, $5)
                RETURNING id AS "id: OrderId", product_id, quantity, price, currency, alias, status,
-                         payment_id AS "payment_id: PaymentId", payment_url, created_at, updated_at"#,
+                         payment_id AS "payment_id: PaymentId", payment_url, refund_id, created_at, updated_at"#,
             new.product().id,
             new.quantity(),
             new.alias(),
@@ -121,7 +126,7 @@ impl OrderStore {
             OrderRow,
             r#"UPDATE orders SET payment_id = $2, payment_url = $3, updated_at = now() WHERE id = $1
                RETURNING id AS "id: OrderId", product_id, quantity, price, currency, alias, status,
-                         payment_id AS "payment_id: PaymentId", payment_url, created_at, updated_at"#,
+                         payment_id AS "payment_id: PaymentId", payment_url, refund_id, created_at, updated_at"#,
             order_id.get(),
             payment_id.get(),
             payment_url,
@@ -129,6 +134,18 @@ impl OrderStore {
         .fetch_one(&self.pool)
         .await?;
         Ok(row.into())
+    }
+
+    /// Notes the refund paygate made of the order's payment.
+    pub async fn set_refund(&self, order_id: OrderId, refund_id: i64) -> Result<(), sqlx::Error> {
+        sqlx::query!(
+            "UPDATE orders SET refund_id = $2, updated_at = now() WHERE id = $1",
+            order_id.get(),
+            refund_id,
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Fails a pending order whose payment could not be created.
@@ -147,7 +164,7 @@ impl OrderStore {
         let row = sqlx::query_as!(
             OrderRow,
             r#"SELECT id AS "id: OrderId", product_id, quantity, price, currency, alias, status,
-                      payment_id AS "payment_id: PaymentId", payment_url, created_at, updated_at
+                      payment_id AS "payment_id: PaymentId", payment_url, refund_id, created_at, updated_at
                FROM orders WHERE id = $1"#,
             order_id.get(),
         )
@@ -161,7 +178,7 @@ impl OrderStore {
         let rows = sqlx::query_as!(
             OrderRow,
             r#"SELECT id AS "id: OrderId", product_id, quantity, price, currency, alias, status,
-                      payment_id AS "payment_id: PaymentId", payment_url, created_at, updated_at
+                      payment_id AS "payment_id: PaymentId", payment_url, refund_id, created_at, updated_at
                FROM orders ORDER BY id DESC LIMIT $1"#,
             LIST_LIMIT,
         )
@@ -170,16 +187,17 @@ impl OrderStore {
         Ok(rows.into_iter().map(Order::from).collect())
     }
 
-    /// Applies a verified notification once. The webhook-id is recorded in
-    /// the transaction that changes the order, so a redelivery racing the
-    /// first waits for it and then finds the id taken.
+    /// Applies a verified notification once: the order moves from `from`
+    /// to `outcome`. The webhook-id is recorded in the transaction that
+    /// changes the order, so a redelivery racing the first waits for it and
+    /// then finds the id taken.
     pub async fn apply_notification(
         &self,
         webhook_id: &str,
         event_type: &str,
         order_id: OrderId,
         payment_id: PaymentId,
-        outcome: OrderStatus,
+        (from, outcome): (OrderStatus, OrderStatus),
     ) -> Result<Applied, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let first = sqlx::query!(
@@ -209,7 +227,7 @@ impl OrderStore {
                     order_payment_id: ours,
                 });
             }
-            Some((status, _)) if status != OrderStatus::Pending.as_str() => {
+            Some((status, _)) if status != from.as_str() => {
                 Applied::Settled(OrderStatus::parse(&status).unwrap_or(OrderStatus::Pending))
             }
             // A payment id not stored yet (the shop stopped between paygate's
