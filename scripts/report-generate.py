@@ -219,6 +219,17 @@ def targets(d):
     v = max(harness["cold"]["max_ms"], harness["cached"]["max_ms"]) if harness else None
     add("harness: `paygate plugin test` < 5 s (slowest run, cold or cached)", "",
         num(v, 0, " ms"), check(v, lambda x: x < 5000))
+
+    rec = d.get("reconcile")
+    v = rec["round_alone_s"] if rec else None
+    add("reconciliation: 10,000 pending payments settled in ≤ 60 s", "",
+        num(v, 1, " s") + (f" ({num(rec['backlog'], 0)} payments)" if rec else ""),
+        check(v, lambda x: x <= 60 and rec["backlog"] >= 10000))
+    v = rec["create_ratio"] if rec else None
+    add("reconciliation slows creates by ≤ 20% (same run)", "",
+        (f"{100 * v:.0f}% of the creates/s without it ({num(rec['creates_during_round_per_s'], 0)}/s "
+         f"against {num(rec['creates_alone_per_s'], 0)}/s)") if rec else "–",
+        check(v, lambda x: x >= 0.8))
     return rows
 
 
@@ -340,12 +351,28 @@ def section_harness(d):
                   ("cached", d["runs"], d["cached"]["median_ms"], d["cached"]["max_ms"])])
 
 
+def section_reconcile(d):
+    clients = d["clients"]
+    out = table(["backlog of lost webhooks", "round alone", "rate",
+                 f"round beside {clients} creating clients"],
+                [(num(d["backlog"], 0), num(d["round_alone_s"], 1, " s"),
+                  num(d["backlog"] / d["round_alone_s"], 0, "/s"),
+                  num(d["round_beside_creates_s"], 1, " s"))])
+    out += [""]
+    out += table([f"creates, {clients} clients", "alone", "during the round", "ratio", "errors"],
+                 [("", num(d["creates_alone_per_s"], 0, "/s"),
+                   num(d["creates_during_round_per_s"], 0, "/s"),
+                   f"{100 * d['create_ratio']:.0f}%", num(d["create_errors"], 0))])
+    return out
+
+
 SECTIONS = [
     ("plugins", "Plugin runtime", lambda d, _: section_plugins(d)),
     ("api", "Merchant API under load", section_api),
     ("notify", "Merchant notifications", lambda d, _: section_notify(d)),
     ("swap", "Plugin hot swap under load", lambda d, _: section_swap(d)),
     ("harness", "Plugin test harness", lambda d, _: section_harness(d)),
+    ("reconcile", "Reconciliation of lost webhooks", lambda d, _: section_reconcile(d)),
 ]
 
 
@@ -428,7 +455,11 @@ def build(args):
     data = {name: load_json(os.path.join(args.results, f"{name}.json")) for name, _, _ in SECTIONS}
     m = machine_info
     when = dt.datetime.fromisoformat(m["started_at"])
-    ordered = sorted(steps.values(), key=lambda s: s["start"])
+    # A step measured on its own after the run (marked "separate" in
+    # steps.jsonl by whoever appended it) keeps its own line in its section
+    # but is not part of the run's span.
+    ordered = sorted((s for s in steps.values() if not s.get("separate")),
+                     key=lambda s: s["start"])
     load_after = ordered[-1]["load_after"] if ordered else "?"
     minutes = (ordered[-1]["end"] - ordered[0]["start"]) / 60 if ordered else 0
     command = ("REPORT_QUICK=1 " if m["quick"] else "") + "scripts/report"
