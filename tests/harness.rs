@@ -47,7 +47,12 @@ async fn harness_passes_the_stripe_adapter_and_measures_each_case() {
             "provider-5xx",
             "slow-provider",
             "malformed-response",
-            "missing-config"
+            "missing-config",
+            "refund-success",
+            "refund-pending",
+            "refund-declined",
+            "refund-5xx",
+            "refund-status",
         ]
     );
     assert_eq!(report.size_bytes, wasm("stripe_adapter").len());
@@ -70,7 +75,9 @@ async fn harness_passes_the_stripe_adapter_and_measures_each_case() {
 async fn harness_passes_the_sandbox_adapter() {
     let report = test_component("sandbox_adapter").await;
     report.assert_passed();
-    assert_eq!(report.cases.len(), 6);
+    // Six payment cases and five refund cases: a WIT 0.2.0 adapter.
+    assert_eq!(report.cases.len(), 11);
+    assert!(report.cases.iter().all(|c| c.passed()), "{}", report.text());
 }
 
 #[tokio::test]
@@ -137,13 +144,20 @@ async fn harness_fails_a_misbehaving_adapter_with_clear_reasons() {
     // chaos answers ok whatever the provider says, and never calls it.
     let report = test_component("chaos").await;
     assert!(!report.passed());
-    assert!(report.cases.iter().all(|c| c.failed()), "{}", report.text());
+    let failed = report.cases.iter().filter(|c| c.failed()).count();
+    assert_eq!(failed, 6, "{}", report.text());
     assert!(failure(&report, "success").contains("without calling the provider"));
     assert!(failure(&report, "decline").starts_with("expected declined, got ok"));
     assert!(failure(&report, "missing-config").starts_with("expected misconfigured, got ok"));
+    // A WIT 0.1.0 adapter has no refunds: those cases are skipped, saying why.
+    let refund = report.case("refund-success").unwrap();
+    assert!(
+        matches!(&refund.verdict, Verdict::Skip(why) if why.contains("0.1.0")),
+        "{refund:?}"
+    );
     let text = report.text();
     assert!(text.contains("FAIL  decline"), "{text}");
-    assert!(text.contains("0 passed, 6 failed"), "{text}");
+    assert!(text.contains("0 passed, 6 failed, 5 skipped"), "{text}");
 }
 
 #[tokio::test]
@@ -212,7 +226,7 @@ async fn user_fixtures_add_provider_cases() {
         .run()
         .await
         .unwrap();
-    assert_eq!(report.cases.len(), 10, "{}", report.text());
+    assert_eq!(report.cases.len(), 15, "{}", report.text());
     for passing in ["recorded invalid currency", "session paid"] {
         assert!(report.case(passing).unwrap().passed(), "{}", report.text());
     }
@@ -280,13 +294,14 @@ async fn junit_xml_has_one_testcase_per_case_and_the_failures() {
     let doc = roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{e}\n{xml}"));
     let suite = doc.root_element();
     assert_eq!(suite.tag_name().name(), "testsuite");
-    assert_eq!(suite.attribute("tests"), Some("6"));
+    assert_eq!(suite.attribute("tests"), Some("11"));
     assert_eq!(suite.attribute("failures"), Some("6"));
+    assert_eq!(suite.attribute("skipped"), Some("5"));
     let cases: Vec<_> = suite
         .children()
         .filter(|n| n.has_tag_name("testcase"))
         .collect();
-    assert_eq!(cases.len(), 6);
+    assert_eq!(cases.len(), 11);
     let decline = cases
         .iter()
         .find(|c| c.attribute("name") == Some("decline"))
@@ -388,8 +403,10 @@ async fn cli_plugin_test_passes_stripe_with_its_recorded_fixtures() {
     ])
     .await;
     assert_eq!(code, 0, "{stdout}");
-    assert!(stdout.contains("9 cases: 9 passed, 0 failed"), "{stdout}");
+    // Six payment cases, five refund cases, three recorded fixtures.
+    assert!(stdout.contains("15 cases: 15 passed, 0 failed"), "{stdout}");
     assert!(stdout.contains("session paid (recorded)"), "{stdout}");
+    assert!(stdout.contains("refund succeeded (recorded)"), "{stdout}");
     // A failing component, its exit code and JUnit: host/harness/tests/standalone.rs
     // runs them through `paygate-plugin`, which shares this command's code.
 }

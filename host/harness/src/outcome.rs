@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use paygate_runtime::PluginError;
 use paygate_runtime::bindings::{
     Decision, Event, EventStatus, Money, PaymentRef, PaymentSession, PaymentState, ProviderError,
-    RefundStatus, VerifyError,
+    RefundSession, RefundState, RefundStatus, VerifyError,
 };
 
 /// The result of one call.
@@ -103,6 +103,30 @@ impl Outcome {
         }
     }
 
+    /// `refund`'s result: named by the refund's state, with its reference.
+    pub fn refund(result: Result<Result<RefundSession, ProviderError>, PluginError>) -> Self {
+        match result {
+            Ok(Ok(s)) => {
+                let name = refund_state(s.state);
+                Self::ok(name, json!({ "reference": s.reference, "state": name }))
+            }
+            Ok(Err(e)) => provider_error(&e),
+            Err(e) => Self::host(&e),
+        }
+    }
+
+    /// `refund-status`'s result; a success is named by the state.
+    pub fn refund_state(result: Result<Result<RefundState, ProviderError>, PluginError>) -> Self {
+        match result {
+            Ok(Ok(state)) => {
+                let name = refund_state(state);
+                Self::ok(name, json!(name))
+            }
+            Ok(Err(e)) => provider_error(&e),
+            Err(e) => Self::host(&e),
+        }
+    }
+
     /// `verify`'s result.
     pub fn events(result: Result<Result<Vec<Event>, VerifyError>, PluginError>) -> Self {
         match result {
@@ -135,6 +159,14 @@ impl Outcome {
             ),
             Err(e) => Self::host(e),
         }
+    }
+}
+
+fn refund_state(state: RefundState) -> &'static str {
+    match state {
+        RefundState::Pending => "pending",
+        RefundState::Succeeded => "succeeded",
+        RefundState::Failed => "failed",
     }
 }
 

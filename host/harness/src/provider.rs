@@ -1,6 +1,7 @@
 //! The provider-adapter suite: success, decline, provider 5xx, slow
 //! provider, malformed provider response and missing config, each answered
-//! by a built-in fixture, then the user's fixtures.
+//! by a built-in fixture; for an adapter that gives money back (WIT 0.2.0)
+//! the refund cases too; then the user's fixtures.
 //!
 //! The built-in success body carries the field names of the common
 //! checkout APIs (`id`, `url`, `payment_url`); an adapter for a provider
@@ -12,7 +13,7 @@ use crate::case::{CaseResult, Label, Meter, Subject, Verdict};
 use crate::fixtures::{Fixture, FixtureResponse, RequestMatch};
 use crate::mock::Received;
 use crate::outcome::Outcome;
-use paygate_runtime::bindings::PaymentRequest;
+use paygate_runtime::bindings::{PaymentRequest, RefundReason, RefundRequest};
 
 /// How long past the plugin's HTTP timeout the slow provider answers.
 const SLOW_BY_MS: u64 = 1000;
@@ -33,11 +34,28 @@ pub fn sample_payment() -> PaymentRequest {
     }
 }
 
+/// The refund the refund cases ask for: part of [`sample_payment`].
+pub fn sample_refund() -> RefundRequest {
+    RefundRequest {
+        refund_id: 9,
+        payment_id: 42,
+        merchant_id: 7,
+        payment_reference: "harness_session_1".into(),
+        price: "2.50".into(),
+        currency: "EUR".into(),
+        reason: Some(RefundReason::RequestedByCustomer),
+        idempotency_key: "paygate-refund-9".into(),
+        metadata: Vec::new(),
+    }
+}
+
 /// Which export a case calls.
 #[derive(Clone, Debug)]
 enum Call {
     CreatePayment,
     PaymentStatus(String),
+    Refund,
+    RefundStatus(String),
 }
 
 /// Whether the plugin must (or must not) reach the provider.
@@ -81,9 +99,15 @@ impl ProviderCase {
             (Some("payment-status"), None) => {
                 return Err("a payment-status fixture needs `reference`".into());
             }
+            (Some("refund"), _) => Call::Refund,
+            (Some("refund-status"), Some(reference)) => Call::RefundStatus(reference.clone()),
+            (Some("refund-status"), None) => {
+                return Err("a refund-status fixture needs `reference`".into());
+            }
             (Some(other), _) => {
                 return Err(format!(
-                    "unknown call {other:?}: a provider adapter has create-payment and payment-status"
+                    "unknown call {other:?}: a provider adapter has create-payment, payment-status, \
+                     and (WIT 0.2.0) refund and refund-status"
                 ));
             }
         };
@@ -176,11 +200,80 @@ fn built_ins(http_timeout_ms: u32) -> Vec<ProviderCase> {
     cases
 }
 
+/// The refund cases, for an adapter that exports `refund`. The success body
+/// names the refund (`id`, `status`) and the payment's PaymentIntent
+/// (`payment_intent`), so an adapter that looks the payment up first (as
+/// Stripe's must) finds what it needs in the same answer.
+fn refund_built_ins() -> Vec<ProviderCase> {
+    let refund = |status: &str| {
+        json!({
+            "id": "harness_refund_1",
+            "object": "refund",
+            "status": status,
+            "payment_intent": "pi_harness_1",
+            "amount": 250,
+            "currency": "eur",
+        })
+    };
+    let declined =
+        json!({ "error": { "type": "card_error", "message": "The refund was declined." } });
+    let refund_case = |name: &str, about: &str, response, expect: &str| ProviderCase {
+        call: Call::Refund,
+        ..ProviderCase::built_in(name, about.to_owned(), response, expect)
+    };
+    vec![
+        refund_case(
+            "refund-success",
+            "the provider gives 2.50 EUR back at once: succeeded, with the refund's reference",
+            FixtureResponse::json(200, refund("succeeded")),
+            "succeeded",
+        ),
+        refund_case(
+            "refund-pending",
+            "the provider confirms later: pending, with the refund's reference",
+            FixtureResponse::json(200, refund("pending")),
+            "pending",
+        ),
+        refund_case(
+            "refund-declined",
+            "HTTP 402 card_error: declined",
+            FixtureResponse::json(402, declined),
+            "declined",
+        ),
+        refund_case(
+            "refund-5xx",
+            "HTTP 503: unavailable (asked again later under the same key)",
+            FixtureResponse::json(
+                503,
+                json!({ "error": { "message": "service unavailable" } }),
+            ),
+            "unavailable",
+        ),
+        ProviderCase {
+            call: Call::RefundStatus("harness_refund_1".into()),
+            ..ProviderCase::built_in(
+                "refund-status",
+                "the refund's state by its reference: succeeded".into(),
+                FixtureResponse::json(200, refund("succeeded")),
+                "succeeded",
+            )
+        },
+    ]
+}
+
 /// Runs the built-in cases, then one case per fixture.
 pub async fn run(subject: &Subject<'_>, fixtures: &[Fixture]) -> Vec<CaseResult> {
     let mut results = Vec::new();
     for case in built_ins(subject.host.http_timeout_ms()) {
         results.push(run_case(subject, &case).await);
+    }
+    for case in refund_built_ins() {
+        if subject.plugin.refunds() {
+            results.push(run_case(subject, &case).await);
+        } else {
+            let why = "the adapter has no refund export (WIT 0.1.0)".to_owned();
+            results.push(case.label.without_calls(Verdict::Skip(why)));
+        }
     }
     for fixture in fixtures {
         match ProviderCase::from_fixture(fixture) {
@@ -206,6 +299,10 @@ async fn run_case(subject: &Subject<'_>, case: &ProviderCase) -> CaseResult {
         }
         Call::PaymentStatus(reference) => {
             Outcome::state(plugin.payment_status("harness", reference).await)
+        }
+        Call::Refund => Outcome::refund(plugin.refund("harness", &sample_refund()).await),
+        Call::RefundStatus(reference) => {
+            Outcome::refund_state(plugin.refund_status("harness", reference).await)
         }
     };
     let measured = meter.stop();
@@ -243,14 +340,21 @@ fn judge(case: &ProviderCase, outcome: &Outcome, received: &[Received], url: &st
         }
         _ => {}
     }
-    if let Call::CreatePayment = case.call {
-        let session = &outcome.value["ok"];
-        let empty = |field: &str| session[field].as_str().is_some_and(str::is_empty);
-        if outcome.ok && (empty("reference") || empty("payment-url")) {
+    let answer = &outcome.value["ok"];
+    let empty = |field: &str| answer[field].as_str().is_some_and(str::is_empty);
+    match case.call {
+        Call::CreatePayment if outcome.ok && (empty("reference") || empty("payment-url")) => {
             return Verdict::Fail(format!(
-                "a session needs a reference and a payment URL, got {session}"
+                "a session needs a reference and a payment URL, got {answer}"
             ));
         }
+        // The host finds a refund's webhooks and asks its status by it.
+        Call::Refund if outcome.ok && empty("reference") => {
+            return Verdict::Fail(format!(
+                "a refund needs the provider's reference, got {answer}"
+            ));
+        }
+        _ => {}
     }
     Verdict::Pass(outcome.summary())
 }
