@@ -75,6 +75,7 @@ fn shop_args(app: &TestApp, database_url: String) -> ShopArgs {
         subscription_id: app.merchant.subscription_id.get(),
         webhook_secret: Secret::new(app.merchant.webhook_secret.clone()),
         database_url,
+        public_url: None,
     }
 }
 

@@ -196,10 +196,13 @@ async fn the_whole_loop_from_order_to_finished() {
         .send()
         .await
         .unwrap();
-    assert!(paid.status().is_success(), "{}", paid.status());
+    // Back to the order's own page.
+    assert_eq!(paid.status(), 303);
 
     let order = shop.get("/api/v1/orders").await.body["orders"][0].clone();
     let order_id = order["order_id"].as_i64().unwrap();
+    let back = format!("{}/orders/{order_id}", shop.url);
+    assert_eq!(paid.headers()["location"], back.as_str());
     let started = std::time::Instant::now();
     while shop.order_status(order_id).await != "ORDER_FINISHED" {
         assert!(

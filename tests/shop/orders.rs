@@ -224,3 +224,51 @@ async fn assert_refused(shop: &TestShop, gateway_error: &str) {
 fn orders(listing: &Value) -> Vec<Value> {
     listing["orders"].as_array().unwrap().clone()
 }
+
+/// Each payment brings its buyer back to the order's own page: the shop
+/// sends `{shop}/orders/{id}` as the return and cancel URL, the sandbox's
+/// page redirects there after Pay or Decline, and the page shows the order
+/// with links that lead back up to the shop.
+#[tokio::test]
+async fn the_buyer_comes_back_to_the_orders_own_page() {
+    let shop = super::spawn_shop_notified().await;
+    for (button, status) in [("pay", "ORDER_FINISHED"), ("decline", "ORDER_FAILED")] {
+        let (order_id, payment_id) = shop.pending_order("sandbox").await;
+        let back = format!("{}/orders/{order_id}", shop.url);
+        let payment = shop.payment(payment_id).await;
+        assert_eq!(
+            (&payment["return_url"], &payment["cancel_url"]),
+            (&json!(back), &json!(back)),
+            "{payment}"
+        );
+        assert_eq!(
+            payment["metadata"],
+            json!({"shop_order": order_id.to_string()})
+        );
+        let url = payment["payment_url"].as_str().unwrap();
+        let clicked = shop
+            .client
+            .post(format!("{url}/{button}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(clicked.status(), 303, "{button}");
+        assert_eq!(clicked.headers()["location"], back.as_str(), "{button}");
+
+        let started = std::time::Instant::now();
+        while shop.order_status(order_id).await != status {
+            assert!(started.elapsed() < std::time::Duration::from_secs(20));
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let page = shop.page(&format!("/orders/{order_id}")).await;
+        assert!(
+            page.contains(&format!(
+                "id=\"order-{order_id}-status\" class=\"status {status}\""
+            )),
+            "{page}"
+        );
+        assert!(page.contains("href=\"../orders\""), "{page}");
+    }
+    let missing = shop.get("/orders/999999").await;
+    assert_eq!(missing.status, 404);
+}

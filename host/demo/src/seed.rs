@@ -89,6 +89,9 @@ pub async fn start(
         subscription_id: merchant.subscription_id.get(),
         webhook_secret: merchant.webhook_secret.clone(),
         database_url: shop_database_url.to_owned(),
+        // As the demo prints it; port 0 (tests) lets the shop name itself.
+        public_url: (listen.shop.port() != 0)
+            .then(|| format!("http://localhost:{}", listen.shop.port())),
     };
     let shop = Shop::build(&shop_args)
         .await

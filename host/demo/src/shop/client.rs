@@ -76,12 +76,14 @@ impl PaygateClient {
         })
     }
 
-    /// Asks paygate for the order's payment. The idempotency key is the
+    /// Asks paygate for the order's payment, the buyer to come back to
+    /// `return_url` after paying or cancelling. The idempotency key is the
     /// order's, so a retried request can never open a second payment.
     pub async fn create_payment(
         &self,
         order_id: OrderId,
         order: &NewOrder,
+        return_url: &str,
     ) -> Result<CreatedPayment, Refusal> {
         let body = json!({
             "order_id": order_id,
@@ -90,6 +92,9 @@ impl PaygateClient {
             "currency": CURRENCY,
             "alias": order.alias(),
             "subscription_id": self.subscription_id,
+            "return_url": return_url,
+            "cancel_url": return_url,
+            "metadata": {"shop_order": order_id.to_string()},
         });
         let answer = self
             .http

@@ -80,6 +80,12 @@ pub struct ShopArgs {
         hide_env_values = true
     )]
     pub database_url: String,
+
+    /// The shop's URL as buyers' browsers reach it: each payment returns
+    /// the buyer to its order's page there (`{url}/orders/{id}`). Default:
+    /// `http://` and the address the shop listens on.
+    #[arg(long, env = "DEMO_SHOP_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 /// Everything a handler needs.
@@ -92,6 +98,8 @@ struct Inner {
     orders: OrderStore,
     paygate: PaygateClient,
     webhook_key: WebhookKey,
+    /// Where buyers' browsers reach the shop, without a trailing `/`.
+    public_url: String,
 }
 
 /// A built shop: settings checked, database ready, listener bound.
@@ -126,10 +134,15 @@ impl Shop {
         let listener = TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("binding DEMO_SHOP_LISTEN={}", args.listen))?;
+        let public_url = match &args.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", listener.local_addr()?),
+        };
         let inner = Inner {
             orders: OrderStore::new(pool),
             paygate,
             webhook_key,
+            public_url,
         };
         Ok(Self {
             listener,
@@ -167,6 +180,7 @@ fn router(state: ShopState) -> Router {
         )
         .route("/api/v1/orders/{id}", get(api::show_order))
         .route("/api/v1/orders/{id}/refund", post(api::refund_order))
+        .route("/orders/{id}", get(pages::order_page))
         .route("/orders/{id}/refund", post(pages::refund_form))
         .route("/api/v1/notifications", post(api::notification))
         .route(
@@ -232,7 +246,13 @@ async fn refund_order(state: &ShopState, order_id: OrderId) -> Result<Order, Sho
 async fn place_order(state: &ShopState, new: NewOrder) -> Result<Order, ShopError> {
     let shop = &state.inner;
     let order = shop.orders.insert(&new).await?;
-    match shop.paygate.create_payment(order.order_id, &new).await {
+    // The buyer comes back to this order's own page, paid or not.
+    let back = format!("{}/orders/{}", shop.public_url, order.order_id);
+    match shop
+        .paygate
+        .create_payment(order.order_id, &new, &back)
+        .await
+    {
         Ok(payment) => {
             tracing::info!(
                 order_id = order.order_id.get(),

@@ -63,7 +63,7 @@ pub(super) async fn products() -> Response {
          <p class=\"note\">Ordering opens paygate's payment page; the order is settled when \
          paygate's signed notification reaches this shop.</p>"
     );
-    page(StatusCode::OK, layout("Demo shop", &body, false))
+    page(StatusCode::OK, layout("Demo shop", &body, false, ""))
 }
 
 /// `GET /orders`: the latest orders, refreshed every two seconds so a
@@ -72,9 +72,33 @@ pub(super) async fn orders(State(state): State<ShopState>) -> Response {
     match state.inner.orders.list().await {
         Ok(orders) => page(
             StatusCode::OK,
-            layout("Orders", &orders_table(&orders), true),
+            layout("Orders", &orders_table(&orders, ""), true, ""),
         ),
-        Err(error) => problem(&ShopError::from(error)),
+        Err(error) => problem(&ShopError::from(error), ""),
+    }
+}
+
+/// `GET /orders/{id}`: one order, where paygate's payment page sends the
+/// buyer back; refreshed every two seconds until the notification settles
+/// it.
+pub(super) async fn order_page(
+    State(state): State<ShopState>,
+    id: Result<Path<i64>, PathRejection>,
+) -> Response {
+    // One level down: links lead up to the shop's root.
+    let root = "../";
+    let Ok(Path(id)) = id else {
+        return problem(&ShopError::NotFound, root);
+    };
+    match state.inner.orders.get(OrderId::new(id)).await {
+        Ok(Some(order)) => {
+            let title = format!("Order {}", order.order_id);
+            let refresh = order.status == OrderStatus::Pending;
+            let body = orders_table(&[order], root);
+            page(StatusCode::OK, layout(&title, &body, refresh, root))
+        }
+        Ok(None) => problem(&ShopError::NotFound, root),
+        Err(error) => problem(&ShopError::from(error), root),
     }
 }
 
@@ -85,13 +109,14 @@ pub(super) async fn refund_form(
     State(state): State<ShopState>,
     id: Result<Path<i64>, PathRejection>,
 ) -> Response {
+    let root = "../../";
     let Ok(Path(id)) = id else {
-        return problem(&ShopError::NotFound);
+        return problem(&ShopError::NotFound, root);
     };
     match refund_order(&state, OrderId::new(id)).await {
         // Back to /orders from /orders/{id}/refund, wherever the shop is mounted.
         Ok(_) => (StatusCode::SEE_OTHER, [(header::LOCATION, "../../orders")]).into_response(),
-        Err(error) => problem(&error),
+        Err(error) => problem(&error, root),
     }
 }
 
@@ -102,9 +127,10 @@ pub(super) async fn order_form(
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
     let Ok(Form(fields)) = form else {
-        return problem(&ShopError::Malformed(
-            "the order form could not be read".into(),
-        ));
+        return problem(
+            &ShopError::Malformed("the order form could not be read".into()),
+            "",
+        );
     };
     let field = |name: &str| {
         fields
@@ -114,7 +140,7 @@ pub(super) async fn order_form(
     };
     let new = match NewOrder::parse(field("product_id"), field("amount"), field("alias"), true) {
         Ok(new) => new,
-        Err(fields) => return problem(&ShopError::InvalidFields(fields)),
+        Err(fields) => return problem(&ShopError::InvalidFields(fields), ""),
     };
     match place_order(&state, new).await {
         Ok(order) => {
@@ -129,18 +155,21 @@ pub(super) async fn order_form(
                 // paygate answered with a URL no browser can be sent to.
                 None => page(
                     StatusCode::OK,
-                    layout("Orders", &orders_table(&[order]), false),
+                    layout("Orders", &orders_table(&[order], ""), false, ""),
                 ),
             }
         }
-        Err(error) => problem(&error),
+        Err(error) => problem(&error, ""),
     }
 }
 
-fn orders_table(orders: &[Order]) -> String {
+/// The orders as a table; `root` leads from the page to the shop's root
+/// (`""`, or `"../"` one level down).
+fn orders_table(orders: &[Order], root: &str) -> String {
     if orders.is_empty() {
-        return "<h1>Orders</h1><p class=\"note\">No orders yet. <a href=\"./\">Order something.</a></p>"
-            .to_owned();
+        return format!(
+            "<h1>Orders</h1><p class=\"note\">No orders yet. <a href=\"{root}./\">Order something.</a></p>"
+        );
     }
     let mut rows = String::new();
     for order in orders {
@@ -154,7 +183,7 @@ fn orders_table(orders: &[Order]) -> String {
         };
         let action = match (order.status, order.refund_id) {
             (OrderStatus::Finished, None) => format!(
-                "<form method=\"post\" action=\"orders/{id}/refund\">\
+                "<form method=\"post\" action=\"{root}orders/{id}/refund\">\
                  <button id=\"refund-{id}\" type=\"submit\">Refund</button></form>",
                 id = order.order_id
             ),
@@ -181,8 +210,9 @@ fn orders_table(orders: &[Order]) -> String {
     )
 }
 
-/// A refused or failed order as a page, with the API's status.
-fn problem(error: &ShopError) -> Response {
+/// A refused or failed order as a page, with the API's status; `root` as
+/// for [`orders_table`].
+fn problem(error: &ShopError, root: &str) -> Response {
     error.log();
     let mut details = String::new();
     if let ShopError::InvalidFields(fields) = error {
@@ -202,17 +232,20 @@ fn problem(error: &ShopError) -> Response {
     }
     let body = format!(
         "<h1>Order not placed</h1><p>{}</p><ul>{details}</ul>\
-         <p><a href=\"./\">Back to the products</a> · <a href=\"orders\">Orders</a></p>",
+         <p><a href=\"{root}./\">Back to the products</a> · <a href=\"{root}orders\">Orders</a></p>",
         escape(&error.message())
     );
-    page(error.status(), layout("Order not placed", &body, false))
+    page(
+        error.status(),
+        layout("Order not placed", &body, false, root),
+    )
 }
 
 fn is_web(url: &str) -> bool {
     url.starts_with("https://") || url.starts_with("http://")
 }
 
-fn layout(title: &str, body: &str, refresh: bool) -> String {
+fn layout(title: &str, body: &str, refresh: bool, root: &str) -> String {
     let refresh = if refresh {
         "<meta http-equiv=\"refresh\" content=\"2\">"
     } else {
@@ -222,8 +255,8 @@ fn layout(title: &str, body: &str, refresh: bool) -> String {
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">{refresh}\
          <title>{title}</title><style>{STYLE}</style></head>\
-         <body><header><a class=\"brand\" href=\"./\">paygate demo shop</a>\
-         <a href=\"./\">Products</a><a href=\"orders\">Orders</a></header>\
+         <body><header><a class=\"brand\" href=\"{root}./\">paygate demo shop</a>\
+         <a href=\"{root}./\">Products</a><a href=\"{root}orders\">Orders</a></header>\
          <main>{body}</main></body></html>",
         title = escape(title)
     )
@@ -255,14 +288,14 @@ mod tests {
 
     #[test]
     fn orders_are_escaped_and_addressable() {
-        let table = orders_table(&[order("<script>", "http://pay.test/x?a=1&b=\"2\"")]);
+        let table = orders_table(&[order("<script>", "http://pay.test/x?a=1&b=\"2\"")], "");
         assert!(!table.contains("<script>"));
         assert!(table.contains("&lt;script&gt;"));
         assert!(table.contains("href=\"http://pay.test/x?a=1&amp;b=&quot;2&quot;\""));
         assert!(
             table.contains("id=\"order-7-status\" class=\"status ORDER_PENDING\">ORDER_PENDING<")
         );
-        let unsafe_link = orders_table(&[order("stripe", "javascript:alert(1)")]);
+        let unsafe_link = orders_table(&[order("stripe", "javascript:alert(1)")], "");
         assert!(!unsafe_link.contains("javascript:"));
     }
 }
