@@ -23,9 +23,9 @@ fn documented(spec: &Value, method: &str, path: &str) -> BTreeSet<u16> {
         .collect()
 }
 
-/// A generated client validates a payment's status as the server writes
-/// it: the spec lists every status, `PAYMENT_EXPIRED` included, as an enum
-/// that each place a status appears refers to.
+/// A generated client validates a payment's and a refund's status as the
+/// server writes them: the spec lists every status, `PAYMENT_EXPIRED`
+/// included, as an enum that each place a status appears refers to.
 #[tokio::test]
 async fn payment_statuses_are_an_enum_in_the_spec() {
     let app = spawn_app().await;
@@ -56,6 +56,23 @@ async fn payment_statuses_are_an_enum_in_the_spec() {
     }
     let expires = &schemas["Payment"]["properties"]["expires_at"];
     assert_eq!(expires["format"], "date-time", "{expires}");
+
+    // A refund's status and reason too.
+    assert_eq!(
+        schemas["RefundStatusName"]["enum"],
+        json!(["REFUND_PENDING", "REFUND_SUCCEEDED", "REFUND_FAILED"]),
+        "{}",
+        schemas["RefundStatusName"]
+    );
+    let refund = &schemas["Refund"]["properties"];
+    assert_eq!(
+        refund["status"]["$ref"], "#/components/schemas/RefundStatusName",
+        "{refund}"
+    );
+    assert!(
+        refund["reason"].to_string().contains("RefundReasonName"),
+        "{refund}"
+    );
 }
 
 #[tokio::test]

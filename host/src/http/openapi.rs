@@ -38,7 +38,7 @@ use crate::payments::store::{Payment, TimelineEvent};
         super::health::readyz,
         super::health::livez,
     ),
-    components(schemas(crate::payments::PaymentStatus, RefundBody, RefundList, crate::payments::refunds::Refund, ErrorBody, FieldError, CreatePaymentBody, CreatedBody, Payment, PaymentPage, PaymentCursorPage, PaymentList, TimelineEvent, Tracking, Notifications, NotificationStatus, Attempt, Queued)),
+    components(schemas(crate::payments::PaymentStatus, crate::payments::refunds::RefundStatusName, RefundReasonName, RefundBody, RefundList, crate::payments::refunds::Refund, ErrorBody, FieldError, CreatePaymentBody, CreatedBody, Payment, PaymentPage, PaymentCursorPage, PaymentList, TimelineEvent, Tracking, Notifications, NotificationStatus, Attempt, Queued)),
     modifiers(&KeyAuth),
     tags(
         (name = "payments", description = "Payments of the calling merchant"),

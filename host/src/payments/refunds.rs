@@ -59,6 +59,19 @@ impl RefundReason {
     }
 }
 
+/// A refund's status as the OpenAPI document lists it; the code keeps the
+/// text ([`REFUND_PENDING`] ...), as stored.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = "REFUND_SUCCEEDED")]
+pub enum RefundStatusName {
+    #[serde(rename = "REFUND_PENDING")]
+    Pending,
+    #[serde(rename = "REFUND_SUCCEEDED")]
+    Succeeded,
+    #[serde(rename = "REFUND_FAILED")]
+    Failed,
+}
+
 pub const REFUND_PENDING: &str = "REFUND_PENDING";
 pub const REFUND_SUCCEEDED: &str = "REFUND_SUCCEEDED";
 pub const REFUND_FAILED: &str = "REFUND_FAILED";
@@ -75,10 +88,9 @@ pub struct Refund {
     pub price: Money,
     pub currency: String,
     /// `requested_by_customer`, `duplicate` or `fraudulent`; null when none was given.
-    #[schema(example = "requested_by_customer")]
+    #[schema(value_type = Option<crate::http::openapi::RefundReasonName>)]
     pub reason: Option<String>,
-    /// `REFUND_PENDING`, `REFUND_SUCCEEDED` or `REFUND_FAILED`.
-    #[schema(example = "REFUND_SUCCEEDED")]
+    #[schema(value_type = RefundStatusName)]
     pub status: String,
     #[serde(serialize_with = "super::store::rfc3339::serialize")]
     #[schema(value_type = String, format = DateTime)]
