@@ -25,9 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use paygate::merchants::NewMerchant;
 use paygate::payments::reconcile::reconcile;
-use paygate::providers::AliasBinding;
 use paygate::{App, Config};
 use paygate_demo::sandbox::SandboxArgs;
 use serde_json::{Value, json};
@@ -36,9 +34,6 @@ use tokio_util::sync::CancellationToken;
 use common::{fresh_databases, setting, write_json};
 
 const PREFIX: &str = "paygate_bench_reconcile";
-
-/// Rate limits no run reaches.
-const RATE_LIMIT_SPEC: &str = "[config]\nip-rate = \"1000000\"\nip-burst = \"1000000\"\nkey-rate = \"1000000\"\nkey-burst = \"1000000\"\n";
 
 /// The API as one merchant sees it.
 struct Api {
@@ -147,7 +142,7 @@ async fn main() {
         format!("allowed_hosts = [\"{sandbox_addr}\"]\n[config]\nbase-url = \"{sandbox_url}\"\n");
     for (name, component, spec) in [
         ("sandbox", "sandbox_adapter", provider_spec.as_str()),
-        ("rate-limit", "token_bucket", RATE_LIMIT_SPEC),
+        ("rate-limit", "token_bucket", common::RATE_LIMIT_SPEC),
     ] {
         let wasm = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../plugins/dist")
@@ -176,29 +171,7 @@ async fn main() {
         sandbox_args,
         shutdown.clone(),
     ));
-    services
-        .payments
-        .providers
-        .set(&AliasBinding {
-            alias: "sandbox".into(),
-            provider_plugin: "sandbox".into(),
-            verifier_plugin: None,
-            available: true,
-        })
-        .await
-        .unwrap();
-    let merchant = services
-        .merchants
-        .store
-        .create(&NewMerchant {
-            name: "bench merchant".into(),
-            callback_url: None,
-            tokens: 1_000_000_000,
-            currency: "EUR".into(),
-            require_signed_writes: false,
-        })
-        .await
-        .unwrap();
+    let merchant = common::alias_and_merchant(&services, "sandbox", 1_000_000_000).await;
     let api = Arc::new(Api {
         client: reqwest::Client::builder().no_proxy().build().unwrap(),
         base,

@@ -16,9 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use paygate::merchants::NewMerchant;
 use paygate::plugins::{CacheLocation, PublishRequest, publish};
-use paygate::providers::AliasBinding;
 use paygate::{App, Config};
 use paygate_demo::sandbox::SandboxArgs;
 use paygate_plugin_registry::{PluginKind, PluginSpec, Publish, Registry};
@@ -97,29 +95,7 @@ async fn main() {
         ),
         shutdown.clone(),
     ));
-    services
-        .payments
-        .providers
-        .set(&AliasBinding {
-            alias: "stripe".into(),
-            provider_plugin: "stripe".into(),
-            verifier_plugin: None,
-            available: true,
-        })
-        .await
-        .unwrap();
-    let merchant = services
-        .merchants
-        .store
-        .create(&NewMerchant {
-            name: "bench".into(),
-            callback_url: None,
-            tokens: 100_000_000,
-            currency: "EUR".into(),
-            require_signed_writes: false,
-        })
-        .await
-        .unwrap();
+    let merchant = common::alias_and_merchant(&services, "stripe", 100_000_000).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed, next_order) = (

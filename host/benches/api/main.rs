@@ -42,8 +42,6 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use paygate::config::{CircuitSettings, DatabaseUrls};
-use paygate::merchants::NewMerchant;
-use paygate::providers::AliasBinding;
 use paygate::{App, Config};
 use paygate_demo::sandbox::SandboxArgs;
 use serde_json::{Value, json};
@@ -77,10 +75,6 @@ const PGBENCH_DATABASE: &str = "paygate_bench_pgbench";
 /// The sandbox provider keeps at most this many payments in memory
 /// (host/src/sandbox/store.rs); it is restarted empty before each POST phase.
 const SANDBOX_CAPACITY: usize = 100_000;
-
-/// Rate limits no run can reach: every request takes the policy's full
-/// path (both buckets) and is allowed.
-const RATE_LIMIT_SPEC: &str = "[config]\nip-rate = \"1000000\"\nip-burst = \"1000000\"\nkey-rate = \"1000000\"\nkey-burst = \"1000000\"\n";
 
 struct Settings {
     seconds: f64,
@@ -203,7 +197,7 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
         format!("allowed_hosts = [\"{sandbox_addr}\"]\n[config]\nbase-url = \"{sandbox_url}\"\n");
     let mut plugins = vec![("sandbox", "sandbox_adapter", provider_spec.as_str())];
     if settings.rate_limit {
-        plugins.push(("rate-limit", "token_bucket", RATE_LIMIT_SPEC));
+        plugins.push(("rate-limit", "token_bucket", common::RATE_LIMIT_SPEC));
     }
     for (name, component, spec) in plugins {
         std::fs::write(
@@ -264,29 +258,7 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
             services.payments.plugins.list()
         );
     }
-    services
-        .payments
-        .providers
-        .set(&AliasBinding {
-            alias: "sandbox".into(),
-            provider_plugin: "sandbox".into(),
-            verifier_plugin: None,
-            available: true,
-        })
-        .await
-        .expect("binding the sandbox alias");
-    let merchant = services
-        .merchants
-        .store
-        .create(&NewMerchant {
-            name: "bench merchant".into(),
-            callback_url: None,
-            tokens: 1_000_000_000,
-            currency: "EUR".into(),
-            require_signed_writes: false,
-        })
-        .await
-        .expect("creating the merchant");
+    let merchant = common::alias_and_merchant(&services, "sandbox", 1_000_000_000).await;
 
     let target = Arc::new(Target {
         client: reqwest::Client::builder()

@@ -62,3 +62,39 @@ pub fn write_json(doc: &serde_json::Value) {
     std::fs::write(&path, text + "\n")
         .unwrap_or_else(|e| panic!("writing BENCH_JSON={}: {e}", path.to_string_lossy()));
 }
+
+/// Rate limits no run can reach: every request takes the policy's full
+/// path (both buckets) and is allowed.
+pub const RATE_LIMIT_SPEC: &str = "[config]\nip-rate = \"1000000\"\nip-burst = \"1000000\"\nkey-rate = \"1000000\"\nkey-burst = \"1000000\"\n";
+
+/// Binds `alias` to the provider plugin of the same name (no verifier) and
+/// creates the bench's merchant with `tokens` to spend.
+pub async fn alias_and_merchant(
+    services: &paygate::http::AppState,
+    alias: &str,
+    tokens: i64,
+) -> paygate::merchants::CreatedMerchant {
+    services
+        .payments
+        .providers
+        .set(&paygate::providers::AliasBinding {
+            alias: alias.into(),
+            provider_plugin: alias.into(),
+            verifier_plugin: None,
+            available: true,
+        })
+        .await
+        .expect("binding the alias");
+    services
+        .merchants
+        .store
+        .create(&paygate::merchants::NewMerchant {
+            name: "bench merchant".into(),
+            callback_url: None,
+            tokens,
+            currency: "EUR".into(),
+            require_signed_writes: false,
+        })
+        .await
+        .expect("creating the merchant")
+}

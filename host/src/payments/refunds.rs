@@ -199,15 +199,7 @@ pub async fn create_refund(
         // The request that stored it died before the provider answered:
         // ask again, under the same provider-side key.
         let alias = store.alias_of(earlier.refund.payment_id).await?;
-        let plugin = refund_plugin(gw, &alias).await?;
-        let probe = probe(gw, &alias).await?;
-        let call = Call {
-            alias: &alias,
-            plugin: &plugin,
-            probe,
-            request_id,
-            notify_refusal: false,
-        };
+        let call = Call::prepare(gw, &alias, request_id, false).await?;
         return ask_provider(gw, earlier, call).await;
     }
 
@@ -215,28 +207,20 @@ pub async fn create_refund(
         .alias_of_merchants(merchant.id, payment_id)
         .await?
         .ok_or(RefundError::NotFound)?;
-    let plugin = refund_plugin(gw, &alias).await?;
-    let probe = probe(gw, &alias).await?;
+    let call = Call::prepare(gw, &alias, request_id, false).await?;
     let stored = match store
         .reserve_refund(merchant.id, payment_id, ask, key, fingerprint)
         .await
     {
         Ok(stored) => stored,
         Err(e) => {
-            if probe {
+            if call.probe {
                 // A half-open circuit's probe that never called: let the
                 // next request be the probe.
                 gw.circuit.success(&alias).await;
             }
             return Err(e);
         }
-    };
-    let call = Call {
-        alias: &alias,
-        plugin: &plugin,
-        probe,
-        request_id,
-        notify_refusal: false,
     };
     ask_provider(gw, stored, call).await
 }
@@ -277,7 +261,7 @@ async fn earlier_refusal(
 /// How a stored refund's provider is asked.
 struct Call<'a> {
     alias: &'a str,
-    plugin: &'a str,
+    plugin: String,
     /// The call is a half-open circuit's probe.
     probe: bool,
     request_id: &'a str,
@@ -285,9 +269,28 @@ struct Call<'a> {
     notify_refusal: bool,
 }
 
+impl<'a> Call<'a> {
+    /// A call through `alias`'s adapter, if it can give money back and its
+    /// circuit lets the call through.
+    async fn prepare(
+        gw: &PaymentsService,
+        alias: &'a str,
+        request_id: &'a str,
+        notify_refusal: bool,
+    ) -> Result<Self, RefundError> {
+        Ok(Self {
+            alias,
+            plugin: refund_plugin(gw, alias).await?,
+            probe: probe(gw, alias).await?,
+            request_id,
+            notify_refusal,
+        })
+    }
+}
+
 /// Asks the adapter for the stored refund, tells the circuit how it went
 /// and records the answer.
-#[tracing::instrument(name = "refund.ask_provider", skip_all, fields(refund_id = stored.refund.refund_id.get(), plugin = call.plugin))]
+#[tracing::instrument(name = "refund.ask_provider", skip_all, fields(refund_id = stored.refund.refund_id.get(), plugin = %call.plugin))]
 async fn ask_provider(
     gw: &PaymentsService,
     stored: Stored,
@@ -320,7 +323,7 @@ async fn ask_provider(
         idempotency_key: format!("paygate-refund-{}", refund.refund_id),
         metadata,
     };
-    let outcome = match gw.plugins.require(plugin) {
+    let outcome = match gw.plugins.require(&plugin) {
         Ok(plugin) => plugin.refund(request_id, &request).await,
         Err(e) => Err(e),
     };
@@ -396,27 +399,19 @@ pub(super) async fn recheck_refund(
         return Ok(Rechecked::Settled);
     }
     let alias = gw.payments.alias_of(stored.refund.payment_id).await?;
-    let plugin = refund_plugin(gw, &alias).await?;
-    let probe = probe(gw, &alias).await?;
+    let call = Call::prepare(gw, &alias, request_id, true).await?;
     let Some(reference) = stored.reference.clone() else {
-        let call = Call {
-            alias: &alias,
-            plugin: &plugin,
-            probe,
-            request_id,
-            notify_refusal: true,
-        };
         let asked = ask_provider(gw, stored, call).await?;
         return Ok(match asked.refund.status.as_str() {
             REFUND_PENDING => Rechecked::Pending,
             _ => Rechecked::Settled,
         });
     };
-    let outcome = match gw.plugins.require(&plugin) {
+    let outcome = match gw.plugins.require(&call.plugin) {
         Ok(plugin) => plugin.refund_status(request_id, &reference).await,
         Err(e) => Err(e),
     };
-    gw.tell_circuit(&alias, &outcome, probe).await;
+    gw.tell_circuit(&alias, &outcome, call.probe).await;
     let status = match outcome {
         Ok(Ok(RefundState::Succeeded)) => REFUND_SUCCEEDED,
         Ok(Ok(RefundState::Failed)) => REFUND_FAILED,
