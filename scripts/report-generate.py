@@ -136,6 +136,19 @@ def api_phase(data, kind):
     return None
 
 
+REQUEST = {"create": "POST", "show": "GET show", "refund": "POST refund"}
+
+
+def ceiling_of(api, kind):
+    """The pgbench ceiling of the SQL behind `kind` (the first baseline is the
+    create's in results written before baselines said what they are of)."""
+    baselines = (api or {}).get("baselines") or []
+    for b in baselines:
+        if b.get("of") == kind:
+            return b
+    return baselines[0] if kind == "create" and baselines and "of" not in baselines[0] else None
+
+
 def targets(d):
     """Rows of (target, original system, measured, met) from the bench JSON."""
     rows = []
@@ -174,14 +187,28 @@ def targets(d):
         check(v, at32(create, lambda x: x <= 50)) if create else None)
     v = create["errors"] if create else None
     add("create: zero errors", "", num(v, 0), check(v, lambda x: x == 0))
-    ceiling = (api or {}).get("baselines") or []
+    ceiling = ceiling_of(api, "create")
     if create and ceiling:
         add("(create throughput against the pgbench ceiling, simple protocol)", "",
-            f"{100 * create['per_second'] / ceiling[0]['tps']:.0f}% of {num(ceiling[0]['tps'], 0)} tps",
+            f"{100 * create['per_second'] / ceiling['tps']:.0f}% of {num(ceiling['tps'], 0)} tps",
             None)
     v = show["per_second"] if show else None
     add("show ≥ 5,000 requests/s at 32 clients", ORIGINAL["show_rate"],
         num(v, 1, "/s") + at(show), check(v, at32(show, lambda x: x >= 5000)) if show else None)
+    refund = api_phase(api, "refund")
+    at16 = lambda ph: f" (at {ph['clients']} clients)" if ph and ph["clients"] != 16 else ""
+    v = refund["per_second"] if refund else None
+    add("refund ≥ 500 refunds/s at 16 clients", "", num(v, 1, "/s") + at16(refund),
+        check(v, lambda x: x >= 500 and refund["clients"] == 16))
+    v = refund["p99_ms"] if refund else None
+    add("refund p99 ≤ 50 ms at 16 clients", "",
+        f"p99 {num(v, 2)} ms (p50 {num(refund['p50_ms'], 2)} ms)" + at16(refund) if refund else "–",
+        check(v, lambda x: x <= 50 and refund["clients"] == 16))
+    ceiling = ceiling_of(api, "refund")
+    if refund and ceiling:
+        add("(refund throughput against the pgbench ceiling of its SQL)", "",
+            f"{100 * refund['per_second'] / ceiling['tps']:.0f}% of {num(ceiling['tps'], 0)} tps "
+            f"at {ceiling['clients']} clients", None)
 
     notify = d.get("notify") or {}
     lat, drain = notify.get("latency"), notify.get("drain")
@@ -277,7 +304,7 @@ def section_api(d, plot_link):
             f"are transactions (one run of the script) per second and pgbench's average latency:"]
     out += [f"- `{b['command']}`" for b in d["baselines"]]
 
-    errors = [(f"{'POST' if p['kind'] == 'create' else 'GET show'}, {where}{p['clients']} clients",
+    errors = [(f"{REQUEST[p['kind']]}, {where}{p['clients']} clients",
                code, n)
               for where, phases in (("", d["phases"]), ("sweep, ", d["sweep"] + d["show_sweep"]))
               for p in phases for code, n in p["error_codes"].items()]
@@ -299,9 +326,9 @@ def section_api(d, plot_link):
         out += ["", f"![create and show throughput and p99 latency against concurrency]({plot_link})"]
 
     out += ["", "### Where the CPU went (average cores in use over each measured window)", ""]
-    cpu = [cpu_row(f"{'POST' if p['kind'] == 'create' else 'GET show'}, {p['clients']} clients",
-                   p["cpu"]) for p in d["phases"]]
-    cpu += [cpu_row(f"sweep {'POST' if p['kind'] == 'create' else 'GET show'}, "
+    cpu = [cpu_row(f"{REQUEST[p['kind']]}, {p['clients']} clients", p["cpu"])
+           for p in d["phases"]]
+    cpu += [cpu_row(f"sweep {REQUEST[p['kind']]}, "
                     f"{p['clients']} clients", p["cpu"]) for p in d["sweep"] + d["show_sweep"]]
     cpu += [cpu_row(b["label"], b["cpu"]) for b in d["baselines"]]
     out += table(["phase", "wall s", f"machine busy (of {d['cores']})", "paygate host",
@@ -402,10 +429,10 @@ def plot(api, path, title):
         bottom.plot(clients, [p["p99_ms"] for p in sweep], "o-", color=color, label=f"{label} p99")
         bottom.plot(clients, [p["p50_ms"] for p in sweep], "x--", color=color, alpha=0.6,
                     label=f"{label} p50")
-    ceiling = api.get("baselines") or []
+    ceiling = ceiling_of(api, "create")
     if ceiling:
-        top.axhline(ceiling[0]["tps"], color="tab:gray", linestyle=":",
-                    label=f"pgbench ceiling of the create SQL, {ceiling[0]['clients']} clients")
+        top.axhline(ceiling["tps"], color="tab:gray", linestyle=":",
+                    label=f"pgbench ceiling of the create SQL, {ceiling['clients']} clients")
     top.axhline(1000, color="tab:blue", linestyle=(0, (1, 3)), linewidth=1,
                 label="target: create 1,000/s at 32 clients")
     top.axhline(5000, color="tab:orange", linestyle=(0, (1, 3)), linewidth=1,

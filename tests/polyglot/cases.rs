@@ -7,9 +7,12 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::extract::Path;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use paygate::plugins::PluginError;
-use paygate::plugins::bindings::{PaymentState, ProviderError};
+use paygate::plugins::bindings::{
+    PaymentState, ProviderError, RefundReason, RefundRequest, RefundState,
+};
 use serde_json::json;
 
 use super::Subject;
@@ -26,6 +29,9 @@ pub(super) async fn run_all(subject: &Subject) {
     maps_provider_refusals(subject).await;
     gives_up_on_a_slow_provider(subject).await;
     without_base_url_is_misconfigured(subject).await;
+    gives_money_back(subject).await;
+    reads_refund_states(subject).await;
+    maps_refund_refusals(subject).await;
     agrees_with_the_sandbox_provider(subject).await;
 }
 
@@ -33,7 +39,10 @@ pub(super) async fn run_all(subject: &Subject) {
 async fn opens_a_payment_link(subject: &Subject) {
     let adapter = subject.at("ok");
     let session = adapter
-        .create_payment("req-polyglot", &payment(42, &[]))
+        .create_payment(
+            "req-polyglot",
+            &payment(42, &[("cart", "c-1"), ("note", "é \"x\"")]),
+        )
         .await
         .unwrap()
         .unwrap_or_else(|e| panic!("{}: {e:?}", subject.name()));
@@ -53,17 +62,13 @@ async fn opens_a_payment_link(subject: &Subject) {
     assert_eq!(sent.headers["content-type"], "application/json");
     assert_eq!(sent.headers["x-request-id"], "req-polyglot");
     let body: serde_json::Value = serde_json::from_str(&sent.body).unwrap();
-    let mut expected = json!({
+    let expected = json!({
         "payment_id": 42, "merchant_id": 7, "order_id": 1042, "amount": "1",
         "price": "10.00", "currency": "EUR", "idempotency_key": "idem-42",
         "return_url": "https://shop.example/return",
+        "cancel_url": "https://shop.example/cancel",
+        "metadata": {"cart": "c-1", "note": "é \"x\""},
     });
-    // A 0.2.0 adapter also has the payment's cancel URL and passes on its
-    // metadata; a 0.1.0 port sends what 0.1.0 defined.
-    if adapter.wit_version() == "0.2.0" {
-        expected["cancel_url"] = json!("https://shop.example/cancel");
-        expected["metadata"] = json!({});
-    }
     assert_eq!(body, expected, "{}", subject.name());
 
     let numeric = subject
@@ -99,12 +104,7 @@ async fn reads_payment_states(subject: &Subject) {
     );
 
     let outcome = adapter.payment_status("r", "").await;
-    assert_refused(
-        subject,
-        outcome,
-        "invalid-request",
-        Message::Is("empty provider reference"),
-    );
+    refuses_empty_reference(subject, outcome);
 }
 
 /// Declines, other 4xx, 5xx and malformed answers, each to its `provider-error`.
@@ -160,6 +160,125 @@ async fn without_base_url_is_misconfigured(subject: &Subject) {
     assert_eq!(subject.provider.requests().len(), before, "nothing sent");
 }
 
+/// A refund of part of a payment: what the adapter sends and the refund
+/// it reads back.
+async fn gives_money_back(subject: &Subject) {
+    let refund = subject
+        .at("ok")
+        .refund("req-refund", &refund_of("pl 1/x", "2.50", u64::MAX))
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{}: {e:?}", subject.name()));
+    assert_eq!(refund.reference, "rf_1", "{}", subject.name());
+    assert_eq!(refund.state, RefundState::Pending, "{}", subject.name());
+
+    let sent = subject.provider.requests().pop().expect("a request");
+    assert_eq!(
+        (sent.method.as_str(), sent.path.as_str()),
+        ("POST", "/ok/payment-links/pl%201%2Fx/refunds"),
+        "{}",
+        subject.name()
+    );
+    assert_eq!(
+        sent.headers["idempotency-key"],
+        "paygate-refund-18446744073709551615"
+    );
+    assert_eq!(sent.headers["content-type"], "application/json");
+    // The ids are u64 to the last digit, which a JSON number in JavaScript
+    // would round.
+    let body: serde_json::Value = serde_json::from_str(&sent.body).unwrap();
+    let expected = json!({
+        "refund_id": u64::MAX, "payment_id": 42, "price": "2.50", "currency": "EUR",
+        "reason": "duplicate", "metadata": {"cart": "c-1"},
+    });
+    assert_eq!(body, expected, "{}", subject.name());
+
+    let mut no_reason = refund_of("pl_1", "1.00", 5);
+    no_reason.reason = None;
+    no_reason.metadata.clear();
+    let outcome = subject.at("ok").refund("r", &no_reason).await.unwrap();
+    assert!(outcome.is_ok(), "{}: {outcome:?}", subject.name());
+    let sent: serde_json::Value =
+        serde_json::from_str(&subject.provider.requests().pop().unwrap().body).unwrap();
+    assert_eq!(
+        (&sent["reason"], &sent["metadata"]),
+        (&json!(null), &json!({})),
+        "{}",
+        subject.name()
+    );
+
+    let outcome = subject
+        .at("ok")
+        .refund("r", &refund_of("", "1.00", 6))
+        .await;
+    refuses_empty_reference(subject, outcome);
+}
+
+/// `refund-status`: each state, an unknown one, and an empty reference.
+async fn reads_refund_states(subject: &Subject) {
+    let adapter = subject.at("ok");
+    for (reference, state) in [
+        ("pending", RefundState::Pending),
+        ("succeeded", RefundState::Succeeded),
+        ("failed", RefundState::Failed),
+    ] {
+        let seen = adapter.refund_status("r", reference).await.unwrap();
+        assert_eq!(seen.ok(), Some(state), "{}: {reference}", subject.name());
+        let sent = subject.provider.requests().pop().expect("a request");
+        assert_eq!(
+            (sent.method.as_str(), sent.path.as_str()),
+            ("GET", &*format!("/ok/refunds/{reference}"))
+        );
+    }
+    let outcome = adapter.refund_status("r", "done").await;
+    assert_refused(
+        subject,
+        outcome,
+        "unavailable",
+        Message::Is(r#"malformed provider response: unknown refund status "done""#),
+    );
+    let outcome = adapter.refund_status("r", "").await;
+    refuses_empty_reference(subject, outcome);
+}
+
+/// A refund the provider refuses maps to the same `provider-error` cases as
+/// a payment it refuses.
+async fn maps_refund_refusals(subject: &Subject) {
+    let answered_alike = [
+        "declined",
+        "card-error",
+        "rejected",
+        "not-found",
+        "unauthorized",
+        "rate-limited",
+        "down",
+        "not-json",
+        "not-an-object",
+    ];
+    for refusal in REFUSALS.iter().filter(|r| answered_alike.contains(&r.case)) {
+        let outcome = subject
+            .at(refusal.case)
+            .refund("r", &refund_of("pl_1", "2.50", 7))
+            .await;
+        assert_refused(subject, outcome, refusal.error, refusal.message);
+    }
+}
+
+/// The refund the refund cases ask for, of the payment `reference`.
+fn refund_of(reference: &str, price: &str, refund_id: u64) -> RefundRequest {
+    RefundRequest {
+        refund_id,
+        payment_id: 42,
+        merchant_id: 7,
+        payment_reference: reference.into(),
+        price: price.into(),
+        currency: "EUR".into(),
+        reason: Some(RefundReason::Duplicate),
+        idempotency_key: format!("paygate-refund-{refund_id}"),
+        metadata: vec![("cart".into(), "c-1".into())],
+    }
+}
+
 /// The real sandbox accepts what the adapter sends and the adapter reads
 /// what the sandbox answers, through a paid and a declined payment.
 async fn agrees_with_the_sandbox_provider(subject: &Subject) {
@@ -175,6 +294,31 @@ async fn agrees_with_the_sandbox_provider(subject: &Subject) {
         let seen = adapter.payment_status("r", &reference).await.unwrap();
         assert_eq!(seen.ok(), Some(state), "{}: {button}", subject.name());
     }
+
+    // Refunds of a paid payment, by the sandbox's test prices (API.md,
+    // "Refunds"): any other price succeeds at once, one ending in 42 is
+    // confirmed later, one ending in 13 is refused.
+    let reference = open_and_click(&adapter, 73, "pay").await;
+    for (refund_id, price, state) in [
+        (1, "2.50", RefundState::Succeeded),
+        (2, "0.42", RefundState::Pending),
+    ] {
+        let refund = adapter
+            .refund("r", &refund_of(&reference, price, refund_id))
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{}: {price}: {e:?}", subject.name()));
+        assert_eq!(refund.state, state, "{}: {price}", subject.name());
+        let seen = adapter.refund_status("r", &refund.reference).await.unwrap();
+        assert_eq!(seen.ok(), Some(state), "{}: {price}", subject.name());
+    }
+    let outcome = adapter.refund("r", &refund_of(&reference, "0.13", 3)).await;
+    assert_refused(
+        subject,
+        outcome,
+        "declined",
+        Message::Is("refund declined (test price ending in 13)"),
+    );
 }
 
 /// What the fake provider answers at `{base}/{case}/payment-links`, and
@@ -283,28 +427,19 @@ pub(super) fn fake_provider() -> Router {
         .route(
             "/{case}/payment-links",
             post(|Path(case): Path<String>| async move {
-                let (status, body) = match case.as_str() {
-                    "ok" => (201, LINK.to_owned()),
+                match case.as_str() {
+                    "ok" => answer(201, LINK),
                     "slow" => {
                         tokio::time::sleep(SLOW_ANSWER).await;
-                        (201, LINK.to_owned())
+                        answer(201, LINK)
                     }
-                    "long-error" => (422, json!({"error": "é".repeat(400)}).to_string()),
-                    "numeric-id" => (
+                    "long-error" => answer(422, &json!({"error": "é".repeat(400)}).to_string()),
+                    "numeric-id" => answer(
                         201,
-                        r#"{"id":42,"payment_url":"https://sandbox.test/pay/42"}"#.to_owned(),
+                        r#"{"id":42,"payment_url":"https://sandbox.test/pay/42"}"#,
                     ),
-                    case => REFUSALS
-                        .iter()
-                        .find(|r| r.case == case)
-                        .map(|r| (r.status, r.body.to_owned()))
-                        .unwrap_or_else(|| panic!("no case {case}")),
-                };
-                (
-                    StatusCode::from_u16(status).unwrap(),
-                    [("content-type", "application/json")],
-                    body,
-                )
+                    case => refused(case),
+                }
             }),
         )
         .route(
@@ -313,7 +448,44 @@ pub(super) fn fake_provider() -> Router {
                 axum::Json(json!({"id": reference, "status": reference}))
             }),
         )
+        .route(
+            "/{case}/payment-links/{reference}/refunds",
+            post(|Path((case, _)): Path<(String, String)>| async move {
+                match case.as_str() {
+                    "ok" => answer(201, REFUND),
+                    case => refused(case),
+                }
+            }),
+        )
+        .route(
+            "/{case}/refunds/{reference}",
+            get(|Path((_, reference)): Path<(String, String)>| async move {
+                axum::Json(json!({"id": reference, "object": "refund", "status": reference}))
+            }),
+        )
 }
+
+/// A JSON answer of the fake provider.
+fn answer(status: u16, body: &str) -> Response {
+    (
+        StatusCode::from_u16(status).unwrap(),
+        [("content-type", "application/json")],
+        body.to_owned(),
+    )
+        .into_response()
+}
+
+/// The answer of the [`REFUSALS`] case `case`.
+fn refused(case: &str) -> Response {
+    let refusal = REFUSALS
+        .iter()
+        .find(|r| r.case == case)
+        .unwrap_or_else(|| panic!("no case {case}"));
+    answer(refusal.status, refusal.body)
+}
+
+/// The refund the fake provider takes.
+const REFUND: &str = r#"{"id":"rf_1","object":"refund","status":"pending","payment_link":"pl_1"}"#;
 
 /// The link the fake provider opens.
 const LINK: &str = r#"{"id":"pl_1","object":"payment_link","status":"pending","payment_url":"https://sandbox.test/pay/pl_1"}"#;
@@ -339,6 +511,16 @@ fn assert_refused<T: std::fmt::Debug>(
         "{}: expected {error} {message:?}, got {seen:?}",
         subject.name()
     );
+}
+
+/// Checks that a call with an empty provider reference was refused: the
+/// reference would address the whole collection.
+fn refuses_empty_reference<T: std::fmt::Debug>(
+    subject: &Subject,
+    outcome: Result<Result<T, ProviderError>, PluginError>,
+) {
+    let message = Message::Is("empty provider reference");
+    assert_refused(subject, outcome, "invalid-request", message);
 }
 
 /// A `provider-error` as its WIT case name and message.

@@ -49,6 +49,32 @@ impl SandboxProvider {
 pub(crate) enum Kind {
     Create,
     Show,
+    /// A partial refund of [`REFUND_PRICE`] of a finished payment.
+    Refund,
+}
+
+/// What each refund gives back: 1/1000 of a payment's 10.00, so a payment
+/// takes many refunds before nothing is left.
+pub(crate) const REFUND_PRICE: &str = "0.01";
+
+impl Kind {
+    /// Its name in `BENCH_JSON`.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Create => "create",
+            Kind::Show => "show",
+            Kind::Refund => "refund",
+        }
+    }
+
+    /// The request, short, for table rows.
+    pub(crate) fn request(self) -> &'static str {
+        match self {
+            Kind::Create => "POST",
+            Kind::Show => "GET show",
+            Kind::Refund => "POST refund",
+        }
+    }
 }
 
 pub(crate) struct Target {
@@ -57,7 +83,7 @@ pub(crate) struct Target {
     pub(crate) write_key: String,
     pub(crate) read_key: String,
     pub(crate) subscription_id: i64,
-    /// Every create has its own order id.
+    /// Every create has its own order id, every refund its own key.
     pub(crate) next_order: AtomicI64,
 }
 
@@ -87,6 +113,20 @@ impl Target {
                 self.client
                     .get(format!("{}/api/v1/payments/{id}/show", self.base))
                     .header("x-api-key", &self.read_key)
+            }
+            Kind::Refund => {
+                // Round robin over the finished payments, each refund under
+                // a key of its own, as a merchant's retry-safe client sends it.
+                let id = ids[cursor.fetch_add(1, Ordering::Relaxed) % ids.len()];
+                let key = self.next_order.fetch_add(1, Ordering::Relaxed);
+                let body =
+                    format!(r#"{{"price":"{REFUND_PRICE}","reason":"requested_by_customer"}}"#);
+                self.client
+                    .post(format!("{}/api/v1/payments/{id}/refunds", self.base))
+                    .header("content-type", "application/json")
+                    .header("x-api-key", &self.write_key)
+                    .header("idempotency-key", format!("bench-refund-{key}"))
+                    .body(body)
             }
         };
         let response = request.send().await?;
@@ -226,7 +266,7 @@ impl Phase {
     /// Its figures for `BENCH_JSON`.
     pub(crate) fn json(&self, label: &str) -> Value {
         json!({
-            "kind": match self.kind { Kind::Create => "create", Kind::Show => "show" },
+            "kind": self.kind.name(),
             "label": label, "clients": self.clients, "requests": self.requests(),
             "ok": self.ok, "errors": self.error_count(), "error_codes": self.errors,
             "seconds": self.elapsed.as_secs_f64(), "per_second": self.per_second(),

@@ -1,8 +1,9 @@
 //! Merchant API load benchmark: `POST /api/v1/payments` end to end (rate-limit
 //! policy plugin, the `sandbox` adapter plugin, the in-process sandbox
 //! provider over loopback HTTP, PostgreSQL, Redis) and
-//! `GET /api/v1/payments/{id}/show`, under concurrent clients, beside the
-//! ceiling `pgbench` reaches running the SQL of one payment creation.
+//! `GET /api/v1/payments/{id}/show`, under concurrent clients, and
+//! `POST /api/v1/payments/{id}/refunds` on finished payments, each beside
+//! the ceiling `pgbench` reaches running the same SQL.
 //! Run with `scripts/bench-api` (which starts the services and builds the
 //! plugins first).
 //!
@@ -18,6 +19,8 @@
 //! default 3, after a 1 s warm-up), `BENCH_SWEEP` (client counts of the
 //! sweep, default `1,2,4,8,16,32,64,128`), `BENCH_SWEEP_SHOW` (`on`, or `off`
 //! to sweep only the create path), `BENCH_CLIENTS` (default 32),
+//! `BENCH_REFUND_CLIENTS` (default 16), `BENCH_REFUND_PAYMENTS` (finished
+//! payments the refunds go round, default 2000; 0 skips the refund phase),
 //! `BENCH_DB_POOL_SIZE` (default 32, as `paygate serve`),
 //! `BENCH_CLIENT_THREADS` (load generator threads, default 1),
 //! `BENCH_RATE_LIMIT` (`on`, or `off` to run without the rate-limit policy
@@ -84,6 +87,8 @@ struct Settings {
     clients: usize,
     sweep: Vec<usize>,
     sweep_show: bool,
+    refund_clients: usize,
+    refund_payments: usize,
     db_pool_size: u32,
     client_threads: usize,
     rate_limit: bool,
@@ -126,6 +131,8 @@ impl Settings {
                 })
                 .collect(),
             sweep_show: env_switch("BENCH_SWEEP_SHOW"),
+            refund_clients: env_or("BENCH_REFUND_CLIENTS", 16),
+            refund_payments: env_or("BENCH_REFUND_PAYMENTS", 2000),
             db_pool_size: env_or("BENCH_DB_POOL_SIZE", 32),
             client_threads: env_or("BENCH_CLIENT_THREADS", 1),
             rate_limit: env_switch("BENCH_RATE_LIMIT"),
@@ -259,6 +266,17 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
         );
     }
     let merchant = common::alias_and_merchant(&services, "sandbox", 1_000_000_000).await;
+    // Refunds are notified: the merchant's endpoint answers at once, so
+    // each refund pays for one delivery, as with a real merchant, rather
+    // than for a notification retried for want of a URL.
+    let notified = Arc::new(AtomicUsize::new(0));
+    let callback = merchant_endpoint(&sandbox.rt, notified.clone()).await;
+    services
+        .merchants
+        .store
+        .set_callback_url(merchant.merchant_id, &callback)
+        .await
+        .expect("setting the merchant's callback URL");
 
     let target = Arc::new(Target {
         client: reqwest::Client::builder()
@@ -311,6 +329,34 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
                 settings.warmup,
                 measure,
                 created.clone(),
+            )
+            .await,
+        );
+    }
+
+    // Refunds, before the sweep restarts the sandbox provider, which holds
+    // the payments the create phase opened.
+    let refundable = created.len().min(settings.refund_payments);
+    if refundable > 0 {
+        progress(&format!(
+            "paying {refundable} payments at the sandbox provider, then reconciling them"
+        ));
+        let finished =
+            Arc::new(finish(&services, &dbs, &target.client, &created[..refundable]).await);
+        progress(&format!(
+            "POST /api/v1/payments/{{id}}/refunds over {} finished payments, {} clients",
+            finished.len(),
+            settings.refund_clients
+        ));
+        phases.push(
+            run_phase(
+                &loadgen,
+                &target,
+                Kind::Refund,
+                settings.refund_clients,
+                settings.warmup,
+                measure,
+                finished,
             )
             .await,
         );
@@ -379,9 +425,76 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
         show_sweep: &show_sweep,
         baselines: &baselines,
         rss_peak_kib,
+        notifications_received: notified.load(Ordering::Relaxed),
     };
     report(&r);
     common::write_json(&report_json(&r));
+}
+
+/// Makes `ids` refundable the way a payment gets there in production: each
+/// is paid on the sandbox provider's page, with its webhook lost
+/// (`?webhook=skip`, as the bench binds no verifier), then one round of
+/// reconciliation (what every host's background job runs) asks the
+/// provider about each and finishes it. The other pending payments are put
+/// out of the round's way. Answers the ids, all finished.
+async fn finish(
+    services: &paygate::http::AppState,
+    dbs: &paygate::db::Databases,
+    client: &reqwest::Client,
+    ids: &[i64],
+) -> Vec<i64> {
+    use futures_util::StreamExt;
+    let links: Vec<(i64, String)> =
+        sqlx::query_as("SELECT id, payment_url FROM payments WHERE id = ANY($1)")
+            .bind(ids)
+            .fetch_all(&dbs.payments)
+            .await
+            .expect("reading the payment links");
+    let paid = futures_util::stream::iter(links)
+        .map(|(id, url)| async move {
+            let clicked = client.post(format!("{url}/pay?webhook=skip")).send().await;
+            clicked
+                .is_ok_and(|c| c.status().is_redirection() || c.status().is_success())
+                .then_some(id)
+        })
+        .buffer_unordered(32)
+        .filter_map(std::future::ready)
+        .collect::<Vec<i64>>()
+        .await;
+    assert_eq!(
+        paid.len(),
+        ids.len(),
+        "every payment is paid at the sandbox"
+    );
+    sqlx::query(
+        "UPDATE payments SET reconcile_at = now() + interval '1 day'
+         WHERE status = 'PAYMENT_PENDING' AND NOT id = ANY($1)",
+    )
+    .bind(&paid)
+    .execute(&dbs.payments)
+    .await
+    .expect("putting the other payments out of the way");
+    let round = paygate::payments::reconcile::reconcile(&services.payments, Duration::ZERO)
+        .await
+        .expect("a reconciliation round");
+    assert_eq!(round.settled, paid.len(), "{round:?}");
+    paid
+}
+
+/// A merchant endpoint on `rt` that counts the notifications it is sent
+/// and answers 200; answers its URL.
+async fn merchant_endpoint(rt: &Handle, received: Arc<AtomicUsize>) -> String {
+    let listener = bind_on(rt, "127.0.0.1:0".parse().unwrap()).await;
+    let url = format!("http://{}/notifications", listener.local_addr().unwrap());
+    let router = axum::Router::new().route(
+        "/notifications",
+        axum::routing::post(move || {
+            received.fetch_add(1, Ordering::Relaxed);
+            std::future::ready("ok")
+        }),
+    );
+    rt.spawn(async move { axum::serve(listener, router).await });
+    url
 }
 
 /// One request the host must answer 200 before anything is measured.

@@ -1,5 +1,5 @@
-//! The ceiling: pgbench running the SQL of one create and of one show,
-//! against a database of its own, in the same run.
+//! The ceiling: pgbench running the SQL of one create, of one show and of
+//! one refund, against a database of its own, in the same run.
 
 use super::*;
 
@@ -53,6 +53,8 @@ pub(crate) async fn postgres_info() -> String {
 
 /// One pgbench run.
 pub(crate) struct Baseline {
+    /// The API path whose SQL it runs.
+    pub(crate) of: Kind,
     pub(crate) label: String,
     pub(crate) command: String,
     pub(crate) clients: usize,
@@ -102,6 +104,155 @@ pub(crate) fn show_script(merchant_id: i64) -> String {
 SELECT id, order_id, alias, amount, price, currency, status, payment_url, created_at, updated_at FROM payments WHERE id = :id AND merchant_id = {merchant_id};
 "
     )
+}
+
+/// The checked query (`.sqlx/`: what sqlx verified against the migrations,
+/// and what the host runs) whose text contains `fragment`, for a pgbench
+/// script: on one line, `$n` replaced by `args[n - 1]` (SQL, pgbench
+/// variables allowed), and sqlx's column overrides (`AS "id: RefundId"`,
+/// `AS "sum!"`) reduced to the plain names `\gset` can use. Panics unless
+/// exactly one query matches, so a changed query cannot go unnoticed.
+pub(crate) fn checked_sql(fragment: &str, args: &[&str]) -> String {
+    let one_line = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let fragment = one_line(fragment);
+    let dir = repo_root().join(".sqlx");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let query: Value = serde_json::from_str(&text).unwrap();
+        let query = one_line(query["query"].as_str().unwrap_or_default());
+        if query.contains(&fragment) && !found.contains(&query) {
+            found.push(query);
+        }
+    }
+    assert!(
+        found.len() == 1,
+        "{} checked queries contain {fragment:?}",
+        found.len()
+    );
+    let sql = plain_columns(&found[0]);
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql.as_str();
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let digits: String = rest[at + 1..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        let n: usize = digits.parse().expect("a numbered parameter");
+        out.push_str(
+            args.get(n - 1)
+                .unwrap_or_else(|| panic!("no argument ${n} for {fragment:?}")),
+        );
+        rest = &rest[at + 1 + digits.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `AS "name: Type"`, `AS "name!"` and `AS "name?"` as `AS name`.
+fn plain_columns(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(at) = rest.find("AS \"") {
+        out.push_str(&rest[..at + 3]);
+        let quoted = &rest[at + 4..];
+        let end = quoted.find('"').expect("a closed quote");
+        let name: String = quoted[..end]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        out.push_str(&name);
+        rest = &quoted[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The SQL one `POST /api/v1/payments/{id}/refunds` runs (host/src/payments/
+/// refunds.rs), taken from the checked queries: the idempotency lookup and
+/// the payment's alias, the reservation (payment row locked, what is left
+/// added up, the refund and its timeline row inserted) in one transaction,
+/// the provider's `succeeded` recorded (refund, payment's refunded total,
+/// timeline, notification in the outbox) in a second. `:pid` is a finished
+/// payment between `:min_id` and `:max_id`; each refund has its own key.
+pub(crate) fn refund_script(merchant_id: i64) -> String {
+    let m = merchant_id.to_string();
+    let m = m.as_str();
+    let log = |event: &str, payload: &str| {
+        checked_sql(
+            "INSERT INTO payment_logs (payment_id, event_type, status, message, payload) VALUES ($1, $2, $3, $4, $5)",
+            &[":pid", event, "'PAYMENT_FINISHED'", "'refund'", payload],
+        )
+    };
+    let refund_row = checked_sql(
+        "FROM refunds r WHERE r.id = $1 AND ($2::bigint IS NULL OR r.merchant_id = $2)",
+        &[":refund_id", "NULL"],
+    );
+    // A variadic function's arguments have no type a prepared statement
+    // could infer: the variables are cast.
+    let payload = "jsonb_build_object('refund_id', :refund_id::bigint)";
+    let notification = "jsonb_build_object('event_type', 'refund.succeeded', 'refund_id', :refund_id::bigint, \
+                        'payment_id', :pid::bigint, 'status', 'REFUND_SUCCEEDED', 'price', '0.01', \
+                        'currency', 'EUR', 'metadata', '{}'::jsonb, 'created_at', now())";
+    let statements = [
+        "\\set pid random(:min_id, :max_id)".to_owned(),
+        "\\set key random(1, 9000000000000000000)".to_owned(),
+        checked_sql(
+            "FROM refunds r JOIN payments p ON p.id = r.payment_id WHERE (r.merchant_id = $1",
+            &[m, ":key::text", "NULL::bigint"],
+        ) + ";",
+        checked_sql(
+            "SELECT alias FROM payments WHERE id = $1 AND merchant_id = $2",
+            &[":pid", m],
+        ) + ";",
+        "BEGIN;".to_owned(),
+        checked_sql(
+            "provider_reference, metadata FROM payments WHERE id = $1 AND merchant_id = $2 FOR UPDATE",
+            &[":pid", m],
+        ) + ";",
+        checked_sql("SELECT coalesce(sum(price), 0)", &[":pid"]) + ";",
+        checked_sql(
+            "INSERT INTO refunds (payment_id, merchant_id, price, currency, reason, status",
+            &[
+                ":pid",
+                m,
+                REFUND_PRICE,
+                "'EUR'",
+                "'requested_by_customer'",
+                ":key::text",
+                "'\\x00'::bytea",
+            ],
+        ) + " \\gset",
+        log("'EVENT_REFUND_REQUESTED'", payload) + ";",
+        "COMMIT;".to_owned(),
+        "BEGIN;".to_owned(),
+        checked_sql(
+            "UPDATE refunds SET status = $2",
+            &[":refund_id", "'REFUND_SUCCEEDED'", "'rf_bench'", "NULL"],
+        ) + ";",
+        checked_sql(
+            "UPDATE payments SET refunded = refunded",
+            &[":pid", "true", REFUND_PRICE],
+        ) + ";",
+        log("'EVENT_REFUND_SUCCEEDED'", payload) + ";",
+        refund_row.clone() + ";",
+        checked_sql(
+            "INSERT INTO outbox (payment_id, refund_id, event_id",
+            &[
+                ":pid",
+                ":refund_id",
+                "gen_random_uuid()",
+                "'refund.succeeded'",
+                notification,
+            ],
+        ) + ";",
+        checked_sql("SELECT pg_notify('paygate_outbox', '')", &[]) + ";",
+        refund_row + ";",
+        "COMMIT;".to_owned(),
+    ];
+    statements.join("\n") + "\n"
 }
 
 pub(crate) async fn pgbench_baselines(settings: &Settings) -> Vec<Baseline> {
@@ -180,7 +331,17 @@ pub(crate) async fn pgbench_baselines(settings: &Settings) -> Vec<Baseline> {
         ),
     ] {
         progress(label);
-        if let Some(b) = pgbench(settings.clients, seconds, mode, &[], &create, label).await {
+        if let Some(b) = pgbench(
+            Kind::Create,
+            settings.clients,
+            seconds,
+            mode,
+            &[],
+            &create,
+            label,
+        )
+        .await
+        {
             baselines.push(b);
         }
     }
@@ -188,12 +349,12 @@ pub(crate) async fn pgbench_baselines(settings: &Settings) -> Vec<Baseline> {
         .fetch_one(&mut db)
         .await
         .unwrap();
-    drop(db);
     if let Some(max_id) = max_id {
         let label = "pgbench ceiling: the SELECT of one show (`-M prepared`)";
         progress(label);
         let define = format!("max_id={max_id}");
         if let Some(b) = pgbench(
+            Kind::Show,
             settings.clients,
             seconds,
             Some("prepared"),
@@ -206,11 +367,44 @@ pub(crate) async fn pgbench_baselines(settings: &Settings) -> Vec<Baseline> {
             baselines.push(b);
         }
     }
+    if settings.refund_payments > 0 {
+        // Finished payments to refund, as many as the API's refund phase has.
+        let (min_id, max_id): (Option<i64>, Option<i64>) = sqlx::query_as(
+            "WITH f AS (UPDATE payments SET status = 'PAYMENT_FINISHED', provider_reference = 'pl_bench'
+                        WHERE id IN (SELECT id FROM payments ORDER BY id LIMIT $1) RETURNING id)
+             SELECT min(id), max(id) FROM f",
+        )
+        .bind(settings.refund_payments as i64)
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+        if let (Some(min_id), Some(max_id)) = (min_id, max_id) {
+            let refund = scripts.path().join("refund.sql");
+            std::fs::write(&refund, refund_script(merchant_id)).unwrap();
+            let label = "pgbench ceiling: the SQL one refund runs (`-M prepared`)";
+            progress(label);
+            let (min, max) = (format!("min_id={min_id}"), format!("max_id={max_id}"));
+            baselines.extend(
+                pgbench(
+                    Kind::Refund,
+                    settings.refund_clients,
+                    seconds,
+                    Some("prepared"),
+                    &["-D", &min, "-D", &max],
+                    &refund,
+                    label,
+                )
+                .await,
+            );
+        }
+    }
+    drop(db);
     drop_databases(&[PGBENCH_DATABASE]).await;
     baselines
 }
 
 pub(crate) async fn pgbench(
+    of: Kind,
     clients: usize,
     seconds: u64,
     mode: Option<&str>,
@@ -271,6 +465,7 @@ pub(crate) async fn pgbench(
             .and_then(|v| v.parse().ok())
     };
     Some(Baseline {
+        of,
         label: label.into(),
         command,
         clients,

@@ -13,6 +13,8 @@ pub(crate) struct Report<'a> {
     pub(crate) show_sweep: &'a [Phase],
     pub(crate) baselines: &'a [Baseline],
     pub(crate) rss_peak_kib: u64,
+    /// Notifications the merchant's endpoint received over the run.
+    pub(crate) notifications_received: usize,
 }
 
 pub(crate) fn phase_label(p: &Phase, rate_limit: bool) -> &'static str {
@@ -26,6 +28,12 @@ pub(crate) fn phase_label(p: &Phase, rate_limit: bool) -> &'static str {
         (Kind::Show, true) => "`GET /api/v1/payments/{id}/show` (rate-limit plugin, read key)",
         (Kind::Show, false) => {
             "`GET /api/v1/payments/{id}/show` (**no rate-limit policy**, read key)"
+        }
+        (Kind::Refund, true) => {
+            "`POST /api/v1/payments/{id}/refunds` (rate-limit + sandbox adapter plugins, sandbox provider over loopback; 0.01 EUR of a finished payment, `Idempotency-Key`)"
+        }
+        (Kind::Refund, false) => {
+            "`POST /api/v1/payments/{id}/refunds` (**no rate-limit policy**; sandbox adapter plugin, sandbox provider over loopback; 0.01 EUR of a finished payment, `Idempotency-Key`)"
         }
     }
 }
@@ -47,19 +55,21 @@ pub(crate) fn report_json(r: &Report<'_>) -> Value {
         "settings": {
             "seconds": s.seconds, "warmup_seconds": s.warmup.as_secs_f64(),
             "sweep_seconds": s.sweep_seconds, "sweep_warmup_seconds": s.sweep_warmup.as_secs_f64(),
-            "clients": s.clients, "db_pool_size": s.db_pool_size,
+            "clients": s.clients, "refund_clients": s.refund_clients,
+            "refund_payments": s.refund_payments, "db_pool_size": s.db_pool_size,
             "client_threads": s.client_threads, "rate_limit": s.rate_limit,
             "rust_log": std::env::var("RUST_LOG").unwrap_or_default(),
         },
         "phases": r.phases.iter().map(|p| p.json(phase_label(p, s.rate_limit))).collect::<Vec<_>>(),
         "baselines": r.baselines.iter().map(|b| json!({
-            "label": b.label, "command": b.command, "clients": b.clients,
+            "of": b.of.name(), "label": b.label, "command": b.command, "clients": b.clients,
             "transactions": b.transactions, "failed": b.failed, "tps": b.tps,
             "latency_avg_ms": b.latency_avg_ms, "cpu": b.cpu,
         })).collect::<Vec<_>>(),
         "sweep": sweep(r.sweep),
         "show_sweep": sweep(r.show_sweep),
         "rss_peak_mib": mib(r.rss_peak_kib),
+        "notifications_received": r.notifications_received,
     })
 }
 
@@ -153,10 +163,17 @@ pub(crate) fn report(r: &Report<'_>) {
     for b in r.baselines {
         println!("- `{}`", b.command);
     }
+    println!();
+    println!(
+        "Each refund's `refund.succeeded` notification goes to a loopback merchant endpoint that answers 200 at once; it received {} notifications over the run.",
+        r.notifications_received
+    );
 
     let create = r.phases.iter().find(|p| p.kind == Kind::Create);
     let show = r.phases.iter().find(|p| p.kind == Kind::Show);
-    let ceiling = r.baselines.first();
+    let refund = r.phases.iter().find(|p| p.kind == Kind::Refund);
+    let ceiling = r.baselines.iter().find(|b| b.of == Kind::Create);
+    let refund_ceiling = r.baselines.iter().find(|b| b.of == Kind::Refund);
     println!();
     println!("| target | original system | measured | met |");
     println!("|---|---|---|---|");
@@ -195,6 +212,27 @@ pub(crate) fn report(r: &Report<'_>) {
             verdict(g.per_second() >= 5000.0)
         );
     }
+    if let Some(f) = refund {
+        println!(
+            "| refund ≥ 500 refunds/s at {} clients | | {:.1}/s | {} |",
+            f.clients,
+            f.per_second(),
+            verdict(f.per_second() >= 500.0)
+        );
+        println!(
+            "| refund p99 ≤ 50 ms | | p99 {:.2} ms (p50 {:.2} ms) | {} |",
+            f.percentile_ms(0.99),
+            f.percentile_ms(0.5),
+            verdict(f.percentile_ms(0.99) <= 50.0)
+        );
+        if let Some(b) = refund_ceiling {
+            println!(
+                "| (refund throughput against the pgbench ceiling of its SQL) | | {:.0}% of {:.0} tps | |",
+                100.0 * f.per_second() / b.tps,
+                b.tps
+            );
+        }
+    }
 
     let mut errors = Vec::new();
     for (name, p) in r
@@ -209,11 +247,7 @@ pub(crate) fn report(r: &Report<'_>) {
         )
     {
         for (what, n) in &p.errors {
-            let path = match p.kind {
-                Kind::Create => "POST",
-                Kind::Show => "GET show",
-            };
-            errors.push(format!("| {path}, {name} | {what} | {n} |"));
+            errors.push(format!("| {}, {name} | {what} | {n} |", p.kind.request()));
         }
     }
     if !errors.is_empty() {
@@ -256,11 +290,10 @@ pub(crate) fn report(r: &Report<'_>) {
         )
     };
     for p in r.phases {
-        let name = match p.kind {
-            Kind::Create => format!("POST, {} clients", p.clients),
-            Kind::Show => format!("GET show, {} clients", p.clients),
-        };
-        cpu_row(name, &p.cpu);
+        cpu_row(
+            format!("{}, {} clients", p.kind.request(), p.clients),
+            &p.cpu,
+        );
     }
     for p in r.sweep {
         cpu_row(format!("sweep POST, {} clients", p.clients), &p.cpu);

@@ -2,8 +2,11 @@
 // JavaScript.
 //
 // The same adapter as the Rust `plugins/sandbox-adapter`, answering to the
-// `paypal` alias: `POST {base-url}/payment-links` opens a payment and
-// `GET {base-url}/payment-links/{id}` reads its state. Failures map to the
+// `paypal` alias, built against WIT `paygate:plugins@0.2.0`:
+// `POST {base-url}/payment-links` opens a payment and
+// `GET {base-url}/payment-links/{id}` reads its state;
+// `POST {base-url}/payment-links/{id}/refunds` gives money back and
+// `GET {base-url}/refunds/{id}` reads a refund's state. Failures map to the
 // WIT `provider-error` cases exactly as the Rust adapter maps them.
 //
 // Setting: `base-url` (required). No secrets.
@@ -20,6 +23,7 @@ import { send } from 'paygate:plugins/http@0.1.0';
 const MAX_MESSAGE = 300;
 
 const STATES = new Set(['pending', 'finished', 'failed']);
+const REFUND_STATES = new Set(['pending', 'succeeded', 'failed']);
 
 /** The exported `provider` interface. */
 export const provider = {
@@ -42,17 +46,26 @@ export const provider = {
 
   paymentStatus(reference) {
     const base = baseUrl();
-    if (reference === '') {
-      // It would address the whole collection, whose listing would then be
-      // misread as one payment.
-      throw failure('invalid-request', 'empty provider reference');
-    }
-    const link = successObject(call('get', join(base, `payment-links/${pathSegment(reference)}`)));
-    const status = requiredString(link, 'status');
-    if (!STATES.has(status)) {
-      throw malformed(`unknown status ${JSON.stringify(status)}`);
-    }
-    return status;
+    const link = successObject(call('get', join(base, itemPath('payment-links', reference))));
+    return known(STATES, requiredString(link, 'status'), 'status');
+  },
+
+  refund(request) {
+    const base = baseUrl();
+    const path = `${itemPath('payment-links', request.paymentReference)}/refunds`;
+    const response = call('post', join(base, path), {
+      headers: [
+        ['Idempotency-Key', request.idempotencyKey],
+        ['Content-Type', 'application/json'],
+      ],
+      body: refundBody(request),
+    });
+    return parseRefund(successObject(response));
+  },
+
+  refundStatus(reference) {
+    const base = baseUrl();
+    return parseRefund(successObject(call('get', join(base, itemPath('refunds', reference))))).state;
   },
 };
 
@@ -67,6 +80,29 @@ function baseUrl() {
 /** Joins a configured base URL and a path without doubling the slash. */
 function join(base, path) {
   return `${base.replace(/\/+$/, '')}/${path.replace(/^\/+/, '')}`;
+}
+
+/** `{collection}/{reference}` with the reference as one path segment. An
+ * empty reference would address the whole collection, whose listing would
+ * then be misread as one item. */
+function itemPath(collection, reference) {
+  if (reference === '') {
+    throw failure('invalid-request', 'empty provider reference');
+  }
+  return `${collection}/${pathSegment(reference)}`;
+}
+
+/** The WIT state of a provider status; an unknown one is malformed. */
+function known(states, status, what) {
+  if (!states.has(status)) {
+    throw malformed(`unknown ${what} ${JSON.stringify(status)}`);
+  }
+  return status;
+}
+
+function parseRefund(object) {
+  const state = known(REFUND_STATES, requiredString(object, 'status'), 'refund status');
+  return { reference: requiredString(object, 'id'), state };
 }
 
 /** Encodes one path segment, so a provider reference cannot add `/`, `?` or
@@ -91,7 +127,34 @@ function linkBody(request) {
     ['currency', JSON.stringify(request.currency)],
     ['idempotency_key', JSON.stringify(request.idempotencyKey)],
     ['return_url', JSON.stringify(request.returnUrl ?? null)],
+    ['cancel_url', JSON.stringify(request.cancelUrl ?? null)],
+    ['metadata', JSON.stringify(Object.fromEntries(request.metadata))],
   ];
+  return jsonObject(fields);
+}
+
+/** The WIT refund reasons as the provider spells them. */
+const REASONS = {
+  'requested-by-customer': 'requested_by_customer',
+  duplicate: 'duplicate',
+  fraudulent: 'fraudulent',
+};
+
+/** The JSON body of `POST /payment-links/{id}/refunds`, the ids written out
+ * digit for digit as in `linkBody`. */
+function refundBody(request) {
+  return jsonObject([
+    ['refund_id', request.refundId.toString()],
+    ['payment_id', request.paymentId.toString()],
+    ['price', JSON.stringify(request.price)],
+    ['currency', JSON.stringify(request.currency)],
+    ['reason', JSON.stringify(REASONS[request.reason] ?? null)],
+    ['metadata', JSON.stringify(Object.fromEntries(request.metadata))],
+  ]);
+}
+
+/** UTF-8 JSON of an object from [name, already-encoded value] pairs. */
+function jsonObject(fields) {
   const json = `{${fields.map(([name, value]) => `"${name}":${value}`).join(',')}}`;
   return new TextEncoder().encode(json);
 }

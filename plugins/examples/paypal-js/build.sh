@@ -23,6 +23,6 @@ mkdir -p "$(dirname "$out")"
 # paygate grants no wasi:http (outbound HTTP goes through its own `http`
 # import, allow-list and all), so the engine's fetch() support, which would
 # import it, is left out.
-node_modules/.bin/componentize-js --wit ../../../wit/deps/paygate-plugins-0.1.0 --world-name provider-adapter \
+node_modules/.bin/componentize-js --wit ../../../wit --world-name provider-adapter \
     --disable http fetch-event -o "$out" adapter.js
 report_built "$out"

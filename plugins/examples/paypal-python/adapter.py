@@ -1,8 +1,11 @@
 """paygate provider adapter for the sandbox provider's payment-link API, in Python.
 
 The same adapter as the Rust `plugins/sandbox-adapter`, answering to the
-`paypal` alias: `POST {base-url}/payment-links` opens a payment and
-`GET {base-url}/payment-links/{id}` reads its state. Failures map to the WIT
+`paypal` alias, built against WIT `paygate:plugins@0.2.0`:
+`POST {base-url}/payment-links` opens a payment and
+`GET {base-url}/payment-links/{id}` reads its state;
+`POST {base-url}/payment-links/{id}/refunds` gives money back and
+`GET {base-url}/refunds/{id}` reads a refund's state. Failures map to the WIT
 `provider-error` cases exactly as the Rust adapter maps them.
 
 Setting: `base-url` (required). No secrets.
@@ -23,6 +26,10 @@ from wit_world.exports.provider import (
     PaymentSession,
     PaymentState,
     ProviderError,
+    RefundReason,
+    RefundRequest,
+    RefundSession,
+    RefundState,
     ProviderError_Declined as Declined,
     ProviderError_InvalidRequest as InvalidRequest,
     ProviderError_Misconfigured as Misconfigured,
@@ -37,6 +44,18 @@ STATES = {
     "pending": PaymentState.PENDING,
     "finished": PaymentState.FINISHED,
     "failed": PaymentState.FAILED,
+}
+
+REFUND_STATES = {
+    "pending": RefundState.PENDING,
+    "succeeded": RefundState.SUCCEEDED,
+    "failed": RefundState.FAILED,
+}
+
+REASONS = {
+    RefundReason.REQUESTED_BY_CUSTOMER: "requested_by_customer",
+    RefundReason.DUPLICATE: "duplicate",
+    RefundReason.FRAUDULENT: "fraudulent",
 }
 
 
@@ -64,16 +83,28 @@ class Provider(exports.Provider):
 
     def payment_status(self, reference: str) -> PaymentState:
         base = base_url()
-        if not reference:
-            # It would address the whole collection, whose listing would
-            # then be misread as one payment.
-            raise Err(InvalidRequest("empty provider reference"))
-        path = "payment-links/" + quote(reference, safe="")
+        path = item_path("payment-links", reference)
         link = success_object(send(http.Method.GET, join(base, path)))
-        status = required_str(link, "status")
-        if status not in STATES:
-            raise malformed(f"unknown status {json.dumps(status, ensure_ascii=False)}")
-        return STATES[status]
+        return known(STATES, required_str(link, "status"), "status")
+
+    def refund(self, request: RefundRequest) -> RefundSession:
+        base = base_url()
+        path = item_path("payment-links", request.payment_reference) + "/refunds"
+        response = send(
+            http.Method.POST,
+            join(base, path),
+            headers=[
+                ("Idempotency-Key", request.idempotency_key),
+                ("Content-Type", "application/json"),
+            ],
+            body=refund_body(request),
+        )
+        return parse_refund(success_object(response))
+
+    def refund_status(self, reference: str) -> RefundState:
+        base = base_url()
+        path = item_path("refunds", reference)
+        return parse_refund(success_object(send(http.Method.GET, join(base, path)))).state
 
 
 def base_url() -> str:
@@ -86,6 +117,27 @@ def base_url() -> str:
 def join(base: str, path: str) -> str:
     """Joins a configured base URL and a path without doubling the slash."""
     return base.rstrip("/") + "/" + path.lstrip("/")
+
+
+def item_path(collection: str, reference: str) -> str:
+    """`{collection}/{reference}` with the reference as one path segment.
+    An empty reference would address the whole collection, whose listing
+    would then be misread as one item."""
+    if not reference:
+        raise Err(InvalidRequest("empty provider reference"))
+    return collection + "/" + quote(reference, safe="")
+
+
+def known(states: dict, status: str, what: str):
+    """The WIT state of a provider status; an unknown one is malformed."""
+    if status not in states:
+        raise malformed(f"unknown {what} {json.dumps(status, ensure_ascii=False)}")
+    return states[status]
+
+
+def parse_refund(body: dict) -> RefundSession:
+    state = known(REFUND_STATES, required_str(body, "status"), "refund status")
+    return RefundSession(required_str(body, "id"), state)
 
 
 def link_body(request: PaymentRequest) -> bytes:
@@ -101,6 +153,23 @@ def link_body(request: PaymentRequest) -> bytes:
             "currency": request.currency,
             "idempotency_key": request.idempotency_key,
             "return_url": request.return_url,
+            "cancel_url": request.cancel_url,
+            "metadata": dict(request.metadata),
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def refund_body(request: RefundRequest) -> bytes:
+    """The JSON body of `POST /payment-links/{id}/refunds`."""
+    return json.dumps(
+        {
+            "refund_id": request.refund_id,
+            "payment_id": request.payment_id,
+            "price": request.price,
+            "currency": request.currency,
+            "reason": None if request.reason is None else REASONS[request.reason],
+            "metadata": dict(request.metadata),
         },
         separators=(",", ":"),
     ).encode()

@@ -19,6 +19,6 @@ install_tool componentize-py "$venv/bin/pip" install --quiet --disable-pip-versi
     -r "$here/build-requirements.txt"
 
 mkdir -p "$(dirname "$out")"
-"$venv/bin/componentize-py" --quiet -d "$here/../../../wit/deps/paygate-plugins-0.1.0" -w provider-adapter \
+"$venv/bin/componentize-py" --quiet -d "$here/../../../wit" -w provider-adapter \
     componentize -p "$here" adapter -o "$out"
 report_built "$out"
