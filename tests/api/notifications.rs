@@ -557,6 +557,11 @@ struct HangingEndpoint {
 
 impl HangingEndpoint {
     async fn start() -> Self {
+        Self::holding_for(Duration::from_secs(3600)).await
+    }
+
+    /// An endpoint that answers 200 after holding each request for `hold`.
+    async fn holding_for(hold: Duration) -> Self {
         use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
         let (holding, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let (h, m) = (holding.clone(), most.clone());
@@ -576,7 +581,7 @@ impl HangingEndpoint {
                     let now = holding.fetch_add(1, SeqCst) + 1;
                     most.fetch_max(now, SeqCst);
                     let _held = Held(holding);
-                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    tokio::time::sleep(hold).await;
                     StatusCode::OK
                 }
             }),
@@ -598,6 +603,36 @@ impl HangingEndpoint {
 /// every other merchant's notifications waited behind it. Now it holds at
 /// most its share, and another merchant's notifications are delivered
 /// while it hangs.
+#[tokio::test]
+async fn a_burst_over_a_merchants_share_waits_for_a_slot_not_for_the_timeout() {
+    // One delivery at a time for the merchant, each taking 300 ms: a burst
+    // of four is mostly over the share. Those wait until a slot is free
+    // again, about a second, not the 30 s a hanging endpoint's would.
+    let slow = HangingEndpoint::holding_for(Duration::from_millis(300)).await;
+    let unused = MerchantEndpoint::start(&[]).await;
+    let mut app = app_notifying_alone(&unused, "burst_share", |mut c| {
+        c.notifier.per_merchant_concurrency = Some(1);
+        c.notifier.timeout = Duration::from_secs(30);
+        c.notifier.retry_schedule = Vec::new();
+        c
+    })
+    .await;
+    app.merchant = merchant_with(&app.merchants, 1000, false, Some(slow.url())).await;
+    let mut ids = Vec::new();
+    for order in 1..=4 {
+        ids.push(settle_payment(&app, order, "finished").await);
+    }
+    for id in ids {
+        let delivered = wait_for_status(&app, id, "LOG_SUCCESS").await;
+        assert_eq!(
+            delivered["attempts"].as_array().unwrap().len(),
+            1,
+            "{delivered}"
+        );
+    }
+    assert_eq!(slow.most.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
 #[tokio::test]
 async fn a_hanging_merchant_endpoint_holds_no_more_than_its_share() {
     use std::sync::atomic::Ordering::SeqCst;

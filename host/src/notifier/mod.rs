@@ -224,9 +224,10 @@ impl Notifier {
                 };
                 let share = match merchant_of(&notification) {
                     Some(merchant) => match self.shares.take(merchant) {
-                        Some(share) => Some(share),
-                        None => {
-                            deferred.push((notification, acker));
+                        Ok(share) => Some(share),
+                        Err(oldest) => {
+                            let wait = fair::deferral(oldest, self.settings.timeout);
+                            deferred.push((notification, acker, wait));
                             continue;
                         }
                     },
@@ -257,29 +258,34 @@ impl Notifier {
     }
 
     /// Gives back the claims of notifications over their merchant's share,
-    /// due again after a delivery's timeout (no attempt used), and
-    /// acknowledges their messages: the producer publishes them when due.
-    async fn defer(&self, deferred: Vec<(Notification, Acker)>) {
+    /// each due again after its wait (no attempt used; see
+    /// [`fair::deferral`]), and acknowledges their messages: the producer
+    /// publishes them when due. Rows with the same wait are deferred together.
+    async fn defer(&self, deferred: Vec<(Notification, Acker, Duration)>) {
         if deferred.is_empty() {
             return;
         }
-        let rows: Vec<(OutboxId, i32)> = deferred.iter().map(|(n, _)| (n.id, n.attempt)).collect();
-        let due_in = jitter(self.settings.timeout.max(Duration::from_secs(1)));
-        if let Err(error) = self.store.defer(&rows, due_in).await {
-            // Their claims run out instead (an attempt is then used).
-            tracing::warn!(%error, rows = rows.len(), "cannot defer notifications over a merchant's share");
+        let mut by_wait: HashMap<Duration, Vec<(OutboxId, i32)>> = HashMap::new();
+        for (n, _, wait) in &deferred {
+            by_wait.entry(*wait).or_default().push((n.id, n.attempt));
+        }
+        for (wait, rows) in by_wait {
+            if let Err(error) = self.store.defer(&rows, jitter(wait)).await {
+                // Their claims run out instead (an attempt is then used).
+                tracing::warn!(%error, rows = rows.len(), "cannot defer notifications over a merchant's share");
+            }
         }
         self.metrics
             .outbox
             .deferred
-            .fetch_add(rows.len() as u64, Ordering::Relaxed);
+            .fetch_add(deferred.len() as u64, Ordering::Relaxed);
         {
             let mut unrecorded = self.unrecorded.lock().expect("unrecorded set");
-            for (notification, _) in &deferred {
+            for (notification, _, _) in &deferred {
                 unrecorded.remove(&notification.id);
             }
         }
-        for (_, acker) in deferred {
+        for (_, acker, _) in deferred {
             let _ = acker.ack(BasicAckOptions::default()).await;
         }
     }
