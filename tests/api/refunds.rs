@@ -223,6 +223,13 @@ async fn a_payment_is_refunded_in_parts_down_to_nothing_and_each_part_is_notifie
         (&json!("2.50"), &json!("EUR"))
     );
     assert_eq!(notified["metadata"], json!({"cart": "c-1"}));
+    // Built in SQL, the body reads as a payment's built in Rust does: the
+    // refund's time in whole seconds, UTC; the event id a UUID.
+    let created = first.body["created_at"].as_str().unwrap();
+    assert_eq!(notified["created_at"], format!("{}Z", &created[..19]));
+    let event_id = notified["event_id"].as_str().unwrap();
+    assert!(uuid::Uuid::parse_str(event_id).is_ok(), "{event_id}");
+    assert_eq!(notified["event_type"], "refund.succeeded");
     let listed = app
         .get(&format!("/api/v1/payments/{id}/notifications"), Some(&read))
         .await;

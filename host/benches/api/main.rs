@@ -341,8 +341,12 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
         progress(&format!(
             "paying {refundable} payments at the sandbox provider, then reconciling them"
         ));
+        let before = notified.load(Ordering::Relaxed);
         let finished =
             Arc::new(finish(&services, &dbs, &target.client, &created[..refundable]).await);
+        // Their `payment.finished` notifications are delivered before the
+        // refunds are measured, which would otherwise pay for them.
+        delivered(&notified, before + finished.len()).await;
         progress(&format!(
             "POST /api/v1/payments/{{id}}/refunds over {} finished payments, {} clients",
             finished.len(),
@@ -479,6 +483,20 @@ async fn finish(
         .expect("a reconciliation round");
     assert_eq!(round.settled, paid.len(), "{round:?}");
     paid
+}
+
+/// Waits (up to two minutes) until the merchant endpoint has been sent
+/// `count` notifications in all.
+async fn delivered(received: &AtomicUsize, count: usize) {
+    let started = Instant::now();
+    while received.load(Ordering::Relaxed) < count {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{} of {count} notifications delivered after two minutes",
+            received.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// A merchant endpoint on `rt` that counts the notifications it is sent

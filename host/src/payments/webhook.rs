@@ -358,7 +358,7 @@ impl PaymentStore {
             provider_event: Some((event_id, provider_type)),
             ..Settle::answer(status, lookup.reference, provider_type)
         };
-        let refund = settle_refund_in(&mut tx, refund_id, &settle).await?;
+        let refund = settle_refund_in(&mut *tx, refund_id, &settle).await?;
         tx.commit().await?;
         Ok(RefundApplied::Updated {
             refund_id,
