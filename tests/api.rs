@@ -9,6 +9,7 @@ mod guards;
 mod lifecycle;
 mod listing;
 mod logs;
+mod merchant;
 mod migrations;
 pub(crate) mod notifications;
 mod reconcile;

@@ -351,7 +351,12 @@ async fn main() {
                     }
                     let body = serde_json::json!({"payment_id": i as i64, "event_id": "e"});
                     deliverer
-                        .deliver(&callback, &secret, "e", serde_json::to_vec(&body).unwrap())
+                        .deliver(
+                            &callback,
+                            &[&secret],
+                            "e",
+                            serde_json::to_vec(&body).unwrap(),
+                        )
                         .await;
                 }
             })

@@ -18,7 +18,7 @@ use crate::http::middleware::Hsts;
 use crate::http::rate_limit::RateLimiter;
 use crate::http::server::{ServerTimeouts, serve};
 use crate::http::{AppState, router};
-use crate::merchants::{MerchantStore, Merchants};
+use crate::merchants::{MerchantStore, Merchants, UrlPolicy};
 use crate::metrics::Metrics;
 use crate::notifier::Notifier;
 use crate::outbox::{OutboxStore, Producer, Topology};
@@ -90,10 +90,13 @@ impl App {
         refuse_missing_secrets(config, &plugins)?;
         let metrics = Arc::new(Metrics::default());
         let outbox = OutboxStore::new(dbs.payments.clone(), dbs.payments_relaxed.clone());
-        let merchants = Arc::new(Merchants::new(MerchantStore::new(
-            dbs.merchants.clone(),
-            sealer,
-        )));
+        let merchants = Arc::new(Merchants::new(
+            MerchantStore::new(dbs.merchants.clone(), sealer),
+            UrlPolicy {
+                allow_http: config.demo,
+                allow_private_callbacks: config.notifier.allow_private_callbacks,
+            },
+        ));
         let providers = Arc::new(ProviderStore::new(dbs.providers.clone()));
         let payments = Arc::new(PaymentsService {
             payments: PaymentStore::new(dbs.payments.clone()),

@@ -95,6 +95,10 @@ async fn spec_lists_exactly_the_routes_served() {
         "POST /api/v1/payments/{id}/refunds",
         "GET /api/v1/payments/{id}/refunds",
         "GET /api/v1/refunds/{refund_id}",
+        "GET /api/v1/merchant",
+        "PATCH /api/v1/merchant",
+        "POST /api/v1/merchant/webhook-secret/rotate",
+        "POST /api/v1/merchant/api-keys/rotate",
         "POST /api/v1/payments/webhook",
         "POST /api/v1/payments/webhook/{alias}",
         "GET /health",
@@ -248,6 +252,45 @@ async fn every_status_the_api_answers_is_documented() {
             app.post_raw(&path, Some(key), &[], Vec::new()).await,
         ));
     }
+    let merchant = "/api/v1/merchant";
+    observed.push(("get", merchant, app.get(merchant, Some(&read)).await));
+    observed.push(("get", merchant, app.get(merchant, None).await));
+    let patch = |key: &str, content_type: &str, body: &str| {
+        let request = (app.client.patch(format!("{}{merchant}", app.url)))
+            .header("x-api-key", key)
+            .header("content-type", content_type)
+            .body(body.to_owned());
+        async move { super::app::reply(request.send().await.unwrap()).await }
+    };
+    for (key, content_type, body) in [
+        (&key, "application/json", r#"{"default_return_url": null}"#),
+        (&key, "application/json", r#"{"name": "x"}"#),
+        (&read, "application/json", "{}"),
+        (&key, "text/plain", "{}"),
+    ] {
+        observed.push(("patch", merchant, patch(key, content_type, body).await));
+    }
+    for (what, grace) in [
+        ("webhook-secret", "60"),
+        ("webhook-secret", "-1"),
+        ("api-keys", "60"),
+    ] {
+        let path = match what {
+            "webhook-secret" => "/api/v1/merchant/webhook-secret/rotate",
+            _ => "/api/v1/merchant/api-keys/rotate",
+        };
+        let body = format!(r#"{{"grace_seconds": {grace}}}"#).into_bytes();
+        observed.push((
+            "post",
+            path,
+            app.post_raw(path, Some(&read), &json_h, body.clone()).await,
+        ));
+        observed.push((
+            "post",
+            path,
+            app.post_raw(path, Some(&key), &json_h, body).await,
+        ));
+    }
     let mut seen = BTreeSet::new();
     for (method, path, reply) in &observed {
         assert!(
@@ -266,6 +309,20 @@ async fn every_status_the_api_answers_is_documented() {
             }
         }
         seen.insert((method.to_string(), path.to_string(), reply.status));
+    }
+    // The settings' routes did too.
+    for (method, status) in [
+        ("get", 200),
+        ("get", 401),
+        ("patch", 200),
+        ("patch", 400),
+        ("patch", 403),
+        ("patch", 415),
+    ] {
+        assert!(
+            seen.contains(&(method.into(), merchant.into(), status)),
+            "{method} {merchant} never answered {status}"
+        );
     }
     // The create path really produced each of these.
     for status in [200, 400, 401, 403, 409, 413, 415, 429] {

@@ -240,12 +240,13 @@ async fn revoked_and_rotated_keys_stop_working() {
     let r = app.get("/api/v1/payments", Some(&read)).await;
     assert_eq!((r.status, r.code()), (401, "invalid_api_key"));
 
-    let (write, new_read) = app
+    let rotated = app
         .merchants
-        .rotate_keys(app.merchant.merchant_id)
+        .rotate_keys(app.merchant.merchant_id, std::time::Duration::ZERO)
         .await
         .unwrap()
         .unwrap();
+    let (write, new_read) = (rotated.api_key, rotated.read_api_key);
     assert_eq!(
         app.get("/api/v1/payments", Some(new_read.expose()))
             .await

@@ -145,7 +145,7 @@ async fn next_host(first: &TestApp, tag: &str) -> TestApp {
 }
 
 /// Creates a payment and finishes (or fails) it as the provider would.
-async fn settle_payment(app: &TestApp, order: i64, status: &str) -> i64 {
+pub(crate) async fn settle_payment(app: &TestApp, order: i64, status: &str) -> i64 {
     let mut body = app.body(order);
     body["metadata"] = json!({"cart": format!("c-{order}")});
     let r = app.create(&body).await;
@@ -170,7 +170,7 @@ async fn notifications(app: &TestApp, id: i64) -> Value {
 }
 
 /// Waits until the payment's one notification reaches `status`.
-async fn wait_for_status(app: &TestApp, id: i64, status: &str) -> Value {
+pub(crate) async fn wait_for_status(app: &TestApp, id: i64, status: &str) -> Value {
     let started = Instant::now();
     loop {
         let body = notifications(app, id).await;

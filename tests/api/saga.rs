@@ -27,6 +27,8 @@ async fn merchant(app: &TestApp, tokens: i64) -> (Merchant, SubscriptionId) {
         scope: Scope::Write,
         default_currency: "EUR".into(),
         request_signing_secret: None,
+        default_return_url: None,
+        default_cancel_url: None,
     };
     (merchant, created.subscription_id)
 }

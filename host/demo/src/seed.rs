@@ -152,10 +152,11 @@ pub async fn seed(
             webhook_secret: Secret::new(created.webhook_secret),
         });
     };
-    let (api_key, read_api_key) = merchants
-        .rotate_keys(id)
+    let rotated = merchants
+        .rotate_keys(id, std::time::Duration::ZERO)
         .await?
         .context("the demo merchant was just found")?;
+    let (api_key, read_api_key) = (rotated.api_key, rotated.read_api_key);
     let subscription_id = merchants
         .first_subscription(id)
         .await?

@@ -1,6 +1,7 @@
 //! `paygate merchants`: create merchants and manage their keys.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Subcommand;
@@ -28,8 +29,22 @@ pub enum MerchantCommand {
     },
     /// Revoke one API key (effective within 5 s).
     RevokeKey { key: String },
-    /// Revoke a merchant's keys and issue a new pair; prints them as JSON.
-    RotateKey { merchant_id: MerchantId },
+    /// Issue a merchant a new key pair, revoking its keys now or after a
+    /// grace period; prints the new keys as JSON.
+    RotateKey {
+        merchant_id: MerchantId,
+        /// How long the old keys keep working (at most 604800).
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=604_800))]
+        grace_seconds: u64,
+    },
+    /// Give a merchant a new webhook secret; the old one keeps signing for
+    /// the grace period. Prints the new secret as JSON.
+    RotateWebhookSecret {
+        merchant_id: MerchantId,
+        /// How long the old secret keeps signing (at most 604800).
+        #[arg(long, default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(0..=604_800))]
+        grace_seconds: u64,
+    },
     /// Seal every merchant secret under the current `PAYGATE_SECRETS_KEY`
     /// (after a key rotation, or once after upgrading to sealed secrets).
     Reseal,
@@ -70,15 +85,36 @@ pub async fn run(
             anyhow::ensure!(store.revoke_key(&key).await?, "no live key matches");
             println!("{{\"revoked\": true}}");
         }
-        MerchantCommand::RotateKey { merchant_id } => {
-            let (write, read) = store
-                .rotate_keys(merchant_id)
+        MerchantCommand::RotateKey {
+            merchant_id,
+            grace_seconds,
+        } => {
+            let grace = Duration::from_secs(grace_seconds);
+            let rotated = store
+                .rotate_keys(merchant_id, grace)
                 .await?
                 .context("no such merchant")?;
-            println!(
-                "{}",
-                serde_json::json!({"api_key": write.expose(), "read_api_key": read.expose()})
-            );
+            let json = serde_json::json!({
+                "api_key": rotated.api_key.expose(),
+                "read_api_key": rotated.read_api_key.expose(),
+                "previous_expires_at": rotated.previous_expires_at,
+            });
+            println!("{json}");
+        }
+        MerchantCommand::RotateWebhookSecret {
+            merchant_id,
+            grace_seconds,
+        } => {
+            let grace = Duration::from_secs(grace_seconds);
+            let rotated = store
+                .rotate_webhook_secret(merchant_id, grace)
+                .await?
+                .context("no such merchant")?;
+            let json = serde_json::json!({
+                "webhook_secret": rotated.webhook_secret.expose(),
+                "previous_expires_at": rotated.previous_expires_at,
+            });
+            println!("{json}");
         }
         MerchantCommand::Reseal => {
             let resealed = store.reseal().await?;

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod auth;
 pub mod error;
 mod health;
+pub mod merchant;
 pub mod middleware;
 mod notifications;
 pub mod openapi;
@@ -68,6 +69,18 @@ pub fn router(state: AppState) -> Router {
             post(refunds::create).get(refunds::list),
         )
         .route("/api/v1/refunds/{refund_id}", get(refunds::show))
+        .route(
+            "/api/v1/merchant",
+            get(merchant::show).patch(merchant::update),
+        )
+        .route(
+            "/api/v1/merchant/webhook-secret/rotate",
+            post(merchant::rotate_webhook_secret),
+        )
+        .route(
+            "/api/v1/merchant/api-keys/rotate",
+            post(merchant::rotate_api_keys),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.rate_limiter.clone(),
             rate_limit::rate_limit,

@@ -32,17 +32,22 @@ use crate::payments::store::{Payment, TimelineEvent};
         super::refunds::create,
         super::refunds::list,
         super::refunds::show,
+        super::merchant::show,
+        super::merchant::update,
+        super::merchant::rotate_webhook_secret,
+        super::merchant::rotate_api_keys,
         super::webhooks::internal,
         super::webhooks::for_alias,
         super::health::health,
         super::health::readyz,
         super::health::livez,
     ),
-    components(schemas(crate::payments::PaymentStatus, crate::payments::refunds::RefundStatusName, RefundReasonName, RefundBody, RefundList, crate::payments::refunds::Refund, ErrorBody, FieldError, CreatePaymentBody, CreatedBody, Payment, PaymentPage, PaymentCursorPage, PaymentList, TimelineEvent, Tracking, Notifications, NotificationStatus, Attempt, Queued)),
+    components(schemas(crate::merchants::Settings, crate::merchants::SubscriptionUse, MerchantPatch, GraceBody, RotatedSecretBody, RotatedKeysBody, crate::payments::PaymentStatus, crate::payments::refunds::RefundStatusName, RefundReasonName, RefundBody, RefundList, crate::payments::refunds::Refund, ErrorBody, FieldError, CreatePaymentBody, CreatedBody, Payment, PaymentPage, PaymentCursorPage, PaymentList, TimelineEvent, Tracking, Notifications, NotificationStatus, Attempt, Queued)),
     modifiers(&KeyAuth),
     tags(
         (name = "payments", description = "Payments of the calling merchant"),
         (name = "refunds", description = "Money given back on the calling merchant's finished payments"),
+        (name = "merchant", description = "The calling merchant's own settings, webhook secret and API keys"),
         (name = "webhooks", description = "Payment events from providers, signature-checked by verifier plugins")
     )
 )]
@@ -150,6 +155,49 @@ pub struct RefundBody {
     pub price: Option<String>,
     #[schema(value_type = Option<RefundReasonName>)]
     pub reason: Option<String>,
+}
+
+/// `PATCH /api/v1/merchant` body: any of the fields; null clears one.
+#[derive(Serialize, ToSchema)]
+pub struct MerchantPatch {
+    /// Where notifications go: an absolute `https://` URL of at most 2,048 characters, not on
+    /// a loopback or private address (unless the host allows them).
+    #[schema(example = "https://shop.example/paygate/notifications")]
+    pub callback_url: Option<String>,
+    /// Where buyers go after paying when a payment names no `return_url`: a payment's URL rules.
+    #[schema(example = "https://shop.example/thanks")]
+    pub default_return_url: Option<String>,
+    /// Where buyers go after cancelling when a payment names no `cancel_url`.
+    #[schema(example = "https://shop.example/cart")]
+    pub default_cancel_url: Option<String>,
+}
+
+/// A rotation's body; optional.
+#[derive(Serialize, ToSchema)]
+pub struct GraceBody {
+    /// How long the replaced secret or keys keep working, 0 to 604800 seconds.
+    #[schema(minimum = 0, maximum = 604800, example = 86400)]
+    pub grace_seconds: Option<u32>,
+}
+
+/// A new webhook secret, shown this once.
+#[derive(Serialize, ToSchema)]
+pub struct RotatedSecretBody {
+    /// `whsec_` and base64; notifications are signed with it from now on.
+    pub webhook_secret: String,
+    /// Until then notifications carry a second signature, with the replaced secret.
+    #[schema(format = DateTime)]
+    pub previous_expires_at: String,
+}
+
+/// New API keys, shown this once.
+#[derive(Serialize, ToSchema)]
+pub struct RotatedKeysBody {
+    pub api_key: String,
+    pub read_api_key: String,
+    /// Until then the replaced keys work too.
+    #[schema(format = DateTime)]
+    pub previous_expires_at: String,
 }
 
 /// Why money goes back.

@@ -54,7 +54,8 @@ pub async fn create(
     let merchant = authenticate(&merchants, &headers, target.write(&body)).await?;
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::malformed(format!("malformed JSON: {e}")))?;
-    let request = parse_create(&value, payments.allow_http_redirects)?;
+    let request =
+        parse_create(&value, payments.allow_http_redirects)?.with_merchant_defaults(&merchant);
     request
         .check_price_precision(&merchant)
         .map_err(|message| ApiError::field("price", message))?;

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::keys::{ApiKey, KeyHash};
+use super::settings::UrlPolicy;
 use super::store::MerchantStore;
 use crate::ids::MerchantId;
 use crate::plugins::Secret;
@@ -42,6 +43,9 @@ pub struct Merchant {
     pub default_currency: String,
     /// Set when the merchant requires signed writes.
     pub request_signing_secret: Option<Secret>,
+    /// Where buyers go back when a payment names no URL of its own.
+    pub default_return_url: Option<String>,
+    pub default_cancel_url: Option<String>,
 }
 
 /// How long a resolved key is trusted; revocations take effect within it.
@@ -51,17 +55,27 @@ pub const AUTH_CACHE_TTL: Duration = Duration::from_secs(4);
 /// cache that keeps authentication off the database. Built once at start.
 pub struct Merchants {
     pub store: MerchantStore,
+    /// What URLs merchants may set.
+    pub url_policy: UrlPolicy,
     /// Key hash → merchant, for [`AUTH_CACHE_TTL`]. Unknown keys are not
     /// cached, so a key works the moment it is created.
     keys: Mutex<HashMap<KeyHash, (Instant, Merchant)>>,
 }
 
 impl Merchants {
-    pub fn new(store: MerchantStore) -> Self {
+    pub fn new(store: MerchantStore, url_policy: UrlPolicy) -> Self {
         Self {
             store,
+            url_policy,
             keys: Mutex::default(),
         }
+    }
+
+    /// Drops the merchant's cached keys, so a change to its keys or
+    /// settings holds on this replica at once (on the others within
+    /// [`AUTH_CACHE_TTL`]).
+    pub fn forget(&self, merchant_id: MerchantId) {
+        self.lock().retain(|_, (_, m)| m.id != merchant_id);
     }
 
     /// The merchant of API key `key`; `None` when it is unknown or revoked.

@@ -14,15 +14,15 @@ use crate::plugins::Secret;
 use crate::sealing::Sealer;
 
 /// The columns sealed secrets are bound to.
-const WEBHOOK_SECRET: &str = "merchants.webhook_secret";
+pub(super) const WEBHOOK_SECRET: &str = "merchants.webhook_secret";
 const SIGNING_SECRET: &str = "merchants.request_signing_secret";
 
 /// The merchants database. Merchants' webhook and request-signing secrets
 /// are sealed in it (`crate::sealing`).
 #[derive(Clone)]
 pub struct MerchantStore {
-    pool: PgPool,
-    sealer: Arc<Sealer>,
+    pub(super) pool: PgPool,
+    pub(super) sealer: Arc<Sealer>,
 }
 
 impl std::fmt::Debug for MerchantStore {
@@ -91,36 +91,45 @@ impl MerchantStore {
     /// knows the new key.
     pub async fn reseal(&self) -> Result<u64, sqlx::Error> {
         let rows = sqlx::query!(
-            r#"SELECT id AS "id: MerchantId", webhook_secret, request_signing_secret FROM merchants ORDER BY id"#
+            r#"SELECT id AS "id: MerchantId", webhook_secret, request_signing_secret,
+                      previous_webhook_secret
+               FROM merchants ORDER BY id"#
         )
         .fetch_all(&self.pool)
         .await?;
         let mut changed = 0;
         for row in rows {
-            let stale = |stored: &str| !self.sealer.is_current(stored);
-            if !stale(&row.webhook_secret)
-                && !row.request_signing_secret.as_deref().is_some_and(stale)
-            {
+            let stale = |stored: &Option<String>| {
+                stored
+                    .as_deref()
+                    .is_some_and(|s| !self.sealer.is_current(s))
+            };
+            let webhook = Some(row.webhook_secret);
+            let (signing, previous) = (row.request_signing_secret, row.previous_webhook_secret);
+            if !stale(&webhook) && !stale(&signing) && !stale(&previous) {
                 continue;
             }
-            let reseal = |stored: &str, column| -> Result<String, sqlx::Error> {
+            let reseal = |stored: &Option<String>, column| -> Result<Option<String>, sqlx::Error> {
+                let Some(stored) = stored else {
+                    return Ok(None);
+                };
                 let secret = self.sealer.open(stored, column).map_err(unsealing)?;
-                Ok(self.sealer.seal(secret.expose(), column))
+                Ok(Some(self.sealer.seal(secret.expose(), column)))
             };
-            let webhook = reseal(&row.webhook_secret, WEBHOOK_SECRET)?;
-            let signing = (row.request_signing_secret.as_deref())
-                .map(|stored| reseal(stored, SIGNING_SECRET))
-                .transpose()?;
             // Only if unchanged since read: a rotation meanwhile wins.
             let done = sqlx::query!(
-                "UPDATE merchants SET webhook_secret = $2, request_signing_secret = $3
-                 WHERE id = $1 AND webhook_secret = $4
-                   AND request_signing_secret IS NOT DISTINCT FROM $5",
+                "UPDATE merchants
+                 SET webhook_secret = $2, request_signing_secret = $3, previous_webhook_secret = $4
+                 WHERE id = $1 AND webhook_secret = $5
+                   AND request_signing_secret IS NOT DISTINCT FROM $6
+                   AND previous_webhook_secret IS NOT DISTINCT FROM $7",
                 row.id.get(),
+                reseal(&webhook, WEBHOOK_SECRET)?,
+                reseal(&signing, SIGNING_SECRET)?,
+                reseal(&previous, WEBHOOK_SECRET)?,
                 webhook,
                 signing,
-                row.webhook_secret,
-                row.request_signing_secret,
+                previous,
             )
             .execute(&self.pool)
             .await?;
@@ -166,11 +175,13 @@ impl MerchantStore {
         })
     }
 
-    /// Revokes one key; returns whether it existed and was live.
+    /// Revokes one key now, even one in a rotation's grace period; returns
+    /// whether it existed and was live.
     pub async fn revoke_key(&self, key: &str) -> Result<bool, sqlx::Error> {
         let hash = ApiKey(key).hash();
         let done = sqlx::query!(
-            "UPDATE api_keys SET revoked_at = now() WHERE key_hash = $1 AND revoked_at IS NULL",
+            "UPDATE api_keys SET revoked_at = now()
+             WHERE key_hash = $1 AND (revoked_at IS NULL OR revoked_at > now())",
             &hash.0[..],
         )
         .execute(&self.pool)
@@ -178,41 +189,15 @@ impl MerchantStore {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Revokes every live key of the merchant and issues a new pair;
-    /// `None` when there is no such merchant.
-    pub async fn rotate_keys(
-        &self,
-        merchant_id: MerchantId,
-    ) -> Result<Option<(Secret, Secret)>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let exists = sqlx::query_scalar!(
-            r#"SELECT EXISTS (SELECT 1 FROM merchants WHERE id = $1) AS "exists!""#,
-            merchant_id.get(),
-        )
-        .fetch_one(&mut *tx)
-        .await?;
-        if !exists {
-            return Ok(None);
-        }
-        sqlx::query!(
-            "UPDATE api_keys SET revoked_at = now() WHERE merchant_id = $1 AND revoked_at IS NULL",
-            merchant_id.get(),
-        )
-        .execute(&mut *tx)
-        .await?;
-        let pair = insert_key_pair(&mut tx, merchant_id).await?;
-        tx.commit().await?;
-        Ok(Some(pair))
-    }
-
     /// The merchant behind a live key; a key of a scope this version does
     /// not know authenticates no one.
     pub async fn merchant_for_key(&self, hash: &KeyHash) -> Result<Option<Merchant>, sqlx::Error> {
         let row = sqlx::query!(
             r#"SELECT m.id AS "id: MerchantId", k.scope, m.default_currency,
-                      CASE WHEN m.require_signed_writes THEN m.request_signing_secret END AS request_signing_secret
+                      CASE WHEN m.require_signed_writes THEN m.request_signing_secret END AS request_signing_secret,
+                      m.default_return_url, m.default_cancel_url
                FROM api_keys k JOIN merchants m ON m.id = k.merchant_id
-               WHERE k.key_hash = $1 AND k.revoked_at IS NULL"#,
+               WHERE k.key_hash = $1 AND (k.revoked_at IS NULL OR k.revoked_at > now())"#,
             &hash.0[..],
         )
         .fetch_optional(&self.pool)
@@ -229,6 +214,8 @@ impl MerchantStore {
             scope,
             default_currency: row.default_currency,
             request_signing_secret,
+            default_return_url: row.default_return_url,
+            default_cancel_url: row.default_cancel_url,
         }))
     }
 
@@ -368,7 +355,7 @@ impl MerchantStore {
     }
 }
 
-async fn insert_key_pair(
+pub(super) async fn insert_key_pair(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     merchant_id: MerchantId,
 ) -> Result<(Secret, Secret), sqlx::Error> {
@@ -453,7 +440,10 @@ impl MerchantStore {
         merchant_id: MerchantId,
     ) -> Result<Option<NotificationTarget>, sqlx::Error> {
         let row = sqlx::query!(
-            "SELECT callback_url, webhook_secret FROM merchants WHERE id = $1",
+            "SELECT callback_url, webhook_secret,
+                    CASE WHEN previous_webhook_secret_expires_at > now()
+                         THEN previous_webhook_secret END AS previous_webhook_secret
+             FROM merchants WHERE id = $1",
             merchant_id.get(),
         )
         .fetch_optional(&self.pool)
@@ -461,11 +451,15 @@ impl MerchantStore {
         let Some(row) = row else {
             return Ok(None);
         };
+        let open = |stored: &str| self.sealer.open(stored, WEBHOOK_SECRET).map_err(unsealing);
         Ok(Some(NotificationTarget {
             callback_url: row.callback_url,
-            webhook_secret: (self.sealer)
-                .open(&row.webhook_secret, WEBHOOK_SECRET)
-                .map_err(unsealing)?,
+            webhook_secret: open(&row.webhook_secret)?,
+            previous_webhook_secret: row
+                .previous_webhook_secret
+                .as_deref()
+                .map(open)
+                .transpose()?,
         }))
     }
 }
@@ -475,6 +469,9 @@ impl MerchantStore {
 pub struct NotificationTarget {
     pub callback_url: Option<String>,
     pub webhook_secret: Secret,
+    /// The secret a rotation replaced, while its grace period lasts: it
+    /// signs too.
+    pub previous_webhook_secret: Option<Secret>,
 }
 
 /// PostgreSQL's `deadlock_detected` (40P01).

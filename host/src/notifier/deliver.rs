@@ -57,10 +57,13 @@ impl Deliverer {
 
     /// POSTs `body` signed with the merchant's secret; never panics, every
     /// failure is an [`Outcome`] with its error.
+    /// Posts `body` to `url`, signed with each of `secrets` (the current
+    /// webhook secret first, then one a rotation replaced while its grace
+    /// period lasts).
     pub async fn deliver(
         &self,
         url: &str,
-        secret: &Secret,
+        secrets: &[&Secret],
         event_id: &str,
         body: Vec<u8>,
     ) -> Outcome {
@@ -75,8 +78,13 @@ impl Deliverer {
             Err(error) => return failed(error),
         };
         let timestamp = chrono::Utc::now().timestamp();
-        let signature = match sign(secret, event_id, timestamp, &body) {
-            Ok(signature) => signature,
+        let signatures: Result<Vec<String>, String> = secrets
+            .iter()
+            .map(|secret| sign(secret, event_id, timestamp, &body))
+            .collect();
+        let signature = match signatures {
+            // Standard Webhooks: several signatures, space-separated.
+            Ok(signatures) => signatures.join(" "),
             Err(error) => return failed(error),
         };
         let sent = self
@@ -335,7 +343,7 @@ mod tests {
         }
         let secret = Secret::new("whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=");
         let outcome = deliverer
-            .deliver("http://localhost:9/hook", &secret, "evt", b"{}".to_vec())
+            .deliver("http://localhost:9/hook", &[&secret], "evt", b"{}".to_vec())
             .await;
         assert_eq!(outcome.status_code, None, "{outcome:?}");
         assert!(outcome.error.is_some_and(|e| e.contains("refused")));
@@ -352,13 +360,15 @@ mod tests {
             "http://localhost:9/hook",
             "http://169.254.169.254/latest",
         ] {
-            let outcome = deliverer.deliver(url, &secret, "evt", b"{}".to_vec()).await;
+            let outcome = deliverer
+                .deliver(url, &[&secret], "evt", b"{}".to_vec())
+                .await;
             assert_eq!(outcome.status_code, None, "{url}");
             let error = outcome.error.expect("refused");
             assert!(error.contains("refused"), "{url}: {error}");
         }
         let outcome = deliverer
-            .deliver("ftp://example.com/", &secret, "evt", Vec::new())
+            .deliver("ftp://example.com/", &[&secret], "evt", Vec::new())
             .await;
         assert_eq!(
             outcome.error.as_deref(),

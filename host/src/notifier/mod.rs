@@ -39,7 +39,7 @@ use fair::Shares;
 use std::sync::atomic::Ordering;
 
 /// How long a merchant's callback URL and secret are reused.
-const TARGET_CACHE_TTL: Duration = Duration::from_secs(5);
+pub const TARGET_CACHE_TTL: Duration = Duration::from_secs(5);
 /// Messages the broker may hand over per delivery in flight.
 const PREFETCH_PER_DELIVERY: u16 = 4;
 /// Most rows claimed, or attempts recorded, in one statement.
@@ -366,8 +366,10 @@ impl Notifier {
             return no_target("merchant has no callback URL");
         };
         let body = serde_json::to_vec(&n.payload).expect("a JSON value serializes");
+        let mut secrets = vec![&target.webhook_secret];
+        secrets.extend(target.previous_webhook_secret.as_ref());
         self.deliverer
-            .deliver(url, &target.webhook_secret, &n.event_id.to_string(), body)
+            .deliver(url, &secrets, &n.event_id.to_string(), body)
             .await
     }
 

@@ -79,6 +79,24 @@ impl CreatePayment {
             _ => Ok(()),
         }
     }
+
+    /// The merchant's default return and cancel URLs where the request
+    /// names none (API.md, "Return URLs and metadata"); without either,
+    /// the alias's configured URLs apply.
+    pub fn with_merchant_defaults(mut self, merchant: &Merchant) -> Self {
+        // Checked when the merchant set them; read as any stored URL is.
+        let stored = |url: &Option<String>| {
+            url.as_deref()
+                .and_then(|u| RedirectUrl::parse(u, true).ok())
+        };
+        if self.return_url.is_none() {
+            self.return_url = stored(&merchant.default_return_url);
+        }
+        if self.cancel_url.is_none() {
+            self.cancel_url = stored(&merchant.default_cancel_url);
+        }
+        self
+    }
 }
 
 /// Runs the whole creation. `key` is the idempotency key (header, else
