@@ -1,9 +1,10 @@
 //! The merchant REST API end to end: a real host on port 0 over real
 //! PostgreSQL and Redis, the shipped plugins, and the sandbox provider.
 
+mod admin;
 pub(crate) mod app;
 mod create;
-mod docs;
+pub(crate) mod docs;
 mod errors;
 mod guards;
 mod lifecycle;

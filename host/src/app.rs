@@ -145,6 +145,9 @@ impl App {
             registry,
             outbox: outbox.clone(),
             metrics: metrics.clone(),
+            merchants: services.merchants.clone(),
+            audit: crate::audit::AuditLog::new(dbs.logs.clone()),
+            actor: String::new(),
         };
         let listener = TcpListener::bind(config.listen)
             .await

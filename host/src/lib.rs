@@ -23,6 +23,7 @@
 // rustc compute their layout.
 #![recursion_limit = "256"]
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -17,7 +17,10 @@ use serde_json::{Value, json};
 use sha2::Digest;
 use subtle::ConstantTimeEq;
 
+use super::admin_merchants as merchants;
 use super::error::ApiError;
+use crate::audit::AuditLog;
+use crate::merchants::Merchants;
 use crate::metrics::Metrics;
 use crate::outbox::OutboxStore;
 use crate::plugins::{PluginSet, RegistrySource, Secret};
@@ -26,6 +29,13 @@ use crate::plugins::{PluginSet, RegistrySource, Secret};
 #[derive(Clone)]
 pub struct Operations {
     pub plugins: Arc<PluginSet>,
+    /// The merchants, shared with the merchant API (and its key cache).
+    pub merchants: Arc<Merchants>,
+    /// Every admin action, in the logs database.
+    pub audit: AuditLog,
+    /// Who the audit log says acted: the admin token's fingerprint, set
+    /// by [`router`].
+    pub actor: String,
     /// The plugin registry served, when one is configured.
     pub registry: Option<RegistrySource>,
     /// For the outbox's figures in `/metrics`.
@@ -33,14 +43,84 @@ pub struct Operations {
     pub metrics: Arc<Metrics>,
 }
 
+/// The admin API's own OpenAPI document, at `/admin/openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "paygate admin",
+        description = "Operators' API of paygate, on the admin listener, every route behind \
+                       `Authorization: Bearer <PAYGATE_ADMIN_TOKEN>`. Errors are the merchant API's.",
+        version = "0.1.0"
+    ),
+    paths(
+        list,
+        activate,
+        rollback,
+        metrics,
+        merchants::create,
+        merchants::list,
+        merchants::show,
+        merchants::update,
+        merchants::add_tokens,
+        merchants::audit_log,
+    ),
+    components(schemas(
+        merchants::NewMerchantBody, merchants::MerchantUpdateBody, merchants::TokensBody,
+        merchants::MerchantList, merchants::AuditList, crate::merchants::MerchantRecord,
+        crate::merchants::Settings, crate::merchants::SubscriptionUse, crate::audit::AuditEntry,
+        super::openapi::ErrorBody, super::error::FieldError,
+    )),
+    modifiers(&AdminAuth),
+    tags(
+        (name = "plugins", description = "Plugins serving, the registry's versions, metrics"),
+        (name = "merchants", description = "Merchants, their settings and subscriptions"),
+        (name = "audit", description = "What was done through this API")
+    )
+)]
+pub struct AdminDoc;
+
+struct AdminAuth;
+
+impl utoipa::Modify for AdminAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+async fn admin_openapi() -> Json<utoipa::openapi::OpenApi> {
+    use utoipa::OpenApi;
+    Json(AdminDoc::openapi())
+}
+
 /// The admin routes, every one behind `token`.
-pub fn router(state: Operations, token: Secret) -> Router {
+pub fn router(mut state: Operations, token: Secret) -> Router {
+    state.actor = fingerprint(&token);
     Router::new()
+        .route(
+            "/admin/v1/merchants",
+            post(merchants::create).get(merchants::list),
+        )
+        .route(
+            "/admin/v1/merchants/{id}",
+            get(merchants::show).patch(merchants::update),
+        )
+        .route(
+            "/admin/v1/merchants/{id}/subscriptions/{sid}/tokens",
+            post(merchants::add_tokens),
+        )
+        .route("/admin/v1/audit", get(merchants::audit_log))
+        .route("/admin/openapi.json", get(admin_openapi))
         .route("/admin/v1/plugins", get(list))
         .route("/admin/v1/plugins/{name}/activate", post(activate))
         .route("/admin/v1/plugins/{name}/rollback", post(rollback))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::NotFound })
+        .layer(axum::middleware::from_fn(super::middleware::body_guard))
         .layer(axum::middleware::from_fn(
             move |request: Request, next: Next| {
                 let token = token.clone();
@@ -48,6 +128,13 @@ pub fn router(state: Operations, token: Secret) -> Router {
             },
         ))
         .with_state(state)
+}
+
+/// `token:` and the first 12 hex digits of the token's SHA-256: names the
+/// admin token in the audit log without showing it.
+pub fn fingerprint(token: &Secret) -> String {
+    let digest = sha2::Sha256::digest(token.expose().as_bytes());
+    format!("token:{}", &hex::encode(digest)[..12])
 }
 
 /// `Authorization: Bearer <token>`, compared in constant time: as SHA-256
@@ -69,6 +156,15 @@ async fn bearer(token: &Secret, request: Request, next: Next) -> Response {
 
 /// The plugins serving (version, digest, calls, errors, last refusal) and,
 /// with a registry, each plugin's active and published versions.
+#[utoipa::path(
+    get, path = "/admin/v1/plugins", tag = "plugins",
+    responses(
+        (status = 200, description = "`{\"plugins\": [what serves], \"registry\": [each plugin's active and published versions]}`", body = Object),
+        (status = 401, description = "`unauthorized`: no or another admin token", body = super::openapi::ErrorBody),
+        (status = 503, description = "`service_unavailable`: the registry could not be read", body = super::openapi::ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 #[tracing::instrument(name = "handler", skip_all, fields(route = "admin.list"))]
 async fn list(State(ops): State<Operations>) -> Result<Json<Value>, ApiError> {
     let registry = match &ops.registry {
@@ -94,6 +190,19 @@ async fn list(State(ops): State<Operations>) -> Result<Json<Value>, ApiError> {
 }
 
 /// `POST /admin/v1/plugins/{name}/activate` `{"version": "1.2.0"}`.
+#[utoipa::path(
+    post, path = "/admin/v1/plugins/{name}/activate", tag = "plugins",
+    params(("name" = String, Path, description = "Plugin name")),
+    request_body(content = Object, description = "`{\"version\": \"1.2.0\"}`"),
+    responses(
+        (status = 200, description = "`{plugin, from, to, revision, serving, refused}`: activated and swapped in here", body = Object),
+        (status = 400, description = "`invalid_request`: no `version`", body = super::openapi::ErrorBody),
+        (status = 401, description = "`unauthorized`: no or another admin token", body = super::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such plugin or version", body = super::openapi::ErrorBody),
+        (status = 409, description = "`registry_refused`", body = super::openapi::ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 #[tracing::instrument(name = "handler", skip_all, fields(route = "admin.activate"))]
 async fn activate(
     State(ops): State<Operations>,
@@ -108,6 +217,17 @@ async fn activate(
 }
 
 /// `POST /admin/v1/plugins/{name}/rollback`.
+#[utoipa::path(
+    post, path = "/admin/v1/plugins/{name}/rollback", tag = "plugins",
+    params(("name" = String, Path, description = "Plugin name")),
+    responses(
+        (status = 200, description = "`{plugin, from, to, revision, serving, refused}`: back to the previous active version", body = Object),
+        (status = 401, description = "`unauthorized`: no or another admin token", body = super::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such plugin", body = super::openapi::ErrorBody),
+        (status = 409, description = "`registry_refused`: nothing to roll back to, or no registry", body = super::openapi::ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 #[tracing::instrument(name = "handler", skip_all, fields(route = "admin.rollback"))]
 async fn rollback(
     State(ops): State<Operations>,
@@ -162,6 +282,14 @@ fn task_failed(e: tokio::task::JoinError) -> ApiError {
 }
 
 /// Prometheus text format.
+#[utoipa::path(
+    get, path = "/metrics", tag = "plugins",
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        (status = 401, description = "`unauthorized`: no or another admin token", body = super::openapi::ErrorBody),
+    ),
+    security(("admin_token" = []))
+)]
 #[tracing::instrument(name = "handler", skip_all, fields(route = "admin.metrics"))]
 async fn metrics(State(ops): State<Operations>) -> Response {
     let outbox = ops.outbox.stats().await.ok();

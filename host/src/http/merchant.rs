@@ -173,7 +173,7 @@ fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 /// The body as a JSON object; an empty body is an empty object.
-fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+pub(super) fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     if body.is_empty() {
         return Ok(Map::new());
     }
@@ -252,6 +252,7 @@ fn parse_change(
         callback_url: url("callback_url", &callback),
         default_return_url: url("default_return_url", &redirect),
         default_cancel_url: url("default_cancel_url", &redirect),
+        ..SettingsChange::default()
     };
     if errors.is_empty() {
         Ok(change)

@@ -1,6 +1,7 @@
 //! The HTTP API: router, layers, error type and handlers.
 
 pub mod admin;
+mod admin_merchants;
 pub mod auth;
 pub mod error;
 mod health;

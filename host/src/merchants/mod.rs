@@ -9,8 +9,8 @@ mod store;
 pub use auth::{AUTH_CACHE_TTL, Merchant, Merchants, Scope};
 pub use keys::{ApiKey, KeyHash, generate_key, generate_secret};
 pub use settings::{
-    MAX_GRACE, RotatedKeys, RotatedSecret, Settings, SettingsChange, SubscriptionUse, UrlPolicy,
-    WEBHOOK_SECRET_GRACE, check_callback_url,
+    MAX_GRACE, MerchantRecord, RotatedKeys, RotatedSecret, Settings, SettingsChange,
+    SubscriptionUse, UrlPolicy, WEBHOOK_SECRET_GRACE, check_callback_url,
 };
 pub use store::{
     CreatedMerchant, MerchantStore, NewMerchant, NotificationTarget, QuotaError, Take,

@@ -53,6 +53,22 @@ pub struct SettingsChange {
     pub callback_url: Option<Option<String>>,
     pub default_return_url: Option<Option<String>>,
     pub default_cancel_url: Option<Option<String>>,
+    /// Operators only: the merchant's name, 1 to 200 characters.
+    pub name: Option<String>,
+    /// Operators only: a disabled merchant's keys authenticate no one.
+    pub disabled: Option<bool>,
+}
+
+/// A merchant as operators see it: its settings, whether it is disabled
+/// and when it was made. No secret.
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct MerchantRecord {
+    #[serde(flatten)]
+    pub settings: Settings,
+    pub disabled: bool,
+    #[serde(serialize_with = "crate::payments::store::rfc3339::serialize")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: DateTime<Utc>,
 }
 
 /// A new webhook secret, and when the one it replaced stops signing.
@@ -78,38 +94,109 @@ fn seconds(grace: Duration) -> f64 {
 impl MerchantStore {
     /// The merchant's settings; `None` when there is no such merchant.
     pub async fn settings(&self, merchant_id: MerchantId) -> Result<Option<Settings>, sqlx::Error> {
-        let Some(row) = sqlx::query!(
-            r#"SELECT name, default_currency, callback_url, default_return_url,
-                      default_cancel_url, require_signed_writes
-               FROM merchants WHERE id = $1"#,
-            merchant_id.get(),
-        )
-        .fetch_optional(&self.pool)
-        .await?
-        else {
-            return Ok(None);
-        };
-        let subscriptions = sqlx::query_as!(
-            SubscriptionUse,
-            r#"SELECT s.id AS "subscription_id: SubscriptionId", s.token_limit AS tokens_total,
-                      (SELECT coalesce(sum(q.used), 0)::bigint FROM quota_slots q
-                       WHERE q.subscription_id = s.id) AS "tokens_used!",
-                      s.active
-               FROM subscriptions s WHERE s.merchant_id = $1 ORDER BY s.id"#,
-            merchant_id.get(),
+        Ok(self.record(merchant_id).await?.map(|r| r.settings))
+    }
+
+    /// The merchant as operators see it; `None` when there is no such
+    /// merchant.
+    pub async fn record(
+        &self,
+        merchant_id: MerchantId,
+    ) -> Result<Option<MerchantRecord>, sqlx::Error> {
+        Ok(self.records(1, None, Some(merchant_id)).await?.pop())
+    }
+
+    /// Up to `limit` merchants, newest first: older than `starting_after`
+    /// when given, only `only` when given.
+    pub async fn records(
+        &self,
+        limit: i64,
+        starting_after: Option<MerchantId>,
+        only: Option<MerchantId>,
+    ) -> Result<Vec<MerchantRecord>, sqlx::Error> {
+        let rows = sqlx::query!(
+            r#"SELECT id AS "id: MerchantId", name, default_currency, callback_url,
+                      default_return_url, default_cancel_url, require_signed_writes, disabled,
+                      created_at
+               FROM merchants
+               WHERE ($2::bigint IS NULL OR id < $2) AND ($3::bigint IS NULL OR id = $3)
+               ORDER BY id DESC LIMIT $1"#,
+            limit,
+            starting_after.map(MerchantId::get),
+            only.map(MerchantId::get),
         )
         .fetch_all(&self.pool)
         .await?;
-        Ok(Some(Settings {
-            merchant_id,
-            name: row.name,
-            currency: row.default_currency,
-            callback_url: row.callback_url,
-            default_return_url: row.default_return_url,
-            default_cancel_url: row.default_cancel_url,
-            signed_writes: row.require_signed_writes,
-            subscriptions,
-        }))
+        let ids: Vec<i64> = rows.iter().map(|r| r.id.get()).collect();
+        let subscriptions = sqlx::query!(
+            r#"SELECT s.merchant_id AS "merchant_id: MerchantId",
+                      s.id AS "subscription_id: SubscriptionId", s.token_limit AS tokens_total,
+                      (SELECT coalesce(sum(q.used), 0)::bigint FROM quota_slots q
+                       WHERE q.subscription_id = s.id) AS "tokens_used!",
+                      s.active
+               FROM subscriptions s WHERE s.merchant_id = ANY($1) ORDER BY s.id"#,
+            &ids,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| MerchantRecord {
+                settings: Settings {
+                    merchant_id: row.id,
+                    name: row.name,
+                    currency: row.default_currency,
+                    callback_url: row.callback_url,
+                    default_return_url: row.default_return_url,
+                    default_cancel_url: row.default_cancel_url,
+                    signed_writes: row.require_signed_writes,
+                    subscriptions: (subscriptions.iter())
+                        .filter(|s| s.merchant_id == row.id)
+                        .map(|s| SubscriptionUse {
+                            subscription_id: s.subscription_id,
+                            tokens_total: s.tokens_total,
+                            tokens_used: s.tokens_used,
+                            active: s.active,
+                        })
+                        .collect(),
+                },
+                disabled: row.disabled,
+                created_at: row.created_at,
+            })
+            .collect())
+    }
+
+    /// Adds `add` tokens to the merchant's subscription, spread over its
+    /// quota slots as a new subscription's are; `None` when the merchant
+    /// has no such subscription.
+    pub async fn add_tokens(
+        &self,
+        merchant_id: MerchantId,
+        subscription_id: SubscriptionId,
+        add: i64,
+    ) -> Result<Option<SubscriptionUse>, sqlx::Error> {
+        sqlx::query_as!(
+            SubscriptionUse,
+            r#"WITH s AS (
+                   UPDATE subscriptions SET token_limit = token_limit + $3
+                   WHERE id = $2 AND merchant_id = $1
+                   RETURNING id, token_limit, active
+               ), slots AS (
+                   UPDATE quota_slots q
+                   SET cap = q.cap + $3 / 16 + CASE WHEN q.slot < $3 % 16 THEN 1 ELSE 0 END
+                   FROM s WHERE q.subscription_id = s.id
+                   RETURNING q.used
+               )
+               SELECT s.id AS "subscription_id: SubscriptionId", s.token_limit AS tokens_total,
+                      (SELECT coalesce(sum(used), 0)::bigint FROM slots) AS "tokens_used!",
+                      s.active
+               FROM s"#,
+            merchant_id.get(),
+            subscription_id.get(),
+            add,
+        )
+        .fetch_optional(&self.pool)
+        .await
     }
 
     /// Applies `change`; the settings after it, `None` when there is no
@@ -127,7 +214,9 @@ impl MerchantStore {
             "UPDATE merchants
              SET callback_url = CASE WHEN $2 THEN $3 ELSE callback_url END,
                  default_return_url = CASE WHEN $4 THEN $5 ELSE default_return_url END,
-                 default_cancel_url = CASE WHEN $6 THEN $7 ELSE default_cancel_url END
+                 default_cancel_url = CASE WHEN $6 THEN $7 ELSE default_cancel_url END,
+                 name = coalesce($8, name),
+                 disabled = coalesce($9, disabled)
              WHERE id = $1",
             merchant_id.get(),
             callback,
@@ -136,6 +225,8 @@ impl MerchantStore {
             return_url,
             cancel,
             cancel_url,
+            change.name,
+            change.disabled,
         )
         .execute(&self.pool)
         .await?;

@@ -197,7 +197,8 @@ impl MerchantStore {
                       CASE WHEN m.require_signed_writes THEN m.request_signing_secret END AS request_signing_secret,
                       m.default_return_url, m.default_cancel_url
                FROM api_keys k JOIN merchants m ON m.id = k.merchant_id
-               WHERE k.key_hash = $1 AND (k.revoked_at IS NULL OR k.revoked_at > now())"#,
+               WHERE k.key_hash = $1 AND (k.revoked_at IS NULL OR k.revoked_at > now())
+                 AND NOT m.disabled"#,
             &hash.0[..],
         )
         .fetch_optional(&self.pool)
