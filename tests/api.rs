@@ -15,7 +15,7 @@ mod migrations;
 pub(crate) mod notifications;
 mod reconcile;
 mod redirects;
-mod refunds;
+pub(crate) mod refunds;
 mod registry;
 mod reliability;
 mod saga;

@@ -246,3 +246,79 @@ async fn a_binary_starts_against_databases_a_newer_release_migrated() {
         .await
         .expect("a replica of this release restarts mid-upgrade");
 }
+
+/// During a rolling upgrade the previous release reserves and settles
+/// refunds with its own SQL (below, as it ran), which knows nothing of
+/// `payments.reserved`; the refunds table's triggers keep that right, so
+/// this release's reservation counts the older release's refunds.
+#[tokio::test]
+async fn refunds_of_the_previous_release_keep_what_is_reserved() {
+    let app = super::app::spawn_app().await;
+    let id = super::refunds::paid_payment(&app, 1).await;
+    let db = &app.dbs.payments;
+    let merchant = app.merchant.merchant_id.get();
+    let reserve = |price: rust_decimal::Decimal, key: &'static str| async move {
+        sqlx::query_scalar::<_, i64>(
+            "INSERT INTO refunds (payment_id, merchant_id, price, currency, reason, status,
+                                  idempotency_key, request_hash)
+             VALUES ($1, $2, $3, $4, $5, 'REFUND_PENDING', $6, $7)
+             RETURNING id",
+        )
+        .bind(id)
+        .bind(merchant)
+        .bind(price)
+        .bind("EUR")
+        .bind(None::<String>)
+        .bind(key)
+        .bind(b"fingerprint".to_vec())
+        .fetch_one(db)
+        .await
+        .unwrap()
+    };
+    let settle = |refund: i64, status: &'static str| async move {
+        sqlx::query(
+            "UPDATE refunds SET status = $2, provider_reference = coalesce($3, provider_reference),
+                      failure_message = $4, updated_at = now()
+             WHERE id = $1 AND status = 'REFUND_PENDING'
+             RETURNING payment_id, price",
+        )
+        .bind(refund)
+        .bind(status)
+        .bind(None::<String>)
+        .bind(None::<String>)
+        .fetch_one(db)
+        .await
+        .unwrap();
+    };
+    let reserved = || async {
+        sqlx::query_scalar::<_, String>("SELECT reserved::text FROM payments WHERE id = $1")
+            .bind(id)
+            .fetch_one(db)
+            .await
+            .unwrap()
+    };
+
+    let failed = reserve(rust_decimal::Decimal::new(300, 2), "old-1").await;
+    assert_eq!(reserved().await, "3.00");
+    settle(failed, "REFUND_FAILED").await;
+    assert_eq!(reserved().await, "0.00");
+    let succeeded = reserve(rust_decimal::Decimal::new(200, 2), "old-2").await;
+    settle(succeeded, "REFUND_SUCCEEDED").await;
+    sqlx::query(
+        "UPDATE payments SET refunded = refunded + CASE WHEN $2 THEN $3::numeric ELSE 0 END,
+                  updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(true)
+    .bind(rust_decimal::Decimal::new(200, 2))
+    .execute(db)
+    .await
+    .unwrap();
+    assert_eq!(reserved().await, "2.00");
+
+    // This release refunds what is left, and no more.
+    let rest = super::refunds::refund(&app, id, serde_json::json!({})).await;
+    assert_eq!(rest.body["price"], "8.00", "{:?}", rest.body);
+    assert_eq!(reserved().await, "10.00");
+}

@@ -16,7 +16,7 @@ use super::webhooks::{internal_webhook, stripe_webhook};
 
 /// Creates a payment of 10.00 EUR and pays it on the sandbox's page, as a
 /// buyer would, so the provider holds the money to give back.
-async fn paid_payment(app: &TestApp, order: i64) -> i64 {
+pub(crate) async fn paid_payment(app: &TestApp, order: i64) -> i64 {
     paid_through(app, order, "sandbox").await
 }
 
@@ -62,7 +62,7 @@ async fn refund_with(app: &TestApp, id: i64, body: &Value, headers: &[(&str, &st
     .await
 }
 
-async fn refund(app: &TestApp, id: i64, body: Value) -> Reply {
+pub(crate) async fn refund(app: &TestApp, id: i64, body: Value) -> Reply {
     refund_with(app, id, &body, &[]).await
 }
 

@@ -520,9 +520,9 @@ impl PaymentStore {
     /// Stores a pending refund of the merchant's payment, if it is finished
     /// and has that much left, in one statement: it locks the payment row
     /// (a reservation that waited for the lock reads the row the one
-    /// before it committed), adds the refund to what refunds hold of the
-    /// price, inserts the refund and its timeline row. A payment it did
-    /// not reserve on is read back to say why.
+    /// before it committed), checks what refunds hold of the price, and
+    /// inserts the refund (whose trigger adds it to that) and its timeline
+    /// row. A payment it did not reserve on is read back to say why.
     async fn reserve_refund(
         &self,
         merchant_id: MerchantId,
@@ -538,11 +538,8 @@ impl PaymentStore {
                           provider_reference, metadata
                    FROM payments WHERE id = $1 AND merchant_id = $2 FOR UPDATE
                ), held AS (
-                   UPDATE payments p SET reserved = p.reserved + payment.amount
-                   FROM payment
-                   WHERE p.id = payment.id AND payment.status = 'PAYMENT_FINISHED'
-                     AND payment.amount > 0 AND payment.amount <= payment."left"
-                   RETURNING payment.amount
+                   SELECT amount FROM payment
+                   WHERE status = 'PAYMENT_FINISHED' AND amount > 0 AND amount <= "left"
                ), refund AS (
                    INSERT INTO refunds (payment_id, merchant_id, price, currency, reason, status,
                                         idempotency_key, request_hash)
@@ -696,7 +693,8 @@ impl<'a> Settle<'a> {
 /// Records `settle` for refund `refund_id`, in one statement (inside the
 /// caller's transaction when `db` is one). A refund that reaches a
 /// terminal status adds to its payment's refunded total (succeeded) or
-/// gives its part of the price back to what is left to refund (failed),
+/// gives its part of the price back to what is left to refund (failed:
+/// the refunds table's trigger does that),
 /// gets its timeline row and, unless the merchant was told directly, its
 /// notification, which wakes the outbox producer on commit; a terminal
 /// refund never changes.
@@ -736,8 +734,6 @@ pub(super) async fn settle_refund_in<'e>(
                UPDATE payments p
                SET refunded = p.refunded
                        + CASE WHEN refund.status = 'REFUND_SUCCEEDED' THEN refund.price ELSE 0 END,
-                   reserved = p.reserved
-                       - CASE WHEN refund.status = 'REFUND_FAILED' THEN refund.price ELSE 0 END,
                    updated_at = now()
                FROM refund
                WHERE p.id = refund.payment_id AND refund.status <> 'REFUND_PENDING'
