@@ -47,7 +47,7 @@ impl AuditLog {
         Self { pool }
     }
 
-    pub async fn record(&self, action: Action<'_>) -> Result<(), sqlx::Error> {
+    pub async fn record(&self, action: &Action<'_>) -> Result<(), sqlx::Error> {
         sqlx::query!(
             "INSERT INTO admin_audit (actor, action, target, before, after) VALUES ($1, $2, $3, $4, $5)",
             action.actor,

@@ -88,22 +88,17 @@ fn id_of(text: &str) -> Result<i64, ApiError> {
 /// cannot be written the operator is told to look (503) and the entry is
 /// logged in full instead, so no action goes unrecorded.
 async fn audit(ops: &Operations, action: Action<'_>) -> Result<(), ApiError> {
-    let line = format!(
-        "{} {} by {}: {} -> {}",
-        action.action,
-        action.target,
-        action.actor,
-        action
-            .before
-            .as_ref()
-            .map_or("null".into(), Value::to_string),
-        action
-            .after
-            .as_ref()
-            .map_or("null".into(), Value::to_string),
-    );
-    if let Err(error) = ops.audit.record(action).await {
-        tracing::error!(%error, entry = %line, "admin action done but not written to the audit log");
+    if let Err(error) = ops.audit.record(&action).await {
+        let json = |v: &Option<Value>| v.as_ref().map_or("null".into(), Value::to_string);
+        let entry = format!(
+            "{} {} by {}: {} -> {}",
+            action.action,
+            action.target,
+            action.actor,
+            json(&action.before),
+            json(&action.after),
+        );
+        tracing::error!(%error, %entry, "admin action done but not written to the audit log");
         return Err(ApiError::ServiceUnavailable(
             "the action was done, but the audit log could not be written".into(),
         ));
@@ -261,7 +256,7 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let (limit, after) = page.parse()?;
     let records = (ops.merchants.store)
-        .records(limit + 1, after.map(MerchantId::new), None)
+        .records(limit + 1, after.map(MerchantId::new))
         .await?;
     let (merchants, has_more) = page_of(records, limit);
     Ok(Json(json!({"merchants": merchants, "has_more": has_more})))
@@ -317,12 +312,13 @@ pub async fn update(
         .record(id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let after =
-        (ops.merchants.store.change_settings(id, &change).await?).ok_or(ApiError::NotFound)?;
+    if !ops.merchants.store.change_settings(id, &change).await? {
+        return Err(ApiError::NotFound);
+    }
     let after = ops
         .merchants
         .store
-        .record(after.merchant_id)
+        .record(id)
         .await?
         .ok_or(ApiError::NotFound)?;
     // This replica stops serving a disabled merchant at once; the others

@@ -68,13 +68,17 @@ pub async fn update(
 ) -> Result<Json<Settings>, ApiError> {
     let merchant = authenticate(&merchants, &headers, target.write(&body)).await?;
     let change = parse_change(&object(&body)?, &merchants)?;
-    let settings = merchants
+    if !merchants
         .store
         .change_settings(merchant.id, &change)
-        .await?;
+        .await?
+    {
+        return Err(ApiError::InvalidApiKey);
+    }
     // The default URLs ride on the cached merchant: this replica uses the
     // new ones at once.
     merchants.forget(merchant.id);
+    let settings = merchants.store.settings(merchant.id).await?;
     Ok(Json(settings.ok_or(ApiError::InvalidApiKey)?))
 }
 

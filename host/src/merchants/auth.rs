@@ -44,8 +44,8 @@ pub struct Merchant {
     /// Set when the merchant requires signed writes.
     pub request_signing_secret: Option<Secret>,
     /// Where buyers go back when a payment names no URL of its own.
-    pub default_return_url: Option<String>,
-    pub default_cancel_url: Option<String>,
+    pub default_return_url: Option<crate::payments::RedirectUrl>,
+    pub default_cancel_url: Option<crate::payments::RedirectUrl>,
 }
 
 /// How long a resolved key is trusted; revocations take effect within it.

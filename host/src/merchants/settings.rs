@@ -59,6 +59,19 @@ pub struct SettingsChange {
     pub disabled: Option<bool>,
 }
 
+/// A merchant's row, before its subscriptions are read.
+struct MerchantRow {
+    id: MerchantId,
+    name: String,
+    default_currency: String,
+    callback_url: Option<String>,
+    default_return_url: Option<String>,
+    default_cancel_url: Option<String>,
+    require_signed_writes: bool,
+    disabled: bool,
+    created_at: DateTime<Utc>,
+}
+
 /// A merchant as operators see it: its settings, whether it is disabled
 /// and when it was made. No secret.
 #[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
@@ -98,35 +111,52 @@ impl MerchantStore {
     }
 
     /// The merchant as operators see it; `None` when there is no such
-    /// merchant.
+    /// merchant. Looked up by its key alone, so the plan is the primary
+    /// key's whatever the parameters.
     pub async fn record(
         &self,
         merchant_id: MerchantId,
     ) -> Result<Option<MerchantRecord>, sqlx::Error> {
-        Ok(self.records(1, None, Some(merchant_id)).await?.pop())
+        let row = sqlx::query_as!(
+            MerchantRow,
+            r#"SELECT id AS "id: MerchantId", name, default_currency, callback_url,
+                      default_return_url, default_cancel_url, require_signed_writes, disabled,
+                      created_at
+               FROM merchants WHERE id = $1"#,
+            merchant_id.get(),
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(self.with_subscriptions(Vec::from_iter(row)).await?.pop())
     }
 
-    /// Up to `limit` merchants, newest first: older than `starting_after`
-    /// when given, only `only` when given.
+    /// Up to `limit` merchants, newest first, older than `starting_after`
+    /// when given.
     pub async fn records(
         &self,
         limit: i64,
         starting_after: Option<MerchantId>,
-        only: Option<MerchantId>,
     ) -> Result<Vec<MerchantRecord>, sqlx::Error> {
-        let rows = sqlx::query!(
+        let rows = sqlx::query_as!(
+            MerchantRow,
             r#"SELECT id AS "id: MerchantId", name, default_currency, callback_url,
                       default_return_url, default_cancel_url, require_signed_writes, disabled,
                       created_at
-               FROM merchants
-               WHERE ($2::bigint IS NULL OR id < $2) AND ($3::bigint IS NULL OR id = $3)
+               FROM merchants WHERE $2::bigint IS NULL OR id < $2
                ORDER BY id DESC LIMIT $1"#,
             limit,
             starting_after.map(MerchantId::get),
-            only.map(MerchantId::get),
         )
         .fetch_all(&self.pool)
         .await?;
+        self.with_subscriptions(rows).await
+    }
+
+    /// The merchants of `rows` with their subscriptions, read in one query.
+    async fn with_subscriptions(
+        &self,
+        rows: Vec<MerchantRow>,
+    ) -> Result<Vec<MerchantRecord>, sqlx::Error> {
         let ids: Vec<i64> = rows.iter().map(|r| r.id.get()).collect();
         let subscriptions = sqlx::query!(
             r#"SELECT s.merchant_id AS "merchant_id: MerchantId",
@@ -199,13 +229,13 @@ impl MerchantStore {
         .await
     }
 
-    /// Applies `change`; the settings after it, `None` when there is no
-    /// such merchant.
+    /// Applies `change`; whether there is such a merchant. Callers read
+    /// back what they show (the settings, or the operators' record).
     pub async fn change_settings(
         &self,
         merchant_id: MerchantId,
         change: &SettingsChange,
-    ) -> Result<Option<Settings>, sqlx::Error> {
+    ) -> Result<bool, sqlx::Error> {
         let field = |f: &Option<Option<String>>| (f.is_some(), f.clone().flatten());
         let (callback, callback_url) = field(&change.callback_url);
         let (return_, return_url) = field(&change.default_return_url);
@@ -230,10 +260,7 @@ impl MerchantStore {
         )
         .execute(&self.pool)
         .await?;
-        if done.rows_affected() == 0 {
-            return Ok(None);
-        }
-        self.settings(merchant_id).await
+        Ok(done.rows_affected() == 1)
     }
 
     /// Gives the merchant a new webhook secret; the current one keeps

@@ -215,8 +215,10 @@ impl MerchantStore {
             scope,
             default_currency: row.default_currency,
             request_signing_secret,
-            default_return_url: row.default_return_url,
-            default_cancel_url: row.default_cancel_url,
+            // Checked when the merchant set them; parsed once per cached
+            // key rather than on every payment.
+            default_return_url: stored_url(row.default_return_url),
+            default_cancel_url: stored_url(row.default_cancel_url),
         }))
     }
 
@@ -473,6 +475,11 @@ pub struct NotificationTarget {
     /// The secret a rotation replaced, while its grace period lasts: it
     /// signs too.
     pub previous_webhook_secret: Option<Secret>,
+}
+
+/// A URL the merchant set, as payments take it.
+fn stored_url(url: Option<String>) -> Option<crate::payments::RedirectUrl> {
+    crate::payments::RedirectUrl::parse(&url?, true).ok()
 }
 
 /// PostgreSQL's `deadlock_detected` (40P01).

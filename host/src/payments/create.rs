@@ -84,16 +84,11 @@ impl CreatePayment {
     /// names none (API.md, "Return URLs and metadata"); without either,
     /// the alias's configured URLs apply.
     pub fn with_merchant_defaults(mut self, merchant: &Merchant) -> Self {
-        // Checked when the merchant set them; read as any stored URL is.
-        let stored = |url: &Option<String>| {
-            url.as_deref()
-                .and_then(|u| RedirectUrl::parse(u, true).ok())
-        };
         if self.return_url.is_none() {
-            self.return_url = stored(&merchant.default_return_url);
+            self.return_url = merchant.default_return_url.clone();
         }
         if self.cancel_url.is_none() {
-            self.cancel_url = stored(&merchant.default_cancel_url);
+            self.cancel_url = merchant.default_cancel_url.clone();
         }
         self
     }
