@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::ids::{MerchantId, OrderId};
-use crate::merchants::MerchantStore;
+use crate::merchants::{Charge, MerchantStore};
 use crate::payments::PaymentStore;
 
 /// How often a host looks for charges left behind.
@@ -40,27 +40,44 @@ pub async fn reconcile(
     let mut done = Reconciled::default();
     loop {
         let charges = merchants.unconfirmed_charges(grace, BATCH).await?;
-        let live: HashSet<(MerchantId, OrderId)> = payments.live_orders(&charges).await?;
-        let (confirm, give_back): (Vec<_>, Vec<_>) =
-            charges.iter().partition(|order| live.contains(order));
-        if !confirm.is_empty() {
-            merchants.confirm_charges(&confirm).await?;
-        }
-        for &(merchant_id, order_id) in &give_back {
-            if merchants.return_token(merchant_id, order_id).await? {
-                tracing::info!(
-                    merchant_id = merchant_id.get(),
-                    order_id = order_id.get(),
-                    "gave back a quota token whose payment was never created"
-                );
-                done.returned += 1;
-            }
-        }
-        done.confirmed += confirm.len();
+        let round = reconcile_charges(merchants, payments, &charges).await?;
+        done.confirmed += round.confirmed;
+        done.returned += round.returned;
         if charges.len() < BATCH as usize {
             return Ok(done);
         }
     }
+}
+
+/// Confirms the `charges` whose payments exist and gives back the others'
+/// tokens, each only while its charge is as it was seen: a request that
+/// took a charge over meanwhile is about to write its payment, and keeps it.
+pub async fn reconcile_charges(
+    merchants: &MerchantStore,
+    payments: &PaymentStore,
+    charges: &[Charge],
+) -> Result<Reconciled, sqlx::Error> {
+    let orders: Vec<(MerchantId, OrderId)> = charges.iter().map(Charge::order).collect();
+    let live: HashSet<(MerchantId, OrderId)> = payments.live_orders(&orders).await?;
+    let (confirm, give_back): (Vec<&Charge>, Vec<&Charge>) =
+        charges.iter().partition(|c| live.contains(&c.order()));
+    let mut done = Reconciled::default();
+    if !confirm.is_empty() {
+        let orders: Vec<_> = confirm.iter().map(|c| c.order()).collect();
+        merchants.confirm_charges(&orders).await?;
+        done.confirmed = orders.len();
+    }
+    for charge in give_back {
+        if merchants.return_stale_token(charge).await? {
+            tracing::info!(
+                merchant_id = charge.merchant_id.get(),
+                order_id = charge.order_id.get(),
+                "gave back a quota token whose payment was never created"
+            );
+            done.returned += 1;
+        }
+    }
+    Ok(done)
 }
 
 /// Reconciles every `INTERVAL` until `shutdown`, giving back tokens whose

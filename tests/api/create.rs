@@ -279,6 +279,62 @@ async fn age_charges(app: &super::app::TestApp) {
         .unwrap();
 }
 
+/// The reconciler looks at a stale charge, then a request for its order
+/// takes the charge over before the reconciler gives it back: the request's
+/// payment is on its way, so the token must stay. (Seen as one payment more
+/// than tokens used in `cluster::crash` under load.)
+#[tokio::test]
+async fn a_charge_taken_over_while_the_reconciler_looks_is_not_given_back() {
+    let app = spawn_app().await;
+    let (m, sub) = (app.merchant.merchant_id, app.merchant.subscription_id);
+    let order = OrderId::new(1);
+    assert_eq!(
+        app.merchants.take_token(m, sub, order).await.unwrap(),
+        Take::Taken
+    );
+    // What the reconciler saw: this merchant's charge only (the database
+    // is shared with other tests, whose charges are theirs to reconcile).
+    let stale = async || {
+        age_charges(&app).await;
+        let charged_at = sqlx::query_scalar(
+            "SELECT charged_at FROM quota_charges WHERE merchant_id = $1 AND order_id = 1",
+        )
+        .bind(m)
+        .fetch_one(&app.dbs.merchants)
+        .await
+        .unwrap();
+        [paygate::merchants::Charge {
+            merchant_id: m,
+            order_id: order,
+            charged_at,
+        }]
+    };
+    let seen = stale().await;
+    let lease = std::time::Duration::from_secs(300);
+    assert!(
+        app.merchants
+            .take_over_charge(m, order, lease)
+            .await
+            .unwrap()
+    );
+    let reconcile = async |charges: &[paygate::merchants::Charge]| {
+        paygate::quota::reconcile_charges(&app.merchants, &app.payment_store, charges)
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        reconcile(&seen).await,
+        paygate::quota::Reconciled::default()
+    );
+    assert_eq!(app.tokens_used().await, 1);
+
+    // Once the taken-over charge is stale in its turn, and still without a
+    // payment, it goes back.
+    let seen = stale().await;
+    assert_eq!(reconcile(&seen).await.returned, 1);
+    assert_eq!(app.tokens_used().await, 0);
+}
+
 #[tokio::test]
 async fn tokens_of_payments_never_created_are_given_back() {
     let app = spawn_app().await;

@@ -13,5 +13,5 @@ pub use settings::{
     SubscriptionUse, UrlPolicy, WEBHOOK_SECRET_GRACE, check_callback_url,
 };
 pub use store::{
-    CreatedMerchant, MerchantStore, NewMerchant, NotificationTarget, QuotaError, Take,
+    Charge, CreatedMerchant, MerchantStore, NewMerchant, NotificationTarget, QuotaError, Take,
 };

@@ -59,6 +59,21 @@ pub struct CreatedMerchant {
     pub request_signing_secret: Option<String>,
 }
 
+/// A token charged for an order, as the quota reconciler sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Charge {
+    pub merchant_id: MerchantId,
+    pub order_id: OrderId,
+    /// When it was charged, or last taken over: the reconciler's fence.
+    pub charged_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Charge {
+    pub fn order(&self) -> (MerchantId, OrderId) {
+        (self.merchant_id, self.order_id)
+    }
+}
+
 /// What taking a token for an order came to.
 #[derive(Debug, PartialEq)]
 pub enum Take {
@@ -310,9 +325,11 @@ impl MerchantStore {
         &self,
         grace: Duration,
         limit: i64,
-    ) -> Result<Vec<(MerchantId, OrderId)>, sqlx::Error> {
-        let rows = sqlx::query!(
-            r#"SELECT merchant_id AS "merchant_id: MerchantId", order_id AS "order_id: OrderId"
+    ) -> Result<Vec<Charge>, sqlx::Error> {
+        sqlx::query_as!(
+            Charge,
+            r#"SELECT merchant_id AS "merchant_id: MerchantId", order_id AS "order_id: OrderId",
+                      charged_at
                FROM quota_charges
                WHERE NOT confirmed AND charged_at < now() - make_interval(secs => $1)
                ORDER BY charged_at LIMIT $2"#,
@@ -320,11 +337,21 @@ impl MerchantStore {
             limit,
         )
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| (r.merchant_id, r.order_id))
-            .collect())
+        .await
+    }
+
+    /// Gives back the token of `charge` if the charge is still as it was
+    /// seen: not confirmed, and not taken over by a request since (which
+    /// refreshes its time). The reconciler's return.
+    pub async fn return_stale_token(&self, charge: &Charge) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar!(
+            r#"SELECT return_stale_quota_token($1, $2, $3) AS "returned!""#,
+            charge.merchant_id.get(),
+            charge.order_id.get(),
+            charge.charged_at,
+        )
+        .fetch_one(&self.pool)
+        .await
     }
 
     /// Confirms charges whose payments exist, so they are not looked at
