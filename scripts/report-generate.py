@@ -230,6 +230,16 @@ def targets(d):
             lost == 0 and dup == 0 and not lat["timed_out"] and not drain["timed_out"])
     else:
         add("notifications: zero lost, zero duplicated", "", "–", None)
+    replay = notify.get("replay")
+    v = replay["queue_seconds"] if replay else None
+    add("bulk replay of 10,000 failed notifications queued ≤ 5 s", "",
+        num(v, 2, " s") + (f" ({num(replay['queued'], 0)} queued)" if replay else ""),
+        check(v, lambda x: x <= 5 and replay["queued"] >= 10000))
+    v = replay["rate"] if replay else None
+    add("(bulk replay: delivered at the notifier's usual rate)", "",
+        num(v, 0, "/s") + (f", {replay['received']} received, {replay['duplicates']} duplicated"
+                           if replay else ""),
+        None)
 
     swap = d.get("swap")
     v = swap["change_to_serving_max_ms"] if swap else None
@@ -358,6 +368,14 @@ def section_notify(d):
                    num(drain["received"], 0) + (" (timed out)" if drain["timed_out"] else ""),
                    drain["lost"], drain["duplicates"], num(drain["seconds"], 1, " s"),
                    num(drain["rate"], 0, "/s"), num(drain["rows_delivered"], 0)),
+                  *([("bulk replay of failed notifications (queued in "
+                      f"{num(d['replay']['queue_seconds'], 2, ' s')}, then delivered)",
+                      num(d["replay"]["failed"], 0),
+                      num(d["replay"]["received"], 0)
+                      + (" (timed out)" if d["replay"]["timed_out"] else ""),
+                      d["replay"]["failed"] - d["replay"]["received"], d["replay"]["duplicates"],
+                      num(d["replay"]["seconds"], 1, " s"), num(d["replay"]["rate"], 0, "/s"), "")]
+                    if d.get("replay") else []),
                   ("baseline: signed POSTs straight to the same receiver, no database or broker",
                    num(base["requests"], 0), "", "", "", "", num(base["rate"], 0, "/s"), "")])
     return out

@@ -1,7 +1,9 @@
 //! The merchant REST API end to end: a real host on port 0 over real
 //! PostgreSQL and Redis, the shipped plugins, and the sandbox provider.
 
-mod admin;
+pub(crate) mod admin;
+mod admin_notifications;
+mod admin_providers;
 pub(crate) mod app;
 mod create;
 pub(crate) mod docs;

@@ -8,11 +8,17 @@
 //! 2. Drain: a backlog of pending notifications (default 100,000) is
 //!    written while no host runs; then a host starts and the receiver counts
 //!    until every one arrived, checking that none is missing or repeated.
-//! 3. Baseline, same run: the receiver's own ceiling, signed POSTs from one
+//! 3. Bulk replay: part of the drained backlog (default 10,000) is marked
+//!    failed, as dead letters after an outage; the admin API's bulk replay
+//!    (its store call, `OutboxStore::retry_all_failed`) queues them all, and
+//!    the receiver counts until each arrived once more. Figures: the time to
+//!    queue, and the rate they are delivered at.
+//! 4. Baseline, same run: the receiver's own ceiling, signed POSTs from one
 //!    client with the notifier's concurrency and no broker or database.
 //!
 //! Settings (environment): `BENCH_RATE` (transitions per second, 300),
 //! `BENCH_SECONDS` (latency phase, 10), `BENCH_BACKLOG` (100000),
+//! `BENCH_REPLAY` (10000),
 //! `NOTIFIER_CONCURRENCY` (64), `RUST_LOG` (warn). Run with
 //! `scripts/bench-notify`; docs/BENCHMARKS.md holds the recorded figures.
 //! `BENCH_JSON` names a file for the same figures as JSON (scripts/report).
@@ -324,6 +330,46 @@ async fn main() {
         "rows_delivered": stats.delivered,
     });
     let _ = duplicates;
+
+    // Phase 3: dead letters replayed in bulk.
+    receiver.clear();
+    let replay = setting("BENCH_REPLAY", 10_000) as i64;
+    sqlx::query(
+        "UPDATE outbox SET status = 'LOG_FAILED'
+         WHERE id IN (SELECT id FROM outbox WHERE status = 'LOG_SUCCESS' ORDER BY id LIMIT $1)",
+    )
+    .bind(replay)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let queued = host
+        .services
+        .outbox
+        .retry_all_failed(paygate::outbox::Replay::default())
+        .await
+        .unwrap();
+    let queue_seconds = started.elapsed().as_secs_f64();
+    let all = wait_until(Duration::from_secs(600), || {
+        receiver.counts().0 >= queued as usize
+    })
+    .await;
+    let replay_seconds = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await; // anything repeated late
+    let (received, replay_duplicates) = receiver.counts();
+    let replay_rate = received as f64 / replay_seconds;
+    println!("## Bulk replay of failed notifications\n");
+    println!("| failed | queued | queued in | received | duplicates | all delivered in | rate |");
+    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| {replay} | {queued} | {queue_seconds:.2} s | {received}{} | {replay_duplicates} | {replay_seconds:.1} s | {replay_rate:.0}/s |\n",
+        if all { "" } else { " (timed out)" },
+    );
+    let replayed = json!({
+        "failed": replay, "queued": queued, "queue_seconds": queue_seconds, "received": received,
+        "timed_out": !all, "duplicates": replay_duplicates, "seconds": replay_seconds,
+        "rate": replay_rate,
+    });
     shutdown.cancel();
     let _ = task.await;
 
@@ -376,6 +422,7 @@ async fn main() {
         "outbox_batch_size": config.outbox.batch_size,
         "latency": latency,
         "drain": drain,
+        "replay": replayed,
         "baseline": {"requests": n, "concurrency": concurrency, "rate": baseline_rate},
     }));
 }

@@ -146,6 +146,7 @@ impl App {
             outbox: outbox.clone(),
             metrics: metrics.clone(),
             merchants: services.merchants.clone(),
+            providers: services.payments.providers.clone(),
             audit: crate::audit::AuditLog::new(dbs.logs.clone()),
             actor: String::new(),
         };

@@ -5,9 +5,9 @@ use serde_json::{Value, json};
 
 use super::app::{Reply, TestApp, reply, spawn_app};
 
-const TOKEN: &str = "test-admin-token";
+pub(crate) const TOKEN: &str = "test-admin-token";
 
-async fn admin(
+pub(crate) async fn admin(
     app: &TestApp,
     method: reqwest::Method,
     path: &str,
@@ -26,11 +26,11 @@ async fn admin(
     reply(request.send().await.unwrap()).await
 }
 
-async fn get(app: &TestApp, path: &str) -> Reply {
+pub(crate) async fn get(app: &TestApp, path: &str) -> Reply {
     admin(app, reqwest::Method::GET, path, Some(TOKEN), None).await
 }
 
-async fn post(app: &TestApp, path: &str, body: Value) -> Reply {
+pub(crate) async fn post(app: &TestApp, path: &str, body: Value) -> Reply {
     admin(app, reqwest::Method::POST, path, Some(TOKEN), Some(body)).await
 }
 
@@ -38,14 +38,14 @@ async fn patch(app: &TestApp, path: &str, body: Value) -> Reply {
     admin(app, reqwest::Method::PATCH, path, Some(TOKEN), Some(body)).await
 }
 
-fn field_names(reply: &Reply) -> Vec<&str> {
+pub(crate) fn field_names(reply: &Reply) -> Vec<&str> {
     (reply.body["fields"].as_array())
         .map(|f| f.iter().map(|e| e["field"].as_str().unwrap()).collect())
         .unwrap_or_default()
 }
 
 /// The audit entries about `target`, oldest first.
-async fn audited(app: &TestApp, target: &str) -> Vec<Value> {
+pub(crate) async fn audited(app: &TestApp, target: &str) -> Vec<Value> {
     let mut entries = Vec::new();
     let mut after: Option<i64> = None;
     loop {
@@ -362,20 +362,37 @@ async fn the_admin_api_documents_exactly_its_routes() {
         "PATCH /admin/v1/merchants/{id}",
         "POST /admin/v1/merchants/{id}/subscriptions/{sid}/tokens",
         "GET /admin/v1/audit",
+        "GET /admin/v1/notifications",
+        "POST /admin/v1/notifications/retry",
+        "POST /admin/v1/notifications/{id}/retry",
+        "PUT /admin/v1/merchants/{id}/providers/{alias}",
+        "GET /admin/v1/merchants/{id}/providers/{alias}",
+        "DELETE /admin/v1/merchants/{id}/providers/{alias}",
     ];
     let served = super::docs::assert_documents_exactly(&spec.body, &served);
     // Each is routed: an empty request is refused by the route, never by
-    // the router's fallback.
+    // the router's fallback. Replays are scoped to nothing, so that other
+    // tests' failed notifications stay failed.
     for op in &served {
         let (method, path) = op.split_once(' ').unwrap();
-        let path = (path.replace("{name}", "stripe"))
-            .replace("{id}", "1")
-            .replace("{sid}", "1");
+        let (path, body) = match path {
+            "/admin/v1/notifications/retry" => (
+                path.to_owned(),
+                Some(json!({"since": "2999-01-01T00:00:00Z"})),
+            ),
+            _ => (
+                (path.replace("{name}", "stripe"))
+                    .replace("{alias}", "stripe")
+                    .replace("{id}", "999999999999")
+                    .replace("{sid}", "1"),
+                None,
+            ),
+        };
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let r = admin(&app, method, &path, Some(TOKEN), None).await;
+        let r = admin(&app, method, &path, Some(TOKEN), body).await;
         assert_ne!(r.status, 405, "{op}");
         assert!(
-            r.code() != "not_found" || path.contains("/1"),
+            r.code() != "not_found" || op.contains('{'),
             "{op} is not routed: {:?}",
             r.body
         );

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
@@ -28,6 +29,8 @@ const INTERNAL_SECRET: &[u8] = b"test-internal-secret";
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Answer {
     Status(u16),
+    /// That status with a `Retry-After` header of that value.
+    RetryAfter(u16, &'static str),
     /// Never answers (the notifier's timeout ends it).
     Hang,
     /// 200 after a while.
@@ -50,14 +53,18 @@ impl MerchantEndpoint {
                 let answer = next.lock().unwrap().pop_front();
                 async move {
                     match answer.unwrap_or(Answer::Status(200)) {
-                        Answer::Status(code) => StatusCode::from_u16(code).unwrap(),
+                        Answer::Status(code) => StatusCode::from_u16(code).unwrap().into_response(),
+                        Answer::RetryAfter(code, after) => {
+                            let code = StatusCode::from_u16(code).unwrap();
+                            (code, [("retry-after", after)]).into_response()
+                        }
                         Answer::Hang => {
                             tokio::time::sleep(Duration::from_secs(3600)).await;
-                            StatusCode::OK
+                            StatusCode::OK.into_response()
                         }
                         Answer::Slow(delay) => {
                             tokio::time::sleep(delay).await;
-                            StatusCode::OK
+                            StatusCode::OK.into_response()
                         }
                     }
                 }
@@ -339,6 +346,42 @@ async fn hanging_and_hung_up_endpoints_are_attempts_with_their_errors() {
     );
     assert!(attempts[1]["latency_ms"].as_i64().unwrap() >= 400);
     assert_eq!(attempts[2]["status_code"], 200);
+}
+
+/// A merchant that answers 429 or 503 with `Retry-After` is left alone at
+/// least that long, but never past the schedule's longest delay (an hour's
+/// wait would outlast this test).
+#[tokio::test]
+async fn retry_after_on_429_and_503_is_honoured_up_to_the_schedules_longest_delay() {
+    let endpoint = MerchantEndpoint::start(&[
+        Answer::RetryAfter(503, "2"),
+        Answer::RetryAfter(429, "3600"),
+    ])
+    .await;
+    let app = app_notifying_alone(&endpoint, "retryafter", |mut c| {
+        c.notifier.retry_schedule = vec![
+            Duration::from_millis(50),
+            Duration::from_millis(50),
+            Duration::from_secs(3),
+        ];
+        c
+    })
+    .await;
+    let id = settle_payment(&app, 1, "finished").await;
+    let delivered = wait_for_status(&app, id, "LOG_SUCCESS").await;
+    let attempts = delivered["attempts"].as_array().unwrap();
+    let codes: Vec<&Value> = attempts.iter().map(|a| &a["status_code"]).collect();
+    assert_eq!(codes, [503, 429, 200], "{attempts:?}");
+    let at = |i: usize| {
+        chrono::DateTime::parse_from_rfc3339(attempts[i]["at"].as_str().unwrap()).unwrap()
+    };
+    let gaps: Vec<i64> = (1..3)
+        .map(|i| (at(i) - at(i - 1)).num_milliseconds())
+        .collect();
+    // Asked for 2 s where the schedule said 50 ms: at least 2 s.
+    assert!(gaps[0] >= 2000, "{gaps:?}");
+    // Asked for an hour: the schedule's longest, 3 s.
+    assert!(gaps[1] >= 3000, "{gaps:?}");
 }
 
 #[tokio::test]

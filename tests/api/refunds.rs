@@ -20,7 +20,7 @@ pub(crate) async fn paid_payment(app: &TestApp, order: i64) -> i64 {
     paid_through(app, order, "sandbox").await
 }
 
-async fn paid_through(app: &TestApp, order: i64, alias: &str) -> i64 {
+pub(crate) async fn paid_through(app: &TestApp, order: i64, alias: &str) -> i64 {
     let mut body = app.body(order);
     body["alias"] = json!(alias);
     body["metadata"] = json!({"cart": format!("c-{order}")});

@@ -1,6 +1,7 @@
 //! Calling into a loaded plugin: a fresh sandbox per call, limits on every
 //! store, and each way a call can fail mapped to its own [`PluginError`].
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use paygate_plugin_registry::PluginKind;
@@ -15,7 +16,7 @@ use super::bindings::{policy, provider, provider_v0_1, verifier, verifier_v0_1};
 use super::engine::EPOCH_TICK;
 use super::error::PluginError;
 use super::loaded::{LoadedPlugin, WorldPre};
-use super::state::CallState;
+use super::state::{Account, CallState};
 use super::stdio::panic_message;
 
 /// A world's typed pre-instantiation: one fresh instance per call.
@@ -51,6 +52,24 @@ pub trait WireSize {
     fn wire_size(&self) -> usize;
 }
 
+/// Who a provider call is for: the request it serves, and the merchant's
+/// own account at the provider when it has one (see [`Account`]). A bare
+/// request id is a call on the plugin's own settings.
+#[derive(Clone, Copy, Debug)]
+pub struct Caller<'a> {
+    pub request_id: &'a str,
+    pub account: Option<&'a Arc<Account>>,
+}
+
+impl<'a> From<&'a str> for Caller<'a> {
+    fn from(request_id: &'a str) -> Self {
+        Self {
+            request_id,
+            account: None,
+        }
+    }
+}
+
 /// A rate-limit policy's decision and what the host saw while it was taken.
 #[derive(Clone, Debug)]
 pub struct Decided {
@@ -72,13 +91,14 @@ impl LoadedPlugin {
     /// `create-payment` of a provider adapter.
     pub async fn create_payment(
         &self,
-        request_id: &str,
+        caller: impl Into<Caller<'_>>,
         request: &PaymentRequest,
     ) -> Result<Result<PaymentSession, ProviderError>, PluginError> {
+        let caller = caller.into();
         let size = request.wire_size();
         match &self.pre {
             WorldPre::Provider(pre) => {
-                self.call(pre, request_id, size, async |world, store| {
+                self.call(pre, caller, size, async |world, store| {
                     let provider = world.paygate_plugins0_2_0_provider();
                     provider.call_create_payment(store, request).await
                 })
@@ -86,7 +106,7 @@ impl LoadedPlugin {
             }
             WorldPre::ProviderV0_1(pre) => {
                 let old = provider_v0_1::request(request);
-                self.call(pre, request_id, size, async |world, store| {
+                self.call(pre, caller, size, async |world, store| {
                     let provider = world.paygate_plugins0_1_0_provider();
                     let answer = provider.call_create_payment(store, &old).await?;
                     Ok(provider_v0_1::session(answer))
@@ -100,20 +120,21 @@ impl LoadedPlugin {
     /// `payment-status` of a provider adapter.
     pub async fn payment_status(
         &self,
-        request_id: &str,
+        caller: impl Into<Caller<'_>>,
         reference: &str,
     ) -> Result<Result<PaymentState, ProviderError>, PluginError> {
+        let caller = caller.into();
         let size = reference.len();
         match &self.pre {
             WorldPre::Provider(pre) => {
-                self.call(pre, request_id, size, async |world, store| {
+                self.call(pre, caller, size, async |world, store| {
                     let provider = world.paygate_plugins0_2_0_provider();
                     provider.call_payment_status(store, reference).await
                 })
                 .await
             }
             WorldPre::ProviderV0_1(pre) => {
-                self.call(pre, request_id, size, async |world, store| {
+                self.call(pre, caller, size, async |world, store| {
                     let provider = world.paygate_plugins0_1_0_provider();
                     let answer = provider.call_payment_status(store, reference).await?;
                     Ok(provider_v0_1::state(answer))
@@ -127,20 +148,16 @@ impl LoadedPlugin {
     /// `refund` of a provider adapter; a 0.1.0 adapter has none.
     pub async fn refund(
         &self,
-        request_id: &str,
+        caller: impl Into<Caller<'_>>,
         request: &RefundRequest,
     ) -> Result<Result<RefundSession, ProviderError>, PluginError> {
+        let caller = caller.into();
         match &self.pre {
             WorldPre::Provider(pre) => {
-                self.call(
-                    pre,
-                    request_id,
-                    request.wire_size(),
-                    async |world, store| {
-                        let provider = world.paygate_plugins0_2_0_provider();
-                        provider.call_refund(store, request).await
-                    },
-                )
+                self.call(pre, caller, request.wire_size(), async |world, store| {
+                    let provider = world.paygate_plugins0_2_0_provider();
+                    provider.call_refund(store, request).await
+                })
                 .await
             }
             _ => Err(self.not_exported(PluginKind::ProviderAdapter, "refund")),
@@ -150,12 +167,13 @@ impl LoadedPlugin {
     /// `refund-status` of a provider adapter; a 0.1.0 adapter has none.
     pub async fn refund_status(
         &self,
-        request_id: &str,
+        caller: impl Into<Caller<'_>>,
         reference: &str,
     ) -> Result<Result<RefundState, ProviderError>, PluginError> {
+        let caller = caller.into();
         match &self.pre {
             WorldPre::Provider(pre) => {
-                self.call(pre, request_id, reference.len(), async |world, store| {
+                self.call(pre, caller, reference.len(), async |world, store| {
                     let provider = world.paygate_plugins0_2_0_provider();
                     provider.call_refund_status(store, reference).await
                 })
@@ -174,7 +192,7 @@ impl LoadedPlugin {
         let size = request.wire_size();
         match &self.pre {
             WorldPre::Verifier(pre) => {
-                self.call(pre, request_id, size, async |world, store| {
+                self.call(pre, request_id.into(), size, async |world, store| {
                     let verifier = world.paygate_plugins0_2_0_verifier();
                     verifier.call_verify(store, request).await
                 })
@@ -182,7 +200,7 @@ impl LoadedPlugin {
             }
             WorldPre::VerifierV0_1(pre) => {
                 let old = verifier_v0_1::request(request);
-                self.call(pre, request_id, size, async |world, store| {
+                self.call(pre, request_id.into(), size, async |world, store| {
                     let verifier = world.paygate_plugins0_1_0_verifier();
                     let answer = verifier.call_verify(store, &old).await?;
                     Ok(verifier_v0_1::answer(answer))
@@ -215,7 +233,7 @@ impl LoadedPlugin {
         };
         self.call(
             pre,
-            request_id,
+            request_id.into(),
             request.wire_size(),
             async |world, store| {
                 let policy = world.paygate_plugins0_1_0_policy();
@@ -233,25 +251,21 @@ impl LoadedPlugin {
     async fn call<P: Instantiate, R: WireSize>(
         &self,
         pre: &P,
-        request_id: &str,
+        caller: Caller<'_>,
         input_size: usize,
         call: impl AsyncFnOnce(P::World, &mut Store<CallState>) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
-        self.run(
-            request_id,
-            input_size,
-            async |store: &mut Store<CallState>| {
-                let world = pre.instantiate(&mut *store).await?;
-                call(world, store).await
-            },
-        )
+        self.run(caller, input_size, async |store: &mut Store<CallState>| {
+            let world = pre.instantiate(&mut *store).await?;
+            call(world, store).await
+        })
         .await
     }
 
     /// Runs `call` in a fresh store and turns every failure into its named error.
     async fn run<R: WireSize>(
         &self,
-        request_id: &str,
+        caller: Caller<'_>,
         input_size: usize,
         call: impl AsyncFnOnce(&mut Store<CallState>) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
@@ -269,7 +283,8 @@ impl LoadedPlugin {
         let started = Instant::now();
         let mut store = Store::new(
             &self.engine.engine,
-            CallState::new(ctx.clone(), request_id.into()),
+            CallState::new(ctx.clone(), caller.request_id.into())
+                .with_account(caller.account.cloned()),
         );
         store.limiter(|s| &mut s.limiter);
         // Guest code yields to the executor every epoch tick, so a busy

@@ -44,7 +44,7 @@ mod stdio;
 mod watch;
 
 pub use cache::{CacheLocation, CacheStats};
-pub use call::{CallStats, Decided};
+pub use call::{CallStats, Caller, Decided};
 pub use counters::{CounterError, CounterStore, Counters, Expiring, MemoryCounters};
 pub use engine::{EngineSettings, PluginEngine};
 pub use error::{LoadError, PluginError};
@@ -56,5 +56,6 @@ pub use registry::RegistrySource;
 pub use secret::Secret;
 pub use services::{Clock, HostServices, http_client};
 pub use set::{PluginInfo, PluginSet};
+pub use state::Account;
 pub use stats::Histogram;
 pub use watch::PluginDir;

@@ -30,12 +30,23 @@ pub struct PluginContext {
     pub services: Arc<HostServices>,
 }
 
+/// A merchant's own account at a provider, for that merchant's calls: each
+/// setting it has replaces the plugin's own of that name in the `config`
+/// import; the others are the plugin's.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Account {
+    pub config: BTreeMap<String, String>,
+    pub secrets: BTreeMap<String, Secret>,
+}
+
 /// Store data of one call.
 pub struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) plugin: Arc<PluginContext>,
+    /// The merchant's account the call runs with, if any.
+    pub(crate) account: Option<Arc<Account>>,
     pub(crate) request_id: Arc<str>,
     pub(crate) log_lines: u32,
     /// The first capability the guest asked for and was refused.
@@ -65,12 +76,19 @@ impl CallState {
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(plugin.limits.memory_bytes),
             plugin,
+            account: None,
             request_id,
             log_lines: 0,
             denied: None,
             counters_unavailable: false,
             stderr,
         }
+    }
+
+    /// The call runs with the merchant's `account`.
+    pub fn with_account(mut self, account: Option<Arc<Account>>) -> Self {
+        self.account = account;
+        self
     }
 
     /// Records a refused capability; the call will fail with it whatever

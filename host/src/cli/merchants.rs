@@ -118,7 +118,9 @@ pub async fn run(
         }
         MerchantCommand::Reseal => {
             let resealed = store.reseal().await?;
-            println!("{}", serde_json::json!({"resealed": resealed}));
+            let accounts = store.accounts.reseal().await?;
+            let json = serde_json::json!({"resealed": resealed, "provider_accounts": accounts});
+            println!("{json}");
         }
     }
     Ok(())

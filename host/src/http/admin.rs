@@ -1,7 +1,8 @@
 //! The operators' API, on its own listener (`PAYGATE_ADMIN_LISTEN`, loopback
 //! by default) behind a bearer token (`PAYGATE_ADMIN_TOKEN`): the plugins
-//! serving and the registry's versions, activation and rollback, and
-//! `/metrics` for Prometheus.
+//! serving and the registry's versions, activation and rollback, merchants,
+//! notifications across merchants, the audit log, and `/metrics` for
+//! Prometheus.
 
 use std::sync::Arc;
 
@@ -18,12 +19,15 @@ use sha2::Digest;
 use subtle::ConstantTimeEq;
 
 use super::admin_merchants as merchants;
+use super::admin_notifications as notifications;
+use super::admin_providers as providers;
 use super::error::ApiError;
 use crate::audit::AuditLog;
 use crate::merchants::Merchants;
 use crate::metrics::Metrics;
 use crate::outbox::OutboxStore;
 use crate::plugins::{PluginSet, RegistrySource, Secret};
+use crate::providers::ProviderStore;
 
 /// What the operators' routes work on, built once at start.
 #[derive(Clone)]
@@ -31,6 +35,8 @@ pub struct Operations {
     pub plugins: Arc<PluginSet>,
     /// The merchants, shared with the merchant API (and its key cache).
     pub merchants: Arc<Merchants>,
+    /// The provider aliases, for the merchants' accounts at them.
+    pub providers: Arc<ProviderStore>,
     /// Every admin action, in the logs database.
     pub audit: AuditLog,
     /// Who the audit log says acted: the admin token's fingerprint, set
@@ -63,17 +69,27 @@ pub struct Operations {
         merchants::update,
         merchants::add_tokens,
         merchants::audit_log,
+        providers::put,
+        providers::show,
+        providers::delete,
+        notifications::list,
+        notifications::replay,
+        notifications::retry,
     ),
     components(schemas(
         merchants::NewMerchantBody, merchants::MerchantUpdateBody, merchants::TokensBody,
         merchants::MerchantList, merchants::AuditList, crate::merchants::MerchantRecord,
         crate::merchants::Settings, crate::merchants::SubscriptionUse, crate::audit::AuditEntry,
+        notifications::ReplayBody, notifications::QueuedCount, notifications::NotificationList,
+        crate::outbox::Listed, crate::outbox::Attempt,
+        providers::AccountBody, crate::merchants::AccountView,
         super::openapi::ErrorBody, super::error::FieldError,
     )),
     modifiers(&AdminAuth),
     tags(
         (name = "plugins", description = "Plugins serving, the registry's versions, metrics"),
         (name = "merchants", description = "Merchants, their settings and subscriptions"),
+        (name = "notifications", description = "Merchant notifications across merchants: dead letters and their replay"),
         (name = "audit", description = "What was done through this API")
     )
 )]
@@ -112,6 +128,18 @@ pub fn router(mut state: Operations, token: Secret) -> Router {
         .route(
             "/admin/v1/merchants/{id}/subscriptions/{sid}/tokens",
             post(merchants::add_tokens),
+        )
+        .route(
+            "/admin/v1/merchants/{id}/providers/{alias}",
+            get(providers::show)
+                .put(providers::put)
+                .delete(providers::delete),
+        )
+        .route("/admin/v1/notifications", get(notifications::list))
+        .route("/admin/v1/notifications/retry", post(notifications::replay))
+        .route(
+            "/admin/v1/notifications/{id}/retry",
+            post(notifications::retry),
         )
         .route("/admin/v1/audit", get(merchants::audit_log))
         .route("/admin/openapi.json", get(admin_openapi))

@@ -32,15 +32,15 @@ const MAX_LIMIT: i64 = 100;
 pub struct Page {
     /// At most this many (1 to 100, default 20).
     #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
-    limit: Option<String>,
+    pub(super) limit: Option<String>,
     /// Only those older than this id.
     #[param(value_type = Option<i64>, minimum = 1)]
-    starting_after: Option<String>,
+    pub(super) starting_after: Option<String>,
 }
 
 /// The first `limit` of `items` (fetched one more than the limit), and
 /// whether there were more.
-fn page_of<T>(mut items: Vec<T>, limit: i64) -> (Vec<T>, bool) {
+pub(super) fn page_of<T>(mut items: Vec<T>, limit: i64) -> (Vec<T>, bool) {
     let has_more = items.len() > limit as usize;
     items.truncate(limit as usize);
     (items, has_more)
@@ -48,8 +48,18 @@ fn page_of<T>(mut items: Vec<T>, limit: i64) -> (Vec<T>, bool) {
 
 impl Page {
     /// The limit (1 to 100, default 20) and the cursor, or a 400 naming them.
-    fn parse(&self) -> Result<(i64, Option<i64>), ApiError> {
+    pub(super) fn parse(&self) -> Result<(i64, Option<i64>), ApiError> {
         let mut errors = Vec::new();
+        let parsed = self.parse_into(&mut errors);
+        if errors.is_empty() {
+            Ok(parsed)
+        } else {
+            Err(ApiError::fields(errors))
+        }
+    }
+
+    /// [`Page::parse`] adding its errors to those of other parameters.
+    pub(super) fn parse_into(&self, errors: &mut Vec<FieldError>) -> (i64, Option<i64>) {
         let limit = match self.limit.as_deref().map(str::parse::<i64>) {
             None => 20,
             Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
@@ -61,23 +71,13 @@ impl Page {
         let after = match self.starting_after.as_deref().map(str::parse::<i64>) {
             None => None,
             Some(Ok(n)) if n > 0 => Some(n),
-            Some(_) => {
-                errors.push(FieldError::new(
-                    "starting_after",
-                    "must be a positive integer",
-                ));
-                None
-            }
+            Some(_) => fail(errors, "starting_after", "must be a positive integer"),
         };
-        if errors.is_empty() {
-            Ok((limit, after))
-        } else {
-            Err(ApiError::fields(errors))
-        }
+        (limit, after)
     }
 }
 
-fn id_of(text: &str) -> Result<i64, ApiError> {
+pub(super) fn id_of(text: &str) -> Result<i64, ApiError> {
     text.parse::<i64>()
         .ok()
         .filter(|n| *n > 0)
@@ -87,7 +87,7 @@ fn id_of(text: &str) -> Result<i64, ApiError> {
 /// Writes one action to the audit log. The change is made already: if it
 /// cannot be written the operator is told to look (503) and the entry is
 /// logged in full instead, so no action goes unrecorded.
-async fn audit(ops: &Operations, action: Action<'_>) -> Result<(), ApiError> {
+pub(super) async fn audit(ops: &Operations, action: Action<'_>) -> Result<(), ApiError> {
     if let Err(error) = ops.audit.record(&action).await {
         let json = |v: &Option<Value>| v.as_ref().map_or("null".into(), Value::to_string);
         let entry = format!(
@@ -208,7 +208,7 @@ fn parse_new(body: &Map<String, Value>, ops: &Operations) -> Result<NewMerchant,
     }
 }
 
-fn unknown_fields(body: &Map<String, Value>, known: &[&str]) -> Vec<FieldError> {
+pub(super) fn unknown_fields(body: &Map<String, Value>, known: &[&str]) -> Vec<FieldError> {
     (body.keys())
         .filter(|k| !known.contains(&k.as_str()))
         .map(|k| {
@@ -220,7 +220,7 @@ fn unknown_fields(body: &Map<String, Value>, known: &[&str]) -> Vec<FieldError> 
         .collect()
 }
 
-fn fail<T>(errors: &mut Vec<FieldError>, field: &str, message: &str) -> Option<T> {
+pub(super) fn fail<T>(errors: &mut Vec<FieldError>, field: &str, message: &str) -> Option<T> {
     errors.push(FieldError::new(field, message));
     None
 }

@@ -2,6 +2,8 @@
 
 pub mod admin;
 mod admin_merchants;
+mod admin_notifications;
+mod admin_providers;
 pub mod auth;
 pub mod error;
 mod health;

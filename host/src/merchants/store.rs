@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 use sqlx::PgPool;
 
+use super::accounts::ProviderAccounts;
 use super::auth::{Merchant, Scope};
 use super::keys::{ApiKey, KeyHash, generate_key, generate_secret};
 use crate::ids::{MerchantId, OrderId, SubscriptionId};
@@ -23,6 +24,8 @@ const SIGNING_SECRET: &str = "merchants.request_signing_secret";
 pub struct MerchantStore {
     pub(super) pool: PgPool,
     pub(super) sealer: Arc<Sealer>,
+    /// Merchants' own accounts at providers, shared by every clone.
+    pub accounts: Arc<ProviderAccounts>,
 }
 
 impl std::fmt::Debug for MerchantStore {
@@ -97,7 +100,12 @@ pub enum QuotaError {
 
 impl MerchantStore {
     pub fn new(pool: PgPool, sealer: Arc<Sealer>) -> Self {
-        Self { pool, sealer }
+        let accounts = Arc::new(ProviderAccounts::new(pool.clone(), sealer.clone()));
+        Self {
+            pool,
+            sealer,
+            accounts,
+        }
     }
 
     /// Seals every merchant secret not sealed under the current key yet

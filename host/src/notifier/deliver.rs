@@ -26,6 +26,9 @@ pub struct Outcome {
     pub latency: Duration,
     /// `None` when the merchant answered 2xx.
     pub error: Option<String>,
+    /// How long the merchant asked to be left alone: its `Retry-After` on
+    /// a 429 or 503, in seconds or as an HTTP date.
+    pub retry_after: Option<Duration>,
 }
 
 /// Delivers notifications; one per process, its connections reused.
@@ -55,11 +58,10 @@ impl Deliverer {
         }
     }
 
-    /// POSTs `body` signed with the merchant's secret; never panics, every
-    /// failure is an [`Outcome`] with its error.
     /// Posts `body` to `url`, signed with each of `secrets` (the current
     /// webhook secret first, then one a rotation replaced while its grace
-    /// period lasts).
+    /// period lasts). Never panics: every failure is an [`Outcome`] with
+    /// its error.
     pub async fn deliver(
         &self,
         url: &str,
@@ -72,6 +74,7 @@ impl Deliverer {
             status_code: None,
             latency: started.elapsed(),
             error: Some(error),
+            retry_after: None,
         };
         let url = match self.check_url(url) {
             Ok(url) => url,
@@ -102,6 +105,12 @@ impl Deliverer {
             Err(error) => return failed(describe(&error)),
         };
         let status = response.status();
+        let retry_after = match status.as_u16() {
+            429 | 503 => (response.headers().get(reqwest::header::RETRY_AFTER))
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, chrono::Utc::now())),
+            _ => None,
+        };
         // Read a little of the answer so the connection can be reused.
         let mut read = 0;
         while read < MAX_RESPONSE_BYTES {
@@ -114,6 +123,7 @@ impl Deliverer {
             status_code: Some(status.as_u16()),
             latency: started.elapsed(),
             error: (!status.is_success()).then(|| format!("merchant answered {status}")),
+            retry_after,
         }
     }
 
@@ -136,6 +146,23 @@ impl Deliverer {
         }
         Ok(url)
     }
+}
+
+/// A `Retry-After` value as a wait from `now`: delay-seconds or an HTTP
+/// date (RFC 9110, 10.2.3); a date already past is no wait. `None` when it
+/// is neither.
+pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Digits past u64 are a wait longer than any schedule.
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
+    }
+    let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    Some(
+        (date.with_timezone(&chrono::Utc) - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 /// Standard Webhooks: `v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>`,
@@ -296,6 +323,66 @@ mod tests {
         }
         for public in ["93.184.216.34", "1.1.1.1", "2606:4700::1111"] {
             assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        let now = chrono::DateTime::parse_from_rfc3339("2015-10-21T07:28:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let cases = [
+            ("120", Some(Duration::from_secs(120))),
+            (" 0 ", Some(Duration::ZERO)),
+            (
+                "99999999999999999999999",
+                Some(Duration::from_secs(u64::MAX)),
+            ),
+            (
+                "Wed, 21 Oct 2015 07:29:30 GMT",
+                Some(Duration::from_secs(90)),
+            ),
+            // Already past: retry when the schedule says.
+            ("Wed, 21 Oct 2015 07:00:00 GMT", Some(Duration::ZERO)),
+            ("-5", None),
+            ("1.5", None),
+            ("soon", None),
+            ("", None),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(parse_retry_after(value, now), expected, "{value:?}");
+        }
+    }
+
+    /// Only a 429 or a 503 asks for a wait; a 500's or a 200's
+    /// `Retry-After` is not read.
+    #[tokio::test]
+    async fn retry_after_is_read_from_429_and_503_only() {
+        let deliverer = Deliverer::new(Duration::from_secs(2), true);
+        let secret = Secret::new("whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=");
+        for (status, expected) in [
+            ("429 Too Many Requests", Some(Duration::from_secs(7))),
+            ("503 Service Unavailable", Some(Duration::from_secs(7))),
+            ("500 Internal Server Error", None),
+            ("200 OK", None),
+        ] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}/hook", listener.local_addr().unwrap());
+            let answer = format!(
+                "HTTP/1.1 {status}\r\nretry-after: 7\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let mut request = [0u8; 4096];
+                let _ = conn.read(&mut request).await;
+                let _ = conn.write_all(answer.as_bytes()).await;
+            });
+            let outcome = deliverer
+                .deliver(&url, &[&secret], "evt", b"{}".to_vec())
+                .await;
+            assert!(outcome.status_code.is_some(), "{status}: {outcome:?}");
+            assert_eq!(outcome.retry_after, expected, "{status}");
         }
     }
 

@@ -319,7 +319,9 @@ impl Notifier {
             Some(_) => usize::try_from(claimed.attempt - 1)
                 .ok()
                 .and_then(|i| self.settings.retry_schedule.get(i))
-                .map(|delay| jitter(*delay)),
+                .map(|delay| {
+                    retry_delay(&self.settings.retry_schedule, *delay, outcome.retry_after)
+                }),
         };
         let outbox = &self.metrics.outbox;
         outbox.delivery_latency.observe(outcome.latency);
@@ -350,6 +352,7 @@ impl Notifier {
             status_code: None,
             latency: Duration::ZERO,
             error: Some(error.to_owned()),
+            retry_after: None,
         };
         let Some(merchant_id) = merchant_of(n) else {
             return no_target("notification without a merchant");
@@ -424,6 +427,23 @@ async fn settle_loop(store: OutboxStore, unrecorded: Unrecorded, mut rx: mpsc::R
     }
 }
 
+/// The wait before the next attempt: the schedule's `scheduled` (jittered),
+/// or longer when the merchant asked for it with `Retry-After`, up to the
+/// schedule's longest delay. Never sooner than the merchant asked, within
+/// that bound: its wait gets only upward jitter, so the notifications a
+/// merchant put off do not all come back in the same instant.
+fn retry_delay(schedule: &[Duration], scheduled: Duration, asked: Option<Duration>) -> Duration {
+    let scheduled = jitter(scheduled);
+    match (asked, schedule.iter().max()) {
+        (Some(asked), Some(longest)) => {
+            // Bounded first: a wait of u64::MAX seconds cannot be scaled.
+            let asked = asked.min(*longest);
+            scheduled.max(asked.mul_f64(rand::random_range(1.0..1.2)).min(*longest))
+        }
+        _ => scheduled,
+    }
+}
+
 /// The merchant a notification is for, as its payload names it.
 fn merchant_of(n: &Notification) -> Option<MerchantId> {
     let id = n.payload.get("merchant_id").and_then(|v| v.as_i64());
@@ -460,4 +480,27 @@ fn message_row(properties: &lapin::BasicProperties) -> Option<MessageRow> {
         event_id,
         published_attempts: i32::try_from(int(HEADER_ATTEMPTS)?).ok()?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_lengthens_the_wait_up_to_the_schedules_longest() {
+        let secs = Duration::from_secs;
+        let schedule = [secs(1), secs(60), secs(10)];
+        for _ in 0..100 {
+            // Asked for less than the schedule: the schedule's wait.
+            let d = retry_delay(&schedule, secs(10), Some(secs(2)));
+            assert!((secs(8)..=secs(12)).contains(&d), "{d:?}");
+            // Asked for more: at least that, and not past the longest.
+            let d = retry_delay(&schedule, secs(1), Some(secs(30)));
+            assert!((secs(30)..=secs(36)).contains(&d), "{d:?}");
+            let d = retry_delay(&schedule, secs(1), Some(secs(u64::MAX)));
+            assert_eq!(d, secs(60));
+            let d = retry_delay(&schedule, secs(1), None);
+            assert!((Duration::from_millis(800)..=Duration::from_millis(1200)).contains(&d));
+        }
+    }
 }

@@ -25,8 +25,8 @@ mod store;
 pub use amqp::{Backoff, Topology, connect, jitter, reconnecting};
 pub use producer::Producer;
 pub use store::{
-    Attempt, Claimed, MessageRow, Notification, NotificationStatus, OutboxStats, OutboxStore,
-    Settlement,
+    Attempt, Claimed, Listed, Listing, MessageRow, Notification, NotificationStatus, OutboxStats,
+    OutboxStore, Replay, Settlement,
 };
 
 /// AMQP header naming the outbox row of a message.

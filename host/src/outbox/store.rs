@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgPool;
 
-use crate::ids::{OutboxId, PaymentId};
+use crate::ids::{MerchantId, OutboxId, PaymentId};
 
 /// The outbox tables of the payments database.
 #[derive(Clone, Debug)]
@@ -105,6 +105,64 @@ pub struct Attempt {
     pub status_code: Option<u16>,
     pub latency_ms: i64,
     pub error: Option<String>,
+}
+
+impl Attempt {
+    fn new(
+        at: DateTime<Utc>,
+        status_code: Option<i16>,
+        latency_ms: i32,
+        error: Option<String>,
+    ) -> Self {
+        Self {
+            at: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            status_code: status_code.map(|c| c as u16),
+            latency_ms: i64::from(latency_ms),
+            error,
+        }
+    }
+}
+
+/// A notification as operators list it, across merchants.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct Listed {
+    /// The cursor of `starting_after`.
+    pub notification_id: i64,
+    pub event_id: String,
+    /// `payment.finished`, `payment.failed`, `payment.expired`,
+    /// `refund.succeeded` or `refund.failed`.
+    pub event_type: String,
+    pub status: String,
+    pub merchant_id: i64,
+    pub payment_id: i64,
+    /// The refund of a `refund.*` notification.
+    pub refund_id: Option<i64>,
+    /// Delivery attempts so far.
+    pub attempts: i32,
+    /// RFC 3339, UTC: when the event happened.
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: String,
+    /// The latest attempt; null before the first.
+    pub last_attempt: Option<Attempt>,
+}
+
+/// Which notifications an operator lists: one status, optionally one
+/// merchant's, newest first, older than a cursor.
+#[derive(Clone, Copy, Debug)]
+pub struct Listing<'a> {
+    pub status: &'a str,
+    pub merchant_id: Option<MerchantId>,
+    pub before: Option<OutboxId>,
+    pub limit: i64,
+}
+
+/// Which failed notifications a bulk replay queues again.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Replay {
+    /// Only this merchant's.
+    pub merchant_id: Option<MerchantId>,
+    /// Only events from this time on (the notification's `created_at`).
+    pub since: Option<DateTime<Utc>>,
 }
 
 /// Counts for `paygate outbox stats`.
@@ -380,34 +438,118 @@ impl OutboxStore {
                 attempts: attempts
                     .iter()
                     .filter(|a| a.outbox_id == row.id)
-                    .map(|a| Attempt {
-                        at: a.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                        status_code: a.status_code.map(|c| c as u16),
-                        latency_ms: i64::from(a.latency_ms),
-                        error: a.error.clone(),
-                    })
+                    .map(|a| Attempt::new(a.at, a.status_code, a.latency_ms, a.error.clone()))
                     .collect(),
             })
             .collect())
     }
 
     /// Queues a payment's failed notifications again (one more attempt
-    /// each, same `event_id`); how many were.
-    pub async fn retry_failed(&self, payment_id: PaymentId) -> sqlx::Result<u64> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query!(
-            "UPDATE outbox SET status = 'LOG_PENDING', next_retry_at = now(), claimed_until = NULL
-             WHERE payment_id = $1 AND status = 'LOG_FAILED'",
+    /// each, same `event_id`); how many were. One statement, the
+    /// producer's wake-up with it.
+    pub async fn retry_failed(&self, payment_id: PaymentId) -> sqlx::Result<i64> {
+        sqlx::query_scalar!(
+            r#"WITH queued AS (
+                   UPDATE outbox SET status = 'LOG_PENDING', next_retry_at = now(), claimed_until = NULL
+                   WHERE payment_id = $1 AND status = 'LOG_FAILED'
+                   RETURNING id
+               )
+               SELECT count(*) AS "queued!" FROM queued
+               WHERE (SELECT count(pg_notify($2, '')) FROM queued) >= 0"#,
             payment_id.get(),
+            super::NOTIFY_CHANNEL,
         )
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        sqlx::query!("SELECT pg_notify($1, '')", super::NOTIFY_CHANNEL)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(done)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// Queues one failed notification again, by its id: `None` when there
+    /// is no such notification, else how many were queued (0 when it had
+    /// not failed).
+    pub async fn retry_one(&self, id: OutboxId) -> sqlx::Result<Option<i64>> {
+        sqlx::query_scalar!(
+            r#"WITH queued AS (
+                   UPDATE outbox SET status = 'LOG_PENDING', next_retry_at = now(), claimed_until = NULL
+                   WHERE id = $1 AND status = 'LOG_FAILED'
+                   RETURNING id
+               )
+               SELECT (SELECT count(*) FROM queued) AS "queued!"
+               FROM outbox WHERE id = $1 AND (SELECT count(pg_notify($2, '')) FROM queued) >= 0"#,
+            id.get(),
+            super::NOTIFY_CHANNEL,
+        )
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// Bulk replay: queues every failed notification in `scope` again (one
+    /// more attempt each, same `event_id`) in one statement; how many.
+    pub async fn retry_all_failed(&self, scope: Replay) -> sqlx::Result<i64> {
+        sqlx::query_scalar!(
+            r#"WITH queued AS (
+                   UPDATE outbox o
+                   SET status = 'LOG_PENDING', next_retry_at = now(), claimed_until = NULL
+                   FROM payments p
+                   WHERE o.status = 'LOG_FAILED' AND p.id = o.payment_id
+                     AND ($1::bigint IS NULL OR p.merchant_id = $1)
+                     AND ($2::timestamptz IS NULL OR o.created_at >= $2)
+                   RETURNING o.id
+               )
+               SELECT count(*) AS "queued!" FROM queued
+               WHERE (SELECT count(pg_notify($3, '')) FROM queued) >= 0"#,
+            scope.merchant_id.map(MerchantId::get),
+            scope.since,
+            super::NOTIFY_CHANNEL,
+        )
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// Notifications across merchants for operators, newest first, with
+    /// each one's latest attempt.
+    pub async fn listed(&self, query: Listing<'_>) -> sqlx::Result<Vec<Listed>> {
+        let rows = sqlx::query!(
+            r#"SELECT o.id, o.event_id, o.event_type, o.status, p.merchant_id, o.payment_id,
+                      o.refund_id, o.attempts, o.created_at,
+                      a.at AS "at?", a.status_code AS "status_code?",
+                      a.latency_ms AS "latency_ms?", a.error AS "error?"
+               FROM outbox o
+               JOIN payments p ON p.id = o.payment_id
+               LEFT JOIN LATERAL (
+                   SELECT at, status_code, latency_ms, error FROM notification_attempts
+                   WHERE outbox_id = o.id ORDER BY attempt DESC LIMIT 1
+               ) a ON true
+               WHERE o.status = $1
+                 AND ($2::bigint IS NULL OR p.merchant_id = $2)
+                 AND ($3::bigint IS NULL OR o.id < $3)
+               ORDER BY o.id DESC
+               LIMIT $4"#,
+            query.status,
+            query.merchant_id.map(MerchantId::get),
+            query.before.map(OutboxId::get),
+            query.limit,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Listed {
+                notification_id: r.id,
+                event_id: r.event_id.to_string(),
+                event_type: r.event_type,
+                status: r.status,
+                merchant_id: r.merchant_id,
+                payment_id: r.payment_id,
+                refund_id: r.refund_id,
+                attempts: r.attempts,
+                created_at: r
+                    .created_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                last_attempt: (r.at)
+                    .zip(r.latency_ms)
+                    .map(|(at, latency)| Attempt::new(at, r.status_code, latency, r.error)),
+            })
+            .collect())
     }
 
     pub async fn stats(&self) -> sqlx::Result<OutboxStats> {

@@ -12,7 +12,7 @@ use super::store::{Inserted, NewPayment, PaymentStore};
 use crate::ids::{MerchantId, OrderId, PaymentId, SubscriptionId};
 use crate::merchants::{Merchant, MerchantStore, QuotaError, Take};
 use crate::plugins::bindings::{PaymentRequest, ProviderError};
-use crate::plugins::{PluginError, PluginSet};
+use crate::plugins::{Caller, PluginError, PluginSet};
 use crate::providers::{CircuitBreaker, CircuitState, ProviderStore};
 
 /// How long a compensating write that met a database outage is retried.
@@ -445,8 +445,14 @@ async fn ask_provider(
     } = asked;
     let alias = request.alias.as_str();
     let provider_request = provider_request(payment_id, merchant.id, request, currency, key);
+    // The merchant's own account at the provider, if it has one there.
+    let account = gw.merchants.accounts.account(merchant.id, alias).await?;
+    let caller = Caller {
+        request_id,
+        account: account.as_ref(),
+    };
     let outcome = match gw.plugins.require(plugin_name) {
-        Ok(plugin) => plugin.create_payment(request_id, &provider_request).await,
+        Ok(plugin) => plugin.create_payment(caller, &provider_request).await,
         Err(e) => Err(e),
     };
     gw.tell_circuit(alias, &outcome, probe).await;

@@ -32,6 +32,7 @@ use super::store::{PaymentStore, log};
 use super::webhook::{Applied, Notifiable, PaymentLookup, ProviderEvent, Source, notify_payment};
 use crate::ids::{MerchantId, OrderId, PaymentId, RefundId};
 use crate::merchants::MerchantStore;
+use crate::plugins::Caller;
 use crate::plugins::bindings::PaymentState;
 use crate::providers::CircuitState;
 
@@ -67,6 +68,7 @@ pub struct Round {
 /// A payment claimed for one question.
 struct Due {
     id: PaymentId,
+    merchant_id: MerchantId,
     alias: String,
     reference: String,
     /// How many times it has been claimed, this time included.
@@ -106,8 +108,8 @@ impl PaymentStore {
                      ORDER BY created_at LIMIT $3
                      FOR UPDATE SKIP LOCKED) due
                WHERE p.id = due.id
-               RETURNING p.id AS "id: PaymentId", p.alias,
-                         p.provider_reference AS "reference!", p.reconcile_attempts"#,
+               RETURNING p.id AS "id: PaymentId", p.merchant_id AS "merchant_id: MerchantId",
+                         p.alias, p.provider_reference AS "reference!", p.reconcile_attempts"#,
             after.as_secs_f64(),
             MAX_DELAY.as_secs_f64(),
             limit,
@@ -119,6 +121,7 @@ impl PaymentStore {
             .into_iter()
             .map(|r| Due {
                 id: r.id,
+                merchant_id: r.merchant_id,
                 alias: r.alias,
                 reference: r.reference,
                 attempt: r.reconcile_attempts,
@@ -312,8 +315,16 @@ async fn ask(gw: &PaymentsService, due: Due) -> Result<Answer, sqlx::Error> {
         state => state == CircuitState::Probe,
     };
     let request_id = format!("reconcile-{}-{}", due.id, due.attempt);
+    // The payment was opened on the merchant's own account, if it has one.
+    let account = (gw.merchants.accounts)
+        .account(due.merchant_id, &due.alias)
+        .await?;
+    let caller = Caller {
+        request_id: &request_id,
+        account: account.as_ref(),
+    };
     let outcome = match gw.plugins.require(&binding.provider_plugin) {
-        Ok(plugin) => plugin.payment_status(&request_id, &due.reference).await,
+        Ok(plugin) => plugin.payment_status(caller, &due.reference).await,
         Err(e) => Err(e),
     };
     gw.tell_circuit(&due.alias, &outcome, probe).await;

@@ -18,6 +18,7 @@ use super::domain::{Currency, IdempotencyKey, Money, PaymentStatus};
 use super::store::PaymentStore;
 use crate::ids::{MerchantId, PaymentId, RefundId};
 use crate::merchants::Merchant;
+use crate::plugins::Caller;
 use crate::plugins::bindings::{self, ProviderError, RefundSession, RefundState};
 use crate::providers::CircuitState;
 
@@ -330,8 +331,15 @@ async fn ask_provider(
         idempotency_key: format!("paygate-refund-{}", refund.refund_id),
         metadata,
     };
+    let account = (gw.merchants.accounts)
+        .account(stored.merchant_id, alias)
+        .await?;
+    let caller = Caller {
+        request_id,
+        account: account.as_ref(),
+    };
     let outcome = match gw.plugins.require(&plugin) {
-        Ok(plugin) => plugin.refund(request_id, &request).await,
+        Ok(plugin) => plugin.refund(caller, &request).await,
         Err(e) => Err(e),
     };
     gw.tell_circuit(alias, &outcome, probe).await;
@@ -414,8 +422,15 @@ pub(super) async fn recheck_refund(
             _ => Rechecked::Settled,
         });
     };
+    let account = (gw.merchants.accounts)
+        .account(stored.merchant_id, &alias)
+        .await?;
+    let caller = Caller {
+        request_id,
+        account: account.as_ref(),
+    };
     let outcome = match gw.plugins.require(&call.plugin) {
-        Ok(plugin) => plugin.refund_status(request_id, &reference).await,
+        Ok(plugin) => plugin.refund_status(caller, &reference).await,
         Err(e) => Err(e),
     };
     gw.tell_circuit(&alias, &outcome, call.probe).await;

@@ -9,6 +9,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::reply::{idempotency_header, stripe_error};
+use sha2::Digest;
+
 use super::store::{Opened, Order, Outcome, Payment, SESSION_PREFIX, Sandbox};
 use super::stripe_form::parse;
 
@@ -20,9 +22,9 @@ pub(crate) async fn create(
     headers: HeaderMap,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
-    if let Some(refused) = require_key(&headers) {
-        return refused;
-    }
+    let Some(account) = account(&headers) else {
+        return no_key();
+    };
     let params = match form {
         Ok(Form(params)) => params,
         Err(rejection) => {
@@ -39,7 +41,12 @@ pub(crate) async fn create(
         Ok(key) => key,
         Err(message) => return stripe_error(StatusCode::BAD_REQUEST, INVALID, message, None),
     };
-    match sandbox.open(SESSION_PREFIX, key.as_deref(), Order::Session(session)) {
+    match sandbox.open(
+        SESSION_PREFIX,
+        Some(&account),
+        key.as_deref(),
+        Order::Session(session),
+    ) {
         Opened::New(payment) => {
             tracing::info!(session = %payment.id, "sandbox checkout session opened");
             found(&sandbox, &payment)
@@ -73,10 +80,12 @@ pub(crate) async fn show(
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
 ) -> Response {
-    if let Some(refused) = require_key(&headers) {
-        return refused;
-    }
-    match id.ok().and_then(|Path(id)| sandbox.get(&id)) {
+    let Some(account) = account(&headers) else {
+        return no_key();
+    };
+    // Another account's session is as good as none, as at Stripe.
+    let mine = |p: &Payment| p.account.as_deref() == Some(account.as_str());
+    match id.ok().and_then(|Path(id)| sandbox.get(&id)).filter(mine) {
         Some(payment) if matches!(payment.order, Order::Session(_)) => found(&sandbox, &payment),
         _ => stripe_error(
             StatusCode::NOT_FOUND,
@@ -140,22 +149,29 @@ pub(crate) fn session_of_intent(intent: &str) -> Option<String> {
 
 const INTENT_PREFIX: &str = "pi_test_";
 
-/// Stripe's answer to a request without a usable `Authorization: Bearer`.
-/// Any non-empty key is accepted: the sandbox has no accounts.
-pub(crate) fn require_key(headers: &HeaderMap) -> Option<Response> {
+/// The account a request's `Authorization: Bearer` key names; `None`
+/// without a usable one (answer [`no_key`]). Any non-empty key is
+/// accepted, and each key is its own account: what one key opened another
+/// cannot see, as two Stripe accounts cannot. The account is a digest of
+/// the key; the key itself is not kept.
+pub(crate) fn account(headers: &HeaderMap) -> Option<String> {
     let key = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, key)| key.trim());
-    match key {
-        Some(key) if !key.is_empty() => None,
-        _ => Some(stripe_error(
-            StatusCode::UNAUTHORIZED,
-            INVALID,
-            "You did not provide an API key. Send it as 'Authorization: Bearer <key>'.",
-            None,
-        )),
-    }
+        .map(|(_, key)| key.trim())
+        .filter(|key| !key.is_empty())?;
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    Some(format!("acct_{}", hex::encode(&digest[..8])))
+}
+
+/// Stripe's answer to a request without a usable `Authorization: Bearer`.
+pub(crate) fn no_key() -> Response {
+    stripe_error(
+        StatusCode::UNAUTHORIZED,
+        INVALID,
+        "You did not provide an API key. Send it as 'Authorization: Bearer <key>'.",
+        None,
+    )
 }

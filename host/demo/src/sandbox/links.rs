@@ -32,7 +32,7 @@ pub(crate) async fn create(
         Ok(None) => body_key,
         Err(message) => return link_error(StatusCode::BAD_REQUEST, message),
     };
-    match sandbox.open(LINK_PREFIX, key.as_deref(), Order::Link(link)) {
+    match sandbox.open(LINK_PREFIX, None, key.as_deref(), Order::Link(link)) {
         Opened::New(payment) => {
             tracing::info!(link = %payment.id, "sandbox payment link opened");
             (

@@ -96,6 +96,7 @@ pub(crate) async fn create(
     }
     let asked = Asked {
         prefix: REFUND_PREFIX,
+        account: None,
         key: key.as_deref(),
         refund_id,
         price,

@@ -72,6 +72,9 @@ pub(crate) enum Order {
 #[derive(Clone, Debug)]
 pub(crate) struct Payment {
     pub id: String,
+    /// The Stripe account (the bearer key's) that opened it; `None` for
+    /// the link API, which has no accounts.
+    pub account: Option<String>,
     pub order: Order,
     pub outcome: Outcome,
     /// Unix seconds.
@@ -113,6 +116,8 @@ pub(crate) enum RefundOutcome {
 #[derive(Clone, Debug)]
 pub(crate) struct SandboxRefund {
     pub id: String,
+    /// The account that took it, as its payment's.
+    pub account: Option<String>,
     /// The sandbox payment it gives money back on.
     pub payment: String,
     /// paygate's refund id, as the adapter sent it.
@@ -146,6 +151,8 @@ pub(crate) const REFUND_PREFIX: &str = "rf_";
 pub(crate) struct Asked<'a> {
     /// The API's id prefix, which also scopes its idempotency keys.
     pub prefix: &'a str,
+    /// The account asking (Stripe's API), which scopes them too.
+    pub account: Option<&'a str>,
     pub key: Option<&'a str>,
     /// paygate's refund id.
     pub refund_id: u64,
@@ -159,7 +166,8 @@ pub(crate) struct Asked<'a> {
 struct Memory {
     payments: HashMap<String, Payment>,
     refunds: HashMap<String, SandboxRefund>,
-    /// `{id prefix}{key}` to payment id, so the two APIs' keys never meet.
+    /// `{id prefix}{account}:{key}` to payment id, so the two APIs' keys,
+    /// and two accounts' keys, never meet.
     keys: HashMap<String, String>,
 }
 
@@ -215,9 +223,15 @@ impl Sandbox {
     /// Opens a payment with an id starting with `prefix`, or finds the one
     /// `key` opened before. Check and insert happen under one lock, so two
     /// concurrent requests with one key still open one payment.
-    pub(crate) fn open(&self, prefix: &str, key: Option<&str>, order: Order) -> Opened {
+    pub(crate) fn open(
+        &self,
+        prefix: &str,
+        account: Option<&str>,
+        key: Option<&str>,
+        order: Order,
+    ) -> Opened {
         let mut memory = self.lock();
-        let scoped = key.map(|k| format!("{prefix}{k}"));
+        let scoped = key.map(|k| scoped_key(prefix, account, k));
         if let Some(earlier) = scoped
             .as_ref()
             .and_then(|k| memory.keys.get(k))
@@ -234,6 +248,7 @@ impl Sandbox {
         }
         let payment = Payment {
             id: new_id(prefix),
+            account: account.map(str::to_owned),
             order,
             outcome: Outcome::Pending,
             created: unix_now(),
@@ -270,6 +285,7 @@ impl Sandbox {
     pub(crate) fn refund(&self, payment: &str, asked: Asked<'_>) -> Refunded {
         let Asked {
             prefix,
+            account,
             key,
             refund_id,
             price,
@@ -277,7 +293,7 @@ impl Sandbox {
             outcome,
         } = asked;
         let mut memory = self.lock();
-        let scoped = key.map(|k| format!("{prefix}{k}"));
+        let scoped = key.map(|k| scoped_key(prefix, account, k));
         if let Some(earlier) = scoped
             .as_ref()
             .and_then(|k| memory.keys.get(k))
@@ -290,7 +306,8 @@ impl Sandbox {
                 Refunded::Conflict
             };
         }
-        let Some(paid) = memory.payments.get(payment) else {
+        let Some(paid) = (memory.payments.get(payment)).filter(|p| p.account.as_deref() == account)
+        else {
             return Refunded::NoSuchPayment;
         };
         if paid.outcome != Outcome::Finished {
@@ -328,6 +345,7 @@ impl Sandbox {
         }
         let refund = SandboxRefund {
             id: new_id(prefix),
+            account: account.map(str::to_owned),
             payment: payment.to_owned(),
             refund_id,
             price,
@@ -374,6 +392,11 @@ impl Sandbox {
 }
 
 /// Decimal places of a currency's minor unit, as Stripe counts them.
+/// An idempotency key as stored: its API's prefix and its account first.
+fn scoped_key(prefix: &str, account: Option<&str>, key: &str) -> String {
+    format!("{prefix}{}:{key}", account.unwrap_or_default())
+}
+
 pub(crate) fn exponent(currency: &str) -> u32 {
     match currency.to_ascii_uppercase().as_str() {
         "BIF" | "CLP" | "DJF" | "GNF" | "JPY" | "KMF" | "KRW" | "MGA" | "PYG" | "RWF" | "UGX"

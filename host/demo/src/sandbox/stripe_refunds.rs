@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
-use super::checkout::{intent_of_session, require_key, session_of_intent};
+use super::checkout::{account, intent_of_session, no_key, session_of_intent};
 use super::refunds::{Script, scripted, succeed_later};
 use super::reply::{idempotency_header, stripe_error};
 use super::store::{Asked, RefundOutcome, Refunded, Sandbox, SandboxRefund, exponent};
@@ -29,9 +29,9 @@ pub(crate) async fn create(
     headers: HeaderMap,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
-    if let Some(refused) = require_key(&headers) {
-        return refused;
-    }
+    let Some(account) = account(&headers) else {
+        return no_key();
+    };
     let params = match form {
         Ok(Form(params)) => params,
         Err(rejection) => {
@@ -52,7 +52,8 @@ pub(crate) async fn create(
             Some("payment_intent"),
         );
     };
-    let Some(paid) = sandbox.get(&session) else {
+    let mine = |p: &super::store::Payment| p.account.as_deref() == Some(account.as_str());
+    let Some(paid) = sandbox.get(&session).filter(mine) else {
         return stripe_error(
             StatusCode::BAD_REQUEST,
             INVALID,
@@ -104,6 +105,7 @@ pub(crate) async fn create(
     }
     let asked = Asked {
         prefix: STRIPE_REFUND_PREFIX,
+        account: Some(&account),
         key: key.as_deref(),
         refund_id,
         price,
@@ -165,10 +167,15 @@ pub(crate) async fn show(
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
 ) -> Response {
-    if let Some(refused) = require_key(&headers) {
-        return refused;
-    }
-    match id.ok().and_then(|Path(id)| sandbox.get_refund(&id)) {
+    let Some(account) = account(&headers) else {
+        return no_key();
+    };
+    let mine = |r: &SandboxRefund| r.account.as_deref() == Some(account.as_str());
+    match id
+        .ok()
+        .and_then(|Path(id)| sandbox.get_refund(&id))
+        .filter(mine)
+    {
         Some(refund) => axum::Json(refund_json(&refund)).into_response(),
         None => stripe_error(StatusCode::NOT_FOUND, INVALID, "No such refund", Some("id")),
     }
