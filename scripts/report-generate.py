@@ -267,6 +267,13 @@ def targets(d):
         (f"{100 * v:.0f}% of the creates/s without it ({num(rec['creates_during_round_per_s'], 0)}/s "
          f"against {num(rec['creates_alone_per_s'], 0)}/s)") if rec else "–",
         check(v, lambda x: x >= 0.8))
+
+    con = d.get("console")
+    v = con["p99_ms"] if con else None
+    add("console: every view's data ≤ 200 ms (1,000 merchants, 10 plugins, 10,000 failed)", "",
+        (f"p99 {num(v, 1)} ms (p50 {num(con['p50_ms'], 1)} ms; {num(con['merchants'], 0)} merchants, "
+         f"{con['plugins']} plugins, {num(con['failed'], 0)} failed)") if con else "–",
+        check(v, lambda x: x <= 200 and con["merchants"] >= 1000 and con["failed"] >= 10000))
     return rows
 
 
@@ -411,6 +418,14 @@ def section_reconcile(d):
     return out
 
 
+def section_console(d):
+    return table(["merchants", "plugins", "failed notifications", "rounds", "bytes per load",
+                  "p50", "p99", "max"],
+                 [(num(d["merchants"], 0), d["plugins"], num(d["failed"], 0), d["rounds"],
+                   num(d["bytes"], 0), num(d["p50_ms"], 1, " ms"), num(d["p99_ms"], 1, " ms"),
+                   num(d["max_ms"], 1, " ms"))])
+
+
 SECTIONS = [
     ("plugins", "Plugin runtime", lambda d, _: section_plugins(d)),
     ("api", "Merchant API under load", section_api),
@@ -418,6 +433,7 @@ SECTIONS = [
     ("swap", "Plugin hot swap under load", lambda d, _: section_swap(d)),
     ("harness", "Plugin test harness", lambda d, _: section_harness(d)),
     ("reconcile", "Reconciliation of lost webhooks", lambda d, _: section_reconcile(d)),
+    ("console", "Operator console load", lambda d, _: section_console(d)),
 ]
 
 

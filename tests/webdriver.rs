@@ -33,6 +33,18 @@ pub fn available() -> Result<(), String> {
     }
 }
 
+/// Whether a browser test should run: not when `PAYGATE_SKIP_BROWSER` is
+/// set (it says so); otherwise Chromium must be there (it panics saying how
+/// to install it).
+pub fn wanted() -> bool {
+    if std::env::var("PAYGATE_SKIP_BROWSER").is_ok() {
+        eprintln!("skipped: PAYGATE_SKIP_BROWSER is set");
+        return false;
+    }
+    available().unwrap();
+    true
+}
+
 impl Browser {
     /// Starts chromedriver on a free port and opens a headless session.
     pub async fn start() -> Self {
@@ -145,6 +157,43 @@ impl Browser {
             Some(json!({})),
         )
         .await;
+    }
+
+    /// Types `text` into the first element matching `css`.
+    pub async fn type_into(&self, css: &str, text: &str) {
+        let id = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{id}/value"),
+            Some(json!({"text": text})),
+        )
+        .await;
+    }
+
+    /// Waits up to 10 s until the first element matching `css` shows
+    /// `text`; what it showed last otherwise.
+    pub async fn wait_text(&self, css: &str, text: &str) -> Result<(), String> {
+        let started = Instant::now();
+        loop {
+            let shown = self.text_now(css).await.unwrap_or_default();
+            if shown == text {
+                return Ok(());
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                return Err(shown);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The page as a PNG.
+    pub async fn screenshot(&self) -> Vec<u8> {
+        use base64::Engine;
+        let encoded = self.call(reqwest::Method::GET, "/screenshot", None).await;
+        let encoded = encoded.as_str().expect("a base64 screenshot");
+        base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .expect("base64")
     }
 
     /// The text of the first element matching `css` on the page as it is

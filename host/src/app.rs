@@ -146,7 +146,7 @@ impl App {
             outbox: outbox.clone(),
             metrics: metrics.clone(),
             merchants: services.merchants.clone(),
-            providers: services.payments.providers.clone(),
+            payments: services.payments.clone(),
             audit: crate::audit::AuditLog::new(dbs.logs.clone()),
             actor: String::new(),
         };

@@ -97,6 +97,8 @@ pub struct PluginSummary {
     pub digest: Option<Digest>,
     /// Every published version, sorted as strings.
     pub versions: Vec<String>,
+    /// The key that signed the active version, when it was signed.
+    pub signer: Option<KeyId>,
 }
 
 /// A version ready to load: bytes checked against their digest and, when
@@ -207,6 +209,10 @@ impl Registry {
                 .and_then(|v| plugin.version(name, v).ok())
                 .map(VersionEntry::digest),
             versions: plugin.versions().map(|(v, _)| v.to_owned()).collect(),
+            signer: plugin
+                .active()
+                .and_then(|v| plugin.version(name, v).ok())
+                .and_then(|v| v.signed_by().cloned()),
         };
         Ok(manifest.plugins().map(summary).collect())
     }

@@ -368,6 +368,8 @@ async fn the_admin_api_documents_exactly_its_routes() {
         "PUT /admin/v1/merchants/{id}/providers/{alias}",
         "GET /admin/v1/merchants/{id}/providers/{alias}",
         "DELETE /admin/v1/merchants/{id}/providers/{alias}",
+        "GET /admin/v1/providers",
+        "GET /admin/v1/outbox",
     ];
     let served = super::docs::assert_documents_exactly(&spec.body, &served);
     // Each is routed: an empty request is refused by the route, never by

@@ -30,12 +30,12 @@ async fn app_with_registry() -> (TestApp, tempfile::TempDir, Registry) {
 }
 
 /// The stripe adapter's spec, pointed at the app's sandbox provider.
-fn stripe_spec(app: &TestApp) -> PluginSpec {
+pub(crate) fn stripe_spec(app: &TestApp) -> PluginSpec {
     let host = app.sandbox_url.trim_start_matches("http://");
     PluginSpec::from_toml(&super::app::provider_spec(host)).unwrap()
 }
 
-fn publish_stripe(
+pub(crate) fn publish_stripe(
     registry: &Registry,
     app: &TestApp,
     version: &str,

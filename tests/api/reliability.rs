@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::post;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::app::{LAX_RATE_LIMIT, TestApp, bind, spawn_app_with};
 use crate::helpers::FakeServer;
@@ -116,12 +116,36 @@ async fn circuit_opens_after_consecutive_failures_and_a_probe_closes_it() {
         "an open circuit must not call the provider"
     );
     assert_eq!(app.tokens_used().await, 0);
+    // Operators see it open (or, on a slow machine, past its 500 ms
+    // cooldown already), with its failures, in the admin API.
+    let circuit = circuit_of(&app, "flaky").await;
+    assert!(circuit["failures"].as_u64().unwrap() >= 3, "{circuit}");
+    match circuit["state"].as_str() {
+        Some("open") => assert!(circuit["retry_in_ms"].as_u64().is_some(), "{circuit}"),
+        state => assert_eq!(state, Some("half-open"), "{circuit}"),
+    }
 
     // After the cooldown one probe goes through; its success closes the circuit.
     failing.store(false, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(circuit_of(&app, "flaky").await["state"], "half-open");
     assert_eq!(app.create(&flaky(&app, 5)).await.status, 200);
     assert_eq!(app.create(&flaky(&app, 6)).await.status, 200);
+    let circuit = circuit_of(&app, "flaky").await;
+    assert_eq!(
+        (&circuit["state"], &circuit["failures"]),
+        (&json!("closed"), &json!(0))
+    );
+}
+
+/// The circuit of `alias` as `GET /admin/v1/providers` shows it.
+async fn circuit_of(app: &TestApp, alias: &str) -> Value {
+    let listed = super::admin::get(app, "/admin/v1/providers").await;
+    let providers = listed.body["providers"].as_array().unwrap();
+    (providers.iter())
+        .find(|p| p["alias"] == alias)
+        .unwrap_or_else(|| panic!("{alias} not listed: {:?}", listed.body))["circuit"]
+        .clone()
 }
 
 #[tokio::test]

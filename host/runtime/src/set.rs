@@ -1,6 +1,6 @@
 //! The plugins currently serving, swapped atomically.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -33,6 +33,14 @@ pub struct PluginInfo {
     pub wit: Option<&'static str>,
     pub calls: u64,
     pub errors: u64,
+    /// Failed calls by kind (`trap`, `timeout`, `fuel`, ...).
+    pub errors_by_kind: BTreeMap<&'static str, u64>,
+    /// Call latency quantiles, as the upper bounds of their histogram
+    /// buckets; null before the first call.
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    /// Fuel its calls burned, in all.
+    pub fuel_used: u64,
     /// Why the most recent load of this plugin was refused, if it was.
     pub last_rejection: Option<String>,
 }
@@ -158,9 +166,19 @@ impl PluginSet {
                     wit: p.map(|p| p.wit_version()),
                     calls: p.map_or(0, |p| p.stats.calls.load(Relaxed)),
                     errors: p.map_or(0, |p| p.stats.errors.load(Relaxed)),
+                    errors_by_kind: p
+                        .map(|p| p.stats.errors_by_kind().into_iter().collect())
+                        .unwrap_or_default(),
+                    p50_ms: p.and_then(|p| p.stats.latency.quantile(0.5)).map(millis),
+                    p99_ms: p.and_then(|p| p.stats.latency.quantile(0.99)).map(millis),
+                    fuel_used: p.map_or(0, |p| p.stats.fuel_used.load(Relaxed)),
                     last_rejection: rejected.get(name).cloned(),
                 }
             })
             .collect()
     }
+}
+
+fn millis(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }

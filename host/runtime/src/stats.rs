@@ -29,6 +29,25 @@ impl Histogram {
             .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
     }
 
+    /// The `q` quantile (0 to 1) of what was observed, as the upper bound
+    /// of the bucket it falls in (past the last bucket: that bucket's
+    /// bound); `None` before the first observation.
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        let count = self.count.load(Ordering::Relaxed);
+        if count == 0 {
+            return None;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * count as f64).ceil() as u64).max(1);
+        let mut cumulative = 0;
+        for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            if cumulative >= rank {
+                return Some(Duration::from_secs_f64(*bound));
+            }
+        }
+        BUCKETS.last().map(|b| Duration::from_secs_f64(*b))
+    }
+
     /// Writes `<name>_bucket`, `_sum` and `_count` lines with `labels`
     /// (already formatted, e.g. `plugin="stripe"`, or empty).
     pub fn render(&self, out: &mut String, name: &str, labels: &str) {
@@ -57,6 +76,20 @@ impl Histogram {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quantiles_are_bucket_bounds() {
+        let h = Histogram::default();
+        assert_eq!(h.quantile(0.5), None);
+        for _ in 0..98 {
+            h.observe(Duration::from_micros(80));
+        }
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_secs(10));
+        assert_eq!(h.quantile(0.5), Some(Duration::from_micros(100)));
+        assert_eq!(h.quantile(0.99), Some(Duration::from_millis(5)));
+        assert_eq!(h.quantile(1.0), Some(Duration::from_millis(2500)));
+    }
 
     #[test]
     fn histogram_buckets_are_cumulative() {

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use sha2::Digest;
 use subtle::ConstantTimeEq;
 
+use super::admin_console as console;
 use super::admin_merchants as merchants;
 use super::admin_notifications as notifications;
 use super::admin_providers as providers;
@@ -26,8 +27,8 @@ use crate::audit::AuditLog;
 use crate::merchants::Merchants;
 use crate::metrics::Metrics;
 use crate::outbox::OutboxStore;
+use crate::payments::create::PaymentsService;
 use crate::plugins::{PluginSet, RegistrySource, Secret};
-use crate::providers::ProviderStore;
 
 /// What the operators' routes work on, built once at start.
 #[derive(Clone)]
@@ -35,8 +36,8 @@ pub struct Operations {
     pub plugins: Arc<PluginSet>,
     /// The merchants, shared with the merchant API (and its key cache).
     pub merchants: Arc<Merchants>,
-    /// The provider aliases, for the merchants' accounts at them.
-    pub providers: Arc<ProviderStore>,
+    /// The provider aliases and their circuits.
+    pub payments: Arc<PaymentsService>,
     /// Every admin action, in the logs database.
     pub audit: AuditLog,
     /// Who the audit log says acted: the admin token's fingerprint, set
@@ -75,6 +76,8 @@ pub struct Operations {
         notifications::list,
         notifications::replay,
         notifications::retry,
+        console::providers,
+        console::outbox,
     ),
     components(schemas(
         merchants::NewMerchantBody, merchants::MerchantUpdateBody, merchants::TokensBody,
@@ -83,6 +86,8 @@ pub struct Operations {
         notifications::ReplayBody, notifications::QueuedCount, notifications::NotificationList,
         crate::outbox::Listed, crate::outbox::Attempt,
         providers::AccountBody, crate::merchants::AccountView,
+        console::ProviderList, console::ProviderRow, crate::providers::CircuitView,
+        crate::outbox::OutboxStats,
         super::openapi::ErrorBody, super::error::FieldError,
     )),
     modifiers(&AdminAuth),
@@ -113,10 +118,15 @@ async fn admin_openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(AdminDoc::openapi())
 }
 
-/// The admin routes, every one behind `token`.
+/// The admin routes, every one behind `token`, and the console's page,
+/// which holds no data and asks for the token itself.
 pub fn router(mut state: Operations, token: Secret) -> Router {
     state.actor = fingerprint(&token);
-    Router::new()
+    let console = Router::new()
+        .route("/console", get(console::page))
+        .route("/console/console.js", get(console::script))
+        .route("/console/console.css", get(console::style));
+    let api = Router::new()
         .route(
             "/admin/v1/merchants",
             post(merchants::create).get(merchants::list),
@@ -135,6 +145,8 @@ pub fn router(mut state: Operations, token: Secret) -> Router {
                 .put(providers::put)
                 .delete(providers::delete),
         )
+        .route("/admin/v1/providers", get(console::providers))
+        .route("/admin/v1/outbox", get(console::outbox))
         .route("/admin/v1/notifications", get(notifications::list))
         .route("/admin/v1/notifications/retry", post(notifications::replay))
         .route(
@@ -155,7 +167,8 @@ pub fn router(mut state: Operations, token: Secret) -> Router {
                 async move { bearer(&token, request, next).await }
             },
         ))
-        .with_state(state)
+        .with_state(state);
+    console.merge(api)
 }
 
 /// `token:` and the first 12 hex digits of the token's SHA-256: names the
@@ -206,7 +219,8 @@ async fn list(State(ops): State<Operations>) -> Result<Json<Value>, ApiError> {
                 .into_iter()
                 .map(|p| {
                     json!({"name": p.name, "kind": p.kind.to_string(), "active": p.active,
-                           "digest": p.digest.map(|d| d.to_string()), "versions": p.versions})
+                           "digest": p.digest.map(|d| d.to_string()), "versions": p.versions,
+                           "signer": p.signer.map(|k| k.to_string())})
                 })
                 .collect()
         }
@@ -241,7 +255,10 @@ async fn activate(
         .ok()
         .and_then(|v| v["version"].as_str().map(str::to_owned))
         .ok_or_else(|| ApiError::field("version", "give the version to activate"))?;
-    change(&ops, move |registry| registry.activate(&name, &version)).await
+    change(&ops, "plugin.activate", move |registry| {
+        registry.activate(&name, &version)
+    })
+    .await
 }
 
 /// `POST /admin/v1/plugins/{name}/rollback`.
@@ -261,13 +278,18 @@ async fn rollback(
     State(ops): State<Operations>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    change(&ops, move |registry| registry.rollback(&name)).await
+    change(&ops, "plugin.rollback", move |registry| {
+        registry.rollback(&name)
+    })
+    .await
 }
 
 /// Applies an activation to the registry, then swaps it in here at once
-/// (other hosts follow the manifest within a poll interval).
+/// (other hosts follow the manifest within a poll interval), and writes it
+/// to the audit log as `action`.
 async fn change(
     ops: &Operations,
+    action: &str,
     apply: impl FnOnce(
         &paygate_plugin_registry::Registry,
     ) -> Result<paygate_plugin_registry::Activation, RegistryError>
@@ -287,6 +309,14 @@ async fn change(
     .map_err(task_failed)?
     .map_err(registry_error)?;
     let serving = ops.plugins.get(&done.name).map(|p| p.ctx.version.clone());
+    let audited = crate::audit::Action {
+        actor: &ops.actor,
+        action,
+        target: format!("plugin:{}", done.name),
+        before: Some(json!({"version": done.from})),
+        after: Some(json!({"version": done.to, "revision": done.revision, "serving": serving})),
+    };
+    merchants::audit(ops, audited).await?;
     Ok(Json(json!({
         "plugin": done.name, "from": done.from, "to": done.to, "revision": done.revision,
         "serving": serving,

@@ -33,7 +33,8 @@ const MAX_SECRET_VALUE: usize = 4096;
 /// provider adapter) of a route, or 404.
 async fn target(ops: &Operations, id: &str, alias: &str) -> Result<MerchantId, ApiError> {
     let id = MerchantId::new(id_of(id)?);
-    if ops.merchants.store.record(id).await?.is_none() || ops.providers.get(alias).await?.is_none()
+    if ops.merchants.store.record(id).await?.is_none()
+        || ops.payments.providers.get(alias).await?.is_none()
     {
         return Err(ApiError::NotFound);
     }
@@ -47,16 +48,16 @@ async fn audit_account(
     action: &str,
     id: MerchantId,
     alias: &str,
-    before: Option<AccountView>,
-    after: &Option<AccountView>,
+    before: Option<&AccountView>,
+    after: Option<&AccountView>,
 ) -> Result<(), ApiError> {
     let json = |view: &AccountView| serde_json::to_value(view).expect("a view serializes");
     let action = Action {
         actor: &ops.actor,
         action,
         target: format!("merchant:{id}/provider:{alias}"),
-        before: before.as_ref().map(json),
-        after: after.as_ref().map(json),
+        before: before.map(json),
+        after: after.map(json),
     };
     audit(ops, action).await
 }
@@ -93,9 +94,9 @@ pub async fn put(
     let before = accounts.view(id, &alias).await?;
     let after = accounts.put(id, &alias, &config, &secrets).await?;
     tracing::info!(merchant_id = id.get(), %alias, secrets = ?after.secrets, "merchant provider account set");
-    let after = Some(after);
-    audit_account(&ops, "merchant.provider.put", id, &alias, before, &after).await?;
-    Ok(Json(after.expect("just set")))
+    let action = "merchant.provider.put";
+    audit_account(&ops, action, id, &alias, before.as_ref(), Some(&after)).await?;
+    Ok(Json(after))
 }
 
 type Settings<T> = BTreeMap<String, T>;
@@ -224,7 +225,15 @@ pub async fn delete(
     if !accounts.delete(id, &alias).await? {
         return Err(ApiError::NotFound);
     }
-    audit_account(&ops, "merchant.provider.delete", id, &alias, before, &None).await?;
+    audit_account(
+        &ops,
+        "merchant.provider.delete",
+        id,
+        &alias,
+        before.as_ref(),
+        None,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -1,6 +1,7 @@
 //! The HTTP API: router, layers, error type and handlers.
 
 pub mod admin;
+mod admin_console;
 mod admin_merchants;
 mod admin_notifications;
 mod admin_providers;

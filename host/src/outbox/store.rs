@@ -165,8 +165,8 @@ pub struct Replay {
     pub since: Option<DateTime<Utc>>,
 }
 
-/// Counts for `paygate outbox stats`.
-#[derive(Clone, Debug, Serialize)]
+/// Counts for `paygate outbox stats` and the admin API.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct OutboxStats {
     pub pending: i64,
     pub retrying: i64,

@@ -25,6 +25,18 @@ pub enum CircuitState {
     Unknown,
 }
 
+/// What an alias's breaker says, as operators see it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct CircuitView {
+    /// `closed`, `open`, `half-open` (the cooldown is over: the next call
+    /// is the probe) or `unknown` (Redis cannot say).
+    pub state: &'static str,
+    /// Consecutive failures counted since the last success.
+    pub failures: u64,
+    /// While open: how long until the probe.
+    pub retry_in_ms: Option<u64>,
+}
+
 /// The breakers of all aliases.
 pub struct CircuitBreaker {
     conn: ConnectionManager,
@@ -94,6 +106,34 @@ impl CircuitBreaker {
                     RedisDownPolicy::Closed => CircuitState::Unknown,
                 }
             }
+        }
+    }
+
+    /// The breaker of `alias` as it stands, read without changing it.
+    pub async fn inspect(&self, alias: &str) -> CircuitView {
+        let read: Result<(Option<u64>, Option<u64>), _> = redis::cmd("HMGET")
+            .arg(self.key(alias))
+            .arg("failures")
+            .arg("open_until")
+            .query_async(&mut self.conn.clone())
+            .await;
+        let Ok((failures, open_until)) = read else {
+            return CircuitView {
+                state: "unknown",
+                failures: 0,
+                retry_in_ms: None,
+            };
+        };
+        let (now, open_until) = (Clock::System.now_ms(), open_until.unwrap_or(0));
+        let state = match open_until {
+            0 => "closed",
+            until if now < until => "open",
+            _ => "half-open",
+        };
+        CircuitView {
+            state,
+            failures: failures.unwrap_or(0),
+            retry_in_ms: (state == "open").then(|| open_until - now),
         }
     }
 

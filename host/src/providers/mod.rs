@@ -4,5 +4,5 @@
 mod circuit;
 mod store;
 
-pub use circuit::{CircuitBreaker, CircuitState};
+pub use circuit::{CircuitBreaker, CircuitState, CircuitView};
 pub use store::{AliasBinding, ProviderStore};
