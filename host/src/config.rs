@@ -31,7 +31,12 @@ pub struct Config {
     pub db_pool_size: u32,
 
     /// Redis: rate-limit counters and circuit breakers shared by every replica.
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true
+    )]
     pub redis_url: String,
 
     /// Prefix of every Redis key this deployment writes.
@@ -42,7 +47,8 @@ pub struct Config {
     #[arg(
         long,
         env = "RABBITMQ_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_env_values = true
     )]
     pub rabbitmq_url: String,
 
@@ -240,25 +246,29 @@ pub struct DatabaseUrls {
     #[arg(
         long = "payments-database-url",
         env = "PAYMENTS_DATABASE_URL",
-        default_value = DEFAULT_PAYMENTS_DATABASE_URL
+        default_value = DEFAULT_PAYMENTS_DATABASE_URL,
+        hide_env_values = true
     )]
     pub payments: String,
     #[arg(
         long = "merchants-database-url",
         env = "MERCHANTS_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/paygate_merchants"
+        default_value = "postgres://postgres@127.0.0.1:5432/paygate_merchants",
+        hide_env_values = true
     )]
     pub merchants: String,
     #[arg(
         long = "providers-database-url",
         env = "PROVIDERS_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/paygate_providers"
+        default_value = "postgres://postgres@127.0.0.1:5432/paygate_providers",
+        hide_env_values = true
     )]
     pub providers: String,
     #[arg(
         long = "logs-database-url",
         env = "LOGS_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/paygate_logs"
+        default_value = "postgres://postgres@127.0.0.1:5432/paygate_logs",
+        hide_env_values = true
     )]
     pub logs: String,
 }

@@ -8,7 +8,8 @@
 //! secrets [`sealing`] seals at rest),
 //! [`providers`] (alias bindings, circuit breaker), [`payments`] (the
 //! creation saga's service, payments, timeline, idempotency), and [`quota`]
-//! gives back tokens whose payment never came to be; [`db`] connects and
+//! gives back tokens whose payment never came to be; [`secret_files`] reads
+//! secrets given as `NAME_FILE`; [`db`] connects and
 //! migrates them. [`webhooks`] receives provider webhooks (verify, log,
 //! apply) and the [`WebhookLog`] keeps them; [`Health`] checks every backend.
 //! None of these knows HTTP: [`http`] is the API, each handler taking only
@@ -36,6 +37,7 @@ pub mod payments;
 pub mod providers;
 pub mod quota;
 pub mod sealing;
+pub mod secret_files;
 pub mod telemetry;
 pub mod webhooks;
 

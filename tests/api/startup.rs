@@ -130,11 +130,16 @@ async fn an_empty_secret_is_refused() {
 /// none set.
 #[tokio::test]
 async fn the_demo_flag_runs_on_the_demos_secrets() {
+    serves(&[], &["--demo"]).await;
+}
+
+/// Runs `paygate serve` until it answers `/health`, then stops it.
+async fn serves(env: &[(&str, &str)], args: &[&str]) {
     let port = free_port();
-    let (mut child, _plugins) = spawn(&[], &["--demo"], &format!("127.0.0.1:{port}")).await;
+    let (mut child, _plugins) = spawn(env, args, &format!("127.0.0.1:{port}")).await;
     let health = format!("http://127.0.0.1:{port}/health");
     wait_until(
-        "paygate serve --demo serving",
+        &format!("paygate serve {args:?} serving"),
         Duration::from_secs(60),
         || {
             let health = health.clone();
@@ -167,4 +172,85 @@ async fn a_services_password_is_not_in_a_start_up_error() {
     };
     assert!(error.contains("REDIS_URL"), "{error}");
     assert!(!error.contains("hunter2"), "{error}");
+}
+
+/// Issue 14: every secret may be given as `NAME_FILE` (a mounted secret),
+/// and is then checked as if `NAME` had been set: the host starts on
+/// secrets and a Redis URL read from files, still refuses the demo's public
+/// value read from one, and names the `_FILE` setting it cannot read.
+#[tokio::test]
+async fn secrets_may_come_from_files_and_are_checked_as_if_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for (name, value) in OWN_SECRETS
+        .into_iter()
+        .chain([("REDIS_URL", "redis://127.0.0.1:6379")])
+    {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("{value}\n")).unwrap();
+        files.push((format!("{name}_FILE"), path.to_str().unwrap().to_owned()));
+    }
+
+    serves(&as_refs(&files), &[]).await;
+
+    let demo_file = dir.path().join("demo-webhook-secret");
+    std::fs::write(&demo_file, "whsec_demo\n").unwrap();
+    let mut demo = files.clone();
+    demo.retain(|(k, _)| k != "STRIPE_WEBHOOK_SECRET_FILE");
+    demo.push((
+        "STRIPE_WEBHOOK_SECRET_FILE".into(),
+        demo_file.to_str().unwrap().into(),
+    ));
+    assert_refused(&serve(&as_refs(&demo), &[]).await, "STRIPE_WEBHOOK_SECRET");
+
+    let mut missing = files.clone();
+    missing.retain(|(k, _)| k != "STRIPE_SECRET_KEY_FILE");
+    missing.push((
+        "STRIPE_SECRET_KEY_FILE".into(),
+        dir.path().join("nowhere").to_str().unwrap().into(),
+    ));
+    assert_refused(
+        &serve(&as_refs(&missing), &[]).await,
+        "STRIPE_SECRET_KEY_FILE",
+    );
+
+    let mut both = files.clone();
+    both.push(("STRIPE_SECRET_KEY".into(), "sk_test_of_our_own".into()));
+    assert_refused(&serve(&as_refs(&both), &[]).await, "STRIPE_SECRET_KEY_FILE");
+}
+
+/// Security: `--help` printed each setting's environment value, so a
+/// `REDIS_URL` or database URL with its password showed up in any help
+/// output a deployment logged. No secret setting shows its value now.
+#[tokio::test]
+async fn help_shows_no_secret_and_no_password() {
+    for args in [
+        &["serve", "--help"][..],
+        &["merchants", "--help"],
+        &["migrate", "--help"],
+    ] {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_paygate"));
+        command.args(args).env_clear();
+        for name in paygate::secret_files::SECRET_SETTINGS {
+            command.env(
+                name,
+                format!("scheme://user:sentinel-password-{name}@host/x"),
+            );
+        }
+        let output = command.output().await.unwrap();
+        let help = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{args:?}: {help}");
+        assert!(
+            help.contains("[env: PAYMENTS_DATABASE_URL]"),
+            "{args:?}: {help}"
+        );
+        assert!(
+            !help.contains("sentinel-password"),
+            "{args:?} shows a secret: {help}"
+        );
+    }
+}
+
+fn as_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }

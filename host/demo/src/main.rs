@@ -4,6 +4,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use paygate::cli::stop_on_signal;
+use paygate::secret_files::{SECRET_SETTINGS, load_or_exit};
 use paygate::{App, Config, telemetry};
 use paygate_demo::sandbox::{self, SandboxArgs};
 use paygate_demo::seed::{self, DemoListen};
@@ -51,12 +52,22 @@ enum Command {
     Shop(ShopArgs),
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    let names = [&SECRET_SETTINGS[..], &["DEMO_SHOP_DATABASE_URL"]].concat();
+    // SAFETY: the process has one thread yet; the runtime starts below.
+    unsafe { load_or_exit(&names) };
+    let cli = Cli::parse();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     telemetry::init_with_default("info");
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    match Cli::parse().command {
+    match cli.command {
         Command::Serve {
             mut config,
             shop_database_url,
