@@ -19,4 +19,5 @@ mod polyglot;
 mod sandbox;
 mod sandbox_provider;
 mod shop;
+mod tls;
 mod webdriver;

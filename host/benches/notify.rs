@@ -111,9 +111,12 @@ fn config(urls: &DatabaseUrls, plugin_dir: &std::path::Path) -> Config {
 
 /// The broker may hold messages of an earlier, interrupted run.
 async fn purge_queues() {
-    let connection = paygate::outbox::connect("amqp://guest:guest@127.0.0.1:5672/%2f", "bench")
-        .await
-        .expect("RabbitMQ on 127.0.0.1:5672");
+    let connection = paygate::outbox::connect(
+        &paygate::outbox::Broker::at("amqp://guest:guest@127.0.0.1:5672/%2f"),
+        "bench",
+    )
+    .await
+    .expect("RabbitMQ on 127.0.0.1:5672");
     let channel = connection.create_channel().await.unwrap();
     for queue in [
         "paygate_bench.payments.merchant",
@@ -375,7 +378,7 @@ async fn main() {
 
     // Baseline: the same receiver fed directly, same concurrency.
     receiver.clear();
-    let deliverer = Deliverer::new(Duration::from_secs(10), true);
+    let deliverer = Deliverer::new(Duration::from_secs(10), true, &Default::default());
     let secret = Secret::new(merchant.webhook_secret.clone());
     let n = 20_000usize;
     let concurrency = usize::from(config.notifier.concurrency);

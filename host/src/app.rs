@@ -21,7 +21,7 @@ use crate::http::{AppState, router};
 use crate::merchants::{MerchantStore, Merchants, UrlPolicy};
 use crate::metrics::Metrics;
 use crate::notifier::Notifier;
-use crate::outbox::{OutboxStore, Producer, Topology};
+use crate::outbox::{Broker, OutboxStore, Producer, Topology};
 use crate::payments::PaymentStore;
 use crate::payments::create::PaymentsService;
 use crate::plugins::Secret;
@@ -30,6 +30,7 @@ use crate::plugins::{
     RegistrySource,
 };
 use crate::providers::{CircuitBreaker, ProviderStore};
+use crate::tls::TrustedCa;
 use crate::webhook_log::WebhookLog;
 use crate::webhooks::{WebhookLimits, Webhooks};
 
@@ -67,8 +68,10 @@ impl App {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         refuse_unsafe_settings(config)?;
         let sealer = Arc::new(config.secrets_key.sealer(config.demo)?);
-        let dbs = Databases::connect_and_migrate(&config.databases, config.db_pool_size).await?;
-        let redis = redis_connection(&config.redis_url).await?;
+        let ca = config.tls.trusted()?;
+        let dbs =
+            Databases::connect_and_migrate(&config.databases, config.db_pool_size, &ca).await?;
+        let redis = redis_connection(&config.redis_url, &ca).await?;
         let registry = match &config.registry_dir {
             Some(dir) => Some(
                 RegistrySource::open(dir)
@@ -83,7 +86,7 @@ impl App {
                 .requiring_signatures_of(source.registry().clone()),
             None => PluginDir::new(&config.plugin_dir),
         };
-        let plugins = Arc::new(load_plugins(config, &plugin_dir).await?);
+        let plugins = Arc::new(load_plugins(config, &plugin_dir, &ca).await?);
         if let (Some(source), Some(dir)) = (&registry, &config.registry_dir) {
             serve_registry(source, dir, &plugins).await?;
         }
@@ -112,6 +115,11 @@ impl App {
             allow_http_redirects: config.demo,
             payment_expiry: config.payment_expiry,
         });
+        let broker = Broker {
+            url: config.rabbitmq_url.clone(),
+            ca: ca.clone(),
+        };
+        broker.refuse_untrusted().await?;
         let services = AppState {
             webhooks: Arc::new(Webhooks {
                 payments: payments.payments.clone(),
@@ -119,14 +127,14 @@ impl App {
                 plugins: plugins.clone(),
                 log: WebhookLog::new(dbs.logs.clone()),
                 internal_verifier: config.internal_verifier_plugin.clone(),
-                limits: webhook_limits(config).await?,
+                limits: webhook_limits(config, &ca).await?,
                 trusted_proxies: config.rate_limit.trusted_proxies.clone(),
                 metrics: metrics.clone(),
             }),
             health: Arc::new(Health::new(
                 dbs.clone(),
                 redis,
-                config.rabbitmq_url.clone(),
+                broker.url.clone(),
                 plugins.clone(),
                 metrics.clone(),
             )),
@@ -176,7 +184,7 @@ impl App {
         let producer = Producer {
             store: outbox.clone(),
             listen_pool: dbs.payments.clone(),
-            amqp_url: config.rabbitmq_url.clone(),
+            broker: broker.clone(),
             instance: instance.clone(),
             topology: topology.clone(),
             settings: config.outbox.clone(),
@@ -185,7 +193,7 @@ impl App {
         let notifier = Arc::new(Notifier::new(
             outbox,
             services.merchants.store.clone(),
-            config.rabbitmq_url.clone(),
+            broker,
             instance.clone(),
             topology,
             config.notifier.clone(),
@@ -369,8 +377,12 @@ fn refuse_missing_secrets(config: &Config, plugins: &PluginSet) -> anyhow::Resul
 }
 
 /// A Redis connection that reconnects by itself and never waits long.
-pub(crate) async fn redis_connection(url: &str) -> anyhow::Result<ConnectionManager> {
-    let client = redis::Client::open(url)
+pub(crate) async fn redis_connection(
+    url: &str,
+    ca: &TrustedCa,
+) -> anyhow::Result<ConnectionManager> {
+    let client = ca
+        .redis_client(url)
         .with_context(|| format!("REDIS_URL={} is not a Redis URL", redacted(url)))?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(std::time::Duration::from_secs(2))
@@ -382,18 +394,25 @@ pub(crate) async fn redis_connection(url: &str) -> anyhow::Result<ConnectionMana
 }
 
 /// The webhook limits, counted in Redis under keys of their own.
-async fn webhook_limits(config: &Config) -> anyhow::Result<WebhookLimits> {
+async fn webhook_limits(config: &Config, ca: &TrustedCa) -> anyhow::Result<WebhookLimits> {
     Ok(WebhookLimits::new(
-        redis_counters(config, "webhook-limits:").await?,
+        redis_counters(config, ca, "webhook-limits:").await?,
         &config.webhooks,
         config.rate_limit.on_redis_down,
     ))
 }
 
 /// Counters in Redis whose keys start with the deployment's prefix, then `scope`.
-async fn redis_counters(config: &Config, scope: &str) -> anyhow::Result<RedisCounters> {
+async fn redis_counters(
+    config: &Config,
+    ca: &TrustedCa,
+    scope: &str,
+) -> anyhow::Result<RedisCounters> {
     let prefix = format!("{}{scope}", config.redis_prefix);
-    RedisCounters::connect(&config.redis_url, &prefix)
+    let client = ca
+        .redis_client(&config.redis_url)
+        .map_err(|e| anyhow::anyhow!("REDIS_URL is refused: {e}"))?;
+    RedisCounters::connect_client(client, &prefix)
         .await
         .with_context(|| {
             format!(
@@ -420,21 +439,30 @@ async fn serve_registry(
     Ok(())
 }
 
-async fn load_plugins(config: &Config, dir: &PluginDir) -> anyhow::Result<PluginSet> {
+async fn load_plugins(
+    config: &Config,
+    dir: &PluginDir,
+    ca: &TrustedCa,
+) -> anyhow::Result<PluginSet> {
     let engine = PluginEngine::new(&EngineSettings {
         max_concurrent_calls: config.plugin_max_concurrent_calls,
         ..Default::default()
     })
     .map_err(|e| anyhow::anyhow!("{e:#}"))
     .context("creating the WebAssembly engine")?;
-    let counters = redis_counters(config, "counters:").await?;
+    let counters = redis_counters(config, ca, "counters:").await?;
     // Unset ones are handed as empty: a spec may name them (they are the
     // host's), and a reference that resolves to nothing is how a plugin's
     // missing secret shows (`refuse_missing_secrets`).
     let named_secrets = (config.named_secrets().into_iter())
         .map(|(name, secret)| (name.to_owned(), secret.unwrap_or_else(|| Secret::new(""))))
         .collect();
-    let services = HostServices::new(Counters::Shared(Arc::new(counters)), named_secrets);
+    let services = Arc::new(HostServices {
+        http: crate::plugins::http_client_trusting(ca.certificates()),
+        counters: Counters::Shared(Arc::new(counters)),
+        clock: crate::plugins::Clock::System,
+        named_secrets,
+    });
     let set = PluginSet::new(
         Loader::new(
             Arc::new(engine),

@@ -26,6 +26,9 @@ pub struct Config {
     #[command(flatten)]
     pub databases: DatabaseUrls,
 
+    #[command(flatten)]
+    pub tls: crate::tls::TlsSettings,
+
     /// Connections in the payments database pool (the others are sized from it).
     #[arg(long, env = "PAYGATE_DB_POOL_SIZE", default_value_t = 32)]
     pub db_pool_size: u32,
@@ -545,6 +548,7 @@ impl Config {
             admin_listen: "127.0.0.1:0".parse().expect("static address"),
             admin_token: Some(Secret::new("test-admin-token")),
             databases,
+            tls: Default::default(),
             db_pool_size: 8,
             redis_url: "redis://127.0.0.1:6379".into(),
             redis_prefix,

@@ -35,6 +35,12 @@ impl RedisCounters {
     /// Connects to `url`; every key is stored under `prefix`.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, CounterError> {
         let client = redis::Client::open(url).map_err(|e| CounterError(e.to_string()))?;
+        Self::connect_client(client, prefix).await
+    }
+
+    /// Connects with `client` (a TLS one, say); every key is stored under
+    /// `prefix`.
+    pub async fn connect_client(client: redis::Client, prefix: &str) -> Result<Self, CounterError> {
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Duration::from_secs(2))
             .set_response_timeout(Duration::from_secs(2))

@@ -10,6 +10,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 
 use crate::config::DatabaseUrls;
+use crate::tls::TrustedCa;
 
 /// A pool per database.
 #[derive(Clone, Debug)]
@@ -49,7 +50,13 @@ pub fn for_rolling_upgrades(mut migrator: Migrator) -> Migrator {
 impl Databases {
     /// Connects to all four, creating a missing database when the server
     /// allows it, and applies pending migrations.
-    pub async fn connect_and_migrate(urls: &DatabaseUrls, pool_size: u32) -> anyhow::Result<Self> {
+    /// `ca` is trusted besides the system's roots (`sslmode=verify-full`).
+    pub async fn connect_and_migrate(
+        urls: &DatabaseUrls,
+        pool_size: u32,
+        ca: &TrustedCa,
+    ) -> anyhow::Result<Self> {
+        let pool = |var, url, size| pool_with(var, url, size, &[], ca);
         let dbs = Self {
             payments: pool("PAYMENTS_DATABASE_URL", &urls.payments, pool_size).await?,
             payments_relaxed: pool_with(
@@ -57,6 +64,7 @@ impl Databases {
                 &urls.payments,
                 pool_size / 2 + 1,
                 &[("synchronous_commit", "off")],
+                ca,
             )
             .await?,
             merchants: pool("MERCHANTS_DATABASE_URL", &urls.merchants, pool_size / 2 + 1).await?,
@@ -87,7 +95,7 @@ pub async fn connect_and_migrate(
     pool_size: u32,
     migrator: &Migrator,
 ) -> anyhow::Result<PgPool> {
-    let db = pool(var, url, pool_size).await?;
+    let db = pool_with(var, url, pool_size, &[], &TrustedCa::default()).await?;
     migrator
         .run(&db)
         .await
@@ -95,20 +103,18 @@ pub async fn connect_and_migrate(
     Ok(db)
 }
 
-async fn pool(var: &str, url: &str, size: u32) -> anyhow::Result<PgPool> {
-    pool_with(var, url, size, &[]).await
-}
-
 async fn pool_with(
     var: &str,
     url: &str,
     size: u32,
     settings: &[(&str, &str)],
+    ca: &TrustedCa,
 ) -> anyhow::Result<PgPool> {
     let options: PgConnectOptions = url
         .parse()
         .with_context(|| format!("{var} is not a PostgreSQL URL"))?;
-    let options = options
+    let options = ca
+        .postgres(url, options)
         .disable_statement_logging()
         .options(settings.iter().copied());
     create_if_missing(&options)

@@ -134,10 +134,10 @@ async fn reachable(url: &str) -> Result<(), String> {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let authority = rest.split('/').next().unwrap_or_default();
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
-    let addr = if host_port.contains(':') {
-        host_port.to_owned()
-    } else {
-        format!("{host_port}:5672")
+    let addr = match (host_port.rsplit_once(':'), url.starts_with("amqps://")) {
+        (Some(_), _) => host_port.to_owned(),
+        (None, true) => format!("{host_port}:5671"),
+        (None, false) => format!("{host_port}:5672"),
     };
     match tokio::time::timeout(
         std::time::Duration::from_secs(1),

@@ -17,7 +17,7 @@
 //! [`App`] builds each service once from it and runs the server;
 //! [`outbox`] publishes committed payment outcomes to RabbitMQ and
 //! [`notifier`] delivers them, signed, to merchants; [`telemetry`] sets up
-//! logging; [`ids`] are the typed ids of their rows (`PaymentId`,
+//! logging; [`tls`] is the CA every connection trusts; [`ids`] are the typed ids of their rows (`PaymentId`,
 //! `MerchantId` ...); [`cli`] is the `paygate` command. The sandbox provider and the demo shop are the `paygate-demo`
 //! crate's, which uses this one like any embedder would. `paygate plugin test|run` is the `paygate-harness` crate's.
 // The creation saga's futures nest deeper than the default limit lets
@@ -39,6 +39,7 @@ pub mod quota;
 pub mod sealing;
 pub mod secret_files;
 pub mod telemetry;
+pub mod tls;
 pub mod webhooks;
 
 mod app;

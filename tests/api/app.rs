@@ -47,7 +47,7 @@ pub async fn databases() -> DatabaseUrls {
         drop_stale_test_databases().await;
         let urls = database_urls(&format!("paygate_test_{}", std::process::id()));
         // Create and migrate once, before the apps race to.
-        paygate::db::Databases::connect_and_migrate(&urls, 2)
+        paygate::db::Databases::connect_and_migrate(&urls, 2, &Default::default())
             .await
             .expect("test databases");
         urls

@@ -231,7 +231,7 @@ async fn a_previous_release_sees_what_this_one_wrote() {
 #[tokio::test]
 async fn a_binary_starts_against_databases_a_newer_release_migrated() {
     let (urls, _) = isolated("newer_release").await;
-    let dbs = paygate::db::Databases::connect_and_migrate(&urls, 2)
+    let dbs = paygate::db::Databases::connect_and_migrate(&urls, 2, &Default::default())
         .await
         .unwrap();
     for db in [&dbs.payments, &dbs.merchants, &dbs.providers, &dbs.logs] {
@@ -243,7 +243,7 @@ async fn a_binary_starts_against_databases_a_newer_release_migrated() {
         .await
         .unwrap();
     }
-    paygate::db::Databases::connect_and_migrate(&urls, 2)
+    paygate::db::Databases::connect_and_migrate(&urls, 2, &Default::default())
         .await
         .expect("a replica of this release restarts mid-upgrade");
 }

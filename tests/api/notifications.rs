@@ -413,9 +413,12 @@ async fn a_redelivered_message_of_a_delivered_event_is_not_delivered_again() {
         .fetch_one(&app.dbs.payments)
         .await
         .unwrap();
-    let connection = paygate::outbox::connect("amqp://guest:guest@127.0.0.1:5672/%2f", "test")
-        .await
-        .unwrap();
+    let connection = paygate::outbox::connect(
+        &paygate::outbox::Broker::at("amqp://guest:guest@127.0.0.1:5672/%2f"),
+        "test",
+    )
+    .await
+    .unwrap();
     let channel = connection.create_channel().await.unwrap();
     let mut headers = FieldTable::default();
     headers.insert("x-outbox-id".into(), AMQPValue::LongLongInt(outbox_id));

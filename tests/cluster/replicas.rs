@@ -95,7 +95,7 @@ struct BrokerTap {
 impl BrokerTap {
     async fn start(namespace: &str) -> Self {
         let connection = paygate::outbox::connect(
-            "amqp://guest:guest@127.0.0.1:5672/%2f",
+            &paygate::outbox::Broker::at("amqp://guest:guest@127.0.0.1:5672/%2f"),
             "paygate test replicas tap",
         )
         .await

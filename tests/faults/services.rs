@@ -55,32 +55,141 @@ async fn terminate(pid: u32) {
         .await;
 }
 
+/// A CA of its own and a server certificate it signed for `localhost` and
+/// 127.0.0.1, made with `openssl` for one test: the private services serve
+/// TLS with it, and the host trusts the CA through `PAYGATE_TLS_CA_FILE`.
+pub struct TestPki {
+    dir: tempfile::TempDir,
+}
+
+impl TestPki {
+    pub async fn generate() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("paygate-pki-")
+            .tempdir()
+            .expect("a temporary directory");
+        let path = |name: &str| dir.path().join(name);
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        run(Command::new("openssl")
+            .args(["req", "-x509", "-days", "2", "-subj", "/CN=paygate test CA"])
+            .args(ec)
+            .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+            .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+            .arg("-keyout")
+            .arg(path("ca.key"))
+            .arg("-out")
+            .arg(path("ca.crt")))
+        .await;
+        run(Command::new("openssl")
+            .args(["req", "-subj", "/CN=localhost"])
+            .args(ec)
+            .arg("-keyout")
+            .arg(path("server.key"))
+            .arg("-out")
+            .arg(path("server.csr")))
+        .await;
+        write(
+            dir.path(),
+            "server.ext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+             keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+        );
+        run(Command::new("openssl")
+            .args(["x509", "-req", "-days", "2", "-in"])
+            .arg(path("server.csr"))
+            .arg("-CA")
+            .arg(path("ca.crt"))
+            .arg("-CAkey")
+            .arg(path("ca.key"))
+            .arg("-CAcreateserial")
+            .arg("-extfile")
+            .arg(path("server.ext"))
+            .arg("-out")
+            .arg(path("server.crt")))
+        .await;
+        Self { dir }
+    }
+
+    /// The CA's certificate (PEM): what `PAYGATE_TLS_CA_FILE` names.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
+    /// The server's certificate and its key (PEM).
+    pub fn server_files(&self) -> (PathBuf, PathBuf) {
+        (
+            self.dir.path().join("server.crt"),
+            self.dir.path().join("server.key"),
+        )
+    }
+}
+
 /// A Redis server of its own, saving nothing.
 pub struct PrivateRedis {
     pub port: u16,
     server: Option<Child>,
+    /// The certificate and key it serves TLS with, and only TLS.
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl PrivateRedis {
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// A server that speaks only TLS, with `pki`'s server certificate.
+    pub async fn start_tls(pki: &TestPki) -> Self {
+        Self::start_with(Some(pki.server_files())).await
+    }
+
+    async fn start_with(tls: Option<(PathBuf, PathBuf)>) -> Self {
         let mut redis = Self {
             port: free_port(),
             server: None,
+            tls,
         };
         redis.resume().await;
         redis
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Starts the server on its port again (empty, as after a crash without
     /// persistence) and waits until it answers.
     pub async fn resume(&mut self) {
         let port = self.port.to_string();
-        let server = Command::new("redis-server")
-            .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
+        let mut command = Command::new("redis-server");
+        match &self.tls {
+            None => command.args(["--port", &port]),
+            Some((cert, key)) => command
+                .args([
+                    "--port",
+                    "0",
+                    "--tls-port",
+                    &port,
+                    "--tls-auth-clients",
+                    "no",
+                ])
+                .arg("--tls-cert-file")
+                .arg(cert)
+                .arg("--tls-key-file")
+                .arg(key),
+        };
+        let server = command
+            .args(["--bind", "127.0.0.1", "--save", ""])
             .args(["--appendonly", "no", "--daemonize", "no", "--dir", "/tmp"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -88,8 +197,13 @@ impl PrivateRedis {
             .spawn()
             .expect("redis-server runs");
         self.server = Some(server);
-        wait_until("private Redis answering", START_WITHIN, || {
-            redis_answers(self.port)
+        let (tls, port) = (self.tls.is_some(), self.port);
+        wait_until("private Redis answering", START_WITHIN, || async move {
+            if tls {
+                listening(port).await
+            } else {
+                redis_answers(port).await
+            }
         })
         .await;
     }
@@ -100,6 +214,12 @@ impl PrivateRedis {
             let _ = server.kill().await;
         }
     }
+}
+
+async fn listening(port: u16) -> bool {
+    tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_ok()
 }
 
 async fn redis_answers(port: u16) -> bool {
@@ -120,10 +240,22 @@ pub struct PrivatePostgres {
     dir: tempfile::TempDir,
     bin: PathBuf,
     as_root: bool,
+    /// Serves only TLS, and its URLs ask for `sslmode=verify-full`.
+    tls: bool,
 }
 
 impl PrivatePostgres {
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// A cluster that accepts only TLS connections, with `pki`'s server
+    /// certificate.
+    pub async fn start_tls(pki: &TestPki) -> Self {
+        Self::start_with(Some(pki)).await
+    }
+
+    async fn start_with(pki: Option<&TestPki>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("paygate-pg-")
             .tempdir()
@@ -139,6 +271,7 @@ impl PrivatePostgres {
             dir,
             bin: postgres_bin(),
             as_root,
+            tls: pki.is_some(),
         };
         let data = cluster.data();
         run(cluster
@@ -155,8 +288,48 @@ impl PrivatePostgres {
             ])
             .arg(&data))
         .await;
+        if let Some(pki) = pki {
+            cluster.serve_only_tls(pki).await;
+        }
         cluster.resume().await;
         cluster
+    }
+
+    /// Gives the cluster `pki`'s certificate, turns TLS on and lets only
+    /// TLS connections in.
+    async fn serve_only_tls(&self, pki: &TestPki) {
+        let data = self.data();
+        let (cert, key) = pki.server_files();
+        std::fs::copy(cert, data.join("server.crt")).expect("copying the certificate");
+        std::fs::copy(key, data.join("server.key")).expect("copying the key");
+        write(
+            &data,
+            "pg_hba.conf",
+            "hostssl all all 127.0.0.1/32 trust\nlocal all all trust\n",
+        );
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .and_then(|mut conf| {
+                std::io::Write::write_all(
+                    &mut conf,
+                    b"ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+                )
+            })
+            .expect("turning TLS on");
+        std::fs::set_permissions(
+            data.join("server.key"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .expect("the key's mode");
+        if self.as_root {
+            run(Command::new("chown")
+                .arg("postgres:")
+                .arg(data.join("server.crt"))
+                .arg(data.join("server.key"))
+                .arg(data.join("pg_hba.conf")))
+            .await;
+        }
     }
 
     fn data(&self) -> PathBuf {
@@ -177,8 +350,13 @@ impl PrivatePostgres {
 
     /// The four databases of a host, named `paygate_<name>` here.
     pub fn urls(&self) -> DatabaseUrls {
-        let url =
-            |name: &str| format!("postgres://postgres@127.0.0.1:{}/paygate_{name}", self.port);
+        let mode = if self.tls { "?sslmode=verify-full" } else { "" };
+        let url = |name: &str| {
+            format!(
+                "postgres://postgres@127.0.0.1:{}/paygate_{name}{mode}",
+                self.port
+            )
+        };
         DatabaseUrls {
             payments: url("payments"),
             merchants: url("merchants"),
@@ -256,38 +434,78 @@ fn postgres_bin() -> PathBuf {
 /// A RabbitMQ node of its own: own name, ports, database, logs and
 /// cookie, no plugins.
 pub struct PrivateRabbit {
+    /// Where it serves AMQP (over TLS with `start_tls`).
     pub port: u16,
+    /// Its plain AMQP listener: `port`, or one no client is given with TLS.
+    tcp_port: u16,
     dir: tempfile::TempDir,
     dist_port: u16,
     node: Option<Child>,
+    /// The CA its clients trust: the system's, or a test PKI's.
+    ca: paygate::tls::TrustedCa,
 }
 
 impl PrivateRabbit {
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// A node whose clients reach it over TLS only, with `pki`'s server
+    /// certificate; its plain listener is on another port no one is told.
+    pub async fn start_tls(pki: &TestPki) -> Self {
+        Self::start_with(Some(pki)).await
+    }
+
+    async fn start_with(pki: Option<&TestPki>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("paygate-rabbit-")
             .tempdir()
             .expect("a temporary directory");
         let port = free_port();
-        write(
-            dir.path(),
-            "rabbitmq.conf",
-            &format!("listeners.tcp.local = 127.0.0.1:{port}\n"),
-        );
+        let (tcp_port, ca) = match pki {
+            None => (port, paygate::tls::TrustedCa::default()),
+            Some(pki) => {
+                let pem = std::fs::read(pki.ca_file()).expect("the CA");
+                (free_port(), paygate::tls::TrustedCa::from_pem(&pem))
+            }
+        };
+        let mut conf = format!("listeners.tcp.local = 127.0.0.1:{tcp_port}\n");
+        if let Some(pki) = pki {
+            let (cert, key) = pki.server_files();
+            conf += &format!(
+                "listeners.ssl.local = 127.0.0.1:{port}\n\
+                 ssl_options.cacertfile = {}\n\
+                 ssl_options.certfile = {}\n\
+                 ssl_options.keyfile = {}\n\
+                 ssl_options.verify = verify_none\n\
+                 ssl_options.fail_if_no_peer_cert = false\n",
+                pki.ca_file().display(),
+                cert.display(),
+                key.display()
+            );
+        }
+        write(dir.path(), "rabbitmq.conf", &conf);
         write(dir.path(), "enabled_plugins", "[].\n");
         write(dir.path(), "rabbitmq-env.conf", "");
         let mut rabbit = Self {
             port,
+            tcp_port,
             dir,
             dist_port: free_port(),
             node: None,
+            ca,
         };
         rabbit.resume().await;
         rabbit
     }
 
     pub fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+        let scheme = if self.tcp_port == self.port {
+            "amqp"
+        } else {
+            "amqps"
+        };
+        format!("{scheme}://guest:guest@127.0.0.1:{}/%2f", self.port)
     }
 
     /// Starts the node on its database again; how long until it served.
@@ -313,7 +531,7 @@ impl PrivateRabbit {
                     self.port
                 ),
             )
-            .env("RABBITMQ_NODE_PORT", self.port.to_string())
+            .env("RABBITMQ_NODE_PORT", self.tcp_port.to_string())
             .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
             .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq"))
             .env("RABBITMQ_ADVANCED_CONFIG_FILE", dir.join("advanced.config"))
@@ -332,11 +550,14 @@ impl PrivateRabbit {
             .spawn()
             .expect("rabbitmq-server runs");
         self.node = Some(node);
-        let url = self.url();
+        let broker = paygate::outbox::Broker {
+            url: self.url(),
+            ca: self.ca.clone(),
+        };
         wait_until("private RabbitMQ accepting AMQP", START_WITHIN, || {
-            let url = url.clone();
+            let broker = broker.clone();
             async move {
-                match paygate::outbox::connect(&url, "paygate fault test probe").await {
+                match paygate::outbox::connect(&broker, "paygate fault test probe").await {
                     Ok(connection) => {
                         let _ = connection.close(200, "probe".into()).await;
                         true

@@ -8,7 +8,6 @@ use clap::Subcommand;
 
 use super::DbArgs;
 use crate::config::SecretsKey;
-use crate::db::Databases;
 use crate::ids::MerchantId;
 use crate::merchants::{MerchantStore, NewMerchant};
 
@@ -57,7 +56,7 @@ pub async fn run(
     command: MerchantCommand,
 ) -> anyhow::Result<()> {
     let sealer = Arc::new(secrets_key.sealer(false)?);
-    let dbs = Databases::connect_and_migrate(&db.databases, 2).await?;
+    let dbs = db.connect().await?;
     let store = MerchantStore::new(dbs.merchants, sealer);
     match command {
         MerchantCommand::Create {

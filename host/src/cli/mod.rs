@@ -94,6 +94,15 @@ pub enum Command {
 pub struct DbArgs {
     #[command(flatten)]
     pub databases: DatabaseUrls,
+    #[command(flatten)]
+    pub tls: crate::tls::TlsSettings,
+}
+
+impl DbArgs {
+    /// Connects to the four databases (and migrates them), pools of 2.
+    pub async fn connect(&self) -> anyhow::Result<Databases> {
+        Databases::connect_and_migrate(&self.databases, 2, &self.tls.trusted()?).await
+    }
 }
 
 /// Runs one command; an `Err` is printed by `main` and exits non-zero.
@@ -104,7 +113,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(config) => serve(*config).await,
         Command::Migrate(db) => {
-            Databases::connect_and_migrate(&db.databases, 2).await?;
+            db.connect().await?;
             println!("migrations applied");
             Ok(())
         }
@@ -139,7 +148,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 eprintln!("paygate: refusing to start: {refused}");
                 std::process::exit(2);
             }
-            None => return Err(error),
+            // A service it cannot reach or trust: one line with the
+            // setting and each cause (a certificate refused, say).
+            None => {
+                eprintln!("paygate: cannot start: {error:#}");
+                std::process::exit(1);
+            }
         },
     };
     let shutdown = CancellationToken::new();

@@ -3,7 +3,6 @@
 use clap::Subcommand;
 
 use super::DbArgs;
-use crate::db::Databases;
 use crate::providers::{AliasBinding, ProviderStore};
 
 #[derive(Subcommand)]
@@ -25,7 +24,7 @@ pub enum ProviderCommand {
 
 /// Runs `paygate providers ...`.
 pub async fn run(db: DbArgs, command: ProviderCommand) -> anyhow::Result<()> {
-    let dbs = Databases::connect_and_migrate(&db.databases, 2).await?;
+    let dbs = db.connect().await?;
     let store = ProviderStore::new(dbs.providers);
     match command {
         ProviderCommand::List => {

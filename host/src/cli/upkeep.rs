@@ -4,7 +4,6 @@
 use clap::Subcommand;
 
 use super::DbArgs;
-use crate::db::Databases;
 use crate::merchants::MerchantStore;
 use crate::outbox::OutboxStore;
 use crate::payments::PaymentStore;
@@ -30,7 +29,7 @@ pub enum QuotaCommand {
 /// Runs `paygate outbox ...`.
 pub async fn outbox(db: DbArgs, command: OutboxCommand) -> anyhow::Result<()> {
     let OutboxCommand::Stats = command;
-    let dbs = Databases::connect_and_migrate(&db.databases, 2).await?;
+    let dbs = db.connect().await?;
     let store = OutboxStore::new(dbs.payments, dbs.payments_relaxed);
     println!("{}", serde_json::to_string_pretty(&store.stats().await?)?);
     Ok(())
@@ -44,7 +43,7 @@ pub async fn quota(
 ) -> anyhow::Result<()> {
     let QuotaCommand::Reconcile { grace } = command;
     let sealer = std::sync::Arc::new(secrets_key.sealer(false)?);
-    let dbs = Databases::connect_and_migrate(&db.databases, 2).await?;
+    let dbs = db.connect().await?;
     let merchants = MerchantStore::new(dbs.merchants, sealer);
     let payments = PaymentStore::new(dbs.payments);
     let done = crate::quota::reconcile(&merchants, &payments, grace).await?;

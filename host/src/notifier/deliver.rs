@@ -15,6 +15,7 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use sha2::Sha256;
 
 use crate::plugins::Secret;
+use crate::tls::TrustedCa;
 
 /// The most of a merchant's answer read (and thrown away).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -39,8 +40,14 @@ pub struct Deliverer {
 }
 
 impl Deliverer {
-    pub fn new(timeout: Duration, allow_private: bool) -> Self {
-        let client = reqwest::Client::builder()
+    /// A deliverer trusting `ca` besides the system's roots for merchants'
+    /// HTTPS endpoints.
+    pub fn new(timeout: Duration, allow_private: bool, ca: &TrustedCa) -> Self {
+        let mut builder = reqwest::Client::builder();
+        for certificate in ca.certificates() {
+            builder = builder.add_root_certificate(certificate);
+        }
+        let client = builder
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .redirect(reqwest::redirect::Policy::none())
@@ -358,7 +365,7 @@ mod tests {
     /// `Retry-After` is not read.
     #[tokio::test]
     async fn retry_after_is_read_from_429_and_503_only() {
-        let deliverer = Deliverer::new(Duration::from_secs(2), true);
+        let deliverer = Deliverer::new(Duration::from_secs(2), true, &TrustedCa::default());
         let secret = Secret::new("whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=");
         for (status, expected) in [
             ("429 Too Many Requests", Some(Duration::from_secs(7))),
@@ -423,7 +430,7 @@ mod tests {
             std::env::set_var("HTTP_PROXY", &proxy_url);
             std::env::set_var("ALL_PROXY", &proxy_url);
         }
-        let deliverer = Deliverer::new(Duration::from_secs(2), false);
+        let deliverer = Deliverer::new(Duration::from_secs(2), false, &TrustedCa::default());
         unsafe {
             std::env::remove_var("HTTP_PROXY");
             std::env::remove_var("ALL_PROXY");
@@ -439,7 +446,7 @@ mod tests {
 
     #[tokio::test]
     async fn private_callbacks_are_refused_before_connecting() {
-        let deliverer = Deliverer::new(Duration::from_secs(1), false);
+        let deliverer = Deliverer::new(Duration::from_secs(1), false, &TrustedCa::default());
         let secret = Secret::new("whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=");
         for url in [
             "http://127.0.0.1:9/hook",

@@ -32,8 +32,8 @@ use crate::ids::{MerchantId, OutboxId};
 use crate::merchants::{MerchantStore, NotificationTarget};
 use crate::metrics::Metrics;
 use crate::outbox::{
-    Backoff, HEADER_ATTEMPTS, HEADER_OUTBOX_ID, MessageRow, Notification, OutboxStore, Settlement,
-    Topology, connect, jitter, reconnecting,
+    Backoff, Broker, HEADER_ATTEMPTS, HEADER_OUTBOX_ID, MessageRow, Notification, OutboxStore,
+    Settlement, Topology, connect, jitter, reconnecting,
 };
 use fair::Shares;
 use std::sync::atomic::Ordering;
@@ -49,7 +49,7 @@ const MAX_BATCH: usize = 256;
 pub struct Notifier {
     pub store: OutboxStore,
     pub merchants: MerchantStore,
-    pub amqp_url: String,
+    pub broker: Broker,
     /// Names this process's connections at the broker.
     pub instance: String,
     pub topology: Topology,
@@ -78,19 +78,23 @@ impl Notifier {
     pub fn new(
         store: OutboxStore,
         merchants: MerchantStore,
-        amqp_url: String,
+        broker: Broker,
         instance: String,
         topology: Topology,
         settings: NotifierSettings,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let deliverer = Deliverer::new(settings.timeout, settings.allow_private_callbacks);
+        let deliverer = Deliverer::new(
+            settings.timeout,
+            settings.allow_private_callbacks,
+            &broker.ca,
+        );
         let shares = Shares::new(settings.merchant_share().into());
         Self {
             shares,
             store,
             merchants,
-            amqp_url,
+            broker,
             instance,
             topology,
             settings,
@@ -109,11 +113,8 @@ impl Notifier {
     /// One connected session. On shutdown: stop consuming, finish the
     /// deliveries in flight, record them, acknowledge, close.
     async fn serve(self: Arc<Self>, shutdown: &CancellationToken) -> anyhow::Result<()> {
-        let connection = connect(
-            &self.amqp_url,
-            &format!("paygate notifier {}", self.instance),
-        )
-        .await?;
+        let connection =
+            connect(&self.broker, &format!("paygate notifier {}", self.instance)).await?;
         let channel = connection.create_channel().await?;
         self.topology.declare(&channel).await?;
         let concurrency = self.settings.concurrency.max(1);

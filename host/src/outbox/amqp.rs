@@ -8,6 +8,7 @@ use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::OutboxSettings;
+use crate::tls::TrustedCa;
 
 /// Names of the topology, under the deployment's namespace.
 #[derive(Clone, Debug)]
@@ -98,14 +99,59 @@ impl Topology {
     }
 }
 
+/// Where RabbitMQ is (`amqp://` or `amqps://`), and the CA it is trusted
+/// with besides the system's.
+#[derive(Clone, Debug)]
+pub struct Broker {
+    pub url: String,
+    pub ca: TrustedCa,
+}
+
+impl Broker {
+    /// The broker at `url`, trusted with the system's roots only.
+    pub fn at(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            ca: TrustedCa::default(),
+        }
+    }
+}
+
+impl Broker {
+    /// With `amqps://`, refuses a broker whose certificate is not trusted:
+    /// that is a setting to fix, said at start. A broker that is only down
+    /// is not refused (the outbox keeps events until it is back).
+    pub async fn refuse_untrusted(&self) -> anyhow::Result<()> {
+        if !self.url.starts_with("amqps://") {
+            return Ok(());
+        }
+        match connect(self, "paygate certificate check").await {
+            Ok(connection) => {
+                let _ = connection.close(200, "checked".into()).await;
+                Ok(())
+            }
+            Err(error) if format!("{error:#}").contains("certificate") => Err(error.context(
+                "RABBITMQ_URL: the broker's certificate is not trusted (PAYGATE_TLS_CA_FILE)",
+            )),
+            Err(error) => {
+                tracing::warn!(error = %format!("{error:#}"), "RabbitMQ is not reachable at start; events wait in the outbox");
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Opens a connection named after its role and this process (it shows in
 /// the broker's UI and `rabbitmqctl list_connections`).
-pub async fn connect(url: &str, name: &str) -> anyhow::Result<Connection> {
+pub async fn connect(broker: &Broker, name: &str) -> anyhow::Result<Connection> {
     let properties = ConnectionProperties::default().with_connection_name(name.into());
-    let connection =
-        tokio::time::timeout(Duration::from_secs(5), Connection::connect(url, properties))
-            .await
-            .map_err(|_| anyhow::anyhow!("connecting to RabbitMQ timed out"))??;
+    let builder = lapin::DefaultConnectionBuilder::new()?
+        .with_uri_str(broker.url.clone())
+        .with_properties(properties)
+        .with_tls_config(broker.ca.amqp());
+    let connection = tokio::time::timeout(Duration::from_secs(5), builder.connect())
+        .await
+        .map_err(|_| anyhow::anyhow!("connecting to RabbitMQ timed out"))??;
     Ok(connection)
 }
 

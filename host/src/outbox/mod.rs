@@ -22,7 +22,7 @@ mod amqp;
 mod producer;
 mod store;
 
-pub use amqp::{Backoff, Topology, connect, jitter, reconnecting};
+pub use amqp::{Backoff, Broker, Topology, connect, jitter, reconnecting};
 pub use producer::Producer;
 pub use store::{
     Attempt, Claimed, Listed, Listing, MessageRow, Notification, NotificationStatus, OutboxStats,

@@ -12,7 +12,7 @@ use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 
-use super::amqp::{Topology, connect, reconnecting};
+use super::amqp::{Broker, Topology, connect, reconnecting};
 use super::store::{Claimed, OutboxStore};
 use super::{HEADER_ATTEMPTS, HEADER_OUTBOX_ID, NOTIFY_CHANNEL};
 use crate::config::OutboxSettings;
@@ -24,7 +24,7 @@ use std::sync::atomic::Ordering;
 pub struct Producer {
     pub store: OutboxStore,
     pub listen_pool: sqlx::PgPool,
-    pub amqp_url: String,
+    pub broker: Broker,
     /// Names this process's connections at the broker.
     pub instance: String,
     pub topology: Topology,
@@ -59,7 +59,7 @@ impl Producer {
 
     async fn connect(&self) -> anyhow::Result<Publisher> {
         let connection = connect(
-            &self.amqp_url,
+            &self.broker,
             &format!("paygate outbox producer {}", self.instance),
         )
         .await?;
