@@ -271,21 +271,42 @@ impl App {
         });
         let app = router(self.services);
         tracing::info!(%addr, "paygate serving");
+        let stopping = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                shutdown.cancelled().await;
+                tokio::time::Instant::now()
+            }
+        });
+        let drain = self.timeouts.drain;
         serve(self.listener, app, self.timeouts, shutdown.clone()).await;
         shutdown.cancel();
-        let _ = watcher.await;
-        if let Some(follower) = follower {
-            let _ = follower.await;
+        let deadline = stopping
+            .await
+            .unwrap_or_else(|_| tokio::time::Instant::now())
+            + drain;
+        let finished = tokio::time::timeout_at(deadline, async {
+            let _ = watcher.await;
+            if let Some(follower) = follower {
+                let _ = follower.await;
+            }
+            if let Some(admin) = admin {
+                let _ = admin.await;
+            }
+            let _ = producer.await;
+            let _ = notifier.await;
+            let _ = reconciler.await;
+            let _ = reconcile.await;
+            let _ = purger.await;
+        })
+        .await;
+        match finished {
+            Ok(()) => tracing::info!("paygate stopped"),
+            Err(_) => tracing::warn!(
+                ?drain,
+                "stopped at PAYGATE_SHUTDOWN_TIMEOUT with work in flight: leases and the broker hand it to another host"
+            ),
         }
-        if let Some(admin) = admin {
-            let _ = admin.await;
-        }
-        let _ = producer.await;
-        let _ = notifier.await;
-        let _ = reconciler.await;
-        let _ = reconcile.await;
-        let _ = purger.await;
-        tracing::info!("paygate stopped");
         Ok(())
     }
 }

@@ -212,3 +212,39 @@ async fn merchants_reseal_seals_secrets_written_before_sealing() {
         .unwrap();
     assert_eq!(opened.unwrap().expose(), "whsec_from_before");
 }
+
+/// Issue 14: a stop waits for requests in flight at most
+/// `PAYGATE_SHUTDOWN_TIMEOUT`, then cuts them, rather than waiting for the
+/// longest request deadline.
+#[tokio::test]
+async fn a_stop_cuts_what_is_still_in_flight_at_the_drain_deadline() {
+    let mut app = spawn_app_with(LAX_RATE_LIMIT, Vec::new(), |mut c| {
+        c.http.body = Duration::from_secs(300);
+        c.http.request = Duration::from_secs(300);
+        c.http.drain = Duration::from_secs(1);
+        c
+    })
+    .await;
+    // A request whose body never comes: it would hold the stop for 300 s.
+    let addr = app.url.trim_start_matches("http://").to_owned();
+    let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut stalled,
+        b"POST /api/v1/payments HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    app.shutdown.cancel();
+    let server = app.server.take().unwrap();
+    let stopped = tokio::time::timeout(Duration::from_secs(60), server).await;
+    assert!(stopped.is_ok(), "the stop waited past the drain deadline");
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::io::AsyncReadExt::read_to_end(&mut stalled, &mut rest),
+    )
+    .await;
+    assert!(read.is_ok(), "the stalled connection was cut");
+}

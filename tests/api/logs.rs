@@ -150,3 +150,105 @@ async fn a_create_logs_inside_its_handler_saga_and_plugin_spans() {
     assert!(call["version"].is_string(), "{call}");
     assert!(find("request")["request_id"].is_string());
 }
+
+/// The access lines of the request with id `id`.
+fn access_lines(id: &str) -> Vec<serde_json::Value> {
+    crate::logs::captured()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["target"] == "paygate::access" && l["span"]["request_id"] == id)
+        .collect()
+}
+
+/// Issue 14: one JSON line per request, written by tower-http's trace
+/// layer, with the method, the matched route (not the path's ids), the
+/// status, the latency, the request id and, once a key named one, the
+/// merchant.
+#[tokio::test]
+async fn each_request_is_logged_once_with_its_route_status_latency_and_merchant() {
+    let app = spawn_app_with(LAX_RATE_LIMIT, Vec::new(), |c| c).await;
+    let tag = uuid::Uuid::new_v4();
+    let id = |what: &str| format!("access-{what}-{tag}");
+    let order = 7_100_000 + i64::from(std::process::id() % 1000);
+    let created = app
+        .post_raw(
+            "/api/v1/payments",
+            Some(&app.merchant.api_key.clone()),
+            &[
+                ("content-type", "application/json"),
+                ("x-request-id", &id("create")),
+            ],
+            app.body(order).to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(created.status, 200, "{:?}", created.body);
+    let payment = created.body["payment_id"].as_i64().unwrap();
+    let send = |path: String, key: Option<String>, request_id: String| {
+        let mut request = app
+            .client
+            .get(format!("{}{path}", app.url))
+            .header("x-request-id", request_id);
+        if let Some(key) = key {
+            request = request.header("x-api-key", key);
+        }
+        request.send()
+    };
+    let read = app.merchant.read_api_key.clone();
+    let shown = send(
+        format!("/api/v1/payments/{payment}/show"),
+        Some(read),
+        id("show"),
+    );
+    assert_eq!(shown.await.unwrap().status(), 200);
+    let refused = send(
+        "/api/v1/payments".into(),
+        Some("pk_unknown".into()),
+        id("refused"),
+    );
+    assert_eq!(refused.await.unwrap().status(), 401);
+    let missing = send("/no/such/route".into(), None, id("missing"));
+    assert_eq!(missing.await.unwrap().status(), 404);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let merchant = app.merchant.merchant_id.get();
+    for (what, method, route, status, merchant) in [
+        ("create", "POST", "/api/v1/payments", 200, Some(merchant)),
+        (
+            "show",
+            "GET",
+            "/api/v1/payments/{id}/show",
+            200,
+            Some(merchant),
+        ),
+        ("refused", "GET", "/api/v1/payments", 401, None),
+        ("missing", "GET", "", 404, None),
+    ] {
+        let lines = access_lines(&id(what));
+        assert_eq!(lines.len(), 1, "{what}: one access line: {lines:?}");
+        let line = &lines[0];
+        assert_eq!(line["level"], "INFO", "{line}");
+        assert_eq!(line["span"]["method"], method, "{line}");
+        assert_eq!(line["span"]["route"], route, "{line}");
+        assert_eq!(line["status"], status, "{line}");
+        assert!(
+            line["latency_ms"].as_f64().is_some_and(|ms| ms >= 0.0),
+            "{line}"
+        );
+        assert_eq!(
+            line["span"]["merchant_id"].as_i64(),
+            merchant,
+            "{what}: {line}"
+        );
+    }
+    // The saga's lines of the create are in the same request span.
+    let logs = crate::logs::captured();
+    assert!(
+        logs.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|l| l["target"] != "paygate::access"
+                && spans(&l)
+                    .iter()
+                    .any(|s| s["name"] == "request" && s["request_id"] == id("create").as_str())),
+        "the handler's lines carry the request span"
+    );
+}

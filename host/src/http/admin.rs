@@ -167,6 +167,7 @@ pub fn router(mut state: Operations, token: Secret) -> Router {
                 async move { bearer(&token, request, next).await }
             },
         ))
+        .layer(super::access_log::layer())
         .with_state(state);
     console.merge(api)
 }

@@ -97,6 +97,7 @@ pub async fn authenticate(
         .await?
         .ok_or(ApiError::InvalidApiKey)?;
     tracing::Span::current().record("merchant_id", merchant.id.get());
+    super::access_log::note_merchant(merchant.id.get());
     if let Access::Write(write) = access {
         if merchant.scope != Scope::Write {
             return Err(ApiError::Forbidden("this key is read-only"));

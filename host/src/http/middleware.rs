@@ -8,7 +8,6 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use tracing::Instrument;
 
 use super::error::{ApiError, REQUEST_ID};
 use super::server::BodyTimedOut;
@@ -46,14 +45,12 @@ pub fn echo_request_id(response: &mut Response, id: &str) {
 }
 
 /// Takes `X-Request-ID` (if sane) or makes a UUID, echoes it, and runs the
-/// request inside a span and task-local carrying it.
+/// request with a task-local carrying it (the access log's layer, inside,
+/// puts it in the `request` span).
 pub async fn request_id(mut request: Request, next: Next) -> Response {
     let id = assign_request_id(request.headers_mut());
-    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
-    let mut response = REQUEST_ID
-        .scope(id.clone(), next.run(request))
-        .instrument(span)
-        .await;
+    let handled = super::access_log::with_merchant_note(next.run(request));
+    let mut response = REQUEST_ID.scope(id.clone(), handled).await;
     echo_request_id(&mut response, &id);
     response
 }

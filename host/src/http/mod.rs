@@ -1,5 +1,6 @@
 //! The HTTP API: router, layers, error type and handlers.
 
+pub mod access_log;
 pub mod admin;
 mod admin_console;
 mod admin_merchants;
@@ -110,6 +111,7 @@ pub fn router(state: AppState) -> Router {
             state.metrics.clone(),
             middleware::measure,
         ))
+        .layer(access_log::layer())
         .layer(axum::middleware::from_fn(middleware::request_id))
         .with_state(state)
 }

@@ -57,6 +57,13 @@ pub struct ServerTimeouts {
     /// answered 503 `service_unavailable`.
     #[arg(long = "http-request-timeout", env = "PAYGATE_HTTP_REQUEST_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub request: Duration,
+    /// How long a stop (SIGTERM) waits for the requests in flight, and the
+    /// outbox's publishes and the notifier's deliveries, before it cuts
+    /// them (nothing is lost: leases and the broker hand them to another
+    /// host). Keep it under the orchestrator's grace period (Kubernetes:
+    /// 30 s).
+    #[arg(long = "shutdown-timeout", env = "PAYGATE_SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = parse_duration)]
+    pub drain: Duration,
 }
 
 impl Default for ServerTimeouts {
@@ -66,12 +73,14 @@ impl Default for ServerTimeouts {
             body: Duration::from_secs(30),
             idle: Duration::from_secs(60),
             request: Duration::from_secs(60),
+            drain: Duration::from_secs(25),
         }
     }
 }
 
 /// Serves `router` on `listener` until `shutdown`, then lets the requests
-/// in flight finish (each within its request deadline). Handlers see the
+/// in flight finish (each within its request deadline, all within the
+/// drain deadline). Handlers see the
 /// peer's address as `ConnectInfo<SocketAddr>`.
 pub async fn serve(
     listener: TcpListener,
@@ -84,7 +93,10 @@ pub async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     // The header deadline is the socket's (it must also see idle time).
     http.timer(TokioTimer::new()).header_read_timeout(None);
+    // Held to cut the connections still open at the drain deadline.
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
@@ -102,14 +114,23 @@ pub async fn serve(
         let service = connection_service(router.clone(), peer, requests.clone());
         let io = TokioIo::new(Watched::new(stream, requests, &timeouts));
         let connection = graceful.watch(http.serve_connection(io, service));
-        tokio::spawn(async move {
+        connections.spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, %peer, "connection closed");
             }
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(timeouts.drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            drain = ?timeouts.drain,
+            "requests still in flight at PAYGATE_SHUTDOWN_TIMEOUT: their connections are cut"
+        );
+        connections.abort_all();
+    }
 }
 
 /// The body and request deadlines, outside every other layer.
