@@ -24,5 +24,6 @@ mod reliability;
 mod saga;
 mod startup;
 mod timeouts;
+mod traces;
 mod webhook_guards;
 mod webhooks;

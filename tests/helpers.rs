@@ -59,6 +59,7 @@ impl Runtime {
             counters,
             clock: Clock::Fixed(1_800_000_000_000.into()),
             named_secrets: Default::default(),
+            outgoing_headers: paygate::plugins::no_outgoing_headers,
         });
         let cache = tempfile::tempdir().expect("tempdir");
         let loader = Loader::new(

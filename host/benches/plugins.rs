@@ -47,6 +47,7 @@ fn runtime(cache: Option<std::path::PathBuf>) -> Arc<PluginSet> {
         counters: Counters::memory(),
         clock: Clock::System,
         named_secrets: Default::default(),
+        outgoing_headers: paygate::plugins::no_outgoing_headers,
     });
     Arc::new(PluginSet::new(Loader::new(
         Arc::new(engine),

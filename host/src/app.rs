@@ -66,7 +66,7 @@ impl App {
     /// a free one). Plugins that fail to load are logged and listed, not
     /// fatal.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        refuse_unsafe_settings(config)?;
+        validate(config)?;
         let sealer = Arc::new(config.secrets_key.sealer(config.demo)?);
         let ca = config.tls.trusted()?;
         let dbs =
@@ -329,6 +329,34 @@ fn refused(setting: &str, reason: impl Into<String>) -> anyhow::Error {
     .into()
 }
 
+/// Every check of `config` that needs no connection: what `serve` refuses
+/// before it connects, and `paygate config check` runs alone. A refusal
+/// names its setting (exit status 2).
+pub fn validate(config: &Config) -> anyhow::Result<()> {
+    refuse_unsafe_settings(config)?;
+    config.secrets_key.sealer(config.demo)?;
+    config.tls.trusted()?;
+    let urls = &config.databases;
+    for (setting, url) in [
+        ("PAYMENTS_DATABASE_URL", &urls.payments),
+        ("MERCHANTS_DATABASE_URL", &urls.merchants),
+        ("PROVIDERS_DATABASE_URL", &urls.providers),
+        ("LOGS_DATABASE_URL", &urls.logs),
+    ] {
+        let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
+        if !postgres || url.parse::<sqlx::postgres::PgConnectOptions>().is_err() {
+            return Err(refused(setting, "is not a PostgreSQL URL"));
+        }
+    }
+    if redis::Client::open(config.redis_url.as_str()).is_err() {
+        return Err(refused("REDIS_URL", "is not a Redis URL"));
+    }
+    if config.rabbitmq_url.parse::<lapin::uri::AMQPUri>().is_err() {
+        return Err(refused("RABBITMQ_URL", "is not an AMQP URL"));
+    }
+    Ok(())
+}
+
 /// Settings no deployment should run with, refused before anything starts
 /// (the flags' parsers refuse empty secrets too; this catches a `Config`
 /// built in code): an empty admin token, and outside `--demo`, a secret
@@ -483,6 +511,7 @@ async fn load_plugins(
         counters: Counters::Shared(Arc::new(counters)),
         clock: crate::plugins::Clock::System,
         named_secrets,
+        outgoing_headers: crate::telemetry::trace_headers,
     });
     let set = PluginSet::new(
         Loader::new(

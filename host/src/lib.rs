@@ -48,7 +48,7 @@ mod health;
 mod metrics;
 mod webhook_log;
 
-pub use app::{App, RefusedSetting};
+pub use app::{App, RefusedSetting, validate};
 pub use config::Config;
 pub use counters::RedisCounters;
 pub use health::{Checks, Health};

@@ -23,12 +23,19 @@ async fn spawn(
     args: &[&str],
     listen: &str,
 ) -> (tokio::process::Child, tempfile::TempDir) {
+    spawn_with_provider(env, args, listen, "127.0.0.1:9").await
+}
+
+/// [`spawn`], its provider adapters calling the provider at `provider`.
+pub(crate) async fn spawn_with_provider(
+    env: &[(&str, &str)],
+    args: &[&str],
+    listen: &str,
+    provider: &str,
+) -> (tokio::process::Child, tempfile::TempDir) {
     let databases = databases().await;
     let plugins = tempfile::tempdir().unwrap();
-    stage_plugins(
-        plugins.path(),
-        &standard_plugins("127.0.0.1:9", LAX_RATE_LIMIT),
-    );
+    stage_plugins(plugins.path(), &standard_plugins(provider, LAX_RATE_LIMIT));
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_paygate"));
     command
         .arg("serve")
@@ -62,7 +69,7 @@ async fn spawn(
     (child, plugins)
 }
 
-const OWN_SECRETS: [(&str, &str); 4] = [
+pub(crate) const OWN_SECRETS: [(&str, &str); 4] = [
     (
         "PAYGATE_SECRETS_KEY",
         "b3VyLW93bi1zZWNyZXRzLWtleS0zMi1ieXRlcyEhISE=",
@@ -253,4 +260,66 @@ async fn help_shows_no_secret_and_no_password() {
 
 fn as_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
     env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+/// Issue 14: `paygate config check` prints every setting as `serve` would
+/// take it and where it came from, a secret only as set and a URL without
+/// its password, and refuses what `serve` would refuse, connecting to
+/// nothing.
+#[tokio::test]
+async fn config_check_prints_each_setting_without_a_secret_and_refuses_what_serve_would() {
+    let check = |env: Vec<(&str, &str)>| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_paygate"));
+        command
+            .args(["config", "check"])
+            .env_clear()
+            .envs(env)
+            // Nothing listens here: the check must not connect.
+            .env("REDIS_URL", "redis://:hunter2@127.0.0.1:9")
+            .env("PAYGATE_LISTEN", "127.0.0.1:0");
+        command.output()
+    };
+    let output = check(OWN_SECRETS.to_vec()).await.unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
+    for line in [
+        "PAYGATE_LISTEN = 127.0.0.1:0  (environment)",
+        "REDIS_URL = redis://:***@127.0.0.1:9  (environment)",
+        "STRIPE_SECRET_KEY = [set]  (environment)",
+        "PAYGATE_ADMIN_TOKEN = (unset)",
+        "PAYGATE_HTTP_REQUEST_TIMEOUT = 60s  (default)",
+        "configuration ok",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "no `{line}` in:\n{stdout}"
+        );
+    }
+    for (_, value) in OWN_SECRETS {
+        assert!(
+            !stdout.contains(value) && !stderr.contains(value),
+            "{stdout}{stderr}"
+        );
+    }
+    assert!(!stdout.contains("hunter2"), "{stdout}");
+
+    let demo: Vec<_> = (OWN_SECRETS.into_iter())
+        .map(|(n, own)| {
+            (
+                n,
+                if n == "STRIPE_WEBHOOK_SECRET" {
+                    "whsec_demo"
+                } else {
+                    own
+                },
+            )
+        })
+        .collect();
+    assert_refused(&check(demo).await.unwrap(), "STRIPE_WEBHOOK_SECRET");
+    let mut bad_url = OWN_SECRETS.to_vec();
+    bad_url.push(("LOGS_DATABASE_URL", "mysql://nope"));
+    assert_refused(&check(bad_url).await.unwrap(), "LOGS_DATABASE_URL");
 }

@@ -98,7 +98,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "{}",
                 serde_json::to_string_pretty(&seed::summary(&started, &api_url))?
             );
-            app.run(shutdown).await
+            let ran = app.run(shutdown).await;
+            telemetry::flush_traces();
+            ran
         }
         Command::SandboxProvider(args) => {
             let listener = tokio::net::TcpListener::bind(args.listen)

@@ -73,6 +73,7 @@ impl MockHost {
                 .iter()
                 .map(|(k, v)| (secret_name(k), Secret::new(v.clone())))
                 .collect(),
+            outgoing_headers: paygate_runtime::no_outgoing_headers,
         });
         let loader = Loader::new(
             Arc::new(engine),

@@ -54,7 +54,7 @@ pub use loader::{CodeSource, CompiledComponent, Loader, SECRET_ENV_PREFIX};
 pub use operator::{PublishRequest, publish};
 pub use registry::RegistrySource;
 pub use secret::Secret;
-pub use services::{Clock, HostServices, http_client, http_client_trusting};
+pub use services::{Clock, HostServices, http_client, http_client_trusting, no_outgoing_headers};
 pub use set::{PluginInfo, PluginSet};
 pub use state::Account;
 pub use stats::Histogram;

@@ -17,6 +17,14 @@ pub struct HostServices {
     /// Secrets the host was given by flag or setting, by the name an
     /// `env:NAME` reference uses; they win over the process environment.
     pub named_secrets: BTreeMap<String, Secret>,
+    /// Headers the host adds to each outbound request a plugin makes
+    /// (unless the plugin set them): the W3C `traceparent` of the call.
+    pub outgoing_headers: fn() -> Vec<(&'static str, String)>,
+}
+
+/// No headers: for hosts that trace nothing.
+pub fn no_outgoing_headers() -> Vec<(&'static str, String)> {
+    Vec::new()
 }
 
 impl HostServices {
@@ -28,6 +36,7 @@ impl HostServices {
             counters,
             clock: Clock::System,
             named_secrets,
+            outgoing_headers: no_outgoing_headers,
         })
     }
 }

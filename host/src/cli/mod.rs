@@ -2,6 +2,7 @@
 //! of argument parsing and printing over the gateway's services. `main.rs`
 //! only parses and calls [`run`].
 
+mod config;
 mod merchants;
 mod plugins;
 mod providers;
@@ -14,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{DatabaseUrls, SecretsKey};
 use crate::db::Databases;
 use crate::{App, Config, telemetry};
+use config::ConfigCommand;
 use merchants::MerchantCommand;
 use plugins::PluginsCommand;
 use providers::ProviderCommand;
@@ -38,6 +40,11 @@ pub enum Command {
     Serve(Box<Config>),
     /// Create the databases if needed and apply pending migrations.
     Migrate(DbArgs),
+    /// Check the settings of `serve` without starting it.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Manage merchants and their API keys.
     Merchants {
         #[command(flatten)]
@@ -112,6 +119,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     telemetry::init_with_default(if is_harness { "warn" } else { "info" });
     match cli.command {
         Command::Serve(config) => serve(*config).await,
+        Command::Config { command } => {
+            config::run(command, std::env::args_os().collect()).map_err(exit_if_refused)
+        }
         Command::Migrate(db) => {
             db.connect().await?;
             println!("migrations applied");
@@ -143,22 +153,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let app = match App::build(&config).await {
         Ok(app) => app,
-        Err(error) => match error.downcast_ref::<crate::app::RefusedSetting>() {
-            Some(refused) => {
-                eprintln!("paygate: refusing to start: {refused}");
-                std::process::exit(2);
-            }
-            // A service it cannot reach or trust: one line with the
-            // setting and each cause (a certificate refused, say).
-            None => {
-                eprintln!("paygate: cannot start: {error:#}");
-                std::process::exit(1);
-            }
-        },
+        // A service it cannot reach or trust: one line with the setting
+        // and each cause (a certificate refused, say).
+        Err(error) => {
+            let error = exit_if_refused(error);
+            eprintln!("paygate: cannot start: {error:#}");
+            std::process::exit(1);
+        }
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    app.run(shutdown).await
+    let ran = app.run(shutdown).await;
+    telemetry::flush_traces();
+    ran
+}
+
+/// Ends the process as API.md says when `error` is a refused setting
+/// (status 2, one line naming it); gives any other error back.
+fn exit_if_refused(error: anyhow::Error) -> anyhow::Error {
+    if let Some(refused) = error.downcast_ref::<crate::app::RefusedSetting>() {
+        eprintln!("paygate: refusing to start: {refused}");
+        std::process::exit(2);
+    }
+    error
 }
 
 /// Cancels `shutdown` on SIGINT or SIGTERM.

@@ -65,14 +65,16 @@ impl<B> MakeSpan<B> for RequestSpan {
             .extensions()
             .get::<MatchedPath>()
             .map_or("", MatchedPath::as_str);
-        tracing::info_span!(
+        let span = tracing::info_span!(
             "request",
             request_id = %id,
             method = %request.method(),
             route,
             path = %request.uri().path(),
             merchant_id = tracing::field::Empty,
-        )
+        );
+        crate::telemetry::continue_trace(&span, request.headers());
+        span
     }
 }
 

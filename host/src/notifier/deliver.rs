@@ -68,7 +68,9 @@ impl Deliverer {
     /// Posts `body` to `url`, signed with each of `secrets` (the current
     /// webhook secret first, then one a rotation replaced while its grace
     /// period lasts). Never panics: every failure is an [`Outcome`] with
-    /// its error.
+    /// its error. Its span, `notify.deliver`, starts the trace whose
+    /// `traceparent` the merchant receives.
+    #[tracing::instrument(name = "notify.deliver", skip_all, fields(event_id))]
     pub async fn deliver(
         &self,
         url: &str,
@@ -97,9 +99,11 @@ impl Deliverer {
             Ok(signatures) => signatures.join(" "),
             Err(error) => return failed(error),
         };
-        let sent = self
-            .client
-            .post(url)
+        let mut request = self.client.post(url);
+        for (name, value) in crate::telemetry::trace_headers() {
+            request = request.header(name, value);
+        }
+        let sent = request
             .header("content-type", "application/json")
             .header("webhook-id", event_id)
             .header("webhook-timestamp", timestamp.to_string())

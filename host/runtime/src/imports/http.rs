@@ -49,6 +49,15 @@ impl Host for CallState {
         for (name, value) in &request.headers {
             builder = builder.header(name, value);
         }
+        for (name, value) in (self.plugin.services.outgoing_headers)() {
+            if !request
+                .headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(name))
+            {
+                builder = builder.header(name, value);
+            }
+        }
         builder = builder
             .header("x-request-id", &*self.request_id)
             .body(request.body);
