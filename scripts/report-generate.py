@@ -274,6 +274,11 @@ def targets(d):
         (f"p99 {num(v, 1)} ms (p50 {num(con['p50_ms'], 1)} ms; {num(con['merchants'], 0)} merchants, "
          f"{con['plugins']} plugins, {num(con['failed'], 0)} failed)") if con else "–",
         check(v, lambda x: x <= 200 and con["merchants"] >= 1000 and con["failed"] >= 10000))
+    tr = d.get("tracing")
+    v = tr["ratio"] if tr else None
+    add("access log and OTLP trace export on: creates at 32 clients ≥ 90% of the same run without them", "",
+        (f"{100 * v:.0f}% ({num(tr['mean_on'], 0)}/s against {num(tr['mean_off'], 0)}/s)") if tr else "–",
+        check(v, lambda x: x >= 0.9))
     return rows
 
 
@@ -426,6 +431,17 @@ def section_console(d):
                    num(d["max_ms"], 1, " ms"))])
 
 
+def section_tracing(d):
+    rows = [(r["round"], num(r["off_per_second"], 1), num(r["off_p99_ms"], 1, " ms"),
+             num(r["on_per_second"], 1), num(r["on_p99_ms"], 1, " ms"), num(r["access_lines"], 0))
+            for r in d["rounds"]]
+    rows.append(("mean", num(d["mean_off"], 1), "", num(d["mean_on"], 1), "", ""))
+    return table(["round", "creates/s, both off", "p99, off", "creates/s, access log + OTLP",
+                  "p99, on", "access lines"], rows) + [
+        "", f"The receiver took {num(d['exports'], 0)} exports, "
+            f"{d['export_bytes'] / 1e6:.1f} MB of spans."]
+
+
 SECTIONS = [
     ("plugins", "Plugin runtime", lambda d, _: section_plugins(d)),
     ("api", "Merchant API under load", section_api),
@@ -434,6 +450,7 @@ SECTIONS = [
     ("harness", "Plugin test harness", lambda d, _: section_harness(d)),
     ("reconcile", "Reconciliation of lost webhooks", lambda d, _: section_reconcile(d)),
     ("console", "Operator console load", lambda d, _: section_console(d)),
+    ("tracing", "Access log and trace export", lambda d, _: section_tracing(d)),
 ]
 
 
