@@ -53,7 +53,16 @@ pub fn subscriber_exporting<W>(
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let exported = traces.map(|tracer| tracing_opentelemetry::layer().with_tracer(tracer));
+    // Spans with their own fields only: source location, thread and
+    // busy/idle attributes doubled the bytes exported and cost 3% of the
+    // create throughput (docs/BENCHMARKS.md, "Access log and trace export").
+    let exported = traces.map(|tracer| {
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_location(false)
+            .with_threads(false)
+            .with_tracked_inactivity(false)
+    });
     let registry = tracing_subscriber::registry().with(filter).with(exported);
     let lines = tracing_subscriber::fmt::layer().with_writer(sink);
     match format {
