@@ -16,9 +16,10 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use tracing::Subscriber;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::{EnvFilter, Layer as _};
 
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,12 +57,18 @@ where
     // Spans with their own fields only: source location, thread and
     // busy/idle attributes doubled the bytes exported and cost 3% of the
     // create throughput (docs/BENCHMARKS.md, "Access log and trace export").
+    // Log lines become span events only from WARN up: the info ones (the
+    // access line above all) are in the log already, and copying each
+    // into its span cost more than the spans themselves.
     let exported = traces.map(|tracer| {
         tracing_opentelemetry::layer()
             .with_tracer(tracer)
             .with_location(false)
             .with_threads(false)
             .with_tracked_inactivity(false)
+            .with_filter(filter_fn(|meta| {
+                meta.is_span() || *meta.level() <= tracing::Level::WARN
+            }))
     });
     let registry = tracing_subscriber::registry().with(filter).with(exported);
     let lines = tracing_subscriber::fmt::layer().with_writer(sink);

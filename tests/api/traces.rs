@@ -96,7 +96,9 @@ async fn one_payments_spans_arrive_as_one_trace_with_the_plugin_call_inside_the_
     env.extend([
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-        ("RUST_LOG", "info"),
+        // Counter calls are spans at debug (a policy makes several per
+        // request); a provider's HTTP call is one at info.
+        ("RUST_LOG", "info,paygate_runtime::imports=debug"),
         ("PAYGATE_ADMIN_TOKEN", "traces-admin-token"),
         ("PAYGATE_ADMIN_LISTEN", admin_listen.as_str()),
     ]);
@@ -181,6 +183,24 @@ async fn one_payments_spans_arrive_as_one_trace_with_the_plugin_call_inside_the_
         "{chain:?}"
     );
     assert!(chain.iter().any(|n| n == "handler"), "{chain:?}");
+    assert!(attribute(call, "fuel").is_some(), "{call:#?}");
+    assert!(attribute(call, "version").is_some(), "{call:#?}");
+
+    // Host imports are spans inside the plugin call that made them: the
+    // adapter's HTTP call to its provider, the policy's counter calls.
+    let import_in = |import: &str, world: &str| {
+        spans.iter().any(|s| {
+            s.name == "host_import"
+                && attribute(s, "import").is_some_and(|i| i.starts_with(import))
+                && spans.iter().any(|p| {
+                    p.span_id == s.parent_span_id
+                        && p.name == "plugin_call"
+                        && attribute(p, "world").as_deref() == Some(world)
+                })
+        })
+    };
+    assert!(import_in("http.send", "provider-adapter"), "{spans:#?}");
+    assert!(import_in("counters.", "rate-limit-policy"), "{spans:#?}");
 
     // The provider's request carried the trace on.
     let sent = provider.received.lock().unwrap().clone();

@@ -7,7 +7,7 @@ use crate::state::CallState;
 const MAX_REQUEST_BODY_BYTES: usize = 1 << 20;
 
 impl Host for CallState {
-    #[tracing::instrument(name = "host_import", level = "debug", skip_all, fields(import = "http.send", method = ?request.method))]
+    #[tracing::instrument(name = "host_import", level = "info", skip_all, fields(import = "http.send", method = ?request.method))]
     async fn send(&mut self, request: Request) -> Result<Response, HttpError> {
         let url = reqwest::Url::parse(&request.url)
             .map_err(|e| HttpError::InvalidRequest(format!("bad url: {e}")))?;
