@@ -14,6 +14,7 @@ mod lifecycle;
 mod listing;
 mod logs;
 mod merchant;
+mod metrics;
 mod migrations;
 pub(crate) mod notifications;
 mod reconcile;

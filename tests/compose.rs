@@ -8,9 +8,9 @@ use crate::helpers::root;
 
 /// The five secrets the production stack must be given.
 const PRODUCTION_SECRETS: [&str; 5] = [
-    "INTERNAL_WEBHOOK_SECRET",
-    "STRIPE_SECRET_KEY",
-    "STRIPE_WEBHOOK_SECRET",
+    "PAYGATE_INTERNAL_WEBHOOK_SECRET",
+    "PAYGATE_STRIPE_SECRET_KEY",
+    "PAYGATE_STRIPE_WEBHOOK_SECRET",
     "PAYGATE_SECRETS_KEY",
     "PAYGATE_ADMIN_TOKEN",
 ];

@@ -63,9 +63,14 @@ async fn a_service_whose_certificate_is_not_trusted_stops_the_start_with_one_lin
     // Each service in turn over TLS with the wrong CA, the others as usual.
     let plain = databases().await;
     let cases = [
-        ("PAYMENTS_DATABASE_URL", postgres.urls(), None, None),
-        ("REDIS_URL", plain.clone(), Some(redis.url()), None),
-        ("RABBITMQ_URL", plain.clone(), None, Some(rabbit.url())),
+        ("PAYGATE_PAYMENTS_DATABASE_URL", postgres.urls(), None, None),
+        ("PAYGATE_REDIS_URL", plain.clone(), Some(redis.url()), None),
+        (
+            "PAYGATE_RABBITMQ_URL",
+            plain.clone(),
+            None,
+            Some(rabbit.url()),
+        ),
     ];
     for (setting, urls, redis_url, amqp_url) in cases {
         let (config, _plugins) = start_config(urls, redis_url, amqp_url, other.ca_file()).await;

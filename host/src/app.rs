@@ -40,6 +40,7 @@ pub struct App {
     listener: TcpListener,
     /// The admin API's listener and token, when a token is set.
     admin: Option<(TcpListener, Secret)>,
+    metrics_listener: Option<TcpListener>,
     /// The merchant API's services, as the router hands them to handlers.
     pub services: AppState,
     /// The operators' API's.
@@ -114,6 +115,7 @@ impl App {
             request_lease: config.request_lease,
             allow_http_redirects: config.demo,
             payment_expiry: config.payment_expiry,
+            metrics: metrics.clone(),
         });
         let broker = Broker {
             url: config.rabbitmq_url.clone(),
@@ -161,6 +163,14 @@ impl App {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding PAYGATE_LISTEN={}", config.listen))?;
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding PAYGATE_METRICS_LISTEN={addr}"))?,
+            ),
+            None => None,
+        };
         let admin = match &config.admin_token {
             Some(token) => {
                 let admin = TcpListener::bind(config.admin_listen)
@@ -202,6 +212,7 @@ impl App {
         Ok(Self {
             listener,
             admin,
+            metrics_listener,
             services,
             operations,
             dbs,
@@ -216,6 +227,13 @@ impl App {
             ),
             pending_for: (config.reconcile_after, config.payment_expiry),
         })
+    }
+
+    /// The metrics listener's address, when it is on.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// The admin API's address, when it is on.
@@ -264,6 +282,11 @@ impl App {
             shutdown.clone(),
         ));
         let operations = self.operations;
+        let metrics = self.metrics_listener.map(|listener| {
+            let router = crate::http::admin::metrics_router(operations.clone());
+            tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "metrics serving");
+            tokio::spawn(serve(listener, router, self.timeouts.clone(), shutdown.clone()))
+        });
         let admin = self.admin.map(|(listener, token)| {
             let admin = crate::http::admin::router(operations, token);
             tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "admin API serving");
@@ -292,6 +315,9 @@ impl App {
             }
             if let Some(admin) = admin {
                 let _ = admin.await;
+            }
+            if let Some(metrics) = metrics {
+                let _ = metrics.await;
             }
             let _ = producer.await;
             let _ = notifier.await;
@@ -334,14 +360,22 @@ fn refused(setting: &str, reason: impl Into<String>) -> anyhow::Error {
 /// names its setting (exit status 2).
 pub fn validate(config: &Config) -> anyhow::Result<()> {
     refuse_unsafe_settings(config)?;
+    if let Some(metrics) = config.metrics_listen
+        && shares_port(metrics, config.listen)
+    {
+        return Err(refused(
+            "PAYGATE_METRICS_LISTEN",
+            "is PAYGATE_LISTEN's address: metrics without a token need a listener of their own",
+        ));
+    }
     config.secrets_key.sealer(config.demo)?;
     config.tls.trusted()?;
     let urls = &config.databases;
     for (setting, url) in [
-        ("PAYMENTS_DATABASE_URL", &urls.payments),
-        ("MERCHANTS_DATABASE_URL", &urls.merchants),
-        ("PROVIDERS_DATABASE_URL", &urls.providers),
-        ("LOGS_DATABASE_URL", &urls.logs),
+        ("PAYGATE_PAYMENTS_DATABASE_URL", &urls.payments),
+        ("PAYGATE_MERCHANTS_DATABASE_URL", &urls.merchants),
+        ("PAYGATE_PROVIDERS_DATABASE_URL", &urls.providers),
+        ("PAYGATE_LOGS_DATABASE_URL", &urls.logs),
     ] {
         let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
         if !postgres || url.parse::<sqlx::postgres::PgConnectOptions>().is_err() {
@@ -349,12 +383,20 @@ pub fn validate(config: &Config) -> anyhow::Result<()> {
         }
     }
     if redis::Client::open(config.redis_url.as_str()).is_err() {
-        return Err(refused("REDIS_URL", "is not a Redis URL"));
+        return Err(refused("PAYGATE_REDIS_URL", "is not a Redis URL"));
     }
     if config.rabbitmq_url.parse::<lapin::uri::AMQPUri>().is_err() {
-        return Err(refused("RABBITMQ_URL", "is not an AMQP URL"));
+        return Err(refused("PAYGATE_RABBITMQ_URL", "is not an AMQP URL"));
     }
     Ok(())
+}
+
+/// Whether two listen addresses would be one socket (port 0 picks a free
+/// port, so it never is).
+fn shares_port(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 /// Settings no deployment should run with, refused before anything starts
@@ -376,7 +418,8 @@ fn refuse_unsafe_settings(config: &Config) -> anyhow::Result<()> {
         tracing::warn!("--demo: unset secrets take the demo's public values; never in production");
         return Ok(());
     }
-    for ((name, value), (_, demo_value)) in config.named_secrets().iter().zip(DEMO_SECRETS) {
+    for ((named, value), (_, demo_value)) in config.named_secrets().iter().zip(DEMO_SECRETS) {
+        let name = &crate::config::setting_of_named_secret(named);
         match value {
             Some(secret) if secret.expose().trim().is_empty() => {
                 return Err(refused(name, "is empty"));
@@ -405,9 +448,9 @@ fn refuse_missing_secrets(config: &Config, plugins: &PluginSet) -> anyhow::Resul
             continue;
         };
         if let Some(reference) = plugin.ctx.missing_secrets.first() {
-            let setting = reference.strip_prefix("env:").unwrap_or(reference);
+            let named = reference.strip_prefix("env:").unwrap_or(reference);
             return Err(refused(
-                setting,
+                &crate::config::setting_of_named_secret(named),
                 format!("is unset: the plugin `{name}` needs it"),
             ));
         }
@@ -432,14 +475,14 @@ pub(crate) async fn redis_connection(
 ) -> anyhow::Result<ConnectionManager> {
     let client = ca
         .redis_client(url)
-        .with_context(|| format!("REDIS_URL={} is not a Redis URL", redacted(url)))?;
+        .with_context(|| format!("PAYGATE_REDIS_URL={} is not a Redis URL", redacted(url)))?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(std::time::Duration::from_secs(2))
         .set_response_timeout(std::time::Duration::from_secs(2))
         .set_number_of_retries(1);
     ConnectionManager::new_with_config(client, config)
         .await
-        .with_context(|| format!("connecting to Redis at REDIS_URL={}", redacted(url)))
+        .with_context(|| format!("connecting to Redis at PAYGATE_REDIS_URL={}", redacted(url)))
 }
 
 /// The webhook limits, counted in Redis under keys of their own.
@@ -460,12 +503,12 @@ async fn redis_counters(
     let prefix = format!("{}{scope}", config.redis_prefix);
     let client = ca
         .redis_client(&config.redis_url)
-        .map_err(|e| anyhow::anyhow!("REDIS_URL is refused: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("PAYGATE_REDIS_URL is refused: {e}"))?;
     RedisCounters::connect_client(client, &prefix)
         .await
         .with_context(|| {
             format!(
-                "connecting to Redis at REDIS_URL={}",
+                "connecting to Redis at PAYGATE_REDIS_URL={}",
                 redacted(&config.redis_url)
             )
         })

@@ -18,6 +18,12 @@ pub struct Config {
     #[arg(long, env = "PAYGATE_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
     pub admin_listen: SocketAddr,
 
+    /// Address of a listener serving only `GET /metrics`, without the
+    /// admin token, for a Prometheus scraper inside the cluster; unset,
+    /// `/metrics` is the admin API's alone. Never the public address.
+    #[arg(long, env = "PAYGATE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Bearer token of the admin API; without one the admin API is off.
     /// An empty one is refused.
     #[arg(long, env = "PAYGATE_ADMIN_TOKEN", hide_env_values = true, value_parser = non_empty_secret)]
@@ -36,7 +42,7 @@ pub struct Config {
     /// Redis: rate-limit counters and circuit breakers shared by every replica.
     #[arg(
         long,
-        env = "REDIS_URL",
+        env = "PAYGATE_REDIS_URL",
         default_value = "redis://127.0.0.1:6379",
         hide_env_values = true
     )]
@@ -49,7 +55,7 @@ pub struct Config {
     /// RabbitMQ, for payment events (used by the outbox).
     #[arg(
         long,
-        env = "RABBITMQ_URL",
+        env = "PAYGATE_RABBITMQ_URL",
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
         hide_env_values = true
     )]
@@ -66,15 +72,15 @@ pub struct Config {
     pub secrets_key: SecretsKey,
 
     /// Shared secret of the internal webhook scheme (`x-internal-signature`).
-    #[arg(long, env = "INTERNAL_WEBHOOK_SECRET", hide_env_values = true, value_parser = non_empty_secret)]
+    #[arg(long, env = "PAYGATE_INTERNAL_WEBHOOK_SECRET", hide_env_values = true, value_parser = non_empty_secret)]
     pub internal_webhook_secret: Option<Secret>,
 
     /// Stripe API secret key, handed to the `stripe` plugin.
-    #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true, value_parser = non_empty_secret)]
+    #[arg(long, env = "PAYGATE_STRIPE_SECRET_KEY", hide_env_values = true, value_parser = non_empty_secret)]
     pub stripe_secret_key: Option<Secret>,
 
     /// Stripe webhook endpoint secret, handed to the `stripe-webhook` plugin.
-    #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true, value_parser = non_empty_secret)]
+    #[arg(long, env = "PAYGATE_STRIPE_WEBHOOK_SECRET", hide_env_values = true, value_parser = non_empty_secret)]
     pub stripe_webhook_secret: Option<Secret>,
 
     /// Directory of plugins (`<name>.wasm` + `<name>.toml`), watched for changes.
@@ -167,6 +173,17 @@ pub const DEMO_SECRETS: [(&str, &str); 3] = [
     ("STRIPE_WEBHOOK_SECRET", "whsec_demo"),
 ];
 
+/// The setting a spec's `env:NAME` is given by: `PAYGATE_NAME` for the
+/// host's named secrets ([`DEMO_SECRETS`]), else `NAME` itself (a
+/// `PAYGATE_PLUGIN_SECRET_*`).
+pub fn setting_of_named_secret(name: &str) -> String {
+    if DEMO_SECRETS.iter().any(|(n, _)| *n == name) {
+        format!("PAYGATE_{name}")
+    } else {
+        name.to_owned()
+    }
+}
+
 impl Config {
     /// Each secret of [`DEMO_SECRETS`] by name, as set; with `--demo`, an
     /// unset one is the demo's value.
@@ -248,28 +265,28 @@ pub const DEFAULT_PAYMENTS_DATABASE_URL: &str =
 pub struct DatabaseUrls {
     #[arg(
         long = "payments-database-url",
-        env = "PAYMENTS_DATABASE_URL",
+        env = "PAYGATE_PAYMENTS_DATABASE_URL",
         default_value = DEFAULT_PAYMENTS_DATABASE_URL,
         hide_env_values = true
     )]
     pub payments: String,
     #[arg(
         long = "merchants-database-url",
-        env = "MERCHANTS_DATABASE_URL",
+        env = "PAYGATE_MERCHANTS_DATABASE_URL",
         default_value = "postgres://postgres@127.0.0.1:5432/paygate_merchants",
         hide_env_values = true
     )]
     pub merchants: String,
     #[arg(
         long = "providers-database-url",
-        env = "PROVIDERS_DATABASE_URL",
+        env = "PAYGATE_PROVIDERS_DATABASE_URL",
         default_value = "postgres://postgres@127.0.0.1:5432/paygate_providers",
         hide_env_values = true
     )]
     pub providers: String,
     #[arg(
         long = "logs-database-url",
-        env = "LOGS_DATABASE_URL",
+        env = "PAYGATE_LOGS_DATABASE_URL",
         default_value = "postgres://postgres@127.0.0.1:5432/paygate_logs",
         hide_env_values = true
     )]
@@ -432,16 +449,16 @@ pub struct OutboxSettings {
     #[arg(long = "amqp-queue-expires", env = "PAYGATE_AMQP_QUEUE_EXPIRES", value_parser = parse_duration)]
     pub queue_expires: Option<Duration>,
     /// How often the producer looks for due rows when no NOTIFY woke it.
-    #[arg(long = "outbox-poll-interval", env = "OUTBOX_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long = "outbox-poll-interval", env = "PAYGATE_OUTBOX_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub poll_interval: Duration,
     /// How long a claimed or published row may stay unsettled before it is
     /// published again (a crash or a lost message).
-    #[arg(long = "outbox-lease", env = "OUTBOX_LEASE", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long = "outbox-lease", env = "PAYGATE_OUTBOX_LEASE", default_value = "60s", value_parser = parse_duration)]
     pub lease: Duration,
     /// Rows claimed and published per round.
     #[arg(
         long = "outbox-batch-size",
-        env = "OUTBOX_BATCH_SIZE",
+        env = "PAYGATE_OUTBOX_BATCH_SIZE",
         default_value_t = 500
     )]
     pub batch_size: i64,
@@ -453,19 +470,19 @@ pub struct NotifierSettings {
     /// Delays before each retry; attempts = 1 + their number.
     #[arg(
         long = "notifier-retry-schedule",
-        env = "NOTIFIER_RETRY_SCHEDULE",
+        env = "PAYGATE_NOTIFIER_RETRY_SCHEDULE",
         default_value = "5s,5m,30m,2h,5h,10h",
         value_delimiter = ',',
         value_parser = parse_duration
     )]
     pub retry_schedule: Vec<Duration>,
     /// How long a merchant's endpoint may take to answer.
-    #[arg(long = "notifier-timeout", env = "NOTIFIER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long = "notifier-timeout", env = "PAYGATE_NOTIFIER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
     /// Deliveries in flight at once (the RabbitMQ prefetch is four times it).
     #[arg(
         long = "notifier-concurrency",
-        env = "NOTIFIER_CONCURRENCY",
+        env = "PAYGATE_NOTIFIER_CONCURRENCY",
         default_value_t = 64
     )]
     pub concurrency: u16,
@@ -474,7 +491,7 @@ pub struct NotifierSettings {
     /// cannot hold every slot; its other notifications wait their turn.
     #[arg(
         long = "notifier-per-merchant-concurrency",
-        env = "NOTIFIER_PER_MERCHANT_CONCURRENCY"
+        env = "PAYGATE_NOTIFIER_PER_MERCHANT_CONCURRENCY"
     )]
     pub per_merchant_concurrency: Option<u16>,
     /// Allow callback URLs on loopback and private addresses (off: they are
@@ -514,22 +531,18 @@ pub fn non_empty_secret(s: &str) -> Result<Secret, String> {
     Ok(Secret::new(s))
 }
 
-/// Parses `250ms`, `30s`, `5m`, `2h`, `30d`.
+/// Parses a duration as `humantime` reads it (`250ms`, `30s`, `5m`, `1h 30m`,
+/// `2days`); a bare number is seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 30s"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" | "" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        "d" => Ok(Duration::from_secs(n * 86_400)),
-        _ => Err(format!("{s:?}: unit must be ms, s, m, h or d")),
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s
+            .parse()
+            .map(Duration::from_secs)
+            .map_err(|_| format!("{s:?} is too long a duration"));
     }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration like 500ms, 30s or 1h 30m ({e})"))
 }
 
 /// The secrets key of [`Config::for_tests`] (base64 of 32 bytes).
@@ -547,6 +560,7 @@ impl Config {
             listen: "127.0.0.1:0".parse().expect("static address"),
             admin_listen: "127.0.0.1:0".parse().expect("static address"),
             admin_token: Some(Secret::new("test-admin-token")),
+            metrics_listen: None,
             databases,
             tls: Default::default(),
             db_pool_size: 8,
@@ -664,8 +678,13 @@ mod tests {
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(2_592_000)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("2days"), Ok(Duration::from_secs(172_800)));
         assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5w").is_err());
+        assert!(parse_duration("5 fortnights").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("-5s").is_err());
     }
 
     #[test]

@@ -58,18 +58,23 @@ impl Databases {
     ) -> anyhow::Result<Self> {
         let pool = |var, url, size| pool_with(var, url, size, &[], ca);
         let dbs = Self {
-            payments: pool("PAYMENTS_DATABASE_URL", &urls.payments, pool_size).await?,
+            payments: pool("PAYGATE_PAYMENTS_DATABASE_URL", &urls.payments, pool_size).await?,
             payments_relaxed: pool_with(
-                "PAYMENTS_DATABASE_URL",
+                "PAYGATE_PAYMENTS_DATABASE_URL",
                 &urls.payments,
                 pool_size / 2 + 1,
                 &[("synchronous_commit", "off")],
                 ca,
             )
             .await?,
-            merchants: pool("MERCHANTS_DATABASE_URL", &urls.merchants, pool_size / 2 + 1).await?,
-            providers: pool("PROVIDERS_DATABASE_URL", &urls.providers, 4).await?,
-            logs: pool("LOGS_DATABASE_URL", &urls.logs, pool_size / 4 + 1).await?,
+            merchants: pool(
+                "PAYGATE_MERCHANTS_DATABASE_URL",
+                &urls.merchants,
+                pool_size / 2 + 1,
+            )
+            .await?,
+            providers: pool("PAYGATE_PROVIDERS_DATABASE_URL", &urls.providers, 4).await?,
+            logs: pool("PAYGATE_LOGS_DATABASE_URL", &urls.logs, pool_size / 4 + 1).await?,
         };
         for (name, migrator, db) in [
             ("payments", &*PAYMENTS, &dbs.payments),

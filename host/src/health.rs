@@ -2,7 +2,6 @@
 //! runtime, each checked within a bound, all at once.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -63,7 +62,7 @@ impl Health {
             return checks.clone();
         }
         let checks = self.check().await;
-        self.metrics.health_checks.fetch_add(1, Ordering::Relaxed);
+        self.metrics.health_checks.inc();
         *last = Some((Instant::now(), checks.clone()));
         checks
     }

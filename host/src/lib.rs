@@ -28,6 +28,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod env_names;
 pub mod http;
 pub mod ids;
 pub mod merchants;

@@ -19,15 +19,15 @@ pub const SECRET_SETTINGS: [&str; 12] = [
     "PAYGATE_ADMIN_TOKEN",
     "PAYGATE_SECRETS_KEY",
     "PAYGATE_SECRETS_KEY_PREVIOUS",
-    "INTERNAL_WEBHOOK_SECRET",
-    "STRIPE_SECRET_KEY",
-    "STRIPE_WEBHOOK_SECRET",
-    "PAYMENTS_DATABASE_URL",
-    "MERCHANTS_DATABASE_URL",
-    "PROVIDERS_DATABASE_URL",
-    "LOGS_DATABASE_URL",
-    "REDIS_URL",
-    "RABBITMQ_URL",
+    "PAYGATE_INTERNAL_WEBHOOK_SECRET",
+    "PAYGATE_STRIPE_SECRET_KEY",
+    "PAYGATE_STRIPE_WEBHOOK_SECRET",
+    "PAYGATE_PAYMENTS_DATABASE_URL",
+    "PAYGATE_MERCHANTS_DATABASE_URL",
+    "PAYGATE_PROVIDERS_DATABASE_URL",
+    "PAYGATE_LOGS_DATABASE_URL",
+    "PAYGATE_REDIS_URL",
+    "PAYGATE_RABBITMQ_URL",
 ];
 
 /// The prefix of the secrets plugins' specs may name (`env:NAME`).
@@ -126,6 +126,8 @@ pub unsafe fn load_into_environment(names: &[&str]) -> Result<(), RefusedSetting
 /// As [`load_into_environment`].
 pub unsafe fn load_or_exit(names: &[&str]) {
     // SAFETY: passed on to the caller.
+    unsafe { crate::env_names::adopt_old_names() };
+    // SAFETY: passed on to the caller.
     if let Err(refused) = unsafe { load_into_environment(names) } {
         eprintln!("paygate: refusing to start: {refused}");
         std::process::exit(2);
@@ -162,18 +164,21 @@ mod tests {
         let url = file(&dir, "url", b"redis://:p%20w@cache:6379\r\n");
         let found = from_files(
             &settings(),
-            env(&[("STRIPE_SECRET_KEY_FILE", &key), ("REDIS_URL_FILE", &url)]),
+            env(&[
+                ("PAYGATE_STRIPE_SECRET_KEY_FILE", &key),
+                ("PAYGATE_REDIS_URL_FILE", &url),
+            ]),
         )
         .unwrap();
         assert_eq!(
             found,
             [
                 (
-                    "STRIPE_SECRET_KEY".to_owned(),
+                    "PAYGATE_STRIPE_SECRET_KEY".to_owned(),
                     "sk_test_from_a_file".to_owned()
                 ),
                 (
-                    "REDIS_URL".to_owned(),
+                    "PAYGATE_REDIS_URL".to_owned(),
                     "redis://:p%20w@cache:6379".to_owned()
                 ),
             ]
@@ -187,8 +192,11 @@ mod tests {
             "PAYGATE_PLUGIN_SECRET__FILE",
             "OTHER_FILE",
         ];
-        let names = with_plugin_secrets(&["REDIS_URL"], present.map(OsString::from));
-        assert_eq!(names, ["REDIS_URL", "PAYGATE_PLUGIN_SECRET_ADYEN_KEY"]);
+        let names = with_plugin_secrets(&["PAYGATE_REDIS_URL"], present.map(OsString::from));
+        assert_eq!(
+            names,
+            ["PAYGATE_REDIS_URL", "PAYGATE_PLUGIN_SECRET_ADYEN_KEY"]
+        );
     }
 
     #[test]
@@ -207,21 +215,24 @@ mod tests {
         let large = file(&dir, "large", &vec![b'a'; 64 * 1024 + 1]);
         let missing = dir.path().join("missing");
         let cases: [(&[(&str, &Path)], &str); 5] = [
-            (&[("STRIPE_SECRET_KEY_FILE", &missing)], "cannot open"),
-            (&[("STRIPE_SECRET_KEY_FILE", &empty)], "is empty"),
-            (&[("STRIPE_SECRET_KEY_FILE", &binary)], "not UTF-8"),
-            (&[("STRIPE_SECRET_KEY_FILE", &large)], "larger than"),
+            (
+                &[("PAYGATE_STRIPE_SECRET_KEY_FILE", &missing)],
+                "cannot open",
+            ),
+            (&[("PAYGATE_STRIPE_SECRET_KEY_FILE", &empty)], "is empty"),
+            (&[("PAYGATE_STRIPE_SECRET_KEY_FILE", &binary)], "not UTF-8"),
+            (&[("PAYGATE_STRIPE_SECRET_KEY_FILE", &large)], "larger than"),
             (
                 &[
-                    ("STRIPE_SECRET_KEY_FILE", &empty),
-                    ("STRIPE_SECRET_KEY", &missing),
+                    ("PAYGATE_STRIPE_SECRET_KEY_FILE", &empty),
+                    ("PAYGATE_STRIPE_SECRET_KEY", &missing),
                 ],
-                "set beside STRIPE_SECRET_KEY",
+                "set beside PAYGATE_STRIPE_SECRET_KEY",
             ),
         ];
         for (vars, reason) in cases {
             let refused = from_files(&settings(), env(vars)).unwrap_err();
-            assert_eq!(refused.setting, "STRIPE_SECRET_KEY_FILE");
+            assert_eq!(refused.setting, "PAYGATE_STRIPE_SECRET_KEY_FILE");
             assert!(refused.reason.contains(reason), "{refused}");
         }
     }
@@ -229,7 +240,8 @@ mod tests {
     #[test]
     fn a_device_that_never_ends_is_refused_not_read_forever() {
         let zero = Path::new("/dev/zero");
-        let refused = from_files(&settings(), env(&[("REDIS_URL_FILE", zero)])).unwrap_err();
+        let refused =
+            from_files(&settings(), env(&[("PAYGATE_REDIS_URL_FILE", zero)])).unwrap_err();
         assert!(refused.reason.contains("larger than"), "{refused}");
     }
 }

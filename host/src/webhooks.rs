@@ -200,7 +200,15 @@ impl Webhooks {
                 detail: detail.as_deref(),
             })
             .await?;
-        let events = verified?;
+        // Only bound routes are counted, so made-up aliases make no series.
+        let counted = alias.unwrap_or("internal");
+        let events = match verified {
+            Ok(events) => events,
+            Err(e) => {
+                self.metrics.webhook(counted, verdict);
+                return Err(e);
+            }
+        };
 
         // An event may only touch payments made through an alias this
         // verifier speaks for.
@@ -225,6 +233,7 @@ impl Webhooks {
             self.log
                 .set_verdict(logged, "amount_mismatch", Some(&detail))
                 .await?;
+            self.metrics.webhook(counted, "amount_mismatch");
             return Ok(outcomes);
         }
         let unmatched = outcomes.iter().filter(|o| o.unmatched()).count();
@@ -241,6 +250,9 @@ impl Webhooks {
             self.log
                 .set_verdict(logged, "unmatched", Some(&detail))
                 .await?;
+            self.metrics.webhook(counted, "unmatched");
+        } else {
+            self.metrics.webhook(counted, "valid");
         }
         Ok(outcomes)
     }
@@ -277,8 +289,10 @@ impl Webhooks {
                         provider_type = %event.provider_type,
                         "provider event for an expired payment; already processed"
                     );
-                    (self.metrics.events_after_expiry)
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    (self.metrics.events_after_expiry).inc();
+                }
+                if let Applied::Updated { status, alias, .. } = &applied {
+                    self.metrics.payments_finished(alias, *status, 1);
                 }
                 let named_id = match &event.payment {
                     PaymentRef::PaymentId(id) => Some(*id),

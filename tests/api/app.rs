@@ -115,6 +115,8 @@ pub struct TestApp {
     pub instance: String,
     /// The admin API (token `test-admin-token`).
     pub admin_url: String,
+    /// The metrics listener, when the test's config turned it on.
+    pub metrics_url: Option<String>,
     _plugin_dir: tempfile::TempDir,
 }
 
@@ -221,6 +223,7 @@ pub async fn spawn_app_with(
         "http://{}",
         app.admin_addr().expect("tests run the admin API")
     );
+    let metrics_url = app.metrics_addr().map(|a| format!("http://{a}"));
     let server = Some(tokio::spawn(app.run(shutdown.clone())));
 
     let sandbox_args = paygate_demo::sandbox::SandboxArgs::signing_as(
@@ -258,6 +261,7 @@ pub async fn spawn_app_with(
         server,
         instance,
         admin_url,
+        metrics_url,
         _plugin_dir: dir,
     }
 }

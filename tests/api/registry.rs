@@ -262,11 +262,11 @@ async fn the_admin_api_activates_and_rolls_back_behind_its_token() {
         "{listed}"
     );
     for line in [
-        "paygate_plugin_calls_total{plugin=\"stripe\",version=\"1.0.0\"} 1",
-        "paygate_http_requests_total{class=\"2xx\"}",
+        "paygate_plugin_calls_total{plugin=\"stripe\",version=\"1.0.0\",world=\"provider-adapter\"} 1",
+        "paygate_http_requests_total{method=\"POST\",route=\"/api/v1/payments\",status=\"200\"}",
         "paygate_outbox_rows{state=\"pending\"}",
         "# TYPE paygate_plugin_call_duration_seconds histogram",
-        "# TYPE paygate_plugin_cache_rejected_total counter",
+        "# TYPE paygate_plugin_cache_rejected counter",
     ] {
         assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
     }

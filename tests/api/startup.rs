@@ -43,10 +43,10 @@ pub(crate) async fn spawn_with_provider(
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("PAYGATE_LISTEN", listen)
-        .env("PAYMENTS_DATABASE_URL", &databases.payments)
-        .env("MERCHANTS_DATABASE_URL", &databases.merchants)
-        .env("PROVIDERS_DATABASE_URL", &databases.providers)
-        .env("LOGS_DATABASE_URL", &databases.logs)
+        .env("PAYGATE_PAYMENTS_DATABASE_URL", &databases.payments)
+        .env("PAYGATE_MERCHANTS_DATABASE_URL", &databases.merchants)
+        .env("PAYGATE_PROVIDERS_DATABASE_URL", &databases.providers)
+        .env("PAYGATE_LOGS_DATABASE_URL", &databases.logs)
         .env("PAYGATE_PLUGIN_DIR", plugins.path())
         .env("PAYGATE_PLUGIN_CACHE_DIR", cache_dir())
         .env(
@@ -74,9 +74,12 @@ pub(crate) const OWN_SECRETS: [(&str, &str); 4] = [
         "PAYGATE_SECRETS_KEY",
         "b3VyLW93bi1zZWNyZXRzLWtleS0zMi1ieXRlcyEhISE=",
     ),
-    ("INTERNAL_WEBHOOK_SECRET", "an-internal-secret-of-our-own"),
-    ("STRIPE_SECRET_KEY", "sk_test_of_our_own"),
-    ("STRIPE_WEBHOOK_SECRET", "whsec_of_our_own"),
+    (
+        "PAYGATE_INTERNAL_WEBHOOK_SECRET",
+        "an-internal-secret-of-our-own",
+    ),
+    ("PAYGATE_STRIPE_SECRET_KEY", "sk_test_of_our_own"),
+    ("PAYGATE_STRIPE_WEBHOOK_SECRET", "whsec_of_our_own"),
 ];
 
 /// Asserts `paygate serve` exited with status 2 and, as its last line,
@@ -113,18 +116,29 @@ async fn a_secret_a_plugin_needs_must_be_set_outside_the_demo() {
 async fn the_demos_public_secrets_are_refused_outside_the_demo() {
     let demo_key = ("PAYGATE_SECRETS_KEY", paygate::sealing::DEMO_SECRETS_KEY);
     for (name, demo_value) in paygate::config::DEMO_SECRETS.into_iter().chain([demo_key]) {
+        // A spec's `env:NAME` is given by the setting `PAYGATE_NAME`.
+        let setting = paygate::config::setting_of_named_secret(name);
         let env: Vec<_> = (OWN_SECRETS.into_iter())
-            .map(|(n, own)| (n, if n == name { demo_value } else { own }))
+            .map(|(n, own)| (n, if n == setting { demo_value } else { own }))
             .collect();
         let output = serve(&env, &[]).await;
-        assert_refused(&output, name);
+        assert_refused(&output, &setting);
     }
 }
 
 #[tokio::test]
 async fn an_empty_secret_is_refused() {
     let env: Vec<_> = (OWN_SECRETS.into_iter())
-        .map(|(n, own)| (n, if n == "STRIPE_SECRET_KEY" { " " } else { own }))
+        .map(|(n, own)| {
+            (
+                n,
+                if n == "PAYGATE_STRIPE_SECRET_KEY" {
+                    " "
+                } else {
+                    own
+                },
+            )
+        })
         .collect();
     let output = serve(&env, &[]).await;
     // clap refuses it while parsing: status 2 too, naming the flag.
@@ -177,7 +191,7 @@ async fn a_services_password_is_not_in_a_start_up_error() {
         Ok(_) => panic!("no Redis listens on port 1"),
         Err(error) => format!("{error:#}"),
     };
-    assert!(error.contains("REDIS_URL"), "{error}");
+    assert!(error.contains("PAYGATE_REDIS_URL"), "{error}");
     assert!(!error.contains("hunter2"), "{error}");
 }
 
@@ -191,7 +205,7 @@ async fn secrets_may_come_from_files_and_are_checked_as_if_set() {
     let mut files = Vec::new();
     for (name, value) in OWN_SECRETS
         .into_iter()
-        .chain([("REDIS_URL", "redis://127.0.0.1:6379")])
+        .chain([("PAYGATE_REDIS_URL", "redis://127.0.0.1:6379")])
     {
         let path = dir.path().join(name);
         std::fs::write(&path, format!("{value}\n")).unwrap();
@@ -203,27 +217,36 @@ async fn secrets_may_come_from_files_and_are_checked_as_if_set() {
     let demo_file = dir.path().join("demo-webhook-secret");
     std::fs::write(&demo_file, "whsec_demo\n").unwrap();
     let mut demo = files.clone();
-    demo.retain(|(k, _)| k != "STRIPE_WEBHOOK_SECRET_FILE");
+    demo.retain(|(k, _)| k != "PAYGATE_STRIPE_WEBHOOK_SECRET_FILE");
     demo.push((
-        "STRIPE_WEBHOOK_SECRET_FILE".into(),
+        "PAYGATE_STRIPE_WEBHOOK_SECRET_FILE".into(),
         demo_file.to_str().unwrap().into(),
     ));
-    assert_refused(&serve(&as_refs(&demo), &[]).await, "STRIPE_WEBHOOK_SECRET");
+    assert_refused(
+        &serve(&as_refs(&demo), &[]).await,
+        "PAYGATE_STRIPE_WEBHOOK_SECRET",
+    );
 
     let mut missing = files.clone();
-    missing.retain(|(k, _)| k != "STRIPE_SECRET_KEY_FILE");
+    missing.retain(|(k, _)| k != "PAYGATE_STRIPE_SECRET_KEY_FILE");
     missing.push((
-        "STRIPE_SECRET_KEY_FILE".into(),
+        "PAYGATE_STRIPE_SECRET_KEY_FILE".into(),
         dir.path().join("nowhere").to_str().unwrap().into(),
     ));
     assert_refused(
         &serve(&as_refs(&missing), &[]).await,
-        "STRIPE_SECRET_KEY_FILE",
+        "PAYGATE_STRIPE_SECRET_KEY_FILE",
     );
 
     let mut both = files.clone();
-    both.push(("STRIPE_SECRET_KEY".into(), "sk_test_of_our_own".into()));
-    assert_refused(&serve(&as_refs(&both), &[]).await, "STRIPE_SECRET_KEY_FILE");
+    both.push((
+        "PAYGATE_STRIPE_SECRET_KEY".into(),
+        "sk_test_of_our_own".into(),
+    ));
+    assert_refused(
+        &serve(&as_refs(&both), &[]).await,
+        "PAYGATE_STRIPE_SECRET_KEY_FILE",
+    );
 }
 
 /// Security: `--help` printed each setting's environment value, so a
@@ -248,7 +271,7 @@ async fn help_shows_no_secret_and_no_password() {
         let help = String::from_utf8_lossy(&output.stdout);
         assert!(output.status.success(), "{args:?}: {help}");
         assert!(
-            help.contains("[env: PAYMENTS_DATABASE_URL]"),
+            help.contains("[env: PAYGATE_PAYMENTS_DATABASE_URL]"),
             "{args:?}: {help}"
         );
         assert!(
@@ -268,36 +291,28 @@ fn as_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
 /// nothing.
 #[tokio::test]
 async fn config_check_prints_each_setting_without_a_secret_and_refuses_what_serve_would() {
-    let check = |env: Vec<(&str, &str)>| {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_paygate"));
-        command
-            .args(["config", "check"])
-            .env_clear()
-            .envs(env)
-            // Nothing listens here: the check must not connect.
-            .env("REDIS_URL", "redis://:hunter2@127.0.0.1:9")
-            .env("PAYGATE_LISTEN", "127.0.0.1:0");
-        command.output()
+    // Nothing listens at that Redis: the check must not connect.
+    let redis = ("PAYGATE_REDIS_URL", "redis://:hunter2@127.0.0.1:9");
+    let check = |extra: Vec<(&'static str, &'static str)>| {
+        let env: Vec<_> = OWN_SECRETS
+            .into_iter()
+            .chain([redis])
+            .chain(extra)
+            .collect();
+        async move { config_check(&env).await }
     };
-    let output = check(OWN_SECRETS.to_vec()).await.unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
+    let output = check(vec![]).await;
+    let (stdout, stderr) = assert_prints(
+        &output,
+        &[
+            "PAYGATE_LISTEN = 127.0.0.1:0  (environment)",
+            "PAYGATE_REDIS_URL = redis://:***@127.0.0.1:9  (environment)",
+            "PAYGATE_STRIPE_SECRET_KEY = [set]  (environment)",
+            "PAYGATE_ADMIN_TOKEN = (unset)",
+            "PAYGATE_HTTP_REQUEST_TIMEOUT = 60s  (default)",
+            "configuration ok",
+        ],
     );
-    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
-    for line in [
-        "PAYGATE_LISTEN = 127.0.0.1:0  (environment)",
-        "REDIS_URL = redis://:***@127.0.0.1:9  (environment)",
-        "STRIPE_SECRET_KEY = [set]  (environment)",
-        "PAYGATE_ADMIN_TOKEN = (unset)",
-        "PAYGATE_HTTP_REQUEST_TIMEOUT = 60s  (default)",
-        "configuration ok",
-    ] {
-        assert!(
-            stdout.lines().any(|l| l == line),
-            "no `{line}` in:\n{stdout}"
-        );
-    }
     for (_, value) in OWN_SECRETS {
         assert!(
             !stdout.contains(value) && !stderr.contains(value),
@@ -306,20 +321,78 @@ async fn config_check_prints_each_setting_without_a_secret_and_refuses_what_serv
     }
     assert!(!stdout.contains("hunter2"), "{stdout}");
 
-    let demo: Vec<_> = (OWN_SECRETS.into_iter())
-        .map(|(n, own)| {
-            (
-                n,
-                if n == "STRIPE_WEBHOOK_SECRET" {
-                    "whsec_demo"
-                } else {
-                    own
-                },
-            )
-        })
-        .collect();
-    assert_refused(&check(demo).await.unwrap(), "STRIPE_WEBHOOK_SECRET");
-    let mut bad_url = OWN_SECRETS.to_vec();
-    bad_url.push(("LOGS_DATABASE_URL", "mysql://nope"));
-    assert_refused(&check(bad_url).await.unwrap(), "LOGS_DATABASE_URL");
+    let demo = check(vec![("PAYGATE_STRIPE_WEBHOOK_SECRET", "whsec_demo")]).await;
+    assert_refused(&demo, "PAYGATE_STRIPE_WEBHOOK_SECRET");
+    let bad_url = check(vec![("PAYGATE_LOGS_DATABASE_URL", "mysql://nope")]).await;
+    assert_refused(&bad_url, "PAYGATE_LOGS_DATABASE_URL");
+}
+
+/// `paygate config check` with only `env` and `PAYGATE_LISTEN` on port 0
+/// (a variable set twice in `env` takes its last value).
+async fn config_check(env: &[(&str, &str)]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_paygate"))
+        .args(["config", "check"])
+        .env_clear()
+        .envs(env.iter().copied())
+        .env("PAYGATE_LISTEN", "127.0.0.1:0")
+        .output()
+        .await
+        .unwrap()
+}
+
+/// The command succeeded and printed each of `lines` as a whole line;
+/// answers its stdout and stderr.
+fn assert_prints(output: &Output, lines: &[&str]) -> (String, String) {
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    );
+    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
+    for line in lines {
+        assert!(
+            stdout.lines().any(|l| l == *line),
+            "no `{line}` in:\n{stdout}"
+        );
+    }
+    (stdout, stderr)
+}
+
+/// Issue 14: every setting is `PAYGATE_*`; the names settings had before
+/// are read for one more release, each named on stderr with its new name,
+/// and lose to the new name where both are set. Durations read as
+/// humantime does.
+#[tokio::test]
+async fn old_setting_names_are_still_read_and_durations_are_humantime() {
+    let mut env = OWN_SECRETS.to_vec();
+    env.extend([
+        ("REDIS_URL", "redis://127.0.0.1:6379/7"),
+        ("NOTIFIER_TIMEOUT", "1m 30s"),
+        ("RABBITMQ_URL", "amqp://old@127.0.0.1:5672/%2f"),
+        ("PAYGATE_RABBITMQ_URL", "amqp://new@127.0.0.1:5672/%2f"),
+        ("PAYGATE_SHUTDOWN_TIMEOUT", "1m 30s"),
+    ]);
+    let output = config_check(&env).await;
+    let (stdout, stderr) = assert_prints(
+        &output,
+        &[
+            "PAYGATE_REDIS_URL = redis://127.0.0.1:6379/7  (environment)",
+            "PAYGATE_NOTIFIER_TIMEOUT = 1m 30s  (environment)",
+            "PAYGATE_RABBITMQ_URL = amqp://new@127.0.0.1:5672/%2f  (environment)",
+            "PAYGATE_SHUTDOWN_TIMEOUT = 1m 30s  (environment)",
+        ],
+    );
+    for notice in [
+        "paygate: REDIS_URL is read as PAYGATE_REDIS_URL",
+        "paygate: NOTIFIER_TIMEOUT is read as PAYGATE_NOTIFIER_TIMEOUT",
+        "paygate: RABBITMQ_URL is ignored: PAYGATE_RABBITMQ_URL is set",
+    ] {
+        assert!(stderr.contains(notice), "no `{notice}` in:\n{stderr}");
+    }
+    assert!(!stdout.contains("amqp://old"), "{stdout}");
+
+    env.push(("PAYGATE_SHUTDOWN_TIMEOUT", "5 fortnights"));
+    let refused = config_check(&env).await;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--shutdown-timeout"), "{stderr}");
 }

@@ -284,7 +284,8 @@ async fn the_webhook_service_verifies_logs_and_applies_without_http() {
             named_id: Some(id as u64),
             applied: Applied::Updated {
                 payment_id: PaymentId::new(id),
-                status: PaymentStatus::Finished
+                status: PaymentStatus::Finished,
+                alias: "sandbox".to_owned(),
             },
         }]
     );

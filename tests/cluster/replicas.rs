@@ -287,8 +287,18 @@ async fn two_replicas_publish_and_notify_each_payment_once() {
         *published.entry(id).or_default() += 1;
     }
     let extra: i64 = published.values().map(|n| *n as i64 - 1).sum();
-    let deferred = metric(&client, &a, "paygate_notifier_deferred_total").await
-        + metric(&client, &b, "paygate_notifier_deferred_total").await;
+    let deferred = metric(
+        &client,
+        &a,
+        "paygate_notifier_deliveries_total{outcome=\"deferred\"}",
+    )
+    .await
+        + metric(
+            &client,
+            &b,
+            "paygate_notifier_deliveries_total{outcome=\"deferred\"}",
+        )
+        .await;
     let twice: Vec<_> = published.iter().filter(|(_, n)| **n != 1).collect();
     assert!(
         extra <= deferred,
@@ -307,8 +317,18 @@ async fn two_replicas_publish_and_notify_each_payment_once() {
     for host in [&a, &b] {
         let counts = (
             metric(&client, host, "paygate_outbox_published_total").await,
-            metric(&client, host, "paygate_notifier_delivered_total").await,
-            metric(&client, host, "paygate_notifier_duplicates_dropped_total").await,
+            metric(
+                &client,
+                host,
+                "paygate_notifier_deliveries_total{outcome=\"delivered\"}",
+            )
+            .await,
+            metric(
+                &client,
+                host,
+                "paygate_notifier_deliveries_total{outcome=\"duplicate\"}",
+            )
+            .await,
         );
         split.push(counts);
     }

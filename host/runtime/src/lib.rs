@@ -57,5 +57,5 @@ pub use secret::Secret;
 pub use services::{Clock, HostServices, http_client, http_client_trusting, no_outgoing_headers};
 pub use set::{PluginInfo, PluginSet};
 pub use state::Account;
-pub use stats::Histogram;
+pub use stats::{Histogram, Snapshot as HistogramSnapshot};
 pub use watch::PluginDir;

@@ -1,13 +1,15 @@
 //! A lock-free latency histogram: plugin calls record into it, and the
 //! host renders it in the Prometheus text format.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Upper bounds of the latency buckets, in seconds.
-const BUCKETS: [f64; 12] = [
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5,
+/// Upper bounds of the latency buckets, in seconds: up to the longest
+/// timeout a request or a delivery may reach (60 s), so that a slow tail
+/// shows in a bucket rather than only past the last one.
+const BUCKETS: [f64; 16] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5, 5.0, 10.0,
+    30.0, 60.0,
 ];
 
 /// A latency histogram with fixed buckets, updated without locks.
@@ -48,28 +50,40 @@ impl Histogram {
         BUCKETS.last().map(|b| Duration::from_secs_f64(*b))
     }
 
-    /// Writes `<name>_bucket`, `_sum` and `_count` lines with `labels`
-    /// (already formatted, e.g. `plugin="stripe"`, or empty).
-    pub fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        let mut cumulative = 0;
-        for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
-            cumulative += bucket.load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
-            );
-        }
+    /// What was observed, for an exposition: the sum in seconds, the
+    /// count, and each bucket's own count (not cumulative) by its upper
+    /// bound, the last one `f64::INFINITY` for what lies past every bound.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut buckets: Vec<(f64, u64)> = BUCKETS
+            .iter()
+            .zip(&self.buckets)
+            .map(|(bound, n)| (*bound, n.load(Ordering::Relaxed)))
+            .collect();
         let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
-        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let braces = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{labels}}}")
-        };
-        let _ = writeln!(out, "{name}_sum{braces} {sum}");
-        let _ = writeln!(out, "{name}_count{braces} {count}");
+        let bounded: u64 = buckets.iter().map(|(_, n)| n).sum();
+        buckets.push((f64::INFINITY, count.saturating_sub(bounded)));
+        Snapshot {
+            sum_seconds: self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            count,
+            buckets,
+        }
+    }
+}
+
+/// A [`Histogram`] as read at one moment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    pub sum_seconds: f64,
+    pub count: u64,
+    /// `(upper bound in seconds, observations in this bucket alone)`.
+    pub buckets: Vec<(f64, u64)>,
+}
+
+impl std::fmt::Debug for Histogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Histogram")
+            .field("count", &self.count.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
     }
 }
 
@@ -88,24 +102,29 @@ mod tests {
         h.observe(Duration::from_secs(10));
         assert_eq!(h.quantile(0.5), Some(Duration::from_micros(100)));
         assert_eq!(h.quantile(0.99), Some(Duration::from_millis(5)));
-        assert_eq!(h.quantile(1.0), Some(Duration::from_millis(2500)));
+        assert_eq!(h.quantile(1.0), Some(Duration::from_secs(10)));
     }
 
     #[test]
-    fn histogram_buckets_are_cumulative() {
+    fn a_snapshot_counts_each_bucket_once_and_the_tail_past_the_last() {
         let h = Histogram::default();
         h.observe(Duration::from_micros(40));
         h.observe(Duration::from_millis(3));
         h.observe(Duration::from_secs(10));
-        let mut out = String::new();
-        h.render(&mut out, "x", "a=\"b\"");
+        h.observe(Duration::from_secs(90));
+        let s = h.snapshot();
+        assert_eq!(s.count, 4);
+        assert_eq!(s.buckets.len(), BUCKETS.len() + 1);
+        let at = |bound: f64| s.buckets.iter().find(|(b, _)| *b == bound).unwrap().1;
+        assert_eq!(at(0.00005), 1);
+        assert_eq!(at(0.005), 1);
+        assert_eq!(at(0.0025), 0);
+        assert_eq!(at(10.0), 1);
+        assert_eq!(at(f64::INFINITY), 1, "past 60 s");
         assert!(
-            out.contains("x_bucket{a=\"b\",le=\"0.00005\"} 1\n"),
-            "{out}"
+            (s.sum_seconds - 100.00304).abs() < 1e-9,
+            "{}",
+            s.sum_seconds
         );
-        assert!(out.contains("x_bucket{a=\"b\",le=\"0.005\"} 2\n"), "{out}");
-        assert!(out.contains("x_bucket{a=\"b\",le=\"2.5\"} 2\n"), "{out}");
-        assert!(out.contains("x_bucket{a=\"b\",le=\"+Inf\"} 3\n"), "{out}");
-        assert!(out.contains("x_count{a=\"b\"} 3\n"), "{out}");
     }
 }

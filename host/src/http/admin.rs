@@ -25,7 +25,7 @@ use super::admin_providers as providers;
 use super::error::ApiError;
 use crate::audit::AuditLog;
 use crate::merchants::Merchants;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Scrape};
 use crate::outbox::OutboxStore;
 use crate::payments::create::PaymentsService;
 use crate::plugins::{PluginSet, RegistrySource, Secret};
@@ -340,22 +340,37 @@ fn task_failed(e: tokio::task::JoinError) -> ApiError {
     ApiError::ServiceUnavailable(format!("registry task: {e}"))
 }
 
-/// Prometheus text format.
+/// `/metrics` alone, without a token: for a Prometheus scraper on a
+/// listener of its own (`PAYGATE_METRICS_LISTEN`), kept off the public one.
+pub fn metrics_router(state: Operations) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::NotFound })
+        .layer(super::access_log::layer())
+        .with_state(state)
+}
+
+/// Every metric, in the OpenMetrics text format.
 #[utoipa::path(
     get, path = "/metrics", tag = "plugins",
     responses(
-        (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        (status = 200, description = "OpenMetrics text format (Prometheus reads it)", content_type = "application/openmetrics-text", body = String),
         (status = 401, description = "`unauthorized`: no or another admin token", body = super::openapi::ErrorBody),
     ),
     security(("admin_token" = []))
 )]
 #[tracing::instrument(name = "handler", skip_all, fields(route = "admin.metrics"))]
 async fn metrics(State(ops): State<Operations>) -> Response {
-    let outbox = ops.outbox.stats().await.ok();
-    let body = ops.metrics.render(&ops.plugins, outbox.as_ref());
+    let mut scrape = Scrape::new(&ops.plugins).with_outbox(ops.outbox.stats().await.ok());
+    // Without the providers' list the circuits are left out, not guessed.
+    for binding in ops.payments.providers.list().await.unwrap_or_default() {
+        let circuit = ops.payments.circuit.inspect(&binding.alias).await;
+        scrape = scrape.with_circuit(binding.alias, circuit.state);
+    }
+    let body = ops.metrics.render(scrape);
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         body,
     )
         .into_response()

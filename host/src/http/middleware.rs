@@ -55,17 +55,26 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
     response
 }
 
-/// Counts each request by status class and its latency ([`Metrics`]).
+/// Counts each request by method, matched route and status, and its
+/// latency ([`Metrics`]).
 pub async fn measure(
     State(metrics): State<Arc<Metrics>>,
     request: Request,
     next: Next,
 ) -> Response {
     let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .cloned();
     let response = next.run(request).await;
-    metrics
-        .http
-        .record(response.status().as_u16(), started.elapsed());
+    metrics.http.record(
+        &method,
+        route.as_ref().map(axum::extract::MatchedPath::as_str),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
 }
 

@@ -22,7 +22,7 @@ use crate::webhooks::{Delivery, EventOutcome, Route, Webhooks};
 #[utoipa::path(
     post, path = "/api/v1/payments/webhook", tag = "webhooks",
     description = "Provider webhook, internal scheme: `x-internal-signature` (or `X-Provider-Signature`) = hex \
-                   HMAC-SHA256 of the raw body with INTERNAL_WEBHOOK_SECRET; body `{\"payment_id\", \"status\": \"finished\"|\"failed\"}`, \
+                   HMAC-SHA256 of the raw body with PAYGATE_INTERNAL_WEBHOOK_SECRET; body `{\"payment_id\", \"status\": \"finished\"|\"failed\"}`, \
                    or for a refund `{\"refund_id\", \"status\": \"succeeded\"|\"failed\"}`; either may add the provider's `reference`.",
     responses(
         (status = 200, description = "`{\"status\": \"ok\", \"result\": {\"message\", \"payment_id\", \"status\"}}`; \
@@ -123,7 +123,9 @@ async fn receive(
     let last = match outcomes.last() {
         None => json!({"message": "ignored", "payment_id": null, "status": null}),
         Some(EventOutcome::Payment { applied, named_id }) => match applied {
-            Applied::Updated { payment_id, status } => {
+            Applied::Updated {
+                payment_id, status, ..
+            } => {
                 json!({"message": "payment updated", "payment_id": payment_id, "status": status})
             }
             Applied::AlreadyProcessed { payment_id, status } => {

@@ -36,7 +36,6 @@ use crate::outbox::{
     Settlement, Topology, connect, jitter, reconnecting,
 };
 use fair::Shares;
-use std::sync::atomic::Ordering;
 
 /// How long a merchant's callback URL and secret are reused.
 pub const TARGET_CACHE_TTL: Duration = Duration::from_secs(5);
@@ -212,10 +211,7 @@ impl Notifier {
             let mut deferred = Vec::new();
             for (message, acker) in batch.drain(..) {
                 let Some(notification) = claimed.remove(&message.outbox_id) else {
-                    self.metrics
-                        .outbox
-                        .dropped_duplicates
-                        .fetch_add(1, Ordering::Relaxed);
+                    self.metrics.outbox.dropped_duplicates.inc();
                     tracing::debug!(
                         outbox_id = message.outbox_id.get(),
                         "duplicate or stale message dropped"
@@ -276,10 +272,7 @@ impl Notifier {
                 tracing::warn!(%error, rows = rows.len(), "cannot defer notifications over a merchant's share");
             }
         }
-        self.metrics
-            .outbox
-            .deferred
-            .fetch_add(deferred.len() as u64, Ordering::Relaxed);
+        self.metrics.outbox.deferred.inc_by(deferred.len() as u64);
         {
             let mut unrecorded = self.unrecorded.lock().expect("unrecorded set");
             for (notification, _, _) in &deferred {
@@ -303,10 +296,7 @@ impl Notifier {
             pending.into_iter().map(|(_, acker)| acker).collect()
         };
         for acker in pending {
-            self.metrics
-                .outbox
-                .dropped_duplicates
-                .fetch_add(1, Ordering::Relaxed);
+            self.metrics.outbox.dropped_duplicates.inc();
             let _ = acker.ack(BasicAckOptions::default()).await;
         }
     }
@@ -327,9 +317,9 @@ impl Notifier {
         let outbox = &self.metrics.outbox;
         outbox.delivery_latency.observe(outcome.latency);
         match (&outcome.error, retry_in) {
-            (None, _) => outbox.delivered.fetch_add(1, Ordering::Relaxed),
-            (Some(_), Some(_)) => outbox.retries_scheduled.fetch_add(1, Ordering::Relaxed),
-            (Some(_), None) => outbox.failed.fetch_add(1, Ordering::Relaxed),
+            (None, _) => outbox.delivered.inc(),
+            (Some(_), Some(_)) => outbox.retries_scheduled.inc(),
+            (Some(_), None) => outbox.failed.inc(),
         };
         if let Some(error) = &outcome.error {
             tracing::info!(outbox_id = claimed.id.get(), payment_id = claimed.payment_id.get(), attempt = claimed.attempt, %error, retry = retry_in.is_some(), "notification not delivered");

@@ -131,7 +131,7 @@ impl Broker {
                 Ok(())
             }
             Err(error) if format!("{error:#}").contains("certificate") => Err(error.context(
-                "RABBITMQ_URL: the broker's certificate is not trusted (PAYGATE_TLS_CA_FILE)",
+                "PAYGATE_RABBITMQ_URL: the broker's certificate is not trusted (PAYGATE_TLS_CA_FILE)",
             )),
             Err(error) => {
                 tracing::warn!(error = %format!("{error:#}"), "RabbitMQ is not reachable at start; events wait in the outbox");

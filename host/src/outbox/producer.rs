@@ -18,7 +18,6 @@ use super::{HEADER_ATTEMPTS, HEADER_OUTBOX_ID, NOTIFY_CHANNEL};
 use crate::config::OutboxSettings;
 use crate::metrics::Metrics;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 /// Publishes outbox rows until cancelled.
 pub struct Producer {
@@ -180,15 +179,12 @@ impl Producer {
             }
         }
         let published = (rows.len() - failed.len()) as u64;
-        self.metrics
-            .outbox
-            .published
-            .fetch_add(published, Ordering::Relaxed);
+        self.metrics.outbox.published.inc_by(published);
         if !failed.is_empty() {
             self.metrics
                 .outbox
                 .publish_failures
-                .fetch_add(failed.len() as u64, Ordering::Relaxed);
+                .inc_by(failed.len() as u64);
             let back: Vec<Claimed> = failed.into_iter().map(|i| rows[i].clone()).collect();
             self.store.release(&back).await?;
         }

@@ -34,6 +34,8 @@ pub struct PaymentsService {
     pub allow_http_redirects: bool,
     /// How long a payment may stay pending (`PAYGATE_PAYMENT_EXPIRY`).
     pub payment_expiry: std::time::Duration,
+    /// Payments created and finished, by alias and status.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// How long this request's compensating writes may go on: well within the
@@ -126,7 +128,17 @@ pub async fn create_payment(
     }
     let outcome = match resumed {
         Some(payment_id) => resume(gw, merchant, request, key, request_id, payment_id).await,
-        None => run(gw, merchant, request, key, request_id).await,
+        None => {
+            let outcome = run(gw, merchant, request, key, request_id).await;
+            if let Ok(written) = &outcome {
+                let status = match written {
+                    Outcome::Opened(_) => PaymentStatus::Pending,
+                    Outcome::Refused(_) => PaymentStatus::Failed,
+                };
+                gw.metrics.payment_created(request.alias.as_str(), status);
+            }
+            outcome
+        }
     };
     if let Some(key) = key {
         // An outcome is final for the key. An error frees it: for a

@@ -135,12 +135,13 @@ impl PaymentStore {
     /// one transaction holding their rows, so a webhook that comes
     /// meanwhile waits and then finds them expired. Their tokens are given
     /// back first: should the expiry then not commit, the next round gives
-    /// them back again, which finds nothing left to give.
+    /// them back again, which finds nothing left to give. Answers the
+    /// aliases of the payments it expired, one per payment.
     async fn expire_batch(
         &self,
         merchants: &MerchantStore,
         limit: i64,
-    ) -> Result<usize, sqlx::Error> {
+    ) -> Result<Vec<String>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let due = sqlx::query_as!(
             Notifiable,
@@ -160,11 +161,12 @@ impl PaymentStore {
                 .await?;
         }
         let ids: Vec<i64> = due.iter().map(|p| p.id.get()).collect();
-        sqlx::query!(
-            "UPDATE payments SET status = 'PAYMENT_EXPIRED', updated_at = now() WHERE id = ANY($1)",
+        let aliases = sqlx::query_scalar!(
+            "UPDATE payments SET status = 'PAYMENT_EXPIRED', updated_at = now() WHERE id = ANY($1)
+             RETURNING alias",
             &ids,
         )
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
         let message = "still pending at its expires_at (PAYGATE_PAYMENT_EXPIRY)";
         let expired = PaymentStatus::Expired;
@@ -182,7 +184,7 @@ impl PaymentStore {
             notify_payment(&mut tx, payment, expired).await?;
         }
         tx.commit().await?;
-        Ok(due.len())
+        Ok(aliases)
     }
 }
 
@@ -191,9 +193,17 @@ impl PaymentStore {
 pub async fn expire(gw: &PaymentsService) -> Result<usize, sqlx::Error> {
     let mut expired = 0;
     loop {
-        let batch = gw.payments.expire_batch(&gw.merchants, BATCH).await?;
-        expired += batch;
-        if batch < BATCH as usize {
+        let aliases = gw.payments.expire_batch(&gw.merchants, BATCH).await?;
+        let mut by_alias = std::collections::BTreeMap::<&str, u64>::new();
+        for alias in &aliases {
+            *by_alias.entry(alias).or_default() += 1;
+        }
+        for (alias, n) in by_alias {
+            gw.metrics
+                .payments_finished(alias, PaymentStatus::Expired, n);
+        }
+        expired += aliases.len();
+        if aliases.len() < BATCH as usize {
             return Ok(expired);
         }
     }
@@ -354,7 +364,8 @@ async fn ask(gw: &PaymentsService, due: Due) -> Result<Answer, sqlx::Error> {
         .apply_provider_event(&event, std::slice::from_ref(&due.alias))
         .await?;
     Ok(match applied {
-        Applied::Updated { .. } => {
+        Applied::Updated { alias, .. } => {
+            gw.metrics.payments_finished(&alias, status, 1);
             tracing::info!(
                 status = status.as_str(),
                 "reconciliation settled a pending payment"

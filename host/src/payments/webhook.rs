@@ -20,6 +20,8 @@ pub enum Applied {
     Updated {
         payment_id: PaymentId,
         status: PaymentStatus,
+        /// The payment's alias, for the metrics.
+        alias: String,
     },
     AlreadyProcessed {
         payment_id: PaymentId,
@@ -185,7 +187,7 @@ impl PaymentStore {
         let found = sqlx::query!(
             r#"SELECT id AS "id: PaymentId", status AS "status: PaymentStatus",
                       merchant_id AS "merchant_id: MerchantId", order_id AS "order_id: OrderId",
-                      currency, amount, price, metadata, created_at
+                      currency, amount, price, metadata, created_at, alias
                FROM payments WHERE (id = $1 OR provider_reference = $2) AND alias = ANY($3) FOR UPDATE"#,
             by_id,
             by_reference,
@@ -255,7 +257,11 @@ impl PaymentStore {
         };
         notify_payment(&mut tx, &notified, status).await?;
         tx.commit().await?;
-        Ok(Applied::Updated { payment_id, status })
+        Ok(Applied::Updated {
+            payment_id,
+            status,
+            alias: payment.alias,
+        })
     }
 
     /// Moves the refund the event names (only of payments among `aliases`)

@@ -59,7 +59,7 @@ pub struct SandboxArgs {
     /// Key of the internal scheme's `x-internal-signature` HMAC.
     #[arg(
         long,
-        env = "INTERNAL_WEBHOOK_SECRET",
+        env = "PAYGATE_INTERNAL_WEBHOOK_SECRET",
         default_value = "demo-internal-webhook-secret",
         hide_env_values = true
     )]
@@ -68,7 +68,7 @@ pub struct SandboxArgs {
     /// Key of the `Stripe-Signature` HMAC (the whole `whsec_…` string).
     #[arg(
         long,
-        env = "STRIPE_WEBHOOK_SECRET",
+        env = "PAYGATE_STRIPE_WEBHOOK_SECRET",
         default_value = "whsec_demo",
         hide_env_values = true
     )]
