@@ -17,6 +17,7 @@ mod merchant;
 mod metrics;
 mod migrations;
 pub(crate) mod notifications;
+mod providers;
 mod reconcile;
 mod redirects;
 pub(crate) mod refunds;

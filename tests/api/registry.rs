@@ -452,6 +452,43 @@ fn the_plugins_cli_publishes_signed_versions_activates_rolls_back_and_verifies()
     let (ok, out, err) = run(&["verify"]);
     assert!(ok, "{out}{err}");
     assert!(out.contains("\"problems\": 0"), "{out}");
+    let (_, _, err) = run(&["list"]);
+    assert!(
+        err.contains("no admin token"),
+        "list says why it shows no serving state: {err}"
+    );
+
+    // The version is the spec's unless --version says it, and they agree.
+    let spec = dir.path().join("rate-limit.toml");
+    std::fs::write(&spec, "version = \"3.0.0\"\n").unwrap();
+    let spec = spec.to_str().unwrap();
+    let with_spec = |version: Option<&str>| {
+        let mut args = vec!["publish", component, "--name", "rate-limit", "--spec", spec];
+        args.extend_from_slice(&["--sign-key", key, "--cache-dir", cache.to_str().unwrap()]);
+        if let Some(version) = version {
+            args.extend_from_slice(&["--version", version]);
+        }
+        run(&args)
+    };
+    let (ok, _, err) = with_spec(Some("4.0.0"));
+    assert!(
+        !ok && err.contains("4.0.0") && err.contains("3.0.0"),
+        "{err}"
+    );
+    let (ok, out, err) = with_spec(None);
+    assert!(ok, "{err}");
+    assert!(out.contains("\"version\": \"3.0.0\""), "{out}");
+    let cache = cache.to_str().unwrap();
+    let unversioned = [
+        "publish",
+        component,
+        "--name",
+        "rate-limit",
+        "--sign-key",
+        key,
+    ];
+    let (ok, _, err) = run(&[&unversioned[..], &["--cache-dir", cache]].concat());
+    assert!(!ok && err.contains("no version"), "{err}");
 }
 
 /// Everything the app lists under `name` (serving or refused).

@@ -12,8 +12,10 @@ pub enum PluginsCommand {
         file: std::path::PathBuf,
         #[arg(long)]
         name: String,
+        /// The version to publish as; the spec's `version` when not given.
+        /// Both given must agree.
         #[arg(long)]
-        version: String,
+        version: Option<String>,
         /// Hosts, limits, config and secret references (the plugin spec TOML).
         #[arg(long)]
         spec: Option<std::path::PathBuf>,
@@ -106,6 +108,7 @@ pub async fn run(root: &std::path::Path, command: PluginsCommand) -> anyhow::Res
                 }
                 None => PluginSpec::default(),
             };
+            let version = publish_version(version, &spec.version)?;
             let published = crate::plugins::publish(
                 &registry,
                 Some(crate::plugins::CacheLocation {
@@ -134,7 +137,13 @@ pub async fn run(root: &std::path::Path, command: PluginsCommand) -> anyhow::Res
         } => {
             let serving = match admin_token {
                 Some(token) => serving_plugins(&admin_url, &token).await,
-                None => Vec::new(),
+                None => {
+                    eprintln!(
+                        "no admin token (--admin-token, PAYGATE_ADMIN_TOKEN): what hosts serve \
+                         is not asked, its columns show -"
+                    );
+                    Vec::new()
+                }
             };
             println!(
                 "{:<18} {:<18} {:<10} {:<14} {:<10} {:>8} {:>7}  versions",
@@ -252,6 +261,20 @@ fn sign_in_place(
         "signature_file": sig_path.display().to_string(),
         "signed_by": signature.signer().id().to_string(),
     }))
+}
+
+/// The version `publish` stores: `--version`, else the spec's; refused
+/// when they differ, or when neither names one.
+fn publish_version(flag: Option<String>, spec: &str) -> anyhow::Result<String> {
+    let in_spec = (spec != "unversioned").then_some(spec);
+    match (flag, in_spec) {
+        (Some(flag), Some(spec)) if flag != spec => anyhow::bail!(
+            "--version {flag} but the spec says version = \"{spec}\": make them agree"
+        ),
+        (Some(flag), _) => Ok(flag),
+        (None, Some(spec)) => Ok(spec.to_owned()),
+        (None, None) => anyhow::bail!("no version: pass --version or set one in the spec"),
+    }
 }
 
 /// What a running host serves, from its admin API; nothing when it cannot

@@ -20,6 +20,10 @@ pub enum ProviderCommand {
         #[arg(long)]
         unavailable: bool,
     },
+    /// Delete an alias's binding. Refused while payments or refunds through
+    /// it are pending (they need its plugins to finish): mark it
+    /// `--unavailable` with `set` first, and remove it once they are done.
+    Remove { alias: String },
 }
 
 /// Runs `paygate providers ...`.
@@ -45,6 +49,20 @@ pub async fn run(db: DbArgs, command: ProviderCommand) -> anyhow::Result<()> {
             };
             store.set(&binding).await?;
             println!("{}", serde_json::to_string(&binding)?);
+        }
+        ProviderCommand::Remove { alias } => {
+            let payments = crate::payments::PaymentStore::new(dbs.payments);
+            let (pending, refunds) = payments.unfinished_of_alias(&alias).await?;
+            if pending > 0 || refunds > 0 {
+                anyhow::bail!(
+                    "alias {alias} has {pending} pending payments and {refunds} pending refunds: \
+                     they need its plugins to finish; mark it --unavailable and remove it later"
+                );
+            }
+            if !store.remove(&alias).await? {
+                anyhow::bail!("no alias {alias}");
+            }
+            println!("{}", serde_json::json!({ "removed": alias }));
         }
     }
     Ok(())

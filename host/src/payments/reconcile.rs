@@ -188,6 +188,23 @@ impl PaymentStore {
     }
 }
 
+impl PaymentStore {
+    /// How many payments, and refunds of payments, of `alias` still wait
+    /// for their provider's word: they need the alias's plugins to finish.
+    pub async fn unfinished_of_alias(&self, alias: &str) -> Result<(i64, i64), sqlx::Error> {
+        let row = sqlx::query!(
+            r#"SELECT
+                 (SELECT count(*) FROM payments WHERE alias = $1 AND status = 'PAYMENT_PENDING') AS "payments!",
+                 (SELECT count(*) FROM refunds r JOIN payments p ON p.id = r.payment_id
+                   WHERE p.alias = $1 AND r.status = 'REFUND_PENDING') AS "refunds!""#,
+            alias,
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.payments, row.refunds))
+    }
+}
+
 /// Expires every pending payment past its `expires_at`, [`BATCH`] per
 /// transaction; answers how many.
 pub async fn expire(gw: &PaymentsService) -> Result<usize, sqlx::Error> {

@@ -66,6 +66,16 @@ impl ProviderStore {
         Ok(())
     }
 
+    /// Deletes `alias`'s binding; answers whether there was one. Hosts
+    /// that cached it see it gone within the cache's lifetime.
+    pub async fn remove(&self, alias: &str) -> Result<bool, sqlx::Error> {
+        let deleted = sqlx::query!("DELETE FROM provider_aliases WHERE alias = $1", alias)
+            .execute(&self.pool)
+            .await?;
+        self.lock().entries.remove(alias);
+        Ok(deleted.rows_affected() > 0)
+    }
+
     /// Every binding, by alias.
     pub async fn list(&self) -> Result<Vec<AliasBinding>, sqlx::Error> {
         sqlx::query_as!(
