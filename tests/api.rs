@@ -18,6 +18,7 @@ mod metrics;
 mod migrations;
 pub(crate) mod notifications;
 mod providers;
+mod quickstart;
 mod reconcile;
 mod redirects;
 pub(crate) mod refunds;

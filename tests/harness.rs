@@ -347,10 +347,21 @@ async fn run_once_makes_one_call_and_returns_json() {
     assert!(out.completed);
     assert_eq!(out.json["call"], "create-payment");
     assert_eq!(out.json["result"]["ok"]["reference"], "cs_9");
-    assert_eq!(
-        out.json["http"],
-        json!([{ "method": "POST", "path": "/v1/checkout/sessions" }])
+    let sent = &out.json["http"].as_array().unwrap()[..];
+    assert_eq!(sent.len(), 1, "{}", out.json);
+    assert_eq!(sent[0]["method"], "POST");
+    assert_eq!(sent[0]["path"], "/v1/checkout/sessions");
+    // What was sent, for the integrator to see: the body, and the headers
+    // with the credential shown by its scheme only.
+    assert!(
+        sent[0]["body"]
+            .as_str()
+            .unwrap()
+            .contains("unit_amount%5D=2500"),
+        "{}",
+        out.json
     );
+    assert_eq!(sent[0]["headers"]["authorization"], "Bearer <redacted>");
     assert!(out.json["stats"]["fuel"].as_u64().unwrap() > 0);
 
     // The host stopping a call is not a completed call.

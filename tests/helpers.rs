@@ -49,6 +49,15 @@ impl Runtime {
     }
 
     pub fn with_counters(counters: Counters) -> Self {
+        Self::with(counters, None)
+    }
+
+    /// A runtime reading specs' `file:` secrets from `dir`.
+    pub fn with_secrets_dir(dir: &std::path::Path) -> Self {
+        Self::with(Counters::memory(), Some(dir.to_owned()))
+    }
+
+    fn with(counters: Counters, secrets_dir: Option<PathBuf>) -> Self {
         let engine = PluginEngine::new(&EngineSettings {
             max_concurrent_calls: 100,
             fuel: true,
@@ -57,9 +66,10 @@ impl Runtime {
         let services = Arc::new(HostServices {
             http: paygate::plugins::http_client(),
             counters,
-            clock: Clock::Fixed(1_800_000_000_000.into()),
+            clock: Clock::fixed(1_800_000_000_000),
             named_secrets: Default::default(),
             outgoing_headers: paygate::plugins::no_outgoing_headers,
+            secrets_dir,
         });
         let cache = tempfile::tempdir().expect("tempdir");
         let loader = Loader::new(

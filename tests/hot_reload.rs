@@ -258,3 +258,78 @@ async fn a_directory_following_a_trusting_registry_loads_only_what_a_trusted_key
     shutdown.cancel();
     watcher.await.unwrap();
 }
+
+/// The `Authorization` header of the last request `fake` received.
+fn last_authorization(fake: &FakeServer) -> String {
+    let requests = fake.requests();
+    let last = requests.last().expect("a request reached the provider");
+    (last.headers.iter())
+        .find(|(name, _)| *name == "authorization")
+        .map(|(_, value)| value.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_secret_is_read_again_when_its_plugin_reloads() {
+    let fake = FakeServer::start(Router::new().route(
+        "/v1/checkout/sessions",
+        post(|| async { r#"{"id":"cs_1","url":"https://pay.invalid/cs_1"}"# }),
+    ))
+    .await;
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::create_dir(secrets.path().join("acme")).unwrap();
+    std::fs::write(secrets.path().join("acme/key"), "sk_test_first\n").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = |version: &str| {
+        format!(
+            "version = \"{version}\"\nallowed_hosts = [\"127.0.0.1:{}\"]\n[config]\n\
+             base-url = \"{}\"\n[secrets]\nsecret-key = \"file:acme/key\"\n",
+            fake.addr.port(),
+            fake.url()
+        )
+    };
+    std::fs::write(dir.path().join("acme.toml"), spec("1")).unwrap();
+    publish(dir.path(), "acme", &wasm("stripe_adapter"));
+
+    let rt = Runtime::with_secrets_dir(secrets.path());
+    let plugin_dir = PluginDir::new(dir.path());
+    assert!(plugin_dir.load_all(&rt.set).unwrap().is_empty());
+    let shutdown = CancellationToken::new();
+    let _watcher = plugin_dir.watch(rt.set.clone(), shutdown.clone()).unwrap();
+    let answer = rt
+        .set
+        .require("acme")
+        .unwrap()
+        .create_payment("t", &payment(1, &[]))
+        .await;
+    assert!(matches!(answer, Ok(Ok(_))), "{answer:?}");
+    assert_eq!(last_authorization(&fake), "Bearer sk_test_first");
+
+    // The operator writes the new key, then publishes the plugin again: the
+    // reload reads the file, with no restart.
+    std::fs::write(secrets.path().join("acme/key"), "sk_test_second\n").unwrap();
+    std::fs::write(dir.path().join("acme.toml"), spec("2")).unwrap();
+    until(|| rt.set.get("acme").is_some_and(|p| p.ctx.version == "2")).await;
+    let answer = rt
+        .set
+        .require("acme")
+        .unwrap()
+        .create_payment("t", &payment(2, &[]))
+        .await;
+    assert!(matches!(answer, Ok(Ok(_))), "{answer:?}");
+    assert_eq!(last_authorization(&fake), "Bearer sk_test_second");
+
+    // A spec whose file secret leads out of the directory is refused, and
+    // the version before it keeps serving.
+    std::os::unix::fs::symlink(
+        dir.path().join("acme.toml"),
+        secrets.path().join("acme/leak"),
+    )
+    .unwrap();
+    let leaking = spec("3").replace("file:acme/key", "file:acme/leak");
+    std::fs::write(dir.path().join("acme.toml"), leaking).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let serving = rt.set.get("acme").unwrap();
+    assert_eq!(serving.ctx.version, "2");
+    shutdown.cancel();
+}

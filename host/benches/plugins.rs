@@ -48,6 +48,7 @@ fn runtime(cache: Option<std::path::PathBuf>) -> Arc<PluginSet> {
         clock: Clock::System,
         named_secrets: Default::default(),
         outgoing_headers: paygate::plugins::no_outgoing_headers,
+        secrets_dir: None,
     });
     Arc::new(PluginSet::new(Loader::new(
         Arc::new(engine),

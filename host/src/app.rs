@@ -448,6 +448,14 @@ fn refuse_missing_secrets(config: &Config, plugins: &PluginSet) -> anyhow::Resul
             continue;
         };
         if let Some(reference) = plugin.ctx.missing_secrets.first() {
+            if let Some(path) = reference.strip_prefix("file:") {
+                let dir = (config.plugin_secrets_dir.as_deref())
+                    .map_or_else(String::new, |d| d.display().to_string());
+                return Err(refused(
+                    "PAYGATE_PLUGIN_SECRETS_DIR",
+                    format!("has no file {path} (in {dir}): the plugin `{name}` needs it"),
+                ));
+            }
             let named = reference.strip_prefix("env:").unwrap_or(reference);
             return Err(refused(
                 &crate::config::setting_of_named_secret(named),
@@ -555,6 +563,7 @@ async fn load_plugins(
         clock: crate::plugins::Clock::System,
         named_secrets,
         outgoing_headers: crate::telemetry::trace_headers,
+        secrets_dir: config.plugin_secrets_dir.clone(),
     });
     let set = PluginSet::new(
         Loader::new(

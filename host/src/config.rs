@@ -92,6 +92,11 @@ pub struct Config {
     #[arg(long, env = "PAYGATE_REGISTRY_DIR")]
     pub registry_dir: Option<PathBuf>,
 
+    /// Where plugin specs' `file:PATH` secrets are read from, each time a
+    /// plugin is loaded (a mounted secret volume); unset refuses them.
+    #[arg(long, env = "PAYGATE_PLUGIN_SECRETS_DIR")]
+    pub plugin_secrets_dir: Option<PathBuf>,
+
     /// Where compiled plugin code is cached, keyed by digest and engine settings.
     #[arg(
         long,
@@ -577,6 +582,7 @@ impl Config {
             stripe_webhook_secret: Some(Secret::new("whsec_test")),
             plugin_dir,
             registry_dir: None,
+            plugin_secrets_dir: None,
             plugin_cache_dir,
             plugin_cache_key_file: None,
             plugin_max_concurrent_calls: 200,

@@ -71,12 +71,36 @@ pub struct LimitsSpec {
 }
 
 /// Where the host finds a secret. Only the reference is ever stored:
-/// `env:NAME` reads the environment variable `NAME` of the host process.
+/// `env:NAME` reads the environment variable `NAME` of the host process;
+/// `file:PATH` reads the file `PATH` under the host's plugin secrets
+/// directory (`PAYGATE_PLUGIN_SECRETS_DIR`) each time the plugin is loaded,
+/// so a secret written there goes live with the next hot reload.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum SecretRef {
     /// `env:NAME`.
     Env(String),
+    /// `file:PATH`, relative to the plugin secrets directory.
+    File(String),
+}
+
+/// The longest `file:` path taken.
+const MAX_SECRET_PATH: usize = 255;
+
+/// Why a `file:` path is refused, or `None`: relative, in segments of
+/// letters, digits, `.`, `_` and `-`, none of them `.` or `..`, so it can
+/// only name a file under the secrets directory.
+fn bad_secret_path(path: &str) -> Option<&'static str> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if path.is_empty() || path.len() > MAX_SECRET_PATH {
+        return Some("must be 1 to 255 characters");
+    }
+    let bad_segment = path
+        .split('/')
+        .any(|s| s.is_empty() || s == "." || s == ".." || !s.chars().all(plain));
+    bad_segment.then_some(
+        "must be a relative path of letters, digits, `.`, `_` and `-` (no `..`, no leading `/`)",
+    )
 }
 
 /// A spec that cannot be used, with the reason.
@@ -183,7 +207,13 @@ impl TryFrom<String> for SecretRef {
     fn try_from(s: String) -> Result<Self, Self::Error> {
         match s.split_once(':') {
             Some(("env", name)) if !name.is_empty() => Ok(SecretRef::Env(name.to_owned())),
-            _ => Err(format!("secret reference {s:?} must be env:NAME")),
+            Some(("file", path)) => match bad_secret_path(path) {
+                None => Ok(SecretRef::File(path.to_owned())),
+                Some(why) => Err(format!("secret reference {s:?}: the file path {why}")),
+            },
+            _ => Err(format!(
+                "secret reference {s:?} must be env:NAME or file:PATH"
+            )),
         }
     }
 }
@@ -198,6 +228,7 @@ impl fmt::Display for SecretRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SecretRef::Env(name) => write!(f, "env:{name}"),
+            SecretRef::File(path) => write!(f, "file:{path}"),
         }
     }
 }
@@ -237,6 +268,37 @@ mod tests {
             SecretRef::Env("STRIPE_SECRET_KEY".into())
         );
         assert_eq!(spec.config["base-url"], "http://localhost:8002");
+    }
+
+    #[test]
+    fn a_file_reference_can_only_name_a_file_under_the_secrets_directory() {
+        let parse = |r: &str| SecretRef::try_from(r.to_owned());
+        assert_eq!(
+            parse("file:acmepay/secret-key").unwrap(),
+            SecretRef::File("acmepay/secret-key".into())
+        );
+        assert_eq!(parse("file:key.txt").unwrap().to_string(), "file:key.txt");
+        for bad in [
+            "file:",
+            "file:/etc/passwd",
+            "file:../admin-token",
+            "file:acme/../../x",
+            "file:./key",
+            "file:acme//key",
+            "file:acme/key/",
+            "file:a\\b",
+            "file:a b",
+            "file:~/key",
+        ] {
+            let error = parse(bad).unwrap_err();
+            assert!(error.contains("file path"), "{bad}: {error}");
+        }
+        assert!(parse(&format!("file:{}", "a".repeat(256))).is_err());
+        assert!(
+            parse("http:x")
+                .unwrap_err()
+                .contains("env:NAME or file:PATH")
+        );
     }
 
     #[test]

@@ -89,6 +89,14 @@ impl Label {
         }
     }
 
+    /// Whether a user fixture of the same name takes this built-in case's
+    /// place: an integrator's recorded exchange says more about their
+    /// provider than the built-in guess, and two cases of one name would
+    /// only confuse the report.
+    pub fn replaced_by(&self, fixtures: &[Fixture]) -> bool {
+        fixtures.iter().any(|f| f.name == self.name)
+    }
+
     /// The result of the case, from its verdict and [`Meter::stop`].
     pub fn result(&self, verdict: Verdict, (stats, elapsed): (Measured, Duration)) -> CaseResult {
         CaseResult {
@@ -104,6 +112,16 @@ impl Label {
     /// The result of a case that did not get to call the plugin.
     pub fn without_calls(&self, verdict: Verdict) -> CaseResult {
         self.result(verdict, (Measured::default(), Duration::ZERO))
+    }
+}
+
+/// Says, on the results of fixtures that took a built-in case's place
+/// ([`Label::replaced_by`]), which one they replaced.
+pub fn mark_replacements(results: &mut [CaseResult], replaced: &[String]) {
+    for result in results.iter_mut().filter(|r| replaced.contains(&r.name)) {
+        if result.source != "built-in" {
+            result.about = "user fixture, in place of the built-in case of this name".into();
+        }
     }
 }
 
@@ -138,9 +156,23 @@ pub struct Subject<'a> {
     pub compiled: &'a CompiledComponent,
     /// Loaded with [`Settings::Full`].
     pub plugin: &'a LoadedPlugin,
+    /// Built-in cases not to run (`--skip`).
+    pub skip: &'a [String],
+    /// Only list the cases (`--list`).
+    pub list: bool,
 }
 
 impl Subject<'_> {
+    /// Why a case is not run (`--list`, or `--skip` naming a built-in
+    /// case), or `None` to run it.
+    pub fn not_run(&self, label: &Label) -> Option<Verdict> {
+        if self.list {
+            return Some(Verdict::Skip("listed, not run".into()));
+        }
+        let skipped = label.source.starts_with("built-in") && self.skip.contains(&label.name);
+        skipped.then(|| Verdict::Skip("skipped with --skip".into()))
+    }
+
     /// The plugin a case calls: the one loaded with settings, or with
     /// `bare` a fresh load without settings or secrets, kept in `slot`.
     pub fn plugin_for<'s>(

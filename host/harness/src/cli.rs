@@ -6,11 +6,14 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use crate::{Harness, Options, RunInput, Scheme, run_once};
+use crate::{CaseResult, Harness, Options, RunInput, Scheme, run_once};
 
 /// `paygate plugin ...`: one component file, no services needed.
 #[derive(Subcommand)]
 pub enum PluginCommand {
+    /// Start a plugin project: sources, the host's WIT, a spec and a build
+    /// script, passing `plugin test` as written.
+    New(crate::scaffold::NewArgs),
     /// Run the conformance suite of the component's world against a mock
     /// host; exits 1 when a case fails.
     Test(TestArgs),
@@ -34,13 +37,20 @@ pub struct TestArgs {
     /// provider's URL (`base-url` points there by default).
     #[arg(long = "config", value_name = "KEY=VALUE", value_parser = key_value)]
     pub config: Vec<(String, String)>,
-    /// A secret for the plugin, `KEY=VALUE` (`secret-key` and
-    /// `webhook-secret` have test values already).
+    /// A secret for the plugin, `KEY=VALUE` (`secret-key`, `webhook-secret`
+    /// and `api-key` have test values already).
     #[arg(long = "secret", value_name = "KEY=VALUE", value_parser = key_value)]
     pub secrets: Vec<(String, String)>,
     /// A verifier's signature scheme: internal-hmac or stripe (default: try both).
     #[arg(long)]
     pub scheme: Option<Scheme>,
+    /// A built-in case not to run (repeatable), e.g. one that assumes what
+    /// your provider does not do; it shows as skipped.
+    #[arg(long = "skip", value_name = "CASE")]
+    pub skip: Vec<String>,
+    /// Print the cases of the component's suite, with fixtures, and run none.
+    #[arg(long)]
+    pub list: bool,
     #[command(flatten)]
     pub cache: CacheArgs,
 }
@@ -79,6 +89,7 @@ fn key_value(raw: &str) -> Result<(String, String), String> {
 /// Runs the command; the process exit code is the returned value.
 pub async fn run(command: PluginCommand) -> anyhow::Result<i32> {
     match command {
+        PluginCommand::New(args) => crate::scaffold::run(args),
         PluginCommand::Test(args) => test(args).await,
         PluginCommand::Run(args) => run_input(args).await,
     }
@@ -91,12 +102,21 @@ async fn test(args: TestArgs) -> anyhow::Result<i32> {
         secrets: args.secrets.into_iter().collect(),
         scheme: args.scheme,
         cache_dir: Some(args.cache.dir),
+        skip: args.skip,
+        list: args.list,
         ..Options::default()
     };
     let report = Harness::from_file(&args.file)?
         .options(options)
         .run()
         .await?;
+    if args.list {
+        let width = report.cases.iter().map(|c| c.name.len()).max().unwrap_or(0);
+        for case in &report.cases {
+            println!("{:<width$}  {:<10}  {}", case.name, case.source, case.about);
+        }
+        return Ok(i32::from(report.cases.iter().any(CaseResult::failed)));
+    }
     print!("{}", report.text());
     if let Some(path) = &args.junit {
         std::fs::write(path, report.junit())

@@ -39,6 +39,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::mock::Received;
 use paygate_runtime::bindings::WebhookRequest;
 
 /// One user case, read from a file.
@@ -76,7 +77,8 @@ pub struct Fixture {
     pub path: PathBuf,
 }
 
-/// The request a fixture expects the plugin to send.
+/// The request a fixture expects the plugin to send: every part given must
+/// hold for every request of the case.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequestMatch {
@@ -86,11 +88,27 @@ pub struct RequestMatch {
     /// The path without the query; a trailing `*` matches any rest.
     #[serde(default)]
     pub path: Option<String>,
+    /// Headers that must be sent with exactly these values (names in any
+    /// case), e.g. `"authorization": "Bearer sk_test_paygate_harness"`.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// A JSON body must hold these fields with these values; objects are
+    /// compared field by field, so only what is named is checked.
+    #[serde(default)]
+    pub json: Option<Value>,
+    /// A form body (`a=1&b%5Bc%5D=2`) must hold these pairs, decoded,
+    /// e.g. `"line_items[0][price_data][unit_amount]": "1000"`.
+    #[serde(default)]
+    pub form: BTreeMap<String, String>,
+    /// The body must contain each of these texts.
+    #[serde(default)]
+    pub body_contains: Vec<String>,
 }
 
 impl RequestMatch {
-    /// Why `method path` does not match, or `None` when it does.
-    pub fn mismatch(&self, method: &str, path: &str) -> Option<String> {
+    /// Why `received` does not match, or `None` when it does.
+    pub fn mismatch(&self, received: &Received) -> Option<String> {
+        let (method, path) = (&received.method, &received.path);
         let method_ok = self
             .method
             .as_deref()
@@ -102,13 +120,131 @@ impl RequestMatch {
                 Some(prefix) => path.starts_with(prefix),
                 None => p == path,
             });
-        (!(method_ok && path_ok)).then(|| {
-            format!(
+        if !(method_ok && path_ok) {
+            return Some(format!(
                 "the plugin sent {method} {path}, the fixture expects {} {}",
                 self.method.as_deref().unwrap_or("any method"),
                 self.path.as_deref().unwrap_or("any path")
-            )
+            ));
+        }
+        let sent = |what: String| Some(format!("{method} {path}: {what}"));
+        for (name, wanted) in &self.headers {
+            let found = received
+                .headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str());
+            if found != Some(wanted.as_str()) {
+                return sent(match found {
+                    None => format!("no {name} header, the fixture expects {wanted:?}"),
+                    Some(v) => format!("header {name} is {v:?}, the fixture expects {wanted:?}"),
+                });
+            }
+        }
+        let text = String::from_utf8_lossy(&received.body);
+        if let Some(wanted) = &self.json {
+            let body = serde_json::from_slice::<Value>(&received.body);
+            match body {
+                Err(_) => return sent(format!("the body is not JSON: {}", excerpt(&text))),
+                Ok(body) => {
+                    if let Some(why) = json_mismatch(wanted, &body, "") {
+                        return sent(format!("in the JSON body, {why}"));
+                    }
+                }
+            }
+        }
+        if !self.form.is_empty() {
+            let pairs = form_pairs(&text);
+            for (name, wanted) in &self.form {
+                let found = pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+                if found != Some(wanted) {
+                    return sent(match found {
+                        None => {
+                            format!("the form body has no {name}, the fixture expects {wanted:?}")
+                        }
+                        Some(v) => {
+                            format!("form field {name} is {v:?}, the fixture expects {wanted:?}")
+                        }
+                    });
+                }
+            }
+        }
+        for wanted in &self.body_contains {
+            if !text.contains(wanted.as_str()) {
+                return sent(format!("the body lacks {wanted:?}: {}", excerpt(&text)));
+            }
+        }
+        None
+    }
+}
+
+/// Where `actual` differs from the fields `wanted` names, or `None`.
+fn json_mismatch(wanted: &Value, actual: &Value, at: &str) -> Option<String> {
+    match (wanted, actual) {
+        (Value::Object(fields), Value::Object(have)) => fields.iter().find_map(|(k, w)| {
+            let at = if at.is_empty() {
+                k.clone()
+            } else {
+                format!("{at}.{k}")
+            };
+            match have.get(k) {
+                None => Some(format!("`{at}` is missing, the fixture expects {w}")),
+                Some(a) => json_mismatch(w, a, &at),
+            }
+        }),
+        _ if wanted == actual => None,
+        _ => {
+            let at = if at.is_empty() { "the body" } else { at };
+            Some(format!("`{at}` is {actual}, the fixture expects {wanted}"))
+        }
+    }
+}
+
+/// The decoded pairs of an `application/x-www-form-urlencoded` body.
+fn form_pairs(body: &str) -> Vec<(String, String)> {
+    body.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(name), percent_decode(value))
         })
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let digit = |at: usize| bytes.get(at).and_then(|b| hex(*b));
+                match (digit(i + 1), digit(i + 2)) {
+                    (Some(high), Some(low)) => {
+                        out.push((high * 16 + low) as u8);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The start of a body, for a failure message.
+pub fn excerpt(text: &str) -> String {
+    const MAX: usize = 300;
+    if text.chars().count() > MAX {
+        format!("{}...", text.chars().take(MAX).collect::<String>())
+    } else if text.is_empty() {
+        "(empty)".into()
+    } else {
+        text.to_owned()
     }
 }
 
@@ -275,15 +411,92 @@ mod tests {
         assert!(err.to_string().contains("expect"), "{err}");
     }
 
+    fn received(method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Received {
+        Received {
+            method: method.into(),
+            path: path.into(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| ((*n).into(), (*v).into()))
+                .collect(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
     #[test]
     fn matches_requests() {
         let m = RequestMatch {
             method: Some("POST".into()),
             path: Some("/v1/*".into()),
+            ..RequestMatch::default()
         };
-        assert_eq!(m.mismatch("post", "/v1/checkout/sessions"), None);
-        assert!(m.mismatch("GET", "/v1/x").is_some());
-        assert!(m.mismatch("POST", "/v2/x").is_some());
-        assert_eq!(RequestMatch::default().mismatch("GET", "/"), None);
+        assert_eq!(
+            m.mismatch(&received("post", "/v1/checkout/sessions", &[], "")),
+            None
+        );
+        assert!(m.mismatch(&received("GET", "/v1/x", &[], "")).is_some());
+        assert!(m.mismatch(&received("POST", "/v2/x", &[], "")).is_some());
+        assert_eq!(
+            RequestMatch::default().mismatch(&received("GET", "/", &[], "")),
+            None
+        );
+    }
+
+    #[test]
+    fn matches_headers_json_form_and_text_of_the_body() {
+        let m: RequestMatch = serde_json::from_value(serde_json::json!({
+            "headers": { "Authorization": "Bearer sk_1" },
+            "json": { "amount": 1000, "metadata": { "order": "7" } },
+        }))
+        .unwrap();
+        // The mismatch of a POST to /p with `authorization` and `body`.
+        let post = |authorization: &str, body: &str| {
+            m.mismatch(&received(
+                "POST",
+                "/p",
+                &[("authorization", authorization)],
+                body,
+            ))
+        };
+        let good = r#"{"amount":1000,"currency":"eur","metadata":{"order":"7","x":"y"}}"#;
+        assert_eq!(post("Bearer sk_1", good), None);
+        let why = post("Bearer sk_2", "{}").unwrap();
+        assert!(
+            why.contains("header Authorization") && why.contains("sk_2"),
+            "{why}"
+        );
+        let why = post(
+            "Bearer sk_1",
+            r#"{"amount":"10.00","metadata":{"order":"7"}}"#,
+        )
+        .unwrap();
+        assert!(
+            why.contains("`amount` is \"10.00\"") && why.contains("1000"),
+            "{why}"
+        );
+        let why = post("Bearer sk_1", r#"{"amount":1000,"metadata":{}}"#).unwrap();
+        assert!(why.contains("`metadata.order` is missing"), "{why}");
+
+        let form: RequestMatch = serde_json::from_value(serde_json::json!({
+            "form": { "line_items[0][price_data][unit_amount]": "1000", "mode": "payment" },
+            "body_contains": ["currency=eur"],
+        }))
+        .unwrap();
+        let body =
+            "mode=payment&line_items%5B0%5D%5Bprice_data%5D%5Bunit_amount%5D=1000&currency=eur";
+        assert_eq!(form.mismatch(&received("POST", "/", &[], body)), None);
+        let why = form
+            .mismatch(&received("POST", "/", &[], "mode=payment&currency=eur"))
+            .unwrap();
+        assert!(
+            why.contains("has no line_items[0][price_data][unit_amount]"),
+            "{why}"
+        );
+        let why = form
+            .mismatch(&received("POST", "/", &[], &body.replace("eur", "usd")))
+            .unwrap();
+        assert!(why.contains("lacks \"currency=eur\""), "{why}");
+        assert_eq!(percent_decode("a%2"), "a%2");
+        assert_eq!(percent_decode("a+b%20c%zz"), "a b c%zz");
     }
 }

@@ -65,15 +65,19 @@ impl MockHost {
             fuel: true,
         })
         .map_err(|e| HarnessError::Host(format!("creating the engine: {e:#}")))?;
+        // The counters' windows follow the clock the plugin sees, so a case
+        // can move it past a window instead of waiting.
+        let clock = Clock::fixed(START_MS);
         let services = Arc::new(HostServices {
             http: paygate_runtime::http_client(),
-            counters: Counters::memory(),
-            clock: Clock::Fixed(START_MS.into()),
+            counters: Counters::memory_on(clock.clone()),
+            clock,
             named_secrets: secrets
                 .iter()
                 .map(|(k, v)| (secret_name(k), Secret::new(v.clone())))
                 .collect(),
             outgoing_headers: paygate_runtime::no_outgoing_headers,
+            secrets_dir: None,
         });
         let loader = Loader::new(
             Arc::new(engine),

@@ -13,7 +13,8 @@
 //! expiry and refill can be tested without waiting. Each case reports its
 //! verdict, call latency, fuel and peak linear memory ([`Report`]: text and
 //! JUnit XML). [`run_once`] makes one call from a JSON description instead;
-//! [`cli`] is the command line both binaries share. [`Harness`] (`suite`)
+//! [`cli`] is the command line both binaries share; [`scaffold`] starts a
+//! plugin project (`plugin new`). [`Harness`] (`suite`)
 //! ties it together.
 //!
 //! In a plugin's own repository, with `paygate-harness` as a dev-dependency:
@@ -32,6 +33,7 @@
 //! ```
 
 pub mod cli;
+pub mod scaffold;
 
 mod case;
 mod fixtures;

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::service::service_fn;
@@ -22,7 +22,56 @@ pub struct Received {
     pub method: String,
     /// The path without the query.
     pub path: String,
+    /// Header pairs; names are lower-case.
+    pub headers: Vec<(String, String)>,
+    /// The body, up to [`MAX_RECORDED_BODY`] bytes (empty past that).
+    pub body: Vec<u8>,
 }
+
+/// Headers whose values are credentials: `plugin run` shows only their
+/// scheme word (`Bearer`, `Basic`), since a run may be given real secrets.
+const CREDENTIAL_HEADERS: [&str; 4] = [
+    "authorization",
+    "proxy-authorization",
+    "x-api-key",
+    "api-key",
+];
+
+impl Received {
+    /// The request as `plugin run` prints it: method, path, headers (credentials
+    /// redacted) and the body, as text when it is UTF-8.
+    pub fn to_json(&self) -> serde_json::Value {
+        let headers: serde_json::Map<String, serde_json::Value> = self
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let shown = if CREDENTIAL_HEADERS.contains(&name.as_str()) {
+                    match value.split_once(' ') {
+                        Some((scheme, _)) => format!("{scheme} <redacted>"),
+                        None => "<redacted>".to_owned(),
+                    }
+                } else {
+                    value.clone()
+                };
+                (name.clone(), shown.into())
+            })
+            .collect();
+        let body = match std::str::from_utf8(&self.body) {
+            Ok(text) => serde_json::Value::from(text),
+            Err(_) => format!("<{} bytes, not UTF-8>", self.body.len()).into(),
+        };
+        serde_json::json!({
+            "method": self.method,
+            "path": self.path,
+            "headers": headers,
+            "body": body,
+        })
+    }
+}
+
+/// The largest request body the mock records; a provider request is far
+/// smaller.
+pub const MAX_RECORDED_BODY: usize = 1 << 20;
 
 #[derive(Default)]
 struct Shared {
@@ -116,11 +165,27 @@ async fn serve(listener: tokio::net::TcpListener, shared: SharedState) {
 type Answer = Response<Full<Bytes>>;
 
 async fn answer(shared: &SharedState, request: Request<Incoming>) -> Answer {
+    let (parts, body) = request.into_parts();
+    let body = Limited::new(body, MAX_RECORDED_BODY)
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            (name.as_str().to_owned(), value)
+        })
+        .collect();
     let answer = {
         let mut shared = shared.lock().unwrap_or_else(|e| e.into_inner());
         shared.received.push(Received {
-            method: request.method().to_string(),
-            path: request.uri().path().to_owned(),
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_owned(),
+            headers,
+            body,
         });
         shared.answer.clone()
     };

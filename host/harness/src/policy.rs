@@ -32,21 +32,21 @@ pub async fn run(subject: &Subject<'_>, fixtures: &[Fixture]) -> Vec<CaseResult>
     // Each case its own client, so no case sees another's counters.
     let mut results = vec![
         measure(
-            plugin,
+            subject,
             "allow",
             "a first request is allowed, within its limit",
             || allow(plugin, "203.0.113.1"),
         )
         .await,
         measure(
-            plugin,
+            subject,
             "deny",
             "one client sending without pause is denied within 1000 requests",
             || deny(plugin, "203.0.113.2"),
         )
         .await,
         measure(
-            plugin,
+            subject,
             "retry-after",
             "a denial carries retry-after, and after that wait a request is allowed",
             || retry_after(subject, "203.0.113.3"),
@@ -65,14 +65,18 @@ pub async fn run(subject: &Subject<'_>, fixtures: &[Fixture]) -> Vec<CaseResult>
 }
 
 async fn measure(
-    plugin: &LoadedPlugin,
+    subject: &Subject<'_>,
     name: &str,
     about: &str,
     case: impl AsyncFnOnce() -> Verdict,
 ) -> CaseResult {
-    let meter = Meter::start(plugin);
+    let label = Label::built_in(name, about);
+    if let Some(verdict) = subject.not_run(&label) {
+        return label.without_calls(verdict);
+    }
+    let meter = Meter::start(subject.plugin);
     let verdict = case().await;
-    Label::built_in(name, about).result(verdict, meter.stop())
+    label.result(verdict, meter.stop())
 }
 
 async fn decide(plugin: &LoadedPlugin, client_ip: &str) -> Result<Decision, Verdict> {

@@ -9,8 +9,8 @@
 
 use serde_json::json;
 
-use crate::case::{CaseResult, Label, Meter, Subject, Verdict};
-use crate::fixtures::{Fixture, FixtureResponse, RequestMatch};
+use crate::case::{CaseResult, Label, Meter, Subject, Verdict, mark_replacements};
+use crate::fixtures::{Fixture, FixtureResponse, RequestMatch, excerpt};
 use crate::mock::Received;
 use crate::outcome::Outcome;
 use paygate_runtime::bindings::{PaymentRequest, RefundReason, RefundRequest};
@@ -264,11 +264,20 @@ fn refund_built_ins() -> Vec<ProviderCase> {
 /// Runs the built-in cases, then one case per fixture.
 pub async fn run(subject: &Subject<'_>, fixtures: &[Fixture]) -> Vec<CaseResult> {
     let mut results = Vec::new();
+    let mut replaced = Vec::new();
     for case in built_ins(subject.host.http_timeout_ms()) {
+        if case.label.replaced_by(fixtures) {
+            replaced.push(case.label.name);
+            continue;
+        }
         results.push(run_case(subject, &case).await);
     }
     for case in refund_built_ins() {
-        if subject.plugin.refunds() {
+        if case.label.replaced_by(fixtures) {
+            replaced.push(case.label.name);
+        } else if let Some(verdict) = subject.not_run(&case.label) {
+            results.push(case.label.without_calls(verdict));
+        } else if subject.plugin.refunds() {
             results.push(run_case(subject, &case).await);
         } else {
             let why = "the adapter has no refund export (WIT 0.1.0)".to_owned();
@@ -281,10 +290,14 @@ pub async fn run(subject: &Subject<'_>, fixtures: &[Fixture]) -> Vec<CaseResult>
             Err(why) => results.push(Label::fixture(fixture).without_calls(Verdict::Fail(why))),
         }
     }
+    mark_replacements(&mut results, &replaced);
     results
 }
 
 async fn run_case(subject: &Subject<'_>, case: &ProviderCase) -> CaseResult {
+    if let Some(verdict) = subject.not_run(&case.label) {
+        return case.label.without_calls(verdict);
+    }
     let mut slot = None;
     let plugin = match subject.plugin_for(case.bare, &mut slot) {
         Ok(plugin) => plugin,
@@ -310,19 +323,52 @@ async fn run_case(subject: &Subject<'_>, case: &ProviderCase) -> CaseResult {
     case.label.result(verdict, measured)
 }
 
+/// What the plugin sent and what the mock provider answered, for a failed
+/// case: the integrator sees the exchange their code got wrong.
+fn exchange(case: &ProviderCase, received: &[Received]) -> String {
+    let sent = match received {
+        [] => "; the plugin sent no request".to_owned(),
+        [one] => format!("; the plugin sent {} {}", one.method, one.path),
+        [first, ..] => format!(
+            "; the plugin sent {} requests, the first {} {}",
+            received.len(),
+            first.method,
+            first.path
+        ),
+    };
+    let answered = match (&case.response, received.is_empty()) {
+        (Some(response), false) => {
+            let (body, _) = response.body_bytes();
+            format!(
+                ", and the mock provider answered HTTP {}{} {}",
+                response.status,
+                if response.delay_ms > 0 {
+                    format!(" after {} ms", response.delay_ms)
+                } else {
+                    String::new()
+                },
+                excerpt(&String::from_utf8_lossy(&body))
+            )
+        }
+        _ => String::new(),
+    };
+    sent + &answered
+}
+
 /// Compares what the plugin did with what the case expects.
 fn judge(case: &ProviderCase, outcome: &Outcome, received: &[Received], url: &str) -> Verdict {
     if !outcome.matches(&case.expect) {
         return Verdict::Fail(format!(
-            "expected {}, got {}",
+            "expected {}, got {}{}",
             case.expect,
-            outcome.summary()
+            outcome.summary(),
+            exchange(case, received)
         ));
     }
     if let Some(why) = case
         .request
         .as_ref()
-        .and_then(|m| received.iter().find_map(|r| m.mismatch(&r.method, &r.path)))
+        .and_then(|m| received.iter().find_map(|r| m.mismatch(r)))
     {
         return Verdict::Fail(why);
     }

@@ -114,7 +114,7 @@ pub async fn run_once(
         .provider
         .received()
         .iter()
-        .map(|r| json!({ "method": r.method, "path": r.path }))
+        .map(crate::mock::Received::to_json)
         .collect();
     let completed = outcome.name != "host-error";
     let json = json!({

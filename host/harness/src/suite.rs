@@ -43,6 +43,11 @@ pub struct Options {
     pub cache_dir: Option<PathBuf>,
     /// The plugin's HTTP timeout.
     pub http_timeout: Duration,
+    /// Built-in cases not to run, by name; a name that is no case of the
+    /// component's world fails the run, so a typo cannot hide a case.
+    pub skip: Vec<String>,
+    /// Only list the cases, running none.
+    pub list: bool,
 }
 
 impl Default for Options {
@@ -54,6 +59,8 @@ impl Default for Options {
             scheme: None,
             cache_dir: None,
             http_timeout: DEFAULT_HTTP_TIMEOUT,
+            skip: Vec::new(),
+            list: false,
         }
     }
 }
@@ -172,6 +179,8 @@ impl Harness {
             host: &host,
             compiled: &compiled,
             plugin: &plugin,
+            skip: &self.options.skip,
+            list: self.options.list,
         };
         report.cases = match kind {
             PluginKind::ProviderAdapter => provider::run(&subject, &fixtures).await,
@@ -180,6 +189,18 @@ impl Harness {
             }
             PluginKind::RateLimitPolicy => policy::run(&subject, &fixtures).await,
         };
+        for name in &self.options.skip {
+            if !report.cases.iter().any(|c| &c.name == name) {
+                let why = format!(
+                    "--skip {name}: no case of the {} suite has this name (--list shows them)",
+                    kind.world()
+                );
+                let label = crate::case::Label::built_in("skip", "the cases --skip names exist");
+                report
+                    .cases
+                    .push(label.without_calls(crate::Verdict::Fail(why)));
+            }
+        }
         report.elapsed = started.elapsed();
         Ok(report)
     }

@@ -3,7 +3,6 @@
 //! `plugins/dist/` (scripts/test builds them first).
 
 use std::path::PathBuf;
-use std::process::Command;
 
 fn dist(name: &str) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -17,17 +16,12 @@ fn dist(name: &str) -> String {
     path.display().to_string()
 }
 
+mod common;
+
 /// Runs `paygate-plugin` with `args`; its exit code and stdout.
 fn paygate_plugin(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_paygate-plugin"))
-        .args(args)
-        .env("RUST_LOG", "error")
-        .output()
-        .expect("running paygate-plugin");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    let ran = common::paygate_plugin(args);
+    (ran.code, ran.stdout)
 }
 
 #[test]
@@ -86,4 +80,174 @@ fn refuses_a_file_that_is_not_a_component() {
     std::fs::write(&bogus, b"not wasm").unwrap();
     let (code, stdout) = paygate_plugin(&["test", &bogus.display().to_string()]);
     assert_ne!(code, 0, "{stdout}");
+}
+
+/// Writes `fixtures` (name, JSON) into a fresh folder.
+fn fixture_dir(fixtures: &[(&str, serde_json::Value)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (file, fixture) in fixtures {
+        std::fs::write(dir.path().join(file), fixture.to_string()).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn fixtures_check_what_the_adapter_sends_and_replace_built_in_cases_of_their_name() {
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = cache.path().display().to_string();
+    let session = serde_json::json!({ "id": "cs_1", "url": "https://pay.example/cs_1" });
+    let fixtures = fixture_dir(&[
+        (
+            "a-sends-minor-units.json",
+            serde_json::json!({
+                "name": "sends minor units and its key",
+                "request": {
+                    "method": "POST",
+                    "path": "/v1/checkout/sessions",
+                    "headers": { "Authorization": "Bearer sk_test_paygate_harness" },
+                    "form": { "line_items[0][price_data][unit_amount]": "1000", "mode": "payment" },
+                },
+                "response": { "body": session },
+                "expect": "ok",
+            }),
+        ),
+        (
+            "b-decline.json",
+            serde_json::json!({
+                "name": "decline",
+                "response": { "status": 402, "body": { "error": { "type": "card_error", "message": "recorded refusal" } } },
+                "expect": "declined",
+            }),
+        ),
+    ]);
+    let file = dist("stripe_adapter");
+    let dir = fixtures.path().display().to_string();
+    let (code, stdout) =
+        paygate_plugin(&["test", &file, "--fixtures", &dir, "--cache-dir", &cache_dir]);
+    assert_eq!(code, 0, "{stdout}");
+    let declines: Vec<&str> = stdout.lines().filter(|l| l.contains(" decline ")).collect();
+    assert_eq!(
+        declines.len(),
+        1,
+        "the fixture took the built-in's place:\n{stdout}"
+    );
+    assert!(
+        declines[0].contains("in place of the built-in case"),
+        "{stdout}"
+    );
+
+    // A fixture expecting other minor units fails, saying what was sent;
+    // one expecting another outcome shows the mock's answer.
+    let wrong = fixture_dir(&[
+        (
+            "a.json",
+            serde_json::json!({
+                "name": "expects cents it does not get",
+                "request": { "form": { "line_items[0][price_data][unit_amount]": "10" } },
+                "response": { "body": session },
+                "expect": "ok",
+            }),
+        ),
+        (
+            "b.json",
+            serde_json::json!({
+                "name": "expects a refusal the provider did not give",
+                "response": { "status": 200, "body": { "id": "cs_2", "url": "https://pay.example/cs_2", "note": "seen-by-the-integrator" } },
+                "expect": "declined",
+            }),
+        ),
+    ]);
+    let dir = wrong.path().display().to_string();
+    let (code, stdout) =
+        paygate_plugin(&["test", &file, "--fixtures", &dir, "--cache-dir", &cache_dir]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("form field line_items[0][price_data][unit_amount] is \"1000\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("answered HTTP 200") && stdout.contains("seen-by-the-integrator"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn plugin_run_shows_the_body_and_headers_sent_with_credentials_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("call.json");
+    std::fs::write(
+        &input,
+        serde_json::json!({
+            "call": "create-payment",
+            "secrets": { "secret-key": "sk_live_do_not_print" },
+            "provider_response": { "body": { "id": "cs_1", "url": "https://pay.example/cs_1" } },
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let cache_dir = dir.path().join("cache").display().to_string();
+    let (code, stdout) = paygate_plugin(&[
+        "run",
+        &dist("stripe_adapter"),
+        "--input",
+        &input.display().to_string(),
+        "--cache-dir",
+        &cache_dir,
+    ]);
+    assert_eq!(code, 0, "{stdout}");
+    let out: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let sent = &out["http"][0];
+    assert_eq!(
+        sent["headers"]["authorization"], "Bearer <redacted>",
+        "{stdout}"
+    );
+    assert!(!stdout.contains("sk_live_do_not_print"), "{stdout}");
+    let body = sent["body"].as_str().unwrap();
+    assert!(body.contains("unit_amount%5D=1000"), "{body}");
+}
+
+#[test]
+fn list_names_the_cases_and_skip_leaves_out_a_built_in_one_but_not_a_typo() {
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = cache.path().display().to_string();
+    let file = dist("stripe_adapter");
+    let (code, stdout) = paygate_plugin(&["test", &file, "--list", "--cache-dir", &cache_dir]);
+    assert_eq!(code, 0, "{stdout}");
+    for case in [
+        "success",
+        "decline",
+        "missing-config",
+        "refund-declined",
+        "refund-status",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(case)),
+            "{case} is listed:\n{stdout}"
+        );
+    }
+    assert!(!stdout.contains("passed"), "nothing ran:\n{stdout}");
+
+    let (code, stdout) = paygate_plugin(&[
+        "test",
+        &file,
+        "--skip",
+        "decline",
+        "--cache-dir",
+        &cache_dir,
+    ]);
+    assert_eq!(code, 0, "{stdout}");
+    let decline = stdout.lines().find(|l| l.contains(" decline ")).unwrap();
+    assert!(decline.trim_start().starts_with("skip"), "{stdout}");
+    assert!(stdout.contains("skipped with --skip"), "{stdout}");
+
+    let (code, stdout) = paygate_plugin(&[
+        "test",
+        &file,
+        "--skip",
+        "declined",
+        "--cache-dir",
+        &cache_dir,
+    ]);
+    assert_eq!(code, 1, "a --skip naming no case fails the run:\n{stdout}");
+    assert!(stdout.contains("--skip declined: no case"), "{stdout}");
 }

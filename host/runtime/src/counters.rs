@@ -51,6 +51,15 @@ impl Counters {
         Counters::Memory(MemoryCounters::default())
     }
 
+    /// In-process counters whose windows follow `clock`, the clock the
+    /// plugins see: the harness moves it to show that a window ends.
+    pub fn memory_on(clock: crate::services::Clock) -> Self {
+        Counters::Memory(MemoryCounters {
+            clock,
+            ..MemoryCounters::default()
+        })
+    }
+
     /// Adds `delta` to `key` in the fixed window of `window_ms` that holds
     /// now; returns the new value and the ms until the window ends.
     pub async fn increment(
@@ -136,12 +145,15 @@ impl<V: Copy> Expiring<V> {
 /// when the map grows.
 pub struct MemoryCounters {
     map: Expiring<i64>,
+    /// What windows are cut from.
+    clock: crate::services::Clock,
 }
 
 impl Default for MemoryCounters {
     fn default() -> Self {
         Self {
             map: Expiring::new(100_000),
+            clock: crate::services::Clock::System,
         }
     }
 }
@@ -149,14 +161,19 @@ impl Default for MemoryCounters {
 impl MemoryCounters {
     fn increment(&self, key: &str, delta: i64, window_ms: u64) -> (i64, u64) {
         let window_ms = window_ms.max(1);
-        let wall_ms = crate::services::Clock::System.now_ms();
+        let wall_ms = self.clock.now_ms();
         let reset_ms = window_ms - wall_ms % window_ms;
+        // The window's number is in the key, so a new window starts at zero
+        // whatever the entry's own deadline; that deadline (real time) only
+        // frees memory, and under a clock that stands still it must outlast
+        // the window the clock is in.
         let slot = format!("{key}\u{0}{}", wall_ms / window_ms);
+        let keep = Duration::from_millis(reset_ms.saturating_add(window_ms));
         self.map.with(|map, now| {
             let value = Expiring::live(map, &slot, now)
                 .unwrap_or(0)
                 .saturating_add(delta);
-            map.insert(slot, (value, now + Duration::from_millis(reset_ms)));
+            map.insert(slot, (value, now + keep));
             (value, reset_ms)
         })
     }
@@ -199,6 +216,18 @@ mod tests {
         assert!(c.compare_and_swap("k", None, 1, 1).await.unwrap());
         tokio::time::sleep(Duration::from_millis(5)).await;
         assert_eq!(c.get("k").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn memory_windows_follow_the_clock_they_are_given() {
+        let clock = crate::services::Clock::fixed(1_000_000);
+        let c = Counters::memory_on(clock.clone());
+        assert_eq!(c.increment("w", 1, 1000).await.unwrap(), (1, 1000));
+        clock.set_ms(1_000_400);
+        assert_eq!(c.increment("w", 1, 1000).await.unwrap(), (2, 600));
+        // The window ends when the clock says so, however little real time passed.
+        clock.set_ms(1_001_000);
+        assert_eq!(c.increment("w", 1, 1000).await.unwrap(), (1, 1000));
     }
 
     #[tokio::test]

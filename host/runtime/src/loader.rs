@@ -143,7 +143,7 @@ impl Loader {
         expected: Option<PluginKind>,
     ) -> Result<LoadedPlugin, LoadError> {
         let (kind, pre) = self.pre(name, compiled, [expected, spec.kind])?;
-        let secrets = resolve_secrets(name, &spec.secrets, &self.services.named_secrets)?;
+        let secrets = resolve_secrets(name, &spec.secrets, &self.services)?;
         let missing_secrets = (spec.secrets.iter())
             .filter(|(key, _)| !secrets.contains_key(*key))
             .map(|(_, reference)| reference.to_string())
@@ -368,34 +368,45 @@ fn detect_kind(
         })
 }
 
-/// Resolves secret references now, so a call never touches the environment.
-/// A reference may name a secret the host was handed by name (its plugin
-/// secret settings) or a process variable whose name starts with
-/// [`SECRET_ENV_PREFIX`]; anything else (the database URL, the admin token,
-/// `PATH`) is refused, so a spec cannot hand a plugin the host's own secrets.
+/// Resolves secret references now, so a call never touches the environment
+/// or the disk. An `env:` reference may name a secret the host was handed by
+/// name (its plugin secret settings) or a process variable whose name starts
+/// with [`SECRET_ENV_PREFIX`]; anything else (the database URL, the admin
+/// token, `PATH`) is refused, so a spec cannot hand a plugin the host's own
+/// secrets. A `file:` reference reads a file under the host's secrets
+/// directory ([`read_secret_file`]).
 fn resolve_secrets(
     name: &str,
     refs: &BTreeMap<String, SecretRef>,
-    named: &BTreeMap<String, Secret>,
+    services: &HostServices,
 ) -> Result<BTreeMap<String, Secret>, LoadError> {
+    let named = &services.named_secrets;
     let mut resolved = BTreeMap::new();
     for (key, reference) in refs {
-        let SecretRef::Env(var) = reference;
-        let value = match named.get(var) {
-            Some(value) => Some(value.clone()),
-            None if var.starts_with(SECRET_ENV_PREFIX) => std::env::var(var).ok().map(Secret::new),
-            None => {
-                return Err(LoadError::SecretNotAllowed {
+        let value = match reference {
+            SecretRef::Env(var) => match named.get(var) {
+                Some(value) => Some(value.clone()),
+                None if var.starts_with(SECRET_ENV_PREFIX) => {
+                    std::env::var(var).ok().map(Secret::new)
+                }
+                None => {
+                    return Err(LoadError::SecretNotAllowed {
+                        name: name.into(),
+                        key: key.clone(),
+                        variable: var.clone(),
+                        named: if named.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            named.keys().cloned().collect::<Vec<_>>().join(", ")
+                        },
+                    });
+                }
+            },
+            SecretRef::File(path) => read_secret_file(services.secrets_dir.as_deref(), path)
+                .map_err(|reason| LoadError::Spec {
                     name: name.into(),
-                    key: key.clone(),
-                    variable: var.clone(),
-                    named: if named.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        named.keys().cloned().collect::<Vec<_>>().join(", ")
-                    },
-                });
-            }
+                    reason: format!("secret {key} ({reference}): {reason}"),
+                })?,
         };
         match value {
             Some(value) if !value.expose().is_empty() => {
@@ -407,4 +418,86 @@ fn resolve_secrets(
         }
     }
     Ok(resolved)
+}
+
+/// The largest secret file read; a key or token is far smaller.
+const MAX_SECRET_FILE: u64 = 64 * 1024;
+
+/// The secret in `path` under `dir`, without its trailing line break;
+/// `None` when the file does not exist (yet): the plugin then lacks the
+/// secret, as with an unset variable. Refused: no directory configured, a
+/// file that resolves outside the directory (a symlink leading out), one
+/// that is not a regular file or is too large. The path itself was checked
+/// when the spec was read (relative, no `..`).
+fn read_secret_file(dir: Option<&std::path::Path>, path: &str) -> Result<Option<Secret>, String> {
+    use std::io::Read;
+    let dir = dir.ok_or("file: secrets need PAYGATE_PLUGIN_SECRETS_DIR, which is not set")?;
+    let root = dir
+        .canonicalize()
+        .map_err(|e| format!("PAYGATE_PLUGIN_SECRETS_DIR {}: {e}", dir.display()))?;
+    let file = match root.join(path).canonicalize() {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read it: {e}")),
+    };
+    if !file.starts_with(&root) {
+        return Err("it leads outside PAYGATE_PLUGIN_SECRETS_DIR".into());
+    }
+    let opened = std::fs::File::open(&file).map_err(|e| format!("cannot read it: {e}"))?;
+    let metadata = opened
+        .metadata()
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    if !metadata.is_file() {
+        return Err("it is not a file".into());
+    }
+    let mut bytes = Vec::new();
+    opened
+        .take(MAX_SECRET_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    if bytes.len() as u64 > MAX_SECRET_FILE {
+        return Err(format!(
+            "it is larger than {MAX_SECRET_FILE} bytes: not a secret"
+        ));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".to_owned())?;
+    Ok(Some(Secret::new(text.trim_end_matches(['\n', '\r']))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(dir: &std::path::Path, path: &str) -> Result<Option<String>, String> {
+        read_secret_file(Some(dir), path).map(|s| s.map(|s| s.expose().to_owned()))
+    }
+
+    #[test]
+    fn file_secrets_are_read_afresh_and_never_from_outside_the_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("secrets");
+        std::fs::create_dir_all(dir.join("acme")).unwrap();
+        std::fs::write(dir.join("acme/key"), "sk_1\n").unwrap();
+        assert_eq!(read(&dir, "acme/key").unwrap().as_deref(), Some("sk_1"));
+        // Each load reads the file again: a rotated key goes live on reload.
+        std::fs::write(dir.join("acme/key"), "sk_2").unwrap();
+        assert_eq!(read(&dir, "acme/key").unwrap().as_deref(), Some("sk_2"));
+        // Not there yet: the plugin lacks the secret, as with an unset variable.
+        assert_eq!(read(&dir, "acme/absent").unwrap(), None);
+
+        // A symlink inside the directory is followed (Kubernetes mounts
+        // secrets that way); one leading out is refused.
+        std::os::unix::fs::symlink(dir.join("acme/key"), dir.join("acme/link")).unwrap();
+        assert_eq!(read(&dir, "acme/link").unwrap().as_deref(), Some("sk_2"));
+        std::fs::write(root.path().join("admin-token"), "host's own").unwrap();
+        std::os::unix::fs::symlink(root.path().join("admin-token"), dir.join("acme/leak")).unwrap();
+        let error = read(&dir, "acme/leak").unwrap_err();
+        assert!(error.contains("outside"), "{error}");
+
+        assert!(read(&dir, "acme").unwrap_err().contains("not a file"));
+        std::fs::write(dir.join("big"), vec![b'x'; 64 * 1024 + 1]).unwrap();
+        assert!(read(&dir, "big").unwrap_err().contains("larger"));
+        let error = read_secret_file(None, "acme/key").unwrap_err();
+        assert!(error.contains("PAYGATE_PLUGIN_SECRETS_DIR"), "{error}");
+    }
 }

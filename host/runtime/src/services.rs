@@ -20,6 +20,9 @@ pub struct HostServices {
     /// Headers the host adds to each outbound request a plugin makes
     /// (unless the plugin set them): the W3C `traceparent` of the call.
     pub outgoing_headers: fn() -> Vec<(&'static str, String)>,
+    /// Where `file:PATH` secret references are read from, each time a
+    /// plugin is loaded; `None` refuses them.
+    pub secrets_dir: Option<std::path::PathBuf>,
 }
 
 /// No headers: for hosts that trace nothing.
@@ -37,6 +40,7 @@ impl HostServices {
             clock: Clock::System,
             named_secrets,
             outgoing_headers: no_outgoing_headers,
+            secrets_dir: None,
         })
     }
 }
@@ -63,13 +67,20 @@ pub fn http_client_trusting(roots: Vec<reqwest::Certificate>) -> reqwest::Client
 }
 
 /// The time plugins see. Tests and the harness fix it to test expiry rules.
+/// A clone of a fixed clock is the same clock: moving one moves both.
+#[derive(Clone)]
 pub enum Clock {
     System,
     /// A settable time in Unix milliseconds.
-    Fixed(AtomicU64),
+    Fixed(Arc<AtomicU64>),
 }
 
 impl Clock {
+    /// A clock standing at `ms` (Unix milliseconds) until it is set.
+    pub fn fixed(ms: u64) -> Self {
+        Clock::Fixed(Arc::new(AtomicU64::new(ms)))
+    }
+
     pub fn now_ms(&self) -> u64 {
         match self {
             Clock::System => SystemTime::now()
