@@ -306,7 +306,10 @@ async fn junit_xml_has_one_testcase_per_case_and_the_failures() {
         .iter()
         .find(|c| c.attribute("name") == Some("decline"))
         .unwrap();
-    assert_eq!(decline.attribute("classname"), Some("provider-adapter"));
+    assert_eq!(
+        decline.attribute("classname"),
+        Some("provider-adapter.errors")
+    );
     let failure = decline
         .children()
         .find(|n| n.has_tag_name("failure"))

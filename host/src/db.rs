@@ -108,6 +108,36 @@ pub async fn connect_and_migrate(
     Ok(db)
 }
 
+/// One connection to a database that must exist, for a command that
+/// only reads it (nothing is created or migrated).
+pub async fn connect_existing(var: &str, url: &str, ca: &TrustedCa) -> anyhow::Result<PgPool> {
+    pool_of(var, connect_options(var, url, &[], ca)?, 1).await
+}
+
+fn connect_options(
+    var: &str,
+    url: &str,
+    settings: &[(&str, &str)],
+    ca: &TrustedCa,
+) -> anyhow::Result<PgConnectOptions> {
+    let options: PgConnectOptions = url
+        .parse()
+        .with_context(|| format!("{var} is not a PostgreSQL URL"))?;
+    Ok(ca
+        .postgres(url, options)
+        .disable_statement_logging()
+        .options(settings.iter().copied()))
+}
+
+async fn pool_of(var: &str, options: PgConnectOptions, size: u32) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(size.max(1))
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+        .with_context(|| format!("connecting to {var}"))
+}
+
 async fn pool_with(
     var: &str,
     url: &str,
@@ -115,22 +145,11 @@ async fn pool_with(
     settings: &[(&str, &str)],
     ca: &TrustedCa,
 ) -> anyhow::Result<PgPool> {
-    let options: PgConnectOptions = url
-        .parse()
-        .with_context(|| format!("{var} is not a PostgreSQL URL"))?;
-    let options = ca
-        .postgres(url, options)
-        .disable_statement_logging()
-        .options(settings.iter().copied());
+    let options = connect_options(var, url, settings, ca)?;
     create_if_missing(&options)
         .await
         .with_context(|| format!("creating the database of {var}"))?;
-    PgPoolOptions::new()
-        .max_connections(size.max(1))
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_with(options)
-        .await
-        .with_context(|| format!("connecting to {var}"))
+    pool_of(var, options, size).await
 }
 
 /// Whether `e` is the database being away or busy for a moment: it cannot

@@ -78,6 +78,42 @@ impl WebhookLog {
         .await
     }
 
+    /// The newest `limit` webhooks, newest first; of one alias when given
+    /// (`Some(None)`: the internal route).
+    pub async fn newest(
+        &self,
+        alias: Option<Option<&str>>,
+        limit: i64,
+    ) -> Result<Vec<paygate_harness::replay::LoggedWebhook>, sqlx::Error> {
+        let rows = sqlx::query!(
+            "SELECT id, path, alias, headers, body, verdict,
+                    (extract(epoch FROM received_at) * 1000)::bigint AS \"received_at_ms!\"
+             FROM inbound_webhooks
+             WHERE NOT $1 OR alias IS NOT DISTINCT FROM $2
+             ORDER BY id DESC
+             LIMIT $3",
+            alias.is_some(),
+            alias.flatten(),
+            limit,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| paygate_harness::replay::LoggedWebhook {
+                id: r.id,
+                path: r.path,
+                alias: r.alias,
+                headers: (r.headers.as_object().into_iter().flatten())
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                    .collect(),
+                body: r.body,
+                verdict: r.verdict,
+                received_at_ms: u64::try_from(r.received_at_ms).unwrap_or(0),
+            })
+            .collect())
+    }
+
     /// Replaces the verdict of row `id`, once applying its events said more
     /// than its signature did.
     pub async fn set_verdict(

@@ -598,3 +598,82 @@ async fn a_verifier_built_against_wit_0_1_0_still_moves_payments() {
     assert_eq!(again.body["result"]["message"], "already processed");
     assert_eq!(status_of(&app, id).await, "PAYMENT_FINISHED");
 }
+
+#[tokio::test]
+async fn logged_webhooks_replay_as_fixtures_that_keep_their_verdicts() {
+    let (databases, namespace) = super::app::isolated("webhookreplay").await;
+    let logs_url = databases.logs.clone();
+    let app = super::app::spawn_app_with(super::app::LAX_RATE_LIMIT, Vec::new(), move |mut c| {
+        c.databases = databases;
+        c.outbox.namespace = namespace;
+        c
+    })
+    .await;
+    let id = pending_payment(&app, 1, "sandbox").await;
+    let finished = format!(r#"{{"payment_id": {id}, "status": "finished"}}"#);
+    let signed = |body: &str| Some(hex_hmac(INTERNAL_SECRET, body.as_bytes()));
+    let r = internal_webhook(&app, &finished, signed(&finished), "rp-1").await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let tampered = finished.replace("finished", "failed");
+    let r = internal_webhook(&app, &tampered, signed(&finished), "rp-2").await;
+    assert_eq!(r.body["error"], "invalid_signature", "{:?}", r.body);
+    let malformed = r#"{"payment_id": "not a number", "status": "finished"}"#;
+    let r = internal_webhook(&app, malformed, signed(malformed), "rp-3").await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = dir.path().join("fixtures");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_paygate"))
+        .args([
+            "plugin",
+            "replay",
+            "--from-logs",
+            "--scheme",
+            "internal-hmac",
+        ])
+        .args(["--alias", "internal", "--out"])
+        .arg(&fixtures)
+        .env("PAYGATE_LOGS_DATABASE_URL", &logs_url)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("3 of 3 logged webhooks written"),
+        "{stdout}"
+    );
+
+    let mut expects = Vec::new();
+    for entry in std::fs::read_dir(&fixtures).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        // No credential of the log, and not the host's own secret.
+        assert!(
+            !text.contains("[redacted]") && !text.contains("test-internal-secret"),
+            "{text}"
+        );
+        let fixture: Value = serde_json::from_str(&text).unwrap();
+        expects.push(fixture["expect"].as_str().unwrap().to_owned());
+    }
+    expects.sort();
+    assert_eq!(expects, ["invalid-signature", "malformed", "ok"]);
+
+    // The verifier that judged them passes them: the verdicts are its own.
+    let component = crate::helpers::root().join("plugins/dist/internal_hmac.wasm");
+    let tested = std::process::Command::new(env!("CARGO_BIN_EXE_paygate"))
+        .args(["plugin", "test"])
+        .arg(&component)
+        .arg("--fixtures")
+        .arg(&fixtures)
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&tested.stdout);
+    assert!(tested.status.success(), "{report}");
+    assert_eq!(report.matches("logged webhook").count(), 3, "{report}");
+}

@@ -125,7 +125,34 @@ pub fn mark_replacements(results: &mut [CaseResult], replaced: &[String]) {
     }
 }
 
+/// What a built-in case tests, by its name: the provider's `contract`
+/// (what a working call gives, what a missing setting gives), its `errors`
+/// (refusals, failures, bad signatures and bodies), `limits` (time and
+/// request rates) and `refunds`. A fixture's group is `fixtures`.
+pub fn group(source: &str, name: &str) -> &'static str {
+    if !source.starts_with("built-in") {
+        return "fixtures";
+    }
+    match name {
+        n if n.starts_with("refund") => "refunds",
+        "slow-provider" | "allow" | "deny" | "retry-after" => "limits",
+        "decline"
+        | "provider-5xx"
+        | "malformed-response"
+        | "tampered"
+        | "expired"
+        | "malformed-signature"
+        | "malformed-body" => "errors",
+        _ => "contract",
+    }
+}
+
 impl CaseResult {
+    /// See [`group`].
+    pub fn group(&self) -> &'static str {
+        group(&self.source, &self.name)
+    }
+
     /// The single case of a component that does not load.
     pub fn load_failed(error: &LoadError) -> Self {
         Label::built_in(
@@ -169,7 +196,9 @@ impl Subject<'_> {
         if self.list {
             return Some(Verdict::Skip("listed, not run".into()));
         }
-        let skipped = label.source.starts_with("built-in") && self.skip.contains(&label.name);
+        let built_in = label.source.starts_with("built-in");
+        let named = |n: &String| *n == label.name || n == group(&label.source, &label.name);
+        let skipped = built_in && self.skip.iter().any(named);
         skipped.then(|| Verdict::Skip("skipped with --skip".into()))
     }
 

@@ -45,8 +45,9 @@ pub struct TestArgs {
     #[arg(long)]
     pub scheme: Option<Scheme>,
     /// A built-in case not to run (repeatable), e.g. one that assumes what
-    /// your provider does not do; it shows as skipped.
-    #[arg(long = "skip", value_name = "CASE")]
+    /// your provider does not do, or a whole group (contract, errors,
+    /// limits, refunds); it shows as skipped.
+    #[arg(long = "skip", value_name = "CASE|GROUP")]
     pub skip: Vec<String>,
     /// Print the cases of the component's suite, with fixtures, and run none.
     #[arg(long)]
@@ -113,7 +114,7 @@ async fn test(args: TestArgs) -> anyhow::Result<i32> {
     if args.list {
         let width = report.cases.iter().map(|c| c.name.len()).max().unwrap_or(0);
         for case in &report.cases {
-            println!("{:<width$}  {:<10}  {}", case.name, case.source, case.about);
+            println!("{:<width$}  {:<9}  {}", case.name, case.group(), case.about);
         }
         return Ok(i32::from(report.cases.iter().any(CaseResult::failed)));
     }

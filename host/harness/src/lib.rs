@@ -33,6 +33,7 @@
 //! ```
 
 pub mod cli;
+pub mod replay;
 pub mod scaffold;
 
 mod case;

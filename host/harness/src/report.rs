@@ -167,8 +167,9 @@ impl Report {
         for case in &self.cases {
             let _ = writeln!(
                 out,
-                "  <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\">",
+                "  <testcase classname=\"{}.{}\" name=\"{}\" time=\"{:.3}\">",
                 escape(world),
+                case.group(),
                 escape(&case.name),
                 case.elapsed.as_secs_f64()
             );

@@ -209,6 +209,14 @@ fn project(name: &str, world: World, lang: Lang) -> Vec<File> {
         .collect();
     files.push(File::new(format!("{name}.toml"), spec(name, world)));
     files.push(File::new("README.md", readme(name, world, lang)));
+    files.push(File::new("fixtures/README.md", fixtures_readme(world)));
+    files.push(File {
+        executable: true,
+        ..File::new(
+            "ci.sh",
+            fill(include_str!("../templates/ci.sh"), name, world),
+        )
+    });
     files.extend(match lang {
         Lang::Rust => rust(name, world),
         Lang::Python => python(name, world),
@@ -320,12 +328,14 @@ fn spec(name: &str, world: World) -> String {
              base-url = \"https://api.{name}.example/v1\"\n\
              \n\
              [secrets]\n\
-             # Resolved by the host from its environment (or {secret_var}_KEY_FILE).\n\
+             # Resolved by the host from its environment (or {secret_var}_KEY_FILE),\n\
+             # or \"file:{name}/secret-key\" under PAYGATE_PLUGIN_SECRETS_DIR, read at each load.\n\
              secret-key = \"env:{secret_var}_KEY\"\n"
         ),
         World::WebhookVerifier => format!(
             "\n[secrets]\n\
-             # Resolved by the host from its environment (or {secret_var}_WEBHOOK_FILE).\n\
+             # Resolved by the host from its environment (or {secret_var}_WEBHOOK_FILE),\n\
+             # or \"file:{name}/webhook-secret\" under PAYGATE_PLUGIN_SECRETS_DIR, read at each load.\n\
              webhook-secret = \"env:{secret_var}_WEBHOOK\"\n"
         ),
         World::RateLimitPolicy => "\n\
@@ -340,6 +350,52 @@ fn spec(name: &str, world: World) -> String {
             .to_owned(),
     };
     head + &body
+}
+
+/// What `fixtures/` is for; `ci.sh` runs every `*.json` and `*.toml` in it.
+fn fixtures_readme(world: World) -> String {
+    let example = match world {
+        World::ProviderAdapter => {
+            "A recorded exchange with your provider: what the adapter must send, what the \
+             provider answered, and the outcome. A fixture named like a built-in case \
+             (`decline`, `refund-success`, … : `paygate plugin test --list`) replaces it.\n\
+             \n\
+             ```json\n\
+             {\n\
+             \x20 \"name\": \"decline\",\n\
+             \x20 \"request\": { \"method\": \"POST\", \"path\": \"/payments\",\n\
+             \x20              \"json\": { \"amount\": \"10.00\", \"currency\": \"EUR\" } },\n\
+             \x20 \"response\": { \"status\": 402, \"body\": { \"error\": { \"message\": \"card declined\" } } },\n\
+             \x20 \"expect\": \"declined\"\n\
+             }\n\
+             ```\n"
+        }
+        World::WebhookVerifier => {
+            "A webhook your provider really sent, signed, with the verdict it must get; run \
+             with the secret it was signed with (`--secret webhook-secret=...`).\n\
+             \n\
+             ```json\n\
+             {\n\
+             \x20 \"name\": \"payment finished (recorded)\",\n\
+             \x20 \"webhook\": { \"headers\": { \"x-internal-signature\": \"<hex>\" },\n\
+             \x20              \"body\": \"{\\\"payment_id\\\": 42, \\\"status\\\": \\\"finished\\\"}\" },\n\
+             \x20 \"expect\": \"ok\",\n\
+             \x20 \"events\": 1\n\
+             }\n\
+             ```\n"
+        }
+        World::RateLimitPolicy => {
+            "Rate-limit policies take no fixtures: their suite is built in.\n"
+        }
+    };
+    format!(
+        "# Fixtures\n\
+         \n\
+         `./ci.sh` runs every `*.json` and `*.toml` file here as one more case of \
+         `paygate plugin test` (paygate's docs/harness.md, \"Fixtures\").\n\
+         \n\
+         {example}"
+    )
 }
 
 fn readme(name: &str, world: World, lang: Lang) -> String {
@@ -373,6 +429,7 @@ fn readme(name: &str, world: World, lang: Lang) -> String {
          ```sh\n\
          ./build.sh                                   # builds {name}.wasm\n\
          paygate plugin test {name}.wasm              # the conformance suite of its world\n\
+         ./ci.sh                                      # both, with fixtures/ and JUnit XML, for CI\n\
          paygate plugins publish {name}.wasm --name {name} --spec {name}.toml\n\
          paygate plugins activate {name}@0.1.0\n\
          ```\n\

@@ -190,9 +190,13 @@ impl Harness {
             PluginKind::RateLimitPolicy => policy::run(&subject, &fixtures).await,
         };
         for name in &self.options.skip {
-            if !report.cases.iter().any(|c| &c.name == name) {
+            if !report
+                .cases
+                .iter()
+                .any(|c| &c.name == name || c.group() == name)
+            {
                 let why = format!(
-                    "--skip {name}: no case of the {} suite has this name (--list shows them)",
+                    "--skip {name}: no case or group of the {} suite has this name (--list shows them)",
                     kind.world()
                 );
                 let label = crate::case::Label::built_in("skip", "the cases --skip names exist");

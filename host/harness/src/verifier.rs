@@ -82,7 +82,7 @@ impl Scheme {
     }
 
     /// The signature header of `body` signed at `unix_seconds`.
-    fn sign(self, secret: &str, body: &[u8], unix_seconds: u64) -> (String, String) {
+    pub(crate) fn sign(self, secret: &str, body: &[u8], unix_seconds: u64) -> (String, String) {
         let value = match self {
             Scheme::InternalHmac => hmac_hex(secret, &[body]),
             Scheme::Stripe => {

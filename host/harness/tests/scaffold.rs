@@ -87,7 +87,40 @@ fn new_build_test(lang: &str, env: &[(&str, &Path)]) {
             "{lang} {world}: from `new` to a green `test` in {:.1} s",
             started.elapsed().as_secs_f64()
         );
+        if lang == "rust" {
+            ci_passes(&dir, env);
+        }
     }
+}
+
+/// The project's `ci.sh`, with `paygate-plugin` on PATH, passes and leaves
+/// its JUnit report.
+fn ci_passes(dir: &Path, env: &[(&str, &Path)]) {
+    let bin = Path::new(env!("CARGO_BIN_EXE_paygate-plugin"))
+        .parent()
+        .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut ci = Command::new("bash");
+    ci.arg(dir.join("ci.sh")).current_dir(dir).env("PATH", path);
+    for (key, value) in env {
+        ci.env(key, value);
+    }
+    let ran = ci.output().expect("running ci.sh");
+    let stdout = String::from_utf8_lossy(&ran.stdout);
+    assert!(
+        ran.status.success(),
+        "ci.sh failed\n{stdout}{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let junit = std::fs::read_to_string(dir.join("junit.xml")).expect("ci.sh wrote junit.xml");
+    assert!(
+        junit.contains("<testsuite") && !junit.contains("<failure"),
+        "{junit}"
+    );
 }
 
 #[test]

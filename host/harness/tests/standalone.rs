@@ -213,16 +213,17 @@ fn list_names_the_cases_and_skip_leaves_out_a_built_in_one_but_not_a_typo() {
     let file = dist("stripe_adapter");
     let (code, stdout) = paygate_plugin(&["test", &file, "--list", "--cache-dir", &cache_dir]);
     assert_eq!(code, 0, "{stdout}");
-    for case in [
-        "success",
-        "decline",
-        "missing-config",
-        "refund-declined",
-        "refund-status",
+    for (case, group) in [
+        ("success", "contract"),
+        ("decline", "errors"),
+        ("slow-provider", "limits"),
+        ("missing-config", "contract"),
+        ("refund-declined", "refunds"),
     ] {
+        let line = stdout.lines().find(|l| l.starts_with(case));
         assert!(
-            stdout.lines().any(|l| l.starts_with(case)),
-            "{case} is listed:\n{stdout}"
+            line.is_some_and(|l| l.contains(&format!(" {group} "))),
+            "{case} is listed in {group}:\n{stdout}"
         );
     }
     assert!(!stdout.contains("passed"), "nothing ran:\n{stdout}");
@@ -240,6 +241,23 @@ fn list_names_the_cases_and_skip_leaves_out_a_built_in_one_but_not_a_typo() {
     assert!(decline.trim_start().starts_with("skip"), "{stdout}");
     assert!(stdout.contains("skipped with --skip"), "{stdout}");
 
+    // A group at once: every refund case.
+    let (code, stdout) = paygate_plugin(&[
+        "test",
+        &file,
+        "--skip",
+        "refunds",
+        "--cache-dir",
+        &cache_dir,
+    ]);
+    assert_eq!(code, 0, "{stdout}");
+    let refunds: Vec<&str> = stdout.lines().filter(|l| l.contains(" refund-")).collect();
+    assert_eq!(refunds.len(), 5, "{stdout}");
+    assert!(
+        refunds.iter().all(|l| l.trim_start().starts_with("skip")),
+        "{stdout}"
+    );
+
     let (code, stdout) = paygate_plugin(&[
         "test",
         &file,
@@ -249,5 +267,8 @@ fn list_names_the_cases_and_skip_leaves_out_a_built_in_one_but_not_a_typo() {
         &cache_dir,
     ]);
     assert_eq!(code, 1, "a --skip naming no case fails the run:\n{stdout}");
-    assert!(stdout.contains("--skip declined: no case"), "{stdout}");
+    assert!(
+        stdout.contains("--skip declined: no case or group"),
+        "{stdout}"
+    );
 }

@@ -6,10 +6,10 @@ mod config;
 mod merchants;
 mod plugins;
 mod providers;
+mod replay;
 mod upkeep;
 
 use clap::{Parser, Subcommand};
-use paygate_harness::cli::PluginCommand;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{DatabaseUrls, SecretsKey};
@@ -92,7 +92,7 @@ pub enum Command {
     /// Test or run one plugin component against a mock host.
     Plugin {
         #[command(subcommand)]
-        command: PluginCommand,
+        command: replay::PluginCli,
     },
 }
 
@@ -140,7 +140,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             secrets_key,
             command,
         } => upkeep::quota(db, &secrets_key, command).await,
-        Command::Plugin { command } => {
+        Command::Plugin {
+            command: replay::PluginCli::Replay(args),
+        } => replay::replay(args).await,
+        Command::Plugin {
+            command: replay::PluginCli::Harness(command),
+        } => {
             let code = paygate_harness::cli::run(command).await?;
             if code != 0 {
                 std::process::exit(code);
