@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use crate::{CaseResult, Harness, Options, RunInput, Scheme, run_once};
+use crate::{CaseResult, Harness, Options, RunInput, Scheme, run_once_with};
 
 /// `paygate plugin ...`: one component file, no services needed.
 #[derive(Subcommand)]
@@ -64,6 +64,11 @@ pub struct RunArgs {
     /// The call as JSON (see the harness documentation); `-` reads stdin.
     #[arg(long)]
     pub input: PathBuf,
+    /// A host the plugin may call besides the mock provider (repeatable),
+    /// e.g. `localhost:8002` or `api.stripe.com`: with its `base-url` set
+    /// there in the input's `config`, the call goes to that provider.
+    #[arg(long = "allow-host", value_name = "HOST[:PORT]")]
+    pub allow_hosts: Vec<String>,
     #[command(flatten)]
     pub cache: CacheArgs,
 }
@@ -141,7 +146,8 @@ async fn run_input(args: RunArgs) -> anyhow::Result<i32> {
         .file
         .file_name()
         .map_or_else(|| "plugin".into(), |n| n.to_string_lossy().into_owned());
-    let output = run_once(&name, &bytes, input, Some(args.cache.dir)).await?;
+    let output =
+        run_once_with(&name, &bytes, input, Some(args.cache.dir), args.allow_hosts).await?;
     println!("{}", serde_json::to_string_pretty(&output.json)?);
     Ok(if output.completed { 0 } else { 1 })
 }

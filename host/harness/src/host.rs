@@ -42,6 +42,8 @@ pub struct MockHost {
     config: BTreeMap<String, String>,
     secrets: BTreeMap<String, String>,
     http_timeout_ms: u32,
+    /// Hosts allowed besides the mock provider.
+    allowed_hosts: Vec<String>,
 }
 
 impl MockHost {
@@ -95,6 +97,7 @@ impl MockHost {
                 .as_millis()
                 .try_into()
                 .unwrap_or(u32::MAX),
+            allowed_hosts: options.allowed_hosts.clone(),
         })
     }
 
@@ -125,7 +128,9 @@ impl MockHost {
     fn spec(&self, settings: Settings) -> PluginSpec {
         let mut spec = PluginSpec {
             version: "harness".into(),
-            allowed_hosts: vec![self.provider.host()],
+            allowed_hosts: std::iter::once(self.provider.host())
+                .chain(self.allowed_hosts.iter().cloned())
+                .collect(),
             limits: LimitsSpec {
                 http_timeout_ms: Some(self.http_timeout_ms),
                 ..LimitsSpec::default()

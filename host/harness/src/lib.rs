@@ -51,6 +51,6 @@ mod verifier;
 pub use case::{CaseResult, Measured, Verdict};
 pub use fixtures::{Fixture, FixtureError, FixtureResponse};
 pub use report::Report;
-pub use run::{RunInput, RunOutput, run_once};
+pub use run::{RunInput, RunOutput, run_once, run_once_with};
 pub use suite::{DEFAULT_HTTP_TIMEOUT, DEFAULT_SECRETS, Harness, HarnessError, Options};
 pub use verifier::Scheme;

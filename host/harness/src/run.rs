@@ -69,6 +69,9 @@ pub struct RunOutput {
     pub completed: bool,
 }
 
+/// The HTTP timeout of a call to a real provider: the host's default.
+const PROVIDER_HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
+
 /// Loads the component and makes the one call `input` describes.
 pub async fn run_once(
     name: &str,
@@ -76,10 +79,31 @@ pub async fn run_once(
     input: RunInput,
     cache_dir: Option<PathBuf>,
 ) -> Result<RunOutput, HarnessError> {
+    run_once_with(name, bytes, input, cache_dir, Vec::new()).await
+}
+
+/// [`run_once`], letting the plugin reach `allowed_hosts` too, with a
+/// provider's timeout instead of the suites' short one: pointed there by
+/// its settings (`"config": {"base-url": ...}`), it calls a real or local
+/// provider, and `http` lists only what reached the mock.
+pub async fn run_once_with(
+    name: &str,
+    bytes: &[u8],
+    input: RunInput,
+    cache_dir: Option<PathBuf>,
+    allowed_hosts: Vec<String>,
+) -> Result<RunOutput, HarnessError> {
+    let http_timeout = if allowed_hosts.is_empty() {
+        crate::DEFAULT_HTTP_TIMEOUT
+    } else {
+        PROVIDER_HTTP_TIMEOUT
+    };
     let options = Options {
         config: input.config.clone(),
         secrets: input.secrets.clone(),
         cache_dir,
+        allowed_hosts,
+        http_timeout,
         ..Options::default()
     };
     let host = MockHost::start(&options).await?;

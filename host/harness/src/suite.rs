@@ -48,6 +48,9 @@ pub struct Options {
     pub skip: Vec<String>,
     /// Only list the cases, running none.
     pub list: bool,
+    /// Hosts the plugin may reach besides the mock provider (`plugin run
+    /// --allow-host`), to point it at a real or local provider.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for Options {
@@ -61,6 +64,7 @@ impl Default for Options {
             http_timeout: DEFAULT_HTTP_TIMEOUT,
             skip: Vec::new(),
             list: false,
+            allowed_hosts: Vec::new(),
         }
     }
 }

@@ -272,3 +272,90 @@ fn list_names_the_cases_and_skip_leaves_out_a_built_in_one_but_not_a_typo() {
         "{stdout}"
     );
 }
+
+/// A provider on loopback that answers every request with `body` as JSON.
+fn local_provider(body: &'static str) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            // Reads the head and the body its content-length announces.
+            let mut seen = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let complete = |seen: &[u8]| {
+                let text = String::from_utf8_lossy(seen).to_ascii_lowercase();
+                let Some(head_end) = text.find("\r\n\r\n") else {
+                    return false;
+                };
+                let length = (text.lines())
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                seen.len() >= head_end + 4 + length
+            };
+            while !complete(&seen) {
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => seen.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    addr
+}
+
+#[test]
+fn plugin_run_reaches_a_provider_only_when_allowed_to() {
+    let provider = local_provider(r#"{"id":"cs_local","url":"https://pay.example/cs_local"}"#);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("call.json");
+    let call = serde_json::json!({
+        "call": "create-payment",
+        "config": { "base-url": format!("http://{provider}") },
+    });
+    std::fs::write(&input, call.to_string()).unwrap();
+    let cache_dir = dir.path().join("cache").display().to_string();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--input",
+            input.to_str().unwrap(),
+            "--cache-dir",
+            &cache_dir,
+        ];
+        args.extend_from_slice(extra);
+        let file = dist("stripe_adapter");
+        args.insert(1, &file);
+        let (code, stdout) = paygate_plugin(&args);
+        (
+            code,
+            serde_json::from_str::<serde_json::Value>(&stdout).unwrap(),
+        )
+    };
+    // Not on the allow-list: the host stops the call.
+    let (code, refused) = run(&[]);
+    assert_eq!(code, 1, "{refused}");
+    assert_eq!(
+        refused["result"]["host-error"]["kind"], "capability_denied",
+        "{refused}"
+    );
+    let host = provider.to_string();
+    let (code, answered) = run(&["--allow-host", &host]);
+    assert_eq!(code, 0, "{answered}");
+    assert_eq!(
+        answered["result"]["ok"]["reference"], "cs_local",
+        "{answered}"
+    );
+    assert_eq!(
+        answered["http"],
+        serde_json::json!([]),
+        "the mock saw nothing"
+    );
+}
