@@ -11,7 +11,7 @@
 
 use arbitrary::Arbitrary;
 use guest_common::signature::{Rejected, check_stripe, parse_stripe, stripe_mac};
-use guest_common::{crypto, hex};
+use guest_common::hex;
 use libfuzzer_sys::fuzz_target;
 use paygate_fuzz::{Input, read};
 
@@ -153,7 +153,7 @@ fn raw(secret: &str, header: &str, body: &[u8], now_ms: u64, tolerance: u64) {
             parsed
                 .v1
                 .iter()
-                .any(|v| crypto::constant_time_eq(v, &expected))
+                .any(|v| v[..] == expected[..])
         );
     } else if parsed.is_none() {
         assert!(matches!(result, Err(Rejected::Invalid(_))));

@@ -10,6 +10,7 @@ pub mod headers;
 pub mod hex;
 pub mod money;
 pub mod provider;
+pub mod reference;
 pub mod settings;
 pub mod signature;
 pub mod url;

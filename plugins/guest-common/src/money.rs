@@ -22,6 +22,26 @@ pub fn exponent(currency: &str) -> u32 {
     }
 }
 
+/// Number of decimal places Adyen counts minor units in: [`exponent`]'s,
+/// except for the four currencies where Adyen's published table departs
+/// from ISO 4217 (CLP and ISK in hundredths, CVE and IDR in whole units).
+/// A payment sent with one count and read back with another would be off
+/// by a factor of 100, so adapter and verifier must both use this.
+pub fn adyen_exponent(currency: &str) -> u32 {
+    match currency {
+        "CLP" | "ISK" => 2,
+        "CVE" | "IDR" => 0,
+        _ => exponent(currency),
+    }
+}
+
+/// An ISO 4217 code: three ASCII letters, returned in upper case; `None`
+/// for anything else, so it can go into a request or an event as it is.
+pub fn currency_code(text: &str) -> Option<String> {
+    (text.len() == 3 && text.bytes().all(|b| b.is_ascii_alphabetic()))
+        .then(|| text.to_ascii_uppercase())
+}
+
 /// Converts a non-negative decimal string such as `"10.50"` into minor units
 /// of `currency`, e.g. `1050` for EUR or `10` for JPY `"10"`.
 ///
@@ -30,7 +50,14 @@ pub fn exponent(currency: &str) -> u32 {
 /// exactly 1050 cents, but `"10.505"` cannot be charged and is an error
 /// rather than being rounded behind the merchant's back.
 pub fn to_minor_units(price: &str, currency: &str) -> Result<u64, String> {
-    let digits = exponent(currency) as usize;
+    to_minor_units_at(price, currency, exponent(currency))
+}
+
+/// [`to_minor_units`] with `digits` decimal places instead of [`exponent`]'s,
+/// for a provider whose currency table differs, such as [`adyen_exponent`];
+/// `currency` only names the currency in an error.
+pub fn to_minor_units_at(price: &str, currency: &str, digits: u32) -> Result<u64, String> {
+    let digits = digits as usize;
     let (whole, fraction) = match price.split_once('.') {
         Some((whole, fraction)) => (whole, fraction),
         None => (price, ""),
@@ -62,7 +89,13 @@ pub fn to_minor_units(price: &str, currency: &str) -> Result<u64, String> {
 /// in major units, the inverse of [`to_minor_units`]: `1050` EUR is
 /// `"10.50"`, `1500` JPY is `"1500"`, `1234` KWD is `"1.234"`.
 pub fn from_minor_units(minor: u64, currency: &str) -> String {
-    let digits = exponent(currency) as usize;
+    from_minor_units_at(minor, exponent(currency))
+}
+
+/// [`from_minor_units`] with `digits` decimal places, the inverse of
+/// [`to_minor_units_at`].
+pub fn from_minor_units_at(minor: u64, digits: u32) -> String {
+    let digits = digits as usize;
     if digits == 0 {
         return minor.to_string();
     }
@@ -110,6 +143,31 @@ mod tests {
         assert_eq!(to_minor_units("1.234", "KWD"), Ok(1234));
         assert_eq!(to_minor_units("1.2", "BHD"), Ok(1200));
         assert!(to_minor_units("1.2345", "OMR").is_err());
+    }
+
+    #[test]
+    fn adyen_counts_four_currencies_differently() {
+        for (currency, digits) in [("CLP", 2), ("ISK", 2), ("CVE", 0), ("IDR", 0)] {
+            assert_eq!(adyen_exponent(currency), digits, "{currency}");
+            assert_ne!(exponent(currency), digits, "{currency}");
+        }
+        for currency in ["EUR", "JPY", "KWD", "USD"] {
+            assert_eq!(adyen_exponent(currency), exponent(currency));
+        }
+        assert_eq!(to_minor_units_at("1500", "CLP", 2), Ok(150_000));
+        assert_eq!(to_minor_units_at("1500", "IDR", 0), Ok(1500));
+        assert!(to_minor_units_at("1500.50", "IDR", 0).is_err());
+        assert_eq!(from_minor_units_at(150_000, 2), "1500.00");
+        assert_eq!(from_minor_units_at(1500, 0), "1500");
+    }
+
+    #[test]
+    fn reads_currency_codes() {
+        assert_eq!(currency_code("eur"), Some("EUR".into()));
+        assert_eq!(currency_code("JPY"), Some("JPY".into()));
+        for bad in ["", "EU", "EURO", "E1R", "€UR", " EU"] {
+            assert_eq!(currency_code(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

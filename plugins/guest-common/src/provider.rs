@@ -129,7 +129,9 @@ pub fn required_str(
     }
 }
 
-fn truncate(text: &str) -> String {
+/// `text` cut to its first 300 characters (with `...` when cut), so a
+/// provider's text cannot bloat an error or a log line.
+pub fn truncate(text: &str) -> String {
     match text.char_indices().nth(MAX_MESSAGE) {
         Some((cut, _)) => format!("{}...", &text[..cut]),
         None => text.to_string(),

@@ -58,14 +58,19 @@ pub fn parse_stripe(value: &str) -> Option<StripeHeader<'_>> {
     })
 }
 
-/// The MAC Stripe puts in `v1`: HMAC-SHA256 of `"{t}.{body}"` under the
-/// whole `whsec_...` string.
-pub fn stripe_mac(secret: &str, timestamp_text: &str, body: &[u8]) -> [u8; 32] {
+/// What Stripe signs: `"{t}.{body}"`.
+pub fn stripe_payload(timestamp_text: &str, body: &[u8]) -> Vec<u8> {
     let mut signed = Vec::with_capacity(timestamp_text.len() + 1 + body.len());
     signed.extend_from_slice(timestamp_text.as_bytes());
     signed.push(b'.');
     signed.extend_from_slice(body);
-    crypto::hmac_sha256(secret.as_bytes(), &signed)
+    signed
+}
+
+/// The MAC Stripe puts in `v1`: HMAC-SHA256 of `"{t}.{body}"` under the
+/// whole `whsec_...` string.
+pub fn stripe_mac(secret: &str, timestamp_text: &str, body: &[u8]) -> [u8; 32] {
+    crypto::hmac_sha256(secret.as_bytes(), &stripe_payload(timestamp_text, body))
 }
 
 /// Checks a `Stripe-Signature` header against `body`: first the MAC, then
@@ -82,10 +87,12 @@ pub fn check_stripe(
         header.ok_or_else(|| Rejected::Invalid("missing stripe-signature header".into()))?;
     let parsed = parse_stripe(header)
         .ok_or_else(|| Rejected::Invalid("unparseable stripe-signature header".into()))?;
-    let expected = stripe_mac(secret, parsed.timestamp_text, body);
-    // Compare against every candidate, so timing does not tell which matched.
+    let signed = stripe_payload(parsed.timestamp_text, body);
+    // Each candidate is checked by the `hmac` crate's constant-time
+    // comparison, and every one is checked, so timing does not tell which
+    // matched or how much of a forgery was right.
     let matched = parsed.v1.iter().fold(false, |any, candidate| {
-        any | crypto::constant_time_eq(candidate, &expected)
+        any | crypto::verify_hmac_sha256(secret.as_bytes(), &signed, candidate)
     });
     if !matched {
         return Err(Rejected::Invalid("no v1 signature matches the body".into()));
@@ -117,8 +124,7 @@ pub fn check_internal(
         .ok_or_else(|| Rejected::Invalid("missing signature header".into()))?;
     let given = hex::decode(given.trim())
         .ok_or_else(|| Rejected::Invalid("signature is not hex".into()))?;
-    let expected = crypto::hmac_sha256(secret.as_bytes(), body);
-    if crypto::constant_time_eq(&given, &expected) {
+    if crypto::verify_hmac_sha256(secret.as_bytes(), body, &given) {
         Ok(())
     } else {
         Err(Rejected::Invalid(
