@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use paygate_harness::{Harness, Report, RunInput, Scheme, Verdict, run_once};
+use paygate_harness::{Harness, Profile, Report, RunInput, Scheme, Verdict, run_once};
 use paygate_plugin_registry::PluginKind;
 use serde_json::{Value, json};
 
@@ -34,17 +34,28 @@ fn failure<'a>(report: &'a Report, case: &str) -> &'a str {
     }
 }
 
+/// The Stripe adapter, against answers in Stripe's words.
+fn stripe_adapter() -> Harness {
+    harness("stripe_adapter").profile(Profile::Stripe)
+}
+
 #[tokio::test]
 async fn harness_passes_the_stripe_adapter_and_measures_each_case() {
-    let report = test_component("stripe_adapter").await;
+    let report = stripe_adapter().run().await.unwrap();
     report.assert_passed();
     assert_eq!(report.world, Some(PluginKind::ProviderAdapter));
+    assert_eq!(report.profile, Some(Profile::Stripe));
     assert_eq!(
         names(&report),
         [
             "success",
             "decline",
+            "invalid-request",
+            "unauthorized",
             "provider-5xx",
+            "rate-limited",
+            "payment-status",
+            "payment-status-pending",
             "slow-provider",
             "malformed-response",
             "missing-config",
@@ -72,11 +83,134 @@ async fn harness_passes_the_stripe_adapter_and_measures_each_case() {
 }
 
 #[tokio::test]
+async fn each_profile_speaks_its_own_providers_words() {
+    // Stripe's adapter is right about Stripe and wrong about Adyen, which
+    // refuses a payment in an HTTP 200 body: the suite says so.
+    let report = harness("stripe_adapter")
+        .profile(Profile::Adyen)
+        .run()
+        .await
+        .unwrap();
+    assert!(
+        failure(&report, "decline").starts_with("expected declined, got unavailable"),
+        "{}",
+        report.text()
+    );
+    assert!(
+        report.text().contains("profile    adyen"),
+        "{}",
+        report.text()
+    );
+    // What Adyen has no answer for is skipped, saying why, never failed.
+    for case in [
+        "payment-status",
+        "refund-success",
+        "refund-declined",
+        "refund-status",
+    ] {
+        let verdict = &report.case(case).unwrap().verdict;
+        assert!(
+            matches!(verdict, Verdict::Skip(why) if why.starts_with("profile adyen: Adyen")),
+            "{case}: {verdict:?}"
+        );
+    }
+    // Under Stripe's words the same adapter passes.
+    stripe_adapter().run().await.unwrap().assert_passed();
+}
+
+#[tokio::test]
+async fn harness_passes_the_adyen_plugins_in_adyens_words_and_fixtures() {
+    let adapter = harness("adyen_adapter")
+        .profile(Profile::Adyen)
+        .config("merchant-account", "PaygateDemo")
+        .config("payment-method", "ideal")
+        .fixtures(root().join("plugins/adyen-adapter/fixtures"))
+        .run()
+        .await
+        .unwrap();
+    adapter.assert_passed();
+    // The built-in success case checked the amount in minor units.
+    assert!(adapter.case("success").unwrap().passed());
+    // Only what Adyen cannot be asked is skipped; its recorded answers ran.
+    let skipped: Vec<_> = adapter
+        .cases
+        .iter()
+        .filter(|c| matches!(c.verdict, Verdict::Skip(_)))
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            "payment-status",
+            "payment-status-pending",
+            "refund-success",
+            "refund-declined",
+            "refund-status"
+        ]
+    );
+    assert!(adapter.cases.len() >= 26, "{}", adapter.text());
+
+    // The verifier: found to speak Adyen's scheme without being told, its
+    // built-in cases signed that way, then its recorded webhooks.
+    let verifier = harness("adyen_verifier")
+        .fixtures(root().join("plugins/adyen-verifier/fixtures"))
+        .run()
+        .await
+        .unwrap();
+    verifier.assert_passed();
+    let built_in = |c: &&paygate_harness::CaseResult| c.source == "built-in (adyen)";
+    assert_eq!(
+        verifier
+            .cases
+            .iter()
+            .filter(built_in)
+            .filter(|c| c.passed())
+            .count(),
+        5,
+        "{}",
+        verifier.text()
+    );
+
+    // A readable fixture: the harness signs its body in the scheme named.
+    let dir = tempfile::tempdir().unwrap();
+    let item = json!({
+        "amount": { "currency": "EUR", "value": 2500 },
+        "eventCode": "AUTHORISATION", "merchantAccountCode": "PaygateDemo",
+        "merchantReference": "77", "pspReference": "READABLE00000077", "success": "false",
+    });
+    let body =
+        json!({ "live": "false", "notificationItems": [{ "NotificationRequestItem": item }] });
+    for (file, sign) in [("a.json", "adyen"), ("b.json", "paypal")] {
+        let fixture = json!({
+            "name": format!("signed by the harness: {sign}"),
+            "webhook": { "body": body, "sign": sign },
+            "expect": "ok",
+            "events": 1,
+        });
+        std::fs::write(dir.path().join(file), fixture.to_string()).unwrap();
+    }
+    let signed = harness("adyen_verifier")
+        .profile(Profile::Adyen)
+        .fixtures(dir.path())
+        .run()
+        .await
+        .unwrap();
+    let readable = signed.case("signed by the harness: adyen").unwrap();
+    assert!(readable.passed(), "{}", signed.text());
+    assert!(
+        failure(&signed, "signed by the harness: paypal").contains("unknown scheme \"paypal\""),
+        "{}",
+        signed.text()
+    );
+}
+
+#[tokio::test]
 async fn harness_passes_the_sandbox_adapter() {
     let report = test_component("sandbox_adapter").await;
     report.assert_passed();
-    // Six payment cases and five refund cases: a WIT 0.2.0 adapter.
-    assert_eq!(report.cases.len(), 11);
+    // Eleven payment cases and five refund cases: a WIT 0.2.0 adapter,
+    // in the generic profile's words.
+    assert_eq!(report.cases.len(), 16);
     assert!(report.cases.iter().all(|c| c.passed()), "{}", report.text());
 }
 
@@ -145,7 +279,7 @@ async fn harness_fails_a_misbehaving_adapter_with_clear_reasons() {
     let report = test_component("chaos").await;
     assert!(!report.passed());
     let failed = report.cases.iter().filter(|c| c.failed()).count();
-    assert_eq!(failed, 6, "{}", report.text());
+    assert_eq!(failed, 11, "{}", report.text());
     assert!(failure(&report, "success").contains("without calling the provider"));
     assert!(failure(&report, "decline").starts_with("expected declined, got ok"));
     assert!(failure(&report, "missing-config").starts_with("expected misconfigured, got ok"));
@@ -157,7 +291,7 @@ async fn harness_fails_a_misbehaving_adapter_with_clear_reasons() {
     );
     let text = report.text();
     assert!(text.contains("FAIL  decline"), "{text}");
-    assert!(text.contains("0 passed, 6 failed, 5 skipped"), "{text}");
+    assert!(text.contains("0 passed, 11 failed, 5 skipped"), "{text}");
 }
 
 #[tokio::test]
@@ -221,12 +355,8 @@ async fn user_fixtures_add_provider_cases() {
     )
     .unwrap();
 
-    let report = harness("stripe_adapter")
-        .fixtures(dir.path())
-        .run()
-        .await
-        .unwrap();
-    assert_eq!(report.cases.len(), 15, "{}", report.text());
+    let report = stripe_adapter().fixtures(dir.path()).run().await.unwrap();
+    assert_eq!(report.cases.len(), 20, "{}", report.text());
     for passing in ["recorded invalid currency", "session paid"] {
         assert!(report.case(passing).unwrap().passed(), "{}", report.text());
     }
@@ -294,14 +424,14 @@ async fn junit_xml_has_one_testcase_per_case_and_the_failures() {
     let doc = roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{e}\n{xml}"));
     let suite = doc.root_element();
     assert_eq!(suite.tag_name().name(), "testsuite");
-    assert_eq!(suite.attribute("tests"), Some("11"));
-    assert_eq!(suite.attribute("failures"), Some("6"));
+    assert_eq!(suite.attribute("tests"), Some("16"));
+    assert_eq!(suite.attribute("failures"), Some("11"));
     assert_eq!(suite.attribute("skipped"), Some("5"));
     let cases: Vec<_> = suite
         .children()
         .filter(|n| n.has_tag_name("testcase"))
         .collect();
-    assert_eq!(cases.len(), 11);
+    assert_eq!(cases.len(), 16);
     let decline = cases
         .iter()
         .find(|c| c.attribute("name") == Some("decline"))
@@ -410,6 +540,8 @@ async fn cli_plugin_test_passes_stripe_with_its_recorded_fixtures() {
         "plugin",
         "test",
         &dist("stripe_adapter"),
+        "--profile",
+        "stripe",
         "--cache-dir",
         &cache_dir,
         "--fixtures",
@@ -417,8 +549,8 @@ async fn cli_plugin_test_passes_stripe_with_its_recorded_fixtures() {
     ])
     .await;
     assert_eq!(code, 0, "{stdout}");
-    // Six payment cases, five refund cases, three recorded fixtures.
-    assert!(stdout.contains("15 cases: 15 passed, 0 failed"), "{stdout}");
+    // Eleven payment cases, five refund cases, four recorded fixtures.
+    assert!(stdout.contains("20 cases: 20 passed, 0 failed"), "{stdout}");
     assert!(stdout.contains("session paid (recorded)"), "{stdout}");
     assert!(stdout.contains("refund succeeded (recorded)"), "{stdout}");
     // A failing component, its exit code and JUnit: host/harness/tests/standalone.rs

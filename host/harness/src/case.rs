@@ -135,8 +135,10 @@ pub fn group(source: &str, name: &str) -> &'static str {
     }
     match name {
         n if n.starts_with("refund") => "refunds",
-        "slow-provider" | "allow" | "deny" | "retry-after" => "limits",
+        "slow-provider" | "rate-limited" | "allow" | "deny" | "retry-after" => "limits",
         "decline"
+        | "invalid-request"
+        | "unauthorized"
         | "provider-5xx"
         | "malformed-response"
         | "tampered"

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use crate::{CaseResult, Harness, Options, RunInput, Scheme, run_once_with};
+use crate::{CaseResult, Harness, Options, Profile, RunInput, Scheme, run_once_with};
 
 /// `paygate plugin ...`: one component file, no services needed.
 #[derive(Subcommand)]
@@ -37,11 +37,19 @@ pub struct TestArgs {
     /// provider's URL (`base-url` points there by default).
     #[arg(long = "config", value_name = "KEY=VALUE", value_parser = key_value)]
     pub config: Vec<(String, String)>,
-    /// A secret for the plugin, `KEY=VALUE` (`secret-key`, `webhook-secret`
-    /// and `api-key` have test values already).
+    /// A secret for the plugin, `KEY=VALUE` (`secret-key`, `webhook-secret`,
+    /// `api-key` and `hmac-key` have test values already).
     #[arg(long = "secret", value_name = "KEY=VALUE", value_parser = key_value)]
     pub secrets: Vec<(String, String)>,
-    /// A verifier's signature scheme: internal-hmac or stripe (default: try both).
+    /// Whose answers the mock provider gives in the built-in cases: generic
+    /// (a plain JSON API, as `plugin new` writes), stripe or adyen. The
+    /// outcome an adapter must make of them is the same for all; a case
+    /// the provider has no answer for is skipped, saying why. For a
+    /// verifier, the provider's scheme when --scheme is not given.
+    #[arg(long, default_value = "generic")]
+    pub profile: Profile,
+    /// A verifier's signature scheme: internal-hmac, stripe or adyen
+    /// (default: the profile's, else try each).
     #[arg(long)]
     pub scheme: Option<Scheme>,
     /// A built-in case not to run (repeatable), e.g. one that assumes what
@@ -69,6 +77,13 @@ pub struct RunArgs {
     /// there in the input's `config`, the call goes to that provider.
     #[arg(long = "allow-host", value_name = "HOST[:PORT]")]
     pub allow_hosts: Vec<String>,
+    /// The plugin's spec (TOML, as `plugins publish --spec` takes it): its
+    /// `allowed_hosts` are allowed and its `[config]` given, under the
+    /// input's own `config`, so the call goes where `serve` would send it.
+    /// Its `[secrets]` are references this command does not resolve: give
+    /// their values in the input's `secrets`.
+    #[arg(long, value_name = "FILE")]
+    pub spec: Option<PathBuf>,
     #[command(flatten)]
     pub cache: CacheArgs,
 }
@@ -107,6 +122,7 @@ async fn test(args: TestArgs) -> anyhow::Result<i32> {
         config: args.config.into_iter().collect(),
         secrets: args.secrets.into_iter().collect(),
         scheme: args.scheme,
+        profile: args.profile,
         cache_dir: Some(args.cache.dir),
         skip: args.skip,
         list: args.list,
@@ -138,16 +154,34 @@ async fn run_input(args: RunArgs) -> anyhow::Result<i32> {
         std::fs::read_to_string(&args.input)
             .with_context(|| format!("reading --input {}", args.input.display()))?
     };
-    let input: RunInput = serde_json::from_str(&text)
+    let mut input: RunInput = serde_json::from_str(&text)
         .with_context(|| format!("--input {} is not a valid call", args.input.display()))?;
+    let mut allowed_hosts = args.allow_hosts;
+    if let Some(path) = &args.spec {
+        let spec = std::fs::read_to_string(path)
+            .with_context(|| format!("reading --spec {}", path.display()))?;
+        let spec = paygate_plugin_registry::PluginSpec::from_toml(&spec)
+            .with_context(|| format!("--spec {}", path.display()))?;
+        allowed_hosts.extend(spec.allowed_hosts);
+        for (key, value) in spec.config {
+            input.config.entry(key).or_insert(value);
+        }
+        for (key, reference) in &spec.secrets {
+            if !input.secrets.contains_key(key) {
+                eprintln!(
+                    "note: the spec's secret {key} ({reference}) is not read here; the plugin gets \
+                     the harness's test value, if any: give the real one in the input's `secrets`"
+                );
+            }
+        }
+    }
     let bytes =
         std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let name = args
         .file
         .file_name()
         .map_or_else(|| "plugin".into(), |n| n.to_string_lossy().into_owned());
-    let output =
-        run_once_with(&name, &bytes, input, Some(args.cache.dir), args.allow_hosts).await?;
+    let output = run_once_with(&name, &bytes, input, Some(args.cache.dir), allowed_hosts).await?;
     println!("{}", serde_json::to_string_pretty(&output.json)?);
     Ok(if output.completed { 0 } else { 1 })
 }

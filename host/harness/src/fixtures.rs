@@ -268,6 +268,11 @@ pub struct WebhookFixture {
     /// The raw body: a string is used byte for byte, anything else as JSON.
     #[serde(default)]
     pub body: Value,
+    /// Sign the body at the case's time with the harness's test secret in
+    /// this scheme (`internal-hmac`, `stripe`, `adyen`), instead of carrying
+    /// a signature: a readable fixture needs no signing tool.
+    #[serde(default)]
+    pub sign: Option<String>,
 }
 
 fn webhook_path() -> String {

@@ -42,6 +42,7 @@ mod host;
 mod mock;
 mod outcome;
 mod policy;
+mod profile;
 mod provider;
 mod report;
 mod run;
@@ -50,6 +51,7 @@ mod verifier;
 
 pub use case::{CaseResult, Measured, Verdict};
 pub use fixtures::{Fixture, FixtureError, FixtureResponse};
+pub use profile::Profile;
 pub use report::Report;
 pub use run::{RunInput, RunOutput, run_once, run_once_with};
 pub use suite::{DEFAULT_HTTP_TIMEOUT, DEFAULT_SECRETS, Harness, HarnessError, Options};

@@ -1,11 +1,12 @@
-//! The provider-adapter suite: success, decline, provider 5xx, slow
-//! provider, malformed provider response and missing config, each answered
-//! by a built-in fixture; for an adapter that gives money back (WIT 0.2.0)
-//! the refund cases too; then the user's fixtures.
-//!
-//! The built-in success body carries the field names of the common
-//! checkout APIs (`id`, `url`, `payment_url`); an adapter for a provider
-//! that answers otherwise needs a recorded success exchange as a fixture.
+//! The provider-adapter suite. Its built-in cases are grouped by what they
+//! test (`case::group`): the contract (a payment opened, its state asked,
+//! a missing setting), errors (a decline, a wrong request, refused
+//! credentials, a failing provider, a body that is not the provider's),
+//! limits (a slow provider, a rate limit) and, for an adapter that gives
+//! money back (WIT 0.2.0), refunds. The provider's answers are those of a
+//! profile (`--profile generic|stripe|adyen`, [`Profile`]); the outcome an
+//! adapter must make of them is the same for every profile. Then the user's
+//! fixtures, each of which replaces the built-in case of its name.
 
 use serde_json::json;
 
@@ -13,6 +14,7 @@ use crate::case::{CaseResult, Label, Meter, Subject, Verdict, mark_replacements}
 use crate::fixtures::{Fixture, FixtureResponse, RequestMatch, excerpt};
 use crate::mock::Received;
 use crate::outcome::Outcome;
+use crate::profile::{PAYMENT_REFERENCE, Profile, REFUND_REFERENCE, Situation};
 use paygate_runtime::bindings::{PaymentRequest, RefundReason, RefundRequest};
 
 /// How long past the plugin's HTTP timeout the slow provider answers.
@@ -128,49 +130,161 @@ impl ProviderCase {
     }
 }
 
-/// The built-in cases; the slow one is timed against `http_timeout_ms`.
-fn built_ins(http_timeout_ms: u32) -> Vec<ProviderCase> {
-    let success = json!({
-        "id": "harness_session_1",
-        "object": "checkout.session",
-        "status": "open",
-        "url": "https://pay.example/harness_session_1",
-        "payment_url": "https://pay.example/harness_session_1",
-    });
+/// A built-in case: its name, the call, the provider's situation and the
+/// outcome any adapter must make of it.
+struct BuiltIn {
+    name: &'static str,
+    call: Call,
+    situation: Situation,
+    expect: &'static str,
+}
+
+/// The payment cases, whatever the profile (`missing-config`,
+/// `slow-provider` and `malformed-response` need no provider's words).
+fn payment_built_ins() -> Vec<BuiltIn> {
+    let status = || Call::PaymentStatus(PAYMENT_REFERENCE.into());
+    let case = |name, call, situation, expect| BuiltIn {
+        name,
+        call,
+        situation,
+        expect,
+    };
+    vec![
+        case("success", Call::CreatePayment, Situation::Opened, "ok"),
+        case(
+            "decline",
+            Call::CreatePayment,
+            Situation::Declined,
+            "declined",
+        ),
+        case(
+            "invalid-request",
+            Call::CreatePayment,
+            Situation::Invalid,
+            "invalid-request",
+        ),
+        case(
+            "unauthorized",
+            Call::CreatePayment,
+            Situation::Unauthorized,
+            "misconfigured",
+        ),
+        case(
+            "provider-5xx",
+            Call::CreatePayment,
+            Situation::Failing,
+            "unavailable",
+        ),
+        case(
+            "rate-limited",
+            Call::CreatePayment,
+            Situation::RateLimited,
+            "unavailable",
+        ),
+        case("payment-status", status(), Situation::Paid, "finished"),
+        case(
+            "payment-status-pending",
+            status(),
+            Situation::Unpaid,
+            "pending",
+        ),
+    ]
+}
+
+/// The refund cases, for an adapter that exports `refund` (WIT 0.2.0).
+fn refund_built_ins() -> Vec<BuiltIn> {
+    let case = |name, call, situation, expect| BuiltIn {
+        name,
+        call,
+        situation,
+        expect,
+    };
+    let status = Call::RefundStatus(REFUND_REFERENCE.into());
+    vec![
+        case(
+            "refund-success",
+            Call::Refund,
+            Situation::RefundDone,
+            "succeeded",
+        ),
+        case(
+            "refund-pending",
+            Call::Refund,
+            Situation::RefundTaken,
+            "pending",
+        ),
+        case(
+            "refund-declined",
+            Call::Refund,
+            Situation::RefundRefused,
+            "declined",
+        ),
+        case(
+            "refund-5xx",
+            Call::Refund,
+            Situation::Failing,
+            "unavailable",
+        ),
+        case(
+            "refund-status",
+            status,
+            Situation::RefundSettled,
+            "succeeded",
+        ),
+    ]
+}
+
+/// What the case asks, in its description.
+fn asked(call: &Call) -> String {
+    match call {
+        Call::CreatePayment => "opening the payment".into(),
+        Call::PaymentStatus(r) => format!("asked about payment {r}"),
+        Call::Refund => "a refund of 2.50 EUR".into(),
+        Call::RefundStatus(r) => format!("asked about refund {r}"),
+    }
+}
+
+/// A built-in case in `profile`'s words, or why the profile's provider has
+/// no such answer.
+fn in_profile(case: BuiltIn, profile: Profile) -> Result<ProviderCase, (Label, String)> {
+    match profile.answer(case.situation) {
+        Ok((response, shape)) => {
+            let about = format!("{}: {shape}: {}", asked(&case.call), case.expect);
+            let request = match case.situation {
+                Situation::Opened => profile.opening_request(),
+                _ => None,
+            };
+            Ok(ProviderCase {
+                call: case.call,
+                request,
+                ..ProviderCase::built_in(case.name, about, response, case.expect)
+            })
+        }
+        Err(why) => {
+            let about = format!("{}: {}", asked(&case.call), case.expect);
+            Err((
+                Label::built_in(case.name, about),
+                format!("profile {profile}: {why}"),
+            ))
+        }
+    }
+}
+
+/// The cases that need no provider's words; the slow one is timed against
+/// `http_timeout_ms`.
+fn shapeless_built_ins(profile: Profile, http_timeout_ms: u32) -> Vec<ProviderCase> {
     let delay_ms = u64::from(http_timeout_ms) + SLOW_BY_MS;
+    let opened = profile.answer(Situation::Opened).map(|(r, _)| r);
     let slow = FixtureResponse {
         delay_ms,
-        ..FixtureResponse::json(200, success.clone())
+        ..opened.unwrap_or_else(|_| FixtureResponse::json(200, json!({})))
     };
-    let declined =
-        json!({ "error": { "type": "card_error", "message": "Your card was declined." } });
     let html = FixtureResponse {
         body: json!("<html><body>Welcome to nginx!</body></html>"),
         headers: [("content-type".to_owned(), "text/html".to_owned())].into(),
         ..FixtureResponse::json(200, json!(null))
     };
-    let mut cases = vec![
-        ProviderCase::built_in(
-            "success",
-            "the provider opens the payment: ok with a reference and a payment URL".into(),
-            FixtureResponse::json(200, success),
-            "ok",
-        ),
-        ProviderCase::built_in(
-            "decline",
-            "HTTP 402 card_error: declined".into(),
-            FixtureResponse::json(402, declined),
-            "declined",
-        ),
-        ProviderCase::built_in(
-            "provider-5xx",
-            "HTTP 503: unavailable (worth retrying)".into(),
-            FixtureResponse::json(
-                503,
-                json!({ "error": { "message": "service unavailable" } }),
-            ),
-            "unavailable",
-        ),
+    vec![
         ProviderCase::built_in(
             "slow-provider",
             format!(
@@ -185,103 +299,62 @@ fn built_ins(http_timeout_ms: u32) -> Vec<ProviderCase> {
             html,
             "unavailable",
         ),
-    ];
-    cases.push(ProviderCase {
-        bare: true,
-        reach: Reach::MustNot,
-        response: None,
-        ..ProviderCase::built_in(
-            "missing-config",
-            "no settings and no secrets: misconfigured, before any request".into(),
-            FixtureResponse::json(200, json!(null)),
-            "misconfigured",
-        )
-    });
-    cases
-}
-
-/// The refund cases, for an adapter that exports `refund`. The success body
-/// names the refund (`id`, `status`) and the payment's PaymentIntent
-/// (`payment_intent`), so an adapter that looks the payment up first (as
-/// Stripe's must) finds what it needs in the same answer.
-fn refund_built_ins() -> Vec<ProviderCase> {
-    let refund = |status: &str| {
-        json!({
-            "id": "harness_refund_1",
-            "object": "refund",
-            "status": status,
-            "payment_intent": "pi_harness_1",
-            "amount": 250,
-            "currency": "eur",
-        })
-    };
-    let declined =
-        json!({ "error": { "type": "card_error", "message": "The refund was declined." } });
-    let refund_case = |name: &str, about: &str, response, expect: &str| ProviderCase {
-        call: Call::Refund,
-        ..ProviderCase::built_in(name, about.to_owned(), response, expect)
-    };
-    vec![
-        refund_case(
-            "refund-success",
-            "the provider gives 2.50 EUR back at once: succeeded, with the refund's reference",
-            FixtureResponse::json(200, refund("succeeded")),
-            "succeeded",
-        ),
-        refund_case(
-            "refund-pending",
-            "the provider confirms later: pending, with the refund's reference",
-            FixtureResponse::json(200, refund("pending")),
-            "pending",
-        ),
-        refund_case(
-            "refund-declined",
-            "HTTP 402 card_error: declined",
-            FixtureResponse::json(402, declined),
-            "declined",
-        ),
-        refund_case(
-            "refund-5xx",
-            "HTTP 503: unavailable (asked again later under the same key)",
-            FixtureResponse::json(
-                503,
-                json!({ "error": { "message": "service unavailable" } }),
-            ),
-            "unavailable",
-        ),
         ProviderCase {
-            call: Call::RefundStatus("harness_refund_1".into()),
+            bare: true,
+            reach: Reach::MustNot,
+            response: None,
             ..ProviderCase::built_in(
-                "refund-status",
-                "the refund's state by its reference: succeeded".into(),
-                FixtureResponse::json(200, refund("succeeded")),
-                "succeeded",
+                "missing-config",
+                "no settings and no secrets: misconfigured, before any request".into(),
+                FixtureResponse::json(200, json!(null)),
+                "misconfigured",
             )
         },
     ]
 }
 
-/// Runs the built-in cases, then one case per fixture.
-pub async fn run(subject: &Subject<'_>, fixtures: &[Fixture]) -> Vec<CaseResult> {
+/// Runs the built-in cases in `profile`'s words, then one case per fixture.
+pub async fn run(subject: &Subject<'_>, fixtures: &[Fixture], profile: Profile) -> Vec<CaseResult> {
     let mut results = Vec::new();
     let mut replaced = Vec::new();
-    for case in built_ins(subject.host.http_timeout_ms()) {
-        if case.label.replaced_by(fixtures) {
-            replaced.push(case.label.name);
+    let shaped = payment_built_ins()
+        .into_iter()
+        .map(|c| in_profile(c, profile));
+    let shapeless = shapeless_built_ins(profile, subject.host.http_timeout_ms());
+    for case in shaped.chain(shapeless.into_iter().map(Ok)) {
+        let label = match &case {
+            Ok(case) => &case.label,
+            Err((label, _)) => label,
+        };
+        if label.replaced_by(fixtures) {
+            replaced.push(label.name.clone());
             continue;
         }
-        results.push(run_case(subject, &case).await);
+        results.push(match case {
+            Ok(case) => run_case(subject, &case).await,
+            Err((label, why)) => not_in_profile(subject, &label, why),
+        });
     }
-    for case in refund_built_ins() {
-        if case.label.replaced_by(fixtures) {
-            replaced.push(case.label.name);
-        } else if let Some(verdict) = subject.not_run(&case.label) {
-            results.push(case.label.without_calls(verdict));
-        } else if subject.plugin.refunds() {
-            results.push(run_case(subject, &case).await);
-        } else {
+    for case in refund_built_ins()
+        .into_iter()
+        .map(|c| in_profile(c, profile))
+    {
+        let label = match &case {
+            Ok(case) => case.label.clone(),
+            Err((label, _)) => label.clone(),
+        };
+        if label.replaced_by(fixtures) {
+            replaced.push(label.name);
+        } else if let Some(verdict) = subject.not_run(&label) {
+            results.push(label.without_calls(verdict));
+        } else if !subject.plugin.refunds() {
             let why = "the adapter has no refund export (WIT 0.1.0)".to_owned();
-            results.push(case.label.without_calls(Verdict::Skip(why)));
+            results.push(label.without_calls(Verdict::Skip(why)));
+        } else {
+            results.push(match case {
+                Ok(case) => run_case(subject, &case).await,
+                Err((label, why)) => not_in_profile(subject, &label, why),
+            });
         }
     }
     for fixture in fixtures {
@@ -292,6 +365,13 @@ pub async fn run(subject: &Subject<'_>, fixtures: &[Fixture]) -> Vec<CaseResult>
     }
     mark_replacements(&mut results, &replaced);
     results
+}
+
+/// A case the profile's provider has no answer for: skipped, saying why
+/// (or listed).
+fn not_in_profile(subject: &Subject<'_>, label: &Label, why: String) -> CaseResult {
+    let verdict = subject.not_run(label).unwrap_or(Verdict::Skip(why));
+    label.without_calls(verdict)
 }
 
 async fn run_case(subject: &Subject<'_>, case: &ProviderCase) -> CaseResult {

@@ -70,12 +70,13 @@ pub fn fixture(logged: &LoggedWebhook, scheme: Scheme, secret: &str) -> Result<V
         ),
         _ => (secret.to_owned(), logged.received_at_ms),
     };
-    let (header, signature) = scheme.sign(&signing_secret, body.as_bytes(), signed_at_ms / 1000);
+    let (signature, body) = scheme.sign(&signing_secret, body.as_bytes(), signed_at_ms / 1000);
+    let body = String::from_utf8_lossy(&body);
     let mut headers: BTreeMap<String, String> = (logged.headers.iter())
         .filter(|(_, value)| value.as_str() != "[redacted]")
         .map(|(name, value)| (name.to_ascii_lowercase(), value.clone()))
         .collect();
-    headers.insert(header, signature);
+    headers.extend(signature);
     let route = logged.alias.as_deref().unwrap_or("internal");
     Ok(json!({
         "name": format!("logged webhook {} ({route}, {})", logged.id, logged.verdict),

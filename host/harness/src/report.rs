@@ -7,6 +7,7 @@ use std::time::Duration;
 use paygate_plugin_registry::{Digest, PluginKind};
 
 use crate::case::{CaseResult, Verdict};
+use crate::profile::Profile;
 use paygate_runtime::CodeSource;
 
 /// The outcome of one `paygate plugin test`.
@@ -20,6 +21,8 @@ pub struct Report {
     pub digest: Digest,
     /// `None` when the component did not load.
     pub world: Option<PluginKind>,
+    /// Whose answers the built-in provider cases gave (provider adapters).
+    pub profile: Option<Profile>,
     /// How long compiling (or loading the cached code) took, and which.
     pub compile: Option<(Duration, CodeSource)>,
     /// Built-in cases first, then one per fixture.
@@ -35,6 +38,7 @@ impl Report {
             size_bytes: bytes.len(),
             digest: Digest::of(bytes),
             world: None,
+            profile: None,
             compile: None,
             cases: Vec::new(),
             elapsed: Duration::ZERO,
@@ -75,6 +79,9 @@ impl Report {
             .map_or("unknown (did not load)", PluginKind::world);
         let _ = writeln!(out, "paygate plugin test: {}", self.component);
         let _ = writeln!(out, "  world      {world}");
+        if let Some(profile) = self.profile {
+            let _ = writeln!(out, "  profile    {profile} (the mock provider's answers)");
+        }
         let _ = writeln!(
             out,
             "  component  {} ({} bytes), sha256 {}",

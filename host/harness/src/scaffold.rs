@@ -110,6 +110,13 @@ const WIT: [(&str, &str); 8] = [
     ),
 ];
 
+// GUEST_SDK_SOURCES and GUEST_SDK_MANIFEST: plugins/guest-common, as
+// build.rs vendors it.
+include!(concat!(env!("OUT_DIR"), "/guest_sdk.rs"));
+
+/// Where a Rust project keeps its copy of the guest SDK.
+const GUEST_SDK_DIR: &str = "guest-common";
+
 /// One file of a new project: its path in the folder and its text.
 struct File {
     path: String,
@@ -242,20 +249,38 @@ fn build_script(template: &str, name: &str, world: World) -> File {
 }
 
 fn rust(name: &str, world: World) -> Vec<File> {
+    // Adapters and verifiers use the guest SDK paygate's own plugins use,
+    // vendored at the host's version (the SDK is not on crates.io).
+    let sdk = format!("guest-common = {{ path = \"{GUEST_SDK_DIR}\" }}\n");
     let (source, dependencies) = match world {
         World::ProviderAdapter => (
             include_str!("../templates/rust/provider-adapter.rs"),
-            "serde_json = \"1\"\n",
+            format!("{sdk}serde_json = \"1\"\n"),
         ),
         World::WebhookVerifier => (
             include_str!("../templates/rust/webhook-verifier.rs"),
-            "hmac = \"0.12\"\nserde_json = \"1\"\nsha2 = \"0.10\"\n",
+            format!("{sdk}serde_json = \"1\"\n"),
         ),
-        World::RateLimitPolicy => (include_str!("../templates/rust/rate-limit-policy.rs"), ""),
+        World::RateLimitPolicy => (
+            include_str!("../templates/rust/rate-limit-policy.rs"),
+            String::new(),
+        ),
     };
     let manifest = fill(include_str!("../templates/rust/Cargo.toml"), name, world)
-        .replace("{{dependencies}}", dependencies);
-    vec![
+        .replace("{{dependencies}}", &dependencies);
+    let mut files = Vec::new();
+    if !dependencies.is_empty() {
+        files.push(File::new(
+            format!("{GUEST_SDK_DIR}/Cargo.toml"),
+            GUEST_SDK_MANIFEST,
+        ));
+        files.extend(
+            GUEST_SDK_SOURCES
+                .iter()
+                .map(|(path, text)| File::new(format!("{GUEST_SDK_DIR}/{path}"), *text)),
+        );
+    }
+    files.extend([
         File::new("Cargo.toml", manifest),
         // The versions paygate's own plugins build with, so a warm cargo
         // cache builds the project without fetching.
@@ -263,7 +288,8 @@ fn rust(name: &str, world: World) -> Vec<File> {
         File::new("src/lib.rs", fill(source, name, world)),
         build_script(include_str!("../templates/rust/build.sh"), name, world),
         File::new(".gitignore", "/target\n*.wasm\n"),
-    ]
+    ]);
+    files
 }
 
 fn python(name: &str, world: World) -> Vec<File> {
@@ -421,6 +447,24 @@ fn readme(name: &str, world: World, lang: Lang) -> String {
              one), counting in the host's shared counters."
         }
     };
+    let sdk = if lang == Lang::Rust && world != World::RateLimitPolicy {
+        format!(
+            "\n`{GUEST_SDK_DIR}/` is paygate's guest SDK, the crate its own plugins use (status to \
+             `provider-error`, JSON answers, minor units, HMAC checked in constant time, header \
+             lookup), copied at the host's version; `paygate plugin new` in a newer paygate \
+             brings a newer one.\n"
+        )
+    } else {
+        String::new()
+    };
+    let profile = match world {
+        World::ProviderAdapter => {
+            "\nThe suite's mock provider speaks a plain JSON API (`--profile generic`); if your \
+             provider answers like Stripe or Adyen, `--profile stripe` or `--profile adyen` puts \
+             the built-in cases in its words.\n"
+        }
+        _ => "",
+    };
     format!(
         "# {name}\n\
          \n\
@@ -438,7 +482,8 @@ fn readme(name: &str, world: World, lang: Lang) -> String {
          version of the host that made this project. `{name}.toml` is its spec (allowed hosts, \
          limits, settings, secret references). `paygate plugin test --fixtures DIR` adds your \
          own recorded cases, `--junit FILE` writes JUnit XML for CI; the standalone \
-         `paygate-plugin test` does the same without the gateway.\n"
+         `paygate-plugin test` does the same without the gateway.\n\
+         {profile}{sdk}"
     )
 }
 
@@ -477,7 +522,9 @@ mod tests {
             .flat_map(|w| [Lang::Rust, Lang::Python, Lang::Js].map(|l| (w, l)))
         {
             let files = project("acme-pay", world, lang);
-            for file in &files {
+            // The vendored SDK is copied as it is, not filled in.
+            let ours = files.iter().filter(|f| !f.path.starts_with(GUEST_SDK_DIR));
+            for file in ours {
                 assert!(
                     !file.text.contains("{{"),
                     "{lang} {world}: {} keeps a placeholder",
@@ -494,5 +541,43 @@ mod tests {
             let build = &files.iter().find(|f| f.path == "build.sh").unwrap();
             assert!(build.executable && build.text.contains("acme-pay.wasm"));
         }
+    }
+
+    #[test]
+    fn rust_adapters_and_verifiers_get_the_guest_sdk_as_a_crate_of_their_own() {
+        for world in [World::ProviderAdapter, World::WebhookVerifier] {
+            let files = project("acme", world, Lang::Rust);
+            let text = |path: &str| {
+                let file = files.iter().find(|f| f.path == path);
+                file.unwrap_or_else(|| panic!("{world}: no {path}"))
+                    .text
+                    .clone()
+            };
+            let sdk: toml::Table = toml::from_str(&text("guest-common/Cargo.toml")).unwrap();
+            assert_eq!(sdk["package"]["name"].as_str(), Some("guest-common"));
+            // Outside paygate's plugins workspace nothing can be inherited.
+            assert!(!text("guest-common/Cargo.toml").contains("workspace"));
+            for dependency in ["hmac", "serde_json", "sha2"] {
+                assert!(
+                    sdk["dependencies"].get(dependency).is_some(),
+                    "{dependency}"
+                );
+            }
+            let lib = text("guest-common/src/lib.rs");
+            let modules = lib.lines().filter_map(|l| l.strip_prefix("pub mod "));
+            for module in modules {
+                text(&format!(
+                    "guest-common/src/{}.rs",
+                    module.trim_end_matches(';')
+                ));
+            }
+            let project: toml::Table = toml::from_str(&text("Cargo.toml")).unwrap();
+            assert_eq!(
+                project["dependencies"]["guest-common"]["path"].as_str(),
+                Some(GUEST_SDK_DIR)
+            );
+        }
+        let policy = project("acme", World::RateLimitPolicy, Lang::Rust);
+        assert!(!policy.iter().any(|f| f.path.starts_with(GUEST_SDK_DIR)));
     }
 }

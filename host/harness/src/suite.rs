@@ -10,6 +10,7 @@ use paygate_plugin_registry::PluginKind;
 use crate::case::{CaseResult, Subject};
 use crate::fixtures::FixtureError;
 use crate::host::{MockHost, Settings};
+use crate::profile::Profile;
 use crate::report::Report;
 use crate::verifier::Scheme;
 use crate::{fixtures, policy, provider, verifier};
@@ -21,10 +22,15 @@ pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_millis(500);
 /// Secrets every plugin under test is given unless overridden, under the
 /// names the shipped plugins use; a plugin asking for another name gets it
 /// from `--secret NAME=VALUE`.
-pub const DEFAULT_SECRETS: [(&str, &str); 3] = [
+pub const DEFAULT_SECRETS: [(&str, &str); 4] = [
     ("secret-key", "sk_test_paygate_harness"),
     ("webhook-secret", "whsec_paygate_harness"),
     ("api-key", "paygate_harness_api_key"),
+    // An HMAC key as Adyen shows one: 32 bytes in hex.
+    (
+        "hmac-key",
+        "A5227CB32542D13AC0F9304E073A3D207C17EEF706B2BF6FFBA4184C691112F1",
+    ),
 ];
 
 /// What a harness run may be told besides the component.
@@ -37,8 +43,12 @@ pub struct Options {
     pub config: BTreeMap<String, String>,
     /// Secrets, over [`DEFAULT_SECRETS`].
     pub secrets: BTreeMap<String, String>,
-    /// A verifier's signature scheme; `None` tries each built-in one.
+    /// A verifier's signature scheme; `None`: the profile's, else each
+    /// built-in one is tried.
     pub scheme: Option<Scheme>,
+    /// Whose answers the built-in provider cases give, and a verifier's
+    /// scheme when `scheme` is `None`.
+    pub profile: Profile,
     /// Where compiled code is cached between runs; `None` compiles each time.
     pub cache_dir: Option<PathBuf>,
     /// The plugin's HTTP timeout.
@@ -60,6 +70,7 @@ impl Default for Options {
             config: BTreeMap::new(),
             secrets: BTreeMap::new(),
             scheme: None,
+            profile: Profile::default(),
             cache_dir: None,
             http_timeout: DEFAULT_HTTP_TIMEOUT,
             skip: Vec::new(),
@@ -142,6 +153,12 @@ impl Harness {
         self
     }
 
+    /// Speaks `profile`'s provider in the built-in cases.
+    pub fn profile(mut self, profile: Profile) -> Self {
+        self.options.profile = profile;
+        self
+    }
+
     /// Caches compiled code in `dir` between runs.
     pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.options.cache_dir = Some(dir.into());
@@ -187,9 +204,13 @@ impl Harness {
             list: self.options.list,
         };
         report.cases = match kind {
-            PluginKind::ProviderAdapter => provider::run(&subject, &fixtures).await,
+            PluginKind::ProviderAdapter => {
+                report.profile = Some(self.options.profile);
+                provider::run(&subject, &fixtures, self.options.profile).await
+            }
             PluginKind::WebhookVerifier => {
-                verifier::run(&subject, &fixtures, self.options.scheme).await
+                let scheme = self.options.scheme.or(self.options.profile.scheme());
+                verifier::run(&subject, &fixtures, scheme).await
             }
             PluginKind::RateLimitPolicy => policy::run(&subject, &fixtures).await,
         };

@@ -28,8 +28,14 @@ fn paygate_plugin(args: &[&str]) -> (i32, String) {
 fn passes_a_good_adapter_and_fails_a_broken_one_with_junit() {
     let cache = tempfile::tempdir().unwrap();
     let cache_dir = cache.path().display().to_string();
-    let (code, stdout) =
-        paygate_plugin(&["test", &dist("stripe_adapter"), "--cache-dir", &cache_dir]);
+    let (code, stdout) = paygate_plugin(&[
+        "test",
+        &dist("stripe_adapter"),
+        "--profile",
+        "stripe",
+        "--cache-dir",
+        &cache_dir,
+    ]);
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.contains(" 0 failed"), "{stdout}");
 
@@ -122,8 +128,16 @@ fn fixtures_check_what_the_adapter_sends_and_replace_built_in_cases_of_their_nam
     ]);
     let file = dist("stripe_adapter");
     let dir = fixtures.path().display().to_string();
-    let (code, stdout) =
-        paygate_plugin(&["test", &file, "--fixtures", &dir, "--cache-dir", &cache_dir]);
+    let (code, stdout) = paygate_plugin(&[
+        "test",
+        &file,
+        "--profile",
+        "stripe",
+        "--fixtures",
+        &dir,
+        "--cache-dir",
+        &cache_dir,
+    ]);
     assert_eq!(code, 0, "{stdout}");
     let declines: Vec<&str> = stdout.lines().filter(|l| l.contains(" decline ")).collect();
     assert_eq!(
@@ -158,8 +172,16 @@ fn fixtures_check_what_the_adapter_sends_and_replace_built_in_cases_of_their_nam
         ),
     ]);
     let dir = wrong.path().display().to_string();
-    let (code, stdout) =
-        paygate_plugin(&["test", &file, "--fixtures", &dir, "--cache-dir", &cache_dir]);
+    let (code, stdout) = paygate_plugin(&[
+        "test",
+        &file,
+        "--profile",
+        "stripe",
+        "--fixtures",
+        &dir,
+        "--cache-dir",
+        &cache_dir,
+    ]);
     assert_eq!(code, 1, "{stdout}");
     assert!(
         stdout.contains("form field line_items[0][price_data][unit_amount] is \"1000\""),
@@ -211,7 +233,15 @@ fn list_names_the_cases_and_skip_leaves_out_a_built_in_one_but_not_a_typo() {
     let cache = tempfile::tempdir().unwrap();
     let cache_dir = cache.path().display().to_string();
     let file = dist("stripe_adapter");
-    let (code, stdout) = paygate_plugin(&["test", &file, "--list", "--cache-dir", &cache_dir]);
+    let (code, stdout) = paygate_plugin(&[
+        "test",
+        &file,
+        "--profile",
+        "stripe",
+        "--list",
+        "--cache-dir",
+        &cache_dir,
+    ]);
     assert_eq!(code, 0, "{stdout}");
     for (case, group) in [
         ("success", "contract"),
@@ -231,6 +261,8 @@ fn list_names_the_cases_and_skip_leaves_out_a_built_in_one_but_not_a_typo() {
     let (code, stdout) = paygate_plugin(&[
         "test",
         &file,
+        "--profile",
+        "stripe",
         "--skip",
         "decline",
         "--cache-dir",
@@ -245,6 +277,8 @@ fn list_names_the_cases_and_skip_leaves_out_a_built_in_one_but_not_a_typo() {
     let (code, stdout) = paygate_plugin(&[
         "test",
         &file,
+        "--profile",
+        "stripe",
         "--skip",
         "refunds",
         "--cache-dir",
@@ -261,6 +295,8 @@ fn list_names_the_cases_and_skip_leaves_out_a_built_in_one_but_not_a_typo() {
     let (code, stdout) = paygate_plugin(&[
         "test",
         &file,
+        "--profile",
+        "stripe",
         "--skip",
         "declined",
         "--cache-dir",
@@ -357,5 +393,41 @@ fn plugin_run_reaches_a_provider_only_when_allowed_to() {
         answered["http"],
         serde_json::json!([]),
         "the mock saw nothing"
+    );
+
+    // A spec does both: its allowed_hosts and its base-url send the call
+    // where `serve` would, whatever the input's config says of other keys.
+    let spec = dir.path().join("local.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "kind = \"provider-adapter\"\nallowed_hosts = [\"{host}\"]\n\
+             [config]\nbase-url = \"http://{host}\"\n[secrets]\nsecret-key = \"env:STRIPE_SECRET_KEY\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(&input, r#"{"call": "create-payment"}"#).unwrap();
+    let ran = common::paygate_plugin(&[
+        "run",
+        &dist("stripe_adapter"),
+        "--input",
+        input.to_str().unwrap(),
+        "--spec",
+        spec.to_str().unwrap(),
+        "--cache-dir",
+        &cache_dir,
+    ]);
+    assert_eq!(ran.code, 0, "{}{}", ran.stdout, ran.stderr);
+    let answered: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(
+        answered["result"]["ok"]["reference"], "cs_local",
+        "{answered}"
+    );
+    // The secret reference is named, never resolved from this shell.
+    assert!(
+        ran.stderr
+            .contains("secret-key (env:STRIPE_SECRET_KEY) is not read here"),
+        "{}",
+        ran.stderr
     );
 }

@@ -75,7 +75,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", args.out.display()))?;
     let secret = paygate_harness::DEFAULT_SECRETS
         .iter()
-        .find(|(name, _)| *name == "webhook-secret")
+        .find(|(name, _)| *name == args.scheme.secret_name())
         .map(|(_, value)| *value)
         .unwrap_or_default();
     let mut written = 0;

@@ -13,10 +13,10 @@
 use exports::paygate::plugins0_2_0::verifier::{
     self as api, Event, EventStatus, PaymentRef, VerifyError, WebhookEvent,
 };
-use hmac::{Hmac, Mac};
+// The guest SDK, vendored in guest-common/ (paygate's own plugins use it).
+use guest_common::{crypto, headers, hex};
 use paygate::plugins0_1_0::config;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 wit_bindgen::generate!({
     path: "wit",
@@ -35,22 +35,18 @@ impl api::Guest for Verifier {
         let secret = config::secret("webhook-secret")
             .filter(|s| !s.is_empty())
             .ok_or_else(|| VerifyError::Misconfigured("secret `webhook-secret` is not set".into()))?;
-        let signature = request
-            .headers
-            .iter()
-            .find(|(name, _)| name == SIGNATURE_HEADER)
-            .map(|(_, value)| value.as_str())
+        let signature = headers::find(&request.headers, SIGNATURE_HEADER)
             .ok_or_else(|| VerifyError::InvalidSignature(format!("no {SIGNATURE_HEADER} header")))?;
-        let signature = decode_hex(signature.trim()).ok_or_else(|| {
+        let signature = hex::decode(signature.trim()).ok_or_else(|| {
             VerifyError::InvalidSignature(format!("{SIGNATURE_HEADER} is not a hex digest"))
         })?;
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
-            .map_err(|_| VerifyError::Misconfigured("secret `webhook-secret` is unusable".into()))?;
-        mac.update(&request.body);
-        // Constant time: the comparison must not tell how much of a guess was right.
-        mac.verify_slice(&signature).map_err(|_| {
-            VerifyError::InvalidSignature("the signature does not match the body".into())
-        })?;
+        // Constant time (the `hmac` crate's own comparison): the answer must
+        // not tell how much of a guess was right.
+        if !crypto::verify_hmac_sha256(secret.as_bytes(), &request.body, &signature) {
+            return Err(VerifyError::InvalidSignature(
+                "the signature does not match the body".into(),
+            ));
+        }
         // Only now is the body trusted enough to read.
         Ok(vec![parse(&request.body)?])
     }
@@ -78,9 +74,8 @@ fn parse(body: &[u8]) -> Result<Event, VerifyError> {
     let event_id = match object.get("event_id").and_then(Value::as_str) {
         Some(id) if !id.is_empty() && id.len() <= 255 => id.to_owned(),
         _ => {
-            let digest = Sha256::digest(body);
-            let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-            format!("{{name}}_{hex}")
+            let digest = crypto::sha256(body);
+            format!("{{name}}_{}", hex::encode(&digest[..16]))
         }
     };
     Ok(Event::Payment(WebhookEvent {
@@ -92,16 +87,6 @@ fn parse(body: &[u8]) -> Result<Event, VerifyError> {
         // the payment only if it is exactly the stored price and currency.
         amount: None,
     }))
-}
-
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.is_empty() || text.len() % 2 != 0 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 export!(Verifier);
