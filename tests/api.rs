@@ -4,6 +4,7 @@
 pub(crate) mod admin;
 mod admin_notifications;
 mod admin_providers;
+pub(crate) mod adyen;
 pub(crate) mod app;
 mod console;
 mod create;

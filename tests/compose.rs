@@ -6,11 +6,14 @@ use serde_yaml::Value;
 
 use crate::helpers::root;
 
-/// The five secrets the production stack must be given.
-const PRODUCTION_SECRETS: [&str; 5] = [
+/// The seven secrets the production stack must be given: the host's, and
+/// those the image's staged specs (plugins/demo) name.
+const PRODUCTION_SECRETS: [&str; 7] = [
     "PAYGATE_INTERNAL_WEBHOOK_SECRET",
     "PAYGATE_STRIPE_SECRET_KEY",
     "PAYGATE_STRIPE_WEBHOOK_SECRET",
+    "PAYGATE_ADYEN_API_KEY",
+    "PAYGATE_ADYEN_HMAC_KEY",
     "PAYGATE_SECRETS_KEY",
     "PAYGATE_ADMIN_TOKEN",
 ];

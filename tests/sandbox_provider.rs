@@ -2,6 +2,7 @@
 //! received by a fake gateway, and the real adapter and verifier plugins
 //! run against it.
 
+mod adyen;
 mod flows;
 mod refusals;
 pub(crate) mod with_plugins;
@@ -11,6 +12,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::any;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
 use paygate::plugins::Secret;
 use paygate_demo::sandbox::{SandboxArgs, serve};
@@ -28,6 +31,11 @@ const STRIPE_SECRET: &str = "whsec_sandbox_tests";
 const INTERNAL_SECRET_VAR: &str = "PAYGATE_PLUGIN_SECRET_TEST_SANDBOX_INTERNAL_SECRET";
 const STRIPE_SECRET_VAR: &str = "PAYGATE_PLUGIN_SECRET_TEST_SANDBOX_STRIPE_SECRET";
 const STRIPE_KEY_VAR: &str = "PAYGATE_PLUGIN_SECRET_TEST_SANDBOX_STRIPE_KEY";
+/// The API key the sandbox takes as Adyen's, and Adyen's HMAC key (hex).
+const ADYEN_KEY: &str = "adyen_key_for_sandbox_tests";
+const ADYEN_HMAC: &str = "00112233445566778899AABBCCDDEEFF00112233445566778899AABBCCDDEEFF";
+const ADYEN_KEY_VAR: &str = "PAYGATE_PLUGIN_SECRET_TEST_SANDBOX_ADYEN_KEY";
+const ADYEN_HMAC_VAR: &str = "PAYGATE_PLUGIN_SECRET_TEST_SANDBOX_ADYEN_HMAC";
 
 /// A running sandbox.
 pub(crate) struct Sandbox {
@@ -48,6 +56,8 @@ impl Sandbox {
             gateway_url: gateway.to_string(),
             internal_webhook_secret: Secret::new(INTERNAL_SECRET),
             stripe_webhook_secret: Secret::new(STRIPE_SECRET),
+            adyen_api_key: Secret::new(ADYEN_KEY),
+            adyen_hmac_key: Secret::new(ADYEN_HMAC),
         };
         let stop = CancellationToken::new();
         let served = tokio::spawn(serve(listener, args, stop.clone()));
@@ -119,6 +129,35 @@ fn stripe_event(webhook: &Received) -> Value {
     serde_json::from_str(&webhook.body).unwrap()
 }
 
+/// Checks an Adyen notification's one item against its `hmacSignature`
+/// (recomputed here from the body's own fields), returns the item.
+fn adyen_item(webhook: &Received) -> Value {
+    assert_eq!(webhook.path, "/api/v1/payments/webhook/adyen");
+    assert_eq!(webhook.headers["content-type"], "application/json");
+    let body: Value = serde_json::from_str(&webhook.body).unwrap();
+    assert_eq!(body["live"], "false");
+    let items = body["notificationItems"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{body}");
+    let item = items[0]["NotificationRequestItem"].clone();
+    let text = |field: &str| item[field].as_str().unwrap_or_default().to_owned();
+    let signed = [
+        text("pspReference"),
+        text("originalReference"),
+        text("merchantAccountCode"),
+        text("merchantReference"),
+        item["amount"]["value"].as_u64().unwrap().to_string(),
+        item["amount"]["currency"].as_str().unwrap().to_owned(),
+        text("eventCode"),
+        text("success"),
+    ]
+    .join(":");
+    let mut mac = Hmac::<Sha256>::new_from_slice(&hex::decode(ADYEN_HMAC).unwrap()).unwrap();
+    mac.update(signed.as_bytes());
+    let expected = BASE64.encode(mac.finalize().into_bytes());
+    assert_eq!(item["additionalData"]["hmacSignature"], expected.as_str());
+    item
+}
+
 /// Sets the variables the plugin specs name.
 fn set_plugin_secrets() {
     // SAFETY: every test sets the same values, so concurrent writers agree.
@@ -126,6 +165,8 @@ fn set_plugin_secrets() {
         std::env::set_var(INTERNAL_SECRET_VAR, INTERNAL_SECRET);
         std::env::set_var(STRIPE_SECRET_VAR, STRIPE_SECRET);
         std::env::set_var(STRIPE_KEY_VAR, "sk_test_sandbox");
+        std::env::set_var(ADYEN_KEY_VAR, ADYEN_KEY);
+        std::env::set_var(ADYEN_HMAC_VAR, ADYEN_HMAC);
     }
 }
 
@@ -144,11 +185,18 @@ fn settings_come_from_flags_and_hide_the_secrets() {
         "--gateway-url=http://gateway.test",
         "--internal-webhook-secret=s3cret-internal",
         "--stripe-webhook-secret=whsec_s3cret",
+        "--adyen-api-key=adyen_s3cret",
+        "--adyen-hmac-key=5333637265740000",
     ])
     .unwrap();
     let args = cli.sandbox;
     assert_eq!(args.listen.port(), 9002);
     assert_eq!(args.gateway_url, "http://gateway.test");
     assert_eq!(args.stripe_webhook_secret.expose(), "whsec_s3cret");
+    assert_eq!(args.adyen_api_key.expose(), "adyen_s3cret");
+    assert!(
+        !format!("{args:?}").contains("5333637265740000"),
+        "{args:?}"
+    );
     assert!(!format!("{args:?}").contains("s3cret"), "{args:?}");
 }

@@ -401,8 +401,8 @@ fn shares_port(a: SocketAddr, b: SocketAddr) -> bool {
 
 /// Settings no deployment should run with, refused before anything starts
 /// (the flags' parsers refuse empty secrets too; this catches a `Config`
-/// built in code): an empty admin token, and outside `--demo`, a secret
-/// that is one of the demo's public values.
+/// built in code): an empty admin token, an Adyen HMAC key that is not hex,
+/// and outside `--demo`, a secret that is one of the demo's public values.
 fn refuse_unsafe_settings(config: &Config) -> anyhow::Result<()> {
     if config
         .admin_token
@@ -412,6 +412,15 @@ fn refuse_unsafe_settings(config: &Config) -> anyhow::Result<()> {
         return Err(refused(
             "PAYGATE_ADMIN_TOKEN",
             "is empty: set a token, or unset it to turn the admin API off",
+        ));
+    }
+    // The verifier decodes it; a key that is not hex would refuse every
+    // Adyen webhook, so a deployment learns it now, demo or not.
+    if (config.adyen_hmac_key.as_ref()).is_some_and(|key| hex::decode(key.expose().trim()).is_err())
+    {
+        return Err(refused(
+            "PAYGATE_ADYEN_HMAC_KEY",
+            "is not hex: give the HMAC key as Adyen's Customer Area shows it (two hex digits a byte)",
         ));
     }
     if config.demo {

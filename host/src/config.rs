@@ -83,6 +83,16 @@ pub struct Config {
     #[arg(long, env = "PAYGATE_STRIPE_WEBHOOK_SECRET", hide_env_values = true, value_parser = non_empty_secret)]
     pub stripe_webhook_secret: Option<Secret>,
 
+    /// Adyen API key (`X-API-Key`), handed to the `adyen` plugin.
+    #[arg(long, env = "PAYGATE_ADYEN_API_KEY", hide_env_values = true, value_parser = non_empty_secret)]
+    pub adyen_api_key: Option<Secret>,
+
+    /// Adyen's HMAC key for standard webhooks, in hex as the Customer Area
+    /// shows it, handed to the `adyen-webhook` plugin. Checked to be hex at
+    /// start (not by the parser, whose error would print the value).
+    #[arg(long, env = "PAYGATE_ADYEN_HMAC_KEY", hide_env_values = true, value_parser = non_empty_secret)]
+    pub adyen_hmac_key: Option<Secret>,
+
     /// Directory of plugins (`<name>.wasm` + `<name>.toml`), watched for changes.
     #[arg(long, env = "PAYGATE_PLUGIN_DIR", default_value = ".paygate/plugins")]
     pub plugin_dir: PathBuf,
@@ -172,10 +182,15 @@ pub struct Config {
 /// The secrets the host hands plugins by name (a spec's `env:NAME`), with
 /// the demo's values. These are public (they are in this repository), so
 /// they are used only with `--demo` and refused without it.
-pub const DEMO_SECRETS: [(&str, &str); 3] = [
+pub const DEMO_SECRETS: [(&str, &str); 5] = [
     ("INTERNAL_WEBHOOK_SECRET", "demo-internal-webhook-secret"),
     ("STRIPE_SECRET_KEY", "sk_test_demo"),
     ("STRIPE_WEBHOOK_SECRET", "whsec_demo"),
+    ("ADYEN_API_KEY", "adyen_test_demo_key"),
+    (
+        "ADYEN_HMAC_KEY",
+        "706179676174652D64656D6F2D616479656E2D686D61632D6B65792D70756221",
+    ),
 ];
 
 /// The setting a spec's `env:NAME` is given by: `PAYGATE_NAME` for the
@@ -192,11 +207,13 @@ pub fn setting_of_named_secret(name: &str) -> String {
 impl Config {
     /// Each secret of [`DEMO_SECRETS`] by name, as set; with `--demo`, an
     /// unset one is the demo's value.
-    pub fn named_secrets(&self) -> [(&'static str, Option<Secret>); 3] {
+    pub fn named_secrets(&self) -> [(&'static str, Option<Secret>); DEMO_SECRETS.len()] {
         let set = [
             &self.internal_webhook_secret,
             &self.stripe_secret_key,
             &self.stripe_webhook_secret,
+            &self.adyen_api_key,
+            &self.adyen_hmac_key,
         ];
         std::array::from_fn(|i| {
             let (name, demo_value) = DEMO_SECRETS[i];
@@ -552,6 +569,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// The secrets key of [`Config::for_tests`] (base64 of 32 bytes).
 pub const TEST_SECRETS_KEY: &str = "dGVzdC1vbmx5LXNlY3JldHMta2V5LW5vdC1mb3ItdSE=";
+/// The Adyen API key of [`Config::for_tests`].
+pub const TEST_ADYEN_API_KEY: &str = "adyen_test_key_for_tests";
+/// The Adyen HMAC key of [`Config::for_tests`] (hex of 32 bytes).
+pub const TEST_ADYEN_HMAC_KEY: &str =
+    "706179676174652D74657374732D616479656E2D686D61632D6B65792D333262";
 
 impl Config {
     /// Settings for tests: port 0, the given databases and directories.
@@ -580,6 +602,8 @@ impl Config {
             internal_webhook_secret: Some(Secret::new("test-internal-secret")),
             stripe_secret_key: Some(Secret::new("sk_test_123")),
             stripe_webhook_secret: Some(Secret::new("whsec_test")),
+            adyen_api_key: Some(Secret::new(TEST_ADYEN_API_KEY)),
+            adyen_hmac_key: Some(Secret::new(TEST_ADYEN_HMAC_KEY)),
             plugin_dir,
             registry_dir: None,
             plugin_secrets_dir: None,

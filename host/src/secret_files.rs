@@ -15,13 +15,15 @@ use crate::RefusedSetting;
 /// each may be given as `NAME_FILE`, and none shows its value in `--help`.
 /// Plugin secrets (`PAYGATE_PLUGIN_SECRET_*`, which specs name as
 /// `env:NAME`) may be given as files too.
-pub const SECRET_SETTINGS: [&str; 12] = [
+pub const SECRET_SETTINGS: [&str; 14] = [
     "PAYGATE_ADMIN_TOKEN",
     "PAYGATE_SECRETS_KEY",
     "PAYGATE_SECRETS_KEY_PREVIOUS",
     "PAYGATE_INTERNAL_WEBHOOK_SECRET",
     "PAYGATE_STRIPE_SECRET_KEY",
     "PAYGATE_STRIPE_WEBHOOK_SECRET",
+    "PAYGATE_ADYEN_API_KEY",
+    "PAYGATE_ADYEN_HMAC_KEY",
     "PAYGATE_PAYMENTS_DATABASE_URL",
     "PAYGATE_MERCHANTS_DATABASE_URL",
     "PAYGATE_PROVIDERS_DATABASE_URL",
@@ -161,11 +163,13 @@ mod tests {
     fn a_files_contents_without_its_line_break_are_the_secret() {
         let dir = tempfile::tempdir().unwrap();
         let key = file(&dir, "key", b"sk_test_from_a_file\n");
+        let hmac = file(&dir, "hmac", b"00FF10\n");
         let url = file(&dir, "url", b"redis://:p%20w@cache:6379\r\n");
         let found = from_files(
             &settings(),
             env(&[
                 ("PAYGATE_STRIPE_SECRET_KEY_FILE", &key),
+                ("PAYGATE_ADYEN_HMAC_KEY_FILE", &hmac),
                 ("PAYGATE_REDIS_URL_FILE", &url),
             ]),
         )
@@ -177,6 +181,7 @@ mod tests {
                     "PAYGATE_STRIPE_SECRET_KEY".to_owned(),
                     "sk_test_from_a_file".to_owned()
                 ),
+                ("PAYGATE_ADYEN_HMAC_KEY".to_owned(), "00FF10".to_owned()),
                 (
                     "PAYGATE_REDIS_URL".to_owned(),
                     "redis://:p%20w@cache:6379".to_owned()

@@ -193,6 +193,16 @@ pub async fn spawn_app_with(
     extra: Vec<ExtraPlugin>,
     tweak: impl FnOnce(Config) -> Config,
 ) -> TestApp {
+    spawn_app_staging(rate_limit, |_| extra, tweak).await
+}
+
+/// [`spawn_app_with`], the extra plugins made from the sandbox provider's
+/// address (host:port), for adapters that call it.
+pub async fn spawn_app_staging(
+    rate_limit: &str,
+    extra: impl FnOnce(&str) -> Vec<ExtraPlugin>,
+    tweak: impl FnOnce(Config) -> Config,
+) -> TestApp {
     crate::logs::capture();
     let shutdown = CancellationToken::new();
     let sandbox_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -201,7 +211,7 @@ pub async fn spawn_app_with(
 
     let dir = tempfile::tempdir().unwrap();
     let mut plugins = standard_plugins(&sandbox_addr.to_string(), rate_limit);
-    plugins.extend(extra);
+    plugins.extend(extra(&sandbox_addr.to_string()));
     stage_plugins(dir.path(), &plugins);
 
     let prefix = format!("paygate-test-{}:", uuid::Uuid::new_v4());

@@ -1,14 +1,18 @@
 //! No key, secret or signature in any log line: a payment's whole life
 //! (create, read, a bad key, provider webhooks good and bad, a signed
-//! notification, the admin API) runs with every log line captured, then
-//! the capture is searched for each secret involved.
+//! notification, an Adyen payment paid on the sandbox's page, the admin
+//! API) runs with every log line captured, then the capture is searched for
+//! each secret involved.
 
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::app::{LAX_RATE_LIMIT, merchant_with, spawn_app_with};
+use super::adyen::adyen_plugins;
+use super::app::{
+    LAX_RATE_LIMIT, bind_verified, clicker, merchant_with, spawn_app_staging, spawn_app_with,
+};
 use crate::helpers::FakeServer;
 
 #[tokio::test]
@@ -17,7 +21,8 @@ async fn no_key_secret_or_signature_reaches_a_log_line() {
         axum::Router::new().route("/hook", axum::routing::post(|| async { "ok" })),
     )
     .await;
-    let mut app = spawn_app_with(LAX_RATE_LIMIT, Vec::new(), |c| c).await;
+    let mut app = spawn_app_staging(LAX_RATE_LIMIT, adyen_plugins, |c| c).await;
+    bind_verified(&app.providers, "adyen", "adyen", "adyen-webhook").await;
     app.merchant = merchant_with(
         &app.merchants,
         100,
@@ -63,6 +68,23 @@ async fn no_key_secret_or_signature_reaches_a_log_line() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let sent_signature = merchant_endpoint.requests()[0].headers["webhook-signature"].clone();
+
+    // Through Adyen: the adapter sends the API key, the sandbox signs its
+    // notification with the HMAC key, the verifier checks it.
+    let mut body = app.body(2);
+    body["alias"] = "adyen".into();
+    let created = app.create(&body).await;
+    assert_eq!(created.status, 200, "{:?}", created.body);
+    let url = created.body["payment_url"].as_str().unwrap().to_owned();
+    clicker().post(format!("{url}/pay")).send().await.unwrap();
+    let started = Instant::now();
+    while merchant_endpoint.requests().len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the Adyen payment was never notified"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     let _ = app
         .client
         .get(format!("{}/admin/v1/plugins", app.admin_url))
@@ -91,6 +113,12 @@ async fn no_key_secret_or_signature_reaches_a_log_line() {
         ("provider webhook signature", signature.as_str()),
         ("forged signature", forged.as_str()),
         ("Stripe secret key", "sk_test_123"),
+        ("Adyen API key", paygate::config::TEST_ADYEN_API_KEY),
+        ("Adyen HMAC key", paygate::config::TEST_ADYEN_HMAC_KEY),
+        (
+            "Adyen HMAC key, lower case",
+            &paygate::config::TEST_ADYEN_HMAC_KEY.to_ascii_lowercase(),
+        ),
         ("admin token", "test-admin-token"),
     ];
     for (what, secret) in secrets {

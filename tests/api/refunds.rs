@@ -41,7 +41,7 @@ pub(crate) async fn paid_through(app: &TestApp, order: i64, alias: &str) -> i64 
     id
 }
 
-async fn payment(app: &TestApp, id: i64) -> Value {
+pub(crate) async fn payment(app: &TestApp, id: i64) -> Value {
     let key = app.merchant.read_api_key.clone();
     app.get(&format!("/api/v1/payments/{id}/show"), Some(&key))
         .await
@@ -67,7 +67,7 @@ pub(crate) async fn refund(app: &TestApp, id: i64, body: Value) -> Reply {
 }
 
 /// Waits until refund `refund_id` is `status`, and answers it.
-async fn refund_becomes(app: &TestApp, refund_id: i64, status: &str) -> Value {
+pub(crate) async fn refund_becomes(app: &TestApp, refund_id: i64, status: &str) -> Value {
     let read = app.merchant.read_api_key.clone();
     let started = Instant::now();
     loop {
@@ -87,7 +87,7 @@ async fn refund_becomes(app: &TestApp, refund_id: i64, status: &str) -> Value {
 }
 
 /// The provider's id of refund `refund_id`, as stored from its answer.
-async fn refund_reference(app: &TestApp, refund_id: i64) -> String {
+pub(crate) async fn refund_reference(app: &TestApp, refund_id: i64) -> String {
     sqlx::query_scalar("SELECT provider_reference FROM refunds WHERE id = $1")
         .bind(refund_id)
         .fetch_one(&app.dbs.payments)

@@ -4,38 +4,56 @@
 use std::process::Output;
 use std::time::Duration;
 
-use crate::api::app::{LAX_RATE_LIMIT, cache_dir, databases, stage_plugins, standard_plugins};
+use crate::api::adyen::adyen_plugins;
+use crate::api::app::{
+    ExtraPlugin, LAX_RATE_LIMIT, cache_dir, databases, stage_plugins, standard_plugins,
+};
 use crate::faults::services::{free_port, wait_until};
+
+/// The plugins every test here stages: the standard ones, calling no
+/// provider.
+fn shipped() -> Vec<ExtraPlugin> {
+    standard_plugins("127.0.0.1:9", LAX_RATE_LIMIT)
+}
 
 /// Runs `paygate serve` with the shipped plugins and only `env` for
 /// secrets; a host that starts serving instead is killed after a while.
 async fn serve(env: &[(&str, &str)], args: &[&str]) -> Output {
-    let (child, _plugins) = spawn(env, args, "127.0.0.1:0").await;
+    serve_staged(env, args, shipped()).await
+}
+
+/// [`serve`] with `plugins` staged.
+async fn serve_staged(env: &[(&str, &str)], args: &[&str], plugins: Vec<ExtraPlugin>) -> Output {
+    let (child, _plugins) = spawn_staged(env, args, "127.0.0.1:0", plugins).await;
     match tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await {
         Ok(output) => output.unwrap(),
         Err(_) => panic!("paygate serve {args:?} with {env:?} started instead of refusing"),
     }
 }
 
-/// A `paygate serve` process, and the plugin directory it watches.
-async fn spawn(
-    env: &[(&str, &str)],
-    args: &[&str],
-    listen: &str,
-) -> (tokio::process::Child, tempfile::TempDir) {
-    spawn_with_provider(env, args, listen, "127.0.0.1:9").await
-}
-
-/// [`spawn`], its provider adapters calling the provider at `provider`.
+/// A `paygate serve` process with the standard plugins, its provider
+/// adapters calling the provider at `provider`, and the plugin directory
+/// it watches.
 pub(crate) async fn spawn_with_provider(
     env: &[(&str, &str)],
     args: &[&str],
     listen: &str,
     provider: &str,
 ) -> (tokio::process::Child, tempfile::TempDir) {
+    let plugins = standard_plugins(provider, LAX_RATE_LIMIT);
+    spawn_staged(env, args, listen, plugins).await
+}
+
+/// A `paygate serve` process watching a directory with `staged` in it.
+async fn spawn_staged(
+    env: &[(&str, &str)],
+    args: &[&str],
+    listen: &str,
+    staged: Vec<ExtraPlugin>,
+) -> (tokio::process::Child, tempfile::TempDir) {
     let databases = databases().await;
     let plugins = tempfile::tempdir().unwrap();
-    stage_plugins(plugins.path(), &standard_plugins(provider, LAX_RATE_LIMIT));
+    stage_plugins(plugins.path(), &staged);
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_paygate"));
     command
         .arg("serve")
@@ -118,9 +136,13 @@ async fn the_demos_public_secrets_are_refused_outside_the_demo() {
     for (name, demo_value) in paygate::config::DEMO_SECRETS.into_iter().chain([demo_key]) {
         // A spec's `env:NAME` is given by the setting `PAYGATE_NAME`.
         let setting = paygate::config::setting_of_named_secret(name);
-        let env: Vec<_> = (OWN_SECRETS.into_iter())
+        let mut env: Vec<_> = (OWN_SECRETS.into_iter())
             .map(|(n, own)| (n, if n == setting { demo_value } else { own }))
             .collect();
+        // Refused even where no staged spec names it (the Adyen ones).
+        if !env.iter().any(|(n, _)| *n == setting) {
+            env.push((setting.as_str(), demo_value));
+        }
         let output = serve(&env, &[]).await;
         assert_refused(&output, &setting);
     }
@@ -156,8 +178,14 @@ async fn the_demo_flag_runs_on_the_demos_secrets() {
 
 /// Runs `paygate serve` until it answers `/health`, then stops it.
 async fn serves(env: &[(&str, &str)], args: &[&str]) {
+    serves_staged(env, args, shipped()).await;
+}
+
+/// [`serves`] with `plugins` staged.
+async fn serves_staged(env: &[(&str, &str)], args: &[&str], plugins: Vec<ExtraPlugin>) {
     let port = free_port();
-    let (mut child, _plugins) = spawn(env, args, &format!("127.0.0.1:{port}")).await;
+    let listen = format!("127.0.0.1:{port}");
+    let (mut child, _plugins) = spawn_staged(env, args, &listen, plugins).await;
     let health = format!("http://127.0.0.1:{port}/health");
     wait_until(
         &format!("paygate serve {args:?} serving"),
@@ -279,6 +307,54 @@ async fn help_shows_no_secret_and_no_password() {
             "{args:?} shows a secret: {help}"
         );
     }
+}
+
+/// The Adyen secrets are the `adyen` plugins' alone, as Stripe's are the
+/// `stripe` ones': a host whose specs do not name them starts without them
+/// (every test above); one that stages the `adyen` alias refuses to start
+/// without each, starts with them given as files, and refuses an HMAC key
+/// that is not hex, naming the setting and not the value.
+#[tokio::test]
+async fn the_adyen_secrets_are_required_where_a_spec_names_them() {
+    let staged = || {
+        let mut plugins = shipped();
+        plugins.extend(adyen_plugins("127.0.0.1:9"));
+        plugins
+    };
+    let adyen = [
+        ("PAYGATE_ADYEN_API_KEY", "adyen_key_of_our_own"),
+        (
+            "PAYGATE_ADYEN_HMAC_KEY",
+            "4F55524F574E484D41434B45594F55524F574E484D41434B45594F55524F574E",
+        ),
+    ];
+    for unset in adyen.map(|(name, _)| name) {
+        let env: Vec<_> = (OWN_SECRETS.into_iter())
+            .chain(adyen.into_iter().filter(|(n, _)| *n != unset))
+            .collect();
+        let output = serve_staged(&env, &[], staged()).await;
+        assert_refused(&output, unset);
+    }
+
+    let not_hex = "adyen-hmac-key-that-is-not-hex";
+    let env: Vec<_> = (OWN_SECRETS.into_iter())
+        .chain([adyen[0], ("PAYGATE_ADYEN_HMAC_KEY", not_hex)])
+        .collect();
+    let output = serve_staged(&env, &[], staged()).await;
+    assert_refused(&output, "PAYGATE_ADYEN_HMAC_KEY");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains(not_hex), "{stderr}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut env: Vec<(String, String)> = (OWN_SECRETS.iter())
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    for (name, value) in adyen {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("{value}\n")).unwrap();
+        env.push((format!("{name}_FILE"), path.to_str().unwrap().to_owned()));
+    }
+    serves_staged(&as_refs(&env), &[], staged()).await;
 }
 
 fn as_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {

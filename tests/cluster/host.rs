@@ -65,6 +65,8 @@ impl Services {
             gateway_url: gateway_url.to_owned(),
             internal_webhook_secret: paygate::plugins::Secret::new("test-internal-secret"),
             stripe_webhook_secret: paygate::plugins::Secret::new("whsec_test"),
+            adyen_api_key: paygate::plugins::Secret::new(paygate::config::TEST_ADYEN_API_KEY),
+            adyen_hmac_key: paygate::plugins::Secret::new(paygate::config::TEST_ADYEN_HMAC_KEY),
         };
         tokio::spawn(paygate_demo::sandbox::serve(listener, args, stop.clone()));
         Self {

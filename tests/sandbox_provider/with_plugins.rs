@@ -3,12 +3,15 @@
 //! they prove the sandbox and the plugins agree on every wire detail.
 
 use paygate::plugins::LoadedPlugin;
-use paygate::plugins::bindings::{EventStatus, PaymentRef, PaymentState, WebhookRequest};
+use paygate::plugins::bindings::{
+    Event, EventStatus, PaymentRef, PaymentState, RefundReason, RefundRequest, RefundState,
+    RefundStatus, WebhookRequest,
+};
 use serde_json::Value;
 
 use super::{
-    INTERNAL_SECRET_VAR, STRIPE_KEY_VAR, STRIPE_SECRET_VAR, Sandbox, client, gateway, received,
-    set_plugin_secrets,
+    ADYEN_HMAC_VAR, ADYEN_KEY_VAR, INTERNAL_SECRET_VAR, STRIPE_KEY_VAR, STRIPE_SECRET_VAR, Sandbox,
+    adyen_item, client, gateway, received, set_plugin_secrets,
 };
 use crate::helpers::{FakeServer, Received, Runtime, payment, payment_events};
 
@@ -186,4 +189,105 @@ async fn stripe_adapter_and_verifier_agree_with_the_sandbox() {
     );
 
     click_and_check(&adapter, &verifier, &gateway, 92, "decline", 1).await;
+}
+
+/// The Adyen adapter opens a payment the sandbox redirects the shopper
+/// for, the verifier accepts the `AUTHORISATION` the page sends, and a
+/// refund the adapter asks for is confirmed by a `REFUND` it accepts too.
+#[tokio::test]
+async fn adyen_adapter_and_verifier_agree_with_the_sandbox() {
+    set_plugin_secrets();
+    let gateway = gateway().await;
+    let sandbox = Sandbox::start(&gateway.url()).await;
+    let rt = Runtime::new();
+    let port = sandbox.url.rsplit(':').next().unwrap();
+    let adapter = rt.install(
+        "adyen",
+        "adyen_adapter",
+        &format!(
+            "version = \"1.0.0\"\nallowed_hosts = [\"127.0.0.1:{port}\"]\n[config]\n\
+             base-url = \"{}\"\nmerchant-account = \"PaygateTests\"\npayment-method = \"ideal\"\n\
+             [secrets]\napi-key = \"env:{ADYEN_KEY_VAR}\"\n",
+            sandbox.url
+        ),
+    );
+    let verifier = rt.install(
+        "adyen-webhook",
+        "adyen_verifier",
+        &format!(
+            "[config]\nmerchant-account = \"PaygateTests\"\n[secrets]\nhmac-key = \"env:{ADYEN_HMAC_VAR}\"\n"
+        ),
+    );
+
+    let mut paid = String::new();
+    for (nth, (id, button, status)) in [
+        (95, "pay", EventStatus::Finished),
+        (96, "decline", EventStatus::Failed),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let session = adapter
+            .create_payment("req-adyen", &payment(id, &[("cart", "c-1")]))
+            .await
+            .unwrap()
+            .unwrap();
+        let page = format!("{}/pay/{}", sandbox.url, session.reference);
+        assert_eq!(session.payment_url, page);
+        let answer = client()
+            .post(format!("{page}/{button}"))
+            .send()
+            .await
+            .unwrap();
+        // One return URL for either outcome: the payment's own.
+        assert_eq!(answer.status(), 303);
+        assert_eq!(answer.headers()["location"], "https://shop.example/return");
+        let webhook = received(&gateway, nth + 1).await[nth].clone();
+        let item = adyen_item(&webhook);
+        assert_eq!(item["merchantReference"], id.to_string());
+        let (payment_ref, seen) = verify(&verifier, &webhook).await;
+        assert!(
+            matches!(&payment_ref, PaymentRef::ProviderReference(r) if *r == session.reference),
+            "{payment_ref:?}"
+        );
+        assert_eq!(seen, status);
+        if button == "pay" {
+            paid = session.reference;
+        }
+    }
+
+    let request = RefundRequest {
+        refund_id: 9,
+        payment_id: 95,
+        merchant_id: 7,
+        payment_reference: paid.clone(),
+        price: "2.50".into(),
+        currency: "EUR".into(),
+        reason: Some(RefundReason::RequestedByCustomer),
+        idempotency_key: "paygate-refund-9".into(),
+        metadata: Vec::new(),
+    };
+    let refund = adapter
+        .refund("req-refund", &request)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(refund.state, RefundState::Pending);
+    assert_eq!(refund.reference.len(), 16, "{}", refund.reference);
+    let webhook = received(&gateway, 3).await[2].clone();
+    let item = adyen_item(&webhook);
+    assert_eq!(item["originalReference"], paid.as_str());
+    let events = verifier
+        .verify("req-refund-webhook", &as_webhook(&webhook))
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("verifier refused {webhook:?}: {e:?}"));
+    match events.as_slice() {
+        [Event::Refund(event)] => {
+            assert_eq!(event.reference.as_deref(), Some(refund.reference.as_str()));
+            assert_eq!(event.refund_id, Some(9));
+            assert_eq!(event.status, RefundStatus::Succeeded);
+        }
+        other => panic!("expected one refund event, got {other:?}"),
+    }
 }

@@ -81,6 +81,7 @@ async fn the_order_form_sends_the_browser_to_the_payment_page() {
     }
     assert!(products.contains("<form method=\"post\" action=\"orders\">"));
     assert!(products.contains("<option value=\"sandbox\">"));
+    assert!(products.contains("<option value=\"adyen\">"));
 
     let clicked = shop
         .order_form(&[("product_id", "4"), ("amount", "2"), ("alias", "stripe")])

@@ -2,8 +2,9 @@
 //! production gateway.
 //!
 //! - [`sandbox`]: a stand-in payment provider speaking the dialects of the
-//!   shipped `sandbox` and `stripe` adapters, with a hosted payment page and
-//!   signed webhooks; the gateway's tests use it as their provider too.
+//!   shipped `sandbox`, `stripe` and `adyen` adapters, with a hosted payment
+//!   page and signed webhooks; the gateway's tests use it as their provider
+//!   too.
 //! - [`shop`]: the demo shop, a merchant that uses paygate through its public
 //!   API only, with its own database (`migrations/demo/`).
 //! - [`seed`]: `paygate-demo serve`'s demo merchant, alias bindings and the

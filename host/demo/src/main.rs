@@ -25,8 +25,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the API as `paygate serve` does, after seeding a demo merchant
-    /// and binding the `stripe` and `sandbox` aliases; start the sandbox
-    /// provider (:8002) and the demo shop (:8001) beside it.
+    /// and binding the `stripe`, `adyen` and `sandbox` aliases; start the
+    /// sandbox provider (:8002) and the demo shop (:8001) beside it.
     Serve {
         #[command(flatten)]
         config: Box<Config>,

@@ -1,7 +1,7 @@
-//! `paygate-demo serve`: a demo merchant with fresh keys, the `stripe` and
-//! `sandbox` aliases bound to the shipped plugins, and beside the API the
-//! sandbox provider (`:8002`) and the demo shop (`:8001`), which orders as
-//! the demo merchant and receives its notifications. One command shows the
+//! `paygate-demo serve`: a demo merchant with fresh keys, the `stripe`,
+//! `adyen` and `sandbox` aliases bound to the shipped plugins, and beside
+//! the API the sandbox provider (`:8002`) and the demo shop (`:8001`),
+//! which orders as the demo merchant and receives its notifications. One command shows the
 //! whole loop: order, payment page, provider webhook, notification, order
 //! finished.
 
@@ -123,6 +123,7 @@ pub async fn seed(
 ) -> anyhow::Result<DemoMerchant> {
     for (alias, provider, verifier) in [
         ("stripe", "stripe", "stripe-webhook"),
+        ("adyen", "adyen", "adyen-webhook"),
         ("sandbox", "sandbox", "internal-webhook"),
     ] {
         providers

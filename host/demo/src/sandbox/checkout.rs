@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use super::reply::{idempotency_header, stripe_error};
 use sha2::Digest;
 
-use super::store::{Opened, Order, Outcome, Payment, SESSION_PREFIX, Sandbox};
+use super::ids::{Ids, SESSION_PREFIX};
+use super::store::{Opened, Order, Outcome, Payment, Sandbox};
 use super::stripe_form::parse;
 
 const INVALID: &str = "invalid_request_error";
@@ -42,7 +43,7 @@ pub(crate) async fn create(
         Err(message) => return stripe_error(StatusCode::BAD_REQUEST, INVALID, message, None),
     };
     match sandbox.open(
-        SESSION_PREFIX,
+        Ids::Prefixed(SESSION_PREFIX),
         Some(&account),
         key.as_deref(),
         Order::Session(session),

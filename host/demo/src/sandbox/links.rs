@@ -8,8 +8,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use super::ids::{Ids, LINK_PREFIX};
 use super::reply::{idempotency_header, idempotency_key, is_currency, link_error, redirect_url};
-use super::store::{LINK_PREFIX, Link, Opened, Order, Outcome, Payment, Sandbox};
+use super::store::{Link, Opened, Order, Outcome, Payment, Sandbox};
 
 /// Longest decimal string accepted for `amount` and `price`.
 const MAX_DECIMAL: usize = 40;
@@ -32,7 +33,12 @@ pub(crate) async fn create(
         Ok(None) => body_key,
         Err(message) => return link_error(StatusCode::BAD_REQUEST, message),
     };
-    match sandbox.open(LINK_PREFIX, None, key.as_deref(), Order::Link(link)) {
+    match sandbox.open(
+        Ids::Prefixed(LINK_PREFIX),
+        None,
+        key.as_deref(),
+        Order::Link(link),
+    ) {
         Opened::New(payment) => {
             tracing::info!(link = %payment.id, "sandbox payment link opened");
             (

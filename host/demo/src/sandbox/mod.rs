@@ -1,15 +1,21 @@
 //! A stand-in payment provider for paygate's tests and demo.
 //!
-//! It speaks the two dialects paygate's adapter plugins send: the original
-//! system's payment-link API (the `sandbox` adapter) and the part of Stripe
-//! Checkout the `stripe` adapter uses. Each payment gets a hosted page with
-//! Pay and Decline buttons; the first click settles the payment and sends
-//! the gateway the webhook the real provider would, signed the way paygate's
-//! `internal_hmac` and `stripe_verifier` plugins check. State lives in
-//! memory only.
+//! It speaks the three dialects paygate's adapter plugins send: the
+//! original system's payment-link API (the `sandbox` adapter), the part of
+//! Stripe Checkout the `stripe` adapter uses, and the part of Adyen's
+//! Checkout API the `adyen` adapter uses. Each payment gets a hosted page
+//! with Pay and Decline buttons; the first click settles the payment and
+//! sends the gateway the webhook the real provider would, signed the way
+//! paygate's `internal_hmac`, `stripe_verifier` and `adyen_verifier` plugins
+//! check. Refunds follow the same test prices in every dialect. State lives
+//! in memory only.
 
+mod adyen;
+mod adyen_refunds;
+mod adyen_webhook;
 mod checkout;
 mod html;
+mod ids;
 mod links;
 mod page;
 mod refunds;
@@ -73,6 +79,25 @@ pub struct SandboxArgs {
         hide_env_values = true
     )]
     pub stripe_webhook_secret: Secret,
+
+    /// The API key Adyen's API takes in `X-API-Key`.
+    #[arg(
+        long,
+        env = "PAYGATE_ADYEN_API_KEY",
+        default_value = "adyen_test_demo_key",
+        hide_env_values = true
+    )]
+    pub adyen_api_key: Secret,
+
+    /// Key of Adyen's notification HMAC, in hex as Adyen shows it (the
+    /// decoded bytes are the key).
+    #[arg(
+        long,
+        env = "PAYGATE_ADYEN_HMAC_KEY",
+        default_value = "706179676174652D64656D6F2D616479656E2D686D61632D6B65792D70756221",
+        hide_env_values = true
+    )]
+    pub adyen_hmac_key: Secret,
 }
 
 impl SandboxArgs {
@@ -97,6 +122,8 @@ impl SandboxArgs {
             gateway_url,
             internal_webhook_secret: secret("INTERNAL_WEBHOOK_SECRET"),
             stripe_webhook_secret: secret("STRIPE_WEBHOOK_SECRET"),
+            adyen_api_key: secret("ADYEN_API_KEY"),
+            adyen_hmac_key: secret("ADYEN_HMAC_KEY"),
         }
     }
 }
@@ -117,6 +144,8 @@ pub fn router(args: &SandboxArgs) -> Router {
         .route("/v1/checkout/sessions/{id}", get(checkout::show))
         .route("/v1/refunds", post(stripe_refunds::create))
         .route("/v1/refunds/{id}", get(stripe_refunds::show))
+        .route("/v71/payments", post(adyen::create))
+        .route("/v71/payments/{psp}/refunds", post(adyen_refunds::create))
         .route("/pay/{id}", get(page::show))
         .route("/pay/{id}/pay", post(page::pay))
         .route("/pay/{id}/decline", post(page::decline))
@@ -134,6 +163,11 @@ pub async fn serve(
     let addr = listener
         .local_addr()
         .context("reading the sandbox's address")?;
+    // Checked here, not at each notification: a key that cannot sign
+    // should stop the sandbox at start, naming the setting.
+    if hex::decode(args.adyen_hmac_key.expose()).is_err() {
+        anyhow::bail!("PAYGATE_ADYEN_HMAC_KEY (--adyen-hmac-key) is not hex");
+    }
     tracing::info!(
         %addr,
         public_url = %args.public_url,
@@ -146,4 +180,24 @@ pub async fn serve(
         .await;
     tracing::info!("sandbox provider stopped");
     Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::SandboxArgs;
+    use paygate::plugins::Secret;
+
+    /// Settings for a sandbox built in a unit test, which sends nothing
+    /// anywhere reachable.
+    pub(crate) fn args() -> SandboxArgs {
+        SandboxArgs {
+            listen: "127.0.0.1:0".parse().expect("static address"),
+            public_url: "http://sandbox.test".into(),
+            gateway_url: "http://127.0.0.1:9".into(),
+            internal_webhook_secret: Secret::new("internal"),
+            stripe_webhook_secret: Secret::new("whsec_unit"),
+            adyen_api_key: Secret::new("adyen_unit_key"),
+            adyen_hmac_key: Secret::new("00FF10"),
+        }
+    }
 }

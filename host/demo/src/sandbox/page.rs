@@ -95,8 +95,9 @@ async fn settle(
 }
 
 /// Where the buyer goes after a click: the link's return URL (its cancel
-/// URL after a decline, when it has one), or the session's success or
-/// cancel URL with Stripe's `{CHECKOUT_SESSION_ID}` placeholder filled in.
+/// URL after a decline, when it has one), the session's success or cancel
+/// URL with Stripe's `{CHECKOUT_SESSION_ID}` placeholder filled in, or the
+/// Adyen payment's one return URL.
 fn return_url(payment: &Payment) -> Option<String> {
     match (&payment.order, payment.outcome) {
         (_, Outcome::Pending) => None,
@@ -112,6 +113,7 @@ fn return_url(payment: &Payment) -> Option<String> {
             };
             url.map(|url| url.replace("{CHECKOUT_SESSION_ID}", &payment.id))
         }
+        (Order::Adyen(adyen), _) => Some(adyen.return_url.clone()),
     }
 }
 
@@ -140,6 +142,18 @@ fn view(payment: &Payment) -> View<'_> {
             }
             let total = major_units(session.amount_total, &session.currency);
             (total, details)
+        }
+        Order::Adyen(adyen) => {
+            let mut details = Vec::new();
+            if let Some(order) = &adyen.order_reference {
+                details.push(("Order", order.clone()));
+            }
+            details.push(("Reference", adyen.reference.clone()));
+            details.push(("Method", adyen.method.clone()));
+            if let Some(account) = &payment.account {
+                details.push(("Merchant account", account.clone()));
+            }
+            (major_units(adyen.value, &adyen.currency), details)
         }
     };
     let mut details = details;

@@ -18,21 +18,42 @@ use axum::response::{IntoResponse, Response};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
+use super::ids::{Ids, REFUND_PREFIX};
 use super::reply::{idempotency_header, link_error};
-use super::store::{
-    Asked, REFUND_PREFIX, RefundOutcome, Refunded, Sandbox, SandboxRefund, exponent,
-};
+use super::store::{Asked, RefundOutcome, Refunded, Sandbox, SandboxRefund, exponent};
 
 /// How long a `42` refund stays pending.
-const PENDING_FOR: Duration = Duration::from_secs(1);
+pub(crate) const PENDING_FOR: Duration = Duration::from_secs(1);
 
-/// Settles the pending refund `id` as succeeded after [`PENDING_FOR`] and,
-/// if `announce`, sends the gateway its webhook, as a provider confirms a
+/// Lets a refund taken `Pending` (a `42` price) succeed [`PENDING_FOR`]
+/// later, announced by webhook if `announce`: the same for the payment-link
+/// and Stripe dialects.
+pub(crate) fn succeed_later_if_pending(sandbox: &Sandbox, refund: &SandboxRefund, announce: bool) {
+    if refund.outcome == RefundOutcome::Pending {
+        let id = refund.id.clone();
+        settle_later(
+            sandbox.clone(),
+            id,
+            RefundOutcome::Succeeded,
+            PENDING_FOR,
+            announce,
+        );
+    }
+}
+
+/// Settles the pending refund `id` as `outcome` after `after` and, if
+/// `announce`, sends the gateway its webhook, as a provider confirms a
 /// refund later.
-pub(crate) fn succeed_later(sandbox: Sandbox, id: String, announce: bool) {
+pub(crate) fn settle_later(
+    sandbox: Sandbox,
+    id: String,
+    outcome: RefundOutcome,
+    after: Duration,
+    announce: bool,
+) {
     tokio::spawn(async move {
-        tokio::time::sleep(PENDING_FOR).await;
-        let settled = sandbox.settle_refund(&id, RefundOutcome::Succeeded);
+        tokio::time::sleep(after).await;
+        let settled = sandbox.settle_refund(&id, outcome);
         let hook = settled
             .filter(|_| announce)
             .and_then(|r| super::webhook::for_refund(&sandbox, &r));
@@ -95,10 +116,11 @@ pub(crate) async fn create(
         );
     }
     let asked = Asked {
-        prefix: REFUND_PREFIX,
+        ids: Ids::Prefixed(REFUND_PREFIX),
         account: None,
         key: key.as_deref(),
         refund_id,
+        reference: None,
         price,
         currency: &currency,
         outcome,
@@ -106,9 +128,7 @@ pub(crate) async fn create(
     match sandbox.refund(&id, asked) {
         Refunded::New(refund) => {
             tracing::info!(refund = %refund.id, payment = %id, "sandbox refund taken");
-            if refund.outcome == RefundOutcome::Pending {
-                succeed_later(sandbox.clone(), refund.id.clone(), announced);
-            }
+            succeed_later_if_pending(&sandbox, &refund, announced);
             (StatusCode::CREATED, axum::Json(refund_json(&refund))).into_response()
         }
         Refunded::Replayed(refund) => (

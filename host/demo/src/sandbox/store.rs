@@ -1,26 +1,18 @@
-//! The sandbox's memory: every payment it opened, by id, and the
-//! idempotency keys that opened them. Nothing survives a restart.
+//! The sandbox's memory: every payment it opened and refund it took, by
+//! id, and the idempotency keys that asked for them. Nothing survives a
+//! restart.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rand::Rng;
-use rand::distr::Alphanumeric;
-
 use super::SandboxArgs;
+use super::ids::Ids;
 use paygate::plugins::Secret;
 
 /// More payments than any test or demo opens; the cap keeps a sandbox left
 /// running (or hammered) from growing without bound.
 const MAX_PAYMENTS: usize = 100_000;
-
-/// Prefix of payment-link ids.
-pub(crate) const LINK_PREFIX: &str = "pl_";
-/// Prefix of Checkout Session ids, as Stripe's test mode names them.
-pub(crate) const SESSION_PREFIX: &str = "cs_test_";
-/// Prefix of Stripe event ids.
-pub(crate) const EVENT_PREFIX: &str = "evt_";
 
 /// Where a payment stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,20 +52,62 @@ pub(crate) struct Session {
     pub cancel_url: Option<String>,
 }
 
+/// A payment as the `adyen` adapter asked for it (Checkout API
+/// `/payments`, a redirect payment method). The merchant account is the
+/// payment's `account`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct AdyenPayment {
+    /// The merchant's reference: paygate's payment id.
+    pub reference: String,
+    /// In the currency's minor units.
+    pub value: u64,
+    /// Upper case.
+    pub currency: String,
+    /// `paymentMethod.type`.
+    pub method: String,
+    /// Where the buyer goes after paying or declining: Adyen has one.
+    pub return_url: String,
+    /// `merchantOrderReference`: the merchant's order id.
+    pub order_reference: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+}
+
 /// What was asked for. It doubles as the idempotency fingerprint: a key
 /// reused with a different order is a conflict, not a replay.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Order {
     Link(Link),
     Session(Session),
+    Adyen(AdyenPayment),
+}
+
+impl Order {
+    /// The price with its upper-case currency.
+    fn total(&self) -> (rust_decimal::Decimal, String) {
+        let minor = |value: u64, currency: &str| {
+            let value = i64::try_from(value).unwrap_or(i64::MAX);
+            rust_decimal::Decimal::new(value, exponent(currency))
+        };
+        match self {
+            Order::Link(link) => (
+                link.price.parse().unwrap_or_default(),
+                link.currency.clone(),
+            ),
+            Order::Session(session) => (
+                minor(session.amount_total, &session.currency),
+                session.currency.to_ascii_uppercase(),
+            ),
+            Order::Adyen(adyen) => (minor(adyen.value, &adyen.currency), adyen.currency.clone()),
+        }
+    }
 }
 
 /// One payment the sandbox opened.
 #[derive(Clone, Debug)]
 pub(crate) struct Payment {
     pub id: String,
-    /// The Stripe account (the bearer key's) that opened it; `None` for
-    /// the link API, which has no accounts.
+    /// The Stripe account (the bearer key's) or the Adyen merchant account
+    /// that opened it; `None` for the link API, which has no accounts.
     pub account: Option<String>,
     pub order: Order,
     pub outcome: Outcome,
@@ -102,6 +136,10 @@ pub(crate) struct Settings {
     pub gateway_url: String,
     pub internal_secret: Secret,
     pub stripe_secret: Secret,
+    /// The `X-API-Key` Adyen's API takes.
+    pub adyen_api_key: Secret,
+    /// The HMAC key of Adyen's notifications, in hex as Adyen shows it.
+    pub adyen_hmac_key: Secret,
 }
 
 /// Where a refund stands at the sandbox.
@@ -122,6 +160,9 @@ pub(crate) struct SandboxRefund {
     pub payment: String,
     /// paygate's refund id, as the adapter sent it.
     pub refund_id: u64,
+    /// The merchant's reference of the refund, where the API takes one
+    /// (Adyen's `reference`).
+    pub reference: Option<String>,
     pub price: rust_decimal::Decimal,
     pub currency: String,
     pub outcome: RefundOutcome,
@@ -144,18 +185,17 @@ pub(crate) enum Refunded {
     Full,
 }
 
-/// Prefix of the link API's refund ids.
-pub(crate) const REFUND_PREFIX: &str = "rf_";
-
-/// A refund as one of the two APIs asked for it.
+/// A refund as one of the APIs asked for it.
 pub(crate) struct Asked<'a> {
-    /// The API's id prefix, which also scopes its idempotency keys.
-    pub prefix: &'a str,
-    /// The account asking (Stripe's API), which scopes them too.
+    /// How the API names refunds, which also scopes its idempotency keys.
+    pub ids: Ids,
+    /// The account asking (Stripe's and Adyen's APIs), which scopes them too.
     pub account: Option<&'a str>,
     pub key: Option<&'a str>,
     /// paygate's refund id.
     pub refund_id: u64,
+    /// The merchant's reference of the refund, if the API takes one.
+    pub reference: Option<&'a str>,
     pub price: rust_decimal::Decimal,
     pub currency: &'a str,
     /// What the test price asks for.
@@ -166,8 +206,8 @@ pub(crate) struct Asked<'a> {
 struct Memory {
     payments: HashMap<String, Payment>,
     refunds: HashMap<String, SandboxRefund>,
-    /// `{id prefix}{account}:{key}` to payment id, so the two APIs' keys,
-    /// and two accounts' keys, never meet.
+    /// `{scope}{account}:{key}` to payment or refund id, so two APIs'
+    /// keys, and two accounts' keys, never meet.
     keys: HashMap<String, String>,
 }
 
@@ -197,6 +237,8 @@ impl Sandbox {
             gateway_url: args.gateway_url.trim_end_matches('/').to_string(),
             internal_secret: args.internal_webhook_secret.clone(),
             stripe_secret: args.stripe_webhook_secret.clone(),
+            adyen_api_key: args.adyen_api_key.clone(),
+            adyen_hmac_key: args.adyen_hmac_key.clone(),
         };
         Self {
             inner: Arc::new(Inner {
@@ -220,18 +262,18 @@ impl Sandbox {
         format!("{}/pay/{id}", self.inner.settings.public_url)
     }
 
-    /// Opens a payment with an id starting with `prefix`, or finds the one
+    /// Opens a payment with an id named as `ids` says, or finds the one
     /// `key` opened before. Check and insert happen under one lock, so two
     /// concurrent requests with one key still open one payment.
     pub(crate) fn open(
         &self,
-        prefix: &str,
+        ids: Ids,
         account: Option<&str>,
         key: Option<&str>,
         order: Order,
     ) -> Opened {
         let mut memory = self.lock();
-        let scoped = key.map(|k| scoped_key(prefix, account, k));
+        let scoped = key.map(|k| scoped_key(ids.scope(), account, k));
         if let Some(earlier) = scoped
             .as_ref()
             .and_then(|k| memory.keys.get(k))
@@ -247,7 +289,7 @@ impl Sandbox {
             return Opened::Full;
         }
         let payment = Payment {
-            id: new_id(prefix),
+            id: ids.new_id(),
             account: account.map(str::to_owned),
             order,
             outcome: Outcome::Pending,
@@ -284,16 +326,17 @@ impl Sandbox {
     /// the check and the insert happen under one lock.
     pub(crate) fn refund(&self, payment: &str, asked: Asked<'_>) -> Refunded {
         let Asked {
-            prefix,
+            ids,
             account,
             key,
             refund_id,
+            reference,
             price,
             currency,
             outcome,
         } = asked;
         let mut memory = self.lock();
-        let scoped = key.map(|k| scoped_key(prefix, account, k));
+        let scoped = key.map(|k| scoped_key(ids.scope(), account, k));
         if let Some(earlier) = scoped
             .as_ref()
             .and_then(|k| memory.keys.get(k))
@@ -313,19 +356,7 @@ impl Sandbox {
         if paid.outcome != Outcome::Finished {
             return Refunded::NotPaid;
         }
-        let (total, paid_currency) = match &paid.order {
-            Order::Link(link) => (
-                link.price.parse().unwrap_or_default(),
-                link.currency.clone(),
-            ),
-            Order::Session(session) => (
-                rust_decimal::Decimal::new(
-                    session.amount_total as i64,
-                    exponent(&session.currency),
-                ),
-                session.currency.to_ascii_uppercase(),
-            ),
-        };
+        let (total, paid_currency) = paid.order.total();
         if !paid_currency.eq_ignore_ascii_case(currency) {
             return Refunded::WrongCurrency;
         }
@@ -344,10 +375,11 @@ impl Sandbox {
             return Refunded::Full;
         }
         let refund = SandboxRefund {
-            id: new_id(prefix),
+            id: ids.new_id(),
             account: account.map(str::to_owned),
             payment: payment.to_owned(),
             refund_id,
+            reference: reference.map(str::to_owned),
             price,
             currency: paid_currency,
             outcome,
@@ -391,12 +423,13 @@ impl Sandbox {
     }
 }
 
-/// Decimal places of a currency's minor unit, as Stripe counts them.
-/// An idempotency key as stored: its API's prefix and its account first.
-fn scoped_key(prefix: &str, account: Option<&str>, key: &str) -> String {
-    format!("{prefix}{}:{key}", account.unwrap_or_default())
+/// An idempotency key as stored: its API's scope and its account first.
+fn scoped_key(scope: &str, account: Option<&str>, key: &str) -> String {
+    format!("{scope}{}:{key}", account.unwrap_or_default())
 }
 
+/// Decimal places of a currency's minor unit, as Stripe counts them (and
+/// Adyen, for the currencies paygate's test prices use).
 pub(crate) fn exponent(currency: &str) -> u32 {
     match currency.to_ascii_uppercase().as_str() {
         "BIF" | "CLP" | "DJF" | "GNF" | "JPY" | "KMF" | "KRW" | "MGA" | "PYG" | "RWF" | "UGX"
@@ -404,16 +437,6 @@ pub(crate) fn exponent(currency: &str) -> u32 {
         "BHD" | "JOD" | "KWD" | "OMR" | "TND" | "IQD" | "LYD" => 3,
         _ => 2,
     }
-}
-
-/// `prefix` and 24 random alphanumerics, as the providers' ids look.
-pub(crate) fn new_id(prefix: &str) -> String {
-    let tail: String = rand::rng()
-        .sample_iter(&Alphanumeric)
-        .take(24)
-        .map(char::from)
-        .collect();
-    format!("{prefix}{tail}")
 }
 
 /// Seconds since the Unix epoch.

@@ -14,7 +14,8 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 use super::checkout::{account, intent_of_session, no_key, session_of_intent};
-use super::refunds::{Script, scripted, succeed_later};
+use super::ids::Ids;
+use super::refunds::{Script, scripted, succeed_later_if_pending};
 use super::reply::{idempotency_header, stripe_error};
 use super::store::{Asked, RefundOutcome, Refunded, Sandbox, SandboxRefund, exponent};
 
@@ -63,7 +64,7 @@ pub(crate) async fn create(
     };
     let currency = match &paid.order {
         super::store::Order::Session(s) => s.currency.to_ascii_uppercase(),
-        super::store::Order::Link(_) => {
+        super::store::Order::Link(_) | super::store::Order::Adyen(_) => {
             return stripe_error(
                 StatusCode::BAD_REQUEST,
                 INVALID,
@@ -104,10 +105,11 @@ pub(crate) async fn create(
         );
     }
     let asked = Asked {
-        prefix: STRIPE_REFUND_PREFIX,
+        ids: Ids::Prefixed(STRIPE_REFUND_PREFIX),
         account: Some(&account),
         key: key.as_deref(),
         refund_id,
+        reference: None,
         price,
         currency: &currency,
         outcome,
@@ -115,9 +117,7 @@ pub(crate) async fn create(
     match sandbox.refund(&session, asked) {
         Refunded::New(refund) => {
             tracing::info!(refund = %refund.id, session = %session, "sandbox stripe refund taken");
-            if refund.outcome == RefundOutcome::Pending {
-                succeed_later(sandbox.clone(), refund.id.clone(), announced);
-            }
+            succeed_later_if_pending(&sandbox, &refund, announced);
             axum::Json(refund_json(&refund)).into_response()
         }
         Refunded::Replayed(refund) => {

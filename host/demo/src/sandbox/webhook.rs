@@ -1,6 +1,6 @@
 //! The webhook a settled payment or a refund settled late sends the
 //! gateway, signed as paygate's verifiers expect, and its delivery with
-//! retries.
+//! retries. Adyen's notifications are built in [`super::adyen_webhook`].
 
 use std::time::Duration;
 
@@ -10,9 +10,8 @@ use sha2::Sha256;
 use tokio::sync::oneshot;
 
 use super::checkout::session_json;
-use super::store::{
-    EVENT_PREFIX, Order, Outcome, Payment, RefundOutcome, Sandbox, SandboxRefund, new_id, unix_now,
-};
+use super::ids::{EVENT_PREFIX, new_id};
+use super::store::{Order, Outcome, Payment, RefundOutcome, Sandbox, SandboxRefund, unix_now};
 
 /// Attempts per webhook, and the pause before the first retry (doubling).
 const ATTEMPTS: u32 = 4;
@@ -33,6 +32,8 @@ enum Scheme {
     /// `Stripe-Signature`: HMAC of `{t}.{body}`, signed afresh per attempt
     /// as Stripe does, so a late retry is not refused as stale.
     Stripe,
+    /// Adyen's: the signature is inside the body, no header.
+    Adyen,
 }
 
 /// The webhook announcing `payment`'s outcome, `None` while it is pending.
@@ -73,6 +74,11 @@ pub(crate) fn for_payment(sandbox: &Sandbox, payment: &Payment) -> Option<Webhoo
             let url = format!("{gateway}/api/v1/payments/webhook/stripe");
             (url, event.to_string().into_bytes(), Scheme::Stripe)
         }
+        (Order::Adyen(_), _) => {
+            let body = super::adyen_webhook::authorisation(sandbox, payment)?;
+            let url = format!("{gateway}{}", super::adyen_webhook::PATH);
+            (url, body, Scheme::Adyen)
+        }
     };
     Some(Webhook {
         subject: payment.id.clone(),
@@ -84,7 +90,8 @@ pub(crate) fn for_payment(sandbox: &Sandbox, payment: &Payment) -> Option<Webhoo
 
 /// The webhook announcing `refund`'s outcome, `None` while it is pending or
 /// when its payment is gone: the internal scheme's refund body for the link
-/// API, Stripe's `refund.updated` for the Stripe subset.
+/// API, Stripe's `refund.updated` for the Stripe subset, Adyen's `REFUND`
+/// for Adyen's.
 pub(crate) fn for_refund(sandbox: &Sandbox, refund: &SandboxRefund) -> Option<Webhook> {
     let gateway = &sandbox.settings().gateway_url;
     let status = match refund.outcome {
@@ -92,7 +99,8 @@ pub(crate) fn for_refund(sandbox: &Sandbox, refund: &SandboxRefund) -> Option<We
         RefundOutcome::Succeeded => "succeeded",
         RefundOutcome::Failed => "failed",
     };
-    let (url, body, scheme) = match sandbox.get(&refund.payment)?.order {
+    let paid = sandbox.get(&refund.payment)?;
+    let (url, body, scheme) = match paid.order {
         Order::Link(_) => {
             // The refund's own id as `reference`: paygate moves only the
             // refund the adapter was answered this id for.
@@ -119,6 +127,11 @@ pub(crate) fn for_refund(sandbox: &Sandbox, refund: &SandboxRefund) -> Option<We
             let url = format!("{gateway}/api/v1/payments/webhook/stripe");
             (url, event.to_string().into_bytes(), Scheme::Stripe)
         }
+        Order::Adyen(_) => {
+            let body = super::adyen_webhook::refund(sandbox, refund, &paid)?;
+            let url = format!("{gateway}{}", super::adyen_webhook::PATH);
+            (url, body, Scheme::Adyen)
+        }
     };
     Some(Webhook {
         subject: refund.id.clone(),
@@ -140,15 +153,13 @@ async fn deliver(sandbox: Sandbox, webhook: Webhook, first_done: oneshot::Sender
     let mut first_done = Some(first_done);
     let mut backoff = FIRST_BACKOFF;
     for attempt in 1..=ATTEMPTS {
-        let (name, value) = signature(&sandbox, &webhook);
-        let sent = sandbox
-            .http()
-            .post(&webhook.url)
+        let mut request = (sandbox.http().post(&webhook.url))
             .header("content-type", "application/json")
-            .header(name, value)
-            .body(webhook.body.clone())
-            .send()
-            .await;
+            .body(webhook.body.clone());
+        if let Some((name, value)) = signature(&sandbox, &webhook) {
+            request = request.header(name, value);
+        }
+        let sent = request.send().await;
         let (delivered, outcome) = match sent {
             Ok(answer) if answer.status().is_success() => (
                 true,
@@ -187,21 +198,22 @@ async fn deliver(sandbox: Sandbox, webhook: Webhook, first_done: oneshot::Sender
     }
 }
 
-/// The signature header for one attempt.
-fn signature(sandbox: &Sandbox, webhook: &Webhook) -> (&'static str, String) {
+/// The signature header for one attempt, where the scheme has one.
+fn signature(sandbox: &Sandbox, webhook: &Webhook) -> Option<(&'static str, String)> {
     let settings = sandbox.settings();
     match webhook.scheme {
-        Scheme::Internal => (
+        Scheme::Internal => Some((
             "x-internal-signature",
             hmac_hex(settings.internal_secret.expose().as_bytes(), &webhook.body),
-        ),
+        )),
         Scheme::Stripe => {
             let t = unix_now();
             let mut signed = format!("{t}.").into_bytes();
             signed.extend_from_slice(&webhook.body);
             let v1 = hmac_hex(settings.stripe_secret.expose().as_bytes(), &signed);
-            ("stripe-signature", format!("t={t},v1={v1}"))
+            Some(("stripe-signature", format!("t={t},v1={v1}")))
         }
+        Scheme::Adyen => None,
     }
 }
 

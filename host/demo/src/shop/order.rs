@@ -60,7 +60,7 @@ pub const CATALOGUE: &[Product] = &[
 ];
 
 /// The paygate aliases the shop lets buyers pay with.
-pub const PAYMENT_METHODS: &[&str] = &["stripe", "sandbox"];
+pub const PAYMENT_METHODS: &[&str] = &["stripe", "adyen", "sandbox"];
 
 /// Largest quantity of one order.
 pub const MAX_QUANTITY: i32 = 100;
@@ -181,7 +181,7 @@ impl NewOrder {
                 .iter()
                 .copied()
                 .find(|method| *method == text.trim())
-                .ok_or("must be one of: stripe, sandbox"),
+                .ok_or("must be one of: stripe, adyen, sandbox"),
             _ => Err("must be a string"),
         };
         let alias = alias.map_err(|message| refuse("alias", message)).ok();
@@ -258,6 +258,8 @@ mod tests {
             true,
         );
         assert_eq!(form.unwrap().price().to_string(), "84.00");
+        let adyen = json_order(serde_json::json!({"product_id": 1, "amount": 1, "alias": "adyen"}));
+        assert_eq!(adyen.unwrap().alias(), "adyen");
     }
 
     #[test]
