@@ -73,6 +73,16 @@ async fn a_browser_orders_pays_refunds_and_sees_the_order_refunded() {
     assert_eq!(shop.order_status(order_id).await, "ORDER_FINISHED");
 
     browser.click(&format!("#refund-{order_id}")).await;
+    // The button submits a form: reopening the page before its POST has
+    // been answered would cancel it, so wait for the shop to have asked.
+    let asked = Instant::now();
+    while shop.get(&format!("/api/v1/orders/{order_id}")).await.body["refund_id"].is_null() {
+        assert!(
+            asked.elapsed() < Duration::from_secs(30),
+            "the Refund button's POST never reached the shop"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     shows("REFUNDED").await;
     browser.close().await;
     assert_eq!(shop.order_status(order_id).await, "ORDER_REFUNDED");
