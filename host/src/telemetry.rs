@@ -5,6 +5,7 @@
 //! built by [`subscriber`] for any sink, so a test can capture exactly what
 //! production writes.
 
+use std::any::TypeId;
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::OnceLock;
@@ -14,12 +15,12 @@ use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
-use tracing::Subscriber;
+use tracing::{Subscriber, span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::{EnvFilter, Layer as _};
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
 
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,15 +61,20 @@ where
     // Log lines become span events only from WARN up: the info ones (the
     // access line above all) are in the log already, and copying each
     // into its span cost more than the spans themselves.
+    // No OpenTelemetry context is attached on each entry of a span (each
+    // poll of an instrumented future): paygate reads a span's context from
+    // the span itself (`trace_headers`), and attaching it on every poll cost
+    // more than building the spans (docs/BENCHMARKS.md, "Access log and
+    // trace export").
     let exported = traces.map(|tracer| {
-        tracing_opentelemetry::layer()
-            .with_tracer(tracer)
-            .with_location(false)
-            .with_threads(false)
-            .with_tracked_inactivity(false)
-            .with_filter(filter_fn(|meta| {
-                meta.is_span() || *meta.level() <= tracing::Level::WARN
-            }))
+        EventsFromWarn(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_location(false)
+                .with_threads(false)
+                .with_tracked_inactivity(false)
+                .with_context_activation(false),
+        )
     });
     let registry = tracing_subscriber::registry().with(filter).with(exported);
     let lines = tracing_subscriber::fmt::layer().with_writer(sink);
@@ -83,6 +89,70 @@ where
                     .with_span_list(true),
             ),
         ),
+    }
+}
+
+/// `L` with only WARN and ERROR events: every span, fewer events. A layer
+/// of its own rather than a per-layer filter, which would be asked about
+/// the span on each entry and exit, that is on every poll.
+struct EventsFromWarn<L>(L);
+
+impl<S, L> Layer<S> for EventsFromWarn<L>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    L: Layer<S>,
+{
+    fn on_register_dispatch(&self, subscriber: &tracing::Dispatch) {
+        self.0.on_register_dispatch(subscriber);
+    }
+
+    fn on_layer(&mut self, subscriber: &mut S) {
+        self.0.on_layer(subscriber);
+    }
+
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
+        self.0.on_new_span(attrs, id, ctx);
+    }
+
+    fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: Context<'_, S>) {
+        self.0.on_record(id, values, ctx);
+    }
+
+    fn on_follows_from(&self, id: &span::Id, follows: &span::Id, ctx: Context<'_, S>) {
+        self.0.on_follows_from(id, follows, ctx);
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
+        if *event.metadata().level() <= tracing::Level::WARN {
+            self.0.on_event(event, ctx);
+        }
+    }
+
+    fn on_enter(&self, id: &span::Id, ctx: Context<'_, S>) {
+        self.0.on_enter(id, ctx);
+    }
+
+    fn on_exit(&self, id: &span::Id, ctx: Context<'_, S>) {
+        self.0.on_exit(id, ctx);
+    }
+
+    fn on_close(&self, id: span::Id, ctx: Context<'_, S>) {
+        self.0.on_close(id, ctx);
+    }
+
+    fn on_id_change(&self, old: &span::Id, new: &span::Id, ctx: Context<'_, S>) {
+        self.0.on_id_change(old, new, ctx);
+    }
+
+    // `OpenTelemetrySpanExt` finds the OpenTelemetry layer by downcasting.
+    unsafe fn downcast_raw(&self, id: TypeId) -> Option<*const ()> {
+        if id == TypeId::of::<Self>() {
+            Some(std::ptr::from_ref(self).cast())
+        } else {
+            // SAFETY: the inner layer answers for its own types, as a
+            // layer that is not wrapped would.
+            unsafe { self.0.downcast_raw(id) }
+        }
     }
 }
 
@@ -186,4 +256,76 @@ pub fn init_with_default(default: &str) {
     };
     let subscriber = subscriber_exporting(filter, format, std::io::stderr, otlp_tracer());
     let _ = tracing::subscriber::set_global_default(subscriber);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use opentelemetry::trace::TraceContextExt as _;
+    use opentelemetry_sdk::error::OTelSdkResult;
+    use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+
+    use super::*;
+
+    /// Keeps what it is given.
+    #[derive(Clone, Debug, Default)]
+    struct Kept(Arc<Mutex<Vec<SpanData>>>);
+
+    impl SpanExporter for Kept {
+        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+            self.0.lock().unwrap().extend(batch);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn exported_spans_carry_warnings_not_info_lines_and_know_their_context() {
+        let kept = Kept::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(kept.clone())
+            .build();
+        let subscriber = subscriber_exporting(
+            EnvFilter::new("info"),
+            Format::Json,
+            std::io::sink,
+            Some(provider.tracer("test")),
+        );
+        let (outer_trace, inner_parent) = tracing::subscriber::with_default(subscriber, || {
+            let outer = tracing::info_span!("outer");
+            let _outer = outer.enter();
+            let outer_trace = outer.context().span().span_context().trace_id();
+            let inner = tracing::info_span!("inner");
+            inner.in_scope(|| {
+                tracing::info!("an info line");
+                tracing::warn!("a warning");
+            });
+            (
+                outer_trace,
+                inner.context().span().span_context().trace_id(),
+            )
+        });
+        let spans = kept.0.lock().unwrap().clone();
+        let inner = spans
+            .iter()
+            .find(|s| s.name == "inner")
+            .expect("inner exported");
+        let outer = spans
+            .iter()
+            .find(|s| s.name == "outer")
+            .expect("outer exported");
+        assert_eq!(inner.parent_span_id, outer.span_context.span_id());
+        assert_eq!(inner.span_context.trace_id(), outer_trace);
+        assert_eq!(
+            inner_parent, outer_trace,
+            "a span's context is read from it"
+        );
+        let events: Vec<_> = inner
+            .events
+            .events
+            .iter()
+            .map(|e| e.name.to_string())
+            .collect();
+        assert_eq!(events, ["a warning"], "only WARN and up become span events");
+    }
 }
