@@ -4,12 +4,13 @@
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::any;
+use futures_util::future::BoxFuture;
 use hmac::{Hmac, Mac};
 use paygate::RedisCounters;
-use paygate::plugins::Counters;
 use paygate::plugins::bindings::{
     Decision, EventStatus, LimitRequest, PaymentRef, ProviderError, VerifyError, WebhookRequest,
 };
+use paygate::plugins::{Bucket, CounterError, CounterStore, Counters, Taken};
 use sha2::Sha256;
 
 use crate::helpers::{FakeServer, Runtime, payment, payment_events};
@@ -479,7 +480,7 @@ async fn token_bucket_limits_per_key_across_addresses() {
 
 #[tokio::test]
 async fn token_bucket_limits_hold_across_replicas_through_redis() {
-    let prefix = format!("paygate-test-{}-{}:", std::process::id(), rand_suffix());
+    let prefix = test_prefix();
     let connect = || async {
         Counters::Shared(std::sync::Arc::new(
             RedisCounters::connect("redis://127.0.0.1:6379", &prefix)
@@ -503,9 +504,186 @@ async fn token_bucket_limits_hold_across_replicas_through_redis() {
     assert_eq!(allowed, 40, "the burst is shared, not per replica");
 }
 
+/// A counter store that counts the calls reaching the store behind it:
+/// each is one round trip to Redis.
+struct RoundTrips {
+    inner: RedisCounters,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl RoundTrips {
+    fn one(&self) {
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl CounterStore for RoundTrips {
+    fn increment<'a>(
+        &'a self,
+        key: &'a str,
+        delta: i64,
+        window_ms: u64,
+    ) -> BoxFuture<'a, Result<(i64, u64), CounterError>> {
+        self.one();
+        self.inner.increment(key, delta, window_ms)
+    }
+
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<i64>, CounterError>> {
+        self.one();
+        self.inner.get(key)
+    }
+
+    fn compare_and_swap<'a>(
+        &'a self,
+        key: &'a str,
+        expected: Option<i64>,
+        new: i64,
+        ttl_ms: u64,
+    ) -> BoxFuture<'a, Result<bool, CounterError>> {
+        self.one();
+        self.inner.compare_and_swap(key, expected, new, ttl_ms)
+    }
+
+    fn take<'a>(
+        &'a self,
+        buckets: &'a [Bucket],
+        now_us: i64,
+    ) -> BoxFuture<'a, Result<Vec<Taken>, CounterError>> {
+        self.one();
+        self.inner.take(buckets, now_us)
+    }
+}
+
+/// A key prefix of its own for one test.
+fn test_prefix() -> String {
+    format!("paygate-test-{}-{}:", std::process::id(), rand_suffix())
+}
+
+/// A Redis counter store under `prefix`: two with one prefix are two
+/// replicas sharing their counters.
+async fn redis_counters(prefix: &str) -> RedisCounters {
+    RedisCounters::connect("redis://127.0.0.1:6379", prefix)
+        .await
+        .expect("redis")
+}
+
+#[tokio::test]
+async fn the_token_bucket_costs_one_round_trip_per_request_for_both_buckets() {
+    let store = std::sync::Arc::new(RoundTrips {
+        inner: redis_counters(&test_prefix()).await,
+        calls: Default::default(),
+    });
+    let rt = Runtime::with_counters(Counters::Shared(store.clone()));
+    rt.install("rate-limit", "token_bucket", POLICY_SPEC);
+    let plugin = rt.set.require("rate-limit").unwrap();
+    assert_eq!(plugin.wit_version(), "0.3.0");
+    let keyed = limit_request("192.0.2.9", Some("key-rt"));
+    for i in 0..12 {
+        let d = decide(&rt, &keyed).await;
+        // The key bucket (burst 10) binds: its tokens, then a refusal.
+        assert_eq!(d.allowed, i < 10, "request {i}: {d:?}");
+        assert_eq!(d.limit, 10);
+    }
+    assert_eq!(
+        store.calls.load(std::sync::atomic::Ordering::Relaxed),
+        12,
+        "one store call per request, for the IP and the key bucket together"
+    );
+}
+
+#[tokio::test]
+async fn take_answers_in_redis_as_the_host_computes_it() {
+    // The same takes, at the same instants, in memory (the host's GCRA in
+    // Rust) and in Redis (the Lua script): the same answers, one by one.
+    let memory = Counters::memory();
+    let redis = Counters::Shared(std::sync::Arc::new(redis_counters(&test_prefix()).await));
+    let now = 1_800_000_000_000_000_i64;
+    let ip = Bucket {
+        key: "ip".into(),
+        interval_us: 333_333,
+        burst: 3,
+    };
+    let key = Bucket {
+        key: "key".into(),
+        interval_us: 50_000,
+        burst: 2,
+    };
+    let both = [ip.clone(), key.clone()];
+    let script: Vec<(i64, &[Bucket])> = vec![
+        (0, &both),
+        (0, &both),
+        (1, &both), // the key bucket is empty: refused there
+        (49_999, std::slice::from_ref(&key)),
+        (50_000, &both),
+        (60_000, &both), // the IP bucket is empty: the key is not charged
+        (60_000, std::slice::from_ref(&key)),
+        (400_000, &both),
+        (5_000_000, &both), // both full again after idling
+    ];
+    for (step, (at, buckets)) in script.into_iter().enumerate() {
+        let in_memory = memory.take(buckets, now + at).await.unwrap();
+        let in_redis = redis.take(buckets, now + at).await.unwrap();
+        assert_eq!(in_redis, in_memory, "step {step} at +{at} µs");
+    }
+    // Redis keeps the TAT as a 0.1.0 policy's compare-and-swap does.
+    assert_eq!(
+        redis.get("ip").await.unwrap(),
+        memory.get("ip").await.unwrap()
+    );
+    assert_eq!(redis.get("ip").await.unwrap(), Some(now + 5_333_333));
+}
+
+#[tokio::test]
+async fn racing_takes_from_two_replicas_never_overdraw_a_bucket() {
+    // 200 takes at once from two connections (two replicas), at one instant,
+    // on a bucket of 50: exactly 50 pass. A read-then-swap loop lets
+    // requests that lose every race through, so it passes more.
+    let prefix = test_prefix();
+    let a = std::sync::Arc::new(redis_counters(&prefix).await);
+    let b = std::sync::Arc::new(redis_counters(&prefix).await);
+    let (a, b) = (Counters::Shared(a), Counters::Shared(b));
+    let hot = [Bucket {
+        key: "hot".into(),
+        interval_us: 3_600_000_000,
+        burst: 50,
+    }];
+    let now = 1_800_000_000_000_000_i64;
+    let takes = (0..200).map(|i| {
+        let replica = if i % 2 == 0 { &a } else { &b };
+        replica.take(&hot, now)
+    });
+    let answers = futures_util::future::join_all(takes).await;
+    let allowed = answers
+        .iter()
+        .filter(|t| t.as_ref().unwrap()[0].allowed)
+        .count();
+    assert_eq!(allowed, 50);
+}
+
+#[tokio::test]
+async fn a_wit_0_1_policy_is_still_served_beside_0_3() {
+    let rt = Runtime::with_counters(Counters::Shared(std::sync::Arc::new(
+        redis_counters(&test_prefix()).await,
+    )));
+    let spec = "[config]\nlimit = \"3\"\nwindow-ms = \"3600000\"\n";
+    rt.install("old-limit", "legacy_window", spec);
+    let plugin = rt.set.require("old-limit").unwrap();
+    assert_eq!(plugin.wit_version(), "0.1.0");
+    let ip = limit_request("198.51.100.9", None);
+    let mut allowed = 0;
+    for _ in 0..5 {
+        if plugin.decide("r", &ip).await.unwrap().allowed {
+            allowed += 1;
+        }
+    }
+    // Five requests within an hour's window of three.
+    assert_eq!(allowed, 3);
+}
+
 #[tokio::test]
 async fn a_remembered_read_never_makes_a_stale_swap_succeed() {
-    let prefix = format!("paygate-test-{}-{}:", std::process::id(), rand_suffix());
+    let prefix = test_prefix();
     let a = RedisCounters::connect("redis://127.0.0.1:6379", &prefix)
         .await
         .unwrap();

@@ -225,7 +225,7 @@ impl Default for Metrics {
             "The running build: its version and the plugin WIT versions it serves.",
             Info::new(vec![
                 ("version", env!("CARGO_PKG_VERSION")),
-                ("wit", "0.1.0,0.2.0"),
+                ("wit", "0.1.0,0.2.0,0.3.0"),
             ]),
         );
         r.register(

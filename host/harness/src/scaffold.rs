@@ -84,10 +84,21 @@ impl fmt::Display for Lang {
 }
 
 /// The host's WIT, as the project gets it under `wit/`.
-const WIT: [(&str, &str); 8] = [
+const WIT: [(&str, &str); 10] = [
     ("worlds.wit", include_str!("../../../wit/worlds.wit")),
-    ("provider.wit", include_str!("../../../wit/provider.wit")),
-    ("verifier.wit", include_str!("../../../wit/verifier.wit")),
+    ("counters.wit", include_str!("../../../wit/counters.wit")),
+    (
+        "deps/paygate-plugins-0.2.0/provider.wit",
+        include_str!("../../../wit/deps/paygate-plugins-0.2.0/provider.wit"),
+    ),
+    (
+        "deps/paygate-plugins-0.2.0/verifier.wit",
+        include_str!("../../../wit/deps/paygate-plugins-0.2.0/verifier.wit"),
+    ),
+    (
+        "deps/paygate-plugins-0.2.0/worlds.wit",
+        include_str!("../../../wit/deps/paygate-plugins-0.2.0/worlds.wit"),
+    ),
     (
         "deps/paygate-plugins-0.1.0/host.wit",
         include_str!("../../../wit/deps/paygate-plugins-0.1.0/host.wit"),

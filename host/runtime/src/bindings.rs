@@ -6,9 +6,9 @@
 //! `clock`) are generated once, in the provider world, and reused by the
 //! others through `with`, so the host implements each capability once.
 //!
-//! Two interfaces differ between the versions served: 0.2.0's verifier
-//! adds an event's `amount` and refund events, and its provider a
-//! `cancel-url` and refunds.
+//! Three interfaces differ between the versions served: 0.2.0's verifier
+//! adds an event's `amount` and refund events, its provider a
+//! `cancel-url` and refunds, and 0.3.0's `counters` adds `take`.
 //! A 0.1.0 component's answers are turned into 0.2.0's types
 //! ([`verifier_v0_1`], [`provider_v0_1`]), so the rest of the host knows
 //! one set.
@@ -166,11 +166,31 @@ pub mod provider_v0_1 {
     }
 }
 
-/// `rate-limit-policy`.
+/// `rate-limit-policy` of 0.3.0: counters with `take`.
 pub mod policy {
     wasmtime::component::bindgen!({
         path: "../../wit",
         world: "rate-limit-policy",
+        imports: {
+            "paygate:plugins/counters@0.3.0": async,
+        },
+        exports: { default: async },
+        with: {
+            "paygate:plugins/log@0.1.0": super::provider::paygate::plugins0_1_0::log,
+            "paygate:plugins/config@0.1.0": super::provider::paygate::plugins0_1_0::config,
+            "paygate:plugins/clock@0.1.0": super::provider::paygate::plugins0_1_0::clock,
+        },
+    });
+}
+
+/// `rate-limit-policy` of 0.1.0 and 0.2.0 (the same world), served beside
+/// 0.3.0's: only its `counters` import differs, and the policy it exports
+/// is the same interface, so [`policy`]'s bindings call it; this module
+/// gives the linker 0.1.0's `counters`.
+pub mod policy_v0_1 {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "paygate:plugins/rate-limit-policy@0.2.0",
         imports: {
             "paygate:plugins/counters@0.1.0": async,
         },
@@ -184,7 +204,8 @@ pub mod policy {
 }
 
 pub use policy::exports::paygate::plugins0_1_0::policy::{Decision, LimitRequest};
-pub use policy::paygate::plugins0_1_0::counters;
+pub use policy::paygate::plugins0_3_0::counters;
+pub use policy_v0_1::paygate::plugins0_1_0::counters as counters_v0_1;
 pub use provider::exports::paygate::plugins0_2_0::provider::{
     PaymentRequest, PaymentSession, PaymentState, ProviderError, RefundReason, RefundRequest,
     RefundSession, RefundState,

@@ -228,7 +228,7 @@ impl LoadedPlugin {
         request_id: &str,
         request: &LimitRequest,
     ) -> Result<Decided, PluginError> {
-        let WorldPre::Policy(pre) = &self.pre else {
+        let WorldPre::Policy(pre, _) = &self.pre else {
             return Err(self.wrong_kind(PluginKind::RateLimitPolicy));
         };
         self.call(
@@ -590,7 +590,7 @@ impl LoadedPlugin {
         request: &LimitRequest,
         n: usize,
     ) -> wasmtime::Result<Vec<std::time::Duration>> {
-        let WorldPre::Policy(pre) = &self.pre else {
+        let WorldPre::Policy(pre, _) = &self.pre else {
             wasmtime::bail!("not a policy")
         };
         let mut store = Store::new(

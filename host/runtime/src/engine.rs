@@ -131,9 +131,11 @@ impl AddToLinker for bindings::verifier::WebhookVerifier {
     }
 }
 
+/// Both `counters` a policy may import: 0.3.0's and 0.1.0's.
 impl AddToLinker for bindings::policy::RateLimitPolicy {
     fn add(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
-        Self::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
+        Self::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
+        bindings::counters_v0_1::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
     }
 }
 

@@ -45,7 +45,9 @@ mod watch;
 
 pub use cache::{CacheLocation, CacheStats};
 pub use call::{CallStats, Caller, Decided};
-pub use counters::{CounterError, CounterStore, Counters, Expiring, MemoryCounters};
+pub use counters::{
+    Bucket, CounterError, CounterStore, Counters, Expiring, MemoryCounters, Taken, gcra,
+};
 pub use engine::{EngineSettings, PluginEngine};
 pub use error::{LoadError, PluginError};
 pub use limits::{Limits, MAX_MEMORY_BYTES};

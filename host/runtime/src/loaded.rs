@@ -24,15 +24,19 @@ pub enum WorldPre {
     Verifier(WebhookVerifierPre<CallState>),
     /// A verifier built against WIT 0.1.0 (its events carry no amount).
     VerifierV0_1(WebhookVerifierV0_1Pre<CallState>),
-    Policy(RateLimitPolicyPre<CallState>),
+    /// A policy, with the WIT version of the `counters` it imports (0.1.0,
+    /// or 0.3.0's with `take`; the policy interface itself is 0.1.0's).
+    Policy(RateLimitPolicyPre<CallState>, &'static str),
 }
 
 impl WorldPre {
-    /// The version of `paygate:plugins` the component's export comes from.
+    /// The newest version of `paygate:plugins` the component was built
+    /// against: that of its export, or of a policy's `counters`.
     pub fn wit_version(&self) -> &'static str {
         match self {
-            WorldPre::VerifierV0_1(_) | WorldPre::ProviderV0_1(_) | WorldPre::Policy(_) => "0.1.0",
+            WorldPre::VerifierV0_1(_) | WorldPre::ProviderV0_1(_) => "0.1.0",
             WorldPre::Verifier(_) | WorldPre::Provider(_) => "0.2.0",
+            WorldPre::Policy(_, wit) => wit,
         }
     }
 }

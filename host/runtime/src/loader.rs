@@ -228,7 +228,9 @@ impl Loader {
                 WorldPre::VerifierV0_1(WebhookVerifierV0_1Pre::new(pre).map_err(wrong_world)?)
             }
             PluginKind::RateLimitPolicy => {
-                WorldPre::Policy(RateLimitPolicyPre::new(pre).map_err(wrong_world)?)
+                let takes = imports(component, &self.engine, COUNTERS_WITH_TAKE);
+                let wit = if takes { "0.3.0" } else { "0.1.0" };
+                WorldPre::Policy(RateLimitPolicyPre::new(pre).map_err(wrong_world)?, wit)
             }
         };
         Ok((kind, pre))
@@ -337,6 +339,17 @@ fn exports(component: &Component, engine: &PluginEngine, export: &str) -> bool {
         .component_type()
         .exports(&engine.engine)
         .any(|(name, _)| name == export)
+}
+
+/// The `counters` of WIT 0.3.0, which a policy of that version imports.
+const COUNTERS_WITH_TAKE: &str = "paygate:plugins/counters@0.3.0";
+
+/// Whether `component` imports the interface named `import`.
+fn imports(component: &Component, engine: &PluginEngine, import: &str) -> bool {
+    component
+        .component_type()
+        .imports(&engine.engine)
+        .any(|(name, _)| name == import)
 }
 
 /// Names the world by the interface the component exports.

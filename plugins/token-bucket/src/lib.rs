@@ -8,16 +8,19 @@ mod gcra;
 mod limits;
 
 wit_bindgen::generate!({
-    path: "../../wit/deps/paygate-plugins-0.1.0",
+    path: "../../wit",
     world: "rate-limit-policy",
+    // wit/ holds 0.3.0 (its `counters`) and, in wit/deps/, the 0.1.0
+    // interfaces it also imports.
+    generate_all,
 });
 
-use exports::paygate::plugins::policy::{Decision, Guest, LimitRequest};
-use gcra::{Bucket, Outcome};
+use exports::paygate::plugins0_1_0::policy::{Decision, Guest, LimitRequest};
+use gcra::Outcome;
 use limits::{Checked, Limits};
-use paygate::plugins::counters::{self, CounterError};
-use paygate::plugins::log::{self, Level};
-use paygate::plugins::{clock, config};
+use paygate::plugins0_1_0::config;
+use paygate::plugins0_1_0::log::{self, Level};
+use paygate::plugins0_3_0::counters::{self, CounterError};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Whether bad settings were already reported by this instance.
@@ -36,10 +39,7 @@ impl Guest for TokenBucket {
                 log::write(Level::Warn, &format!("{problem}; using the default"));
             }
         }
-        let now_us = i64::try_from(clock::now_ms())
-            .unwrap_or(i64::MAX)
-            .saturating_mul(1000);
-        match check_all(&request, &limits, now_us) {
+        match check_all(&request, &limits) {
             Ok(checked) => limits::combine(&checked),
             Err(err) => {
                 let what = if limits.fail_open {
@@ -57,32 +57,36 @@ impl Guest for TokenBucket {
     }
 }
 
-/// Checks the IP bucket, then the key bucket; a request the IP bucket
-/// denies is not charged to its key.
-fn check_all(
-    request: &LimitRequest,
-    limits: &Limits,
-    now_us: i64,
-) -> Result<Vec<Checked>, CounterError> {
-    let ip = take(&format!("ip:{}", request.client_ip), limits.ip, now_us)?;
-    let mut checked = vec![ip];
-    if let (true, Some(key_id)) = (ip.outcome.allowed, &request.key_id) {
-        checked.push(take(&format!("key:{key_id}"), limits.key, now_us)?);
+/// Takes from the IP bucket, then the key bucket, in one call to the
+/// host: one round trip to the shared store. The host stops at a bucket
+/// that refuses, so a request the IP bucket denies is not charged to its key.
+fn check_all(request: &LimitRequest, limits: &Limits) -> Result<Vec<Checked>, CounterError> {
+    let mut buckets = vec![(format!("ip:{}", request.client_ip), limits.ip)];
+    if let Some(key_id) = &request.key_id {
+        buckets.push((format!("key:{key_id}"), limits.key));
     }
-    Ok(checked)
-}
-
-fn take(key: &str, bucket: Bucket, now_us: i64) -> Result<Checked, CounterError> {
-    let outcome: Outcome = gcra::acquire(
-        bucket,
-        now_us,
-        || counters::get(key),
-        |expected, new, ttl_ms| counters::compare_and_swap(key, expected, new, ttl_ms),
-    )?;
-    Ok(Checked {
-        burst: bucket.burst,
-        outcome,
-    })
+    let asked: Vec<counters::Bucket> = buckets
+        .iter()
+        .map(|(key, b)| counters::Bucket {
+            key: key.clone(),
+            interval_us: b.interval_us,
+            burst: b.burst,
+        })
+        .collect();
+    let taken = counters::take(&asked)?;
+    Ok(taken
+        .into_iter()
+        .zip(&buckets)
+        .map(|(t, (_, bucket))| Checked {
+            burst: bucket.burst,
+            outcome: Outcome {
+                allowed: t.allowed,
+                remaining: t.remaining,
+                reset_ms: t.reset_ms,
+                retry_after_ms: t.retry_after_ms,
+            },
+        })
+        .collect())
 }
 
 export!(TokenBucket);

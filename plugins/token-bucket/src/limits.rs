@@ -1,7 +1,7 @@
 //! Settings of the two buckets and the merge of their outcomes into one
 //! decision, free of WIT imports.
 
-use crate::exports::paygate::plugins::policy::Decision;
+use crate::exports::paygate::plugins0_1_0::policy::Decision;
 use crate::gcra::{Bucket, Outcome};
 use guest_common::settings::parse_or;
 
@@ -112,7 +112,15 @@ pub fn store_down(limits: &Limits) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gcra::decide;
+
+    fn allowed(remaining: u32, reset_ms: u64) -> Outcome {
+        Outcome {
+            allowed: true,
+            remaining,
+            reset_ms,
+            retry_after_ms: None,
+        }
+    }
 
     fn settings(pairs: &[(&str, &str)]) -> (Limits, Vec<String>) {
         Limits::load(|key| {
@@ -155,23 +163,27 @@ mod tests {
 
     #[test]
     fn combines_buckets() {
-        const NOW: i64 = 1_000_000_000;
-        let ip = Bucket::new(20.0, 40);
-        let key = Bucket::new(1.0, 2);
+        // What `take` answers for a first request on a 20/s burst-40 IP
+        // bucket and a 1/s burst-2 key bucket, then for a full key bucket.
         let ip_ok = Checked {
             burst: 40,
-            outcome: decide(ip, NOW, None),
+            outcome: allowed(39, 50),
         };
         let key_ok = Checked {
             burst: 2,
-            outcome: decide(key, NOW, None),
+            outcome: allowed(1, 1000),
         };
         let both = combine(&[ip_ok, key_ok]);
         assert!(both.allowed);
         assert_eq!((both.limit, both.remaining, both.reset_ms), (2, 1, 1000));
         let key_full = Checked {
             burst: 2,
-            outcome: decide(key, NOW, Some(NOW + 2_000_000)),
+            outcome: Outcome {
+                allowed: false,
+                remaining: 0,
+                reset_ms: 2000,
+                retry_after_ms: Some(1000),
+            },
         };
         let denied = combine(&[ip_ok, key_full]);
         assert!(!denied.allowed);

@@ -12,7 +12,7 @@
 // `payload` is its `err`.
 
 import { get } from 'paygate:plugins/config@0.1.0';
-import { increment } from 'paygate:plugins/counters@0.1.0';
+import { increment } from 'paygate:plugins/counters@0.3.0';
 import { write } from 'paygate:plugins/log@0.1.0';
 
 const U32_MAX = 2 ** 32 - 1;

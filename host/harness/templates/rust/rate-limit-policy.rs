@@ -8,12 +8,13 @@
 //! request is allowed, unless the setting `fail-open` is `false`.
 
 use exports::paygate::plugins0_1_0::policy::{self as api, Decision, LimitRequest};
-use paygate::plugins0_1_0::{config, counters, log};
+use paygate::plugins0_1_0::{config, log};
+use paygate::plugins0_3_0::counters;
 
 wit_bindgen::generate!({
     path: "wit",
     world: "rate-limit-policy",
-    // wit/ holds 0.2.0 and, in wit/deps/, the 0.1.0 interfaces it uses.
+    // wit/ holds 0.3.0 and, in wit/deps/, the 0.1.0 interfaces it uses.
     generate_all,
 });
 

@@ -21,7 +21,8 @@ use serde_json::{Map, Value};
 wit_bindgen::generate!({
     path: "wit",
     world: "webhook-verifier",
-    // wit/ holds 0.2.0 and, in wit/deps/, the 0.1.0 interfaces it imports.
+    // wit/ holds 0.3.0's worlds; the provider and verifier are 0.2.0's,
+    // the host interfaces 0.1.0's (wit/deps/).
     generate_all,
 });
 
