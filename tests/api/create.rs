@@ -378,7 +378,7 @@ async fn tokens_of_payments_never_created_are_given_back() {
         panic!("order 3 exists")
     };
     app.payment_store
-        .record_provider_outcome(failed, Err("declined"), json!({}))
+        .record_provider_outcome(failed, Err("declined"), json!({}), None)
         .await
         .unwrap();
     assert_eq!(app.tokens_used().await, 3);

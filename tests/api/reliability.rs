@@ -138,6 +138,34 @@ async fn circuit_opens_after_consecutive_failures_and_a_probe_closes_it() {
     );
 }
 
+#[tokio::test]
+async fn a_success_resets_the_failures_counted_before_it() {
+    // A success on a breaker with no failure counted skips its reset (no
+    // round trip); one after failures must still reset them, or failures
+    // apart would add up to an open circuit.
+    let failing = Arc::new(AtomicBool::new(false));
+    let fake = switchable_provider(failing.clone()).await;
+    let app = app_with_provider(&fake).await;
+    assert_eq!(app.create(&flaky(&app, 1)).await.status, 200);
+    let mut order = 2;
+    for _ in 0..2 {
+        failing.store(true, Ordering::SeqCst);
+        for _ in 0..2 {
+            assert_eq!(app.create(&flaky(&app, order)).await.status, 502);
+            order += 1;
+        }
+        assert_eq!(circuit_of(&app, "flaky").await["failures"], 2);
+        failing.store(false, Ordering::SeqCst);
+        assert_eq!(app.create(&flaky(&app, order)).await.status, 200);
+        order += 1;
+        let circuit = circuit_of(&app, "flaky").await;
+        assert_eq!(
+            (&circuit["state"], &circuit["failures"]),
+            (&json!("closed"), &json!(0))
+        );
+    }
+}
+
 /// The circuit of `alias` as `GET /admin/v1/providers` shows it.
 async fn circuit_of(app: &TestApp, alias: &str) -> Value {
     let listed = super::admin::get(app, "/admin/v1/providers").await;

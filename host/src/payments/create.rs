@@ -8,7 +8,7 @@ use serde_json::json;
 use super::domain::{Alias, Currency, IdempotencyKey, Metadata, Money, PaymentStatus, RedirectUrl};
 use super::idempotency::Reservation;
 use super::outcome::{CreateError, Created, Opened, Outcome, Refused};
-use super::store::{Inserted, NewPayment, PaymentStore};
+use super::store::{Inserted, KeyOutcome, NewPayment, PaymentStore};
 use crate::ids::{MerchantId, OrderId, PaymentId, SubscriptionId};
 use crate::merchants::{Merchant, MerchantStore, QuotaError, Take};
 use crate::plugins::bindings::{PaymentRequest, ProviderError};
@@ -140,25 +140,35 @@ pub async fn create_payment(
             outcome
         }
     };
-    if let Some(key) = key {
-        // An outcome is final for the key. An error frees it: for a
-        // corrected retry, or, when a payment was stored, for a retry that
-        // finishes it.
-        let record = outcome.as_ref().ok().map(|o| o.to_record());
-        if let Err(e) = record_outcome(&gw.payments, merchant.id, key, record.as_ref()).await {
-            tracing::warn!(error = %e, "could not record the idempotency outcome; retrying");
-            let (payments, merchant_id, key) = (gw.payments.clone(), merchant.id, key.clone());
-            let within = compensate_within(gw);
-            crate::db::retry_in_background("idempotency outcome", within, move || {
-                let (payments, key, record) = (payments.clone(), key.clone(), record.clone());
-                async move { record_outcome(&payments, merchant_id, &key, record.as_ref()).await }
-            });
-        }
+    if let (Some(key), Err(_)) = (key, &outcome) {
+        // An error frees the key: for a corrected retry, or, when a payment
+        // was stored, for a retry that finishes it. (An outcome was kept for
+        // the key where it was written.)
+        finish_key(gw, merchant.id, key, None).await;
     }
     outcome.map(|outcome| Created {
         outcome,
         replayed: false,
     })
+}
+
+/// Keeps a final outcome's `record` for the key, or, without one, frees
+/// it; a write that fails is retried in the background.
+async fn finish_key(
+    gw: &PaymentsService,
+    merchant_id: MerchantId,
+    key: &IdempotencyKey,
+    record: Option<(i16, serde_json::Value)>,
+) {
+    if let Err(e) = record_outcome(&gw.payments, merchant_id, key, record.as_ref()).await {
+        tracing::warn!(error = %e, "could not record the idempotency outcome; retrying");
+        let (payments, key) = (gw.payments.clone(), key.clone());
+        let within = compensate_within(gw);
+        crate::db::retry_in_background("idempotency outcome", within, move || {
+            let (payments, key, record) = (payments.clone(), key.clone(), record.clone());
+            async move { record_outcome(&payments, merchant_id, &key, record.as_ref()).await }
+        });
+    }
 }
 
 /// Keeps a final outcome's `record` for the key, or, without one, frees it.
@@ -307,15 +317,26 @@ async fn resume(
         payment_id = payment_id.get(),
         "resuming the creation of a payment an earlier request stored"
     );
-    let result = match creation.answered {
-        Some(Ok(payment_url)) => Ok(Outcome::Opened(Opened {
+    let answered = match creation.answered {
+        Some(Ok(payment_url)) => Some(Outcome::Opened(Opened {
             payment_id,
             status: creation.status,
             payment_url,
         })),
-        Some(Err(message)) => Ok(Outcome::Refused(Refused::new(
+        Some(Err(message)) => Some(Outcome::Refused(Refused::new(
             payment_id, &message, request_id,
         ))),
+        None => None,
+    };
+    let result = match answered {
+        Some(outcome) => {
+            // The answer was recorded; its key's record was not (the
+            // first request's process ended in between).
+            if let Some(key) = key {
+                finish_key(gw, merchant.id, key, Some(outcome.to_record())).await;
+            }
+            Ok(outcome)
+        }
         None => {
             let plugin = provider_plugin(gw, request).await?;
             let probe = circuit_probe(gw, request.alias.as_str()).await?;
@@ -469,20 +490,19 @@ async fn ask_provider(
     };
     gw.tell_circuit(alias, &outcome, probe).await;
 
-    match outcome {
+    let (answer, payload, outcome) = match outcome {
         Ok(Ok(session)) => {
-            gw.payments
-                .record_provider_outcome(
-                    payment_id,
-                    Ok((&session.reference, &session.payment_url)),
-                    json!({"plugin": plugin_name, "reference": session.reference}),
-                )
-                .await?;
-            Ok(Outcome::Opened(Opened {
+            let payload = json!({"plugin": plugin_name, "reference": session.reference});
+            let opened = Outcome::Opened(Opened {
                 payment_id,
                 status: PaymentStatus::Pending,
-                payment_url: session.payment_url,
-            }))
+                payment_url: session.payment_url.clone(),
+            });
+            (
+                Ok((session.reference, session.payment_url)),
+                payload,
+                opened,
+            )
         }
         failed => {
             let message = match &failed {
@@ -501,14 +521,26 @@ async fn ask_provider(
                     "provider plugin call failed"
                 );
             }
-            gw.payments
-                .record_provider_outcome(payment_id, Err(&message), json!({"plugin": plugin_name}))
-                .await?;
-            Ok(Outcome::Refused(Refused::new(
-                payment_id, &message, request_id,
-            )))
+            let refused = Outcome::Refused(Refused::new(payment_id, &message, request_id));
+            (Err(message), json!({"plugin": plugin_name}), refused)
         }
-    }
+    };
+    // The answer, its timeline row and the key's record in one commit.
+    let (kind, record) = outcome.to_record();
+    let kept = key.map(|key| KeyOutcome {
+        merchant_id: merchant.id,
+        key,
+        kind,
+        record: &record,
+    });
+    let answer = answer
+        .as_ref()
+        .map(|(reference, url)| (reference.as_str(), url.as_str()))
+        .map_err(String::as_str);
+    gw.payments
+        .record_provider_outcome(payment_id, answer, payload, kept)
+        .await?;
+    Ok(outcome)
 }
 
 /// The WIT `payment-request` for payment `payment_id` (ids are positive,

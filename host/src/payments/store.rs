@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::{PgPool, Postgres, Transaction};
 
-use super::domain::{Money, PaymentStatus};
+use super::domain::{IdempotencyKey, Money, PaymentStatus};
 use crate::ids::{MerchantId, OrderId, PaymentId, SubscriptionId};
 
 /// The payments database.
@@ -91,6 +91,15 @@ pub struct Creation {
     /// The provider's answer: the payment page's URL, or why it refused;
     /// `None` while it was never recorded.
     pub answered: Option<Result<String, String>>,
+}
+
+/// The answer an idempotency key keeps, written with the provider's
+/// outcome it encodes ([`super::Outcome::to_record`]).
+pub struct KeyOutcome<'a> {
+    pub merchant_id: MerchantId,
+    pub key: &'a IdempotencyKey,
+    pub kind: i16,
+    pub record: &'a Value,
 }
 
 /// A new payment row, before the provider is called.
@@ -223,12 +232,15 @@ impl PaymentStore {
     }
 
     /// Records the provider's answer, pending with its URL or failed, with
-    /// its timeline row: one statement.
+    /// its timeline row and, when the request came with an idempotency key,
+    /// the answer kept for that key ([`KeyOutcome`]): one statement, so one
+    /// commit, and never an answered payment whose key still runs.
     pub async fn record_provider_outcome(
         &self,
         payment_id: PaymentId,
         outcome: Result<(&str, &str), &str>,
         payload: Value,
+        key: Option<KeyOutcome<'_>>,
     ) -> Result<(), sqlx::Error> {
         // $2/$3 are the session's reference and URL; without them the
         // payment failed and $5 says why.
@@ -241,12 +253,24 @@ impl PaymentStore {
             ),
             Err(message) => (None, None, "PAYMENT_FAILED", message),
         };
+        let (key_merchant, key_text, kind, record) = match key {
+            Some(k) => (
+                Some(k.merchant_id.get()),
+                Some(k.key.as_str()),
+                Some(k.kind),
+                Some(k.record),
+            ),
+            None => (None, None, None, None),
+        };
         sqlx::query!(
             "WITH u AS (
                 UPDATE payments SET provider_reference = $2, payment_url = $3,
                        status = CASE WHEN $3::text IS NULL THEN 'PAYMENT_FAILED' ELSE status END,
                        updated_at = now()
                 WHERE id = $1 RETURNING id
+             ), done AS (
+                UPDATE idempotency_keys SET state = 'done', response_status = $9, response_body = $10
+                WHERE $8::text IS NOT NULL AND merchant_id = $7 AND key = $8
              )
              INSERT INTO payment_logs (payment_id, event_type, status, message, payload)
              SELECT id, 'EVENT_PROVIDER_REQUEST_SENT', $4, $5, $6 FROM u",
@@ -256,6 +280,10 @@ impl PaymentStore {
             status,
             message,
             payload,
+            key_merchant,
+            key_text,
+            kind,
+            record,
         )
         .execute(&self.pool)
         .await?;

@@ -44,7 +44,17 @@ pub struct CircuitBreaker {
     settings: CircuitSettings,
     acquire: redis::Script,
     failure: redis::Script,
+    /// Aliases whose breaker this host last saw closed with no failure
+    /// counted (at its `acquire`, or after its own reset): a success there
+    /// has nothing to reset, so it costs no round trip. A failure on
+    /// another replica since is reset at this host's next success after
+    /// its next `acquire` sees it, one call later than before.
+    clean: std::sync::Mutex<std::collections::HashSet<String>>,
 }
+
+/// Past this many aliases the clean set starts again (aliases are few;
+/// the bound only keeps it from growing).
+const CLEAN_CAP: usize = 1024;
 
 impl CircuitBreaker {
     pub fn new(conn: ConnectionManager, prefix: &str, settings: CircuitSettings) -> Self {
@@ -52,11 +62,12 @@ impl CircuitBreaker {
             conn,
             prefix: format!("{prefix}cb:"),
             settings,
-            // Returns {0} closed, {1} probe, {2, ms} open.
+            // Returns {0, failures} closed, {1} probe, {2, ms} open.
             acquire: redis::Script::new(
-                "local open_until = tonumber(redis.call('HGET', KEYS[1], 'open_until') or '0') \
+                "local state = redis.call('HMGET', KEYS[1], 'open_until', 'failures') \
+                 local open_until = tonumber(state[1] or '0') \
                  local now = tonumber(ARGV[1]) \
-                 if open_until == 0 then return {0, 0} end \
+                 if open_until == 0 then return {0, tonumber(state[2] or '0')} end \
                  if now < open_until then return {2, open_until - now} end \
                  local probe_until = tonumber(redis.call('HGET', KEYS[1], 'probe_until') or '0') \
                  if now < probe_until then return {2, probe_until - now} end \
@@ -74,7 +85,25 @@ impl CircuitBreaker {
                  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) * 10 + 60000) \
                  return n",
             ),
+            clean: Default::default(),
         }
+    }
+
+    fn mark(&self, alias: &str, clean: bool) {
+        let mut set = self.clean.lock().unwrap_or_else(|e| e.into_inner());
+        if !clean {
+            set.remove(alias);
+        } else if !set.contains(alias) {
+            if set.len() >= CLEAN_CAP {
+                set.clear();
+            }
+            set.insert(alias.to_owned());
+        }
+    }
+
+    fn is_clean(&self, alias: &str) -> bool {
+        let set = self.clean.lock().unwrap_or_else(|e| e.into_inner());
+        set.contains(alias)
     }
 
     fn key(&self, alias: &str) -> String {
@@ -92,6 +121,9 @@ impl CircuitBreaker {
             .arg(cooldown_ms.max(1000))
             .invoke_async(&mut self.conn.clone())
             .await;
+        // Only a closed breaker with no failure counted is clean; a probe
+        // or an open one must be reset by the next success.
+        self.mark(alias, matches!(result, Ok((0, 0))));
         match result {
             Ok((0, _)) => CircuitState::Closed,
             Ok((1, _)) => CircuitState::Probe,
@@ -137,19 +169,25 @@ impl CircuitBreaker {
         }
     }
 
-    /// A call succeeded: the circuit closes and the count starts again.
+    /// A call succeeded: the circuit closes and the count starts again
+    /// (nothing to do where this host saw no failure counted).
     pub async fn success(&self, alias: &str) {
+        if self.is_clean(alias) {
+            return;
+        }
         let result: Result<(), _> = redis::cmd("DEL")
             .arg(self.key(alias))
             .query_async(&mut self.conn.clone())
             .await;
-        if let Err(e) = result {
-            tracing::warn!(%alias, error = %e, "could not reset circuit breaker");
+        match result {
+            Ok(()) => self.mark(alias, true),
+            Err(e) => tracing::warn!(%alias, error = %e, "could not reset circuit breaker"),
         }
     }
 
     /// A call failed in a way that says the provider is unwell.
     pub async fn failure(&self, alias: &str) {
+        self.mark(alias, false);
         let result: Result<i64, _> = self
             .failure
             .key(self.key(alias))
