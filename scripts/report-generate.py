@@ -149,6 +149,14 @@ def ceiling_of(api, kind):
     return baselines[0] if kind == "create" and baselines and "of" not in baselines[0] else None
 
 
+def prepared_ceiling_of(api, kind):
+    """The ceiling of `kind` run with `-M prepared` (how sqlx sends its
+    statements), else its only one."""
+    baselines = [b for b in (api or {}).get("baselines") or [] if b.get("of") == kind]
+    prepared = [b for b in baselines if "prepared" in b.get("label", "")]
+    return (prepared or baselines or [None])[0]
+
+
 def targets(d):
     """Rows of (target, original system, measured, met) from the bench JSON."""
     rows = []
@@ -156,6 +164,15 @@ def targets(d):
     def add(target, original, measured, ok):
         met = "–" if ok is None else ("yes" if ok else "**no**")
         rows.append((target, original, measured, met))
+
+    def share_of(phase, ceiling, percent, target):
+        """A phase's rate as a share of its same-run ceiling, against `percent`."""
+        if not phase or not ceiling:
+            add(target, "", "–", None)
+            return
+        share = 100 * phase["per_second"] / ceiling["tps"]
+        add(target, "", f"{share:.0f}% ({num(phase['per_second'], 1)}/s of {num(ceiling['tps'], 0)} tps)",
+            share >= percent)
 
     def check(value, test):
         if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -192,9 +209,19 @@ def targets(d):
         add("(create throughput against the pgbench ceiling, simple protocol)", "",
             f"{100 * create['per_second'] / ceiling['tps']:.0f}% of {num(ceiling['tps'], 0)} tps",
             None)
+    share_of(create, prepared_ceiling_of(api, "create"), 75,
+             "create ≥ 75% of the same-run pgbench ceiling of its SQL (`-M prepared`, as sqlx sends it)")
     v = show["per_second"] if show else None
     add("show ≥ 5,000 requests/s at 32 clients", ORIGINAL["show_rate"],
         num(v, 1, "/s") + at(show), check(v, at32(show, lambda x: x >= 5000)) if show else None)
+    share_of(show, prepared_ceiling_of(api, "show"), 30,
+             "show ≥ 30% of the same-run pgbench ceiling of its SELECT")
+    v = show["errors"] if show else None
+    add("show: zero errors", "", num(v, 0), check(v, lambda x: x == 0))
+    rss = [ph["rss_max_mib"] for ph in (create, show) if ph and ph.get("rss_max_mib") is not None]
+    v = max(rss) if rss else None
+    add("RSS under create and show load ≤ 150 MiB (the bench process: host, load generator and "
+        "sandbox provider)", "", num(v, 1, " MiB"), check(v, lambda x: x <= 150))
     refund = api_phase(api, "refund")
     at16 = lambda ph: f" (at {ph['clients']} clients)" if ph and ph["clients"] != 16 else ""
     v = refund["per_second"] if refund else None

@@ -82,28 +82,62 @@ pub(crate) async fn available(program: &str) -> bool {
     }
 }
 
-/// The SQL one `POST /api/v1/payments` commits, statement for statement
-/// (host/src/merchants/store.rs `take_token`, host/src/payments/store.rs
-/// `insert` and `record_provider_outcome`, a request without an idempotency
-/// key): three statements, each its own transaction. No literal holds `:name`, which pgbench would read as a
-/// variable.
+/// The SQL one `POST /api/v1/payments` commits, statement for statement,
+/// taken from the checked queries (host/src/merchants/store.rs
+/// `take_token`, host/src/payments/store.rs `insert` and
+/// `record_provider_outcome`), for a request without an idempotency key, as
+/// the bench sends them: three statements, each its own transaction.
 pub(crate) fn create_script(merchant_id: i64, subscription_id: i64) -> String {
-    format!(
-        "\\set order_id random(1, 9000000000000000000)
-SELECT outcome, held_secs FROM take_quota_token({subscription_id}, {merchant_id}, :order_id);
-WITH p AS (INSERT INTO payments (merchant_id, order_id, subscription_id, alias, amount, price, currency, status) VALUES ({merchant_id}, :order_id, {subscription_id}, 'sandbox', 1, 10.00, 'EUR', 'PAYMENT_PENDING') ON CONFLICT (merchant_id, order_id) DO NOTHING RETURNING id), logged AS (INSERT INTO payment_logs (payment_id, event_type, status, message) SELECT id, 'EVENT_PAYMENT_CREATED', 'PAYMENT_PENDING', 'payment created' FROM p), reserved AS (UPDATE idempotency_keys k SET payment_id = p.id FROM p WHERE NULL::text IS NOT NULL AND k.merchant_id = {merchant_id} AND k.key = NULL) SELECT id AS payment_id FROM p \\gset
-WITH u AS (UPDATE payments SET provider_reference = 'pl_bench', payment_url = 'http://sandbox.invalid/pay/pl_bench', status = CASE WHEN 'x' IS NULL THEN 'PAYMENT_FAILED' ELSE status END, updated_at = now() WHERE id = :payment_id RETURNING id) INSERT INTO payment_logs (payment_id, event_type, status, message, payload) SELECT id, 'EVENT_PROVIDER_REQUEST_SENT', 'PAYMENT_PENDING', 'provider session opened', jsonb_build_object('plugin', 'sandbox', 'reference', 'pl_bench') FROM u;
-"
-    )
+    let (m, s) = (merchant_id.to_string(), subscription_id.to_string());
+    let (m, s) = (m.as_str(), s.as_str());
+    let statements = [
+        "\\set order_id random(1, 9000000000000000000)".to_owned(),
+        checked_sql("FROM take_quota_token($1, $2, $3)", &[s, m, ":order_id"]) + ";",
+        checked_sql(
+            "WITH p AS ( INSERT INTO payments (merchant_id, order_id, subscription_id, alias",
+            &[
+                m,
+                ":order_id",
+                s,
+                "'sandbox'",
+                "1",
+                "10.00",
+                "'EUR'",
+                "NULL::text",
+                "NULL",
+                "NULL",
+                "'{}'",
+                "86400",
+            ],
+        ) + " \\gset",
+        checked_sql(
+            "UPDATE payments SET provider_reference = $2, payment_url = $3",
+            &[
+                ":id",
+                "'pl_bench'",
+                "'http://sandbox.invalid/pay/pl_bench'",
+                "'PAYMENT_PENDING'",
+                "'provider session opened'",
+                "'{\"plugin\": \"sandbox\", \"reference\": \"pl_bench\"}'",
+                "NULL::bigint",
+                "NULL::text",
+                "NULL::smallint",
+                "NULL::jsonb",
+            ],
+        ) + ";",
+    ];
+    statements.join("\n") + "\n"
 }
 
-/// The SELECT of `GET …/show` (host/src/payments/store.rs `get`).
+/// The SELECT of `GET …/show` (host/src/payments/store.rs `get`), taken
+/// from the checked query.
 pub(crate) fn show_script(merchant_id: i64) -> String {
-    format!(
-        "\\set id random(1, :max_id)
-SELECT id, order_id, alias, amount, price, currency, status, payment_url, created_at, updated_at FROM payments WHERE id = :id AND merchant_id = {merchant_id};
-"
-    )
+    let m = merchant_id.to_string();
+    let select = checked_sql(
+        "expires_at FROM payments WHERE id = $1 AND merchant_id = $2",
+        &[":id", &m],
+    );
+    format!("\\set id random(1, :max_id)\n{select};\n")
 }
 
 /// The checked query (`.sqlx/`: what sqlx verified against the migrations,
