@@ -122,3 +122,27 @@ async fn start_config(
     config.tls.ca_file = Some(ca_file);
     (config, plugins)
 }
+
+#[tokio::test]
+async fn postgres_on_this_machine_is_spoken_to_in_the_clear_unless_the_url_asks_for_tls() {
+    use sqlx::Connection;
+    // The local server offers TLS: a session that asks for it gets it.
+    let urls = databases().await;
+    let asked = format!("{}?sslmode=require", urls.payments);
+    let mut tls = sqlx::PgConnection::connect(&asked).await.unwrap();
+    let encrypted = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+    let on: bool = sqlx::query_scalar(encrypted)
+        .fetch_one(&mut tls)
+        .await
+        .unwrap();
+    assert!(on, "the local PostgreSQL offers TLS (Debian's default)");
+    // The host's own sessions, from URLs naming no sslmode, do not pay for
+    // unchecked TLS over loopback (libpq's `prefer` would take it).
+    let dbs = paygate::db::Databases::connect_and_migrate(&urls, 2, &Default::default())
+        .await
+        .unwrap();
+    for pool in [&dbs.payments, &dbs.merchants, &dbs.providers, &dbs.logs] {
+        let on: bool = sqlx::query_scalar(encrypted).fetch_one(pool).await.unwrap();
+        assert!(!on, "a host session over loopback used TLS");
+    }
+}

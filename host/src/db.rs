@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::{ConnectOptions, Connection, PgPool};
 
 use crate::config::DatabaseUrls;
@@ -123,16 +123,61 @@ fn connect_options(
     let options: PgConnectOptions = url
         .parse()
         .with_context(|| format!("{var} is not a PostgreSQL URL"))?;
+    let options = plain_on_this_machine(url, options, std::env::var_os("PGSSLMODE").is_some());
     Ok(ca
         .postgres(url, options)
         .disable_statement_logging()
         .options(settings.iter().copied()))
 }
 
+/// A server on this machine (loopback or a Unix socket), reached with a
+/// URL that names no `sslmode` (nor `PGSSLMODE`), is spoken to in the clear
+/// when it allows that, and over TLS only when it insists (`allow`), where
+/// libpq's default (`prefer`) would encrypt whenever the server offers it.
+/// Unchecked TLS over loopback protects nothing (`prefer` verifies no
+/// certificate, and the bytes never leave the machine) and cost a quarter of
+/// the host's CPU on the read path (docs/benchmarks/notes/api.md). A URL
+/// that asks for a mode gets exactly that one.
+fn plain_on_this_machine(url: &str, options: PgConnectOptions, env_mode: bool) -> PgConnectOptions {
+    let host = options
+        .get_host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let local = options.get_socket().is_some()
+        || host.starts_with('/')
+        || host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if local && !env_mode && !url.contains("sslmode=") {
+        options.ssl_mode(PgSslMode::Allow)
+    } else {
+        options
+    }
+}
+
+/// A pooled connection idle longer than this is pinged before it is
+/// handed out.
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(2);
+
 async fn pool_of(var: &str, options: PgConnectOptions, size: u32) -> anyhow::Result<PgPool> {
     PgPoolOptions::new()
         .max_connections(size.max(1))
         .acquire_timeout(Duration::from_secs(5))
+        // sqlx pings every connection it hands out: one more round trip,
+        // with both processes woken for it, on every query. A busy pool's
+        // connections were just used; only one idle for a while (across a
+        // database restart, say) is checked first. One that broke in use
+        // fails its query, which answers 503 and closes it.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > PING_WHEN_IDLE_FOR {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_with(options)
         .await
         .with_context(|| format!("connecting to {var}"))
@@ -251,4 +296,35 @@ async fn create_if_missing(options: &PgConnectOptions) -> anyhow::Result<()> {
         tracing::info!(database = %name, "created database");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_server_on_this_machine_without_a_chosen_mode_is_spoken_to_in_the_clear() {
+        let mode = |url: &str, env_mode: bool| {
+            let options: PgConnectOptions = url.parse().unwrap();
+            format!(
+                "{:?}",
+                plain_on_this_machine(url, options, env_mode).get_ssl_mode()
+            )
+        };
+        for local in [
+            "postgres://u@127.0.0.1:5432/db",
+            "postgres://u@localhost/db",
+            "postgres://u@[::1]:5432/db",
+            "postgres://u@%2Fvar%2Frun%2Fpostgresql/db",
+        ] {
+            assert_eq!(mode(local, false), "Allow", "{local}");
+            assert_ne!(mode(local, true), "Allow", "{local} with PGSSLMODE");
+        }
+        let chosen = "postgres://u@127.0.0.1/db?sslmode=require";
+        assert_eq!(mode(chosen, false), "Require");
+        let verified = "postgres://u@localhost/db?sslmode=verify-full";
+        assert_eq!(mode(verified, false), "VerifyFull");
+        assert_eq!(mode("postgres://u@db.internal:5432/db", false), "Prefer");
+        assert_eq!(mode("postgres://u@10.0.0.5/db", false), "Prefer");
+    }
 }

@@ -443,8 +443,13 @@ pub(crate) async fn pgbench(
         PGBENCH_DATABASE.into(),
     ]);
     let before = CpuTicks::sample();
+    // Sessions as the host opens them to a server on this machine
+    // (`db::plain_on_this_machine`): in the clear unless the server insists,
+    // or as `PGSSLMODE` says, which the host follows too.
+    let mode = std::env::var("PGSSLMODE").unwrap_or_else(|_| "allow".into());
     let out = tokio::process::Command::new("pgbench")
         .args(&args)
+        .env("PGSSLMODE", mode)
         .output()
         .await
         .expect("running pgbench");
