@@ -440,10 +440,11 @@ pub async fn show(
     State(payments): State<Arc<PaymentsService>>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Payment>, ApiError> {
     let services = (&*merchants, &payments.payments);
+    // Serialized straight into the body, not through a `Value` first.
     let payment = own_payment(services, &headers, &id, Access::Read).await?;
-    Ok(Json(json!(payment)))
+    Ok(Json(payment))
 }
 
 /// `GET /api/v1/payments/{id}/tracking`.
