@@ -18,6 +18,7 @@ mod merchant;
 mod metrics;
 mod migrations;
 pub(crate) mod notifications;
+mod pools;
 mod providers;
 mod quickstart;
 mod reconcile;

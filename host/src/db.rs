@@ -328,3 +328,122 @@ mod tests {
         assert_eq!(mode("postgres://u@10.0.0.5/db", false), "Prefer");
     }
 }
+
+/// Connections for the hottest statements, handed back to their pool
+/// without the round trip sqlx's own pool makes on every release.
+///
+/// sqlx 0.8 pings each connection as it returns to its pool (a `Sync` and
+/// its `ReadyForQuery`, in a task spawned for it), so every query costs
+/// two round trips and wakes PostgreSQL twice. Here a connection goes back
+/// only when its user says the statement finished ([`LeanConnection::release`]);
+/// one whose statement failed or was cancelled is closed instead, so a
+/// connection in an unknown state is never handed out again. A statement's
+/// trailing messages (its `ReadyForQuery`) are read by the next statement
+/// on the connection, from the socket's buffer, as sqlx does for any
+/// statement. A connection idle for more than [`PING_WHEN_IDLE_FOR`] is
+/// pinged before it is handed out, as [`pool_of`] does.
+///
+/// It borrows its settings (address, TLS, size, timeout) from the sqlx
+/// pool beside it, and refuses once that pool is closed. It opens its
+/// connections when first asked for them.
+#[derive(Clone, Debug)]
+pub struct LeanPool(std::sync::Arc<LeanInner>);
+
+#[derive(Debug)]
+struct LeanInner {
+    beside: PgPool,
+    idle: std::sync::Mutex<Vec<(sqlx::PgConnection, Instant)>>,
+    permits: tokio::sync::Semaphore,
+}
+
+/// A connection of a [`LeanPool`]; dropped without [`Self::release`], it
+/// is closed.
+#[derive(Debug)]
+pub struct LeanConnection<'a> {
+    pool: &'a LeanInner,
+    conn: Option<sqlx::PgConnection>,
+    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl LeanPool {
+    /// A pool of as many connections as `pool` may open, to the same
+    /// database with the same options.
+    pub fn beside(pool: &PgPool) -> Self {
+        let size = pool.options().get_max_connections() as usize;
+        Self(std::sync::Arc::new(LeanInner {
+            beside: pool.clone(),
+            idle: std::sync::Mutex::new(Vec::with_capacity(size)),
+            permits: tokio::sync::Semaphore::new(size),
+        }))
+    }
+
+    /// A connection: the one used last, or a new one. Waits for a free one
+    /// as long as the sqlx pool beside it would (`PoolTimedOut` then).
+    pub async fn acquire(&self) -> Result<LeanConnection<'_>, sqlx::Error> {
+        let inner = &*self.0;
+        if inner.beside.is_closed() {
+            return Err(sqlx::Error::PoolClosed);
+        }
+        let wait = inner.beside.options().get_acquire_timeout();
+        let permit = tokio::time::timeout(wait, inner.permits.acquire())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)?
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        let kept = inner.lock().pop();
+        let conn = match kept {
+            Some((mut conn, since)) if since.elapsed() > PING_WHEN_IDLE_FOR => {
+                match conn.ping().await {
+                    Ok(()) => conn,
+                    Err(_) => inner.connect().await?,
+                }
+            }
+            Some((conn, _)) => conn,
+            None => inner.connect().await?,
+        };
+        Ok(LeanConnection {
+            pool: inner,
+            conn: Some(conn),
+            _permit: permit,
+        })
+    }
+}
+
+impl LeanInner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(sqlx::PgConnection, Instant)>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn connect(&self) -> Result<sqlx::PgConnection, sqlx::Error> {
+        sqlx::PgConnection::connect_with(&*self.beside.connect_options()).await
+    }
+}
+
+impl LeanConnection<'_> {
+    /// The connection, to run a statement on.
+    pub fn get(&mut self) -> &mut sqlx::PgConnection {
+        self.conn
+            .as_mut()
+            .expect("a lean connection is held until released")
+    }
+
+    /// Gives the connection back for the next statement: call it once the
+    /// statement succeeded.
+    pub fn release(mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.pool.lock().push((conn, Instant::now()));
+        }
+    }
+}
+
+impl Drop for LeanConnection<'_> {
+    fn drop(&mut self) {
+        // Not released: its statement failed or was cancelled midway.
+        if let Some(conn) = self.conn.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(1), conn.close()).await;
+            });
+        }
+    }
+}

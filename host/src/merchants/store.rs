@@ -10,6 +10,7 @@ use sqlx::PgPool;
 use super::accounts::ProviderAccounts;
 use super::auth::{Merchant, Scope};
 use super::keys::{ApiKey, KeyHash, generate_key, generate_secret};
+use crate::db::LeanPool;
 use crate::ids::{MerchantId, OrderId, SubscriptionId};
 use crate::plugins::Secret;
 use crate::sealing::Sealer;
@@ -26,6 +27,9 @@ pub struct MerchantStore {
     pub(super) sealer: Arc<Sealer>,
     /// Merchants' own accounts at providers, shared by every clone.
     pub accounts: Arc<ProviderAccounts>,
+    /// The same database, for the quota token every create takes
+    /// ([`crate::db::LeanPool`]: no ping on release).
+    lean: LeanPool,
 }
 
 impl std::fmt::Debug for MerchantStore {
@@ -101,10 +105,12 @@ pub enum QuotaError {
 impl MerchantStore {
     pub fn new(pool: PgPool, sealer: Arc<Sealer>) -> Self {
         let accounts = Arc::new(ProviderAccounts::new(pool.clone(), sealer.clone()));
+        let lean = LeanPool::beside(&pool);
         Self {
             pool,
             sealer,
             accounts,
+            lean,
         }
     }
 
@@ -261,14 +267,18 @@ impl MerchantStore {
         let taken = loop {
             // A function's OUT columns carry no NOT NULL; `outcome` is
             // always set.
+            let mut conn = self.lean.acquire().await?;
             let taken = sqlx::query!(
                 r#"SELECT outcome AS "outcome!", held_secs FROM take_quota_token($1, $2, $3)"#,
                 subscription_id.get(),
                 merchant_id.get(),
                 order_id.get(),
             )
-            .fetch_one(&self.pool)
+            .fetch_one(conn.get())
             .await;
+            if taken.is_ok() {
+                conn.release();
+            }
             match taken {
                 Err(e) if tries < 3 && is_deadlock(&e) => {
                     tries += 1;

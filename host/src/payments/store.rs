@@ -8,12 +8,16 @@ use serde_json::Value;
 use sqlx::{PgPool, Postgres, Transaction};
 
 use super::domain::{IdempotencyKey, Money, PaymentStatus};
+use crate::db::LeanPool;
 use crate::ids::{MerchantId, OrderId, PaymentId, SubscriptionId};
 
 /// The payments database.
 #[derive(Clone, Debug)]
 pub struct PaymentStore {
     pub(crate) pool: PgPool,
+    /// The same database, for the statements every create and show makes
+    /// ([`crate::db::LeanPool`]: no ping on release).
+    lean: LeanPool,
 }
 
 /// A payment as the API shows it.
@@ -131,7 +135,8 @@ pub enum Inserted {
 
 impl PaymentStore {
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        let lean = LeanPool::beside(&pool);
+        Self { pool, lean }
     }
 
     /// The merchant's payment for `order_id`, if any.
@@ -186,6 +191,7 @@ impl PaymentStore {
     /// idempotency key, the payment on the key's reservation: one statement,
     /// so one round trip and one commit.
     pub async fn insert(&self, new: &NewPayment<'_>) -> Result<Inserted, sqlx::Error> {
+        let mut conn = self.lean.acquire().await?;
         // `p` has a row only when the insert did not conflict.
         let id = sqlx::query_scalar!(
             r#"WITH p AS (
@@ -215,8 +221,9 @@ impl PaymentStore {
             new.metadata,
             new.expires_in.as_secs_f64(),
         )
-        .fetch_optional(&self.pool)
+        .fetch_optional(conn.get())
         .await?;
+        conn.release();
         match id {
             Some(id) => Ok(Inserted::Created(id)),
             // Payments are never deleted, so the one in the way is there.
@@ -262,6 +269,7 @@ impl PaymentStore {
             ),
             None => (None, None, None, None),
         };
+        let mut conn = self.lean.acquire().await?;
         sqlx::query!(
             "WITH u AS (
                 UPDATE payments SET provider_reference = $2, payment_url = $3,
@@ -285,8 +293,9 @@ impl PaymentStore {
             kind,
             record,
         )
-        .execute(&self.pool)
+        .execute(conn.get())
         .await?;
+        conn.release();
         Ok(())
     }
 
@@ -321,7 +330,8 @@ impl PaymentStore {
         merchant_id: MerchantId,
         payment_id: PaymentId,
     ) -> Result<Option<Payment>, sqlx::Error> {
-        sqlx::query_as!(
+        let mut conn = self.lean.acquire().await?;
+        let payment = sqlx::query_as!(
             Payment,
             r#"SELECT id AS "payment_id: PaymentId", order_id AS "order_id: OrderId", alias AS provider,
                       amount AS "amount: Money", price AS "price: Money", currency,
@@ -331,8 +341,10 @@ impl PaymentStore {
             payment_id.get(),
             merchant_id.get(),
         )
-        .fetch_optional(&self.pool)
-        .await
+        .fetch_optional(conn.get())
+        .await?;
+        conn.release();
+        Ok(payment)
     }
 
     /// The payment's timeline in time order.
