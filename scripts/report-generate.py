@@ -301,6 +301,14 @@ def targets(d):
         (f"p99 {num(v, 1)} ms (p50 {num(con['p50_ms'], 1)} ms; {num(con['merchants'], 0)} merchants, "
          f"{con['plugins']} plugins, {num(con['failed'], 0)} failed)") if con else "–",
         check(v, lambda x: x <= 200 and con["merchants"] >= 1000 and con["failed"] >= 10000))
+    ext = d.get("external")
+    for phase in ("create", "show"):
+        r = ext["phases"][phase] if ext else None
+        add(f"(external `wrk` run against `paygate-demo serve`: {phase} at "
+            f"{ext['clients'] if ext else 32} connections, no non-2xx answer)", "",
+            (f"{num(r['requests_per_s'], 1)}/s, p99 {num(r['p99_ms'], 1)} ms, "
+             f"{num(r['non_2xx'], 0)} non-2xx") if r else "–",
+            None if not r else r["non_2xx"] == 0 and not r["socket_errors"])
     tr = d.get("tracing")
     v = tr["ratio"] if tr else None
     add("access log and OTLP trace export on: creates at 32 clients ≥ 90% of the same run without them", "",
@@ -469,9 +477,23 @@ def section_tracing(d):
             f"{d['export_bytes'] / 1e6:.1f} MB of spans."]
 
 
+def section_external(d):
+    rows = [(name, num(r["requests_per_s"], 1), num(r["p50_ms"], 1), num(r["p90_ms"], 1),
+             num(r["p99_ms"], 1), num(r["non_2xx"], 0), r["socket_errors"] or "none",
+             num(r["host_cpu_cores"], 2), num(r["host_cpu_us_per_request"], 0, " µs"))
+            for name, r in d["phases"].items()]
+    return [f"`wrk`, {d['threads']} threads, {d['clients']} connections, {d['seconds']} s per "
+            f"phase, against `paygate-demo serve` in its own process; the host's peak RSS "
+            f"{num(d['host_peak_rss_kib'] / 1024, 0)} MiB.", ""] + table(
+        ["phase", "requests/s", "p50 ms", "p90 ms", "p99 ms", "non-2xx", "socket errors",
+         "host CPU (cores)", "host CPU per request"], rows)
+
+
 SECTIONS = [
     ("plugins", "Plugin runtime", lambda d, _: section_plugins(d)),
     ("api", "Merchant API under load", section_api),
+    ("external", "Merchant API from an external load generator (wrk)",
+     lambda d, _: section_external(d)),
     ("notify", "Merchant notifications", lambda d, _: section_notify(d)),
     ("swap", "Plugin hot swap under load", lambda d, _: section_swap(d)),
     ("harness", "Plugin test harness", lambda d, _: section_harness(d)),
