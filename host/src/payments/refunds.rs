@@ -467,13 +467,15 @@ impl PaymentStore {
         merchant_id: MerchantId,
         payment_id: PaymentId,
     ) -> Result<Option<(String, String)>, sqlx::Error> {
+        let mut conn = self.lean.acquire().await?;
         let row = sqlx::query!(
             "SELECT alias, currency FROM payments WHERE id = $1 AND merchant_id = $2",
             payment_id.get(),
             merchant_id.get(),
         )
-        .fetch_optional(&self.pool)
+        .fetch_optional(conn.get())
         .await?;
+        conn.release();
         Ok(row.map(|row| (row.alias, row.currency)))
     }
 
@@ -483,6 +485,7 @@ impl PaymentStore {
             StoredBy::Key(merchant_id, key) => (Some(merchant_id.get()), Some(key.as_str()), None),
             StoredBy::Id(id) => (None, None, Some(id.get())),
         };
+        let mut conn = self.lean.acquire().await?;
         // One side of the OR has NULL keys, and `= NULL` matches nothing.
         let row = sqlx::query!(
             r#"SELECT r.id AS "refund_id: RefundId", r.payment_id AS "payment_id: PaymentId",
@@ -498,8 +501,9 @@ impl PaymentStore {
             key,
             id,
         )
-        .fetch_optional(&self.pool)
+        .fetch_optional(conn.get())
         .await?;
+        conn.release();
         Ok(row.map(|row| Stored {
             reason: row.reason.as_deref().and_then(RefundReason::parse),
             refund: Refund {
@@ -546,6 +550,7 @@ impl PaymentStore {
         key: Option<&IdempotencyKey>,
         fingerprint: &[u8],
     ) -> Result<Stored, RefundError> {
+        let mut conn = self.lean.acquire().await?;
         let row = sqlx::query!(
             r#"WITH payment AS MATERIALIZED (
                    SELECT id, status, price, price - reserved AS "left", currency,
@@ -583,8 +588,11 @@ impl PaymentStore {
             key.map(IdempotencyKey::as_str),
             fingerprint,
         )
-        .fetch_optional(&self.pool)
+        .fetch_optional(conn.get())
         .await;
+        if row.is_ok() {
+            conn.release();
+        }
         let row = match row {
             Ok(row) => row.ok_or(RefundError::NotFound)?,
             // The same key, stored by a request running beside this one.
@@ -642,7 +650,10 @@ impl PaymentStore {
         refund_id: RefundId,
         settle: &Settle<'_>,
     ) -> Result<Refund, sqlx::Error> {
-        settle_refund_in(&self.pool, refund_id, settle).await
+        let mut conn = self.lean.acquire().await?;
+        let refund = settle_refund_in(conn.get(), refund_id, settle).await?;
+        conn.release();
+        Ok(refund)
     }
 
     /// The merchant's refunds of payment `payment_id`, oldest first.

@@ -15,9 +15,9 @@ use crate::ids::{MerchantId, OrderId, PaymentId, SubscriptionId};
 #[derive(Clone, Debug)]
 pub struct PaymentStore {
     pub(crate) pool: PgPool,
-    /// The same database, for the statements every create and show makes
-    /// ([`crate::db::LeanPool`]: no ping on release).
-    lean: LeanPool,
+    /// The same database, for the statements every create, show and
+    /// refund makes ([`crate::db::LeanPool`]: no ping on release).
+    pub(crate) lean: LeanPool,
 }
 
 /// A payment as the API shows it.
