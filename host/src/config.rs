@@ -35,9 +35,9 @@ pub struct Config {
     #[command(flatten)]
     pub tls: crate::tls::TlsSettings,
 
-    /// Connections in the payments database pool (the others are sized from
-    /// it). Creates and shows take theirs from a second pool of this size
-    /// beside it, opened as they need them (`db::LeanPool`).
+    /// Connections to the payments database (the other databases' are sized
+    /// from it): half for the statements of creates, shows and refunds
+    /// (`db::LeanPool`), half for the rest.
     #[arg(long, env = "PAYGATE_DB_POOL_SIZE", default_value_t = 32)]
     pub db_pool_size: u32,
 

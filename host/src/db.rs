@@ -57,8 +57,18 @@ impl Databases {
         ca: &TrustedCa,
     ) -> anyhow::Result<Self> {
         let pool = |var, url, size| pool_with(var, url, size, &[], ca);
+        // The payments and merchants pools each have a `LeanPool` of their
+        // size beside them (the hot statements' connections), so each gets
+        // half of its share: the server's connections stay what they were
+        // before the lean pools (PostgreSQL's default limit is 100, shared
+        // by every replica).
         let dbs = Self {
-            payments: pool("PAYGATE_PAYMENTS_DATABASE_URL", &urls.payments, pool_size).await?,
+            payments: pool(
+                "PAYGATE_PAYMENTS_DATABASE_URL",
+                &urls.payments,
+                pool_size / 2 + 1,
+            )
+            .await?,
             payments_relaxed: pool_with(
                 "PAYGATE_PAYMENTS_DATABASE_URL",
                 &urls.payments,
@@ -70,7 +80,7 @@ impl Databases {
             merchants: pool(
                 "PAYGATE_MERCHANTS_DATABASE_URL",
                 &urls.merchants,
-                pool_size / 2 + 1,
+                pool_size / 4 + 1,
             )
             .await?,
             providers: pool("PAYGATE_PROVIDERS_DATABASE_URL", &urls.providers, 4).await?,
