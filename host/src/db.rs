@@ -394,11 +394,18 @@ impl LeanPool {
         if inner.beside.is_closed() {
             return Err(sqlx::Error::PoolClosed);
         }
-        let wait = inner.beside.options().get_acquire_timeout();
-        let permit = tokio::time::timeout(wait, inner.permits.acquire())
-            .await
-            .map_err(|_| sqlx::Error::PoolTimedOut)?
-            .map_err(|_| sqlx::Error::PoolClosed)?;
+        // A free permit is taken without a timer: most statements find one.
+        let permit = match inner.permits.try_acquire() {
+            Ok(permit) => permit,
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(sqlx::Error::PoolClosed),
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                let wait = inner.beside.options().get_acquire_timeout();
+                tokio::time::timeout(wait, inner.permits.acquire())
+                    .await
+                    .map_err(|_| sqlx::Error::PoolTimedOut)?
+                    .map_err(|_| sqlx::Error::PoolClosed)?
+            }
+        };
         let kept = inner.lock().pop();
         let conn = match kept {
             Some((mut conn, since)) if since.elapsed() > PING_WHEN_IDLE_FOR => {

@@ -205,6 +205,40 @@ async fn a_lean_pool_refuses_once_its_sqlx_pool_is_closed() {
     ));
 }
 
+#[tokio::test]
+async fn a_full_lean_pool_hands_a_released_connection_to_the_waiter_or_times_out() {
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_millis(300))
+        .connect(&databases().await.payments)
+        .await
+        .unwrap();
+    let lean = LeanPool::beside(&pool);
+    let (first, second) = (lean.acquire().await.unwrap(), lean.acquire().await.unwrap());
+
+    // Both held: a third waits the pool's acquire timeout, then gives up.
+    let started = std::time::Instant::now();
+    assert!(matches!(
+        lean.acquire().await.map(|_| ()),
+        Err(sqlx::Error::PoolTimedOut)
+    ));
+    assert!(started.elapsed() >= Duration::from_millis(250));
+
+    // A waiter gets the connection released while it waits.
+    let waiter = {
+        let lean = lean.clone();
+        tokio::spawn(async move { backend_pid(&lean).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiter.is_finished(), "the waiter did not wait");
+    first.release();
+    tokio::time::timeout(Duration::from_secs(2), waiter)
+        .await
+        .expect("the waiter did not get the released connection")
+        .unwrap();
+    drop(second);
+}
+
 /// Waits until the server no longer has backend `pid`: its connection was
 /// closed, not left open.
 async fn wait_until_gone(pool: &PgPool, pid: i32) {

@@ -147,7 +147,13 @@ pub(crate) fn show_script(merchant_id: i64) -> String {
 /// `AS "sum!"`) reduced to the plain names `\gset` can use. Panics unless
 /// exactly one query matches, so a changed query cannot go unnoticed.
 pub(crate) fn checked_sql(fragment: &str, args: &[&str]) -> String {
-    let one_line = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
+    // Comments go first: on one line, a `--` would hide the rest of the query.
+    let one_line = |text: &str| {
+        without_comments(text)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     let fragment = one_line(fragment);
     let dir = repo_root().join(".sqlx");
     let mut found = Vec::new();
@@ -182,6 +188,30 @@ pub(crate) fn checked_sql(fragment: &str, args: &[&str]) -> String {
         rest = &rest[at + 1 + digits.len()..];
     }
     out.push_str(rest);
+    out
+}
+
+/// `sql` without its `--` comments (those outside quotes and identifiers).
+fn without_comments(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut quote = None;
+    for line in sql.lines() {
+        let mut chars = line.char_indices().peekable();
+        let mut end = line.len();
+        while let Some((at, c)) = chars.next() {
+            match (quote, c) {
+                (None, '\'' | '"') => quote = Some(c),
+                (Some(q), _) if q == c => quote = None,
+                (None, '-') if chars.peek().is_some_and(|&(_, n)| n == '-') => {
+                    end = at;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        out.push_str(&line[..end]);
+        out.push('\n');
+    }
     out
 }
 
