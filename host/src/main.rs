@@ -3,6 +3,9 @@
 
 use clap::Parser;
 
+#[global_allocator]
+static ALLOCATOR: paygate::Allocator = paygate::Allocator;
+
 fn main() -> anyhow::Result<()> {
     // SAFETY: the process has one thread yet; the runtime starts below.
     unsafe { paygate::secret_files::load_or_exit(&paygate::secret_files::SECRET_SETTINGS) };

@@ -140,6 +140,9 @@ impl Settings {
     }
 }
 
+#[global_allocator]
+static ALLOCATOR: paygate::Allocator = paygate::Allocator;
+
 fn main() {
     if std::env::var_os("RUST_LOG").is_none() {
         // SAFETY: set before any other thread exists.

@@ -52,6 +52,9 @@ enum Command {
     Shop(ShopArgs),
 }
 
+#[global_allocator]
+static ALLOCATOR: paygate::Allocator = paygate::Allocator;
+
 fn main() -> anyhow::Result<()> {
     let names = [&SECRET_SETTINGS[..], &["DEMO_SHOP_DATABASE_URL"]].concat();
     // SAFETY: the process has one thread yet; the runtime starts below.
