@@ -249,3 +249,40 @@ async fn an_adyen_refund_at_a_price_ending_in_13_fails_by_its_refund_notificatio
     refund_becomes(&app, rest_id, "REFUND_SUCCEEDED").await;
     assert_eq!(payment(&app, id).await["refunded"], "10.00");
 }
+
+#[tokio::test]
+async fn an_adyen_payment_in_isk_with_more_metadata_than_adyen_takes_is_opened_at_its_price() {
+    let endpoint = MerchantEndpoint::start(&[]).await;
+    let app = adyen_app(&endpoint).await;
+    let mut body = app.body(1);
+    body["alias"] = json!("adyen");
+    body["price"] = json!("1000");
+    body["currency"] = json!("ISK");
+    // paygate takes keys of 40 characters and values of 500; Adyen 20 and 80.
+    let mut metadata: serde_json::Map<String, Value> =
+        (0..18).map(|i| (format!("k{i:02}"), json!("v"))).collect();
+    metadata.insert("a_key_longer_than_adyens_limit".into(), json!("v"));
+    metadata.insert("long".into(), json!("x".repeat(200)));
+    body["metadata"] = Value::Object(metadata.clone());
+
+    let created = app.create(&body).await;
+    assert_eq!(created.status, 200, "{:?}", created.body);
+    assert_eq!(created.body["status"], "PAYMENT_PENDING");
+    // paygate keeps all of it, whatever the provider could carry.
+    let id = created.body["payment_id"].as_i64().unwrap();
+    assert_eq!(payment(&app, id).await["metadata"], Value::Object(metadata));
+
+    // Adyen counts ISK in hundredths: the adapter sent 100000, and the
+    // provider's page reads it back as 1000 ISK, not 100000.
+    let url = created.body["payment_url"].as_str().unwrap();
+    let page = clicker()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("1000.00 ISK"), "{page}");
+    assert!(!page.contains("100000"), "{page}");
+}

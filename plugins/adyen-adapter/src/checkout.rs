@@ -44,15 +44,33 @@ pub fn payment_body(request: &PaymentRequest, checkout: &Checkout<'_>) -> Result
         "channel": "Web",
         "merchantOrderReference": request.order_id.to_string(),
     });
-    if !request.metadata.is_empty() {
-        let metadata: Map<String, Value> = request
-            .metadata
-            .iter()
-            .map(|(key, value)| (key.clone(), Value::String(value.clone())))
-            .collect();
+    let metadata = adyen_metadata(&request.metadata);
+    if !metadata.is_empty() {
         body["metadata"] = Value::Object(metadata);
     }
     Ok(body.to_string().into_bytes())
+}
+
+/// Most `metadata` entries Adyen takes, and the longest key and value (in
+/// characters); it answers 422 to a request beyond them.
+const MAX_METADATA: usize = 20;
+const MAX_METADATA_KEY: usize = 20;
+const MAX_METADATA_VALUE: usize = 80;
+
+/// The payment's metadata as far as Adyen can carry it: the first
+/// [`MAX_METADATA`] entries whose key and value fit Adyen's limits. paygate
+/// allows longer ones (40-character keys, 500-character values) and keeps
+/// all of them, in the payment and in every notification; a payment is
+/// never refused for a copy at the provider.
+fn adyen_metadata(metadata: &[(String, String)]) -> Map<String, Value> {
+    metadata
+        .iter()
+        .filter(|(key, value)| {
+            key.chars().count() <= MAX_METADATA_KEY && value.chars().count() <= MAX_METADATA_VALUE
+        })
+        .take(MAX_METADATA)
+        .map(|(key, value)| (key.clone(), Value::String(value.clone())))
+        .collect()
 }
 
 /// What one `resultCode` of a 200 answer means for paygate.
@@ -215,6 +233,27 @@ mod tests {
         let body = body_of(&bare);
         assert_eq!(body["amount"], json!({"value": 1500, "currency": "JPY"}));
         assert!(body.get("metadata").is_none(), "{body}");
+    }
+
+    #[test]
+    fn sends_only_the_metadata_adyen_takes() {
+        let mut many = request("10.00", "EUR");
+        many.metadata = (0..40)
+            .map(|i| (format!("k{i:02}"), format!("v{i}")))
+            .collect();
+        many.metadata.insert(0, ("a".repeat(21), "long key".into()));
+        many.metadata
+            .insert(1, ("long_value".into(), "x".repeat(81)));
+        many.metadata.insert(2, ("é".repeat(20), "ü".repeat(80)));
+        let body = body_of(&many);
+        let sent = body["metadata"].as_object().unwrap();
+        assert_eq!(sent.len(), 20, "{body}");
+        assert!(!sent.contains_key(&"a".repeat(21)));
+        assert!(!sent.contains_key("long_value"));
+        // Limits are in characters, not bytes.
+        assert_eq!(sent[&"é".repeat(20)], json!("ü".repeat(80)));
+        assert!(sent.contains_key("k00") && sent.contains_key("k18"));
+        assert!(!sent.contains_key("k19"));
     }
 
     #[test]

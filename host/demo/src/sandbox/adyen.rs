@@ -25,8 +25,11 @@ const MAX_KEY: usize = 64;
 pub(crate) const MAX_REFERENCE: usize = 80;
 /// The longest `merchantOrderReference`.
 const MAX_ORDER_REFERENCE: usize = 1000;
-/// Most `metadata` entries Adyen takes.
+/// Most `metadata` entries Adyen takes, and its longest key and value (in
+/// characters).
 const MAX_METADATA: usize = 20;
+const MAX_METADATA_KEY: usize = 20;
+const MAX_METADATA_VALUE: usize = 80;
 
 /// A refused request, answered with Adyen's error body. The error codes are
 /// the sandbox's choice; the adapter reads the HTTP status.
@@ -294,12 +297,17 @@ pub(crate) fn amount(object: &Map<String, Value>) -> Result<(u64, String), Refus
     Ok((value, currency))
 }
 
-/// `metadata`: at most [`MAX_METADATA`] string values.
+/// `metadata`: at most [`MAX_METADATA`] string values, keys of at most
+/// [`MAX_METADATA_KEY`] characters and values of at most
+/// [`MAX_METADATA_VALUE`].
 fn metadata(object: &Map<String, Value>) -> Result<BTreeMap<String, String>, Refusal> {
     let refused = || {
         Refusal::invalid(
             "702",
-            format!("metadata must be an object of at most {MAX_METADATA} strings."),
+            format!(
+                "metadata must be an object of at most {MAX_METADATA} strings, keys of at most \
+                 {MAX_METADATA_KEY} characters, values of at most {MAX_METADATA_VALUE}."
+            ),
         )
     };
     match object.get("metadata") {
@@ -307,7 +315,12 @@ fn metadata(object: &Map<String, Value>) -> Result<BTreeMap<String, String>, Ref
         Some(Value::Object(pairs)) if pairs.len() <= MAX_METADATA => pairs
             .iter()
             .map(|(k, v)| match v {
-                Value::String(v) => Ok((k.clone(), v.clone())),
+                Value::String(v)
+                    if k.chars().count() <= MAX_METADATA_KEY
+                        && v.chars().count() <= MAX_METADATA_VALUE =>
+                {
+                    Ok((k.clone(), v.clone()))
+                }
                 _ => Err(refused()),
             })
             .collect(),
@@ -363,5 +376,27 @@ mod tests {
         script["returnUrl"] = json!("javascript:alert(1)");
         assert!(refused(&script).contains("returnUrl"));
         assert!(parse(b"[1]").unwrap_err().message.contains("JSON object"));
+    }
+
+    #[test]
+    fn refuses_metadata_beyond_adyens_limits() {
+        let with = |metadata: Value| {
+            let mut body = body();
+            body["metadata"] = metadata;
+            body
+        };
+        let many: Map<String, Value> = (0..21).map(|i| (format!("k{i}"), json!("v"))).collect();
+        assert!(refused(&with(Value::Object(many))).contains("metadata"));
+        assert!(refused(&with(json!({"a".repeat(21): "v"}))).contains("metadata"));
+        assert!(refused(&with(json!({"k": "x".repeat(81)}))).contains("metadata"));
+        assert!(refused(&with(json!({"k": 1}))).contains("metadata"));
+        // The limits are characters: 20 two-byte letters are a key Adyen takes.
+        let (_, order) = parse(
+            with(json!({"é".repeat(20): "ü".repeat(80)}))
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(order.metadata[&"é".repeat(20)], "ü".repeat(80));
     }
 }

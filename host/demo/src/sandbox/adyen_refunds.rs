@@ -13,7 +13,6 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 use super::adyen::{
@@ -21,7 +20,7 @@ use super::adyen::{
 };
 use super::ids::ADYEN_REFUNDS;
 use super::refunds::{PENDING_FOR, Script, scripted, settle_later};
-use super::store::{Asked, Order, RefundOutcome, Refunded, Sandbox, SandboxRefund, exponent};
+use super::store::{Asked, Order, RefundOutcome, Refunded, Sandbox, SandboxRefund, adyen_amount};
 
 /// How soon Adyen's notification follows an ordinary refund. Not at once:
 /// paygate stores the refund's `pspReference` when the adapter returns,
@@ -80,10 +79,7 @@ fn take(
             ));
         }
     }
-    let price = Decimal::new(
-        i64::try_from(value).unwrap_or(i64::MAX),
-        exponent(&currency),
-    );
+    let price = adyen_amount(value, &currency);
     let refund_id = (reference.as_deref())
         .and_then(|r| r.strip_prefix(REFUND_REFERENCE_PREFIX))
         .and_then(|n| n.parse().ok())

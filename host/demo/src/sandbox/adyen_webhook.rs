@@ -10,7 +10,9 @@ use rust_decimal::prelude::ToPrimitive;
 use serde_json::json;
 use sha2::Sha256;
 
-use super::store::{Order, Outcome, Payment, RefundOutcome, Sandbox, SandboxRefund, exponent};
+use super::store::{
+    Order, Outcome, Payment, RefundOutcome, Sandbox, SandboxRefund, adyen_exponent,
+};
 
 /// Where Adyen's notifications go on the gateway.
 pub(crate) const PATH: &str = "/api/v1/payments/webhook/adyen";
@@ -69,7 +71,8 @@ pub(crate) fn refund(sandbox: &Sandbox, refund: &SandboxRefund, paid: &Payment) 
         RefundOutcome::Succeeded => true,
         RefundOutcome::Failed => false,
     };
-    let minor = refund.price * rust_decimal::Decimal::from(10u64.pow(exponent(&refund.currency)));
+    let minor =
+        refund.price * rust_decimal::Decimal::from(10u64.pow(adyen_exponent(&refund.currency)));
     let item = Item {
         psp_reference: &refund.id,
         original_reference: Some(&paid.id),

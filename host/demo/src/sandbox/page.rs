@@ -153,7 +153,9 @@ fn view(payment: &Payment) -> View<'_> {
             if let Some(account) = &payment.account {
                 details.push(("Merchant account", account.clone()));
             }
-            (major_units(adyen.value, &adyen.currency), details)
+            // In Adyen's own minor units, which differ from Stripe's for four currencies.
+            let total = super::store::adyen_amount(adyen.value, &adyen.currency);
+            (format!("{total} {}", adyen.currency), details)
         }
     };
     let mut details = details;

@@ -97,7 +97,10 @@ impl Order {
                 minor(session.amount_total, &session.currency),
                 session.currency.to_ascii_uppercase(),
             ),
-            Order::Adyen(adyen) => (minor(adyen.value, &adyen.currency), adyen.currency.clone()),
+            Order::Adyen(adyen) => (
+                adyen_amount(adyen.value, &adyen.currency),
+                adyen.currency.clone(),
+            ),
         }
     }
 }
@@ -439,9 +442,59 @@ pub(crate) fn exponent(currency: &str) -> u32 {
     }
 }
 
+/// Decimal places Adyen counts a currency's minor units in: Stripe's,
+/// except where Adyen's published table departs from ISO 4217 (CLP and ISK
+/// in hundredths, CVE and IDR in whole units).
+pub(crate) fn adyen_exponent(currency: &str) -> u32 {
+    match currency.to_ascii_uppercase().as_str() {
+        "CLP" | "ISK" => 2,
+        "CVE" | "IDR" => 0,
+        _ => exponent(currency),
+    }
+}
+
+/// An Adyen `amount` (`value` in Adyen's minor units) as a price.
+pub(crate) fn adyen_amount(value: u64, currency: &str) -> rust_decimal::Decimal {
+    rust_decimal::Decimal::new(
+        i64::try_from(value).unwrap_or(i64::MAX),
+        adyen_exponent(currency),
+    )
+}
+
 /// Seconds since the Unix epoch.
 pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn adyen(value: u64, currency: &str) -> Order {
+        Order::Adyen(AdyenPayment {
+            reference: "1".into(),
+            value,
+            currency: currency.into(),
+            method: "scheme".into(),
+            return_url: "http://shop.invalid/".into(),
+            order_reference: None,
+            metadata: BTreeMap::new(),
+        })
+    }
+
+    #[test]
+    fn adyen_amounts_are_read_in_adyens_minor_units() {
+        let price = |value, currency| adyen(value, currency).total().0.to_string();
+        // Adyen counts ISK and CLP in hundredths, CVE and IDR in whole units.
+        assert_eq!(price(100_000, "ISK"), "1000.00");
+        assert_eq!(price(250_050, "CLP"), "2500.50");
+        assert_eq!(price(15_000, "IDR"), "15000");
+        assert_eq!(price(1_500, "CVE"), "1500");
+        // Elsewhere its table is ISO 4217's, as Stripe's.
+        assert_eq!(price(1_050, "EUR"), "10.50");
+        assert_eq!(price(1_050, "JPY"), "1050");
+        assert_eq!(price(1_050, "KWD"), "1.050");
+    }
 }
