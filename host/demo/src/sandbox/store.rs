@@ -444,7 +444,9 @@ pub(crate) fn exponent(currency: &str) -> u32 {
 
 /// Decimal places Adyen counts a currency's minor units in: Stripe's,
 /// except where Adyen's published table departs from ISO 4217 (CLP and ISK
-/// in hundredths, CVE and IDR in whole units).
+/// in hundredths, CVE and IDR in whole units). Written apart from the
+/// adapters' `guest_common::money::adyen_exponent` on purpose, as
+/// [`exponent`] is: the sandbox is what the adapters are checked against.
 pub(crate) fn adyen_exponent(currency: &str) -> u32 {
     match currency.to_ascii_uppercase().as_str() {
         "CLP" | "ISK" => 2,
