@@ -12,15 +12,20 @@
 //! Write files atomically (write elsewhere, then rename); a half-written
 //! file is simply refused and the next event loads the finished one.
 
+#[cfg(feature = "watch")]
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+#[cfg(feature = "watch")]
 use std::time::Duration;
 
+#[cfg(feature = "watch")]
 use notify::{RecursiveMode, Watcher};
 use paygate_plugin_registry::signing::{read_signature_file, trusted_signer};
 use paygate_plugin_registry::{Covered, Digest, PluginSpec, Registry};
+#[cfg(feature = "watch")]
 use tokio::sync::mpsc;
+#[cfg(feature = "watch")]
 use tokio_util::sync::CancellationToken;
 
 use super::error::LoadError;
@@ -28,6 +33,7 @@ use super::loaded::LoadedPlugin;
 use super::set::PluginSet;
 
 /// Events on one plugin closer together than this are handled once.
+#[cfg(feature = "watch")]
 const DEBOUNCE: Duration = Duration::from_millis(50);
 
 /// A directory of plugins.
@@ -135,6 +141,7 @@ impl PluginDir {
 
     /// Watches the directory until `shutdown`, reloading changed plugins on
     /// a blocking thread so compilation never stalls request handling.
+    #[cfg(feature = "watch")]
     pub fn watch(
         self,
         set: Arc<PluginSet>,
@@ -183,6 +190,7 @@ fn plugin_name(path: &Path) -> Option<String> {
 }
 
 /// The plugin a changed path belongs to, ignoring temporary files.
+#[cfg(feature = "watch")]
 fn changed_plugin(path: &Path) -> Option<String> {
     let ext = path.extension()?.to_str()?;
     if !matches!(ext, "wasm" | "toml" | "sig") {
