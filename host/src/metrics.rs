@@ -254,7 +254,7 @@ impl Default for Metrics {
             "paygate_webhooks",
             "Provider webhooks on a bound route, by alias (`internal` for the internal scheme) \
              and verdict (valid, invalid_signature, signature_expired, malformed, misconfigured, \
-             verifier_failed, amount_mismatch, unmatched).",
+             verifier_failed, amount_mismatch, unmatched, deferred).",
             m.webhooks.clone(),
         );
         r.register(

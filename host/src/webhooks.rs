@@ -8,6 +8,7 @@ mod limits;
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use limits::{Counted, LimitError, WebhookLimits};
 
@@ -86,6 +87,17 @@ impl EventOutcome {
         )
     }
 
+    /// The refund this outcome waits for the provider's answer about.
+    fn unanswered(&self) -> Option<RefundId> {
+        match self {
+            Self::Refund {
+                applied: RefundApplied::Unanswered { refund_id },
+                ..
+            } => Some(*refund_id),
+            _ => None,
+        }
+    }
+
     fn unmatched(&self) -> bool {
         matches!(
             self,
@@ -120,9 +132,28 @@ pub enum WebhookError {
     /// The verifier plugin is missing, trapped or ran out of a limit.
     #[error("{0}")]
     VerifierFailed(String),
+    /// An event names a refund whose provider has not answered paygate
+    /// yet (its webhook came first); the provider is to send it again.
+    #[error("refund {0} is still waiting for its provider's answer")]
+    Unanswered(RefundId),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
+
+/// The pauses before asking again about a refund event that came before
+/// its refund's answer (about 5 s in all): a provider call answers well
+/// within them, and a provider waits longer for a webhook's answer
+/// (Adyen 10 s).
+const ANSWER_WAITS: [Duration; 8] = [
+    Duration::from_millis(20),
+    Duration::from_millis(40),
+    Duration::from_millis(80),
+    Duration::from_millis(160),
+    Duration::from_millis(320),
+    Duration::from_millis(640),
+    Duration::from_millis(1280),
+    Duration::from_millis(2560),
+];
 
 impl Webhooks {
     /// Counts `delivery` against its sender's and its alias's limits,
@@ -224,6 +255,20 @@ impl Webhooks {
         for event in &events {
             outcomes.push(self.apply(event, &aliases).await?);
         }
+        if let Some(refund_id) = outcomes.iter().find_map(EventOutcome::unanswered) {
+            // Not applied, and not lost: the provider retries what is not
+            // acknowledged, and by then the answer is stored. The events
+            // applied already are "already processed" on the next delivery.
+            let detail = format!(
+                "refund {refund_id} still waits for its provider's answer; the provider is to send this again"
+            );
+            tracing::warn!(verifier = %verifier, %detail, "refund event came before its refund's answer");
+            self.log
+                .set_verdict(logged, "deferred", Some(&detail))
+                .await?;
+            self.metrics.webhook(counted, "deferred");
+            return Err(WebhookError::Unanswered(refund_id));
+        }
         let mismatched = outcomes.iter().filter(|o| o.mismatched()).count();
         if mismatched > 0 {
             let detail = format!(
@@ -310,17 +355,29 @@ impl Webhooks {
                     reference: event.reference.as_deref(),
                     refund_id,
                 };
-                let applied = self
-                    .payments
-                    .apply_refund_event(
-                        lookup,
-                        aliases,
-                        event.status,
-                        &event.provider_type,
-                        &event.event_id,
-                        event.amount.as_ref(),
-                    )
-                    .await?;
+                // A provider may send a refund's webhook before it answers
+                // the refund request: the event waits a little for the
+                // answer, which stores the reference it names.
+                let mut waits = ANSWER_WAITS.iter();
+                let applied = loop {
+                    let applied = self
+                        .payments
+                        .apply_refund_event(
+                            lookup,
+                            aliases,
+                            event.status,
+                            &event.provider_type,
+                            &event.event_id,
+                            event.amount.as_ref(),
+                        )
+                        .await?;
+                    match (&applied, waits.next()) {
+                        (RefundApplied::Unanswered { .. }, Some(wait)) => {
+                            tokio::time::sleep(*wait).await;
+                        }
+                        _ => break applied,
+                    }
+                };
                 EventOutcome::Refund {
                     named_id: event.refund_id,
                     applied,

@@ -578,6 +578,65 @@ async fn a_refund_webhook_moves_only_the_refund_it_names() {
     );
 }
 
+/// A provider may send a refund's webhook before it answers the refund
+/// request (Adyen says so): the event names a reference paygate has not
+/// stored yet, and the id of a refund still waiting for that answer. It
+/// waits a few seconds for the answer; if none comes it is refused 409
+/// `request_in_progress` (verdict `deferred`) so that the provider sends
+/// it again, and nothing has moved. Sent again while the answer arrives,
+/// it settles the refund.
+#[tokio::test]
+async fn a_refund_webhook_that_comes_before_its_refunds_answer_waits_for_it_or_is_sent_again() {
+    let app = spawn_app().await;
+    let id = paid_payment(&app, 1).await;
+    // Ending in 43: stays pending, and the sandbox sends no webhook.
+    let taken = refund(&app, id, json!({"price": "0.43"})).await;
+    assert_eq!(taken.status, 200, "{:?}", taken.body);
+    let refund_id = taken.body["refund_id"].as_i64().unwrap();
+    let reference = refund_reference(&app, refund_id).await;
+    let set_reference = |reference: Option<String>| {
+        sqlx::query("UPDATE refunds SET provider_reference = $2 WHERE id = $1")
+            .bind(refund_id)
+            .bind(reference)
+            .execute(&app.dbs.payments)
+    };
+    // As if the provider's answer were still on its way.
+    set_reference(None).await.unwrap();
+    let body =
+        json!({"refund_id": refund_id, "status": "succeeded", "reference": reference}).to_string();
+    let signature = super::webhooks::hex_hmac(super::webhooks::INTERNAL_SECRET, body.as_bytes());
+
+    let early = internal_webhook(&app, &body, Some(signature.clone()), "refund-early").await;
+    assert_eq!(
+        (early.status, early.code()),
+        (409, "request_in_progress"),
+        "{:?}",
+        early.body
+    );
+    let logged = app.webhooks.log.verdicts("refund-early").await.unwrap();
+    assert_eq!(logged[0].0, "deferred", "{logged:?}");
+    let read = app.merchant.read_api_key.clone();
+    let still = (app.get(&format!("/api/v1/refunds/{refund_id}"), Some(&read))).await;
+    assert_eq!(still.body["status"], "REFUND_PENDING", "{:?}", still.body);
+
+    // The provider sends it again; the answer is stored while it waits.
+    let answered = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        set_reference(Some(reference.clone())).await.unwrap();
+    };
+    let (again, ()) = tokio::join!(
+        internal_webhook(&app, &body, Some(signature), "refund-early-again"),
+        answered
+    );
+    assert_eq!(
+        again.body["result"],
+        json!({"message": "refund updated", "refund_id": refund_id, "status": "REFUND_SUCCEEDED"}),
+        "{:?}",
+        again.body
+    );
+    assert_eq!(payment(&app, id).await["refunded"], "0.43");
+}
+
 /// A 0.1.0 adapter has no `refund`: 409 `refunds_not_supported`, and
 /// nothing is stored. It serves payments beside the 0.2.0 adapters.
 #[tokio::test]

@@ -51,6 +51,10 @@ pub enum ApiError {
     IdempotencyConflict,
     #[error("a request with this idempotency key is still being processed")]
     RequestInProgress,
+    /// A provider's refund event came before the provider answered the
+    /// refund request; the provider is to send it again.
+    #[error("refund {0} is still waiting for its provider's answer; send the event again")]
+    RefundUnanswered(i64),
     #[error("a payment for this order_id already exists")]
     OrderExists { payment_id: i64 },
     #[error("{0}")]
@@ -121,6 +125,7 @@ impl ApiError {
             NotFound | NoSuchPlugin(_) => StatusCode::NOT_FOUND,
             IdempotencyConflict
             | RequestInProgress
+            | RefundUnanswered(_)
             | OrderExists { .. }
             | NothingToRetry(_)
             | PaymentNotRefundable(_)
@@ -150,7 +155,7 @@ impl ApiError {
             NotFound | NoSuchPlugin(_) => "not_found",
             RegistryRefused(_) => "registry_refused",
             IdempotencyConflict => "idempotency_conflict",
-            RequestInProgress => "request_in_progress",
+            RequestInProgress | RefundUnanswered(_) => "request_in_progress",
             OrderExists { .. } => "order_exists",
             NothingToRetry(_) => "nothing_to_retry",
             PaymentNotRefundable(_) => "payment_not_refundable",
@@ -264,6 +269,7 @@ impl From<crate::webhooks::WebhookError> for ApiError {
             W::Malformed(detail) => ApiError::malformed(detail),
             e @ W::Misconfigured(_) => ApiError::ServiceUnavailable(e.to_string()),
             W::VerifierFailed(detail) => ApiError::ServiceUnavailable(detail),
+            W::Unanswered(refund_id) => ApiError::RefundUnanswered(refund_id.get()),
             W::Database(e) => e.into(),
         }
     }

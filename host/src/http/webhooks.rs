@@ -151,6 +151,10 @@ async fn receive(
             RefundApplied::NotFound => {
                 json!({"message": "refund not found", "refund_id": named_id, "status": null})
             }
+            // `receive` answers these with an error; kept for completeness.
+            RefundApplied::Unanswered { refund_id } => {
+                json!({"message": "refund not answered yet", "refund_id": refund_id, "status": "REFUND_PENDING"})
+            }
         },
     };
     Ok(Json(json!({"status": "ok", "result": last})))

@@ -54,6 +54,14 @@ pub enum RefundApplied {
         refund_id: RefundId,
         status: String,
     },
+    /// The event names its refund by a `reference` no refund has yet, and
+    /// by the id of a refund still waiting for its provider's answer (the
+    /// adapter's call is in flight, or died before the answer was stored).
+    /// A provider may send its webhook before it answers the request
+    /// (Adyen says so): the event can be applied once the answer is in.
+    Unanswered {
+        refund_id: RefundId,
+    },
 }
 
 /// How a refund event names its refund (WIT `refund-event`).
@@ -299,6 +307,22 @@ impl PaymentStore {
                 )
                 .fetch_all(&mut *tx)
                 .await?;
+                if let (true, Some(id)) = (rows.is_empty(), named) {
+                    // Still no reference: is the refund the event names
+                    // waiting for the answer that carries it?
+                    let waiting = sqlx::query_scalar!(
+                        r#"SELECT r.id FROM refunds r JOIN payments p ON p.id = r.payment_id
+                           WHERE r.id = $1 AND p.alias = ANY($2)
+                             AND r.status = 'REFUND_PENDING' AND r.provider_reference IS NULL"#,
+                        id.get(),
+                        aliases,
+                    )
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if waiting.is_some() {
+                        return Ok(RefundApplied::Unanswered { refund_id: id });
+                    }
+                }
                 match <[Target; 1]>::try_from(rows) {
                     Ok([target]) if named.is_none_or(|id| id == target.id) => Some(target),
                     _ => None,

@@ -4,7 +4,13 @@
 //! `REFUND` notification, so here every refund starts pending and the test
 //! prices of [`super::refunds`] decide its notification: minor units
 //! ending in `13` fail, `42` succeed after a second, `43` likewise without
-//! the notification (a lost webhook), any other succeeds shortly.
+//! the notification (a lost webhook), any other succeeds at once.
+//!
+//! Adyen warns that a notification can arrive before the answer to the
+//! request it is about. Here it always does for a refund that ends at
+//! once: the `REFUND` notification is sent first and the request answered
+//! [`ANSWERED_AFTER`] later, so every Adyen refund exercises paygate with
+//! an event naming a `pspReference` it has not stored yet.
 
 use std::time::Duration;
 
@@ -22,10 +28,10 @@ use super::ids::ADYEN_REFUNDS;
 use super::refunds::{PENDING_FOR, Script, scripted, settle_later};
 use super::store::{Asked, Order, RefundOutcome, Refunded, Sandbox, SandboxRefund, adyen_amount};
 
-/// How soon Adyen's notification follows an ordinary refund. Not at once:
-/// paygate stores the refund's `pspReference` when the adapter returns,
-/// and a notification naming one it has not stored yet moves nothing.
-const CONFIRMED_AFTER: Duration = Duration::from_millis(500);
+/// How long the answer to a refund that ends at once waits after its
+/// notification was sent: long enough for the notification to reach
+/// paygate before the answer does.
+const ANSWERED_AFTER: Duration = Duration::from_millis(250);
 
 /// The reasons Adyen takes in `merchantRefundReason`.
 const REASONS: [&str; 5] = ["FRAUD", "CUSTOMER REQUEST", "RETURN", "DUPLICATE", "OTHER"];
@@ -41,7 +47,15 @@ pub(crate) async fn create(
     body: Bytes,
 ) -> Response {
     let psp = psp.map(|Path(psp)| psp).unwrap_or_default();
-    take(&sandbox, &psp, &headers, &body).unwrap_or_else(IntoResponse::into_response)
+    match take(&sandbox, &psp, &headers, &body) {
+        Ok((answer, notified_first)) => {
+            if notified_first {
+                tokio::time::sleep(ANSWERED_AFTER).await;
+            }
+            answer
+        }
+        Err(refusal) => refusal.into_response(),
+    }
 }
 
 fn take(
@@ -49,7 +63,7 @@ fn take(
     psp: &str,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<Response, Refusal> {
+) -> Result<(Response, bool), Refusal> {
     let key = checked(sandbox, headers)?;
     // Only a payment of this API is Adyen's to refund.
     if !(sandbox.get(psp)).is_some_and(|p| matches!(p.order, Order::Adyen(_))) {
@@ -94,14 +108,14 @@ fn take(
         currency: &currency,
         outcome: RefundOutcome::Pending,
     };
-    let refund = match sandbox.refund(psp, asked) {
+    let (refund, notified_first) = match sandbox.refund(psp, asked) {
         Refunded::New(refund) => {
             let reference = &refund.id;
             tracing::info!(psp_reference = %reference, payment = %psp, "sandbox adyen refund");
-            confirm_later(sandbox, &refund);
-            refund
+            let notified_first = confirm(sandbox, &refund);
+            (refund, notified_first)
         }
-        Refunded::Replayed(refund) => refund,
+        Refunded::Replayed(refund) => (refund, false),
         Refunded::Conflict => return Err(Refusal::key_reused()),
         Refunded::NoSuchPayment => return Err(no_such_payment()),
         Refunded::NotPaid => {
@@ -129,7 +143,7 @@ fn take(
         axum::Json(refund_json(&refund, psp, value)),
     )
         .into_response();
-    Ok(with_key(answer, key.as_deref()))
+    Ok((with_key(answer, key.as_deref()), notified_first))
 }
 
 /// Adyen's answer to a refund of a payment it does not know.
@@ -141,19 +155,21 @@ fn no_such_payment() -> Refusal {
 }
 
 /// Settles a refund just taken as its test price says, announcing it by
-/// notification unless the price loses it.
-fn confirm_later(sandbox: &Sandbox, refund: &SandboxRefund) {
+/// notification unless the price loses it. True when the notification
+/// goes now, before the request is answered.
+fn confirm(sandbox: &Sandbox, refund: &SandboxRefund) -> bool {
     let script = scripted(refund.price, &refund.currency).unwrap_or(Script {
         outcome: RefundOutcome::Succeeded,
         announced: true,
     });
     let (outcome, after) = match script.outcome {
-        RefundOutcome::Failed => (RefundOutcome::Failed, CONFIRMED_AFTER),
+        RefundOutcome::Failed => (RefundOutcome::Failed, Duration::ZERO),
         RefundOutcome::Pending => (RefundOutcome::Succeeded, PENDING_FOR),
-        RefundOutcome::Succeeded => (RefundOutcome::Succeeded, CONFIRMED_AFTER),
+        RefundOutcome::Succeeded => (RefundOutcome::Succeeded, Duration::ZERO),
     };
     let id = refund.id.clone();
     settle_later(sandbox.clone(), id, outcome, after, script.announced);
+    after.is_zero() && script.announced
 }
 
 /// Adyen's answer to a refund it took: always `received`, whatever came of
