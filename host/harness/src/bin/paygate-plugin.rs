@@ -2,6 +2,8 @@
 //! The same suites as `paygate plugin test|run`, without building the
 //! gateway and its database, broker and cache clients.
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 use paygate_harness::cli::{self, PluginCommand};
 use tracing_subscriber::filter::{LevelFilter, Targets};
@@ -28,7 +30,12 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|v| v.parse::<Targets>().ok())
         .unwrap_or_else(|| Targets::new().with_default(LevelFilter::WARN));
     tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                // Colours for a person, not for a CI log.
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
         .with(filter)
         .init();
     let code = cli::run(Cli::parse().command).await?;
