@@ -457,6 +457,11 @@ fn read_secret_file(dir: Option<&std::path::Path>, path: &str) -> Result<Option<
         return Err("it leads outside PAYGATE_PLUGIN_SECRETS_DIR".into());
     }
     let opened = std::fs::File::open(&file).map_err(|e| format!("cannot read it: {e}"))?;
+    // Where the opened file is, not only where the path led when checked:
+    // a directory on it swapped for a symlink in between leads elsewhere.
+    if !opened_within(&opened, &root)? {
+        return Err("it leads outside PAYGATE_PLUGIN_SECRETS_DIR".into());
+    }
     let metadata = opened
         .metadata()
         .map_err(|e| format!("cannot read it: {e}"))?;
@@ -475,6 +480,23 @@ fn read_secret_file(dir: Option<&std::path::Path>, path: &str) -> Result<Option<
     }
     let text = String::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".to_owned())?;
     Ok(Some(Secret::new(text.trim_end_matches(['\n', '\r']))))
+}
+
+/// Whether `file`, as opened, is under `root` (canonical): the kernel's
+/// own name for the open file, which no later rename changes into a
+/// checked one.
+#[cfg(target_os = "linux")]
+fn opened_within(file: &std::fs::File, root: &std::path::Path) -> Result<bool, String> {
+    use std::os::fd::AsRawFd;
+    let opened = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .map_err(|e| format!("cannot tell where it leads (/proc/self/fd: {e})"))?;
+    Ok(opened.starts_with(root))
+}
+
+/// Elsewhere only the check before opening stands.
+#[cfg(not(target_os = "linux"))]
+fn opened_within(_file: &std::fs::File, _root: &std::path::Path) -> Result<bool, String> {
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -512,5 +534,46 @@ mod tests {
         assert!(read(&dir, "big").unwrap_err().contains("larger"));
         let error = read_secret_file(None, "acme/key").unwrap_err();
         assert!(error.contains("PAYGATE_PLUGIN_SECRETS_DIR"), "{error}");
+    }
+
+    /// Whoever can write in the secrets directory swaps a directory on the
+    /// path for a symlink leading out, again and again, while secrets are
+    /// read: what is read is never the file outside, even when the swap
+    /// falls between the path's check and the file's opening.
+    #[test]
+    fn a_directory_swapped_for_a_symlink_while_read_never_leaks_a_file_outside() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("secrets");
+        std::fs::create_dir_all(dir.join("acme")).unwrap();
+        std::fs::write(dir.join("acme/key"), "inside").unwrap();
+        std::fs::create_dir_all(root.path().join("outside")).unwrap();
+        std::fs::write(root.path().join("outside/key"), "outside").unwrap();
+        std::os::unix::fs::symlink(root.path().join("outside"), dir.join("link")).unwrap();
+
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let swapper = {
+            let (dir, stop) = (dir.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let (acme, real, link) = (dir.join("acme"), dir.join("real"), dir.join("link"));
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::fs::rename(&acme, &real).unwrap();
+                    std::fs::rename(&link, &acme).unwrap();
+                    std::fs::rename(&acme, &link).unwrap();
+                    std::fs::rename(&real, &acme).unwrap();
+                }
+            })
+        };
+        let mut read_inside = 0;
+        for _ in 0..20_000 {
+            match read(&dir, "acme/key") {
+                Ok(Some(secret)) if secret == "inside" => read_inside += 1,
+                Ok(Some(secret)) => panic!("read {secret:?} through a swapped symlink"),
+                // Gone for a moment, or refused: neither leaks anything.
+                Ok(None) | Err(_) => {}
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        swapper.join().unwrap();
+        assert!(read_inside > 0, "the file inside was never read");
     }
 }
