@@ -525,13 +525,14 @@ async fn ask_provider(
             (Err(message), json!({"plugin": plugin_name}), refused)
         }
     };
-    // The answer, its timeline row and the key's record in one commit.
-    let (kind, record) = outcome.to_record();
-    let kept = key.map(|key| KeyOutcome {
+    // The answer, its timeline row and the key's record in one commit; the
+    // record is encoded only when there is a key to keep it for.
+    let record = key.map(|key| (key, outcome.to_record()));
+    let kept = record.as_ref().map(|(key, (kind, record))| KeyOutcome {
         merchant_id: merchant.id,
         key,
-        kind,
-        record: &record,
+        kind: *kind,
+        record,
     });
     let answer = answer
         .as_ref()
