@@ -140,10 +140,10 @@ pub enum WebhookError {
     Database(#[from] sqlx::Error),
 }
 
-/// The pauses before asking again about a refund event that came before
-/// its refund's answer (about 5 s in all): a provider call answers well
-/// within them, and a provider waits longer for a webhook's answer
-/// (Adyen 10 s).
+/// The pauses before asking again about refund events that came before
+/// their refunds' answers (about 5 s in all, per delivery): a provider
+/// call answers well within them, and a provider waits longer for a
+/// webhook's answer (Adyen 10 s).
 const ANSWER_WAITS: [Duration; 8] = [
     Duration::from_millis(20),
     Duration::from_millis(40),
@@ -252,8 +252,11 @@ impl Webhooks {
             .map(|b| b.alias)
             .collect();
         let mut outcomes = Vec::with_capacity(events.len());
+        // One budget of waits for the whole delivery, however many of its
+        // events came before their refunds' answers.
+        let mut waits = ANSWER_WAITS.iter();
         for event in &events {
-            outcomes.push(self.apply(event, &aliases).await?);
+            outcomes.push(self.apply(event, &aliases, &mut waits).await?);
         }
         if let Some(refund_id) = outcomes.iter().find_map(EventOutcome::unanswered) {
             // Not applied, and not lost: the provider retries what is not
@@ -305,8 +308,14 @@ impl Webhooks {
 
 impl Webhooks {
     /// Applies one verified event to the payment or refund it names,
-    /// among the payments of `aliases`.
-    async fn apply(&self, event: &Event, aliases: &[String]) -> Result<EventOutcome, sqlx::Error> {
+    /// among the payments of `aliases`; a refund event that came before
+    /// its refund's answer takes pauses from `waits` while it waits.
+    async fn apply(
+        &self,
+        event: &Event,
+        aliases: &[String],
+        waits: &mut std::slice::Iter<'_, Duration>,
+    ) -> Result<EventOutcome, sqlx::Error> {
         Ok(match event {
             Event::Payment(event) => {
                 let provider_event = ProviderEvent {
@@ -358,7 +367,6 @@ impl Webhooks {
                 // A provider may send a refund's webhook before it answers
                 // the refund request: the event waits a little for the
                 // answer, which stores the reference it names.
-                let mut waits = ANSWER_WAITS.iter();
                 let applied = loop {
                     let applied = self
                         .payments
