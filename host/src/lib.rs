@@ -54,7 +54,7 @@ pub use config::Config;
 pub use counters::RedisCounters;
 pub use health::{Checks, Health};
 pub use ids::{MerchantId, OrderId, OutboxId, PaymentId, RefundId, SubscriptionId};
-pub use metrics::Metrics;
+pub use metrics::{BatchStage, Metrics};
 /// The allocator paygate's processes run with (`#[global_allocator]` in
 /// each binary): glibc's malloc took about a seventh of the host's CPU on
 /// the show path, its consolidation and free lists most of it.

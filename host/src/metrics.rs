@@ -91,6 +91,63 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabels {
+    stage: &'static str,
+}
+
+/// A stage of the notification pipeline that works on rows in batches,
+/// each batch one statement.
+#[derive(Clone, Copy, Debug)]
+pub enum BatchStage {
+    /// The producer's claim of rows to publish.
+    Publish,
+    /// The notifier's claim of received messages' rows.
+    Claim,
+    /// The notifier's record of settled attempts.
+    Settle,
+}
+
+impl BatchStage {
+    fn label(self) -> &'static str {
+        match self {
+            BatchStage::Publish => "publish",
+            BatchStage::Claim => "claim",
+            BatchStage::Settle => "settle",
+        }
+    }
+}
+
+/// Statements and rows per stage: their ratio is the mean batch, which
+/// says how many database round trips each notification costs.
+#[derive(Debug, Default)]
+pub struct Batches {
+    statements: Family<StageLabels, Counter>,
+    rows: Family<StageLabels, Counter>,
+}
+
+impl Batches {
+    /// One statement of `stage` that worked on `rows` rows.
+    pub fn record(&self, stage: BatchStage, rows: usize) {
+        let labels = StageLabels {
+            stage: stage.label(),
+        };
+        self.statements.get_or_create(&labels).inc();
+        self.rows.get_or_create(&labels).inc_by(rows as u64);
+    }
+
+    /// Statements and rows of `stage` so far.
+    pub fn totals(&self, stage: BatchStage) -> (u64, u64) {
+        let labels = StageLabels {
+            stage: stage.label(),
+        };
+        (
+            self.statements.get_or_create(&labels).get(),
+            self.rows.get_or_create(&labels).get(),
+        )
+    }
+}
+
 /// The route label of a request no route matched.
 const UNMATCHED: &str = "unmatched";
 
@@ -168,6 +225,7 @@ pub struct OutboxMetrics {
     /// Put off because their merchant held its whole share of slots.
     pub deferred: Counter,
     pub delivery_latency: Latency,
+    pub batches: Batches,
 }
 
 impl Default for OutboxMetrics {
@@ -184,6 +242,7 @@ impl Default for OutboxMetrics {
             deferred: outcome("deferred"),
             deliveries,
             delivery_latency: Latency::default(),
+            batches: Batches::default(),
         }
     }
 }
@@ -273,6 +332,18 @@ impl Default for Metrics {
              (last attempt failed), duplicate (redelivered message dropped), deferred (merchant \
              over its share of slots).",
             m.outbox.deliveries.clone(),
+        );
+        r.register(
+            "paygate_outbox_batches",
+            "Statements of the notification pipeline's batched stages: publish (the producer's \
+             claims), claim (the notifier's claims of received messages), settle (its records \
+             of attempts).",
+            m.outbox.batches.statements.clone(),
+        );
+        r.register(
+            "paygate_outbox_batch_rows",
+            "Rows those statements worked on; divided by paygate_outbox_batches, the mean batch.",
+            m.outbox.batches.rows.clone(),
         );
         r.register_with_unit(
             "paygate_notifier_attempt_duration",
@@ -736,6 +807,8 @@ mod tests {
         let m = Metrics::default();
         m.outbox.delivered.inc();
         m.outbox.retries_scheduled.inc_by(2);
+        m.outbox.batches.record(BatchStage::Settle, 3);
+        m.outbox.batches.record(BatchStage::Settle, 1);
         m.payment_created("stripe", PaymentStatus::Pending);
         m.payments_finished("stripe", PaymentStatus::Finished, 3);
         m.webhook("stripe", "invalid_signature");
@@ -744,6 +817,8 @@ mod tests {
             "paygate_notifier_deliveries_total{outcome=\"delivered\"} 1\n",
             "paygate_notifier_deliveries_total{outcome=\"retry\"} 2\n",
             "paygate_notifier_deliveries_total{outcome=\"failed\"} 0\n",
+            "paygate_outbox_batches_total{stage=\"settle\"} 2\n",
+            "paygate_outbox_batch_rows_total{stage=\"settle\"} 4\n",
             "paygate_payments_created_total{provider=\"stripe\",status=\"PAYMENT_PENDING\"} 1\n",
             "paygate_payments_finished_total{provider=\"stripe\",status=\"PAYMENT_FINISHED\"} 3\n",
             "paygate_webhooks_total{provider=\"stripe\",verdict=\"invalid_signature\"} 1\n",

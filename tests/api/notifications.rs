@@ -668,15 +668,46 @@ async fn a_burst_over_a_merchants_share_waits_for_a_slot_not_for_the_timeout() {
     for order in 1..=4 {
         ids.push(settle_payment(&app, order, "finished").await);
     }
+    delivered_at_first_attempt(&app, ids).await;
+    assert_eq!(slow.most.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+/// Waits until each of `ids`' notifications is delivered, and checks it
+/// took one attempt.
+async fn delivered_at_first_attempt(app: &TestApp, ids: Vec<i64>) {
     for id in ids {
-        let delivered = wait_for_status(&app, id, "LOG_SUCCESS").await;
+        let delivered = wait_for_status(app, id, "LOG_SUCCESS").await;
         assert_eq!(
             delivered["attempts"].as_array().unwrap().len(),
             1,
             "{delivered}"
         );
     }
-    assert_eq!(slow.most.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+/// A burst over a quick endpoint's share was put back, each notification
+/// claimed, undone and published again a second later: most of the outbox's
+/// and the broker's work under a steady stream of one merchant's refunds.
+/// Now it waits in the notifier for the merchant's deliveries to end.
+#[tokio::test]
+async fn a_burst_to_a_quick_endpoint_over_its_share_is_never_put_back() {
+    let quick = HangingEndpoint::holding_for(Duration::from_millis(100)).await;
+    let unused = MerchantEndpoint::start(&[]).await;
+    let mut app = app_notifying_alone(&unused, "burst_quick", |mut c| {
+        c.notifier.per_merchant_concurrency = Some(1);
+        c.notifier.retry_schedule = Vec::new();
+        c
+    })
+    .await;
+    app.merchant = merchant_with(&app.merchants, 1000, false, Some(quick.url())).await;
+    let ids = futures_util::future::join_all(
+        (1..=4).map(|order| settle_payment(&app, order, "finished")),
+    )
+    .await;
+    delivered_at_first_attempt(&app, ids).await;
+    assert_eq!(quick.most.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let deferred = "paygate_notifier_deliveries_total{outcome=\"deferred\"}";
+    assert_eq!(app.metric(deferred).await, Some(0));
 }
 
 #[tokio::test]

@@ -44,6 +44,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use paygate::BatchStage;
 use paygate::config::{CircuitSettings, DatabaseUrls};
 use paygate::{App, Config};
 use paygate_demo::sandbox::SandboxArgs;
@@ -355,6 +356,9 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
             finished.len(),
             settings.refund_clients
         ));
+        let batches = &services.payments.metrics.outbox.batches;
+        let stages = [BatchStage::Publish, BatchStage::Claim, BatchStage::Settle];
+        let at_start = stages.map(|stage| batches.totals(stage));
         phases.push(
             run_phase(
                 &loadgen,
@@ -367,6 +371,24 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
             )
             .await,
         );
+        // What each refund's notification cost the database: rows per
+        // statement of each batched stage, over the phase and its warm-up.
+        let mean: Vec<String> = stages
+            .iter()
+            .zip(at_start)
+            .map(|(&stage, (statements, rows))| {
+                let (s, r) = batches.totals(stage);
+                let (s, r) = (s - statements, r - rows);
+                format!(
+                    "{stage:?} {r} rows in {s} statements ({:.2}/statement)",
+                    r as f64 / s.max(1) as f64
+                )
+            })
+            .collect();
+        progress(&format!(
+            "notification batches during refunds: {}",
+            mean.join(", ")
+        ));
     }
 
     let mut sweep = Vec::new();

@@ -22,7 +22,7 @@ use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 pub use deliver::{Deliverer, Outcome, is_public, sign};
@@ -30,12 +30,12 @@ pub use deliver::{Deliverer, Outcome, is_public, sign};
 use crate::config::NotifierSettings;
 use crate::ids::{MerchantId, OutboxId};
 use crate::merchants::{MerchantStore, NotificationTarget};
-use crate::metrics::Metrics;
+use crate::metrics::{BatchStage, Metrics};
 use crate::outbox::{
     Backoff, Broker, HEADER_ATTEMPTS, HEADER_OUTBOX_ID, MessageRow, Notification, OutboxStore,
     Settlement, Topology, connect, jitter, reconnecting,
 };
-use fair::Shares;
+use fair::{Share, Shares, Taken, Waiting};
 
 /// How long a merchant's callback URL and secret are reused.
 pub const TARGET_CACHE_TTL: Duration = Duration::from_secs(5);
@@ -88,7 +88,10 @@ impl Notifier {
             settings.allow_private_callbacks,
             &broker.ca,
         );
-        let shares = Shares::new(settings.merchant_share().into());
+        let shares = Shares::new(
+            settings.merchant_share().into(),
+            settings.concurrency.max(1).into(),
+        );
         Self {
             shares,
             store,
@@ -138,6 +141,7 @@ impl Notifier {
         let settler = tokio::spawn(settle_loop(
             self.store.clone(),
             self.unrecorded.clone(),
+            self.metrics.clone(),
             settle_rx,
         ));
         let (claim_tx, claim_rx) = mpsc::channel::<Claiming>(usize::from(prefetch));
@@ -193,7 +197,10 @@ impl Notifier {
             self.drop_unrecorded(&mut batch).await;
             let messages: Vec<MessageRow> = batch.iter().map(|(m, _)| *m).collect();
             let mut claimed = match self.store.claim_deliveries(&messages, lease).await {
-                Ok(claimed) => claimed,
+                Ok(claimed) => {
+                    (self.metrics.outbox.batches).record(BatchStage::Claim, messages.len());
+                    claimed
+                }
                 Err(error) => {
                     // Back to the queue after a pause, not in a tight loop.
                     tracing::warn!(%error, messages = batch.len(), "cannot claim notifications; requeued");
@@ -221,8 +228,12 @@ impl Notifier {
                 };
                 let share = match merchant_of(&notification) {
                     Some(merchant) => match self.shares.take(merchant) {
-                        Ok(share) => Some(share),
-                        Err(oldest) => {
+                        Taken::Now(share) => Some(share),
+                        Taken::Wait(waiting) => {
+                            self.wait_for_share(waiting, notification, acker, &slots, &settle);
+                            continue;
+                        }
+                        Taken::Defer(oldest) => {
                             let wait = fair::deferral(oldest, self.settings.timeout);
                             deferred.push((notification, acker, wait));
                             continue;
@@ -235,23 +246,65 @@ impl Notifier {
                     .acquire_owned()
                     .await
                     .expect("the semaphore is never closed");
-                let (this, settle) = (self.clone(), settle.clone());
-                tokio::spawn(async move {
-                    let settlement = this.deliver(notification).await;
-                    drop(share);
-                    let outbox_id = settlement.outbox_id;
-                    if settle.send((settlement, acker)).await.is_err() {
-                        tracing::error!("settling stopped; the row's lease will bring it back");
-                        this.unrecorded
-                            .lock()
-                            .expect("unrecorded set")
-                            .remove(&outbox_id);
-                    }
-                    drop(slot);
-                });
+                self.start(notification, acker, share, slot, settle.clone());
             }
             self.defer(deferred).await;
         }
+    }
+
+    /// Delivers `notification` once its merchant's share has room, in a
+    /// task that holds no delivery slot while it waits (so other merchants'
+    /// notifications go on), or puts it back when the wait runs out.
+    fn wait_for_share(
+        self: &Arc<Self>,
+        waiting: Waiting,
+        notification: Notification,
+        acker: Acker,
+        slots: &Arc<Semaphore>,
+        settle: &mpsc::Sender<Settling>,
+    ) {
+        let (this, slots, settle) = (self.clone(), slots.clone(), settle.clone());
+        tokio::spawn(async move {
+            match waiting.share().await {
+                Ok(share) => {
+                    let slot = slots
+                        .acquire_owned()
+                        .await
+                        .expect("the semaphore is never closed");
+                    this.start(notification, acker, Some(share), slot, settle);
+                }
+                Err(oldest) => {
+                    let wait = fair::deferral(oldest, this.settings.timeout);
+                    this.defer(vec![(notification, acker, wait)]).await;
+                }
+            }
+        });
+    }
+
+    /// Delivers `notification` in a task of its own, holding `share` and
+    /// `slot` until it is done, and hands the attempt to the settling task.
+    fn start(
+        self: &Arc<Self>,
+        notification: Notification,
+        acker: Acker,
+        share: Option<Share>,
+        slot: OwnedSemaphorePermit,
+        settle: mpsc::Sender<Settling>,
+    ) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let settlement = this.deliver(notification).await;
+            drop(share);
+            let outbox_id = settlement.outbox_id;
+            if settle.send((settlement, acker)).await.is_err() {
+                tracing::error!("settling stopped; the row's lease will bring it back");
+                this.unrecorded
+                    .lock()
+                    .expect("unrecorded set")
+                    .remove(&outbox_id);
+            }
+            drop(slot);
+        });
     }
 
     /// Gives back the claims of notifications over their merchant's share,
@@ -387,7 +440,12 @@ impl Notifier {
 /// queue. A batch that cannot be recorded (the database is away) is retried
 /// until it is: an attempt made is never forgotten, and its messages stay
 /// unacknowledged meanwhile, which holds further deliveries back.
-async fn settle_loop(store: OutboxStore, unrecorded: Unrecorded, mut rx: mpsc::Receiver<Settling>) {
+async fn settle_loop(
+    store: OutboxStore,
+    unrecorded: Unrecorded,
+    metrics: Arc<Metrics>,
+    mut rx: mpsc::Receiver<Settling>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let settlements: Vec<Settlement> = batch.iter().map(|(s, _)| s.clone()).collect();
@@ -402,6 +460,7 @@ async fn settle_loop(store: OutboxStore, unrecorded: Unrecorded, mut rx: mpsc::R
             }
             tokio::time::sleep(backoff.next_delay()).await;
         }
+        (metrics.outbox.batches).record(BatchStage::Settle, settlements.len());
         {
             let mut unrecorded = unrecorded.lock().expect("unrecorded set");
             for settlement in &settlements {

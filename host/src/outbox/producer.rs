@@ -16,7 +16,7 @@ use super::amqp::{Broker, Topology, connect, reconnecting};
 use super::store::{Claimed, OutboxStore};
 use super::{HEADER_ATTEMPTS, HEADER_OUTBOX_ID, NOTIFY_CHANNEL};
 use crate::config::OutboxSettings;
-use crate::metrics::Metrics;
+use crate::metrics::{BatchStage, Metrics};
 use std::sync::Arc;
 
 /// Publishes outbox rows until cancelled.
@@ -91,6 +91,7 @@ impl Producer {
                 .store
                 .claim_due(self.settings.batch_size, lease)
                 .await?;
+            (self.metrics.outbox.batches).record(BatchStage::Publish, rows.len());
             let room = self.settings.batch_size - rows.len() as i64;
             if room > 0 && std::time::Instant::now() >= next_reclaim {
                 rows.extend(self.store.reclaim_expired(room, lease).await?);

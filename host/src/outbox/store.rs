@@ -355,59 +355,57 @@ impl OutboxStore {
                 "error": s.error,
             }));
         }
-        let mut tx = self.pool.begin().await?;
-        let settled = sqlx::query_scalar!(
-            r#"UPDATE outbox o
-               SET status = u.status,
-                   next_retry_at = CASE WHEN u.status = 'LOG_RETRYING'
-                                        THEN now() + make_interval(secs => u.retry_in)
-                                        ELSE o.next_retry_at END,
-                   claimed_until = NULL
-               FROM unnest($1::bigint[], $2::int[], $3::text[], $4::float8[])
-                    AS u(id, attempts, status, retry_in)
-               WHERE o.id = u.id AND o.attempts = u.attempts AND o.status = 'LOG_PROCESSING'
-               RETURNING o.id AS "id: OutboxId""#,
+        let wake = batch.iter().any(|s| s.retry_in.is_some());
+        // One statement, so one round trip and an implicit transaction: the
+        // rows' statuses, their attempts and their timeline entries commit
+        // together. Status codes and errors are NULL where there was none:
+        // arrays of nullable elements, which the parameter check has no type
+        // for.
+        sqlx::query_scalar!(
+            r#"WITH u AS (
+                   SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::float8[],
+                                        $5::timestamptz[], $6::int2[], $7::int[], $8::text[],
+                                        $9::bigint[], $10::text[], $11::jsonb[])
+                          AS u(id, attempts, status, retry_in, at, code, latency, error,
+                               payment_id, message, payload)
+               ), settled AS (
+                   UPDATE outbox o
+                   SET status = u.status,
+                       next_retry_at = CASE WHEN u.status = 'LOG_RETRYING'
+                                            THEN now() + make_interval(secs => u.retry_in)
+                                            ELSE o.next_retry_at END,
+                       claimed_until = NULL
+                   FROM u
+                   WHERE o.id = u.id AND o.attempts = u.attempts AND o.status = 'LOG_PROCESSING'
+                   RETURNING o.id
+               ), tried AS (
+                   INSERT INTO notification_attempts (outbox_id, attempt, at, status_code, latency_ms, error)
+                   SELECT id, attempts, at, code, latency, error FROM u
+                   ON CONFLICT (outbox_id, attempt) DO NOTHING
+               ), logged AS (
+                   INSERT INTO payment_logs (payment_id, event_type, status, message, payload, created_at)
+                   SELECT payment_id, 'EVENT_MERCHANT_NOTIFICATION', status, message, payload, at
+                   FROM u
+               )
+               SELECT id AS "id!: OutboxId" FROM settled
+               -- Wakes the producer on commit when a retry was scheduled.
+               WHERE (SELECT count(pg_notify($12::text, '')) WHERE $13::bool) >= 0"#,
             &ids,
             &attempts,
             &statuses,
             &retry_in,
-        )
-        .fetch_all(&mut *tx)
-        .await?;
-        // Status codes and errors are NULL where there was none: arrays of
-        // nullable elements, which the parameter check has no type for.
-        sqlx::query!(
-            "INSERT INTO notification_attempts (outbox_id, attempt, at, status_code, latency_ms, error)
-             SELECT * FROM unnest($1::bigint[], $2::int[], $3::timestamptz[], $4::int2[], $5::int[], $6::text[])
-             ON CONFLICT (outbox_id, attempt) DO NOTHING",
-            &ids,
-            &attempts,
             &ats,
             &codes as &[Option<i16>],
             &latencies,
             &errors as &[Option<String>],
-        )
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query!(
-            "INSERT INTO payment_logs (payment_id, event_type, status, message, payload, created_at)
-             SELECT p, 'EVENT_MERCHANT_NOTIFICATION', s, m, j, t
-             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::jsonb[], $5::timestamptz[]) AS u(p, s, m, j, t)",
             &payment_ids,
-            &statuses,
             &messages,
             &payloads,
-            &ats,
+            super::NOTIFY_CHANNEL,
+            wake,
         )
-        .execute(&mut *tx)
-        .await?;
-        if batch.iter().any(|s| s.retry_in.is_some()) {
-            sqlx::query!("SELECT pg_notify($1, '')", super::NOTIFY_CHANNEL)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(settled)
+        .fetch_all(&self.pool)
+        .await
     }
 
     /// A payment's notifications and their attempts, oldest first.
