@@ -21,7 +21,7 @@ use crate::http::{AppState, router};
 use crate::merchants::{MerchantStore, Merchants, UrlPolicy};
 use crate::metrics::Metrics;
 use crate::notifier::Notifier;
-use crate::outbox::{Broker, OutboxStore, Producer, Topology};
+use crate::outbox::{Broker, OutboxStore, OutboxWake, Producer, Topology};
 use crate::payments::PaymentStore;
 use crate::payments::create::PaymentsService;
 use crate::plugins::Secret;
@@ -94,6 +94,8 @@ impl App {
         refuse_missing_secrets(config, &plugins)?;
         let metrics = Arc::new(Metrics::default());
         let outbox = OutboxStore::new(dbs.payments.clone(), dbs.payments_relaxed.clone());
+        // This process's writers of notifications wake its own producer.
+        let outbox_wake = Arc::new(tokio::sync::Notify::new());
         let merchants = Arc::new(Merchants::new(
             MerchantStore::new(dbs.merchants.clone(), sealer),
             UrlPolicy {
@@ -103,7 +105,8 @@ impl App {
         ));
         let providers = Arc::new(ProviderStore::new(dbs.providers.clone()));
         let payments = Arc::new(PaymentsService {
-            payments: PaymentStore::new(dbs.payments.clone()),
+            payments: PaymentStore::new(dbs.payments.clone())
+                .waking(OutboxWake::Local(outbox_wake.clone())),
             merchants: merchants.store.clone(),
             providers: providers.clone(),
             circuit: CircuitBreaker::new(
@@ -199,6 +202,7 @@ impl App {
             topology: topology.clone(),
             settings: config.outbox.clone(),
             metrics: metrics.clone(),
+            wake: outbox_wake,
         };
         let notifier = Arc::new(Notifier::new(
             outbox,

@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 use super::app::{
     LAX_RATE_LIMIT, Reply, TestApp, bind_verified, clicker, spawn_app, spawn_app_with,
 };
-use super::notifications::{MerchantEndpoint, app_notifying, provider_webhook};
+use super::notifications::{
+    MerchantEndpoint, app_notifying, app_notifying_alone, provider_webhook,
+};
 use super::webhooks::{internal_webhook, stripe_webhook};
 
 /// Creates a payment of 10.00 EUR and pays it on the sandbox's page, as a
@@ -243,6 +245,41 @@ async fn a_payment_is_refunded_in_parts_down_to_nothing_and_each_part_is_notifie
         types,
         ["payment.finished", "refund.succeeded", "refund.succeeded"]
     );
+}
+
+/// The transactions that queue notifications no longer `NOTIFY` (that
+/// serialized their commits): they wake this process's producer after
+/// committing. With the producer's poll an hour away, a payment's and a
+/// refund's notifications still go out at once.
+#[tokio::test]
+async fn notifications_are_published_when_committed_not_when_polled() {
+    let endpoint = MerchantEndpoint::start(&[]).await;
+    let app = app_notifying_alone(&endpoint, "wake_on_commit", |mut c| {
+        c.outbox.poll_interval = Duration::from_secs(3600);
+        c
+    })
+    .await;
+    let id = paid_payment(&app, 1).await;
+    let refunded = refund(&app, id, json!({"price": "1.00"})).await;
+    assert_eq!(
+        refunded.body["status"], "REFUND_SUCCEEDED",
+        "{:?}",
+        refunded.body
+    );
+    let started = Instant::now();
+    loop {
+        let mut kinds: Vec<String> = endpoint
+            .received()
+            .iter()
+            .map(|r| serde_json::from_str::<Value>(&r.body).unwrap()["event_type"].to_string())
+            .collect();
+        kinds.sort();
+        if kinds == [r#""payment.finished""#, r#""refund.succeeded""#] {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{kinds:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]

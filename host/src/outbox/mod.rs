@@ -35,3 +35,39 @@ pub const HEADER_OUTBOX_ID: &str = "x-outbox-id";
 pub const HEADER_ATTEMPTS: &str = "x-attempts";
 /// The PostgreSQL channel the producer listens on.
 pub const NOTIFY_CHANNEL: &str = "paygate_outbox";
+
+/// How a writer of outbox rows has them published without waiting for the
+/// producer's poll, once they are committed.
+///
+/// Not by a `NOTIFY` inside the writing transaction: PostgreSQL takes one
+/// lock for the whole database when such a transaction commits, and holds
+/// it through the commit's WAL flush, so every notifying commit waited for
+/// the one before it to reach the disk. Refunds queued their notifications
+/// that way, and their settlements spent most of their time waiting for
+/// that lock (docs/benchmarks/notes/api.md).
+#[derive(Clone, Debug)]
+pub enum OutboxWake {
+    /// Wakes the producer of this process: what `paygate serve` runs.
+    Local(std::sync::Arc<tokio::sync::Notify>),
+    /// `NOTIFY`s the producers listening on the database, in a statement
+    /// of its own after the commit: for a process without a producer.
+    Listeners(sqlx::PgPool),
+}
+
+impl OutboxWake {
+    /// Rows were committed: a producer should look now. A `NOTIFY` that
+    /// fails is only logged, since the producers' poll finds the rows.
+    pub async fn wake(&self) {
+        match self {
+            OutboxWake::Local(producer) => producer.notify_one(),
+            OutboxWake::Listeners(pool) => {
+                let sent = sqlx::query!("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+                    .execute(pool)
+                    .await;
+                if let Err(error) = sent {
+                    tracing::warn!(%error, "could not wake the outbox producers; their poll will");
+                }
+            }
+        }
+    }
+}

@@ -3,6 +3,8 @@
 //! broker did not confirm. Woken by `NOTIFY` when a transition commits,
 //! polling as the fallback; reconnects to RabbitMQ and PostgreSQL with
 //! backoff. Any number of replicas may run: claims skip each other's rows.
+//! This process's own writers wake it without the database
+//! ([`super::OutboxWake`]).
 
 use std::time::Duration;
 
@@ -29,6 +31,10 @@ pub struct Producer {
     pub topology: Topology,
     pub settings: OutboxSettings,
     pub metrics: Arc<Metrics>,
+    /// Woken by this process's writers of outbox rows
+    /// ([`super::OutboxWake::Local`]); other processes' `NOTIFY` reaches it
+    /// through the listener.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 /// A connected publishing channel.
@@ -107,6 +113,7 @@ impl Producer {
             let wait = self.idle_wait().await?;
             tokio::select! {
                 woken = listener.recv() => { woken?; }
+                _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.cancelled() => return Ok(()),
             }

@@ -184,6 +184,9 @@ impl PaymentStore {
             notify_payment(&mut tx, payment, expired).await?;
         }
         tx.commit().await?;
+        if !due.is_empty() {
+            self.outbox_wake.wake().await;
+        }
         Ok(aliases)
     }
 }

@@ -653,6 +653,9 @@ impl PaymentStore {
         let mut conn = self.lean.acquire().await?;
         let refund = settle_refund_in(conn.get(), refund_id, settle).await?;
         conn.release();
+        if settle.notify && refund.status != REFUND_PENDING {
+            self.outbox_wake.wake().await;
+        }
         Ok(refund)
     }
 
@@ -722,8 +725,8 @@ impl<'a> Settle<'a> {
 /// gives its part of the price back to what is left to refund (failed:
 /// the refunds table's trigger does that),
 /// gets its timeline row and, unless the merchant was told directly, its
-/// notification, which wakes the outbox producer on commit; a terminal
-/// refund never changes.
+/// notification, which the caller announces after the commit
+/// ([`crate::outbox::OutboxWake`]); a terminal refund never changes.
 pub(super) async fn settle_refund_in<'e>(
     db: impl sqlx::PgExecutor<'e>,
     refund_id: RefundId,
@@ -788,8 +791,6 @@ pub(super) async fn settle_refund_in<'e>(
                   r.price AS "price!: Money", r.currency AS "currency!", r.reason,
                   r.status AS "status!", r.created_at AS "created_at!", r.updated_at AS "updated_at!"
            FROM refund r
-           -- Wakes the outbox producer on commit, if a notification was queued.
-           WHERE (SELECT count(pg_notify('paygate_outbox', '')) FROM queued) >= 0
            UNION ALL
            SELECT r.id, r.payment_id, r.price, r.currency, r.reason, r.status, r.created_at,
                   r.updated_at

@@ -10,6 +10,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use super::domain::{IdempotencyKey, Money, PaymentStatus};
 use crate::db::LeanPool;
 use crate::ids::{MerchantId, OrderId, PaymentId, SubscriptionId};
+use crate::outbox::OutboxWake;
 
 /// The payments database.
 #[derive(Clone, Debug)]
@@ -18,6 +19,8 @@ pub struct PaymentStore {
     /// The same database, for the statements every create, show and
     /// refund makes ([`crate::db::LeanPool`]: no ping on release).
     pub(crate) lean: LeanPool,
+    /// Told after a commit that queued a notification.
+    pub(crate) outbox_wake: OutboxWake,
 }
 
 /// A payment as the API shows it.
@@ -134,9 +137,22 @@ pub enum Inserted {
 }
 
 impl PaymentStore {
+    /// A store whose queued notifications are announced to the producers
+    /// listening on the database.
     pub fn new(pool: PgPool) -> Self {
         let lean = LeanPool::beside(&pool);
-        Self { pool, lean }
+        let outbox_wake = OutboxWake::Listeners(pool.clone());
+        Self {
+            pool,
+            lean,
+            outbox_wake,
+        }
+    }
+
+    /// The same, announcing them with `wake` instead.
+    pub fn waking(mut self, wake: OutboxWake) -> Self {
+        self.outbox_wake = wake;
+        self
     }
 
     /// The merchant's payment for `order_id`, if any.

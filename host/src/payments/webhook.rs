@@ -265,6 +265,7 @@ impl PaymentStore {
         };
         notify_payment(&mut tx, &notified, status).await?;
         tx.commit().await?;
+        self.outbox_wake.wake().await;
         Ok(Applied::Updated {
             payment_id,
             status,
@@ -390,6 +391,7 @@ impl PaymentStore {
         };
         let refund = settle_refund_in(&mut *tx, refund_id, &settle).await?;
         tx.commit().await?;
+        self.outbox_wake.wake().await;
         Ok(RefundApplied::Updated {
             refund_id,
             status: refund.status,
@@ -425,7 +427,8 @@ pub(crate) struct Notifiable {
 
 /// Queues the notification of `payment`'s move to the terminal `status`
 /// (`payment.finished`, `payment.failed` or `payment.expired`) inside the
-/// caller's transaction; a move to pending is notified to no one.
+/// caller's transaction (announce it after the commit:
+/// [`crate::outbox::OutboxWake`]); a move to pending is notified to no one.
 pub(crate) async fn notify_payment(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     payment: &Notifiable,
@@ -456,7 +459,8 @@ pub(crate) async fn notify_payment(
 
 /// Queues the merchant notification `body` (event `notification_id` of
 /// type `event_type`, about the payment or one of its refunds) inside the
-/// caller's transaction, and wakes the outbox producer when it commits.
+/// caller's transaction; the caller announces it after the commit
+/// ([`crate::outbox::OutboxWake`]).
 pub(crate) async fn notify(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     payment_id: PaymentId,
@@ -476,8 +480,5 @@ pub(crate) async fn notify(
     )
     .execute(&mut **tx)
     .await?;
-    sqlx::query!("SELECT pg_notify('paygate_outbox', '')")
-        .execute(&mut **tx)
-        .await?;
     Ok(())
 }
