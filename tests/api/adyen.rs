@@ -95,27 +95,6 @@ async fn created(app: &TestApp, order: i64) -> i64 {
     created.body["payment_id"].as_i64().unwrap()
 }
 
-/// Waits until `endpoint` has been notified `event_type` for
-/// `field` = `id` once, and returns that notification.
-async fn notified(endpoint: &MerchantEndpoint, event_type: &str, field: &str, id: i64) -> Value {
-    let started = Instant::now();
-    loop {
-        let seen: Vec<Value> = (endpoint.received().iter())
-            .filter_map(|r| serde_json::from_str::<Value>(&r.body).ok())
-            .filter(|b| b["event_type"] == event_type && b[field] == id)
-            .collect();
-        if let [one] = seen.as_slice() {
-            return one.clone();
-        }
-        assert!(seen.len() < 2, "notified twice: {seen:?}");
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no {event_type} for {field} {id}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// An Adyen notification about `psp`, signed with `hmac_key` (hex).
 fn notification(psp: &str, merchant_reference: &str, hmac_key: &str) -> String {
     let signed = format!("{psp}::{ACCOUNT}:{merchant_reference}:1000:EUR:AUTHORISATION:true");
@@ -165,7 +144,9 @@ async fn an_adyen_payment_paid_on_the_page_is_finished_by_its_signed_authorisati
         kinds.contains(&"EVENT_PROVIDER_WEBHOOK".to_owned()),
         "{kinds:?}"
     );
-    let sent = notified(&endpoint, "payment.finished", "payment_id", id).await;
+    let sent = endpoint
+        .notified("payment.finished", "payment_id", id)
+        .await;
     assert_eq!(sent["status"], "PAYMENT_FINISHED");
     assert_eq!(
         (&sent["price"], &sent["currency"]),
@@ -179,7 +160,7 @@ async fn an_adyen_payment_declined_on_the_page_fails_and_is_notified() {
     let endpoint = MerchantEndpoint::start(&[]).await;
     let app = adyen_app(&endpoint).await;
     let id = clicked(&app, 1, "decline", "PAYMENT_FAILED").await;
-    let sent = notified(&endpoint, "payment.failed", "payment_id", id).await;
+    let sent = endpoint.notified("payment.failed", "payment_id", id).await;
     assert_eq!(sent["status"], "PAYMENT_FAILED");
     // A refund of a failed payment is refused before Adyen is asked.
     let r = refund(&app, id, json!({})).await;
@@ -209,7 +190,9 @@ async fn a_partial_adyen_refund_succeeds_by_its_refund_notification() {
     let settled = refund_becomes(&app, refund_id, "REFUND_SUCCEEDED").await;
     assert_eq!(settled["price"], "2.50");
     assert_eq!(payment(&app, id).await["refunded"], "2.50");
-    let sent = notified(&endpoint, "refund.succeeded", "refund_id", refund_id).await;
+    let sent = endpoint
+        .notified("refund.succeeded", "refund_id", refund_id)
+        .await;
     assert_eq!(
         (sent["payment_id"].as_i64(), &sent["price"]),
         (Some(id), &json!("2.50"))
@@ -234,7 +217,9 @@ async fn an_adyen_refund_at_a_price_ending_in_13_fails_by_its_refund_notificatio
     assert_eq!(r.body["status"], "REFUND_PENDING");
     let refund_id = r.body["refund_id"].as_i64().unwrap();
     refund_becomes(&app, refund_id, "REFUND_FAILED").await;
-    notified(&endpoint, "refund.failed", "refund_id", refund_id).await;
+    endpoint
+        .notified("refund.failed", "refund_id", refund_id)
+        .await;
     assert_eq!(payment(&app, id).await["refunded"], "0");
     let kinds = app.timeline_types(id).await;
     assert!(

@@ -83,6 +83,27 @@ impl MerchantEndpoint {
     pub(crate) fn received(&self) -> Vec<Received> {
         self.server.requests()
     }
+
+    /// Waits until it has been notified `event_type` for `field` = `id`
+    /// once, and returns that notification.
+    pub(crate) async fn notified(&self, event_type: &str, field: &str, id: i64) -> Value {
+        let started = Instant::now();
+        loop {
+            let seen: Vec<Value> = (self.received().iter())
+                .filter_map(|r| serde_json::from_str::<Value>(&r.body).ok())
+                .filter(|b| b["event_type"] == event_type && b[field] == id)
+                .collect();
+            if let [one] = seen.as_slice() {
+                return one.clone();
+            }
+            assert!(seen.len() < 2, "notified twice: {seen:?}");
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "no {event_type} for {field} {id}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 /// An app whose merchant's callback is `endpoint`; `tweak` adjusts settings.
