@@ -93,9 +93,10 @@ impl App {
         }
         refuse_missing_secrets(config, &plugins)?;
         let metrics = Arc::new(Metrics::default());
-        let outbox = OutboxStore::new(dbs.payments.clone(), dbs.payments_relaxed.clone());
         // This process's writers of notifications wake its own producer.
         let outbox_wake = Arc::new(tokio::sync::Notify::new());
+        let outbox = OutboxStore::new(dbs.payments.clone(), dbs.payments_relaxed.clone())
+            .waking(OutboxWake::Local(outbox_wake.clone()));
         let merchants = Arc::new(Merchants::new(
             MerchantStore::new(dbs.merchants.clone(), sealer),
             UrlPolicy {

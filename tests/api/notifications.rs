@@ -335,6 +335,31 @@ async fn failures_are_retried_on_schedule_then_failed_then_retried_by_hand() {
     assert!(endpoint.script.lock().unwrap().is_empty());
 }
 
+/// With the producer's poll and every lease an hour away, only wake-ups
+/// publish: the notifier's, when it schedules a retry, and the replay's.
+#[tokio::test]
+async fn retries_and_replays_are_published_without_waiting_for_the_poll() {
+    let endpoint = MerchantEndpoint::start(&[Answer::Status(500), Answer::Status(500)]).await;
+    let app = app_notifying_alone(&endpoint, "wake_on_retry", |mut c| {
+        c.outbox.poll_interval = Duration::from_secs(3600);
+        c.outbox.lease = Duration::from_secs(3600);
+        // The notifier's lease is its timeout and 5 s.
+        c.notifier.timeout = Duration::from_secs(3600);
+        c.notifier.retry_schedule = vec![Duration::from_millis(50)];
+        c
+    })
+    .await;
+    let id = settle_payment(&app, 1, "failed").await;
+    let failed = wait_for_status(&app, id, "LOG_FAILED").await;
+    assert_eq!(failed["attempts"].as_array().unwrap().len(), 2, "{failed}");
+
+    let r = retry(&app, id, &app.merchant.api_key.clone()).await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let delivered = wait_for_status(&app, id, "LOG_SUCCESS").await;
+    assert_eq!(delivered["attempts"].as_array().unwrap().len(), 3);
+    assert_eq!(endpoint.received().len(), 3);
+}
+
 #[tokio::test]
 async fn hanging_and_hung_up_endpoints_are_attempts_with_their_errors() {
     let endpoint = MerchantEndpoint::start(&[Answer::Hang]).await;

@@ -1,10 +1,10 @@
 //! The outbox producer: claims due rows, publishes them persistent to the
 //! `payments` exchange with publisher confirms, and gives back what the
-//! broker did not confirm. Woken by `NOTIFY` when a transition commits,
-//! polling as the fallback; reconnects to RabbitMQ and PostgreSQL with
-//! backoff. Any number of replicas may run: claims skip each other's rows.
-//! This process's own writers wake it without the database
-//! ([`super::OutboxWake`]).
+//! broker did not confirm. Woken when rows are queued: by this process's
+//! own writers without the database ([`super::OutboxWake`]), by other
+//! processes' `NOTIFY`, and by its poll as the fallback; reconnects to
+//! RabbitMQ and PostgreSQL with backoff. Any number of replicas may run:
+//! claims skip each other's rows.
 
 use std::time::Duration;
 

@@ -20,6 +20,9 @@ pub struct OutboxStore {
     pool: PgPool,
     /// `synchronous_commit = off`: claims, whose loss only repeats work.
     relaxed: PgPool,
+    /// Tells a producer that rows are due now: retries scheduled, failed
+    /// notifications queued again.
+    wake: super::OutboxWake,
 }
 
 /// A row claimed by the producer, to publish.
@@ -182,8 +185,21 @@ fn interval(d: Duration) -> f64 {
 }
 
 impl OutboxStore {
+    /// A store that announces the rows it queues to the producers
+    /// listening on the database.
     pub fn new(pool: PgPool, relaxed: PgPool) -> Self {
-        Self { pool, relaxed }
+        let wake = super::OutboxWake::Listeners(pool.clone());
+        Self {
+            pool,
+            relaxed,
+            wake,
+        }
+    }
+
+    /// The same, announcing them with `wake` instead.
+    pub fn waking(mut self, wake: super::OutboxWake) -> Self {
+        self.wake = wake;
+        self
     }
 
     /// Claims up to `limit` due rows for publishing, oldest due first, and
@@ -320,7 +336,8 @@ impl OutboxStore {
     /// Records attempts durably, in one transaction: each row's new status,
     /// the attempt, and a timeline entry of its payment. Returns the ids
     /// whose row was still this attempt's (a row settled by a later attempt
-    /// is left as it is). Wakes the producer when a retry was scheduled.
+    /// is left as it is). Wakes the producer when a retry was scheduled,
+    /// so that it sleeps until that retry rather than its poll.
     pub async fn settle(&self, batch: &[Settlement]) -> sqlx::Result<Vec<OutboxId>> {
         let mut ids = Vec::with_capacity(batch.len());
         let mut attempts = Vec::with_capacity(batch.len());
@@ -361,7 +378,7 @@ impl OutboxStore {
         // together. Status codes and errors are NULL where there was none:
         // arrays of nullable elements, which the parameter check has no type
         // for.
-        sqlx::query_scalar!(
+        let settled = sqlx::query_scalar!(
             r#"WITH u AS (
                    SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::float8[],
                                         $5::timestamptz[], $6::int2[], $7::int[], $8::text[],
@@ -387,9 +404,7 @@ impl OutboxStore {
                    SELECT payment_id, 'EVENT_MERCHANT_NOTIFICATION', status, message, payload, at
                    FROM u
                )
-               SELECT id AS "id!: OutboxId" FROM settled
-               -- Wakes the producer on commit when a retry was scheduled.
-               WHERE (SELECT count(pg_notify($12::text, '')) WHERE $13::bool) >= 0"#,
+               SELECT id AS "id!: OutboxId" FROM settled"#,
             &ids,
             &attempts,
             &statuses,
@@ -401,11 +416,20 @@ impl OutboxStore {
             &payment_ids,
             &messages,
             &payloads,
-            super::NOTIFY_CHANNEL,
-            wake,
         )
         .fetch_all(&self.pool)
-        .await
+        .await?;
+        if wake {
+            self.wake.wake().await;
+        }
+        Ok(settled)
+    }
+
+    /// After a statement that queued `queued` rows.
+    async fn queued(&self, queued: i64) {
+        if queued > 0 {
+            self.wake.wake().await;
+        }
     }
 
     /// A payment's notifications and their attempts, oldest first.
@@ -443,47 +467,47 @@ impl OutboxStore {
     }
 
     /// Queues a payment's failed notifications again (one more attempt
-    /// each, same `event_id`); how many were. One statement, the
-    /// producer's wake-up with it.
+    /// each, same `event_id`); how many were.
     pub async fn retry_failed(&self, payment_id: PaymentId) -> sqlx::Result<i64> {
-        sqlx::query_scalar!(
+        let queued = sqlx::query_scalar!(
             r#"WITH queued AS (
                    UPDATE outbox SET status = 'LOG_PENDING', next_retry_at = now(), claimed_until = NULL
                    WHERE payment_id = $1 AND status = 'LOG_FAILED'
                    RETURNING id
                )
-               SELECT count(*) AS "queued!" FROM queued
-               WHERE (SELECT count(pg_notify($2, '')) FROM queued) >= 0"#,
+               SELECT count(*) AS "queued!" FROM queued"#,
             payment_id.get(),
-            super::NOTIFY_CHANNEL,
         )
         .fetch_one(&self.pool)
-        .await
+        .await?;
+        self.queued(queued).await;
+        Ok(queued)
     }
 
     /// Queues one failed notification again, by its id: `None` when there
     /// is no such notification, else how many were queued (0 when it had
     /// not failed).
     pub async fn retry_one(&self, id: OutboxId) -> sqlx::Result<Option<i64>> {
-        sqlx::query_scalar!(
+        let queued = sqlx::query_scalar!(
             r#"WITH queued AS (
                    UPDATE outbox SET status = 'LOG_PENDING', next_retry_at = now(), claimed_until = NULL
                    WHERE id = $1 AND status = 'LOG_FAILED'
                    RETURNING id
                )
                SELECT (SELECT count(*) FROM queued) AS "queued!"
-               FROM outbox WHERE id = $1 AND (SELECT count(pg_notify($2, '')) FROM queued) >= 0"#,
+               FROM outbox WHERE id = $1"#,
             id.get(),
-            super::NOTIFY_CHANNEL,
         )
         .fetch_optional(&self.pool)
-        .await
+        .await?;
+        self.queued(queued.unwrap_or(0)).await;
+        Ok(queued)
     }
 
     /// Bulk replay: queues every failed notification in `scope` again (one
     /// more attempt each, same `event_id`) in one statement; how many.
     pub async fn retry_all_failed(&self, scope: Replay) -> sqlx::Result<i64> {
-        sqlx::query_scalar!(
+        let queued = sqlx::query_scalar!(
             r#"WITH queued AS (
                    UPDATE outbox o
                    SET status = 'LOG_PENDING', next_retry_at = now(), claimed_until = NULL
@@ -493,14 +517,14 @@ impl OutboxStore {
                      AND ($2::timestamptz IS NULL OR o.created_at >= $2)
                    RETURNING o.id
                )
-               SELECT count(*) AS "queued!" FROM queued
-               WHERE (SELECT count(pg_notify($3, '')) FROM queued) >= 0"#,
+               SELECT count(*) AS "queued!" FROM queued"#,
             scope.merchant_id.map(MerchantId::get),
             scope.since,
-            super::NOTIFY_CHANNEL,
         )
         .fetch_one(&self.pool)
-        .await
+        .await?;
+        self.queued(queued).await;
+        Ok(queued)
     }
 
     /// Notifications across merchants for operators, newest first, with
