@@ -44,8 +44,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use paygate::BatchStage;
-use paygate::config::{CircuitSettings, DatabaseUrls};
+use paygate::config::{CircuitSettings, DatabaseUrls, NotifierSettings, OutboxSettings};
 use paygate::{App, Config};
 use paygate_demo::sandbox::SandboxArgs;
 use serde_json::{Value, json};
@@ -178,6 +179,16 @@ fn main() {
     host.shutdown_timeout(Duration::from_secs(5));
 }
 
+/// `paygate serve`'s outbox and notifier settings: its defaults, or what
+/// the environment's `PAYGATE_*` variables set.
+#[derive(clap::Parser)]
+struct ServeDefaults {
+    #[command(flatten)]
+    outbox: OutboxSettings,
+    #[command(flatten)]
+    notifier: NotifierSettings,
+}
+
 fn wasm(name: &str) -> Vec<u8> {
     let path = format!("{}/../plugins/dist/{name}.wasm", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}; run plugins/build.sh first"))
@@ -237,6 +248,19 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
     if !settings.rate_limit {
         config.rate_limit.plugin = String::new();
     }
+    // The delivery path as `serve` runs it too (the tests' settings have
+    // 16 delivery slots and a 200 ms poll), keeping the tests' private
+    // broker names and loopback callbacks.
+    let defaults = ServeDefaults::parse_from(["bench"]);
+    config.outbox = OutboxSettings {
+        namespace: config.outbox.namespace,
+        queue_expires: config.outbox.queue_expires,
+        ..defaults.outbox
+    };
+    config.notifier = NotifierSettings {
+        allow_private_callbacks: true,
+        ..defaults.notifier
+    };
     config.circuit = CircuitSettings {
         failure_threshold: 5,
         cooldown: Duration::from_secs(30),
