@@ -44,9 +44,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use paygate::BatchStage;
-use paygate::config::{CircuitSettings, DatabaseUrls, NotifierSettings, OutboxSettings};
+use paygate::config::{CircuitSettings, DatabaseUrls};
 use paygate::{App, Config};
 use paygate_demo::sandbox::SandboxArgs;
 use serde_json::{Value, json};
@@ -179,16 +178,6 @@ fn main() {
     host.shutdown_timeout(Duration::from_secs(5));
 }
 
-/// `paygate serve`'s outbox and notifier settings: its defaults, or what
-/// the environment's `PAYGATE_*` variables set.
-#[derive(clap::Parser)]
-struct ServeDefaults {
-    #[command(flatten)]
-    outbox: OutboxSettings,
-    #[command(flatten)]
-    notifier: NotifierSettings,
-}
-
 fn wasm(name: &str) -> Vec<u8> {
     let path = format!("{}/../plugins/dist/{name}.wasm", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}; run plugins/build.sh first"))
@@ -248,19 +237,7 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
     if !settings.rate_limit {
         config.rate_limit.plugin = String::new();
     }
-    // The delivery path as `serve` runs it too (the tests' settings have
-    // 16 delivery slots and a 200 ms poll), keeping the tests' private
-    // broker names and loopback callbacks.
-    let defaults = ServeDefaults::parse_from(["bench"]);
-    config.outbox = OutboxSettings {
-        namespace: config.outbox.namespace,
-        queue_expires: config.outbox.queue_expires,
-        ..defaults.outbox
-    };
-    config.notifier = NotifierSettings {
-        allow_private_callbacks: true,
-        ..defaults.notifier
-    };
+    common::deliver_as_serve(&mut config);
     config.circuit = CircuitSettings {
         failure_threshold: 5,
         cooldown: Duration::from_secs(30),
@@ -298,7 +275,10 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
     // each refund pays for one delivery, as with a real merchant, rather
     // than for a notification retried for want of a URL.
     let notified = Arc::new(AtomicUsize::new(0));
-    let callback = merchant_endpoint(&sandbox.rt, notified.clone()).await;
+    let callback = (sandbox.rt)
+        .spawn(common::merchant_endpoint(notified.clone()))
+        .await
+        .expect("the merchant endpoint starts");
     services
         .merchants
         .store
@@ -546,22 +526,6 @@ async fn delivered(received: &AtomicUsize, count: usize) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// A merchant endpoint on `rt` that counts the notifications it is sent
-/// and answers 200; answers its URL.
-async fn merchant_endpoint(rt: &Handle, received: Arc<AtomicUsize>) -> String {
-    let listener = bind_on(rt, "127.0.0.1:0".parse().unwrap()).await;
-    let url = format!("http://{}/notifications", listener.local_addr().unwrap());
-    let router = axum::Router::new().route(
-        "/notifications",
-        axum::routing::post(move || {
-            received.fetch_add(1, Ordering::Relaxed);
-            std::future::ready("ok")
-        }),
-    );
-    rt.spawn(async move { axum::serve(listener, router).await });
-    url
 }
 
 /// One request the host must answer 200 before anything is measured.

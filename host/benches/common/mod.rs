@@ -98,3 +98,49 @@ pub async fn alias_and_merchant(
         .await
         .expect("creating the merchant")
 }
+
+/// `paygate serve`'s outbox and notifier settings: its defaults, or what
+/// the environment's `PAYGATE_*` variables set.
+#[derive(clap::Parser)]
+struct ServeDelivery {
+    #[command(flatten)]
+    outbox: paygate::config::OutboxSettings,
+    #[command(flatten)]
+    notifier: paygate::config::NotifierSettings,
+}
+
+/// Runs the outbox and the notifier as `serve` does (the tests' settings
+/// have 16 delivery slots, a 200 ms poll and retries 50 ms apart), keeping
+/// the tests' private broker names and allowing loopback callbacks.
+pub fn deliver_as_serve(config: &mut paygate::Config) {
+    use clap::Parser;
+    let serve = ServeDelivery::parse_from(["bench"]);
+    config.outbox = paygate::config::OutboxSettings {
+        namespace: std::mem::take(&mut config.outbox.namespace),
+        queue_expires: config.outbox.queue_expires,
+        ..serve.outbox
+    };
+    config.notifier = paygate::config::NotifierSettings {
+        allow_private_callbacks: true,
+        ..serve.notifier
+    };
+}
+
+/// A merchant's callback endpoint on loopback, served on the runtime this
+/// is called on: answers every notification 200 at once and counts them.
+/// Its URL.
+pub async fn merchant_endpoint(received: std::sync::Arc<std::sync::atomic::AtomicUsize>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let url = format!("http://{}/notifications", listener.local_addr().unwrap());
+    let router = axum::Router::new().route(
+        "/notifications",
+        axum::routing::post(move || {
+            received.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            std::future::ready("ok")
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    url
+}
