@@ -122,8 +122,8 @@ pub struct CreatePaymentBody {
     #[schema(max_length = 2048, pattern = r"^https?://[^\s]+$")]
     pub cancel_url: Option<String>,
     /// The merchant's key/value pairs: at most 20 keys of 1–40 characters, each value a string
-    /// of at most 500 characters. Passed to the provider, echoed in the payment and in its
-    /// notifications.
+    /// of at most 500 characters, none holding U+0000. Passed to the provider, echoed in the
+    /// payment and in its notifications.
     #[schema(schema_with = metadata_schema)]
     pub metadata: Option<std::collections::BTreeMap<String, String>>,
 }
@@ -131,11 +131,13 @@ pub struct CreatePaymentBody {
 /// `metadata`'s rules as schema keywords, so a generated client checks them.
 fn metadata_schema() -> utoipa::openapi::Object {
     use utoipa::openapi::{ObjectBuilder, Type};
+    // U+0000 is refused: PostgreSQL's text and jsonb cannot store it.
     let text = |min: usize, max: usize| {
         ObjectBuilder::new()
             .schema_type(Type::String)
             .min_length(Some(min))
             .max_length(Some(max))
+            .pattern(Some(r"^[^\u0000]*$"))
     };
     ObjectBuilder::new()
         .schema_type(Type::Object)

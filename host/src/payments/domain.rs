@@ -185,7 +185,8 @@ impl RedirectUrl {
 }
 
 /// A merchant's key/value pairs on a payment: at most 20 keys of 1 to 40
-/// characters, each value a string of at most 500 characters.
+/// characters, each value a string of at most 500 characters; none may hold
+/// U+0000, which PostgreSQL's `text` and `jsonb` cannot store.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct Metadata(std::collections::BTreeMap<String, String>);
@@ -215,6 +216,9 @@ impl Metadata {
             let serde_json::Value::String(value) = value else {
                 return Err(format!("the value of {key:.40?} must be a string"));
             };
+            if key.contains('\0') || value.contains('\0') {
+                return Err("keys and values must not contain U+0000".into());
+            }
             if value.chars().count() > Self::MAX_VALUE_CHARS {
                 return Err(format!(
                     "the value of {key:.40?} must be at most {} characters",
@@ -420,6 +424,8 @@ mod tests {
             json!({"k": "x".repeat(501)}),
             json!(["k"]),
             json!("k=v"),
+            json!({"k": "a\u{0}"}),
+            json!({"\u{0}": "v"}),
         ] {
             assert!(Metadata::parse(&bad).is_err(), "{bad} accepted");
         }
