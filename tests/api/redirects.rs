@@ -54,6 +54,10 @@ async fn bad_urls_and_metadata_are_named_and_store_nothing() {
             json!(format!("https://shop.example/{}", "a".repeat(2048))),
         ),
         ("cancel_url", json!("https://shop.example/a\nb")),
+        // Not ASCII: accepted, then refused by the provider as a 502, until
+        // schemathesis found it.
+        ("cancel_url", json!("https://\u{a3}")),
+        ("return_url", json!("https://shop.example/caf\u{e9}")),
         ("metadata", json!(many)),
         ("metadata", json!({"k": 1})),
         ("metadata", json!({"": "v"})),

@@ -114,12 +114,12 @@ pub struct CreatePaymentBody {
     /// credentials. Without it, the alias's configured URL.
     #[schema(
         max_length = 2048,
-        pattern = r"^https?://[^\s]+$",
+        pattern = r"^https?://[!-~]+$",
         example = "https://shop.example/orders/123"
     )]
     pub return_url: Option<String>,
     /// Where the provider sends a buyer who cancels or is declined; rules as for `return_url`.
-    #[schema(max_length = 2048, pattern = r"^https?://[^\s]+$")]
+    #[schema(max_length = 2048, pattern = r"^https?://[!-~]+$")]
     pub cancel_url: Option<String>,
     /// The merchant's key/value pairs: at most 20 keys of 1–40 characters, each value a string
     /// of at most 500 characters, none holding U+0000. Passed to the provider, echoed in the

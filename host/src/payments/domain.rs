@@ -139,7 +139,9 @@ impl IdempotencyKey {
 
 /// Where a provider sends the buyer after paying or cancelling: an
 /// absolute `https://` URL of at most 2,048 characters, without
-/// credentials. `http://` is accepted for a loopback host, and for any
+/// credentials, in ASCII (a `Location` header carries it as written, and
+/// providers refuse the rest: an international host goes in its punycode
+/// form, other characters percent-encoded). `http://` is accepted for a loopback host, and for any
 /// host where the setting allows it (`serve --demo`). Kept exactly as
 /// written: Stripe fills a `{CHECKOUT_SESSION_ID}` placeholder that a
 /// normalising parser would have percent-encoded.
@@ -158,6 +160,11 @@ impl RedirectUrl {
         // breaks; a stored URL must be the one that was checked.
         if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err("must not contain spaces or control characters".into());
+        }
+        if !text.is_ascii() {
+            return Err(
+                "must be ASCII: the host in punycode, other characters percent-encoded".into(),
+            );
         }
         let url = url::Url::parse(text).map_err(|_| "must be an absolute URL".to_owned())?;
         let Some(host) = url.host() else {
@@ -395,6 +402,8 @@ mod tests {
             "https://shop.example/\n",
             "ftp://shop.example/",
             "https://",
+            "https://\u{a3}/",
+            "https://shop.example/caf\u{e9}",
         ] {
             assert!(ok(bad, false).is_err(), "{bad} accepted");
         }
