@@ -95,7 +95,7 @@ impl App {
         let metrics = Arc::new(Metrics::default());
         // This process's writers of notifications wake its own producer.
         let outbox_wake = Arc::new(tokio::sync::Notify::new());
-        let outbox = OutboxStore::new(dbs.payments.clone(), dbs.payments_relaxed.clone())
+        let outbox = OutboxStore::new(dbs.outbox.clone(), dbs.outbox_relaxed.clone())
             .waking(OutboxWake::Local(outbox_wake.clone()));
         let merchants = Arc::new(Merchants::new(
             MerchantStore::new(dbs.merchants.clone(), sealer),

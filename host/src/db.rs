@@ -16,15 +16,28 @@ use crate::tls::TrustedCa;
 #[derive(Clone, Debug)]
 pub struct Databases {
     pub payments: PgPool,
-    /// The payments database again, with `synchronous_commit = off`: for the
-    /// outbox's claims, whose loss in a database crash only means a
-    /// notification is published or offered again (never lost: the
-    /// settling writes go through `payments`, durably).
-    pub payments_relaxed: PgPool,
+    /// The payments database again, for the outbox's own statements
+    /// (settling attempts, replays, what operators read), each planned for
+    /// the table as it is when it runs ([`OUTBOX_PLANNING`]).
+    pub outbox: PgPool,
+    /// The same with `synchronous_commit = off`: for the outbox's claims,
+    /// whose loss in a database crash only means a notification is
+    /// published or offered again (never lost: the settling writes go
+    /// through `outbox`, durably).
+    pub outbox_relaxed: PgPool,
     pub merchants: PgPool,
     pub providers: PgPool,
     pub logs: PgPool,
 }
+
+/// The outbox is a queue: it is empty when a deployment starts and holds
+/// thousands of rows in flight a minute later, so its statistics are
+/// always behind. A prepared statement's generic plan, fixed by its sixth
+/// run while the table was still small, joins a batch's ids to a
+/// sequential scan of the whole table, and kept doing so on every claim
+/// and settlement (docs/benchmarks/notes/reconcile.md, session 20). Its
+/// connections plan each run on the table's size at that moment instead.
+pub const OUTBOX_PLANNING: (&str, &str) = ("plan_cache_mode", "force_custom_plan");
 
 /// The migrations of each database, embedded at build time.
 static PAYMENTS: LazyLock<Migrator> =
@@ -69,11 +82,22 @@ impl Databases {
                 pool_size / 2 + 1,
             )
             .await?,
-            payments_relaxed: pool_with(
+            // A producer's claims and a notifier's claims and settlements
+            // are one statement at a time each; operators' reads and
+            // merchants' looks at their notifications share the rest.
+            outbox: pool_with(
                 "PAYGATE_PAYMENTS_DATABASE_URL",
                 &urls.payments,
-                pool_size / 2 + 1,
-                &[("synchronous_commit", "off")],
+                pool_size / 4 + 1,
+                &[OUTBOX_PLANNING],
+                ca,
+            )
+            .await?,
+            outbox_relaxed: pool_with(
+                "PAYGATE_PAYMENTS_DATABASE_URL",
+                &urls.payments,
+                pool_size / 8 + 2,
+                &[OUTBOX_PLANNING, ("synchronous_commit", "off")],
                 ca,
             )
             .await?,

@@ -256,3 +256,57 @@ async fn wait_until_gone(pool: &PgPool, pid: i32) {
     }
     panic!("backend {pid} is still connected");
 }
+
+/// The plan a connection would run `claim` with now, after it ran it six
+/// times on an empty queue (a scratch copy of the outbox, on that
+/// connection only) and the queue then filled up.
+async fn plan_after_the_queue_filled(pool: &PgPool) -> String {
+    let mut conn = pool.acquire().await.unwrap();
+    for statement in [
+        "CREATE TEMP TABLE queue (LIKE outbox INCLUDING ALL)",
+        // What the notifier's claim does: a batch of ids joined to the table.
+        "PREPARE claim(bigint[], uuid[], int[]) AS
+             UPDATE queue q SET attempts = q.attempts + 1
+             FROM unnest($1, $2, $3) AS m(id, event_id, attempts)
+             WHERE q.id = m.id AND q.event_id = m.event_id AND q.attempts = m.attempts
+               AND q.status = 'LOG_PROCESSING'",
+    ] {
+        sqlx::query(statement).execute(&mut *conn).await.unwrap();
+    }
+    let run = "EXECUTE claim('{1,2}', '{00000000-0000-0000-0000-000000000001,00000000-0000-0000-0000-000000000002}', '{0,0}')";
+    for _ in 0..6 {
+        sqlx::query(run).execute(&mut *conn).await.unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO queue (payment_id, event_id, event_type, payload)
+         SELECT n, gen_random_uuid(), 'payment.finished', '{}' FROM generate_series(1, 20000) n",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {run}"))
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+    for statement in ["DEALLOCATE claim", "DROP TABLE queue"] {
+        sqlx::query(statement).execute(&mut *conn).await.unwrap();
+    }
+    plan.join("\n")
+}
+
+#[tokio::test]
+async fn the_outbox_connections_plan_each_claim_on_the_queue_as_it_is() {
+    let dbs =
+        paygate::db::Databases::connect_and_migrate(&databases().await, 2, &Default::default())
+            .await
+            .unwrap();
+    // The mechanism: an ordinary connection keeps the plan it fixed while
+    // the queue was empty, a scan of every row for a batch of two.
+    let kept = plan_after_the_queue_filled(&dbs.payments).await;
+    assert!(kept.contains("Seq Scan on queue"), "{kept}");
+    for pool in [&dbs.outbox, &dbs.outbox_relaxed] {
+        let plan = plan_after_the_queue_filled(pool).await;
+        assert!(plan.contains("Index Scan"), "{plan}");
+        assert!(!plan.contains("Seq Scan on queue"), "{plan}");
+    }
+}

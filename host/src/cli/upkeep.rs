@@ -30,7 +30,7 @@ pub enum QuotaCommand {
 pub async fn outbox(db: DbArgs, command: OutboxCommand) -> anyhow::Result<()> {
     let OutboxCommand::Stats = command;
     let dbs = db.connect().await?;
-    let store = OutboxStore::new(dbs.payments, dbs.payments_relaxed);
+    let store = OutboxStore::new(dbs.outbox, dbs.outbox_relaxed);
     println!("{}", serde_json::to_string_pretty(&store.stats().await?)?);
     Ok(())
 }

@@ -122,7 +122,8 @@ impl Producer {
         }
     }
 
-    /// Until the next retry or lease expiry, at most the poll interval.
+    /// Until the next retry, at most the poll interval (which is also how
+    /// often expired leases are looked for).
     async fn idle_wait(&self) -> anyhow::Result<Duration> {
         let poll = self.settings.poll_interval;
         let Some(next) = self.store.next_due().await? else {

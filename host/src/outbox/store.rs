@@ -289,13 +289,22 @@ impl OutboxStore {
         Ok(())
     }
 
-    /// When the producer should look again without being woken: the
-    /// earliest retry due or lease running out.
+    /// When the next row waiting to be published comes due, asked after a
+    /// claim that took every due row it could: the earliest retry, or a
+    /// row that came due since.
+    ///
+    /// Only the due index's entries from a moment ago on are read. The
+    /// rows before them were due, and the claim took them: until a vacuum
+    /// their entries are dead, and a queue leaves them at the head of an
+    /// index ordered by time. Read from the head, this lookup walked them
+    /// all after every claim (hundreds of pages, with autovacuum behind or
+    /// off). An older row the claim could not take is in another
+    /// producer's hands; one committed since wakes the producer.
     pub async fn next_due(&self) -> sqlx::Result<Option<DateTime<Utc>>> {
         sqlx::query_scalar!(
-            "SELECT least(
-                 (SELECT min(next_retry_at) FROM outbox WHERE status IN ('LOG_PENDING', 'LOG_RETRYING')),
-                 (SELECT min(claimed_until) FROM outbox WHERE claimed_until IS NOT NULL AND status = 'LOG_PROCESSING'))",
+            "SELECT min(next_retry_at) FROM outbox
+             WHERE status IN ('LOG_PENDING', 'LOG_RETRYING')
+               AND next_retry_at > now() - interval '1 second'",
         )
         .fetch_one(&self.relaxed)
         .await
