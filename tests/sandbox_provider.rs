@@ -58,6 +58,7 @@ impl Sandbox {
             stripe_webhook_secret: Secret::new(STRIPE_SECRET),
             adyen_api_key: Secret::new(ADYEN_KEY),
             adyen_hmac_key: Secret::new(ADYEN_HMAC),
+            max_payments: paygate_demo::sandbox::DEFAULT_MAX_PAYMENTS,
         };
         let stop = CancellationToken::new();
         let served = tokio::spawn(serve(listener, args, stop.clone()));

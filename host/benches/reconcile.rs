@@ -11,6 +11,9 @@
 //!    payments for `BENCH_SECONDS` (10) with nothing else running, then
 //!    again for as long as a round reconciles a second backlog of the same
 //!    size. The figures are creates per second in both, and their ratio.
+//!    With the clients' requests in flight the round runs at the host's
+//!    busy pace (`PAYGATE_RECONCILE_BUSY_RATE`, `serve`'s default), so it
+//!    takes longer than alone.
 //!
 //! Everything runs in this process: the host as `paygate serve` would (its
 //! own background jobs, outbox and notifier settings included), the sandbox
@@ -118,6 +121,16 @@ async fn creates_until(api: Arc<Api>, clients: usize, stop: Arc<AtomicBool>) -> 
     total
 }
 
+/// Marks a phase's start on stderr with the Unix time, so that samples
+/// taken outside the process (CPU per service, `pg_stat_activity`) can be
+/// cut by phase.
+fn phase(name: &str) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    eprintln!("[bench] {:.2} {name}", now.as_secs_f64());
+}
+
 async fn finished(pool: &sqlx::PgPool, ids: &[i64]) -> i64 {
     sqlx::query_scalar(
         "SELECT count(*) FROM payments WHERE id = ANY($1) AND status = 'PAYMENT_FINISHED'",
@@ -168,7 +181,10 @@ async fn main() {
     let (services, dbs) = (app.services.clone(), app.dbs.clone());
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.run(shutdown.clone()));
-    let sandbox_args = SandboxArgs::signing_as(&config, sandbox_addr, sandbox_url, base.clone());
+    let mut sandbox_args =
+        SandboxArgs::signing_as(&config, sandbox_addr, sandbox_url, base.clone());
+    // The clients' creates beside a round paced for them run for minutes.
+    sandbox_args.max_payments = 10_000_000;
     tokio::spawn(paygate_demo::sandbox::serve(
         sandbox_listener,
         sandbox_args,
@@ -194,7 +210,9 @@ async fn main() {
     let gw = services.payments.clone();
 
     // 1. A backlog, reconciled alone.
+    phase("backlog");
     let ids = backlog(&api, n).await;
+    phase("round alone");
     let started = Instant::now();
     let round = reconcile(&gw, Duration::ZERO).await.unwrap();
     let alone = started.elapsed();
@@ -203,6 +221,7 @@ async fn main() {
 
     // The round's notifications are delivered before the baseline, so that
     // their work is not counted in the creates' time alone.
+    phase("draining notifications");
     let drained = Instant::now();
     while notified.load(Ordering::Relaxed) < n {
         assert!(
@@ -214,6 +233,7 @@ async fn main() {
     }
 
     // 2. Creates alone, then while a second backlog is reconciled.
+    phase("creates alone");
     let stop = Arc::new(AtomicBool::new(false));
     let load = tokio::spawn(creates_until(api.clone(), clients, stop.clone()));
     tokio::time::sleep(Duration::from_secs(seconds)).await;
@@ -227,7 +247,9 @@ async fn main() {
         .execute(&dbs.payments)
         .await
         .unwrap();
+    phase("second backlog");
     let second = backlog(&api, n).await;
+    phase("round beside creates");
     let stop = Arc::new(AtomicBool::new(false));
     let load = tokio::spawn(creates_until(api.clone(), clients, stop.clone()));
     let started = Instant::now();
@@ -235,6 +257,7 @@ async fn main() {
     // not asked about.
     let beside = reconcile(&gw, Duration::ZERO).await.unwrap();
     let busy = started.elapsed();
+    phase("end");
     stop.store(true, Ordering::Relaxed);
     let (busy_ok, busy_failed) = load.await.unwrap();
     let busy_rate = busy_ok as f64 / busy.as_secs_f64();
@@ -261,7 +284,10 @@ async fn main() {
         base_failed + busy_failed
     );
     println!(
-        "\nThe merchant's endpoint received {} notifications over the run.",
+        "\nWhile the clients' requests were in flight the round asked at most {} questions a \
+         second (`PAYGATE_RECONCILE_BUSY_RATE`; 0: no limit). The merchant's endpoint received \
+         {} notifications over the run.",
+        config.reconcile_busy_rate,
         notified.load(Ordering::Relaxed)
     );
     write_json(&json!({
@@ -274,6 +300,7 @@ async fn main() {
         "create_ratio": ratio,
         "create_errors": base_failed + busy_failed,
         "notifications_received": notified.load(Ordering::Relaxed),
+        "reconcile_busy_rate": config.reconcile_busy_rate,
     }));
     shutdown.cancel();
     let _ = server.await;

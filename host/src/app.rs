@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, DEMO_SECRETS, Retention, redacted};
 use crate::counters::RedisCounters;
 use crate::db::Databases;
+use crate::foreground::{Foreground, Pace};
 use crate::health::Health;
 use crate::http::admin::Operations;
 use crate::http::middleware::Hsts;
@@ -59,6 +60,9 @@ pub struct App {
     /// How long a payment stays pending before its provider is asked, and
     /// before it expires.
     pending_for: (Duration, Duration),
+    /// The merchant API's requests in flight, which reconciliation gives
+    /// way to.
+    foreground: Foreground,
 }
 
 impl App {
@@ -93,6 +97,7 @@ impl App {
         }
         refuse_missing_secrets(config, &plugins)?;
         let metrics = Arc::new(Metrics::default());
+        let foreground = Foreground::default();
         // This process's writers of notifications wake its own producer.
         let outbox_wake = Arc::new(tokio::sync::Notify::new());
         let outbox = OutboxStore::new(dbs.outbox.clone(), dbs.outbox_relaxed.clone())
@@ -120,6 +125,7 @@ impl App {
             allow_http_redirects: config.demo,
             payment_expiry: config.payment_expiry,
             metrics: metrics.clone(),
+            reconcile_pace: Pace::new(foreground.clone(), config.reconcile_busy_rate),
         });
         let broker = Broker {
             url: config.rabbitmq_url.clone(),
@@ -231,6 +237,7 @@ impl App {
                 config.webhooks.log_purge_every,
             ),
             pending_for: (config.reconcile_after, config.payment_expiry),
+            foreground,
         })
     }
 
@@ -297,7 +304,7 @@ impl App {
             tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "admin API serving");
             tokio::spawn(serve(listener, admin, self.timeouts.clone(), shutdown.clone()))
         });
-        let app = router(self.services);
+        let app = self.foreground.counting(router(self.services));
         tracing::info!(%addr, "paygate serving");
         let stopping = tokio::spawn({
             let shutdown = shutdown.clone();

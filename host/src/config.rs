@@ -174,6 +174,13 @@ pub struct Config {
     #[arg(long, env = "PAYGATE_RECONCILE_AFTER", default_value = "10m", value_parser = parse_window)]
     pub reconcile_after: Duration,
 
+    /// Questions a second each host's reconciliation asks while the host
+    /// is serving merchants' requests (as fast as it can while it serves
+    /// none), so that a large backlog does not slow live payments; 0: no
+    /// limit.
+    #[arg(long, env = "PAYGATE_RECONCILE_BUSY_RATE", default_value_t = 50)]
+    pub reconcile_busy_rate: u32,
+
     /// How long a payment may stay pending: then it expires
     /// (`PAYMENT_EXPIRED`, notified `payment.expired`) and its quota token
     /// is given back.
@@ -650,6 +657,7 @@ impl Config {
             hsts_max_age: 0,
             request_lease: Duration::from_secs(60),
             reconcile_after: Duration::from_secs(600),
+            reconcile_busy_rate: 50,
             payment_expiry: Duration::from_secs(86_400),
         }
     }

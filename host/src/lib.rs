@@ -29,6 +29,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod env_names;
+pub mod foreground;
 pub mod http;
 pub mod ids;
 pub mod merchants;

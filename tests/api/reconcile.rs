@@ -363,3 +363,48 @@ async fn a_provider_that_is_down_delays_reconciliation_without_failing_payments(
     assert_eq!(later.settled, 1, "{later:?}");
     assert_eq!(shown(&up, id).await["status"], "PAYMENT_FINISHED");
 }
+
+/// While the host is serving a merchant's request, a round asks at most
+/// `PAYGATE_RECONCILE_BUSY_RATE` questions a second; with none in flight
+/// it asks as fast as it can.
+#[tokio::test]
+async fn a_round_gives_way_to_requests_in_flight() {
+    use tokio::io::AsyncWriteExt;
+    let endpoint = MerchantEndpoint::start(&[]).await;
+    let app = app_notifying_alone(&endpoint, "reconcile_paced", |mut c| {
+        c.reconcile_busy_rate = 2;
+        c
+    })
+    .await;
+    let n = 5;
+    for order in 1..=n {
+        settled_without_webhook(&app, order, "sandbox", "pay").await;
+    }
+    // A request in flight: its head sent, its body still to come.
+    let mut held = tokio::net::TcpStream::connect(app.url.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    held.write_all(
+        b"POST /api/v1/payments/webhook HTTP/1.1\r\nhost: paygate\r\n\
+          content-type: application/json\r\ncontent-length: 100\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let started = Instant::now();
+    let round = reconcile(&app.payments, Duration::ZERO).await.unwrap();
+    assert_eq!(round.settled, n as usize, "{round:?}");
+    // Five questions at two a second: the last one 2 s after the first.
+    let paced = started.elapsed();
+    assert!(paced >= Duration::from_secs(2), "{paced:?}");
+
+    // The request ends; the next round is not held back (its length is
+    // not asserted: this machine is shared).
+    drop(held);
+    for order in n + 1..=2 * n {
+        settled_without_webhook(&app, order, "sandbox", "pay").await;
+    }
+    let round = reconcile(&app.payments, Duration::ZERO).await.unwrap();
+    assert_eq!(round.settled, n as usize, "{round:?}");
+}

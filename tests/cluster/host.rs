@@ -67,6 +67,7 @@ impl Services {
             stripe_webhook_secret: paygate::plugins::Secret::new("whsec_test"),
             adyen_api_key: paygate::plugins::Secret::new(paygate::config::TEST_ADYEN_API_KEY),
             adyen_hmac_key: paygate::plugins::Secret::new(paygate::config::TEST_ADYEN_HMAC_KEY),
+            max_payments: paygate_demo::sandbox::DEFAULT_MAX_PAYMENTS,
         };
         tokio::spawn(paygate_demo::sandbox::serve(listener, args, stop.clone()));
         Self {

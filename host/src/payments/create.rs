@@ -36,6 +36,9 @@ pub struct PaymentsService {
     pub payment_expiry: std::time::Duration,
     /// Payments created and finished, by alias and status.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// How fast reconciliation asks while merchants' requests are in
+    /// flight (`PAYGATE_RECONCILE_BUSY_RATE`).
+    pub reconcile_pace: crate::foreground::Pace,
 }
 
 /// How long this request's compensating writes may go on: well within the

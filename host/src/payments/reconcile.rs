@@ -42,10 +42,10 @@ pub const MAX_DELAY: Duration = Duration::from_secs(3600);
 /// Payments claimed per statement.
 const BATCH: i64 = 200;
 
-/// Questions in flight at once, per host: a background job, kept gentle
-/// on the host's own requests (scripts/bench-reconcile measured 16 in
-/// flight taking 29% of creates on a 2-core machine; see
-/// docs/BENCHMARKS.md).
+/// Questions in flight at once, per host, with no request to give way to
+/// (scripts/bench-reconcile measured 16 in flight taking 29% of creates on
+/// a 2-core machine; see docs/BENCHMARKS.md). While requests are in flight
+/// the service's [`crate::foreground::Pace`] limits the rate as well.
 const CONCURRENCY: usize = 4;
 
 /// What one round of reconciliation did.
@@ -277,6 +277,7 @@ async fn reconcile_refunds(
         let claimed = due.len();
         let answers: Vec<_> = futures_util::stream::iter(due)
             .map(|(id, attempt)| async move {
+                gw.reconcile_pace.step().await;
                 let request_id = format!("reconcile-refund-{id}-{attempt}");
                 (id, recheck_refund(gw, id, &request_id).await)
             })
@@ -303,8 +304,9 @@ async fn reconcile_refunds(
     }
 }
 
-/// Asks about every payment due now, [`CONCURRENCY`] at a time, until
-/// none is left, then about every pending refund due.
+/// Asks about every payment due now, [`CONCURRENCY`] at a time (and at
+/// the service's pace while merchants' requests are in flight), until none
+/// is left, then about every pending refund due.
 pub async fn reconcile(gw: &PaymentsService, after: Duration) -> Result<Round, sqlx::Error> {
     let mut round = Round::default();
     let began = sqlx::query_scalar!(r#"SELECT now() AS "now!""#)
@@ -314,7 +316,10 @@ pub async fn reconcile(gw: &PaymentsService, after: Duration) -> Result<Round, s
         let due = gw.payments.claim_due(after, began, BATCH).await?;
         let claimed = due.len();
         let answers: Vec<Result<Answer, sqlx::Error>> = futures_util::stream::iter(due)
-            .map(|due| ask(gw, due))
+            .map(|due| async {
+                gw.reconcile_pace.step().await;
+                ask(gw, due).await
+            })
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;

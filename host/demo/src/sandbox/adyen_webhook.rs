@@ -150,6 +150,7 @@ mod tests {
     fn signs_the_documented_fields_with_the_decoded_key() {
         let args = crate::sandbox::SandboxArgs {
             adyen_hmac_key: paygate::plugins::Secret::new("00FF10"),
+            max_payments: crate::sandbox::DEFAULT_MAX_PAYMENTS,
             ..crate::sandbox::tests::args()
         };
         let sandbox = Sandbox::new(&args);
@@ -180,6 +181,7 @@ mod tests {
 
         let args = crate::sandbox::SandboxArgs {
             adyen_hmac_key: paygate::plugins::Secret::new("not hex"),
+            max_payments: crate::sandbox::DEFAULT_MAX_PAYMENTS,
             ..crate::sandbox::tests::args()
         };
         assert!(signed(&Sandbox::new(&args), &item).is_none());

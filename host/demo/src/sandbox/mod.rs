@@ -98,7 +98,16 @@ pub struct SandboxArgs {
         hide_env_values = true
     )]
     pub adyen_hmac_key: Secret,
+
+    /// Payments (and, apart, refunds) the sandbox holds before it answers
+    /// 503: it keeps them all in memory until it restarts.
+    #[arg(long, env = "SANDBOX_MAX_PAYMENTS", default_value_t = DEFAULT_MAX_PAYMENTS)]
+    pub max_payments: usize,
 }
+
+/// More payments than any test or demo opens; the cap keeps a sandbox left
+/// running (or hammered) from growing without bound.
+pub const DEFAULT_MAX_PAYMENTS: usize = 100_000;
 
 impl SandboxArgs {
     /// A sandbox provider on `listen` that signs its webhooks with the
@@ -124,6 +133,7 @@ impl SandboxArgs {
             stripe_webhook_secret: secret("STRIPE_WEBHOOK_SECRET"),
             adyen_api_key: secret("ADYEN_API_KEY"),
             adyen_hmac_key: secret("ADYEN_HMAC_KEY"),
+            max_payments: DEFAULT_MAX_PAYMENTS,
         }
     }
 }
@@ -198,6 +208,7 @@ pub(crate) mod tests {
             stripe_webhook_secret: Secret::new("whsec_unit"),
             adyen_api_key: Secret::new("adyen_unit_key"),
             adyen_hmac_key: Secret::new("00FF10"),
+            max_payments: super::DEFAULT_MAX_PAYMENTS,
         }
     }
 }

@@ -10,10 +10,6 @@ use super::SandboxArgs;
 use super::ids::Ids;
 use paygate::plugins::Secret;
 
-/// More payments than any test or demo opens; the cap keeps a sandbox left
-/// running (or hammered) from growing without bound.
-const MAX_PAYMENTS: usize = 100_000;
-
 /// Where a payment stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -127,7 +123,7 @@ pub(crate) enum Opened {
     Replayed(Payment),
     /// The idempotency key was seen with another order.
     Conflict,
-    /// [`MAX_PAYMENTS`] reached.
+    /// [`Settings::max_payments`] reached.
     Full,
 }
 
@@ -143,6 +139,8 @@ pub(crate) struct Settings {
     pub adyen_api_key: Secret,
     /// The HMAC key of Adyen's notifications, in hex as Adyen shows it.
     pub adyen_hmac_key: Secret,
+    /// Payments, and refunds, held at most.
+    pub max_payments: usize,
 }
 
 /// Where a refund stands at the sandbox.
@@ -242,6 +240,7 @@ impl Sandbox {
             stripe_secret: args.stripe_webhook_secret.clone(),
             adyen_api_key: args.adyen_api_key.clone(),
             adyen_hmac_key: args.adyen_hmac_key.clone(),
+            max_payments: args.max_payments,
         };
         Self {
             inner: Arc::new(Inner {
@@ -288,7 +287,7 @@ impl Sandbox {
                 Opened::Conflict
             };
         }
-        if memory.payments.len() >= MAX_PAYMENTS {
+        if memory.payments.len() >= self.inner.settings.max_payments {
             return Opened::Full;
         }
         let payment = Payment {
@@ -374,7 +373,7 @@ impl Sandbox {
                 left: total - taken,
             };
         }
-        if memory.refunds.len() >= MAX_PAYMENTS {
+        if memory.refunds.len() >= self.inner.settings.max_payments {
             return Refunded::Full;
         }
         let refund = SandboxRefund {
