@@ -451,6 +451,15 @@ def section_reconcile(d):
                   num(d["backlog"] / d["round_alone_s"], 0, "/s"),
                   num(d["round_beside_creates_s"], 1, " s"))])
     out += [""]
+    if "creates_alone_after_per_s" in d:
+        # Since session 20: alone before and after the round, the ratio to their mean.
+        out += table([f"creates, {clients} clients", "alone before", "alone after",
+                      "during the round", "ratio to alone (mean)", "errors"],
+                     [("", num(d["creates_alone_before_per_s"], 0, "/s"),
+                       num(d["creates_alone_after_per_s"], 0, "/s"),
+                       num(d["creates_during_round_per_s"], 0, "/s"),
+                       f"{100 * d['create_ratio']:.0f}%", num(d["create_errors"], 0))])
+        return out
     out += table([f"creates, {clients} clients", "alone", "during the round", "ratio", "errors"],
                  [("", num(d["creates_alone_per_s"], 0, "/s"),
                    num(d["creates_during_round_per_s"], 0, "/s"),
