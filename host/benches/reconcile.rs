@@ -12,7 +12,7 @@
 //!    again for as long as a round reconciles a second backlog of the same
 //!    size. The figures are creates per second in both, and their ratio.
 //!    With the clients' requests in flight the round runs at the host's
-//!    busy pace (`PAYGATE_RECONCILE_BUSY_RATE`, `serve`'s default), so it
+//!    busy pace (`PAYGATE_RECONCILE_BUSY_RATE`, read as `serve` reads it), so it
 //!    takes longer than alone. Then the clients create alone again for
 //!    `BENCH_SECONDS`, on the database the round left (many more payments,
 //!    and on a server without autovacuum their dead rows): the ratio is to
@@ -201,6 +201,12 @@ async fn main() {
     config.db_pool_size = 32;
     config.plugin_max_concurrent_calls = 1000;
     common::deliver_as_serve(&mut config);
+    // The busy pace, as `serve` reads it: its default unless set.
+    let pace = setting(
+        "PAYGATE_RECONCILE_BUSY_RATE",
+        config.reconcile_busy_rate.into(),
+    );
+    config.reconcile_busy_rate = u32::try_from(pace).unwrap_or(u32::MAX);
     let app = App::build(&config).await.expect("host starts");
     let base = format!("http://{}", app.local_addr());
     let (services, dbs) = (app.services.clone(), app.dbs.clone());

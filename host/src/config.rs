@@ -178,7 +178,7 @@ pub struct Config {
     /// is serving merchants' requests (as fast as it can while it serves
     /// none), so that a large backlog does not slow live payments; 0: no
     /// limit.
-    #[arg(long, env = "PAYGATE_RECONCILE_BUSY_RATE", default_value_t = 50)]
+    #[arg(long, env = "PAYGATE_RECONCILE_BUSY_RATE", default_value_t = 200)]
     pub reconcile_busy_rate: u32,
 
     /// How long a payment may stay pending: then it expires
@@ -657,7 +657,7 @@ impl Config {
             hsts_max_age: 0,
             request_lease: Duration::from_secs(60),
             reconcile_after: Duration::from_secs(600),
-            reconcile_busy_rate: 50,
+            reconcile_busy_rate: 200,
             payment_expiry: Duration::from_secs(86_400),
         }
     }

@@ -369,7 +369,6 @@ async fn a_provider_that_is_down_delays_reconciliation_without_failing_payments(
 /// it asks as fast as it can.
 #[tokio::test]
 async fn a_round_gives_way_to_requests_in_flight() {
-    use tokio::io::AsyncWriteExt;
     let endpoint = MerchantEndpoint::start(&[]).await;
     let app = app_notifying_alone(&endpoint, "reconcile_paced", |mut c| {
         c.reconcile_busy_rate = 2;
@@ -380,17 +379,7 @@ async fn a_round_gives_way_to_requests_in_flight() {
     for order in 1..=n {
         settled_without_webhook(&app, order, "sandbox", "pay").await;
     }
-    // A request in flight: its head sent, its body still to come.
-    let mut held = tokio::net::TcpStream::connect(app.url.trim_start_matches("http://"))
-        .await
-        .unwrap();
-    held.write_all(
-        b"POST /api/v1/payments/webhook HTTP/1.1\r\nhost: paygate\r\n\
-          content-type: application/json\r\ncontent-length: 100\r\n\r\n{",
-    )
-    .await
-    .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let held = request_in_flight(&app).await;
 
     let started = Instant::now();
     let round = reconcile(&app.payments, Duration::ZERO).await.unwrap();
@@ -407,4 +396,174 @@ async fn a_round_gives_way_to_requests_in_flight() {
     }
     let round = reconcile(&app.payments, Duration::ZERO).await.unwrap();
     assert_eq!(round.settled, n as usize, "{round:?}");
+}
+
+/// A round applies its providers' final answers in batches of
+/// `APPLY_BATCH` (32), one transaction each: with more payments than one
+/// batch, paid and declined, each moves once, with one
+/// `EVENT_PROVIDER_STATUS` entry naming its question and one notification
+/// that describes it.
+#[tokio::test]
+async fn a_round_applies_its_answers_in_batches_each_as_a_webhook_would() {
+    let endpoint = MerchantEndpoint::start(&[]).await;
+    // The default delay (10 minutes): only the round this test runs asks.
+    let app = app_notifying_alone(&endpoint, "reconcile_batches", |c| c).await;
+    let mut want = Vec::new();
+    for order in 1..=40 {
+        let (button, status, event) = match order % 3 {
+            0 => ("decline", "PAYMENT_FAILED", "payment.failed"),
+            _ => ("pay", "PAYMENT_FINISHED", "payment.finished"),
+        };
+        let id = settled_without_webhook(&app, order, "sandbox", button).await;
+        want.push((id, order, status, event));
+    }
+    let round = reconcile(&app.payments, Duration::ZERO).await.unwrap();
+    let counts = (round.asked, round.settled, round.pending, round.unanswered);
+    assert_eq!(counts, (40, 40, 0, 0), "{round:?}");
+
+    for (id, order, status, event) in want {
+        let payment = shown(&app, id).await;
+        assert_eq!(payment["status"], status);
+        let logged: Vec<(String, String, Value)> = sqlx::query_as(
+            "SELECT status, message, payload FROM payment_logs
+             WHERE payment_id = $1 AND event_type = 'EVENT_PROVIDER_STATUS'",
+        )
+        .bind(id)
+        .fetch_all(&app.dbs.payments)
+        .await
+        .unwrap();
+        let question = json!({
+            "provider_event_id": format!("reconcile-{id}-1"),
+            "provider_type": "payment-status",
+        });
+        let entry = (status.to_owned(), "payment-status".to_owned(), question);
+        assert_eq!(logged, vec![entry]);
+
+        let queued: Vec<(uuid::Uuid, String, Value)> = sqlx::query_as(
+            "SELECT event_id, event_type, payload FROM outbox WHERE payment_id = $1",
+        )
+        .bind(id)
+        .fetch_all(&app.dbs.payments)
+        .await
+        .unwrap();
+        let [(event_id, kind, body)] = &queued[..] else {
+            panic!("payment {id}: {queued:?}");
+        };
+        assert_eq!(kind, event);
+        assert_eq!(body["event_id"], event_id.to_string());
+        assert_eq!(body["event_type"], event);
+        assert_eq!(body["payment_id"], id);
+        assert_eq!(body["order_id"], order);
+        assert_eq!(body["merchant_id"], app.merchant.merchant_id.get());
+        assert_eq!(body["status"], status);
+        assert_eq!(body["currency"], payment["currency"]);
+    }
+}
+
+/// A payment whose webhook is applied while a round's batch waits for its
+/// row is left as the webhook made it: the round neither moves it again
+/// nor notifies it, and counts it as settled by someone else.
+#[tokio::test]
+async fn a_batch_leaves_a_payment_a_webhook_settled_while_it_waited() {
+    let endpoint = MerchantEndpoint::start(&[]).await;
+    // One question a second while a request is in flight: the answers of
+    // three payments are applied two seconds after the round claims them.
+    let app = app_notifying_alone(&endpoint, "reconcile_raced", |mut c| {
+        c.reconcile_busy_rate = 1;
+        c
+    })
+    .await;
+    let raced = settled_without_webhook(&app, 1, "sandbox", "pay").await;
+    let others = [
+        settled_without_webhook(&app, 2, "sandbox", "pay").await,
+        settled_without_webhook(&app, 3, "sandbox", "pay").await,
+    ];
+    let _held = request_in_flight(&app).await;
+
+    let payments = app.payments.clone();
+    let round = tokio::spawn(async move { reconcile(&payments, Duration::ZERO).await });
+    // Claimed by the round (asked about once) and not yet answered, the
+    // webhook's transaction takes the row...
+    wait_for(&app, "the round's claim", |db| async move {
+        sqlx::query_scalar::<_, i32>("SELECT reconcile_attempts FROM payments WHERE id = $1")
+            .bind(raced)
+            .fetch_one(&db)
+            .await
+            .unwrap()
+            == 1
+    })
+    .await;
+    let mut webhook = app.dbs.payments.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM payments WHERE id = $1 FOR UPDATE")
+        .bind(raced)
+        .execute(&mut *webhook)
+        .await
+        .unwrap();
+    // ...the round's batch comes to wait for it...
+    wait_for(&app, "the batch to wait for the row", |db| async move {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'
+               AND query LIKE 'UPDATE payments p SET status = a.status%'",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap()
+            > 0
+    })
+    .await;
+    // ...and the webhook settles it first.
+    sqlx::query("UPDATE payments SET status = 'PAYMENT_FAILED' WHERE id = $1")
+        .bind(raced)
+        .execute(&mut *webhook)
+        .await
+        .unwrap();
+    webhook.commit().await.unwrap();
+
+    let round = round.await.unwrap().unwrap();
+    assert_eq!((round.settled, round.pending), (2, 1), "{round:?}");
+    assert_eq!(shown(&app, raced).await["status"], "PAYMENT_FAILED");
+    let kinds = app.timeline_types(raced).await;
+    assert!(
+        !kinds.iter().any(|k| k == "EVENT_PROVIDER_STATUS"),
+        "{kinds:?}"
+    );
+    assert!(super::webhooks::outbox_of(&app, raced).await.is_empty());
+    for id in others {
+        assert_eq!(shown(&app, id).await["status"], "PAYMENT_FINISHED");
+        assert_eq!(super::webhooks::outbox_of(&app, id).await.len(), 1);
+    }
+}
+
+/// Polls `done` on the payments database until it holds (at most 20 s).
+async fn wait_for<F, Fut>(app: &TestApp, what: &str, done: F)
+where
+    F: Fn(sqlx::PgPool) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !done(app.dbs.payments.clone()).await {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "waited in vain for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A request in flight until the stream is dropped: its head sent, its
+/// body still to come.
+async fn request_in_flight(app: &TestApp) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut held = tokio::net::TcpStream::connect(app.url.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    held.write_all(
+        b"POST /api/v1/payments/webhook HTTP/1.1\r\nhost: paygate\r\n\
+          content-type: application/json\r\ncontent-length: 100\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    held
 }

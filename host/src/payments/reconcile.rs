@@ -28,8 +28,8 @@ use tokio_util::sync::CancellationToken;
 use super::create::PaymentsService;
 use super::domain::PaymentStatus;
 use super::refunds::{Rechecked, recheck_refund};
-use super::store::{PaymentStore, log};
-use super::webhook::{Applied, Notifiable, PaymentLookup, ProviderEvent, Source, notify_payment};
+use super::store::{PaymentStore, log_each};
+use super::webhook::{Notifiable, Source, notify_payments};
 use crate::ids::{MerchantId, OrderId, PaymentId, RefundId};
 use crate::merchants::MerchantStore;
 use crate::plugins::Caller;
@@ -77,10 +77,25 @@ struct Due {
 
 /// How one question went.
 enum Answer {
-    Settled,
+    /// The provider's final word, to apply with the rest of its batch.
+    Final(Settled),
     Pending,
     Unanswered,
 }
+
+/// A final answer about a payment, applied as a verified webhook is.
+struct Settled {
+    id: PaymentId,
+    status: PaymentStatus,
+    /// The event id its timeline entry carries: one per question.
+    event_id: String,
+}
+
+/// Final answers applied per transaction. A round's notifications then
+/// reach the outbox, its producer and the notifier in batches, where one
+/// by one each cost a commit, a claim, a publish and a settlement of its
+/// own (docs/benchmarks/notes/reconcile.md, session 21).
+const APPLY_BATCH: usize = 32;
 
 impl PaymentStore {
     /// Claims up to `limit` payments pending for at least `after` whose
@@ -170,19 +185,10 @@ impl PaymentStore {
         .await?;
         let message = "still pending at its expires_at (PAYGATE_PAYMENT_EXPIRY)";
         let expired = PaymentStatus::Expired;
-        for payment in &due {
-            let status = expired.as_str();
-            log(
-                &mut tx,
-                payment.id,
-                "EVENT_PAYMENT_EXPIRED",
-                status,
-                message,
-                None,
-            )
-            .await?;
-            notify_payment(&mut tx, payment, expired).await?;
-        }
+        let entries: Vec<_> = due.iter().map(|p| (p.id, expired.as_str(), None)).collect();
+        log_each(&mut tx, "EVENT_PAYMENT_EXPIRED", message, &entries).await?;
+        let moves: Vec<_> = due.iter().map(|p| (p, expired)).collect();
+        notify_payments(&mut tx, &moves).await?;
         tx.commit().await?;
         if !due.is_empty() {
             self.outbox_wake.wake().await;
@@ -306,7 +312,8 @@ async fn reconcile_refunds(
 
 /// Asks about every payment due now, [`CONCURRENCY`] at a time (and at
 /// the service's pace while merchants' requests are in flight), until none
-/// is left, then about every pending refund due.
+/// is left, then about every pending refund due. Final answers are applied
+/// [`APPLY_BATCH`] at a time, as they come.
 pub async fn reconcile(gw: &PaymentsService, after: Duration) -> Result<Round, sqlx::Error> {
     let mut round = Round::default();
     let began = sqlx::query_scalar!(r#"SELECT now() AS "now!""#)
@@ -315,19 +322,42 @@ pub async fn reconcile(gw: &PaymentsService, after: Duration) -> Result<Round, s
     loop {
         let due = gw.payments.claim_due(after, began, BATCH).await?;
         let claimed = due.len();
-        let answers: Vec<Result<Answer, sqlx::Error>> = futures_util::stream::iter(due)
+        let mut answers = futures_util::stream::iter(due)
             .map(|due| async {
                 gw.reconcile_pace.step().await;
                 ask(gw, due).await
             })
             .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
-        for answer in answers {
-            match answer? {
-                Answer::Settled => round.settled += 1,
-                Answer::Pending => round.pending += 1,
-                Answer::Unanswered => round.unanswered += 1,
+            .chunks(APPLY_BATCH);
+        while let Some(chunk) = answers.next().await {
+            let mut finals = Vec::with_capacity(chunk.len());
+            for answer in chunk {
+                match answer? {
+                    Answer::Final(settled) => finals.push(settled),
+                    Answer::Pending => round.pending += 1,
+                    Answer::Unanswered => round.unanswered += 1,
+                }
+            }
+            let moved = gw.payments.apply_answers(&finals).await?;
+            // A webhook settled the others while their provider was asked.
+            round.pending += finals.len() - moved.len();
+            round.settled += moved.len();
+            let mut by_alias =
+                std::collections::BTreeMap::<(&str, &str), (PaymentStatus, u64)>::new();
+            for (id, alias, status) in &moved {
+                tracing::info!(
+                    payment_id = id.get(),
+                    alias,
+                    status = status.as_str(),
+                    "reconciliation settled a pending payment"
+                );
+                by_alias
+                    .entry((alias, status.as_str()))
+                    .or_insert((*status, 0))
+                    .1 += 1;
+            }
+            for ((alias, _), (status, n)) in by_alias {
+                gw.metrics.payments_finished(alias, status, n);
             }
         }
         round.asked = round.settled + round.pending;
@@ -338,8 +368,76 @@ pub async fn reconcile(gw: &PaymentsService, after: Duration) -> Result<Round, s
     }
 }
 
-/// Asks the payment's provider about it, through the alias's circuit, and
-/// applies a final answer.
+impl PaymentStore {
+    /// Applies final answers to status questions in one transaction, each
+    /// as [`PaymentStore::apply_provider_event`] applies a verified
+    /// webhook: a payment still pending moves, with its timeline entry
+    /// (`EVENT_PROVIDER_STATUS`) and its notification; one a webhook
+    /// settled meanwhile is left as it is (the update waits for that
+    /// webhook's transaction, then finds it no longer pending). Answers
+    /// the payments moved, with their aliases and new statuses.
+    async fn apply_answers(
+        &self,
+        answers: &[Settled],
+    ) -> Result<Vec<(PaymentId, String, PaymentStatus)>, sqlx::Error> {
+        if answers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = answers.iter().map(|a| a.id.get()).collect();
+        let statuses: Vec<&str> = answers.iter().map(|a| a.status.as_str()).collect();
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query!(
+            r#"UPDATE payments p SET status = a.status, updated_at = now()
+               FROM unnest($1::bigint[], $2::text[]) AS a(id, status)
+               WHERE p.id = a.id AND p.status = 'PAYMENT_PENDING'
+               RETURNING p.id AS "id: PaymentId", p.merchant_id AS "merchant_id: MerchantId",
+                         p.order_id AS "order_id: OrderId", p.amount, p.price, p.currency,
+                         p.metadata, p.created_at, p.alias"#,
+            &ids,
+            &statuses as &[&str],
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut moved = Vec::with_capacity(rows.len());
+        let mut entries = Vec::with_capacity(rows.len());
+        let mut notified = Vec::with_capacity(rows.len());
+        for row in rows {
+            let Some(answer) = answers.iter().find(|a| a.id == row.id) else {
+                continue;
+            };
+            let payload = serde_json::json!({
+                "provider_event_id": answer.event_id,
+                "provider_type": PROVIDER_TYPE,
+            });
+            entries.push((row.id, answer.status.as_str(), Some(payload)));
+            moved.push((row.id, row.alias, answer.status));
+            notified.push(Notifiable {
+                id: row.id,
+                merchant_id: row.merchant_id,
+                order_id: row.order_id,
+                amount: row.amount,
+                price: row.price,
+                currency: row.currency,
+                metadata: row.metadata,
+                created_at: row.created_at,
+            });
+        }
+        let event = Source::StatusCheck.timeline_event();
+        log_each(&mut tx, event, PROVIDER_TYPE, &entries).await?;
+        let moves: Vec<_> = notified.iter().zip(&moved).map(|(n, m)| (n, m.2)).collect();
+        notify_payments(&mut tx, &moves).await?;
+        tx.commit().await?;
+        if !moved.is_empty() {
+            self.outbox_wake.wake().await;
+        }
+        Ok(moved)
+    }
+}
+
+/// The provider type a status question's timeline entry names.
+const PROVIDER_TYPE: &str = "payment-status";
+
+/// Asks the payment's provider about it, through the alias's circuit.
 #[tracing::instrument(name = "reconcile.ask", skip_all, fields(payment_id = due.id.get(), alias = %due.alias))]
 async fn ask(gw: &PaymentsService, due: Due) -> Result<Answer, sqlx::Error> {
     let Some(binding) = gw.providers.get(&due.alias).await? else {
@@ -376,30 +474,11 @@ async fn ask(gw: &PaymentsService, due: Due) -> Result<Answer, sqlx::Error> {
             return Ok(Answer::Unanswered);
         }
     };
-    let event = ProviderEvent {
-        lookup: PaymentLookup::Id(due.id),
+    Ok(Answer::Final(Settled {
+        id: due.id,
         status,
-        provider_type: "payment-status",
-        event_id: &request_id,
-        amount: None,
-        source: Source::StatusCheck,
-    };
-    let applied = gw
-        .payments
-        .apply_provider_event(&event, std::slice::from_ref(&due.alias))
-        .await?;
-    Ok(match applied {
-        Applied::Updated { alias, .. } => {
-            gw.metrics.payments_finished(&alias, status, 1);
-            tracing::info!(
-                status = status.as_str(),
-                "reconciliation settled a pending payment"
-            );
-            Answer::Settled
-        }
-        // A webhook settled it while the provider was being asked.
-        _ => Answer::Pending,
-    })
+        event_id: request_id,
+    }))
 }
 
 /// When pending payments are asked about and expired.

@@ -397,3 +397,32 @@ pub(crate) async fn log(
     .await?;
     Ok(())
 }
+
+/// Appends timeline rows of one kind (`event_type`, `message`) for many
+/// payments in one statement, inside the caller's transaction, in the
+/// order given: each entry is the payment, its status and the row's
+/// payload.
+pub(crate) async fn log_each(
+    tx: &mut Transaction<'_, Postgres>,
+    event_type: &str,
+    message: &str,
+    entries: &[(PaymentId, &str, Option<Value>)],
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<i64> = entries.iter().map(|(id, _, _)| id.get()).collect();
+    let statuses: Vec<&str> = entries.iter().map(|(_, status, _)| *status).collect();
+    let payloads: Vec<Option<Value>> = entries.iter().map(|(_, _, p)| p.clone()).collect();
+    sqlx::query!(
+        "INSERT INTO payment_logs (payment_id, event_type, status, message, payload)
+         SELECT e.id, $1, e.status, $2, e.payload
+         FROM unnest($3::bigint[], $4::text[], $5::jsonb[]) WITH ORDINALITY AS e(id, status, payload, n)
+         ORDER BY e.n",
+        event_type,
+        message,
+        &ids,
+        &statuses as &[&str],
+        &payloads as &[Option<Value>],
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -434,49 +434,56 @@ pub(crate) async fn notify_payment(
     payment: &Notifiable,
     status: PaymentStatus,
 ) -> Result<(), sqlx::Error> {
-    let event_type = match status {
-        PaymentStatus::Finished => "payment.finished",
-        PaymentStatus::Failed => "payment.failed",
-        PaymentStatus::Expired => "payment.expired",
-        PaymentStatus::Pending => return Ok(()),
-    };
-    let notification_id = uuid::Uuid::new_v4();
-    let body = json!({
-        "event_id": notification_id.to_string(),
-        "event_type": event_type,
-        "payment_id": payment.id,
-        "order_id": payment.order_id,
-        "merchant_id": payment.merchant_id,
-        "status": status.as_str(),
-        "amount": payment.amount.to_string(),
-        "price": payment.price.to_string(),
-        "currency": payment.currency,
-        "metadata": payment.metadata,
-        "created_at": payment.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-    });
-    notify(tx, payment.id, None, notification_id, event_type, body).await
+    notify_payments(tx, &[(payment, status)]).await
 }
 
-/// Queues the merchant notification `body` (event `notification_id` of
-/// type `event_type`, about the payment or one of its refunds) inside the
-/// caller's transaction; the caller announces it after the commit
-/// ([`crate::outbox::OutboxWake`]).
-pub(crate) async fn notify(
+/// [`notify_payment`] for many payments, in one statement.
+pub(crate) async fn notify_payments(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    payment_id: PaymentId,
-    refund_id: Option<crate::ids::RefundId>,
-    notification_id: uuid::Uuid,
-    event_type: &str,
-    body: serde_json::Value,
+    moves: &[(&Notifiable, PaymentStatus)],
 ) -> Result<(), sqlx::Error> {
+    let mut payment_ids = Vec::with_capacity(moves.len());
+    let mut event_ids = Vec::with_capacity(moves.len());
+    let mut event_types = Vec::with_capacity(moves.len());
+    let mut bodies = Vec::with_capacity(moves.len());
+    for &(payment, status) in moves {
+        let event_type = match status {
+            PaymentStatus::Finished => "payment.finished",
+            PaymentStatus::Failed => "payment.failed",
+            PaymentStatus::Expired => "payment.expired",
+            PaymentStatus::Pending => continue,
+        };
+        let notification_id = uuid::Uuid::new_v4();
+        payment_ids.push(payment.id.get());
+        event_ids.push(notification_id);
+        event_types.push(event_type);
+        bodies.push(json!({
+            "event_id": notification_id.to_string(),
+            "event_type": event_type,
+            "payment_id": payment.id,
+            "order_id": payment.order_id,
+            "merchant_id": payment.merchant_id,
+            "status": status.as_str(),
+            "amount": payment.amount.to_string(),
+            "price": payment.price.to_string(),
+            "currency": payment.currency,
+            "metadata": payment.metadata,
+            "created_at": payment.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        }));
+    }
+    if payment_ids.is_empty() {
+        return Ok(());
+    }
     sqlx::query!(
-        "INSERT INTO outbox (payment_id, refund_id, event_id, event_type, payload)
-         VALUES ($1, $2, $3, $4, $5)",
-        payment_id.get(),
-        refund_id.map(crate::ids::RefundId::get),
-        notification_id,
-        event_type,
-        body,
+        "INSERT INTO outbox (payment_id, event_id, event_type, payload)
+         SELECT n.payment_id, n.event_id, n.event_type, n.payload
+         FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::jsonb[])
+              WITH ORDINALITY AS n(payment_id, event_id, event_type, payload, i)
+         ORDER BY n.i",
+        &payment_ids,
+        &event_ids,
+        &event_types as &[&str],
+        &bodies,
     )
     .execute(&mut **tx)
     .await?;
