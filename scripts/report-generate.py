@@ -285,9 +285,12 @@ def targets(d):
         num(v, 0, " ms"), check(v, lambda x: x < 5000))
 
     rec = d.get("reconcile")
-    v = rec["round_alone_s"] if rec else None
-    add("reconciliation: 10,000 pending payments settled in ≤ 60 s", "",
-        num(v, 1, " s") + (f" ({num(rec['backlog'], 0)} payments)" if rec else ""),
+    # Both rounds: alone, and beside the creates whose rate the next line
+    # compares (at the host's busy pace).
+    v = max(rec["round_alone_s"], rec["round_beside_creates_s"]) if rec else None
+    add("reconciliation: 10,000 pending payments settled in ≤ 60 s, alone and beside creates", "",
+        (f"{num(rec['round_alone_s'], 1, ' s')} alone, {num(rec['round_beside_creates_s'], 1, ' s')} "
+         f"beside creates ({num(rec['backlog'], 0)} payments)") if rec else "–",
         check(v, lambda x: x <= 60 and rec["backlog"] >= 10000))
     v = rec["create_ratio"] if rec else None
     add("reconciliation slows creates by ≤ 20% (same run)", "",
