@@ -369,16 +369,8 @@ async fn a_provider_that_is_down_delays_reconciliation_without_failing_payments(
 /// it asks as fast as it can.
 #[tokio::test]
 async fn a_round_gives_way_to_requests_in_flight() {
-    let endpoint = MerchantEndpoint::start(&[]).await;
-    let app = app_notifying_alone(&endpoint, "reconcile_paced", |mut c| {
-        c.reconcile_busy_rate = 2;
-        c
-    })
-    .await;
     let n = 5;
-    for order in 1..=n {
-        settled_without_webhook(&app, order, "sandbox", "pay").await;
-    }
+    let (_endpoint, app, _) = paced_app("reconcile_paced", 2, n).await;
     let held = request_in_flight(&app).await;
 
     let started = Instant::now();
@@ -460,24 +452,56 @@ async fn a_round_applies_its_answers_in_batches_each_as_a_webhook_would() {
     }
 }
 
+/// A final answer is not held for a batch that fills slowly: at one
+/// question a second, the first answer is applied (settled, notified)
+/// while the round still has payments to ask about, not with the last.
+#[tokio::test]
+async fn a_slow_round_applies_its_first_answers_before_its_last_question() {
+    let n = 4;
+    let (_endpoint, app, _) = paced_app("reconcile_slow_batch", 1, n).await;
+    let _held = request_in_flight(&app).await;
+
+    let payments = app.payments.clone();
+    let round = tokio::spawn(async move { reconcile(&payments, Duration::ZERO).await });
+    let pending = |db: sqlx::PgPool| async move {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM payments WHERE status = 'PAYMENT_PENDING'",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap()
+    };
+    wait_for(&app, "a first payment settled", |db| async move {
+        pending(db).await < n
+    })
+    .await;
+    // Asked one a second, the last is asked three seconds after the first.
+    let left = pending(app.dbs.payments.clone()).await;
+    assert!(left > 0, "all {n} settled at once");
+    let outboxed: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+        .fetch_one(&app.dbs.payments)
+        .await
+        .unwrap();
+    assert_eq!(
+        outboxed,
+        n - left,
+        "each settled payment is notified with it"
+    );
+
+    let round = round.await.unwrap().unwrap();
+    assert_eq!(round.settled, n as usize, "{round:?}");
+}
+
 /// A payment whose webhook is applied while a round's batch waits for its
 /// row is left as the webhook made it: the round neither moves it again
 /// nor notifies it, and counts it as settled by someone else.
 #[tokio::test]
 async fn a_batch_leaves_a_payment_a_webhook_settled_while_it_waited() {
-    let endpoint = MerchantEndpoint::start(&[]).await;
     // One question a second while a request is in flight: the answers of
-    // three payments are applied two seconds after the round claims them.
-    let app = app_notifying_alone(&endpoint, "reconcile_raced", |mut c| {
-        c.reconcile_busy_rate = 1;
-        c
-    })
-    .await;
-    let raced = settled_without_webhook(&app, 1, "sandbox", "pay").await;
-    let others = [
-        settled_without_webhook(&app, 2, "sandbox", "pay").await,
-        settled_without_webhook(&app, 3, "sandbox", "pay").await,
-    ];
+    // three payments are applied a second or more after the round claims
+    // them.
+    let (_endpoint, app, ids) = paced_app("reconcile_raced", 1, 3).await;
+    let (raced, others) = (ids[0], &ids[1..]);
     let _held = request_in_flight(&app).await;
 
     let payments = app.payments.clone();
@@ -529,10 +553,27 @@ async fn a_batch_leaves_a_payment_a_webhook_settled_while_it_waited() {
         "{kinds:?}"
     );
     assert!(super::webhooks::outbox_of(&app, raced).await.is_empty());
-    for id in others {
+    for &id in others {
         assert_eq!(shown(&app, id).await["status"], "PAYMENT_FINISHED");
         assert_eq!(super::webhooks::outbox_of(&app, id).await.len(), 1);
     }
+}
+
+/// An app of its own whose rounds ask `rate` questions a second while a
+/// request is in flight, notifying a merchant endpoint kept with it, and
+/// the ids of `n` payments (orders 1 to `n`) paid with their webhooks lost.
+async fn paced_app(tag: &str, rate: u32, n: i64) -> (MerchantEndpoint, TestApp, Vec<i64>) {
+    let endpoint = MerchantEndpoint::start(&[]).await;
+    let app = app_notifying_alone(&endpoint, tag, |mut c| {
+        c.reconcile_busy_rate = rate;
+        c
+    })
+    .await;
+    let mut ids = Vec::new();
+    for order in 1..=n {
+        ids.push(settled_without_webhook(&app, order, "sandbox", "pay").await);
+    }
+    (endpoint, app, ids)
 }
 
 /// Polls `done` on the payments database until it holds (at most 20 s).

@@ -97,6 +97,11 @@ struct Settled {
 /// own (docs/benchmarks/notes/reconcile.md, session 21).
 const APPLY_BATCH: usize = 32;
 
+/// The longest a final answer waits for others to fill its batch: at the
+/// busy pace an operator may set very low (one question a second), a batch
+/// would otherwise hold an answer for half a minute.
+const APPLY_WAIT: Duration = Duration::from_secs(1);
+
 impl PaymentStore {
     /// Claims up to `limit` payments pending for at least `after` whose
     /// next question was due when the round began (`round`, the database's
@@ -313,7 +318,8 @@ async fn reconcile_refunds(
 /// Asks about every payment due now, [`CONCURRENCY`] at a time (and at
 /// the service's pace while merchants' requests are in flight), until none
 /// is left, then about every pending refund due. Final answers are applied
-/// [`APPLY_BATCH`] at a time, as they come.
+/// [`APPLY_BATCH`] at a time as they come, none held longer than
+/// [`APPLY_WAIT`].
 pub async fn reconcile(gw: &PaymentsService, after: Duration) -> Result<Round, sqlx::Error> {
     let mut round = Round::default();
     let began = sqlx::query_scalar!(r#"SELECT now() AS "now!""#)
@@ -322,13 +328,17 @@ pub async fn reconcile(gw: &PaymentsService, after: Duration) -> Result<Round, s
     loop {
         let due = gw.payments.claim_due(after, began, BATCH).await?;
         let claimed = due.len();
-        let mut answers = futures_util::stream::iter(due)
+        let asked = futures_util::stream::iter(due)
             .map(|due| async {
                 gw.reconcile_pace.step().await;
                 ask(gw, due).await
             })
-            .buffer_unordered(CONCURRENCY)
-            .chunks(APPLY_BATCH);
+            .buffer_unordered(CONCURRENCY);
+        let mut answers = std::pin::pin!(tokio_stream::StreamExt::chunks_timeout(
+            asked,
+            APPLY_BATCH,
+            APPLY_WAIT
+        ));
         while let Some(chunk) = answers.next().await {
             let mut finals = Vec::with_capacity(chunk.len());
             for answer in chunk {
