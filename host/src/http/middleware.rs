@@ -1,5 +1,6 @@
-//! Layers every request passes: request id, security headers, and the body
-//! guard (size and content type), in the order API.md gives.
+//! Layers every request passes: request id, then metrics, security headers
+//! and the body guard (size and content type) in one, in the order API.md
+//! gives.
 
 use std::sync::Arc;
 
@@ -55,21 +56,29 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
     response
 }
 
+/// What every request passes between the access log and its handler, in
+/// one layer (one boxed future and one clone of the inner service a
+/// request, not three): its metrics outermost, then the security headers,
+/// then the body guard.
+pub struct Edge {
+    pub metrics: Arc<Metrics>,
+    pub hsts: Hsts,
+}
+
 /// Counts each request by method, matched route and status, and its
-/// latency ([`Metrics`]).
-pub async fn measure(
-    State(metrics): State<Arc<Metrics>>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// latency ([`Metrics`]); adds the security headers ([`secure`]) to every
+/// answer, the body guard's refusals included; runs [`body_guard`].
+pub async fn edge(State(edge): State<Arc<Edge>>, request: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
     let method = request.method().clone();
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .cloned();
-    let response = next.run(request).await;
-    metrics.http.record(
+    let api = request.uri().path().starts_with("/api/");
+    let mut response = body_guard(request, next).await;
+    secure(response.headers_mut(), api, &edge.hsts);
+    edge.metrics.http.record(
         &method,
         route.as_ref().map(axum::extract::MatchedPath::as_str),
         response.status().as_u16(),
@@ -90,10 +99,7 @@ impl Hsts {
 }
 
 /// `nosniff`, frame deny, HSTS when configured, and `no-store` on the API.
-pub async fn security_headers(State(hsts): State<Hsts>, request: Request, next: Next) -> Response {
-    let api = request.uri().path().starts_with("/api/");
-    let mut response = next.run(request).await;
-    let headers = response.headers_mut();
+pub fn secure(headers: &mut HeaderMap, api: bool, hsts: &Hsts) {
     no_sniffing_or_framing(headers);
     if api {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -101,7 +107,6 @@ pub async fn security_headers(State(hsts): State<Hsts>, request: Request, next: 
     if let Some(value) = &hsts.0 {
         headers.insert(header::STRICT_TRANSPORT_SECURITY, value.clone());
     }
-    response
 }
 
 /// `nosniff` and frame deny: what every answer of paygate's servers carries.

@@ -51,8 +51,9 @@ pub struct AppState {
     pub hsts: Hsts,
 }
 
-/// The merchant API with its layers, outermost first: request id,
-/// security headers, body guard; rate limiting on the merchant routes.
+/// The merchant API with its layers, outermost first: request id, access
+/// log, then metrics, security headers and body guard in one layer; rate
+/// limiting on the merchant routes.
 pub fn router(state: AppState) -> Router {
     let merchant_api = Router::new()
         .route(
@@ -102,14 +103,12 @@ pub fn router(state: AppState) -> Router {
         .route("/livez", get(health::livez))
         .merge(openapi::routes())
         .fallback(|| async { ApiError::NotFound })
-        .layer(axum::middleware::from_fn(middleware::body_guard))
         .layer(axum::middleware::from_fn_with_state(
-            state.hsts.clone(),
-            middleware::security_headers,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.metrics.clone(),
-            middleware::measure,
+            Arc::new(middleware::Edge {
+                metrics: state.metrics.clone(),
+                hsts: state.hsts.clone(),
+            }),
+            middleware::edge,
         ))
         .layer(access_log::layer())
         .layer(axum::middleware::from_fn(middleware::request_id))
