@@ -463,25 +463,24 @@ async fn a_slow_round_applies_its_first_answers_before_its_last_question() {
 
     let payments = app.payments.clone();
     let round = tokio::spawn(async move { reconcile(&payments, Duration::ZERO).await });
-    let pending = |db: sqlx::PgPool| async move {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT count(*) FROM payments WHERE status = 'PAYMENT_PENDING'",
+    // Both counts in one statement, one snapshot: a batch commits its
+    // payments and their outbox rows together.
+    let counts = |db: sqlx::PgPool| async move {
+        sqlx::query_as::<_, (i64, i64)>(
+            "SELECT (SELECT count(*) FROM payments WHERE status = 'PAYMENT_PENDING'),
+                    (SELECT count(*) FROM outbox)",
         )
         .fetch_one(&db)
         .await
         .unwrap()
     };
     wait_for(&app, "a first payment settled", |db| async move {
-        pending(db).await < n
+        counts(db).await.0 < n
     })
     .await;
     // Asked one a second, the last is asked three seconds after the first.
-    let left = pending(app.dbs.payments.clone()).await;
+    let (left, outboxed) = counts(app.dbs.payments.clone()).await;
     assert!(left > 0, "all {n} settled at once");
-    let outboxed: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
-        .fetch_one(&app.dbs.payments)
-        .await
-        .unwrap();
     assert_eq!(
         outboxed,
         n - left,
