@@ -17,7 +17,7 @@ use crate::health::Health;
 use crate::http::admin::Operations;
 use crate::http::middleware::Hsts;
 use crate::http::rate_limit::RateLimiter;
-use crate::http::server::{ServerTimeouts, serve};
+use crate::http::server::{ServerTimeouts, serve, serve_counted};
 use crate::http::{AppState, router};
 use crate::merchants::{MerchantStore, Merchants, UrlPolicy};
 use crate::metrics::Metrics;
@@ -304,7 +304,7 @@ impl App {
             tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "admin API serving");
             tokio::spawn(serve(listener, admin, self.timeouts.clone(), shutdown.clone()))
         });
-        let app = self.foreground.counting(router(self.services));
+        let app = router(self.services);
         tracing::info!(%addr, "paygate serving");
         let stopping = tokio::spawn({
             let shutdown = shutdown.clone();
@@ -314,7 +314,14 @@ impl App {
             }
         });
         let drain = self.timeouts.drain;
-        serve(self.listener, app, self.timeouts, shutdown.clone()).await;
+        serve_counted(
+            self.listener,
+            app,
+            self.timeouts,
+            Some(self.foreground),
+            shutdown.clone(),
+        )
+        .await;
         shutdown.cancel();
         let deadline = stopping
             .await

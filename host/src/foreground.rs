@@ -15,9 +15,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::Request;
-use axum::middleware::Next;
 use tokio::time::Instant;
 
 /// Requests in flight on the merchant API of this host.
@@ -25,7 +22,7 @@ use tokio::time::Instant;
 pub struct Foreground(Arc<AtomicUsize>);
 
 /// One request in flight; dropping it (answered or cancelled) ends it.
-struct InFlight(Arc<AtomicUsize>);
+pub struct InFlight(Arc<AtomicUsize>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -34,20 +31,11 @@ impl Drop for InFlight {
 }
 
 impl Foreground {
-    /// `router`, counting its requests while they are in flight.
-    pub fn counting(&self, router: Router) -> Router {
-        let requests = self.0.clone();
-        router.layer(axum::middleware::from_fn(
-            move |request: Request, next: Next| {
-                requests.fetch_add(1, Ordering::Relaxed);
-                let in_flight = InFlight(requests.clone());
-                async move {
-                    let response = next.run(request).await;
-                    drop(in_flight);
-                    response
-                }
-            },
-        ))
+    /// One request in flight until the guard is dropped (answered or
+    /// cancelled); [`crate::http::server::serve_counted`] holds one per request.
+    pub fn enter(&self) -> InFlight {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.0.clone())
     }
 
     /// Whether any request is in flight now.
@@ -100,12 +88,6 @@ impl Pace {
 mod tests {
     use super::*;
 
-    /// A request held in flight until dropped.
-    fn hold(foreground: &Foreground) -> InFlight {
-        foreground.0.fetch_add(1, Ordering::Relaxed);
-        InFlight(foreground.0.clone())
-    }
-
     async fn steps(pace: &Pace, n: usize) -> Duration {
         let started = Instant::now();
         let tasks: Vec<_> = (0..n)
@@ -128,7 +110,7 @@ mod tests {
         let pace = Pace::new(foreground.clone(), 50);
         assert_eq!(steps(&pace, 100).await, Duration::ZERO, "idle: no wait");
 
-        let request = hold(&foreground);
+        let request = foreground.enter();
         assert!(foreground.busy());
         // 100 steps from several tasks at 50 a second: the first at once,
         // the last 99 intervals of 20 ms later.
@@ -138,14 +120,15 @@ mod tests {
         assert_eq!(steps(&pace, 100).await, Duration::ZERO, "idle again");
 
         let unlimited = Pace::new(foreground.clone(), 0);
-        let _request = hold(&foreground);
+        let _request = foreground.enter();
         assert_eq!(steps(&unlimited, 100).await, Duration::ZERO);
     }
 
     #[tokio::test]
-    async fn a_router_counts_its_requests_while_they_run() {
+    async fn a_served_request_counts_while_it_runs() {
+        use axum::Router;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         use tokio::sync::Notify;
-        use tower::ServiceExt;
         let foreground = Foreground::default();
         let (entered, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
         let handler = {
@@ -159,13 +142,30 @@ mod tests {
                 }
             }
         };
-        let router = foreground.counting(Router::new().route("/", axum::routing::get(handler)));
+        let router = Router::new().route("/", axum::routing::get(handler));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(crate::http::server::serve_counted(
+            listener,
+            router,
+            Default::default(),
+            Some(foreground.clone()),
+            shutdown.clone(),
+        ));
         assert!(!foreground.busy());
-        let request = tokio::spawn(router.oneshot(Request::new(axum::body::Body::empty())));
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        client
+            .write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
         entered.notified().await;
         assert!(foreground.busy(), "a request is in flight");
         release.notify_one();
-        request.await.unwrap().unwrap();
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.ends_with("done"), "{answer}");
         assert!(!foreground.busy(), "the request was answered");
+        shutdown.cancel();
     }
 }

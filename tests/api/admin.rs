@@ -67,6 +67,29 @@ pub(crate) async fn audited(app: &TestApp, target: &str) -> Vec<Value> {
 }
 
 #[tokio::test]
+async fn admin_answers_carry_the_request_id_as_every_answer_does() {
+    // API.md: every response carries `X-Request-ID`, the client's or a new
+    // one; an error's body names it too, so an operator can find its log line.
+    let app = spawn_app().await;
+    let refused = app
+        .client
+        .get(format!("{}/admin/v1/merchants", app.admin_url))
+        .header("x-request-id", "op-req-7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.headers()["x-request-id"], "op-req-7");
+    let refused = reply(refused).await;
+    assert_eq!((refused.status, refused.code()), (401, "unauthorized"));
+    assert_eq!(refused.body["request_id"], "op-req-7", "{}", refused.body);
+
+    let listed = get(&app, "/admin/v1/merchants").await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let id = listed.headers["x-request-id"].to_str().unwrap();
+    assert!(uuid::Uuid::parse_str(id).is_ok(), "a new id: {id}");
+}
+
+#[tokio::test]
 async fn an_operator_creates_lists_changes_and_disables_a_merchant_and_each_step_is_audited() {
     let app = spawn_app().await;
 

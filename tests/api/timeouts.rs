@@ -120,4 +120,8 @@ async fn a_request_past_its_deadline_is_answered_503() {
     let id = created.headers["x-request-id"].to_str().unwrap();
     assert!(!id.is_empty());
     assert_eq!(created.body["request_id"], id, "{}", created.body);
+    // And the headers every answer carries (API.md, "Conventions").
+    assert_eq!(created.headers["x-content-type-options"], "nosniff");
+    assert_eq!(created.headers["x-frame-options"], "DENY");
+    assert_eq!(created.headers["cache-control"], "no-store");
 }

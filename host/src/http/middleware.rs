@@ -1,6 +1,6 @@
-//! Layers every request passes: request id, then metrics, security headers
-//! and the body guard (size and content type) in one, in the order API.md
-//! gives.
+//! What every request passes: its request id (assigned by the server), then
+//! metrics, security headers and the body guard (size and content type) in
+//! one layer, in the order API.md gives.
 
 use std::sync::Arc;
 
@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::error::{ApiError, REQUEST_ID};
+use super::error::ApiError;
 use super::server::BodyTimedOut;
 use crate::metrics::Metrics;
 
@@ -21,8 +21,8 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The request's id: its `X-Request-ID` if sane, else a new UUID, which is
 /// written into the headers so that every later layer sees the same one.
-/// The request deadline ([`super::server`]) assigns it first, so that its
-/// own 503 carries the id the handler would have answered with.
+/// The server ([`super::server`]) assigns it before any layer, scopes it
+/// over the request and echoes it on the answer, its own 503 included.
 pub fn assign_request_id(headers: &mut HeaderMap) -> String {
     let sane = headers
         .get(&X_REQUEST_ID)
@@ -43,17 +43,6 @@ pub fn echo_request_id(response: &mut Response, id: &str) {
     if let Ok(value) = HeaderValue::from_str(id) {
         response.headers_mut().insert(X_REQUEST_ID.clone(), value);
     }
-}
-
-/// Takes `X-Request-ID` (if sane) or makes a UUID, echoes it, and runs the
-/// request with a task-local carrying it (the access log's layer, inside,
-/// puts it in the `request` span).
-pub async fn request_id(mut request: Request, next: Next) -> Response {
-    let id = assign_request_id(request.headers_mut());
-    let handled = super::access_log::with_merchant_note(next.run(request));
-    let mut response = REQUEST_ID.scope(id.clone(), handled).await;
-    echo_request_id(&mut response, &id);
-    response
 }
 
 /// What every request passes between the access log and its handler, in

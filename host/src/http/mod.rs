@@ -51,9 +51,10 @@ pub struct AppState {
     pub hsts: Hsts,
 }
 
-/// The merchant API with its layers, outermost first: request id, access
-/// log, then metrics, security headers and body guard in one layer; rate
-/// limiting on the merchant routes.
+/// The merchant API with its layers, outermost first: access log, then
+/// metrics, security headers and body guard in one layer; rate limiting on
+/// the merchant routes. The request id and the deadlines come before any
+/// layer, from the server ([`server::serve`]).
 pub fn router(state: AppState) -> Router {
     let merchant_api = Router::new()
         .route(
@@ -111,6 +112,5 @@ pub fn router(state: AppState) -> Router {
             middleware::edge,
         ))
         .layer(access_log::layer())
-        .layer(axum::middleware::from_fn(middleware::request_id))
         .with_state(state)
 }

@@ -13,7 +13,8 @@
 //!
 //! The header and idle deadlines live on the connection's socket
 //! ([`Watched`]), which knows from the service when a request is in flight;
-//! the body and request deadlines are layers.
+//! the body and request deadlines are the connection's service's
+//! ([`Entry`]).
 
 use std::future::Future;
 use std::io;
@@ -37,8 +38,9 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::config::parse_duration;
+use crate::foreground::Foreground;
 use crate::http::error::{ApiError, REQUEST_ID};
-use crate::http::middleware;
+use crate::http::{access_log, middleware};
 
 /// The four deadlines of every listener (see the module's documentation).
 #[derive(Clone, Debug, clap::Args)]
@@ -80,15 +82,25 @@ impl Default for ServerTimeouts {
 
 /// Serves `router` on `listener` until `shutdown`, then lets the requests
 /// in flight finish (each within its request deadline, all within the
-/// drain deadline). Handlers see the
-/// peer's address as `ConnectInfo<SocketAddr>`.
+/// drain deadline). Handlers see the peer's address as
+/// `ConnectInfo<SocketAddr>`.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     timeouts: ServerTimeouts,
     shutdown: CancellationToken,
 ) {
-    let router = with_deadlines(router, &timeouts);
+    serve_counted(listener, router, timeouts, None, shutdown).await
+}
+
+/// [`serve`], with `foreground`, if given, counting the requests in flight.
+pub async fn serve_counted(
+    listener: TcpListener,
+    router: Router,
+    timeouts: ServerTimeouts,
+    foreground: Option<Foreground>,
+    shutdown: CancellationToken,
+) {
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     // The header deadline is the socket's (it must also see idle time).
@@ -111,7 +123,14 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let requests = Arc::new(InFlight::default());
-        let service = connection_service(router.clone(), peer, requests.clone());
+        let service = connection_service(Entry {
+            router: router.clone(),
+            peer,
+            requests: requests.clone(),
+            foreground: foreground.clone(),
+            body: timeouts.body,
+            request: timeouts.request,
+        });
         let io = TokioIo::new(Watched::new(stream, requests, &timeouts));
         let connection = graceful.watch(http.serve_connection(io, service));
         connections.spawn(async move {
@@ -133,54 +152,82 @@ pub async fn serve(
     }
 }
 
-/// The body and request deadlines, outside every other layer.
-fn with_deadlines(router: Router, timeouts: &ServerTimeouts) -> Router {
-    let (body, request) = (timeouts.body, timeouts.request);
-    router.layer(axum::middleware::from_fn(
-        move |request_in: Request, next: axum::middleware::Next| async move {
-            let (mut parts, incoming) = request_in.into_parts();
-            let id = middleware::assign_request_id(&mut parts.headers);
-            let deadline = Instant::now() + body;
-            let request_in =
-                Request::from_parts(parts, Body::new(BodyDeadline::new(incoming, deadline)));
-            match tokio::time::timeout(request, next.run(request_in)).await {
-                Ok(response) => response,
-                Err(_) => {
-                    tracing::warn!(timeout = ?request, request_id = %id, "request timed out");
-                    let mut response = REQUEST_ID.sync_scope(id.clone(), || {
-                        ApiError::ServiceUnavailable(
-                            "the request took longer than the request timeout".into(),
-                        )
-                        .into_response()
-                    });
-                    middleware::echo_request_id(&mut response, &id);
-                    response
-                }
-            }
-        },
-    ))
-}
-
-/// One connection's service: the router, told the peer's address and
-/// counting the requests in flight for the socket's deadlines.
-fn connection_service(
+/// What every request on a listener gets before its router sees it, in the
+/// connection's own service rather than as layers (each `from_fn` layer
+/// boxes the request's future and clones the services inside it, per
+/// request; docs/benchmarks/notes/api.md): the peer's address, the request
+/// id (assigned, scoped over the request as a task-local, echoed on the
+/// answer), the body and request deadlines, and the count of requests in
+/// flight, for the socket's deadlines and for the merchant API's
+/// [`Foreground`].
+struct Entry {
     router: Router,
     peer: SocketAddr,
     requests: Arc<InFlight>,
+    foreground: Option<Foreground>,
+    body: Duration,
+    request: Duration,
+}
+
+impl Entry {
+    async fn handle(&self, request: hyper::Request<hyper::body::Incoming>) -> Response {
+        let (mut parts, incoming) = request.into_parts();
+        parts.extensions.insert(ConnectInfo(self.peer));
+        let id = middleware::assign_request_id(&mut parts.headers);
+        let api = parts.uri.path().starts_with("/api/");
+        let deadline = Instant::now() + self.body;
+        let request = Request::from_parts(
+            parts,
+            Body::new(BodyDeadline::new(Body::new(incoming), deadline)),
+        );
+        let handled = REQUEST_ID.scope(
+            id.clone(),
+            access_log::with_merchant_note(self.router.clone().oneshot(request)),
+        );
+        let mut response = match tokio::time::timeout(self.request, handled).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(never)) => match never {},
+            Err(_) => {
+                tracing::warn!(timeout = ?self.request, request_id = %id, "request timed out");
+                let mut response = REQUEST_ID.sync_scope(id.clone(), || {
+                    ApiError::ServiceUnavailable(
+                        "the request took longer than the request timeout".into(),
+                    )
+                    .into_response()
+                });
+                // The headers every answer carries; HSTS is the merchant
+                // router's setting, and a browser keeps it from any answer.
+                middleware::secure(response.headers_mut(), api, &Default::default());
+                response
+            }
+        };
+        middleware::echo_request_id(&mut response, &id);
+        response
+    }
+}
+
+/// One connection's service: each request through [`Entry`], counted in
+/// flight from the moment hyper hands it over until it is answered or
+/// dropped.
+fn connection_service(
+    entry: Entry,
 ) -> impl hyper::service::Service<
     hyper::Request<hyper::body::Incoming>,
     Response = Response,
     Error = std::convert::Infallible,
     Future = impl Future<Output = Result<Response, std::convert::Infallible>> + Send,
 > + Clone {
-    hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-        request.extensions_mut().insert(ConnectInfo(peer));
-        let started = requests.start();
-        let router = router.clone();
+    let entry = Arc::new(entry);
+    hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+        let in_flight = (
+            entry.requests.start(),
+            entry.foreground.as_ref().map(Foreground::enter),
+        );
+        let entry = entry.clone();
         async move {
-            let response = router.oneshot(request.map(Body::new)).await;
-            drop(started);
-            response
+            let response = entry.handle(request).await;
+            drop(in_flight);
+            Ok(response)
         }
     })
 }
