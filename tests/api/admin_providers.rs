@@ -131,6 +131,51 @@ async fn two_merchants_on_the_stripe_alias_reach_the_provider_with_their_own_key
     assert!(!stored.iter().any(|s| s.contains(key_b)), "{stored:?}");
 }
 
+/// A merchant's account whose secret does not open (put there by hand, or
+/// sealed under a key since lost) fails that merchant's payments and
+/// refunds on the alias before anything is charged or stored: a 500, no
+/// payment, no refund, no token spent, and never the shared account.
+#[tokio::test]
+async fn an_account_that_does_not_open_stores_nothing_for_its_merchant() {
+    let mut app = spawn_app().await;
+    let merchant = new_merchant(&app.merchants, 100, false).await;
+    let id = merchant.merchant_id;
+    let path = format!("/admin/v1/merchants/{id}/providers/stripe");
+    let account = json!({"secrets": {"secret-key": "sk_test_own_key_broken_later"}});
+    let r = put(&app, &path, account.clone()).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    app.merchant = merchant.clone();
+    let paid = paid_through(&app, 1, "stripe").await;
+
+    // Put again (this host forgets what it read), then broken by hand.
+    assert_eq!(put(&app, &path, account).await.status, 200);
+    sqlx::query(
+        "UPDATE merchant_provider_accounts
+         SET secrets = '{\"secret-key\": \"sk_test_not_sealed\"}' WHERE merchant_id = $1",
+    )
+    .bind(id.get())
+    .execute(&app.dbs.merchants)
+    .await
+    .unwrap();
+    let tokens = app.tokens_used().await;
+
+    let mut body = app.body(2);
+    body["alias"] = json!("stripe");
+    let created = app.create(&body).await;
+    assert_eq!((created.status, created.code()), (500, "internal_error"));
+    assert_eq!(app.payment_count().await, 1);
+    assert_eq!(app.tokens_used().await, tokens);
+
+    let r = refund(&app, paid, json!({"price": "1.00"})).await;
+    assert_eq!((r.status, r.code()), (500, "internal_error"));
+    let refunds: i64 = sqlx::query_scalar("SELECT count(*) FROM refunds WHERE payment_id = $1")
+        .bind(paid)
+        .fetch_one(&app.dbs.payments)
+        .await
+        .unwrap();
+    assert_eq!(refunds, 0);
+}
+
 #[tokio::test]
 async fn provider_accounts_need_the_token_a_merchant_an_alias_and_sane_settings() {
     let app = spawn_app().await;

@@ -249,19 +249,9 @@ async fn refunds_left_pending_are_asked_about_and_settled() {
     let endpoint = MerchantEndpoint::start(&[]).await;
     let app = app_notifying_alone(&endpoint, "reconcile_refunds", |c| c).await;
     let id = settled_with_webhook(&app, 1).await;
-    let write = app.merchant.api_key.clone();
     let mut refunds = Vec::new();
     for _ in 0..2 {
-        let r = app
-            .post_raw(
-                &format!("/api/v1/payments/{id}/refunds"),
-                Some(&write),
-                &[("content-type", "application/json")],
-                br#"{"price": "0.43"}"#.to_vec(),
-            )
-            .await;
-        assert_eq!(r.body["status"], "REFUND_PENDING", "{:?}", r.body);
-        refunds.push(r.body["refund_id"].as_i64().unwrap());
+        refunds.push(silent_refund(&app, id).await);
     }
     // The second's answer was never stored: the host died first.
     let reference: String =
@@ -308,6 +298,14 @@ async fn refunds_left_pending_are_asked_about_and_settled() {
     assert_eq!(succeeded, 2, "{outbox:?}");
     let again = reconcile(&app.payments, Duration::ZERO).await.unwrap();
     assert_eq!(again.refunds_asked, 0, "{again:?}");
+}
+
+/// Refunds 0.43 of payment `id`: pending, and (a test price ending in 43)
+/// settled by the sandbox a second later without a word. Its id.
+async fn silent_refund(app: &TestApp, id: i64) -> i64 {
+    let r = super::refunds::refund(app, id, json!({"price": "0.43"})).await;
+    assert_eq!(r.body["status"], "REFUND_PENDING", "{:?}", r.body);
+    r.body["refund_id"].as_i64().unwrap()
 }
 
 /// A sandbox payment paid with its webhook delivered.
@@ -362,6 +360,91 @@ async fn a_provider_that_is_down_delays_reconciliation_without_failing_payments(
     let later = reconcile(&up.payments, after).await.unwrap();
     assert_eq!(later.settled, 1, "{later:?}");
     assert_eq!(shown(&up, id).await["status"], "PAYMENT_FINISHED");
+}
+
+/// A question that fails on the host's side (here: the merchant's own
+/// `stripe` account holds a secret that does not open, as after a sealing
+/// key was lost) leaves that payment or refund unanswered, to be asked
+/// again later; the round still applies every other answer it got and
+/// goes on to the refunds. One broken account must not hold back every
+/// other merchant's reconciliation.
+#[tokio::test]
+async fn a_question_that_fails_on_the_host_leaves_the_rest_of_the_round_alone() {
+    let endpoint = MerchantEndpoint::start(&[]).await;
+    let tag = "reconcile_broken";
+    let app = app_notifying_alone(&endpoint, tag, |c| c).await;
+    // A refund left pending on each alias (price ending in 43: the
+    // provider settles it a second later and says nothing).
+    let mut refunds = Vec::new();
+    for (order, alias) in [(1, "sandbox"), (2, "stripe")] {
+        let id = super::refunds::paid_through(&app, order, alias).await;
+        refunds.push(silent_refund(&app, id).await);
+    }
+    // Payments whose webhooks were lost, on each alias.
+    let paid = [
+        settled_without_webhook(&app, 3, "sandbox", "pay").await,
+        settled_without_webhook(&app, 4, "sandbox", "pay").await,
+    ];
+    let on_stripe = settled_without_webhook(&app, 5, "stripe", "pay").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // The merchant's `stripe` account, its secret not sealed.
+    let merchant = app.merchant.merchant_id.get();
+    sqlx::query(
+        "INSERT INTO merchant_provider_accounts (merchant_id, alias, secrets)
+         VALUES ($1, 'stripe', '{\"secret-key\": \"sk_plain\"}')",
+    )
+    .bind(merchant)
+    .execute(&app.dbs.merchants)
+    .await
+    .unwrap();
+    // Asked by a replica that has not read the account before, its
+    // adapters calling the first host's sandbox, where the payments are.
+    let sandbox = provider_spec(app.sandbox_url.trim_start_matches("http://"));
+    let adapters = vec![
+        ("sandbox", "sandbox_adapter", sandbox.clone()),
+        ("stripe", "stripe_adapter", sandbox),
+    ];
+    let (databases, namespace) = isolated(tag).await;
+    let replica = spawn_app_with(LAX_RATE_LIMIT, adapters, move |mut c| {
+        c.databases = databases;
+        c.outbox.namespace = namespace;
+        c
+    })
+    .await;
+    let round = reconcile(&replica.payments, Duration::ZERO)
+        .await
+        .expect("the round goes on past a failed question");
+    let counts = (round.asked, round.settled, round.unanswered);
+    assert_eq!(counts, (2, 2, 1), "{round:?}");
+    let refunded = (round.refunds_asked, round.refunds_settled);
+    assert_eq!(refunded, (1, 1), "{round:?}");
+    for id in paid {
+        assert_eq!(shown(&app, id).await["status"], "PAYMENT_FINISHED");
+    }
+    assert_eq!(shown(&app, on_stripe).await["status"], "PAYMENT_PENDING");
+    let read = app.merchant.read_api_key.clone();
+    let refund_status = |id: i64| {
+        let (app, read) = (&app, &read);
+        async move {
+            let r = app.get(&format!("/api/v1/refunds/{id}"), Some(read)).await;
+            r.body["status"].as_str().unwrap_or_default().to_owned()
+        }
+    };
+    assert_eq!(refund_status(refunds[0]).await, "REFUND_SUCCEEDED");
+    assert_eq!(refund_status(refunds[1]).await, "REFUND_PENDING");
+
+    // The account mended, the next round settles what was left.
+    sqlx::query("DELETE FROM merchant_provider_accounts WHERE merchant_id = $1")
+        .bind(merchant)
+        .execute(&app.dbs.merchants)
+        .await
+        .unwrap();
+    let round = reconcile(&replica.payments, Duration::ZERO).await.unwrap();
+    let counts = (round.settled, round.unanswered, round.refunds_settled);
+    assert_eq!(counts, (1, 0, 1), "{round:?}");
+    assert_eq!(shown(&app, on_stripe).await["status"], "PAYMENT_FINISHED");
+    assert_eq!(refund_status(refunds[1]).await, "REFUND_SUCCEEDED");
 }
 
 /// While the host is serving a merchant's request, a round asks at most

@@ -12,7 +12,7 @@ use super::store::{Inserted, KeyOutcome, NewPayment, PaymentStore};
 use crate::ids::{MerchantId, OrderId, PaymentId, SubscriptionId};
 use crate::merchants::{Merchant, MerchantStore, QuotaError, Take};
 use crate::plugins::bindings::{PaymentRequest, ProviderError};
-use crate::plugins::{Caller, PluginError, PluginSet};
+use crate::plugins::{Account, Caller, PluginError, PluginSet};
 use crate::providers::{CircuitBreaker, CircuitState, ProviderStore};
 
 /// How long a compensating write that met a database outage is retried.
@@ -187,17 +187,32 @@ async fn record_outcome(
     }
 }
 
-/// The provider plugin bound to the request's alias.
-async fn provider_plugin(
+/// Whom a payment is opened with.
+struct Provider {
+    /// The provider plugin bound to the request's alias.
+    plugin: String,
+    /// The merchant's own account at the provider, if it has one there.
+    account: Option<Arc<Account>>,
+}
+
+/// The request's provider, read before anything is charged or stored: a
+/// merchant whose account cannot be read (a secret that does not open)
+/// gets an error that leaves no payment behind.
+async fn provider(
     gw: &PaymentsService,
+    merchant: &Merchant,
     request: &CreatePayment,
-) -> Result<String, CreateError> {
-    gw.providers
-        .get(request.alias.as_str())
+) -> Result<Provider, CreateError> {
+    let alias = request.alias.as_str();
+    let plugin = gw
+        .providers
+        .get(alias)
         .await?
         .filter(|b| b.available)
         .map(|b| b.provider_plugin)
-        .ok_or_else(|| CreateError::UnknownAlias(request.alias.to_string()))
+        .ok_or_else(|| CreateError::UnknownAlias(request.alias.to_string()))?;
+    let account = gw.merchants.accounts.account(merchant.id, alias).await?;
+    Ok(Provider { plugin, account })
 }
 
 #[tracing::instrument(name = "saga.run", skip_all)]
@@ -208,7 +223,7 @@ async fn run(
     key: Option<&IdempotencyKey>,
     request_id: &str,
 ) -> Result<Outcome, CreateError> {
-    let plugin = provider_plugin(gw, request).await?;
+    let provider = provider(gw, merchant, request).await?;
     match gw
         .merchants
         .take_token(merchant.id, request.subscription_id, request.order_id)
@@ -244,7 +259,16 @@ async fn run(
     // payment, or one whose creation failed, gives it back. A crash in
     // between leaves that to the quota reconciler.
     let mut stored = false;
-    let result = with_token(gw, merchant, request, key, request_id, &plugin, &mut stored).await;
+    let result = with_token(
+        gw,
+        merchant,
+        request,
+        key,
+        request_id,
+        &provider,
+        &mut stored,
+    )
+    .await;
     confirm_or_return_token(gw, merchant, request, &result, stored).await;
     result
 }
@@ -341,12 +365,12 @@ async fn resume(
             Ok(outcome)
         }
         None => {
-            let plugin = provider_plugin(gw, request).await?;
+            let provider = provider(gw, merchant, request).await?;
             let probe = circuit_probe(gw, request.alias.as_str()).await?;
             let asked = Asked {
                 payment_id,
                 currency: &creation.currency,
-                plugin: &plugin,
+                provider: &provider,
                 probe,
             };
             ask_provider(gw, merchant, request, key, request_id, asked).await
@@ -379,7 +403,7 @@ async fn with_token(
     request: &CreatePayment,
     key: Option<&IdempotencyKey>,
     request_id: &str,
-    plugin: &str,
+    provider: &Provider,
     stored: &mut bool,
 ) -> Result<Outcome, CreateError> {
     let alias = request.alias.as_str();
@@ -410,7 +434,7 @@ async fn with_token(
     let asked = Asked {
         payment_id,
         currency: &currency,
-        plugin,
+        provider,
         probe,
     };
     ask_provider(gw, merchant, request, key, request_id, asked).await
@@ -457,14 +481,14 @@ async fn circuit_probe(gw: &PaymentsService, alias: &str) -> Result<bool, Create
 struct Asked<'a> {
     payment_id: PaymentId,
     currency: &'a str,
-    plugin: &'a str,
+    provider: &'a Provider,
     /// The call is a half-open circuit's probe.
     probe: bool,
 }
 
 /// Calls the provider plugin for a stored payment, tells the circuit how it
 /// went and records the outcome: the session opened, or the refusal.
-#[tracing::instrument(name = "saga.ask_provider", skip_all, fields(payment_id = asked.payment_id.get(), plugin = asked.plugin))]
+#[tracing::instrument(name = "saga.ask_provider", skip_all, fields(payment_id = asked.payment_id.get(), plugin = %asked.provider.plugin))]
 async fn ask_provider(
     gw: &PaymentsService,
     merchant: &Merchant,
@@ -476,16 +500,15 @@ async fn ask_provider(
     let Asked {
         payment_id,
         currency,
-        plugin: plugin_name,
+        provider,
         probe,
     } = asked;
+    let plugin_name = provider.plugin.as_str();
     let alias = request.alias.as_str();
     let provider_request = provider_request(payment_id, merchant.id, request, currency, key);
-    // The merchant's own account at the provider, if it has one there.
-    let account = gw.merchants.accounts.account(merchant.id, alias).await?;
     let caller = Caller {
         request_id,
-        account: account.as_ref(),
+        account: provider.account.as_ref(),
     };
     let outcome = match gw.plugins.require(plugin_name) {
         Ok(plugin) => plugin.create_payment(caller, &provider_request).await,

@@ -303,7 +303,8 @@ async fn reconcile_refunds(
                 }
                 Ok(Rechecked::Pending) => round.refunds_asked += 1,
                 Ok(Rechecked::Unanswered) => {}
-                Err(super::refunds::RefundError::Database(e)) => return Err(e),
+                // As for a payment's question: this refund waits for its
+                // next one, the others' answers stand.
                 Err(e) => {
                     tracing::warn!(refund_id = id.get(), error = %e, "pending refund not asked about");
                 }
@@ -342,7 +343,7 @@ pub async fn reconcile(gw: &PaymentsService, after: Duration) -> Result<Round, s
         while let Some(chunk) = answers.next().await {
             let mut finals = Vec::with_capacity(chunk.len());
             for answer in chunk {
-                match answer? {
+                match answer {
                     Answer::Final(settled) => finals.push(settled),
                     Answer::Pending => round.pending += 1,
                     Answer::Unanswered => round.unanswered += 1,
@@ -447,21 +448,34 @@ impl PaymentStore {
 /// The provider type a status question's timeline entry names.
 const PROVIDER_TYPE: &str = "payment-status";
 
-/// Asks the payment's provider about it, through the alias's circuit.
+/// Asks the payment's provider about it, through the alias's circuit. A
+/// question that fails on the host's side (a database error, a merchant's
+/// secret that does not open) is unanswered, and logged: the payment is
+/// asked again at its next turn, and the round's other answers stand.
 #[tracing::instrument(name = "reconcile.ask", skip_all, fields(payment_id = due.id.get(), alias = %due.alias))]
-async fn ask(gw: &PaymentsService, due: Due) -> Result<Answer, sqlx::Error> {
+async fn ask(gw: &PaymentsService, due: Due) -> Answer {
+    let payment_id = due.id.get();
+    ask_provider(gw, due).await.unwrap_or_else(|e| {
+        tracing::warn!(payment_id, error = %e, "payment-status question not asked");
+        Answer::Unanswered
+    })
+}
+
+async fn ask_provider(gw: &PaymentsService, due: Due) -> Result<Answer, sqlx::Error> {
     let Some(binding) = gw.providers.get(&due.alias).await? else {
         return Ok(Answer::Unanswered);
     };
+    // The payment was opened on the merchant's own account, if it has one;
+    // read before the circuit is, so a question that cannot be asked never
+    // takes a half-open circuit's one probe.
+    let account = (gw.merchants.accounts)
+        .account(due.merchant_id, &due.alias)
+        .await?;
     let probe = match gw.circuit.acquire(&due.alias).await {
         CircuitState::Open { .. } | CircuitState::Unknown => return Ok(Answer::Unanswered),
         state => state == CircuitState::Probe,
     };
     let request_id = format!("reconcile-{}-{}", due.id, due.attempt);
-    // The payment was opened on the merchant's own account, if it has one.
-    let account = (gw.merchants.accounts)
-        .account(due.merchant_id, &due.alias)
-        .await?;
     let caller = Caller {
         request_id: &request_id,
         account: account.as_ref(),

@@ -7,6 +7,7 @@
 //! payment's totals, the timeline and the merchant's notification then
 //! commit together, in one statement too.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -18,8 +19,8 @@ use super::domain::{Currency, IdempotencyKey, Money, PaymentStatus};
 use super::store::PaymentStore;
 use crate::ids::{MerchantId, PaymentId, RefundId};
 use crate::merchants::Merchant;
-use crate::plugins::Caller;
 use crate::plugins::bindings::{self, ProviderError, RefundSession, RefundState};
+use crate::plugins::{Account, Caller};
 use crate::providers::CircuitState;
 
 /// Why money goes back, as API.md names the reasons.
@@ -198,7 +199,7 @@ pub async fn create_refund(
         // The request that stored it died before the provider answered:
         // ask again, under the same provider-side key.
         let alias = store.alias_of(earlier.refund.payment_id).await?;
-        let call = Call::prepare(gw, &alias, request_id, false).await?;
+        let call = Call::prepare(gw, earlier.merchant_id, &alias, request_id, false).await?;
         return ask_provider(gw, earlier, call).await;
     }
 
@@ -215,7 +216,7 @@ pub async fn create_refund(
             currency.exponent()
         )));
     }
-    let call = Call::prepare(gw, &alias, request_id, false).await?;
+    let call = Call::prepare(gw, merchant.id, &alias, request_id, false).await?;
     let stored = match store
         .reserve_refund(merchant.id, payment_id, ask, key, fingerprint)
         .await
@@ -270,6 +271,8 @@ async fn earlier_refusal(
 struct Call<'a> {
     alias: &'a str,
     plugin: String,
+    /// The merchant's own account on the alias, if it has one.
+    account: Option<Arc<Account>>,
     /// The call is a half-open circuit's probe.
     probe: bool,
     request_id: &'a str,
@@ -278,17 +281,23 @@ struct Call<'a> {
 }
 
 impl<'a> Call<'a> {
-    /// A call through `alias`'s adapter, if it can give money back and its
-    /// circuit lets the call through.
+    /// A call for `merchant_id` through `alias`'s adapter, if it can give
+    /// money back and its circuit lets the call through. The account is
+    /// read before the circuit is: a call that cannot be made never takes a
+    /// half-open circuit's one probe.
     async fn prepare(
         gw: &PaymentsService,
+        merchant_id: MerchantId,
         alias: &'a str,
         request_id: &'a str,
         notify_refusal: bool,
     ) -> Result<Self, RefundError> {
+        let plugin = refund_plugin(gw, alias).await?;
+        let account = gw.merchants.accounts.account(merchant_id, alias).await?;
         Ok(Self {
             alias,
-            plugin: refund_plugin(gw, alias).await?,
+            plugin,
+            account,
             probe: probe(gw, alias).await?,
             request_id,
             notify_refusal,
@@ -307,6 +316,7 @@ async fn ask_provider(
     let Call {
         alias,
         plugin,
+        account,
         probe,
         request_id,
         notify_refusal,
@@ -331,9 +341,6 @@ async fn ask_provider(
         idempotency_key: format!("paygate-refund-{}", refund.refund_id),
         metadata,
     };
-    let account = (gw.merchants.accounts)
-        .account(stored.merchant_id, alias)
-        .await?;
     let caller = Caller {
         request_id,
         account: account.as_ref(),
@@ -414,7 +421,7 @@ pub(super) async fn recheck_refund(
         return Ok(Rechecked::Settled);
     }
     let alias = gw.payments.alias_of(stored.refund.payment_id).await?;
-    let call = Call::prepare(gw, &alias, request_id, true).await?;
+    let call = Call::prepare(gw, stored.merchant_id, &alias, request_id, true).await?;
     let Some(reference) = stored.reference.clone() else {
         let asked = ask_provider(gw, stored, call).await?;
         return Ok(match asked.refund.status.as_str() {
@@ -422,12 +429,9 @@ pub(super) async fn recheck_refund(
             _ => Rechecked::Settled,
         });
     };
-    let account = (gw.merchants.accounts)
-        .account(stored.merchant_id, &alias)
-        .await?;
     let caller = Caller {
         request_id,
-        account: account.as_ref(),
+        account: call.account.as_ref(),
     };
     let outcome = match gw.plugins.require(&call.plugin) {
         Ok(plugin) => plugin.refund_status(caller, &reference).await,
