@@ -28,6 +28,18 @@ pub async fn isolated(tag: &str) -> (DatabaseUrls, String) {
     (urls, format!("paygate_test_{}_{tag}.", std::process::id()))
 }
 
+/// A host on the databases and broker namespace of [`isolated`]`(tag)`,
+/// with the `extra` plugins: a replica of a host started there before.
+pub async fn isolated_app(tag: &str, extra: Vec<ExtraPlugin>) -> TestApp {
+    let (databases, namespace) = isolated(tag).await;
+    spawn_app_with(LAX_RATE_LIMIT, extra, move |mut c| {
+        c.databases = databases;
+        c.outbox.namespace = namespace;
+        c
+    })
+    .await
+}
+
 /// The four databases named `{prefix}_payments`, ... on the local server.
 fn database_urls(prefix: &str) -> DatabaseUrls {
     let base = format!("postgres://postgres@127.0.0.1:5432/{prefix}");

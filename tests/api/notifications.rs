@@ -19,7 +19,7 @@ use paygate::PaymentId;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use super::app::{LAX_RATE_LIMIT, TestApp, isolated, merchant_with, spawn_app_with};
+use super::app::{LAX_RATE_LIMIT, TestApp, isolated, isolated_app, merchant_with, spawn_app_with};
 use crate::helpers::{FakeServer, Received};
 
 /// The secret `Config::for_tests` gives the internal scheme.
@@ -161,13 +161,7 @@ pub(crate) async fn provider_webhook(
 /// A host started on the isolated databases `tag` after `first` stopped,
 /// serving the same merchant.
 async fn next_host(first: &TestApp, tag: &str) -> TestApp {
-    let (databases, namespace) = isolated(tag).await;
-    let mut next = spawn_app_with(LAX_RATE_LIMIT, Vec::new(), move |mut c| {
-        c.databases = databases;
-        c.outbox.namespace = namespace;
-        c
-    })
-    .await;
+    let mut next = isolated_app(tag, Vec::new()).await;
     next.merchant = first.merchant.clone();
     next
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use paygate::payments::reconcile::reconcile;
 use serde_json::{Value, json};
 
-use super::app::{LAX_RATE_LIMIT, TestApp, clicker, isolated, provider_spec, spawn_app_with};
+use super::app::{TestApp, clicker, isolated_app, provider_spec};
 use super::notifications::{MerchantEndpoint, app_notifying_alone};
 
 /// Creates a payment through `alias` and clicks `button` on the sandbox's
@@ -111,17 +111,7 @@ async fn two_replicas_ask_about_each_payment_once_per_round() {
     // The default delay (10 minutes): only the rounds this test runs ask.
     let tag = "reconcile_replicas";
     let first = app_notifying_alone(&endpoint, tag, |c| c).await;
-    // The second host's `sandbox` adapter calls the first one's sandbox,
-    // where the payments are.
-    let sandbox = first.sandbox_url.trim_start_matches("http://").to_owned();
-    let shared = ("sandbox", "sandbox_adapter", provider_spec(&sandbox));
-    let (databases, namespace) = isolated(tag).await;
-    let second = spawn_app_with(LAX_RATE_LIMIT, vec![shared], move |mut c| {
-        c.databases = databases;
-        c.outbox.namespace = namespace;
-        c
-    })
-    .await;
+    let second = replica(&first, tag).await;
 
     let mut ids = Vec::new();
     for order in 1..=30 {
@@ -308,6 +298,17 @@ async fn silent_refund(app: &TestApp, id: i64) -> i64 {
     r.body["refund_id"].as_i64().unwrap()
 }
 
+/// A second host on `first`'s isolated databases `tag`, its provider
+/// adapters calling `first`'s sandbox, where the payments are.
+async fn replica(first: &TestApp, tag: &str) -> TestApp {
+    let sandbox = provider_spec(first.sandbox_url.trim_start_matches("http://"));
+    let adapters = vec![
+        ("sandbox", "sandbox_adapter", sandbox.clone()),
+        ("stripe", "stripe_adapter", sandbox),
+    ];
+    isolated_app(tag, adapters).await
+}
+
 /// A sandbox payment paid with its webhook delivered.
 async fn settled_with_webhook(app: &TestApp, order: i64) -> i64 {
     let created = app.create(&app.body(order)).await;
@@ -340,13 +341,7 @@ async fn a_provider_that_is_down_delays_reconciliation_without_failing_payments(
     let dead = closed.local_addr().unwrap().to_string();
     drop(closed);
     let unreachable = ("sandbox", "sandbox_adapter", provider_spec(&dead));
-    let (databases, namespace) = isolated(tag).await;
-    let down = spawn_app_with(LAX_RATE_LIMIT, vec![unreachable], move |mut c| {
-        c.databases = databases;
-        c.outbox.namespace = namespace;
-        c
-    })
-    .await;
+    let down = isolated_app(tag, vec![unreachable]).await;
 
     let after = Duration::from_secs(1);
     tokio::time::sleep(after).await;
@@ -398,20 +393,8 @@ async fn a_question_that_fails_on_the_host_leaves_the_rest_of_the_round_alone() 
     .execute(&app.dbs.merchants)
     .await
     .unwrap();
-    // Asked by a replica that has not read the account before, its
-    // adapters calling the first host's sandbox, where the payments are.
-    let sandbox = provider_spec(app.sandbox_url.trim_start_matches("http://"));
-    let adapters = vec![
-        ("sandbox", "sandbox_adapter", sandbox.clone()),
-        ("stripe", "stripe_adapter", sandbox),
-    ];
-    let (databases, namespace) = isolated(tag).await;
-    let replica = spawn_app_with(LAX_RATE_LIMIT, adapters, move |mut c| {
-        c.databases = databases;
-        c.outbox.namespace = namespace;
-        c
-    })
-    .await;
+    // Asked by a replica that has not read the account before.
+    let replica = replica(&app, tag).await;
     let round = reconcile(&replica.payments, Duration::ZERO)
         .await
         .expect("the round goes on past a failed question");

@@ -601,14 +601,8 @@ async fn a_verifier_built_against_wit_0_1_0_still_moves_payments() {
 
 #[tokio::test]
 async fn logged_webhooks_replay_as_fixtures_that_keep_their_verdicts() {
-    let (databases, namespace) = super::app::isolated("webhookreplay").await;
-    let logs_url = databases.logs.clone();
-    let app = super::app::spawn_app_with(super::app::LAX_RATE_LIMIT, Vec::new(), move |mut c| {
-        c.databases = databases;
-        c.outbox.namespace = namespace;
-        c
-    })
-    .await;
+    let app = super::app::isolated_app("webhookreplay", Vec::new()).await;
+    let logs_url = super::app::isolated("webhookreplay").await.0.logs;
     let id = pending_payment(&app, 1, "sandbox").await;
     let finished = format!(r#"{{"payment_id": {id}, "status": "finished"}}"#);
     let signed = |body: &str| Some(hex_hmac(INTERNAL_SECRET, body.as_bytes()));
