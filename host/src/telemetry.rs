@@ -18,7 +18,9 @@ use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use tracing::{Subscriber, span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::format::{JsonFields, Writer};
+use tracing_subscriber::fmt::{FormatFields, FormattedFields, MakeWriter};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 
@@ -86,15 +88,78 @@ where
                     .json()
                     .flatten_event(true)
                     .with_current_span(true)
-                    .with_span_list(true),
+                    .with_span_list(true)
+                    .fmt_fields(SplicedJsonFields),
             ),
         ),
+    }
+}
+
+/// A span's fields as one JSON object, as tracing-subscriber's `JsonFields`
+/// writes them, except that a field recorded later (the handler's
+/// merchant, the plugin call's fuel, the access line's merchant) is
+/// spliced into the object already written. `JsonFields` parses that
+/// object and writes it out again on every record, which was a fortieth
+/// of the host's CPU per create with the log on (docs/benchmarks/notes/
+/// tracing.md, "session 25"). A field recorded twice appears twice in the
+/// stored object; a line reads it back as a map, so the later value wins,
+/// as before.
+struct SplicedJsonFields;
+
+impl<'w> FormatFields<'w> for SplicedJsonFields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> std::fmt::Result {
+        JsonFields::new().format_fields(writer, fields)
+    }
+
+    fn add_fields(
+        &self,
+        current: &'w mut FormattedFields<Self>,
+        fields: &span::Record<'_>,
+    ) -> std::fmt::Result {
+        let mut added = String::new();
+        JsonFields::new().format_fields(Writer::new(&mut added), fields)?;
+        splice_json_object(&mut current.fields, &added);
+        Ok(())
+    }
+}
+
+/// Adds the members of the JSON object `added` to the JSON object
+/// `current` (either may be empty or `{}`).
+fn splice_json_object(current: &mut String, added: &str) {
+    let members = added
+        .strip_prefix('{')
+        .and_then(|a| a.strip_suffix('}'))
+        .unwrap_or_default();
+    if members.is_empty() {
+        return;
+    }
+    match current.strip_suffix('}') {
+        Some(open) if open != "{" => {
+            current.truncate(open.len());
+            current.push(',');
+            current.push_str(members);
+            current.push('}');
+        }
+        _ => {
+            current.clear();
+            current.push_str(added);
+        }
     }
 }
 
 /// `L` with only WARN and ERROR events: every span, fewer events. A layer
 /// of its own rather than a per-layer filter, which would be asked about
 /// the span on each entry and exit, that is on every poll.
+///
+/// Nor does `L` hear of a span's entries and exits. With context
+/// activation and busy/idle timing off, tracing-opentelemetry does one
+/// thing on them: on every exit it looks the span up, locks its data and
+/// reads the clock to note that exit as the span's end. An instrumented
+/// future exits its span on every poll, and a create's polls pass through
+/// up to eight nested spans, so that was most of what exporting cost per
+/// request (docs/benchmarks/notes/tracing.md, "session 25"). Without it a
+/// span ends when it closes, as its last handle is dropped: for a future,
+/// right after its last poll.
 struct EventsFromWarn<L>(L);
 
 impl<S, L> Layer<S> for EventsFromWarn<L>
@@ -126,14 +191,6 @@ where
         if *event.metadata().level() <= tracing::Level::WARN {
             self.0.on_event(event, ctx);
         }
-    }
-
-    fn on_enter(&self, id: &span::Id, ctx: Context<'_, S>) {
-        self.0.on_enter(id, ctx);
-    }
-
-    fn on_exit(&self, id: &span::Id, ctx: Context<'_, S>) {
-        self.0.on_exit(id, ctx);
     }
 
     fn on_close(&self, id: span::Id, ctx: Context<'_, S>) {
@@ -272,6 +329,23 @@ mod tests {
     #[derive(Clone, Debug, Default)]
     struct Kept(Arc<Mutex<Vec<SpanData>>>);
 
+    impl Kept {
+        /// An `info` subscriber exporting every span it keeps into a new `Kept`.
+        fn subscriber() -> (Self, Box<dyn Subscriber + Send + Sync>) {
+            let kept = Kept::default();
+            let provider = SdkTracerProvider::builder()
+                .with_simple_exporter(kept.clone())
+                .build();
+            let subscriber = subscriber_exporting(
+                EnvFilter::new("info"),
+                Format::Json,
+                std::io::sink,
+                Some(provider.tracer("test")),
+            );
+            (kept, subscriber)
+        }
+    }
+
     impl SpanExporter for Kept {
         async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
             self.0.lock().unwrap().extend(batch);
@@ -281,16 +355,7 @@ mod tests {
 
     #[test]
     fn exported_spans_carry_warnings_not_info_lines_and_know_their_context() {
-        let kept = Kept::default();
-        let provider = SdkTracerProvider::builder()
-            .with_simple_exporter(kept.clone())
-            .build();
-        let subscriber = subscriber_exporting(
-            EnvFilter::new("info"),
-            Format::Json,
-            std::io::sink,
-            Some(provider.tracer("test")),
-        );
+        let (kept, subscriber) = Kept::subscriber();
         let (outer_trace, inner_parent) = tracing::subscriber::with_default(subscriber, || {
             let outer = tracing::info_span!("outer");
             let _outer = outer.enter();
@@ -327,5 +392,99 @@ mod tests {
             .map(|e| e.name.to_string())
             .collect();
         assert_eq!(events, ["a warning"], "only WARN and up become span events");
+    }
+
+    /// What a `Json` subscriber writes, one parsed line per event.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Lines {
+        fn parsed(&self) -> Vec<serde_json::Value> {
+            String::from_utf8(self.0.lock().unwrap().clone())
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        }
+    }
+
+    #[test]
+    fn fields_recorded_later_join_their_span_in_every_line() {
+        let lines = Lines::default();
+        let sink = lines.clone();
+        let subscriber = subscriber(EnvFilter::new("info"), Format::Json, move || sink.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            let outer = tracing::info_span!(
+                "outer",
+                route = "r\"1}",
+                merchant_id = tracing::field::Empty,
+                fuel = tracing::field::Empty,
+            );
+            let _outer = outer.enter();
+            outer.record("merchant_id", 7);
+            outer.record("fuel", 10);
+            outer.record("fuel", 12);
+            let empty = tracing::info_span!("empty", late = tracing::field::Empty);
+            empty.record("late", "{\"x\":1}");
+            empty.in_scope(|| tracing::info!("inside"));
+        });
+        let line = &lines.parsed()[0];
+        let outer = &line["spans"][0];
+        assert_eq!(outer["name"], "outer", "{line}");
+        assert_eq!(outer["route"], "r\"1}");
+        assert_eq!(outer["merchant_id"], 7);
+        assert_eq!(
+            outer["fuel"], 12,
+            "the later value of a field recorded twice"
+        );
+        assert_eq!(line["span"]["late"], "{\"x\":1}", "{line}");
+    }
+
+    #[test]
+    fn splicing_keeps_one_json_object() {
+        for (current, added, expected) in [
+            ("", "{\"a\":1}", "{\"a\":1}"),
+            ("{}", "{\"a\":1}", "{\"a\":1}"),
+            ("{\"a\":1}", "{}", "{\"a\":1}"),
+            ("{\"a\":1}", "{\"b\":\"}\"}", "{\"a\":1,\"b\":\"}\"}"),
+        ] {
+            let mut spliced = current.to_owned();
+            splice_json_object(&mut spliced, added);
+            assert_eq!(spliced, expected);
+            let _: serde_json::Value = serde_json::from_str(&spliced).unwrap();
+        }
+    }
+
+    #[test]
+    fn an_exported_span_ends_when_it_closes_not_at_its_last_exit() {
+        let (kept, subscriber) = Kept::subscriber();
+        let held = std::time::Duration::from_millis(30);
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("held");
+            span.in_scope(|| {});
+            std::thread::sleep(held);
+            drop(span);
+        });
+        let spans = kept.0.lock().unwrap().clone();
+        let span = spans.iter().find(|s| s.name == "held").expect("exported");
+        let lasted = span
+            .end_time
+            .duration_since(span.start_time)
+            .expect("ends after it starts");
+        assert!(
+            lasted >= held,
+            "ended after {lasted:?}, closed after {held:?}"
+        );
     }
 }

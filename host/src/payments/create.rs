@@ -215,7 +215,7 @@ async fn provider(
     Ok(Provider { plugin, account })
 }
 
-#[tracing::instrument(name = "saga.run", skip_all)]
+#[tracing::instrument(name = "saga.run", level = "debug", skip_all)]
 async fn run(
     gw: &PaymentsService,
     merchant: &Merchant,
@@ -279,7 +279,7 @@ async fn run(
 /// be recorded: it exists, pending, and keeps its token. An error before
 /// that may be an insert that committed unseen (its acknowledgement lost
 /// with the connection), so the token goes back only if no payment holds it.
-#[tracing::instrument(name = "saga.confirm_or_return_token", skip_all)]
+#[tracing::instrument(name = "saga.confirm_or_return_token", level = "debug", skip_all)]
 async fn confirm_or_return_token(
     gw: &PaymentsService,
     merchant: &Merchant,
@@ -396,7 +396,7 @@ async fn order_free(
     }
 }
 
-#[tracing::instrument(name = "saga.store", skip_all)]
+#[tracing::instrument(name = "saga.store", level = "debug", skip_all)]
 async fn with_token(
     gw: &PaymentsService,
     merchant: &Merchant,
