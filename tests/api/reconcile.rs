@@ -228,6 +228,58 @@ async fn a_payment_pending_past_its_expiry_expires_and_gives_its_token_back() {
     assert_eq!(listed.body["total"], 1, "{:?}", listed.body);
 }
 
+/// Payments that come due together expire in one batch, which gives their
+/// tokens back in one statement: forty over the subscription's sixteen
+/// quota slots, so several share a slot, and every token comes back
+/// exactly once.
+#[tokio::test]
+async fn payments_expiring_together_give_back_every_token_once() {
+    let endpoint = MerchantEndpoint::start(&[]).await;
+    let app = app_notifying_alone(&endpoint, "expiry_batch", |mut c| {
+        // None expires on its own; the rounds come every quarter second.
+        c.payment_expiry = Duration::from_secs(3600);
+        c.reconcile_after = Duration::from_secs(1);
+        c
+    })
+    .await;
+    let count = 40;
+    for order in 1..=count {
+        let created = app.create(&app.body(order)).await;
+        assert_eq!(created.status, 200, "{:?}", created.body);
+    }
+    assert_eq!(app.tokens_used().await, count);
+    // All due at once: the next round's batch (up to 200) takes them all.
+    sqlx::query("UPDATE payments SET expires_at = now() WHERE status = 'PAYMENT_PENDING'")
+        .execute(&app.dbs.payments)
+        .await
+        .unwrap();
+    let expired = || async {
+        app.get(
+            "/api/v1/payments?status=PAYMENT_EXPIRED",
+            Some(&app.merchant.read_api_key.clone()),
+        )
+        .await
+        .body["total"]
+            .as_i64()
+            .unwrap()
+    };
+    let started = Instant::now();
+    while expired().await < count {
+        assert!(started.elapsed() < Duration::from_secs(20), "never expired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.tokens_used().await, 0);
+    let (lowest, charges): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT min(used) FROM quota_slots WHERE subscription_id = $1),
+                (SELECT count(*) FROM quota_charges WHERE subscription_id = $1)",
+    )
+    .bind(app.merchant.subscription_id)
+    .fetch_one(&app.dbs.merchants)
+    .await
+    .unwrap();
+    assert_eq!((lowest, charges), (0, 0), "no slot given back twice");
+}
+
 /// Refunds left pending are asked about too: one whose confirmation was
 /// lost (sandbox test price ending in 43: no webhook) through
 /// `refund-status`, one whose request died before the provider's answer

@@ -338,6 +338,35 @@ impl MerchantStore {
         .await
     }
 
+    /// Gives back, in one statement, the tokens charged for those of
+    /// `orders` that still are; answers how many. Each goes back as
+    /// [`Self::return_token`] gives one back, in the order of the quota
+    /// slots they free, so two replicas giving back overlapping sets wait
+    /// for each other's slots instead of deadlocking.
+    pub async fn return_tokens(
+        &self,
+        orders: &[(MerchantId, OrderId)],
+    ) -> Result<u64, sqlx::Error> {
+        if orders.is_empty() {
+            return Ok(0);
+        }
+        let (merchant_ids, order_ids): (Vec<i64>, Vec<i64>) =
+            orders.iter().map(|(m, o)| (m.get(), o.get())).unzip();
+        let returned = sqlx::query_scalar!(
+            r#"SELECT count(*) FILTER (WHERE returned) AS "returned!"
+               FROM (SELECT return_quota_token(c.merchant_id, c.order_id) AS returned
+                     FROM quota_charges c
+                     JOIN unnest($1::bigint[], $2::bigint[]) AS o(merchant_id, order_id)
+                       ON c.merchant_id = o.merchant_id AND c.order_id = o.order_id
+                     ORDER BY c.subscription_id, c.slot) given"#,
+            &merchant_ids,
+            &order_ids,
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(returned as u64)
+    }
+
     /// Unconfirmed charges taken before `grace` ago, oldest first.
     pub async fn unconfirmed_charges(
         &self,

@@ -154,9 +154,11 @@ impl PaymentStore {
     /// Expires up to `limit` pending payments past their `expires_at`, in
     /// one transaction holding their rows, so a webhook that comes
     /// meanwhile waits and then finds them expired. Their tokens are given
-    /// back first: should the expiry then not commit, the next round gives
-    /// them back again, which finds nothing left to give. Answers the
-    /// aliases of the payments it expired, one per payment.
+    /// back first, all in one statement (one at a time, a batch held its
+    /// rows for a commit per payment): should the expiry then not commit,
+    /// the next round gives them back again, which finds nothing left to
+    /// give. Answers the aliases of the payments it expired, one per
+    /// payment.
     async fn expire_batch(
         &self,
         merchants: &MerchantStore,
@@ -175,11 +177,8 @@ impl PaymentStore {
         )
         .fetch_all(&mut *tx)
         .await?;
-        for payment in &due {
-            merchants
-                .return_token(payment.merchant_id, payment.order_id)
-                .await?;
-        }
+        let orders: Vec<_> = due.iter().map(|p| (p.merchant_id, p.order_id)).collect();
+        merchants.return_tokens(&orders).await?;
         let ids: Vec<i64> = due.iter().map(|p| p.id.get()).collect();
         let aliases = sqlx::query_scalar!(
             "UPDATE payments SET status = 'PAYMENT_EXPIRED', updated_at = now() WHERE id = ANY($1)
