@@ -99,9 +99,9 @@ where
 /// writes them, except that a field recorded later (the handler's
 /// merchant, the plugin call's fuel, the access line's merchant) is
 /// spliced into the object already written. `JsonFields` parses that
-/// object and writes it out again on every record, which was a fortieth
-/// of the host's CPU per create with the log on (docs/benchmarks/notes/
-/// tracing.md, "session 25"). A field recorded twice appears twice in the
+/// object and writes it out again on every record: 1.7% of the host's CPU
+/// samples per create with the log on (docs/benchmarks/notes/tracing.md,
+/// "session 25"). A field recorded twice appears twice in the
 /// stored object; a line reads it back as a map, so the later value wins,
 /// as before.
 struct SplicedJsonFields;
@@ -156,8 +156,9 @@ fn splice_json_object(current: &mut String, added: &str) {
 /// thing on them: on every exit it looks the span up, locks its data and
 /// reads the clock to note that exit as the span's end. An instrumented
 /// future exits its span on every poll, and a create's polls pass through
-/// up to eight nested spans, so that was most of what exporting cost per
-/// request (docs/benchmarks/notes/tracing.md, "session 25"). Without it a
+/// up to eight nested spans: 3% of the host's CPU samples per create, a
+/// sixth of all that tracing cost (docs/benchmarks/notes/tracing.md,
+/// "session 25"). Without it a
 /// span ends when it closes, as its last handle is dropped: for a future,
 /// right after its last poll.
 struct EventsFromWarn<L>(L);
