@@ -431,6 +431,31 @@ async fn decide(rt: &Runtime, request: &LimitRequest) -> Decision {
         .unwrap()
 }
 
+/// The policy runs in a fresh sandbox on every merchant request. Built
+/// without Rust's `std`, it imports only what its world grants, so the host
+/// instantiates and tears down no WASI interfaces for it on each call (with
+/// `std` it imported thirteen: stdio, terminals, environment, exit, streams).
+#[test]
+fn the_token_bucket_imports_only_its_worlds_interfaces() {
+    let engine = wasmtime::Engine::default();
+    let component =
+        wasmtime::component::Component::new(&engine, crate::helpers::wasm("token_bucket")).unwrap();
+    let mut imports: Vec<String> = component
+        .component_type()
+        .imports(&engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    imports.sort();
+    assert_eq!(
+        imports,
+        [
+            "paygate:plugins/config@0.1.0",
+            "paygate:plugins/counters@0.3.0",
+            "paygate:plugins/log@0.1.0",
+        ]
+    );
+}
+
 const POLICY_SPEC: &str =
     "[config]\nip-rate = \"20\"\nip-burst = \"40\"\nkey-rate = \"5\"\nkey-burst = \"10\"\n";
 

@@ -5,6 +5,9 @@
 //! component. Types that the bindings generate per crate are bridged with
 //! the macros in [`provider`] and [`signature`].
 
+// `settings` names `alloc` so that a guest without `std` can include it.
+extern crate alloc;
+
 pub mod crypto;
 pub mod headers;
 pub mod hex;

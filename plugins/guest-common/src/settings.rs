@@ -1,6 +1,11 @@
 //! Parsing of plain string settings into typed values.
+//!
+//! Only `core` and `alloc`: the `token-bucket` policy, built without `std`,
+//! includes this file as its own module.
 
-use std::str::FromStr;
+use alloc::format;
+use alloc::string::String;
+use core::str::FromStr;
 
 /// Parses `raw` when present, falls back to `default` when absent, and
 /// explains the problem when the value is present but unusable — a typo in a

@@ -23,8 +23,12 @@ impl Bucket {
     /// the host accepts (one token an hour to one a microsecond, a million
     /// at most at once).
     pub fn new(rate: f64, burst: u32) -> Self {
+        // Rounded to the nearest microsecond, halves up, after the clamp:
+        // `f64::round` is not in `core`, and within the clamp's range adding
+        // one half and truncating is exact.
+        let interval_us = (1_000_000.0 / rate).clamp(1.0, MAX_INTERVAL_US) + 0.5;
         Self {
-            interval_us: (1_000_000.0 / rate).round().clamp(1.0, MAX_INTERVAL_US) as u64,
+            interval_us: interval_us as u64,
             burst: burst.clamp(1, MAX_BURST),
         }
     }
@@ -51,6 +55,8 @@ mod tests {
     fn shapes_follow_the_rate_within_the_hosts_bounds() {
         assert_eq!(Bucket::new(20.0, 40), Bucket { interval_us: 50_000, burst: 40 });
         assert_eq!(Bucket::new(3.0, 1).interval_us, 333_333);
+        assert_eq!(Bucket::new(1.5, 1).interval_us, 666_667);
+        assert_eq!(Bucket::new(400_000.0, 1).interval_us, 3, "2.5 rounds up");
         assert_eq!(Bucket::new(1e9, 0), Bucket { interval_us: 1, burst: 1 });
         let slow = Bucket::new(1e-9, u32::MAX);
         assert_eq!((slow.interval_us, slow.burst), (3_600_000_000, 1_000_000));

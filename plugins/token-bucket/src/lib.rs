@@ -3,9 +3,27 @@
 //!
 //! Settings: `ip-rate` (requests/s, default 20), `ip-burst` (40),
 //! `key-rate` (100), `key-burst` (200), `fail-open` (`true`). No secrets.
+//!
+//! Built without Rust's standard library: on `wasm32-wasip2`, `std` brings
+//! in the WASI interfaces (stdio, terminals, environment, exit, streams)
+//! although the policy calls none, and every fresh instance (one per
+//! request) sets them up again. Without them, and with the arena allocator
+//! of `no_std.rs`, a call costs about a fifth less
+//! (docs/benchmarks/notes/plugins.md). The component imports only its
+//! world's `config`, `log` and `counters`.
+
+#![cfg_attr(target_arch = "wasm32", no_std)]
+
+extern crate alloc;
 
 mod gcra;
 mod limits;
+#[cfg(target_arch = "wasm32")]
+mod no_std;
+/// guest-common's settings parsing, which needs only `core` and `alloc`.
+#[path = "../../guest-common/src/settings.rs"]
+#[allow(dead_code)] // `required`: a policy has no secrets.
+mod settings;
 
 wit_bindgen::generate!({
     path: "../../wit",
@@ -21,7 +39,11 @@ use limits::{Checked, Limits};
 use paygate::plugins0_1_0::config;
 use paygate::plugins0_1_0::log::{self, Level};
 use paygate::plugins0_3_0::counters::{self, CounterError};
-use std::sync::atomic::{AtomicBool, Ordering};
+
+use alloc::format;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 /// Whether bad settings were already reported by this instance.
 static WARNED: AtomicBool = AtomicBool::new(false);

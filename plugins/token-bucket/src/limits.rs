@@ -3,7 +3,10 @@
 
 use crate::exports::paygate::plugins0_1_0::policy::Decision;
 use crate::gcra::{Bucket, Outcome};
-use guest_common::settings::parse_or;
+use crate::settings::parse_or;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
 
 /// What the manifest configures.
 #[derive(Debug, Clone, PartialEq)]
