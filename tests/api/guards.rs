@@ -405,6 +405,58 @@ async fn rate_limit_answers_429_before_authentication() {
     assert!(codes[0].headers.contains_key("ratelimit-reset"));
 }
 
+/// The rate limit runs on exactly the routes a merchant calls with its key:
+/// every operation the OpenAPI document secures with `api_key` answers
+/// with the policy's `RateLimit-*` headers, and no other route does (the
+/// webhooks have limits of their own; the health checks and the documents
+/// none). A merchant route added without the limit fails here.
+#[tokio::test]
+async fn the_rate_limit_runs_on_every_merchant_route_and_on_no_other() {
+    let app = spawn_app().await;
+    let spec = app.get("/openapi.json", None).await.body;
+    let mut checked = Vec::new();
+    for (path, operations) in spec["paths"].as_object().unwrap() {
+        let concrete = path.replace("{id}", "1").replace("{refund_id}", "1");
+        for (method, operation) in operations.as_object().unwrap() {
+            let merchant = operation["security"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|r| r.get("api_key").is_some()));
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let r = app
+                .client
+                .request(method.clone(), format!("{}{concrete}", app.url))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                r.headers().contains_key("ratelimit-limit"),
+                merchant,
+                "{method} {path}: {}",
+                r.status()
+            );
+            checked.push((merchant, format!("{method} {path}")));
+        }
+    }
+    let merchant_operations = checked.iter().filter(|(m, _)| *m).count();
+    assert!(merchant_operations >= 13, "{checked:?}");
+    assert!(
+        checked
+            .iter()
+            .any(|(m, what)| !m && what.contains("webhook")),
+        "{checked:?}"
+    );
+    for path in [
+        "/health",
+        "/readyz",
+        "/livez",
+        "/openapi.json",
+        "/api/v1/nowhere",
+    ] {
+        let r = app.get(path, None).await;
+        assert!(!r.headers.contains_key("ratelimit-limit"), "{path}");
+    }
+}
+
 #[tokio::test]
 async fn every_response_carries_request_id_and_security_headers() {
     let app = spawn_app().await;
