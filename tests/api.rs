@@ -6,6 +6,7 @@ mod admin_notifications;
 mod admin_providers;
 pub(crate) mod adyen;
 pub(crate) mod app;
+mod bench_client;
 mod console;
 mod create;
 pub(crate) mod docs;

@@ -78,8 +78,8 @@ impl Kind {
 }
 
 pub(crate) struct Target {
-    pub(crate) client: reqwest::Client,
-    pub(crate) base: String,
+    /// The host's merchant API.
+    pub(crate) addr: SocketAddr,
     pub(crate) write_key: String,
     pub(crate) read_key: String,
     pub(crate) subscription_id: i64,
@@ -87,51 +87,71 @@ pub(crate) struct Target {
     pub(crate) next_order: AtomicI64,
 }
 
+/// How long one request may take before it counts as a timeout.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl Target {
-    /// One request; its status and body, or the transport error.
+    /// One request on `conn` (opened first if there is none; dropped after a
+    /// transport error or a `Connection: close`); its status and body.
     pub(crate) async fn send(
         &self,
+        conn: &mut Option<Wire>,
         kind: Kind,
         ids: &[i64],
         cursor: &AtomicUsize,
-    ) -> Result<(u16, bytes::Bytes), reqwest::Error> {
-        let request = match kind {
+        request: &mut Vec<u8>,
+    ) -> Result<(u16, bytes::Bytes), WireError> {
+        request.clear();
+        self.write_request(kind, ids, cursor, request);
+        let wire = match conn {
+            Some(wire) => wire,
+            None => conn.insert(Wire::connect(self.addr).await?),
+        };
+        let answer = wire.exchange(request, REQUEST_TIMEOUT).await;
+        if answer.is_err() || !wire.reusable() {
+            *conn = None;
+        }
+        answer
+    }
+
+    /// The request's bytes, as a merchant's client sends them.
+    fn write_request(&self, kind: Kind, ids: &[i64], cursor: &AtomicUsize, out: &mut Vec<u8>) {
+        const JSON: (&str, &str) = ("content-type", "application/json");
+        match kind {
             Kind::Create => {
                 let order_id = self.next_order.fetch_add(1, Ordering::Relaxed);
                 let body = format!(
                     r#"{{"order_id":{order_id},"amount":1,"price":"10.00","alias":"sandbox","subscription_id":{}}}"#,
                     self.subscription_id
                 );
-                self.client
-                    .post(format!("{}/api/v1/payments", self.base))
-                    .header("content-type", "application/json")
-                    .header("x-api-key", &self.write_key)
-                    .body(body)
+                let headers = [JSON, ("x-api-key", &self.write_key)];
+                write_request(out, "POST", "/api/v1/payments", self.addr, &headers, &body);
             }
             Kind::Show => {
                 let id = ids[cursor.fetch_add(1, Ordering::Relaxed) % ids.len()];
-                self.client
-                    .get(format!("{}/api/v1/payments/{id}/show", self.base))
-                    .header("x-api-key", &self.read_key)
+                let target = format!("/api/v1/payments/{id}/show");
+                let headers = [("x-api-key", self.read_key.as_str())];
+                write_request(out, "GET", &target, self.addr, &headers, "");
             }
             Kind::Refund => {
                 // Round robin over the finished payments, each refund under
                 // a key of its own, as a merchant's retry-safe client sends it.
                 let id = ids[cursor.fetch_add(1, Ordering::Relaxed) % ids.len()];
-                let key = self.next_order.fetch_add(1, Ordering::Relaxed);
+                let key = format!(
+                    "bench-refund-{}",
+                    self.next_order.fetch_add(1, Ordering::Relaxed)
+                );
                 let body =
                     format!(r#"{{"price":"{REFUND_PRICE}","reason":"requested_by_customer"}}"#);
-                self.client
-                    .post(format!("{}/api/v1/payments/{id}/refunds", self.base))
-                    .header("content-type", "application/json")
-                    .header("x-api-key", &self.write_key)
-                    .header("idempotency-key", format!("bench-refund-{key}"))
-                    .body(body)
+                let target = format!("/api/v1/payments/{id}/refunds");
+                let headers = [
+                    JSON,
+                    ("x-api-key", &self.write_key),
+                    ("idempotency-key", &key),
+                ];
+                write_request(out, "POST", &target, self.addr, &headers, &body);
             }
-        };
-        let response = request.send().await?;
-        let status = response.status().as_u16();
-        Ok((status, response.bytes().await?))
+        }
     }
 }
 
@@ -168,12 +188,16 @@ pub(crate) async fn client_loop(
     end: Instant,
 ) -> Samples {
     let mut samples = Samples::default();
+    let mut conn = None;
+    let mut request = Vec::with_capacity(512);
     loop {
         let sent = Instant::now();
         if sent >= end {
             break;
         }
-        let outcome = target.send(kind, &ids, &cursor).await;
+        let outcome = target
+            .send(&mut conn, kind, &ids, &cursor, &mut request)
+            .await;
         let done = Instant::now();
         if let (Kind::Create, Ok((200, body))) = (kind, &outcome)
             && let Some(id) = serde_json::from_slice::<Value>(body)
@@ -202,18 +226,9 @@ pub(crate) async fn client_loop(
                     .or_default() += 1;
             }
             Err(e) => {
-                let what = if e.is_timeout() {
-                    "timeout"
-                } else if e.is_connect() {
-                    "connect"
-                } else if e.is_body() || e.is_decode() {
-                    "body"
-                } else {
-                    "request"
-                };
                 *samples
                     .errors
-                    .entry(format!("transport error ({what})"))
+                    .entry(format!("transport error ({})", e.kind()))
                     .or_default() += 1;
             }
         }

@@ -11,7 +11,9 @@
 //! part burns can be told apart by thread name: the host (`paygate` threads,
 //! as `paygate serve` would run it), the sandbox provider (`sandbox`, one
 //! thread) and the load generator (`loadgen`). PostgreSQL and Redis are the
-//! machine's own servers. The host's RSS is this process's `VmRSS`, so it
+//! machine's own servers. The load generator writes each request as prepared
+//! bytes on a keep-alive connection of its own (`wire.rs`), as `wrk` does, so
+//! it takes as little as it can of the cores the host runs on. The host's RSS is this process's `VmRSS`, so it
 //! includes the load generator and the sandbox provider.
 //!
 //! Settings (environment): `BENCH_SECONDS` (measured seconds per phase,
@@ -36,6 +38,7 @@ mod cpu;
 mod load;
 mod pgbench;
 mod report;
+mod wire;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -59,6 +62,7 @@ use cpu::*;
 use load::*;
 use pgbench::*;
 use report::*;
+use wire::*;
 
 /// The PostgreSQL server, as the tests reach it.
 const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
@@ -247,7 +251,7 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
     // App::build creates and migrates the databases through
     // paygate::db::Databases::connect_and_migrate.
     let app = App::build(&config).await.expect("building the host");
-    let url = format!("http://{}", app.local_addr());
+    let app_addr = app.local_addr();
     let (services, dbs) = (app.services.clone(), app.dbs.clone());
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.run(shutdown.clone()));
@@ -255,7 +259,12 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
     let mut sandbox = SandboxProvider {
         rt: sandbox_rt,
         addr: sandbox_addr,
-        args: SandboxArgs::signing_as(&config, sandbox_addr, sandbox_url.clone(), url.clone()),
+        args: SandboxArgs::signing_as(
+            &config,
+            sandbox_addr,
+            sandbox_url.clone(),
+            format!("http://{app_addr}"),
+        ),
         running: None,
     };
     sandbox.serve(listener);
@@ -287,12 +296,7 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
         .expect("setting the merchant's callback URL");
 
     let target = Arc::new(Target {
-        client: reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap(),
-        base: url,
+        addr: app_addr,
         write_key: merchant.api_key.clone(),
         read_key: merchant.read_api_key.clone(),
         subscription_id: merchant.subscription_id.get(),
@@ -350,8 +354,7 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
             "paying {refundable} payments at the sandbox provider, then reconciling them"
         ));
         let before = notified.load(Ordering::Relaxed);
-        let finished =
-            Arc::new(finish(&services, &dbs, &target.client, &created[..refundable]).await);
+        let finished = Arc::new(finish(&services, &dbs, &created[..refundable]).await);
         // Their `payment.finished` notifications are delivered before the
         // refunds are measured, which would otherwise pay for them.
         delivered(&notified, before + finished.len()).await;
@@ -473,10 +476,10 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
 async fn finish(
     services: &paygate::http::AppState,
     dbs: &paygate::db::Databases,
-    client: &reqwest::Client,
     ids: &[i64],
 ) -> Vec<i64> {
     use futures_util::StreamExt;
+    let client = &reqwest::Client::builder().no_proxy().build().unwrap();
     let links: Vec<(i64, String)> =
         sqlx::query_as("SELECT id, payment_url FROM payments WHERE id = ANY($1)")
             .bind(ids)
@@ -532,10 +535,19 @@ async fn delivered(received: &AtomicUsize, count: usize) {
 async fn smoke_test(loadgen: &Handle, target: &Arc<Target>) {
     let t = target.clone();
     let (status, body) = loadgen
-        .spawn(async move { t.send(Kind::Create, &[], &AtomicUsize::new(0)).await })
+        .spawn(async move {
+            t.send(
+                &mut None,
+                Kind::Create,
+                &[],
+                &AtomicUsize::new(0),
+                &mut Vec::new(),
+            )
+            .await
+        })
         .await
         .unwrap()
-        .expect("the first POST did not get an answer");
+        .unwrap_or_else(|e| panic!("the first POST did not get an answer: {e}"));
     assert_eq!(
         status,
         200,
