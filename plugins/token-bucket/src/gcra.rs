@@ -53,11 +53,23 @@ mod tests {
 
     #[test]
     fn shapes_follow_the_rate_within_the_hosts_bounds() {
-        assert_eq!(Bucket::new(20.0, 40), Bucket { interval_us: 50_000, burst: 40 });
+        assert_eq!(
+            Bucket::new(20.0, 40),
+            Bucket {
+                interval_us: 50_000,
+                burst: 40
+            }
+        );
         assert_eq!(Bucket::new(3.0, 1).interval_us, 333_333);
         assert_eq!(Bucket::new(1.5, 1).interval_us, 666_667);
         assert_eq!(Bucket::new(400_000.0, 1).interval_us, 3, "2.5 rounds up");
-        assert_eq!(Bucket::new(1e9, 0), Bucket { interval_us: 1, burst: 1 });
+        assert_eq!(
+            Bucket::new(1e9, 0),
+            Bucket {
+                interval_us: 1,
+                burst: 1
+            }
+        );
         let slow = Bucket::new(1e-9, u32::MAX);
         assert_eq!((slow.interval_us, slow.burst), (3_600_000_000, 1_000_000));
     }
