@@ -687,6 +687,86 @@ async fn racing_takes_from_two_replicas_never_overdraw_a_bucket() {
 }
 
 #[tokio::test]
+async fn concurrent_takes_share_a_script_call_and_answer_as_if_alone() {
+    let redis = std::sync::Arc::new(redis_counters(&test_prefix()).await);
+    let store = Counters::Shared(redis.clone());
+    let now = 1_800_000_000_000_000_i64;
+    let bucket = |key: &str, burst| Bucket {
+        key: key.into(),
+        interval_us: 3_600_000_000,
+        burst,
+    };
+    // A bucket already empty: a take that names it first stops there.
+    let empty = bucket("empty", 1);
+    assert!(store.take(std::slice::from_ref(&empty), now).await.unwrap()[0].allowed);
+    let calls_before = redis
+        .take_stats()
+        .calls
+        .load(std::sync::atomic::Ordering::Relaxed);
+
+    // 40 takes at once: each its own fresh bucket, then a shared one of 10;
+    // 8 more name the empty bucket first, then a fresh one.
+    let shared = bucket("shared", 10);
+    let owns: Vec<[Bucket; 2]> = (0..40)
+        .map(|i| [bucket(&format!("own-{i}"), 3), shared.clone()])
+        .collect();
+    let blocked: Vec<[Bucket; 2]> = (0..8)
+        .map(|i| [empty.clone(), bucket(&format!("spared-{i}"), 3)])
+        .collect();
+    let (owned, refused) = futures_util::future::join(
+        futures_util::future::join_all(owns.iter().map(|b| store.take(b, now))),
+        futures_util::future::join_all(blocked.iter().map(|b| store.take(b, now))),
+    )
+    .await;
+
+    let mut shared_allowed = 0;
+    for (i, answer) in owned.into_iter().enumerate() {
+        let answer = answer.unwrap();
+        assert_eq!(answer.len(), 2, "take {i}: both buckets answered");
+        assert!(
+            answer[0].allowed && answer[0].remaining == 2,
+            "take {i}: {answer:?}"
+        );
+        if answer[1].allowed {
+            // In order: the k-th allowed take leaves 10 - k tokens.
+            shared_allowed += 1;
+            assert_eq!(answer[1].remaining, 10 - shared_allowed, "take {i}");
+        } else {
+            assert_eq!(answer[1].retry_after_ms, Some(3_600_000), "take {i}");
+        }
+    }
+    assert_eq!(shared_allowed, 10, "the shared bucket's burst, no more");
+    // Stored once at the end of the batch: the TAT after its ten tokens.
+    assert_eq!(
+        store.get("shared").await.unwrap(),
+        Some(now + 10 * 3_600_000_000)
+    );
+    for answer in refused {
+        let answer = answer.unwrap();
+        assert_eq!(answer.len(), 1, "stopped at the empty bucket: {answer:?}");
+        assert!(!answer[0].allowed);
+    }
+    // The buckets after a refusal were not charged.
+    for i in 0..8 {
+        let spared = bucket(&format!("spared-{i}"), 3);
+        let answer = store.take(&[spared], now).await.unwrap();
+        assert_eq!(
+            answer[0].remaining, 2,
+            "spared-{i} still full before this take"
+        );
+    }
+
+    let stats = redis.take_stats();
+    let calls = stats.calls.load(std::sync::atomic::Ordering::Relaxed) - calls_before;
+    // The 8 takes of the spared buckets went one by one; the 48 sent at
+    // once were all queued before the sending task ran (one thread).
+    assert!(
+        calls <= 8 + 2,
+        "56 takes in {calls} script calls: the concurrent ones were not batched"
+    );
+}
+
+#[tokio::test]
 async fn a_wit_0_1_policy_is_still_served_beside_0_3() {
     let rt = Runtime::with_counters(Counters::Shared(std::sync::Arc::new(
         redis_counters(&test_prefix()).await,

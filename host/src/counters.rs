@@ -9,7 +9,13 @@ use redis::aio::ConnectionManager;
 
 use crate::plugins::{Bucket, Clock, CounterError, CounterStore, Expiring, Taken};
 
-/// Counters in Redis, every operation one atomic command or script.
+mod takes;
+
+pub use takes::TakeStats;
+use takes::Takes;
+
+/// Counters in Redis, every operation one atomic command or script; the
+/// `take`s of concurrent requests share one script call (`takes`).
 ///
 /// `get` answers from what this host last read or stored for the key, when
 /// that is younger than `SEEN_FOR`: a plugin's read-modify-swap loop then
@@ -22,7 +28,7 @@ pub struct RedisCounters {
     prefix: String,
     increment: redis::Script,
     cas: redis::Script,
-    take: redis::Script,
+    takes: Takes,
     seen: Expiring<Option<i64>>,
 }
 
@@ -50,6 +56,7 @@ impl RedisCounters {
             .await
             .map_err(|e| CounterError(e.to_string()))?;
         Ok(Self {
+            takes: Takes::start(conn.clone()),
             conn,
             prefix: prefix.to_owned(),
             // INCRBY and its expiry in one step, so a crash between the two
@@ -67,7 +74,6 @@ impl RedisCounters {
                    redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return {1, ARGV[2]} end \
                  return {0, cur}",
             ),
-            take: redis::Script::new(TAKE),
             seen: Expiring::new(SEEN_SWEEP_AT),
         })
     }
@@ -148,62 +154,25 @@ impl RedisCounters {
     }
 }
 
-/// `take` in one script: for each key in order, the GCRA step of
-/// `plugins::gcra::step` at `ARGV[1]` (µs) with that bucket's interval and
-/// burst (`ARGV[2i]`, `ARGV[2i+1]`), storing the new TAT with its TTL, and
-/// answering `{allowed, remaining, reset_ms, retry_after_ms or -1}` per
-/// bucket up to the first that refuses. Every number stays below 2^53, so
-/// Lua's doubles hold it exactly. (All keys in one script: one Redis, or one
-/// hash slot of a cluster.)
-const TAKE: &str = r"
-local now = tonumber(ARGV[1])
-local out = {}
-for i, key in ipairs(KEYS) do
-  local interval = tonumber(ARGV[2 * i])
-  local burst = tonumber(ARGV[2 * i + 1])
-  local tat = tonumber(redis.call('GET', key))
-  if not tat or tat < now then tat = now end
-  local nxt = tat + interval
-  local horizon = now + interval * burst
-  if nxt <= horizon then
-    local reset = math.ceil((nxt - now) / 1000)
-    redis.call('SET', key, string.format('%d', nxt), 'PX', reset + 1000)
-    out[i] = {1, math.floor((horizon - nxt) / interval), reset, -1}
-  else
-    local retry = math.max(1, math.ceil((nxt - horizon) / 1000))
-    out[i] = {0, 0, math.ceil((tat - now) / 1000), retry}
-    return out
-  end
-end
-return out
-";
-
 impl RedisCounters {
     async fn take_in_redis(
         &self,
         buckets: &[Bucket],
         now_us: i64,
     ) -> Result<Vec<Taken>, CounterError> {
-        let mut call = self.take.prepare_invoke();
-        call.arg(now_us);
-        for bucket in buckets {
-            call.key(self.key(&bucket.key))
-                .arg(bucket.interval_us)
-                .arg(bucket.burst);
-        }
-        let answers: Vec<(i64, i64, i64, i64)> = call
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(|e| CounterError(e.to_string()))?;
-        Ok(answers
-            .into_iter()
-            .map(|(allowed, remaining, reset_ms, retry)| Taken {
-                allowed: allowed == 1,
-                remaining: u32::try_from(remaining).unwrap_or(0),
-                reset_ms: u64::try_from(reset_ms).unwrap_or(0),
-                retry_after_ms: u64::try_from(retry).ok(),
+        let buckets = buckets
+            .iter()
+            .map(|b| Bucket {
+                key: self.key(&b.key),
+                ..b.clone()
             })
-            .collect())
+            .collect();
+        self.takes.take(buckets, now_us).await
+    }
+
+    /// The script calls `take` has made and the takes they carried.
+    pub fn take_stats(&self) -> &TakeStats {
+        self.takes.stats()
     }
 }
 

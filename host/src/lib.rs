@@ -52,7 +52,7 @@ mod webhook_log;
 
 pub use app::{App, RefusedSetting, validate};
 pub use config::Config;
-pub use counters::RedisCounters;
+pub use counters::{RedisCounters, TakeStats};
 pub use health::{Checks, Health};
 pub use ids::{MerchantId, OrderId, OutboxId, PaymentId, RefundId, SubscriptionId};
 pub use metrics::{BatchStage, Metrics};

@@ -1,0 +1,259 @@
+//! `take` in Redis, with the takes of concurrent requests sent together.
+//!
+//! Every request's rate-limit policy takes its tokens in one `take`; under
+//! load, many are waiting at once. One task sends them: while a script call
+//! is in flight, the takes that arrive queue, and the next call carries all
+//! of them (up to [`MAX_TAKES_PER_CALL`]). Redis runs one script's steps one
+//! after another with nothing between them, so a batch answers exactly what
+//! the same takes sent one by one in that order would: each take stops at
+//! its own first refusal, and a later take sees what an earlier one stored.
+//! What batching saves is the per-call work on both sides (a command's
+//! parsing, dispatch and reply in Redis; its encoding, a wake-up of the
+//! connection's task and a decoding in the host), which costs more than the
+//! steps themselves at the rates a gateway reads at.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use redis::aio::ConnectionManager;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::plugins::{Bucket, CounterError, Taken};
+
+/// Most takes in one script call: the batch's KEYS stay within a few
+/// hundred (each take names at most `gcra::MAX_BUCKETS`).
+const MAX_TAKES_PER_CALL: usize = 64;
+
+/// The GCRA step of `plugins::gcra::step` for each take of a batch, in
+/// order. ARGV holds, per take, its instant (µs), its number of buckets and
+/// each bucket's interval and burst; KEYS holds every take's bucket keys in
+/// the same order. For each bucket in order, the step takes a token when one
+/// is left and stops that take at the first bucket without one.
+///
+/// The TATs are read once (one `MGET`) and kept in a table while the steps
+/// run, so a key that several takes of the batch name (one client's
+/// address, one API key) is read and stored once, not per take: each key
+/// that gained a token is stored at the end with its last TAT and the TTL of
+/// the step that set it, which is what the same steps one call each would
+/// have left. The answer is flat: per take, the number of buckets answered,
+/// then `allowed, remaining, reset_ms, retry_after_ms or -1` for each. Every
+/// number stays below 2^53, so Lua's doubles hold it exactly. (All keys in
+/// one script: one Redis, or one hash slot of a cluster.)
+const TAKE: &str = r"
+local tats, ttls, changed = {}, {}, {}
+local stored = redis.call('MGET', unpack(KEYS))
+for i = 1, #KEYS do
+  if tats[KEYS[i]] == nil then tats[KEYS[i]] = tonumber(stored[i]) or false end
+end
+local out, o, k, a = {}, 0, 0, 0
+local nargs = #ARGV
+while a < nargs do
+  local now = tonumber(ARGV[a + 1])
+  local count = tonumber(ARGV[a + 2])
+  local head = o + 1
+  o = o + 1
+  local answered = 0
+  for j = 1, count do
+    local interval = tonumber(ARGV[a + 2 * j + 1])
+    local burst = tonumber(ARGV[a + 2 * j + 2])
+    local key = KEYS[k + j]
+    local tat = tats[key]
+    if not tat or tat < now then tat = now end
+    local nxt = tat + interval
+    local horizon = now + interval * burst
+    answered = j
+    if nxt <= horizon then
+      local reset = math.ceil((nxt - now) / 1000)
+      if not ttls[key] then changed[#changed + 1] = key end
+      tats[key] = nxt
+      ttls[key] = reset + 1000
+      out[o + 1] = 1
+      out[o + 2] = math.floor((horizon - nxt) / interval)
+      out[o + 3] = reset
+      out[o + 4] = -1
+      o = o + 4
+    else
+      out[o + 1] = 0
+      out[o + 2] = 0
+      out[o + 3] = math.ceil((tat - now) / 1000)
+      out[o + 4] = math.max(1, math.ceil((nxt - horizon) / 1000))
+      o = o + 4
+      break
+    end
+  end
+  out[head] = answered
+  k = k + count
+  a = a + 2 + 2 * count
+end
+for _, key in ipairs(changed) do
+  redis.call('SET', key, string.format('%d', tats[key]), 'PX', ttls[key])
+end
+return out
+";
+
+/// One request's take, waiting for its batch.
+struct Ask {
+    /// The buckets, their keys already under the store's prefix.
+    buckets: Vec<Bucket>,
+    now_us: i64,
+    answer: oneshot::Sender<Result<Vec<Taken>, CounterError>>,
+}
+
+/// What the sending task has done, for tests and operators.
+#[derive(Debug, Default)]
+pub struct TakeStats {
+    /// Script calls made.
+    pub calls: AtomicU64,
+    /// Takes those calls carried.
+    pub takes: AtomicU64,
+}
+
+/// The handle the store keeps: a queue to the task that sends the batches.
+pub struct Takes {
+    queue: mpsc::UnboundedSender<Ask>,
+    stats: Arc<TakeStats>,
+}
+
+impl Takes {
+    /// Starts the sending task on the current Tokio runtime. It ends when
+    /// the handle is dropped. The queue needs no bound: every take in it
+    /// is a request waiting for its answer, so it holds at most the
+    /// requests in flight.
+    pub fn start(conn: ConnectionManager) -> Self {
+        let (queue, asks) = mpsc::unbounded_channel();
+        let stats = Arc::new(TakeStats::default());
+        tokio::spawn(send_batches(conn, asks, stats.clone()));
+        Self { queue, stats }
+    }
+
+    /// Takes `buckets` (keys already prefixed) at `now_us`, in the next
+    /// batch.
+    pub async fn take(
+        &self,
+        buckets: Vec<Bucket>,
+        now_us: i64,
+    ) -> Result<Vec<Taken>, CounterError> {
+        let (answer, answered) = oneshot::channel();
+        self.queue
+            .send(Ask {
+                buckets,
+                now_us,
+                answer,
+            })
+            .map_err(|_| stopped())?;
+        answered.await.map_err(|_| stopped())?
+    }
+
+    /// The calls made and the takes they carried so far.
+    pub fn stats(&self) -> &TakeStats {
+        &self.stats
+    }
+}
+
+fn stopped() -> CounterError {
+    CounterError("the counters' sending task has stopped".to_owned())
+}
+
+/// Sends one batch at a time: the first take waiting and every other
+/// already queued, up to [`MAX_TAKES_PER_CALL`].
+async fn send_batches(
+    mut conn: ConnectionManager,
+    mut asks: mpsc::UnboundedReceiver<Ask>,
+    stats: Arc<TakeStats>,
+) {
+    let script = redis::Script::new(TAKE);
+    let mut batch = Vec::with_capacity(MAX_TAKES_PER_CALL);
+    while asks.recv_many(&mut batch, MAX_TAKES_PER_CALL).await > 0 {
+        // A take whose request has gone (its client disconnected) is not
+        // sent: nobody would learn its answer, and it would charge tokens.
+        batch.retain(|ask| !ask.answer.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
+        stats.calls.fetch_add(1, Ordering::Relaxed);
+        stats.takes.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let mut call = script.prepare_invoke();
+        for ask in &batch {
+            call.arg(ask.now_us).arg(ask.buckets.len());
+            for bucket in &ask.buckets {
+                call.key(&bucket.key)
+                    .arg(bucket.interval_us)
+                    .arg(bucket.burst);
+            }
+        }
+        let answer: Result<Vec<i64>, _> = call.invoke_async(&mut conn).await;
+        match answer {
+            Ok(flat) => answer_each(&mut batch, &flat),
+            Err(e) => {
+                let e = e.to_string();
+                for ask in batch.drain(..) {
+                    let _ = ask.answer.send(Err(CounterError(e.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// Splits the script's flat answer among the batch's takes, in order. An
+/// answer of the wrong shape (which only a changed script could give) is
+/// every remaining take's error, never a guess.
+fn answer_each(batch: &mut Vec<Ask>, flat: &[i64]) {
+    let mut rest = flat;
+    for ask in batch.drain(..) {
+        let taken = split_one(&mut rest, ask.buckets.len());
+        let _ = ask.answer.send(taken.ok_or_else(|| {
+            CounterError("Redis answered a take in a shape the host does not know".to_owned())
+        }));
+    }
+}
+
+/// One take's answers from the front of `rest`: its count, then four
+/// numbers per bucket answered (at most `asked`).
+fn split_one(rest: &mut &[i64], asked: usize) -> Option<Vec<Taken>> {
+    let (&count, tail) = rest.split_first()?;
+    let count = usize::try_from(count).ok().filter(|&c| c <= asked)?;
+    let numbers = tail.get(..count * 4)?;
+    *rest = &tail[count * 4..];
+    Some(
+        numbers
+            .chunks_exact(4)
+            .map(|n| Taken {
+                allowed: n[0] == 1,
+                remaining: u32::try_from(n[1]).unwrap_or(0),
+                reset_ms: u64::try_from(n[2]).unwrap_or(0),
+                retry_after_ms: u64::try_from(n[3]).ok(),
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flat_answer_is_split_take_by_take() {
+        // Two takes: the first answered for both its buckets, the second
+        // refused at its first.
+        let flat = [2, 1, 5, 100, -1, 1, 9, 20, -1, 1, 0, 0, 300, 250];
+        let mut rest = &flat[..];
+        let first = split_one(&mut rest, 2).unwrap();
+        assert_eq!(first.len(), 2);
+        assert!(first[0].allowed && first[0].remaining == 5 && first[0].retry_after_ms.is_none());
+        assert_eq!(first[1].remaining, 9);
+        let second = split_one(&mut rest, 3).unwrap();
+        assert_eq!(second.len(), 1);
+        assert!(!second[0].allowed);
+        assert_eq!(second[0].retry_after_ms, Some(250));
+        assert!(rest.is_empty());
+    }
+
+    #[test]
+    fn an_answer_of_the_wrong_shape_is_refused() {
+        // More buckets than asked, a short answer, a negative count.
+        assert!(split_one(&mut &[3, 1, 1, 1, -1][..], 2).is_none());
+        assert!(split_one(&mut &[1, 1, 1][..], 1).is_none());
+        assert!(split_one(&mut &[-1][..], 1).is_none());
+        assert!(split_one(&mut &[][..], 1).is_none());
+    }
+}
