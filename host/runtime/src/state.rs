@@ -41,7 +41,10 @@ pub struct Account {
 
 /// Store data of one call.
 pub struct CallState {
-    wasi: WasiCtx,
+    /// Built when the guest first calls a WASI interface: a guest that
+    /// imports none (the `no_std` token-bucket policy, on every request)
+    /// never pays for its clocks, random generators and streams.
+    wasi: Option<WasiCtx>,
     table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) plugin: Arc<PluginContext>,
@@ -62,17 +65,8 @@ const STDERR_CAPTURE_BYTES: usize = 4096;
 
 impl CallState {
     pub fn new(plugin: Arc<PluginContext>, request_id: Arc<str>) -> Self {
-        let stderr = CapturedOutput::new(STDERR_CAPTURE_BYTES);
-        // No environment, arguments, directories or sockets: the guest gets
-        // only clocks, randomness and a stderr the host reads back.
-        let wasi = WasiCtx::builder()
-            .stderr(stderr.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
         Self {
-            wasi,
+            wasi: None,
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(plugin.limits.memory_bytes),
             plugin,
@@ -81,7 +75,7 @@ impl CallState {
             log_lines: 0,
             denied: None,
             counters_unavailable: false,
-            stderr,
+            stderr: CapturedOutput::new(STDERR_CAPTURE_BYTES),
         }
     }
 
@@ -107,8 +101,19 @@ impl CallState {
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let stderr = &self.stderr;
+        // No environment, arguments, directories or sockets: the guest gets
+        // only clocks, randomness and a stderr the host reads back.
+        let ctx = self.wasi.get_or_insert_with(|| {
+            WasiCtx::builder()
+                .stderr(stderr.clone())
+                .allow_tcp(false)
+                .allow_udp(false)
+                .allow_ip_name_lookup(false)
+                .build()
+        });
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx,
             table: &mut self.table,
         }
     }
