@@ -18,7 +18,7 @@ use crate::http::admin::Operations;
 use crate::http::middleware::Hsts;
 use crate::http::rate_limit::RateLimiter;
 use crate::http::server::{ServerTimeouts, serve, serve_counted};
-use crate::http::{AppState, router};
+use crate::http::{AppState, Services, router};
 use crate::merchants::{MerchantStore, Merchants, UrlPolicy};
 use crate::metrics::Metrics;
 use crate::notifier::Notifier;
@@ -132,7 +132,7 @@ impl App {
             ca: ca.clone(),
         };
         broker.refuse_untrusted().await?;
-        let services = AppState {
+        let services = AppState::new(Services {
             webhooks: Arc::new(Webhooks {
                 payments: payments.payments.clone(),
                 providers,
@@ -159,7 +159,7 @@ impl App {
             payments,
             outbox: outbox.clone(),
             metrics: metrics.clone(),
-        };
+        });
         let operations = Operations {
             plugins,
             registry,

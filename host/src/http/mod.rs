@@ -38,8 +38,16 @@ use rate_limit::RateLimiter;
 /// The services behind the merchant API, each built once at start. A
 /// handler or layer takes only the ones it uses (`State<Arc<Merchants>>`
 /// ...), never the whole set.
-#[derive(Clone, FromRef)]
-pub struct AppState {
+///
+/// The router clones its state into every request's handler service, so
+/// the set sits behind one `Arc`: a clone is one count, not one per
+/// service. Cloning and dropping the whole set took 2% of the host's CPU on
+/// a show (docs/benchmarks/notes/api.md, session 28).
+#[derive(Clone)]
+pub struct AppState(Arc<Services>);
+
+/// The fields of [`AppState`].
+pub struct Services {
     pub merchants: Arc<Merchants>,
     pub payments: Arc<PaymentsService>,
     /// A payment's notifications and their retry.
@@ -49,6 +57,42 @@ pub struct AppState {
     pub rate_limiter: Arc<RateLimiter>,
     pub metrics: Arc<Metrics>,
     pub hsts: Hsts,
+}
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// `State<T>` for each service, as `#[derive(FromRef)]` would give.
+macro_rules! substates {
+    ($($field:ident: $ty:ty),+ $(,)?) => {$(
+        impl FromRef<AppState> for $ty {
+            fn from_ref(state: &AppState) -> Self {
+                state.0.$field.clone()
+            }
+        }
+    )+};
+}
+
+substates! {
+    merchants: Arc<Merchants>,
+    payments: Arc<PaymentsService>,
+    outbox: OutboxStore,
+    webhooks: Arc<Webhooks>,
+    health: Arc<Health>,
+    rate_limiter: Arc<RateLimiter>,
+    metrics: Arc<Metrics>,
+    hsts: Hsts,
 }
 
 /// The merchant API with its layers, outermost first: access log, then
