@@ -164,7 +164,8 @@ impl RedisCounters {
             .iter()
             .map(|b| Bucket {
                 key: self.key(&b.key),
-                ..b.clone()
+                interval_us: b.interval_us,
+                burst: b.burst,
             })
             .collect();
         self.takes.take(buckets, now_us).await

@@ -99,7 +99,7 @@ struct Ask {
     answer: oneshot::Sender<Result<Vec<Taken>, CounterError>>,
 }
 
-/// What the sending task has done, for tests and operators.
+/// What the sending task has done (read by tests; not yet a metric).
 #[derive(Debug, Default)]
 pub struct TakeStats {
     /// Script calls made.
