@@ -335,6 +335,47 @@ async fn a_charge_taken_over_while_the_reconciler_looks_is_not_given_back() {
     assert_eq!(app.tokens_used().await, 0);
 }
 
+/// A taken token commits without waiting for its WAL flush: the payment it
+/// pays for commits after it and flushes it (migrations/merchants,
+/// "quota_token_commits_without_flush"). A take that charges nothing leaves
+/// its transaction's commit as it was, and the setting ends with the
+/// transaction, so a pooled connection's next statement commits as usual.
+#[tokio::test]
+async fn only_a_taken_token_commits_without_waiting_for_its_flush() {
+    let app = spawn_app().await;
+    let (m, sub) = (app.merchant.merchant_id, app.merchant.subscription_id);
+    let mut conn = app.dbs.merchants.acquire().await.unwrap();
+    // The outcome of one take in a transaction of its own, and the commit
+    // mode that transaction had when the take was done.
+    let mut take = async |subscription, order: i64| -> (String, String) {
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
+        let outcome: String =
+            sqlx::query_scalar("SELECT outcome FROM take_quota_token($1, $2, $3)")
+                .bind(subscription)
+                .bind(m)
+                .bind(order)
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+        let mode: String = sqlx::query_scalar("SHOW synchronous_commit")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        (outcome, mode)
+    };
+    assert_eq!(take(sub, 1).await, ("taken".into(), "off".into()));
+    assert_eq!(take(sub, 1).await, ("held".into(), "on".into()));
+    let unknown = paygate::SubscriptionId::new(-1);
+    assert_eq!(take(unknown, 2).await, ("invalid".into(), "on".into()));
+    let after: String = sqlx::query_scalar("SHOW synchronous_commit")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(after, "on", "the setting outlived its transaction");
+    assert_eq!(app.tokens_used().await, 1);
+}
+
 #[tokio::test]
 async fn tokens_of_payments_never_created_are_given_back() {
     let app = spawn_app().await;
