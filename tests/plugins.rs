@@ -699,10 +699,7 @@ async fn concurrent_takes_share_a_script_call_and_answer_as_if_alone() {
     // A bucket already empty: a take that names it first stops there.
     let empty = bucket("empty", 1);
     assert!(store.take(std::slice::from_ref(&empty), now).await.unwrap()[0].allowed);
-    let calls_before = redis
-        .take_stats()
-        .calls
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let calls_before = redis.take_stats().calls.get();
 
     // 40 takes at once: each its own fresh bucket, then a shared one of 10;
     // 8 more name the empty bucket first, then a fresh one.
@@ -757,7 +754,7 @@ async fn concurrent_takes_share_a_script_call_and_answer_as_if_alone() {
     }
 
     let stats = redis.take_stats();
-    let calls = stats.calls.load(std::sync::atomic::Ordering::Relaxed) - calls_before;
+    let calls = stats.calls.get() - calls_before;
     // The 8 takes of the spared buckets went one by one; the 48 sent at
     // once were all queued before the sending task ran (one thread).
     assert!(

@@ -91,12 +91,12 @@ impl App {
                 .requiring_signatures_of(source.registry().clone()),
             None => PluginDir::new(&config.plugin_dir),
         };
-        let plugins = Arc::new(load_plugins(config, &plugin_dir, &ca).await?);
+        let metrics = Arc::new(Metrics::default());
+        let plugins = Arc::new(load_plugins(config, &plugin_dir, &ca, &metrics).await?);
         if let (Some(source), Some(dir)) = (&registry, &config.registry_dir) {
             serve_registry(source, dir, &plugins).await?;
         }
         refuse_missing_secrets(config, &plugins)?;
-        let metrics = Arc::new(Metrics::default());
         let foreground = Foreground::default();
         // This process's writers of notifications wake its own producer.
         let outbox_wake = Arc::new(tokio::sync::Notify::new());
@@ -139,7 +139,7 @@ impl App {
                 plugins: plugins.clone(),
                 log: WebhookLog::new(dbs.logs.clone()),
                 internal_verifier: config.internal_verifier_plugin.clone(),
-                limits: webhook_limits(config, &ca).await?,
+                limits: webhook_limits(config, &ca, &metrics).await?,
                 trusted_proxies: config.rate_limit.trusted_proxies.clone(),
                 metrics: metrics.clone(),
             }),
@@ -522,25 +522,31 @@ pub(crate) async fn redis_connection(
 }
 
 /// The webhook limits, counted in Redis under keys of their own.
-async fn webhook_limits(config: &Config, ca: &TrustedCa) -> anyhow::Result<WebhookLimits> {
+async fn webhook_limits(
+    config: &Config,
+    ca: &TrustedCa,
+    metrics: &Metrics,
+) -> anyhow::Result<WebhookLimits> {
     Ok(WebhookLimits::new(
-        redis_counters(config, ca, "webhook-limits:").await?,
+        redis_counters(config, ca, "webhook-limits:", metrics).await?,
         &config.webhooks,
         config.rate_limit.on_redis_down,
     ))
 }
 
-/// Counters in Redis whose keys start with the deployment's prefix, then `scope`.
+/// Counters in Redis whose keys start with the deployment's prefix, then
+/// `scope`; their takes are counted in `metrics`.
 async fn redis_counters(
     config: &Config,
     ca: &TrustedCa,
     scope: &str,
+    metrics: &Metrics,
 ) -> anyhow::Result<RedisCounters> {
     let prefix = format!("{}{scope}", config.redis_prefix);
     let client = ca
         .redis_client(&config.redis_url)
         .map_err(|e| anyhow::anyhow!("PAYGATE_REDIS_URL is refused: {e}"))?;
-    RedisCounters::connect_client(client, &prefix)
+    RedisCounters::connect_client(client, &prefix, metrics.counter_takes.clone())
         .await
         .with_context(|| {
             format!(
@@ -571,6 +577,7 @@ async fn load_plugins(
     config: &Config,
     dir: &PluginDir,
     ca: &TrustedCa,
+    metrics: &Metrics,
 ) -> anyhow::Result<PluginSet> {
     let engine = PluginEngine::new(&EngineSettings {
         max_concurrent_calls: config.plugin_max_concurrent_calls,
@@ -578,7 +585,7 @@ async fn load_plugins(
     })
     .map_err(|e| anyhow::anyhow!("{e:#}"))
     .context("creating the WebAssembly engine")?;
-    let counters = redis_counters(config, ca, "counters:").await?;
+    let counters = redis_counters(config, ca, "counters:", metrics).await?;
     // Unset ones are handed as empty: a spec may name them (they are the
     // host's), and a reference that resolves to nothing is how a plugin's
     // missing secret shows (`refuse_missing_secrets`).

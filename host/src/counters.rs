@@ -42,12 +42,16 @@ impl RedisCounters {
     /// Connects to `url`; every key is stored under `prefix`.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, CounterError> {
         let client = redis::Client::open(url).map_err(|e| CounterError(e.to_string()))?;
-        Self::connect_client(client, prefix).await
+        Self::connect_client(client, prefix, TakeStats::default()).await
     }
 
     /// Connects with `client` (a TLS one, say); every key is stored under
-    /// `prefix`.
-    pub async fn connect_client(client: redis::Client, prefix: &str) -> Result<Self, CounterError> {
+    /// `prefix`, and the script calls of `take` are counted in `takes`.
+    pub async fn connect_client(
+        client: redis::Client,
+        prefix: &str,
+        takes: TakeStats,
+    ) -> Result<Self, CounterError> {
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Duration::from_secs(2))
             .set_response_timeout(Duration::from_secs(2))
@@ -56,7 +60,7 @@ impl RedisCounters {
             .await
             .map_err(|e| CounterError(e.to_string()))?;
         Ok(Self {
-            takes: Takes::start(conn.clone()),
+            takes: Takes::start(conn.clone(), takes),
             conn,
             prefix: prefix.to_owned(),
             // INCRBY and its expiry in one step, so a crash between the two

@@ -28,6 +28,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::counters::TakeStats;
 use crate::outbox::OutboxStats;
 use crate::payments::domain::PaymentStatus;
 use crate::plugins::{Histogram, PluginSet};
@@ -261,6 +262,9 @@ pub struct Metrics {
     /// Verified provider events that said a payment finished or failed
     /// after it had expired: money may have moved, an operator must look.
     pub events_after_expiry: Counter,
+    /// The Redis script calls of rate-limit takes (plugins' and webhook
+    /// limits') and the takes they carried.
+    pub counter_takes: TakeStats,
     started: SystemTime,
 }
 
@@ -276,6 +280,7 @@ impl Default for Metrics {
             outbox: OutboxMetrics::default(),
             health_checks: Counter::default(),
             events_after_expiry: Counter::default(),
+            counter_takes: TakeStats::default(),
             started: SystemTime::now(),
         };
         let r = &mut registry;
@@ -360,6 +365,16 @@ impl Default for Metrics {
             "paygate_provider_events_after_expiry",
             "Provider events that settled a payment after it expired (money may have moved: look).",
             m.events_after_expiry.clone(),
+        );
+        r.register(
+            "paygate_counter_take_calls",
+            "Redis script calls made for rate-limit takes; concurrent requests' takes share one.",
+            m.counter_takes.calls.clone(),
+        );
+        r.register(
+            "paygate_counter_takes",
+            "Rate-limit takes sent to Redis; divided by paygate_counter_take_calls, the mean batch.",
+            m.counter_takes.takes.clone(),
         );
         Self { registry, ..m }
     }

@@ -91,6 +91,17 @@ async fn the_metrics_listener_serves_metrics_without_a_token_and_nothing_else() 
     assert!(!text.contains("/no/such/path"), "{text}");
     assert!(text.ends_with("# EOF\n"));
     dashboard_names_are_exposed(&text);
+    // The show's rate-limit take went to Redis in a script call.
+    let count = |name: &str| -> u64 {
+        let line = text.lines().find(|l| l.starts_with(&format!("{name} ")));
+        let line = line.unwrap_or_else(|| panic!("{name} missing from:\n{text}"));
+        line[name.len() + 1..].parse().unwrap()
+    };
+    let (calls, takes) = (
+        count("paygate_counter_take_calls_total"),
+        count("paygate_counter_takes_total"),
+    );
+    assert!(calls >= 1 && takes >= calls, "{calls} calls, {takes} takes");
 
     // Only /metrics is there: not the admin API, not the merchant API.
     for path in [

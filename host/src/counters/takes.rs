@@ -12,8 +12,7 @@
 //! connection's task and a decoding in the host), which costs more than the
 //! steps themselves at the rates a gateway reads at.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use prometheus_client::metrics::counter::Counter;
 
 use redis::aio::ConnectionManager;
 use tokio::sync::{mpsc, oneshot};
@@ -99,29 +98,29 @@ struct Ask {
     answer: oneshot::Sender<Result<Vec<Taken>, CounterError>>,
 }
 
-/// What the sending task has done (read by tests; not yet a metric).
-#[derive(Debug, Default)]
+/// What the sending task has done: `paygate_counter_take_calls_total` and
+/// `paygate_counter_takes_total` on `/metrics`. Clones count together.
+#[derive(Clone, Debug, Default)]
 pub struct TakeStats {
     /// Script calls made.
-    pub calls: AtomicU64,
+    pub calls: Counter,
     /// Takes those calls carried.
-    pub takes: AtomicU64,
+    pub takes: Counter,
 }
 
 /// The handle the store keeps: a queue to the task that sends the batches.
 pub struct Takes {
     queue: mpsc::UnboundedSender<Ask>,
-    stats: Arc<TakeStats>,
+    stats: TakeStats,
 }
 
 impl Takes {
     /// Starts the sending task on the current Tokio runtime. It ends when
     /// the handle is dropped. The queue needs no bound: every take in it
     /// is a request waiting for its answer, so it holds at most the
-    /// requests in flight.
-    pub fn start(conn: ConnectionManager) -> Self {
+    /// requests in flight. Its calls and takes are counted in `stats`.
+    pub fn start(conn: ConnectionManager, stats: TakeStats) -> Self {
         let (queue, asks) = mpsc::unbounded_channel();
-        let stats = Arc::new(TakeStats::default());
         tokio::spawn(send_batches(conn, asks, stats.clone()));
         Self { queue, stats }
     }
@@ -159,7 +158,7 @@ fn stopped() -> CounterError {
 async fn send_batches(
     mut conn: ConnectionManager,
     mut asks: mpsc::UnboundedReceiver<Ask>,
-    stats: Arc<TakeStats>,
+    stats: TakeStats,
 ) {
     let script = redis::Script::new(TAKE);
     let mut batch = Vec::with_capacity(MAX_TAKES_PER_CALL);
@@ -170,8 +169,8 @@ async fn send_batches(
         if batch.is_empty() {
             continue;
         }
-        stats.calls.fetch_add(1, Ordering::Relaxed);
-        stats.takes.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        stats.calls.inc();
+        stats.takes.inc_by(batch.len() as u64);
         let mut call = script.prepare_invoke();
         for ask in &batch {
             call.arg(ask.now_us).arg(ask.buckets.len());
