@@ -119,6 +119,7 @@ impl App {
                 redis.clone(),
                 &config.redis_prefix,
                 config.circuit.clone(),
+                metrics.circuit_acquires.clone(),
             ),
             plugins: plugins.clone(),
             request_lease: config.request_lease,

@@ -11,8 +11,9 @@ use crate::plugins::{Bucket, Clock, CounterError, CounterStore, Expiring, Taken}
 
 mod takes;
 
-pub use takes::TakeStats;
 use takes::Takes;
+
+use crate::redis_batch::BatchStats;
 
 /// Counters in Redis, every operation one atomic command or script; the
 /// `take`s of concurrent requests share one script call (`takes`).
@@ -42,7 +43,7 @@ impl RedisCounters {
     /// Connects to `url`; every key is stored under `prefix`.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, CounterError> {
         let client = redis::Client::open(url).map_err(|e| CounterError(e.to_string()))?;
-        Self::connect_client(client, prefix, TakeStats::default()).await
+        Self::connect_client(client, prefix, BatchStats::default()).await
     }
 
     /// Connects with `client` (a TLS one, say); every key is stored under
@@ -50,7 +51,7 @@ impl RedisCounters {
     pub async fn connect_client(
         client: redis::Client,
         prefix: &str,
-        takes: TakeStats,
+        takes: BatchStats,
     ) -> Result<Self, CounterError> {
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Duration::from_secs(2))
@@ -176,7 +177,7 @@ impl RedisCounters {
     }
 
     /// The script calls `take` has made and the takes they carried.
-    pub fn take_stats(&self) -> &TakeStats {
+    pub fn take_stats(&self) -> &BatchStats {
         self.takes.stats()
     }
 }

@@ -48,11 +48,12 @@ mod app;
 mod counters;
 mod health;
 mod metrics;
+mod redis_batch;
 mod webhook_log;
 
 pub use app::{App, RefusedSetting, validate};
 pub use config::Config;
-pub use counters::{RedisCounters, TakeStats};
+pub use counters::RedisCounters;
 pub use health::{Checks, Health};
 pub use ids::{MerchantId, OrderId, OutboxId, PaymentId, RefundId, SubscriptionId};
 pub use metrics::{BatchStage, Metrics};
@@ -62,4 +63,5 @@ pub use metrics::{BatchStage, Metrics};
 pub use mimalloc::MiMalloc as Allocator;
 /// The plugin runtime the gateway serves its plugins from.
 pub use paygate_runtime as plugins;
+pub use redis_batch::BatchStats;
 pub use webhook_log::WebhookLog;

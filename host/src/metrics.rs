@@ -28,10 +28,10 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::counters::TakeStats;
 use crate::outbox::OutboxStats;
 use crate::payments::domain::PaymentStatus;
 use crate::plugins::{Histogram, PluginSet};
+use crate::redis_batch::BatchStats;
 
 /// The `Content-Type` of the exposition.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -264,7 +264,10 @@ pub struct Metrics {
     pub events_after_expiry: Counter,
     /// The Redis script calls of rate-limit takes (plugins' and webhook
     /// limits') and the takes they carried.
-    pub counter_takes: TakeStats,
+    pub counter_takes: BatchStats,
+    /// The Redis script calls of circuit breakers' acquires (one per
+    /// provider call) and the acquires they carried.
+    pub circuit_acquires: BatchStats,
     started: SystemTime,
 }
 
@@ -280,7 +283,8 @@ impl Default for Metrics {
             outbox: OutboxMetrics::default(),
             health_checks: Counter::default(),
             events_after_expiry: Counter::default(),
-            counter_takes: TakeStats::default(),
+            counter_takes: BatchStats::default(),
+            circuit_acquires: BatchStats::default(),
             started: SystemTime::now(),
         };
         let r = &mut registry;
@@ -374,7 +378,17 @@ impl Default for Metrics {
         r.register(
             "paygate_counter_takes",
             "Rate-limit takes sent to Redis; divided by paygate_counter_take_calls, the mean batch.",
-            m.counter_takes.takes.clone(),
+            m.counter_takes.asks.clone(),
+        );
+        r.register(
+            "paygate_circuit_acquire_calls",
+            "Redis script calls made for circuit breakers' acquires; concurrent calls' acquires share one.",
+            m.circuit_acquires.calls.clone(),
+        );
+        r.register(
+            "paygate_circuit_acquires",
+            "Circuit breaker acquires (one per provider call) sent to Redis; divided by paygate_circuit_acquire_calls, the mean batch.",
+            m.circuit_acquires.asks.clone(),
         );
         Self { registry, ..m }
     }

@@ -102,6 +102,15 @@ async fn the_metrics_listener_serves_metrics_without_a_token_and_nothing_else() 
         count("paygate_counter_takes_total"),
     );
     assert!(calls >= 1 && takes >= calls, "{calls} calls, {takes} takes");
+    // So did the create's acquire of its provider's circuit breaker.
+    let (calls, acquires) = (
+        count("paygate_circuit_acquire_calls_total"),
+        count("paygate_circuit_acquires_total"),
+    );
+    assert!(
+        calls >= 1 && acquires >= calls,
+        "{calls} calls, {acquires} acquires"
+    );
 
     // Only /metrics is there: not the admin API, not the merchant API.
     for path in [

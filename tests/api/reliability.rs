@@ -196,3 +196,92 @@ async fn a_key_whose_first_request_still_runs_is_refused() {
         "the provider is called once per key"
     );
 }
+
+#[tokio::test]
+async fn concurrent_acquires_share_a_script_call_and_a_half_open_circuit_lets_one_probe_through() {
+    use paygate::BatchStats;
+    use paygate::config::{CircuitSettings, RedisDownPolicy};
+    use paygate::providers::{CircuitBreaker, CircuitState};
+
+    let prefix = format!(
+        "paygate-test-cb-{}-{}:",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+    let mut conn = redis::aio::ConnectionManager::new(client).await.unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    // `closed` has counted two failures; `half-open` opened and its cooldown
+    // is over; `open` refuses for another minute.
+    let set = |alias: &str, fields: &[(&str, u64)]| {
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(format!("{prefix}cb:{alias}"));
+        for (field, value) in fields {
+            cmd.arg(field).arg(value);
+        }
+        cmd
+    };
+    for cmd in [
+        set("closed", &[("failures", 2)]),
+        set("half-open", &[("failures", 3), ("open_until", now_ms - 1)]),
+        set("open", &[("failures", 3), ("open_until", now_ms + 60_000)]),
+    ] {
+        let () = cmd.query_async(&mut conn).await.unwrap();
+    }
+    let stats = BatchStats::default();
+    let settings = CircuitSettings {
+        failure_threshold: 3,
+        cooldown: Duration::from_secs(30),
+        on_redis_down: RedisDownPolicy::Closed,
+    };
+    let breaker = CircuitBreaker::new(conn.clone(), &prefix, settings, stats.clone());
+
+    // 48 calls at once, the three aliases in turn: the test's one thread
+    // queues every acquire before the sending task runs.
+    let aliases = ["closed", "half-open", "open"];
+    let states = futures_util::future::join_all(
+        (0..48).map(|i| breaker.acquire(aliases[i % aliases.len()])),
+    )
+    .await;
+    let calls = stats.calls.get();
+    assert!(
+        calls <= 2 && stats.asks.get() == 48,
+        "48 acquires in {calls} script calls: the concurrent ones were not batched"
+    );
+    for (i, state) in states.iter().enumerate() {
+        let expected = match (aliases[i % aliases.len()], i) {
+            ("closed", _) => matches!(state, CircuitState::Closed),
+            // The first ask that found it half-open is the probe, and the
+            // only one: the others wait out the probe's time.
+            ("half-open", 1) => matches!(state, CircuitState::Probe),
+            ("half-open", _) => matches!(
+                state,
+                CircuitState::Open { retry_after } if *retry_after > Duration::from_secs(29)
+            ),
+            _ => matches!(
+                state,
+                CircuitState::Open { retry_after }
+                    if *retry_after > Duration::from_secs(50)
+                        && *retry_after <= Duration::from_secs(60)
+            ),
+        };
+        assert!(expected, "ask {i} got {state:?}");
+    }
+    // A later call finds the probe still out.
+    assert!(matches!(
+        breaker.acquire("half-open").await,
+        CircuitState::Open { .. }
+    ));
+    let keys: Vec<String> = aliases.iter().map(|a| format!("{prefix}cb:{a}")).collect();
+    let _: i64 = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}

@@ -1,23 +1,15 @@
 //! `take` in Redis, with the takes of concurrent requests sent together.
 //!
 //! Every request's rate-limit policy takes its tokens in one `take`; under
-//! load, many are waiting at once. One task sends them: while a script call
-//! is in flight, the takes that arrive queue, and the next call carries all
-//! of them (up to [`MAX_TAKES_PER_CALL`]). Redis runs one script's steps one
-//! after another with nothing between them, so a batch answers exactly what
-//! the same takes sent one by one in that order would: each take stops at
-//! its own first refusal, and a later take sees what an earlier one stored.
-//! What batching saves is the per-call work on both sides (a command's
-//! parsing, dispatch and reply in Redis; its encoding, a wake-up of the
-//! connection's task and a decoding in the host), which costs more than the
-//! steps themselves at the rates a gateway reads at.
-
-use prometheus_client::metrics::counter::Counter;
+//! load, many are waiting at once, and they share script calls
+//! ([`crate::redis_batch`], up to [`MAX_TAKES_PER_CALL`] a call). Each take
+//! stops at its own first refusal, and a later take of a batch sees what an
+//! earlier one stored.
 
 use redis::aio::ConnectionManager;
-use tokio::sync::{mpsc, oneshot};
 
 use crate::plugins::{Bucket, CounterError, Taken};
+use crate::redis_batch::{BatchStats, Batched, Batcher};
 
 /// Most takes in one script call: the batch's KEYS stay within a few
 /// hundred (each take names at most `gcra::MAX_BUCKETS`).
@@ -90,39 +82,38 @@ end
 return out
 ";
 
-/// One request's take, waiting for its batch.
-struct Ask {
-    /// The buckets, their keys already under the store's prefix.
+/// One request's take: its buckets, their keys already under the store's
+/// prefix, at its instant.
+struct Take {
     buckets: Vec<Bucket>,
     now_us: i64,
-    answer: oneshot::Sender<Result<Vec<Taken>, CounterError>>,
 }
 
-/// What the sending task has done: `paygate_counter_take_calls_total` and
-/// `paygate_counter_takes_total` on `/metrics`. Clones count together.
-#[derive(Clone, Debug, Default)]
-pub struct TakeStats {
-    /// Script calls made.
-    pub calls: Counter,
-    /// Takes those calls carried.
-    pub takes: Counter,
+impl Batched for Take {
+    type Answer = Vec<Taken>;
+
+    fn encode(&self, call: &mut redis::ScriptInvocation<'_>) {
+        call.arg(self.now_us).arg(self.buckets.len());
+        for bucket in &self.buckets {
+            call.key(&bucket.key)
+                .arg(bucket.interval_us)
+                .arg(bucket.burst);
+        }
+    }
+
+    fn decode(&self, rest: &mut &[i64]) -> Option<Vec<Taken>> {
+        split_one(rest, self.buckets.len())
+    }
 }
 
-/// The handle the store keeps: a queue to the task that sends the batches.
-pub struct Takes {
-    queue: mpsc::UnboundedSender<Ask>,
-    stats: TakeStats,
-}
+/// The handle the store keeps: the batcher of its takes.
+pub struct Takes(Batcher<Take>);
 
 impl Takes {
-    /// Starts the sending task on the current Tokio runtime. It ends when
-    /// the handle is dropped. The queue needs no bound: every take in it
-    /// is a request waiting for its answer, so it holds at most the
-    /// requests in flight. Its calls and takes are counted in `stats`.
-    pub fn start(conn: ConnectionManager, stats: TakeStats) -> Self {
-        let (queue, asks) = mpsc::unbounded_channel();
-        tokio::spawn(send_batches(conn, asks, stats.clone()));
-        Self { queue, stats }
+    /// Starts the sending task on the current Tokio runtime (it ends when
+    /// the handle is dropped); its calls and takes are counted in `stats`.
+    pub fn start(conn: ConnectionManager, stats: BatchStats) -> Self {
+        Self(Batcher::start(conn, TAKE, MAX_TAKES_PER_CALL, stats))
     }
 
     /// Takes `buckets` (keys already prefixed) at `now_us`, in the next
@@ -132,77 +123,15 @@ impl Takes {
         buckets: Vec<Bucket>,
         now_us: i64,
     ) -> Result<Vec<Taken>, CounterError> {
-        let (answer, answered) = oneshot::channel();
-        self.queue
-            .send(Ask {
-                buckets,
-                now_us,
-                answer,
-            })
-            .map_err(|_| stopped())?;
-        answered.await.map_err(|_| stopped())?
+        self.0
+            .ask(Take { buckets, now_us })
+            .await
+            .map_err(|e| CounterError(e.0))
     }
 
     /// The calls made and the takes they carried so far.
-    pub fn stats(&self) -> &TakeStats {
-        &self.stats
-    }
-}
-
-fn stopped() -> CounterError {
-    CounterError("the counters' sending task has stopped".to_owned())
-}
-
-/// Sends one batch at a time: the first take waiting and every other
-/// already queued, up to [`MAX_TAKES_PER_CALL`].
-async fn send_batches(
-    mut conn: ConnectionManager,
-    mut asks: mpsc::UnboundedReceiver<Ask>,
-    stats: TakeStats,
-) {
-    let script = redis::Script::new(TAKE);
-    let mut batch = Vec::with_capacity(MAX_TAKES_PER_CALL);
-    while asks.recv_many(&mut batch, MAX_TAKES_PER_CALL).await > 0 {
-        // A take whose request has gone (its client disconnected) is not
-        // sent: nobody would learn its answer, and it would charge tokens.
-        batch.retain(|ask| !ask.answer.is_closed());
-        if batch.is_empty() {
-            continue;
-        }
-        stats.calls.inc();
-        stats.takes.inc_by(batch.len() as u64);
-        let mut call = script.prepare_invoke();
-        for ask in &batch {
-            call.arg(ask.now_us).arg(ask.buckets.len());
-            for bucket in &ask.buckets {
-                call.key(&bucket.key)
-                    .arg(bucket.interval_us)
-                    .arg(bucket.burst);
-            }
-        }
-        let answer: Result<Vec<i64>, _> = call.invoke_async(&mut conn).await;
-        match answer {
-            Ok(flat) => answer_each(&mut batch, &flat),
-            Err(e) => {
-                let e = e.to_string();
-                for ask in batch.drain(..) {
-                    let _ = ask.answer.send(Err(CounterError(e.clone())));
-                }
-            }
-        }
-    }
-}
-
-/// Splits the script's flat answer among the batch's takes, in order. An
-/// answer of the wrong shape (which only a changed script could give) is
-/// every remaining take's error, never a guess.
-fn answer_each(batch: &mut Vec<Ask>, flat: &[i64]) {
-    let mut rest = flat;
-    for ask in batch.drain(..) {
-        let taken = split_one(&mut rest, ask.buckets.len());
-        let _ = ask.answer.send(taken.ok_or_else(|| {
-            CounterError("Redis answered a take in a shape the host does not know".to_owned())
-        }));
+    pub fn stats(&self) -> &BatchStats {
+        self.0.stats()
     }
 }
 

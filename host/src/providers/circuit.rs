@@ -3,6 +3,11 @@
 //! counted. Open (threshold reached): calls are refused until the cooldown
 //! ends. Half-open: one probe passes; its success closes the circuit, its
 //! failure opens it again.
+//!
+//! Every call asks its breaker first; the asks of concurrent calls share
+//! one script call ([`crate::redis_batch`]), which runs them in the order
+//! they came, so of the calls that find a circuit half-open exactly one is
+//! the probe, batched or not.
 
 use std::time::Duration;
 
@@ -10,6 +15,78 @@ use redis::aio::ConnectionManager;
 
 use crate::config::{CircuitSettings, RedisDownPolicy};
 use crate::plugins::Clock;
+use crate::redis_batch::{BatchStats, Batched, Batcher};
+
+/// Most acquires in one script call.
+const MAX_ACQUIRES_PER_CALL: usize = 64;
+
+/// The acquire step for each ask of a batch, in order. ARGV holds, per ask,
+/// its instant (ms) and how long a probe it is granted holds the half-open
+/// circuit; KEYS holds each ask's breaker. A breaker's fields are read once
+/// per call (a table keeps them, and a granted probe updates it), since the
+/// asks of one call mostly name the same few aliases. The answer is flat,
+/// two numbers per ask: `0, failures` closed, `1, 0` the probe, `2, ms`
+/// open for that much longer.
+const ACQUIRE: &str = r"
+local seen, out = {}, {}
+for i = 1, #KEYS do
+  local key = KEYS[i]
+  local now = tonumber(ARGV[2 * i - 1])
+  local s = seen[key]
+  if not s then
+    local v = redis.call('HMGET', key, 'open_until', 'failures', 'probe_until')
+    s = {tonumber(v[1] or '0'), tonumber(v[2] or '0'), tonumber(v[3] or '0')}
+    seen[key] = s
+  end
+  if s[1] == 0 then
+    out[2 * i - 1], out[2 * i] = 0, s[2]
+  elseif now < s[1] then
+    out[2 * i - 1], out[2 * i] = 2, s[1] - now
+  elseif now < s[3] then
+    out[2 * i - 1], out[2 * i] = 2, s[3] - now
+  else
+    s[3] = now + tonumber(ARGV[2 * i])
+    redis.call('HSET', key, 'probe_until', s[3])
+    out[2 * i - 1], out[2 * i] = 1, 0
+  end
+end
+return out
+";
+
+/// One call's ask of its breaker.
+struct Acquire {
+    key: String,
+    now_ms: u64,
+    probe_ms: u64,
+}
+
+/// The script's answer for one ask, as it said it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Acquired {
+    Closed { failures: u64 },
+    Probe,
+    Open { ms: u64 },
+}
+
+impl Batched for Acquire {
+    type Answer = Acquired;
+
+    fn encode(&self, call: &mut redis::ScriptInvocation<'_>) {
+        call.key(&self.key).arg(self.now_ms).arg(self.probe_ms);
+    }
+
+    fn decode(&self, rest: &mut &[i64]) -> Option<Acquired> {
+        let (pair, tail) = rest.split_at_checked(2)?;
+        *rest = tail;
+        let value = u64::try_from(pair[1]).ok()?;
+        match pair[0] {
+            0 => Some(Acquired::Closed { failures: value }),
+            1 => Some(Acquired::Probe),
+            2 => Some(Acquired::Open { ms: value }),
+            _ => None,
+        }
+    }
+}
 
 /// The breaker's answer before a call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,7 +119,7 @@ pub struct CircuitBreaker {
     conn: ConnectionManager,
     prefix: String,
     settings: CircuitSettings,
-    acquire: redis::Script,
+    acquires: Batcher<Acquire>,
     failure: redis::Script,
     /// Aliases whose breaker this host last saw closed with no failure
     /// counted (at its `acquire`, or after its own reset): a success there
@@ -57,23 +134,20 @@ pub struct CircuitBreaker {
 const CLEAN_CAP: usize = 1024;
 
 impl CircuitBreaker {
-    pub fn new(conn: ConnectionManager, prefix: &str, settings: CircuitSettings) -> Self {
+    /// The breakers under `prefix`; their acquires' script calls are
+    /// counted in `acquires` (the sending task starts on the current Tokio
+    /// runtime).
+    pub fn new(
+        conn: ConnectionManager,
+        prefix: &str,
+        settings: CircuitSettings,
+        acquires: BatchStats,
+    ) -> Self {
         Self {
+            acquires: Batcher::start(conn.clone(), ACQUIRE, MAX_ACQUIRES_PER_CALL, acquires),
             conn,
             prefix: format!("{prefix}cb:"),
             settings,
-            // Returns {0, failures} closed, {1} probe, {2, ms} open.
-            acquire: redis::Script::new(
-                "local state = redis.call('HMGET', KEYS[1], 'open_until', 'failures') \
-                 local open_until = tonumber(state[1] or '0') \
-                 local now = tonumber(ARGV[1]) \
-                 if open_until == 0 then return {0, tonumber(state[2] or '0')} end \
-                 if now < open_until then return {2, open_until - now} end \
-                 local probe_until = tonumber(redis.call('HGET', KEYS[1], 'probe_until') or '0') \
-                 if now < probe_until then return {2, probe_until - now} end \
-                 redis.call('HSET', KEYS[1], 'probe_until', now + tonumber(ARGV[2])) \
-                 return {1, 0}",
-            ),
             // Counts a failure; opens the circuit at the threshold or when a probe failed.
             failure: redis::Script::new(
                 "local n = redis.call('HINCRBY', KEYS[1], 'failures', 1) \
@@ -114,20 +188,21 @@ impl CircuitBreaker {
     /// `circuit-on-redis-down` setting decides.
     pub async fn acquire(&self, alias: &str) -> CircuitState {
         let cooldown_ms = self.settings.cooldown.as_millis() as u64;
-        let result: Result<(u8, u64), _> = self
-            .acquire
-            .key(self.key(alias))
-            .arg(Clock::System.now_ms())
-            .arg(cooldown_ms.max(1000))
-            .invoke_async(&mut self.conn.clone())
+        let result = self
+            .acquires
+            .ask(Acquire {
+                key: self.key(alias),
+                now_ms: Clock::System.now_ms(),
+                probe_ms: cooldown_ms.max(1000),
+            })
             .await;
         // Only a closed breaker with no failure counted is clean; a probe
         // or an open one must be reset by the next success.
-        self.mark(alias, matches!(result, Ok((0, 0))));
+        self.mark(alias, result == Ok(Acquired::Closed { failures: 0 }));
         match result {
-            Ok((0, _)) => CircuitState::Closed,
-            Ok((1, _)) => CircuitState::Probe,
-            Ok((_, ms)) => CircuitState::Open {
+            Ok(Acquired::Closed { .. }) => CircuitState::Closed,
+            Ok(Acquired::Probe) => CircuitState::Probe,
+            Ok(Acquired::Open { ms }) => CircuitState::Open {
                 retry_after: Duration::from_millis(ms),
             },
             Err(e) => {
