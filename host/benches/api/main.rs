@@ -195,6 +195,27 @@ fn progress(what: &str) {
     eprintln!("[bench-api] {what}");
 }
 
+/// The Redis script calls the host's batchers have made so far: takes'
+/// (calls, asks), then acquires'.
+fn redis_batches(metrics: &paygate::Metrics) -> [(u64, u64); 2] {
+    [&metrics.counter_takes, &metrics.circuit_acquires].map(|b| (b.calls.get(), b.asks.get()))
+}
+
+/// How many asks each Redis script call carried since `before`.
+fn report_redis_batches(phase: &str, metrics: &paygate::Metrics, before: [(u64, u64); 2]) {
+    let now = redis_batches(metrics);
+    let [takes, acquires] = [0, 1].map(|i| {
+        let (calls, asks) = (now[i].0 - before[i].0, now[i].1 - before[i].1);
+        format!(
+            "{asks} in {calls} calls ({:.2}/call)",
+            asks as f64 / calls.max(1) as f64
+        )
+    });
+    progress(&format!(
+        "Redis batches during {phase}: takes {takes}, circuit acquires {acquires}"
+    ));
+}
+
 async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
     let load_at_start = loadavg();
     let started_at = chrono::Utc::now();
@@ -311,6 +332,8 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
         settings.clients, settings.warmup
     ));
     sandbox.restart().await;
+    let metrics = services.payments.metrics.clone();
+    let before = redis_batches(&metrics);
     let create = run_phase(
         &loadgen,
         &target,
@@ -321,6 +344,7 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
         Arc::new(Vec::new()),
     )
     .await;
+    report_redis_batches("creates", &metrics, before);
     let created = Arc::new(create.created.clone());
     phases.push(create);
 
@@ -332,6 +356,7 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
     if created.is_empty() {
         println!("No payment was created, so `GET …/show` was not measured.");
     } else {
+        let before = redis_batches(&metrics);
         phases.push(
             run_phase(
                 &loadgen,
@@ -344,6 +369,7 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
             )
             .await,
         );
+        report_redis_batches("shows", &metrics, before);
     }
 
     // Refunds, before the sweep restarts the sandbox provider, which holds
