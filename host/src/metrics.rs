@@ -370,28 +370,35 @@ impl Default for Metrics {
             "Provider events that settled a payment after it expired (money may have moved: look).",
             m.events_after_expiry.clone(),
         );
-        r.register(
-            "paygate_counter_take_calls",
-            "Redis script calls made for rate-limit takes; concurrent requests' takes share one.",
-            m.counter_takes.calls.clone(),
+        register_batches(
+            r,
+            "paygate_counter_take",
+            "rate-limit takes",
+            &m.counter_takes,
         );
-        r.register(
-            "paygate_counter_takes",
-            "Rate-limit takes sent to Redis; divided by paygate_counter_take_calls, the mean batch.",
-            m.counter_takes.asks.clone(),
-        );
-        r.register(
-            "paygate_circuit_acquire_calls",
-            "Redis script calls made for circuit breakers' acquires; concurrent calls' acquires share one.",
-            m.circuit_acquires.calls.clone(),
-        );
-        r.register(
-            "paygate_circuit_acquires",
-            "Circuit breaker acquires (one per provider call) sent to Redis; divided by paygate_circuit_acquire_calls, the mean batch.",
-            m.circuit_acquires.asks.clone(),
+        register_batches(
+            r,
+            "paygate_circuit_acquire",
+            "circuit breaker acquires (one per provider call)",
+            &m.circuit_acquires,
         );
         Self { registry, ..m }
     }
+}
+
+/// A Redis batcher's two counters: `<name>_calls` (script calls made) and
+/// `<name>s` (the `what` they carried; their ratio is the mean batch).
+fn register_batches(r: &mut Registry, name: &str, what: &str, stats: &BatchStats) {
+    r.register(
+        format!("{name}_calls"),
+        format!("Redis script calls made for {what}; concurrent requests share one."),
+        stats.calls.clone(),
+    );
+    r.register(
+        format!("{name}s"),
+        format!("The {what} those calls carried; divided by {name}_calls, the mean batch."),
+        stats.asks.clone(),
+    );
 }
 
 impl Metrics {

@@ -161,3 +161,42 @@ fn answer_each<A: Batched>(batch: &mut Vec<Pending<A>>, flat: &[i64]) {
         }));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An ask whose answer is one number, refused when negative.
+    struct One;
+
+    impl Batched for One {
+        type Answer = i64;
+
+        fn encode(&self, _: &mut redis::ScriptInvocation<'_>) {}
+
+        fn decode(&self, rest: &mut &[i64]) -> Option<i64> {
+            let (&n, tail) = rest.split_first()?;
+            *rest = tail;
+            (n >= 0).then_some(n)
+        }
+    }
+
+    #[test]
+    fn after_an_answer_of_the_wrong_shape_no_later_ask_is_guessed() {
+        let (mut batch, mut answers) = (Vec::new(), Vec::new());
+        for _ in 0..4 {
+            let (answer, answered) = oneshot::channel();
+            batch.push(Pending { ask: One, answer });
+            answers.push(answered);
+        }
+        // The second number is of the wrong shape: the numbers after it
+        // cannot be trusted to belong to the asks after it.
+        answer_each(&mut batch, &[7, -1, 8, 9]);
+        assert!(batch.is_empty());
+        let got: Vec<_> = answers
+            .into_iter()
+            .map(|mut a| a.try_recv().unwrap().ok())
+            .collect();
+        assert_eq!(got, [Some(7), None, None, None]);
+    }
+}

@@ -280,3 +280,40 @@ impl CircuitBreaker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ask() -> Acquire {
+        Acquire {
+            key: "cb:a".to_owned(),
+            now_ms: 0,
+            probe_ms: 1000,
+        }
+    }
+
+    #[test]
+    fn each_ask_reads_its_own_pair_of_the_flat_answer() {
+        let flat = [0, 2, 1, 0, 2, 750];
+        let mut rest = &flat[..];
+        let read: Vec<_> = (0..3).map(|_| ask().decode(&mut rest)).collect();
+        assert_eq!(
+            read,
+            [
+                Some(Acquired::Closed { failures: 2 }),
+                Some(Acquired::Probe),
+                Some(Acquired::Open { ms: 750 }),
+            ]
+        );
+        assert!(rest.is_empty());
+    }
+
+    #[test]
+    fn an_answer_of_the_wrong_shape_is_refused() {
+        // An unknown state, a negative number, a lone number.
+        for flat in [&[3, 0][..], &[2, -5][..], &[0][..], &[][..]] {
+            assert_eq!(ask().decode(&mut &flat[..]), None, "{flat:?}");
+        }
+    }
+}
