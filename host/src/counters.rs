@@ -92,7 +92,10 @@ impl RedisCounters {
     }
 
     fn key(&self, key: &str) -> String {
-        format!("{}{key}", self.prefix)
+        let mut prefixed = String::with_capacity(self.prefix.len() + key.len());
+        prefixed.push_str(&self.prefix);
+        prefixed.push_str(key);
+        prefixed
     }
 
     async fn increment_in_redis(

@@ -49,7 +49,7 @@ pub async fn rate_limit(
             || request.uri().path().to_owned(),
             |m| m.as_str().to_owned(),
         ),
-        method: request.method().to_string(),
+        method: request.method().as_str().to_owned(),
         client_ip: client_ip(peer, request.headers(), &settings.trusted_proxies)
             .map_or_else(String::new, |ip| ip.to_string()),
         merchant_id: None,
