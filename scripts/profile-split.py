@@ -32,27 +32,26 @@ PLUGIN_PARTS = [
     ("the rate-limit policy's sandbox and its imports",
      r"decide_observed|RateLimitPolicy|policy::paygate|imports::counters|imports::config"),
 ]
+# What runs under every request once the parts above are taken out.
+SERVER_PARTS = [
+    ("axum's and tower's layers, the request id, access log, authentication",
+     r"access_log|rate_limit::rate_limit|middleware|auth|axum::|tower"),
+    ("hyper's server", r"hyper::"),
+    ("tokio's scheduler and I/O driver", r"tokio::runtime"),
+]
 PARTS = {
     "create": PLUGIN_PARTS + [
         ("sqlx (the saga's statements)", r"sqlx"),
         ("the Redis client and batches", r"redis::|redis_batch|counters::takes|providers::circuit"),
         ("other work on the plugins' fibers", r"wasmtime_fiber_start|fiber_start|HostFn"),
         ("the saga's and the handler's own code", r"paygate::payments::|paygate::http::payments"),
-        ("axum's and tower's layers, the request id, access log, authentication",
-         r"access_log|rate_limit::rate_limit|middleware|auth|axum::|tower"),
-        ("hyper's server", r"hyper::"),
-        ("tokio's scheduler and I/O driver", r"tokio::runtime"),
-    ],
+    ] + SERVER_PARTS,
     "show": PLUGIN_PARTS[2:] + [
         ("the Redis client and batches", r"redis::|redis_batch|counters::takes"),
         ("other work on the plugin's fiber", r"wasmtime_fiber_start|fiber_start|HostFn"),
         ("sqlx (the SELECT)", r"sqlx"),
         ("the handler's own code and its JSON", r"paygate::http::payments|paygate::payments::"),
-        ("axum's and tower's layers, the request id, access log, authentication",
-         r"access_log|rate_limit::rate_limit|middleware|auth|axum::|tower"),
-        ("hyper's server", r"hyper::"),
-        ("tokio's scheduler and I/O driver", r"tokio::runtime"),
-    ],
+    ] + SERVER_PARTS,
 }
 
 

@@ -92,10 +92,7 @@ impl RedisCounters {
     }
 
     fn key(&self, key: &str) -> String {
-        let mut prefixed = String::with_capacity(self.prefix.len() + key.len());
-        prefixed.push_str(&self.prefix);
-        prefixed.push_str(key);
-        prefixed
+        [self.prefix.as_str(), key].concat()
     }
 
     async fn increment_in_redis(

@@ -43,13 +43,7 @@ impl CallState {
                 "counter keys must be 1 to {MAX_KEY_BYTES} bytes"
             )));
         }
-        // Built at its exact size: `format!` starts empty and grows it.
-        let name = &self.plugin.name;
-        let mut namespaced = String::with_capacity(name.len() + 1 + key.len());
-        namespaced.push_str(name);
-        namespaced.push(':');
-        namespaced.push_str(key);
-        Ok(namespaced)
+        Ok([self.plugin.name.as_str(), ":", key].concat())
     }
 
     /// The guest's error for a store that cannot answer, noted for the host.
