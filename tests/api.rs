@@ -22,6 +22,7 @@ pub(crate) mod notifications;
 mod pools;
 mod providers;
 mod quickstart;
+mod reads;
 mod reconcile;
 mod redirects;
 pub(crate) mod refunds;

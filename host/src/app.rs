@@ -112,7 +112,8 @@ impl App {
         let providers = Arc::new(ProviderStore::new(dbs.providers.clone()));
         let payments = Arc::new(PaymentsService {
             payments: PaymentStore::new(dbs.payments.clone())
-                .waking(OutboxWake::Local(outbox_wake.clone())),
+                .waking(OutboxWake::Local(outbox_wake.clone()))
+                .counting_reads(metrics.payment_reads.clone()),
             merchants: merchants.store.clone(),
             providers: providers.clone(),
             circuit: CircuitBreaker::new(

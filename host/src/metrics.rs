@@ -268,6 +268,9 @@ pub struct Metrics {
     /// The Redis script calls of circuit breakers' acquires (one per
     /// provider call) and the acquires they carried.
     pub circuit_acquires: BatchStats,
+    /// The statements reading single payments (shows, timelines, refund
+    /// lists) and the reads they carried.
+    pub payment_reads: BatchStats,
     started: SystemTime,
 }
 
@@ -285,6 +288,7 @@ impl Default for Metrics {
             events_after_expiry: Counter::default(),
             counter_takes: BatchStats::default(),
             circuit_acquires: BatchStats::default(),
+            payment_reads: BatchStats::default(),
             started: SystemTime::now(),
         };
         let r = &mut registry;
@@ -372,26 +376,33 @@ impl Default for Metrics {
         );
         register_batches(
             r,
-            "paygate_counter_take",
+            ("paygate_counter_take", "Redis script calls"),
             "rate-limit takes",
             &m.counter_takes,
         );
         register_batches(
             r,
-            "paygate_circuit_acquire",
+            ("paygate_circuit_acquire", "Redis script calls"),
             "circuit breaker acquires (one per provider call)",
             &m.circuit_acquires,
+        );
+        register_batches(
+            r,
+            ("paygate_payment_read", "PostgreSQL statements"),
+            "reads of one payment (shows, timelines, refund lists)",
+            &m.payment_reads,
         );
         Self { registry, ..m }
     }
 }
 
-/// A Redis batcher's two counters: `<name>_calls` (script calls made) and
-/// `<name>s` (the `what` they carried; their ratio is the mean batch).
-fn register_batches(r: &mut Registry, name: &str, what: &str, stats: &BatchStats) {
+/// A batcher's two counters: `<name>_calls` (the `calls`, Redis script
+/// calls or statements, it made) and `<name>s` (the `what` they carried;
+/// their ratio is the mean batch).
+fn register_batches(r: &mut Registry, (name, calls): (&str, &str), what: &str, stats: &BatchStats) {
     r.register(
         format!("{name}_calls"),
-        format!("Redis script calls made for {what}; concurrent requests share one."),
+        format!("{calls} made for {what}; concurrent requests share one."),
         stats.calls.clone(),
     );
     r.register(

@@ -10,9 +10,11 @@ use paygate::merchants::{CreatedMerchant, MerchantStore, NewMerchant};
 use paygate::outbox::OutboxStore;
 use paygate::payments::PaymentStore;
 use paygate::payments::create::PaymentsService;
+use paygate::payments::store::NewPayment;
 use paygate::providers::{AliasBinding, ProviderStore};
 use paygate::webhooks::Webhooks;
 use paygate::{App, Config};
+use paygate::{MerchantId, OrderId, SubscriptionId};
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
@@ -339,6 +341,29 @@ pub async fn merchant_with(
         })
         .await
         .unwrap()
+}
+
+/// A payment row of one item at 1 EUR, with no key, URLs or metadata, for
+/// a test that writes to the payments database with no create in front.
+pub fn new_payment(
+    merchant_id: MerchantId,
+    order_id: OrderId,
+    subscription_id: SubscriptionId,
+) -> NewPayment<'static> {
+    NewPayment {
+        merchant_id,
+        order_id,
+        subscription_id,
+        alias: "sandbox",
+        amount: 1.into(),
+        price: 1.into(),
+        currency: "EUR",
+        idempotency_key: None,
+        return_url: None,
+        cancel_url: None,
+        metadata: serde_json::json!({}),
+        expires_in: std::time::Duration::from_secs(86_400),
+    }
 }
 
 /// A response's status, headers and JSON body.

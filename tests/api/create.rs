@@ -4,9 +4,9 @@ use serde_json::json;
 
 use paygate::OrderId;
 use paygate::merchants::Take;
-use paygate::payments::store::{Inserted, NewPayment};
+use paygate::payments::store::Inserted;
 
-use super::app::{new_merchant, reply, spawn_app};
+use super::app::{new_merchant, new_payment, reply, spawn_app};
 
 #[tokio::test]
 async fn create_show_list_and_track_a_payment() {
@@ -399,20 +399,7 @@ async fn tokens_of_payments_never_created_are_given_back() {
     );
     let Inserted::Created(failed) = app
         .payment_store
-        .insert(&NewPayment {
-            merchant_id: m,
-            order_id: OrderId::new(3),
-            subscription_id: sub,
-            alias: "sandbox",
-            amount: 1.into(),
-            price: 1.into(),
-            currency: "EUR",
-            idempotency_key: None,
-            return_url: None,
-            cancel_url: None,
-            metadata: serde_json::json!({}),
-            expires_in: std::time::Duration::from_secs(86_400),
-        })
+        .insert(&new_payment(m, OrderId::new(3), sub))
         .await
         .unwrap()
     else {

@@ -111,6 +111,12 @@ async fn the_metrics_listener_serves_metrics_without_a_token_and_nothing_else() 
         calls >= 1 && acquires >= calls,
         "{calls} calls, {acquires} acquires"
     );
+    // And the show read its payment in a statement.
+    let (calls, reads) = (
+        count("paygate_payment_read_calls_total"),
+        count("paygate_payment_reads_total"),
+    );
+    assert!(calls >= 1 && reads >= calls, "{calls} calls, {reads} reads");
 
     // Only /metrics is there: not the admin API, not the merchant API.
     for path in [

@@ -195,16 +195,22 @@ fn progress(what: &str) {
     eprintln!("[bench-api] {what}");
 }
 
-/// The Redis script calls the host's batchers have made so far: takes'
-/// (calls, asks), then acquires'.
-fn redis_batches(metrics: &paygate::Metrics) -> [(u64, u64); 2] {
-    [&metrics.counter_takes, &metrics.circuit_acquires].map(|b| (b.calls.get(), b.asks.get()))
+/// The calls the host's batchers have made so far, as (calls, asks): the
+/// takes' and the acquires' Redis script calls, then the payment reads'
+/// statements.
+fn batches(metrics: &paygate::Metrics) -> [(u64, u64); 3] {
+    [
+        &metrics.counter_takes,
+        &metrics.circuit_acquires,
+        &metrics.payment_reads,
+    ]
+    .map(|b| (b.calls.get(), b.asks.get()))
 }
 
-/// How many asks each Redis script call carried since `before`.
-fn report_redis_batches(phase: &str, metrics: &paygate::Metrics, before: [(u64, u64); 2]) {
-    let now = redis_batches(metrics);
-    let [takes, acquires] = [0, 1].map(|i| {
+/// How many asks each call carried since `before`.
+fn report_batches(phase: &str, metrics: &paygate::Metrics, before: [(u64, u64); 3]) {
+    let now = batches(metrics);
+    let [takes, acquires, reads] = [0, 1, 2].map(|i| {
         let (calls, asks) = (now[i].0 - before[i].0, now[i].1 - before[i].1);
         format!(
             "{asks} in {calls} calls ({:.2}/call)",
@@ -212,7 +218,7 @@ fn report_redis_batches(phase: &str, metrics: &paygate::Metrics, before: [(u64, 
         )
     });
     progress(&format!(
-        "Redis batches during {phase}: takes {takes}, circuit acquires {acquires}"
+        "batches during {phase}: Redis takes {takes}, circuit acquires {acquires}; payment reads {reads}"
     ));
 }
 
@@ -333,7 +339,7 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
     ));
     sandbox.restart().await;
     let metrics = services.payments.metrics.clone();
-    let before = redis_batches(&metrics);
+    let before = batches(&metrics);
     let create = run_phase(
         &loadgen,
         &target,
@@ -344,7 +350,7 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
         Arc::new(Vec::new()),
     )
     .await;
-    report_redis_batches("creates", &metrics, before);
+    report_batches("creates", &metrics, before);
     let created = Arc::new(create.created.clone());
     phases.push(create);
 
@@ -356,7 +362,7 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
     if created.is_empty() {
         println!("No payment was created, so `GET …/show` was not measured.");
     } else {
-        let before = redis_batches(&metrics);
+        let before = batches(&metrics);
         phases.push(
             run_phase(
                 &loadgen,
@@ -369,7 +375,7 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
             )
             .await,
         );
-        report_redis_batches("shows", &metrics, before);
+        report_batches("shows", &metrics, before);
     }
 
     // Refunds, before the sweep restarts the sandbox provider, which holds

@@ -275,14 +275,25 @@ impl From<crate::webhooks::WebhookError> for ApiError {
     }
 }
 
+/// An outage or a lost race is a 503 to retry; anything else a 500.
+fn database_error(e: &sqlx::Error) -> ApiError {
+    if crate::db::is_transient(e) {
+        ApiError::ServiceUnavailable(format!("database: {e}"))
+    } else {
+        ApiError::Internal(format!("database: {e}"))
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
-    /// An outage or a lost race is a 503 to retry; anything else a 500.
     fn from(e: sqlx::Error) -> Self {
-        if crate::db::is_transient(&e) {
-            ApiError::ServiceUnavailable(format!("database: {e}"))
-        } else {
-            ApiError::Internal(format!("database: {e}"))
-        }
+        database_error(&e)
+    }
+}
+
+impl From<std::sync::Arc<sqlx::Error>> for ApiError {
+    /// A statement's error, shared by the reads it carried.
+    fn from(e: std::sync::Arc<sqlx::Error>) -> Self {
+        database_error(&e)
     }
 }
 

@@ -6,6 +6,7 @@ pub mod domain;
 pub mod idempotency;
 pub mod listing;
 pub mod outcome;
+pub mod reads;
 pub mod reconcile;
 pub mod refunds;
 pub mod store;

@@ -7,10 +7,14 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::{PgPool, Postgres, Transaction};
 
+use std::sync::{Arc, OnceLock};
+
 use super::domain::{IdempotencyKey, Money, PaymentStatus};
+use super::reads::{PaymentReads, ReadResult};
 use crate::db::LeanPool;
 use crate::ids::{MerchantId, OrderId, PaymentId, SubscriptionId};
 use crate::outbox::OutboxWake;
+use crate::redis_batch::BatchStats;
 
 /// The payments database.
 #[derive(Clone, Debug)]
@@ -21,6 +25,10 @@ pub struct PaymentStore {
     pub(crate) lean: LeanPool,
     /// Told after a commit that queued a notification.
     pub(crate) outbox_wake: OutboxWake,
+    /// The tasks reading single payments, started by the first read.
+    reads: Arc<OnceLock<PaymentReads>>,
+    /// Their statements and the reads those carried.
+    read_stats: BatchStats,
 }
 
 /// A payment as the API shows it.
@@ -146,7 +154,15 @@ impl PaymentStore {
             pool,
             lean,
             outbox_wake,
+            reads: Arc::default(),
+            read_stats: BatchStats::default(),
         }
+    }
+
+    /// The same, counting its reads' statements in `stats` (`/metrics`).
+    pub fn counting_reads(mut self, stats: BatchStats) -> Self {
+        self.read_stats = stats;
+        self
     }
 
     /// The same, announcing them with `wake` instead.
@@ -340,27 +356,13 @@ impl PaymentStore {
             .collect())
     }
 
-    /// One payment of the merchant; another merchant's is `None`.
-    pub async fn get(
-        &self,
-        merchant_id: MerchantId,
-        payment_id: PaymentId,
-    ) -> Result<Option<Payment>, sqlx::Error> {
-        let mut conn = self.lean.acquire().await?;
-        let payment = sqlx::query_as!(
-            Payment,
-            r#"SELECT id AS "payment_id: PaymentId", order_id AS "order_id: OrderId", alias AS provider,
-                      amount AS "amount: Money", price AS "price: Money", currency,
-                      status AS "status: PaymentStatus", payment_url, return_url, cancel_url,
-                      metadata, refunded, created_at, updated_at, expires_at
-               FROM payments WHERE id = $1 AND merchant_id = $2"#,
-            payment_id.get(),
-            merchant_id.get(),
-        )
-        .fetch_optional(conn.get())
-        .await?;
-        conn.release();
-        Ok(payment)
+    /// One payment of the merchant; another merchant's is `None`. Read in
+    /// a statement shared with the reads queued beside it ([`super::reads`]).
+    pub async fn get(&self, merchant_id: MerchantId, payment_id: PaymentId) -> ReadResult {
+        self.reads
+            .get_or_init(|| PaymentReads::start(self.lean.clone(), self.read_stats.clone()))
+            .get(merchant_id, payment_id)
+            .await
     }
 
     /// The payment's timeline in time order.
