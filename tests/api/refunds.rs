@@ -667,6 +667,99 @@ async fn a_refund_webhook_that_comes_before_its_refunds_answer_waits_for_it_or_i
     assert_eq!(payment(&app, id).await["refunded"], "0.43");
 }
 
+/// The refund's answer can commit between the event's two lookups: the
+/// one by reference (nothing yet) and the one that asks whether the
+/// refund is still waiting for its answer (no longer: its reference is
+/// set). The event must then look again and settle the refund, not be
+/// answered 200 "refund not found", which the provider never resends.
+///
+/// The test holds the webhook inside its first lookup: a second refund
+/// carries the same reference and is locked, so the lookup by reference
+/// waits on it. While it waits the answer is stored; then the decoy's
+/// reference moves and its lock is let go, so the lookup ends empty.
+#[tokio::test]
+async fn a_refund_answer_stored_between_the_webhooks_lookups_does_not_lose_the_event() {
+    let app = spawn_app().await;
+    let id = paid_payment(&app, 1).await;
+    // Ending in 43: both stay pending, and the sandbox sends no webhook.
+    let mut refunds = Vec::new();
+    for _ in 0..2 {
+        let taken = refund(&app, id, json!({"price": "0.43"})).await;
+        assert_eq!(taken.status, 200, "{:?}", taken.body);
+        refunds.push(taken.body["refund_id"].as_i64().unwrap());
+    }
+    let [refund_id, decoy] = refunds[..] else {
+        unreachable!()
+    };
+    let reference = refund_reference(&app, refund_id).await;
+    let db = &app.dbs.payments;
+    let set_reference = |id: i64, reference: Option<&str>| {
+        sqlx::query("UPDATE refunds SET provider_reference = $2 WHERE id = $1")
+            .bind(id)
+            .bind(reference.map(str::to_owned))
+            .execute(db)
+    };
+    // The answer is on its way; the decoy carries the reference and is
+    // held by a transaction of the test's.
+    set_reference(refund_id, None).await.unwrap();
+    set_reference(decoy, Some(&reference)).await.unwrap();
+    let mut holder = db.begin().await.unwrap();
+    sqlx::query("SELECT id FROM refunds WHERE id = $1 FOR UPDATE")
+        .bind(decoy)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+
+    let body =
+        json!({"refund_id": refund_id, "status": "succeeded", "reference": reference}).to_string();
+    let signature = super::webhooks::hex_hmac(super::webhooks::INTERNAL_SECRET, body.as_bytes());
+    // The lookup by reference takes its snapshot and waits for the decoy;
+    // then the answer commits, and the decoy lets go and no longer matches.
+    let race = async {
+        let started = Instant::now();
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'
+                   AND query LIKE '%provider_reference = $1%'",
+            )
+            .fetch_one(db)
+            .await
+            .unwrap();
+            if waiting > 0 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the webhook never reached its lookup"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        set_reference(refund_id, Some(&reference)).await.unwrap();
+        sqlx::query("UPDATE refunds SET provider_reference = 'decoy-moved' WHERE id = $1")
+            .bind(decoy)
+            .execute(&mut *holder)
+            .await
+            .unwrap();
+        holder.commit().await.unwrap();
+    };
+    let (answered, ()) = tokio::join!(
+        internal_webhook(&app, &body, Some(signature), "refund-between"),
+        race
+    );
+    assert_eq!(
+        answered.body["result"],
+        json!({"message": "refund updated", "refund_id": refund_id, "status": "REFUND_SUCCEEDED"}),
+        "{:?}",
+        answered.body
+    );
+    let read = app.merchant.read_api_key.clone();
+    let shown = (app.get(&format!("/api/v1/refunds/{refund_id}"), Some(&read))).await;
+    assert_eq!(shown.body["status"], "REFUND_SUCCEEDED", "{:?}", shown.body);
+    let shown = (app.get(&format!("/api/v1/refunds/{decoy}"), Some(&read))).await;
+    assert_eq!(shown.body["status"], "REFUND_PENDING", "{:?}", shown.body);
+}
+
 /// A 0.1.0 adapter has no `refund`: 409 `refunds_not_supported`, and
 /// nothing is stored. It serves payments beside the 0.2.0 adapters.
 #[tokio::test]

@@ -310,13 +310,20 @@ impl PaymentStore {
                 .await?;
                 if let (true, Some(id)) = (rows.is_empty(), named) {
                     // Still no reference: is the refund the event names
-                    // waiting for the answer that carries it?
+                    // waiting for the answer that carries it? Each
+                    // statement reads its own snapshot, so the answer may
+                    // have committed since the lookup above: a reference
+                    // that is now the event's own (whatever the answer
+                    // settled) also means "look again", never "not found",
+                    // which the provider would not send again.
                     let waiting = sqlx::query_scalar!(
                         r#"SELECT r.id FROM refunds r JOIN payments p ON p.id = r.payment_id
                            WHERE r.id = $1 AND p.alias = ANY($2)
-                             AND r.status = 'REFUND_PENDING' AND r.provider_reference IS NULL"#,
+                             AND ((r.status = 'REFUND_PENDING' AND r.provider_reference IS NULL)
+                                  OR r.provider_reference = $3)"#,
                         id.get(),
                         aliases,
+                        reference,
                     )
                     .fetch_optional(&mut *tx)
                     .await?;
