@@ -25,8 +25,8 @@ HOST_THREAD = "paygate"
 # matters: a request's stack holds hyper, axum and tokio frames under
 # everything, so the specific parts come first.
 PLUGIN_PARTS = [
-    ("the provider's HTTP exchange (`http.send`, reqwest, hyper's client)",
-     r"imports::http|reqwest|hyper::client|hyper_util::client|UpgradeableConnection"),
+    ("the provider's HTTP exchange (`http.send`, hyper's client)",
+     r"imports::http|outbound::HttpClient|reqwest|hyper::client|hyper_util::client|UpgradeableConnection"),
     ("the provider adapter's sandbox (instantiation, the store's drop, its imports)",
      r"LoadedPlugin>::create_payment|ProviderAdapter"),
     ("the rate-limit policy's sandbox and its imports",

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use paygate::plugins::bindings::{Event, PaymentRequest, WebhookEvent};
 use paygate::plugins::{
-    Clock, Counters, EngineSettings, HostServices, Loader, PluginEngine, PluginSet,
+    Clock, Counters, EngineSettings, HostServices, HttpClient, Loader, PluginEngine, PluginSet,
 };
 use paygate_plugin_registry::PluginSpec;
 
@@ -49,22 +49,31 @@ impl Runtime {
     }
 
     pub fn with_counters(counters: Counters) -> Self {
-        Self::with(counters, None)
+        Self::with(counters, None, paygate::plugins::http_client())
     }
 
     /// A runtime reading specs' `file:` secrets from `dir`.
     pub fn with_secrets_dir(dir: &std::path::Path) -> Self {
-        Self::with(Counters::memory(), Some(dir.to_owned()))
+        Self::with(
+            Counters::memory(),
+            Some(dir.to_owned()),
+            paygate::plugins::http_client(),
+        )
     }
 
-    fn with(counters: Counters, secrets_dir: Option<PathBuf>) -> Self {
+    /// A runtime whose plugins' HTTP goes through `http`.
+    pub fn with_http(http: HttpClient) -> Self {
+        Self::with(Counters::memory(), None, http)
+    }
+
+    fn with(counters: Counters, secrets_dir: Option<PathBuf>, http: HttpClient) -> Self {
         let engine = PluginEngine::new(&EngineSettings {
             max_concurrent_calls: 100,
             fuel: true,
         })
         .expect("engine");
         let services = Arc::new(HostServices {
-            http: paygate::plugins::http_client(),
+            http,
             counters,
             clock: Clock::fixed(1_800_000_000_000),
             named_secrets: Default::default(),

@@ -14,6 +14,7 @@ mod harness;
 mod helpers;
 mod hot_reload;
 mod logs;
+mod outbound;
 mod plugins;
 mod polyglot;
 mod sandbox;

@@ -595,7 +595,7 @@ async fn load_plugins(
         .map(|(name, secret)| (name.to_owned(), secret.unwrap_or_else(|| Secret::new(""))))
         .collect();
     let services = Arc::new(HostServices {
-        http: crate::plugins::http_client_trusting(ca.certificates()),
+        http: crate::plugins::http_client_trusting(ca.roots()),
         counters: Counters::Shared(Arc::new(counters)),
         clock: crate::plugins::Clock::System,
         named_secrets,

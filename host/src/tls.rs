@@ -66,6 +66,18 @@ impl TrustedCa {
         self.pem.as_deref()
     }
 
+    /// For the plugins' HTTP client (`plugins::http_client_trusting`): the
+    /// same certificates, in DER.
+    pub fn roots(&self) -> Vec<rustls_pki_types::CertificateDer<'static>> {
+        use rustls_pki_types::pem::PemObject;
+        let Some(pem) = self.pem() else {
+            return Vec::new();
+        };
+        (rustls_pki_types::CertificateDer::pem_slice_iter(pem))
+            .filter_map(Result::ok)
+            .collect()
+    }
+
     /// For a `reqwest` client builder's `add_root_certificate`.
     pub fn certificates(&self) -> Vec<reqwest::Certificate> {
         self.pem()

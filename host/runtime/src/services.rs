@@ -6,12 +6,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use rustls_pki_types::CertificateDer;
+
 use super::counters::Counters;
+use crate::outbound::HttpClient;
 use crate::secret::Secret;
 
 /// What host imports reach outside the sandbox through.
 pub struct HostServices {
-    pub http: reqwest::Client,
+    pub http: HttpClient,
     pub counters: Counters,
     pub clock: Clock,
     /// Secrets the host was given by flag or setting, by the name an
@@ -47,23 +50,14 @@ impl HostServices {
 
 /// An HTTP client for plugins: no redirects (a redirect could lead past
 /// the allow-list), no proxy from the environment, no cookies.
-pub fn http_client() -> reqwest::Client {
+pub fn http_client() -> HttpClient {
     http_client_trusting(Vec::new())
 }
 
 /// [`http_client`], trusting `roots` besides the system's: the operator's
 /// CA, for providers behind a private PKI.
-pub fn http_client_trusting(roots: Vec<reqwest::Certificate>) -> reqwest::Client {
-    let mut builder = reqwest::Client::builder();
-    for root in roots {
-        builder = builder.add_root_certificate(root);
-    }
-    builder
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .pool_idle_timeout(std::time::Duration::from_secs(30))
-        .build()
-        .expect("building an HTTP client with static settings")
+pub fn http_client_trusting(roots: Vec<CertificateDer<'static>>) -> HttpClient {
+    HttpClient::new(roots)
 }
 
 /// The time plugins see. Tests and the harness fix it to test expiry rules.
