@@ -11,7 +11,9 @@ use serde_json::json;
 
 use super::admin::{TOKEN, admin, audited, get};
 use super::app::TestApp;
-use super::notifications::{Answer, MerchantEndpoint, app_notifying_alone, settle_payment};
+use super::notifications::{
+    Answer, MerchantEndpoint, app_notifying_alone, settle_payment, wait_for_status,
+};
 use super::registry::publish_stripe;
 use crate::webdriver::{self, Browser};
 
@@ -145,6 +147,9 @@ async fn an_operator_activates_rolls_back_and_retries_through_the_console() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The endpoint counts a delivery before it answers; the notifier
+    // records it once the answer is in.
+    wait_for_status(&app, paid, "LOG_SUCCESS").await;
     let delivered = get(&app, "/admin/v1/notifications?status=LOG_SUCCESS").await;
     assert_eq!(delivered.body["notifications"][0]["payment_id"], paid);
     browser.close().await;
