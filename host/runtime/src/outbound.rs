@@ -1,10 +1,10 @@
 //! The client behind the `http` import: hyper's pooled HTTP/1.1 client over
 //! rustls, and nothing a plugin could use to reach past its allow-list: no
 //! redirects followed, no proxy from the environment, no cookies. It used to
-//! be `reqwest`, whose layers (its own timeout, redirect and decompression
-//! machinery, a second URL-to-URI conversion) cost the create path about a
-//! tenth of the host's CPU for features the import never used
-//! (docs/benchmarks/notes/api.md, session 34).
+//! be `reqwest`, whose layers (its request builder, its own timeout and
+//! redirect handling, a second URL-to-URI conversion) cost a create about a
+//! third of the provider exchange's host CPU, a twentieth of the host's, for
+//! features the import never used (docs/benchmarks/notes/api.md, session 34).
 
 use std::sync::Arc;
 use std::time::Duration;
