@@ -157,6 +157,45 @@ async fn a_merchant_reads_and_changes_its_own_settings() {
     assert_eq!((r.status, r.code()), (401, "unauthorized"));
 }
 
+/// A default URL stored before return and cancel URLs had to be ASCII
+/// (2026-12-04) is used in its ASCII form, the host in punycode and the
+/// path percent-encoded, and shown so: not dropped as if it were unset.
+#[tokio::test]
+async fn a_default_url_stored_before_the_ascii_rule_is_used_in_its_ascii_form() {
+    let app = spawn_app().await;
+    sqlx::query(
+        "UPDATE merchants SET default_return_url = $2, default_cancel_url = $3 WHERE id = $1",
+    )
+    .bind(app.merchant.merchant_id.get())
+    .bind("https://bücher.example/danke?session={CHECKOUT_SESSION_ID}")
+    .bind("https://shop.example/zurück")
+    .execute(&app.dbs.merchants)
+    .await
+    .unwrap();
+    let ascii = (
+        "https://xn--bcher-kva.example/danke?session={CHECKOUT_SESSION_ID}",
+        "https://shop.example/zur%C3%BCck",
+    );
+    let shown = settings(&app).await;
+    assert_eq!(
+        (&shown["default_return_url"], &shown["default_cancel_url"]),
+        (&json!(ascii.0), &json!(ascii.1))
+    );
+    let created = app.create(&app.body(1)).await;
+    assert_eq!(created.status, 200, "{:?}", created.body);
+    let id = created.body["payment_id"].as_i64().unwrap();
+    let payment = app
+        .get(
+            &format!("/api/v1/payments/{id}/show"),
+            Some(&app.merchant.read_api_key),
+        )
+        .await;
+    assert_eq!(
+        (&payment.body["return_url"], &payment.body["cancel_url"]),
+        (&json!(ascii.0), &json!(ascii.1))
+    );
+}
+
 /// Where private callbacks are not allowed (every deployment but the demo
 /// and the tests), a merchant cannot point its notifications at a loopback
 /// or private address (server-side request forgery), by literal or by name.

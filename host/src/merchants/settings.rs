@@ -177,8 +177,8 @@ impl MerchantStore {
                     name: row.name,
                     currency: row.default_currency,
                     callback_url: row.callback_url,
-                    default_return_url: row.default_return_url,
-                    default_cancel_url: row.default_cancel_url,
+                    default_return_url: row.default_return_url.map(shown_url),
+                    default_cancel_url: row.default_cancel_url.map(shown_url),
                     signed_writes: row.require_signed_writes,
                     subscriptions: (subscriptions.iter())
                         .filter(|s| s.merchant_id == row.id)
@@ -332,6 +332,17 @@ impl MerchantStore {
             read_api_key,
             previous_expires_at,
         }))
+    }
+}
+
+/// A stored default URL as payments use it ([`RedirectUrl::from_stored`]):
+/// one written before the ASCII rule is shown in its ASCII form.
+///
+/// [`RedirectUrl::from_stored`]: crate::payments::RedirectUrl::from_stored
+fn shown_url(stored: String) -> String {
+    match crate::payments::RedirectUrl::from_stored(&stored) {
+        Some(url) if url.as_str() != stored => url.as_str().to_owned(),
+        _ => stored,
     }
 }
 

@@ -553,7 +553,7 @@ pub struct NotificationTarget {
 
 /// A URL the merchant set, as payments take it.
 fn stored_url(url: Option<String>) -> Option<crate::payments::RedirectUrl> {
-    crate::payments::RedirectUrl::parse(&url?, true).ok()
+    crate::payments::RedirectUrl::from_stored(&url?)
 }
 
 /// PostgreSQL's `deadlock_detected` (40P01).

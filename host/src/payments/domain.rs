@@ -186,6 +186,18 @@ impl RedirectUrl {
         Ok(Self(text.to_owned()))
     }
 
+    /// A URL as a merchant's settings stored it. Before the ASCII rule
+    /// (2026-12-04) a host or path could be international; such a URL is
+    /// read in its ASCII form (the host in punycode, the rest
+    /// percent-encoded), the one a browser would have requested, rather
+    /// than dropped. `None` only for a value no rule ever accepted.
+    pub fn from_stored(text: &str) -> Option<Self> {
+        if text.is_ascii() {
+            return Self::parse(text, true).ok();
+        }
+        Self::parse(url::Url::parse(text).ok()?.as_str(), true).ok()
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -411,6 +423,25 @@ mod tests {
         assert_eq!(long.len(), 2048);
         assert!(ok(&long, false).is_ok());
         assert!(ok(&format!("{long}a"), false).is_err());
+    }
+
+    #[test]
+    fn redirect_urls_stored_before_the_ascii_rule() {
+        let read = |text: &str| RedirectUrl::from_stored(text).map(|u| u.0);
+        assert_eq!(
+            read("https://b\u{fc}cher.example/caf\u{e9}?s={ID}").as_deref(),
+            Some("https://xn--bcher-kva.example/caf%C3%A9?s={ID}")
+        );
+        let session = "https://shop.example/done?session={CHECKOUT_SESSION_ID}";
+        assert_eq!(read(session).as_deref(), Some(session), "kept as written");
+        for never in [
+            "https://\u{fc}:pw@shop.example/",
+            "ftp://b\u{fc}cher.example/",
+            "/caf\u{e9}",
+            "https://shop.example/a b",
+        ] {
+            assert_eq!(read(never), None, "{never}");
+        }
     }
 
     #[test]
