@@ -341,8 +341,8 @@ impl MerchantStore {
 /// [`RedirectUrl::from_stored`]: crate::payments::RedirectUrl::from_stored
 fn shown_url(stored: String) -> String {
     match crate::payments::RedirectUrl::from_stored(&stored) {
-        Some(url) if url.as_str() != stored => url.as_str().to_owned(),
-        _ => stored,
+        Some(url) => url.as_str().to_owned(),
+        None => stored,
     }
 }
 
