@@ -143,19 +143,27 @@ REQUEST = {"create": "POST", "show": "GET show", "refund": "POST refund"}
 
 
 def ceiling_of(api, kind):
-    """The pgbench ceiling of the SQL behind `kind` (the first baseline is the
-    create's in results written before baselines said what they are of)."""
+    """The pgbench ceiling of the SQL behind `kind`: for the create, its
+    simple-protocol run (the first baseline is the create's in results
+    written before baselines said what they are of)."""
     baselines = (api or {}).get("baselines") or []
-    for b in baselines:
-        if b.get("of") == kind:
-            return b
+    of_kind = [b for b in baselines if b.get("of") == kind]
+    simple = [b for b in of_kind if "simple protocol" in b.get("label", "")]
+    if simple or of_kind:
+        return (simple or of_kind)[0]
     return baselines[0] if kind == "create" and baselines and "of" not in baselines[0] else None
 
 
 def prepared_ceiling_of(api, kind):
     """The ceiling of `kind` run with `-M prepared` (how sqlx sends its
-    statements), else its only one."""
+    statements), else its only one. Since 2026-12-06 the bench runs it right
+    before and right after the API's phase (`at`): the ceiling is then the
+    mean of the two, and `runs` holds each."""
     baselines = [b for b in (api or {}).get("baselines") or [] if b.get("of") == kind]
+    bracket = [b for b in baselines if b.get("at") in ("before", "after")]
+    if bracket:
+        runs = [b["tps"] for b in bracket]
+        return {**bracket[0], "tps": sum(runs) / len(runs), "runs": runs}
     prepared = [b for b in baselines if "prepared" in b.get("label", "")]
     return (prepared or baselines or [None])[0]
 
@@ -174,8 +182,11 @@ def targets(d):
             add(target, "", "–", None)
             return
         share = 100 * phase["per_second"] / ceiling["tps"]
-        add(target, "", f"{share:.0f}% ({num(phase['per_second'], 1)}/s of {num(ceiling['tps'], 0)} tps)",
-            share >= percent)
+        runs = ceiling.get("runs") or []
+        bracket = (f"; the mean of its runs right before and after the phase, "
+                   f"{' and '.join(num(r, 0) for r in runs)} tps" if len(runs) > 1 else "")
+        add(target, "", f"{share:.0f}% ({num(phase['per_second'], 1)}/s of {num(ceiling['tps'], 0)} tps"
+            f"{bracket})", share >= percent)
 
     def check(value, test):
         if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -399,6 +410,31 @@ def section_api(d, plot_link):
                   "redis", "other processes"], cpu)
     out += ["", "\"postgres (all)\" is every PostgreSQL process on the machine, including "
             "backends of other clients; \"other processes\" is everything else the machine ran."]
+    out += postgres_per_request(d)
+    return out
+
+
+def postgres_per_request(d):
+    """PostgreSQL's CPU and work per request of each phase beside the same per
+    transaction of each ceiling (results since 2026-12-06 have them)."""
+    rows = []
+    for name, rate, c, pg in (
+            [(f"{REQUEST[p['kind']]}, {p['clients']} clients", p["per_second"], p["cpu"],
+              p.get("postgres_per_request")) for p in d["phases"]]
+            + [(b["label"], b["tps"], b["cpu"], b.get("postgres_per_request"))
+               for b in d["baselines"]]):
+        if pg and rate:
+            rows.append((name, num(c["postgres"] * 1e6 / rate, 0), num(pg["commits"], 2),
+                         num(pg["rows_written"], 2), num(pg["wal_records"], 1),
+                         num(pg["wal_bytes"], 0), num(pg["wal_fpi"], 3), num(pg["wal_syncs"], 3)))
+    if not rows:
+        return []
+    out = ["", "### What PostgreSQL did per request (per transaction of a ceiling)", ""]
+    out += table(["phase", "PostgreSQL CPU µs", "commits", "rows written", "WAL records",
+                  "WAL bytes", "full-page images", "WAL flushes"], rows)
+    out += ["", "From `pg_stat_database` (every database) and `pg_stat_wal` read before and after "
+            "each window, divided by the requests answered in it. Backends report these at most "
+            "once a second, so each figure is exact to about a second of the window's traffic."]
     return out
 
 

@@ -248,6 +248,8 @@ pub(crate) struct Phase {
     pub(crate) created: Vec<i64>,
     pub(crate) rss_max_kib: u64,
     pub(crate) cpu: CpuShare,
+    /// PostgreSQL's work per request answered in the window.
+    pub(crate) pg: Option<PgPerRequest>,
 }
 
 impl Phase {
@@ -288,6 +290,7 @@ impl Phase {
             "mean_ms": self.mean_ms(), "p50_ms": self.percentile_ms(0.5),
             "p90_ms": self.percentile_ms(0.9), "p99_ms": self.percentile_ms(0.99),
             "max_ms": self.max_ms(), "rss_max_mib": mib(self.rss_max_kib), "cpu": self.cpu,
+            "postgres_per_request": self.pg,
         })
     }
 }
@@ -321,6 +324,7 @@ pub(crate) async fn run_phase(
         .collect();
     tokio::time::sleep_until(start.into()).await;
     let cpu_before = CpuTicks::sample();
+    let pg_before = PgActivity::sample().await;
     let mut rss_max_kib = 0;
     loop {
         rss_max_kib = rss_max_kib.max(proc_status_kib("VmRSS"));
@@ -331,6 +335,7 @@ pub(crate) async fn run_phase(
         tokio::time::sleep((end - now).min(Duration::from_millis(100))).await;
     }
     let cpu = CpuTicks::sample().since(&cpu_before);
+    let pg_after = PgActivity::sample().await;
     let mut all = Samples::default();
     for task in tasks {
         all.merge(task.await.expect("a client panicked"));
@@ -353,6 +358,9 @@ pub(crate) async fn run_phase(
         created: all.created,
         rss_max_kib,
         cpu,
+        pg: pg_before
+            .zip(pg_after)
+            .map(|(before, after)| after.per_request(&before, all.ok as f64)),
     }
 }
 

@@ -3,7 +3,12 @@
 //! provider over loopback HTTP, PostgreSQL, Redis) and
 //! `GET /api/v1/payments/{id}/show`, under concurrent clients, and
 //! `POST /api/v1/payments/{id}/refunds` on finished payments, each beside
-//! the ceiling `pgbench` reaches running the same SQL.
+//! the ceiling `pgbench` reaches running the same SQL. The create's and the
+//! show's ceilings run right before and right after their phase, and the
+//! phase is set against the mean of the two, so a shared machine's drift
+//! over the run moves both alike. Beside each phase's CPU, what PostgreSQL
+//! did per request (commits, rows, WAL and its flushes), and the same per
+//! pgbench transaction.
 //! Run with `scripts/bench-api` (which starts the services and builds the
 //! plugins first).
 //!
@@ -26,7 +31,9 @@
 //! `BENCH_DB_POOL_SIZE` (default 32, as `paygate serve`),
 //! `BENCH_CLIENT_THREADS` (load generator threads, default 1),
 //! `BENCH_RATE_LIMIT` (`on`, or `off` to run without the rate-limit policy
-//! and isolate its cost), `RUST_LOG` (default `warn`).
+//! and isolate its cost), `BENCH_PG_HOST` (where the host and pgbench reach
+//! PostgreSQL: an address, or a Unix socket's directory such as
+//! `/var/run/postgresql`; default 127.0.0.1), `RUST_LOG` (default `warn`).
 //!
 //! Prints Markdown tables, and writes their figures as JSON to the file
 //! `BENCH_JSON` names when it is set (scripts/report assembles
@@ -37,6 +44,7 @@ mod common;
 mod cpu;
 mod load;
 mod pgbench;
+mod pgstat;
 mod report;
 mod wire;
 
@@ -61,14 +69,30 @@ use tokio_util::sync::CancellationToken;
 use cpu::*;
 use load::*;
 use pgbench::*;
+use pgstat::*;
 use report::*;
 use wire::*;
 
-/// The PostgreSQL server, as the tests reach it.
-const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
-const PG_HOST: &str = "127.0.0.1";
+/// The PostgreSQL server, as the tests reach it, unless `BENCH_PG_HOST`
+/// names another host or a Unix socket's directory.
 const PG_PORT: &str = "5432";
 const PG_USER: &str = "postgres";
+
+/// Where the host and pgbench reach PostgreSQL: `BENCH_PG_HOST`, an address
+/// or a Unix socket's directory (`/var/run/postgresql`), 127.0.0.1 unless set.
+fn pg_host() -> String {
+    std::env::var("BENCH_PG_HOST").unwrap_or_else(|_| "127.0.0.1".into())
+}
+
+/// The URL of database `db` on [`pg_host`].
+fn pg_url(db: &str) -> String {
+    let host = pg_host();
+    if host.starts_with('/') {
+        format!("postgres://{PG_USER}@localhost:{PG_PORT}/{db}?host={host}")
+    } else {
+        format!("postgres://{PG_USER}@{host}:{PG_PORT}/{db}")
+    }
+}
 
 /// The host's databases of this benchmark, dropped at start and at the end.
 const BENCH_DATABASES: [&str; 4] = [
@@ -251,10 +275,10 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
     }
 
     let databases = DatabaseUrls {
-        payments: format!("{PG_SERVER}/{}", BENCH_DATABASES[0]),
-        merchants: format!("{PG_SERVER}/{}", BENCH_DATABASES[1]),
-        providers: format!("{PG_SERVER}/{}", BENCH_DATABASES[2]),
-        logs: format!("{PG_SERVER}/{}", BENCH_DATABASES[3]),
+        payments: pg_url(BENCH_DATABASES[0]),
+        merchants: pg_url(BENCH_DATABASES[1]),
+        providers: pg_url(BENCH_DATABASES[2]),
+        logs: pg_url(BENCH_DATABASES[3]),
     };
     let mut config = Config::for_tests(
         databases,
@@ -330,6 +354,10 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
         next_order: AtomicI64::new(1),
     });
     smoke_test(&loadgen, &target).await;
+    // The pgbench database is ready before the first phase, so each phase
+    // can be bracketed by its ceiling (the host idles meanwhile).
+    let mut ceilings = Ceilings::prepare(&settings).await;
+    let mut baselines = Vec::new();
 
     let mut phases = Vec::new();
     let measure = Duration::from_secs_f64(settings.seconds);
@@ -338,6 +366,9 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
         settings.clients, settings.warmup
     ));
     sandbox.restart().await;
+    if let Some(c) = &ceilings {
+        baselines.extend(c.create(true, Bracket::Before).await);
+    }
     let metrics = services.payments.metrics.clone();
     let before = batches(&metrics);
     let create = run_phase(
@@ -351,6 +382,9 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
     )
     .await;
     report_batches("creates", &metrics, before);
+    if let Some(c) = &ceilings {
+        baselines.extend(c.create(true, Bracket::After).await);
+    }
     let created = Arc::new(create.created.clone());
     phases.push(create);
 
@@ -362,6 +396,9 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
     if created.is_empty() {
         println!("No payment was created, so `GET …/show` was not measured.");
     } else {
+        if let Some(c) = &mut ceilings {
+            baselines.extend(c.show(Bracket::Before).await);
+        }
         let before = batches(&metrics);
         phases.push(
             run_phase(
@@ -376,6 +413,9 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
             .await,
         );
         report_batches("shows", &metrics, before);
+        if let Some(c) = &mut ceilings {
+            baselines.extend(c.show(Bracket::After).await);
+        }
     }
 
     // Refunds, before the sweep restarts the sandbox provider, which holds
@@ -469,7 +509,7 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
     }
     let rss_peak_kib = proc_status_kib("VmHWM");
 
-    progress("stopping the host, then the pgbench ceiling");
+    progress("stopping the host, then the ceilings that bracket no phase");
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
     sandbox.stop().await;
@@ -479,7 +519,11 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
     drop(services);
     drop_databases(&BENCH_DATABASES).await;
 
-    let baselines = pgbench_baselines(&settings).await;
+    if let Some(mut c) = ceilings {
+        baselines.extend(c.create(false, Bracket::Alone).await);
+        baselines.extend(c.refund().await);
+        c.finish().await;
+    }
     let load_at_end = loadavg();
 
     let r = Report {

@@ -4,10 +4,10 @@
 use super::*;
 
 pub(crate) async fn admin() -> Option<sqlx::PgConnection> {
-    match sqlx::PgConnection::connect(&format!("{PG_SERVER}/postgres")).await {
+    match sqlx::PgConnection::connect(&pg_url("postgres")).await {
         Ok(c) => Some(c),
         Err(e) => {
-            println!("Cannot reach PostgreSQL at {PG_SERVER}: {e}");
+            println!("Cannot reach PostgreSQL at {}: {e}", pg_host());
             None
         }
     }
@@ -63,6 +63,9 @@ pub(crate) struct Baseline {
     pub(crate) tps: f64,
     pub(crate) latency_avg_ms: f64,
     pub(crate) cpu: CpuShare,
+    /// PostgreSQL's work per transaction (one run of the script).
+    pub(crate) pg: Option<PgPerRequest>,
+    pub(crate) at: Bracket,
 }
 
 /// Whether `program --version` runs; prints why not.
@@ -287,152 +290,222 @@ pub(crate) fn refund_script(merchant_id: i64) -> String {
     statements.join("\n") + "\n"
 }
 
-pub(crate) async fn pgbench_baselines(settings: &Settings) -> Vec<Baseline> {
-    if !available("pgbench").await || !available("psql").await {
-        return Vec::new();
-    }
-    drop_databases(&[PGBENCH_DATABASE]).await;
-    let Some(mut admin) = admin().await else {
-        return Vec::new();
-    };
-    sqlx::query(&format!("CREATE DATABASE \"{PGBENCH_DATABASE}\""))
-        .execute(&mut admin)
-        .await
-        .expect("creating the pgbench database");
-    drop(admin);
+/// When a ceiling ran, against the API phase it bounds: right before it and
+/// right after it, so a machine whose speed drifts over the run (a shared
+/// one) moves the ceiling's mean with the phase it is set against.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Bracket {
+    Before,
+    After,
+    /// Once, after every API phase (the simple-protocol create and the
+    /// refund ceilings, which no target is measured against).
+    Alone,
+}
 
-    // The same schema, applied with psql from the migration files.
-    for dir in ["migrations/payments", "migrations/merchants"] {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(repo_root().join(dir))
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "sql"))
-            .collect();
-        files.sort();
-        for file in files {
-            let out = tokio::process::Command::new("psql")
-                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
-                .args(["-h", PG_HOST, "-p", PG_PORT, "-U", PG_USER])
-                .args(["-d", PGBENCH_DATABASE, "-f"])
-                .arg(&file)
-                .output()
-                .await
-                .expect("running psql");
-            assert!(
-                out.status.success(),
-                "psql -f {}: {}",
-                file.display(),
-                String::from_utf8_lossy(&out.stderr)
-            );
+impl Bracket {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Bracket::Before => "before",
+            Bracket::After => "after",
+            Bracket::Alone => "alone",
         }
     }
-    let mut db = sqlx::PgConnection::connect(&format!("{PG_SERVER}/{PGBENCH_DATABASE}"))
-        .await
-        .expect("connecting to the pgbench database");
-    let merchant_id: i64 = sqlx::query_scalar(
-        "INSERT INTO merchants (name, webhook_secret) VALUES ('pgbench', 'whsec_bench') RETURNING id",
-    )
-    .fetch_one(&mut db)
-    .await
-    .unwrap();
-    let subscription_id: i64 = sqlx::query_scalar(
-        "INSERT INTO subscriptions (merchant_id, token_limit) VALUES ($1, 9000000000000000000) RETURNING id",
-    )
-    .bind(merchant_id)
-    .fetch_one(&mut db)
-    .await
-    .unwrap();
+}
 
-    let scripts = tempfile::tempdir().unwrap();
-    let create = scripts.path().join("create.sql");
-    std::fs::write(&create, create_script(merchant_id, subscription_id)).unwrap();
-    let show = scripts.path().join("show.sql");
-    std::fs::write(&show, show_script(merchant_id)).unwrap();
+/// The pgbench database (the host's schema from the migration files, one
+/// merchant and its subscription) and the scripts run against it.
+pub(crate) struct Ceilings {
+    db: sqlx::PgConnection,
+    scripts: tempfile::TempDir,
+    clients: usize,
+    refund_clients: usize,
+    refund_payments: usize,
+    seconds: u64,
+}
 
-    let seconds = settings.seconds.round().max(1.0) as u64;
-    let mut baselines = Vec::new();
-    for (mode, label) in [
-        (
-            None,
-            "pgbench ceiling: the SQL one create commits (simple protocol)",
-        ),
-        (
-            Some("prepared"),
-            "pgbench ceiling: the SQL one create commits (`-M prepared`, as sqlx)",
-        ),
-    ] {
-        progress(label);
-        if let Some(b) = pgbench(
-            Kind::Create,
-            settings.clients,
-            seconds,
-            mode,
-            &[],
-            &create,
-            label,
+impl Ceilings {
+    /// Creates the database and writes the scripts; `None` (and no ceiling)
+    /// without pgbench and psql.
+    pub(crate) async fn prepare(settings: &Settings) -> Option<Self> {
+        if !available("pgbench").await || !available("psql").await {
+            return None;
+        }
+        drop_databases(&[PGBENCH_DATABASE]).await;
+        let mut admin = admin().await?;
+        sqlx::query(&format!("CREATE DATABASE \"{PGBENCH_DATABASE}\""))
+            .execute(&mut admin)
+            .await
+            .expect("creating the pgbench database");
+        drop(admin);
+
+        // The same schema, applied with psql from the migration files.
+        for dir in ["migrations/payments", "migrations/merchants"] {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(repo_root().join(dir))
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+                .collect();
+            files.sort();
+            for file in files {
+                let out = tokio::process::Command::new("psql")
+                    .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
+                    .args(["-h", &pg_host(), "-p", PG_PORT, "-U", PG_USER])
+                    .args(["-d", PGBENCH_DATABASE, "-f"])
+                    .arg(&file)
+                    .output()
+                    .await
+                    .expect("running psql");
+                assert!(
+                    out.status.success(),
+                    "psql -f {}: {}",
+                    file.display(),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        let mut db = sqlx::PgConnection::connect(&pg_url(PGBENCH_DATABASE))
+            .await
+            .expect("connecting to the pgbench database");
+        let merchant_id: i64 = sqlx::query_scalar(
+            "INSERT INTO merchants (name, webhook_secret) VALUES ('pgbench', 'whsec_bench') RETURNING id",
         )
-        .await
-        {
-            baselines.push(b);
-        }
-    }
-    let max_id: Option<i64> = sqlx::query_scalar("SELECT max(id) FROM payments")
         .fetch_one(&mut db)
         .await
         .unwrap();
-    if let Some(max_id) = max_id {
-        let label = "pgbench ceiling: the SELECT of one show (`-M prepared`)";
-        progress(label);
-        let define = format!("max_id={max_id}");
-        if let Some(b) = pgbench(
-            Kind::Show,
-            settings.clients,
-            seconds,
-            Some("prepared"),
-            &["-D", &define],
-            &show,
+        let subscription_id: i64 = sqlx::query_scalar(
+            "INSERT INTO subscriptions (merchant_id, token_limit) VALUES ($1, 9000000000000000000) RETURNING id",
+        )
+        .bind(merchant_id)
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+        let scripts = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: String| {
+            std::fs::write(scripts.path().join(name), text).unwrap();
+        };
+        write("create.sql", create_script(merchant_id, subscription_id));
+        write("show.sql", show_script(merchant_id));
+        write("refund.sql", refund_script(merchant_id));
+        Some(Self {
+            db,
+            scripts,
+            clients: settings.clients,
+            refund_clients: settings.refund_clients,
+            refund_payments: settings.refund_payments,
+            seconds: settings.seconds.round().max(1.0) as u64,
+        })
+    }
+
+    /// The create's SQL, with `-M prepared` as sqlx sends it, or in the
+    /// simple protocol.
+    pub(crate) async fn create(&self, prepared: bool, at: Bracket) -> Option<Baseline> {
+        let (mode, what) = if prepared {
+            (Some("prepared"), "`-M prepared`, as sqlx")
+        } else {
+            (None, "simple protocol")
+        };
+        let label = format!("pgbench ceiling: the SQL one create commits ({what})");
+        self.run(
+            Kind::Create,
+            at,
+            self.clients,
+            mode,
+            &[],
+            "create.sql",
             label,
         )
         .await
-        {
-            baselines.push(b);
-        }
     }
-    if settings.refund_payments > 0 {
-        // Finished payments to refund, as many as the API's refund phase has.
+
+    /// The show's SELECT over the payments the create ceilings wrote, or
+    /// `None` when they wrote none.
+    pub(crate) async fn show(&mut self, at: Bracket) -> Option<Baseline> {
+        let max_id: Option<i64> = sqlx::query_scalar("SELECT max(id) FROM payments")
+            .fetch_one(&mut self.db)
+            .await
+            .unwrap();
+        let define = format!("max_id={}", max_id?);
+        let label = "pgbench ceiling: the SELECT of one show (`-M prepared`)".to_owned();
+        self.run(
+            Kind::Show,
+            at,
+            self.clients,
+            Some("prepared"),
+            &["-D", &define],
+            "show.sql",
+            label,
+        )
+        .await
+    }
+
+    /// The refund's SQL over as many finished payments as the API's refund
+    /// phase has (the first payments the create ceilings wrote, finished
+    /// here); `None` when the bench refunds nothing.
+    pub(crate) async fn refund(&mut self) -> Option<Baseline> {
+        if self.refund_payments == 0 {
+            return None;
+        }
         let (min_id, max_id): (Option<i64>, Option<i64>) = sqlx::query_as(
             "WITH f AS (UPDATE payments SET status = 'PAYMENT_FINISHED', provider_reference = 'pl_bench'
                         WHERE id IN (SELECT id FROM payments ORDER BY id LIMIT $1) RETURNING id)
              SELECT min(id), max(id) FROM f",
         )
-        .bind(settings.refund_payments as i64)
-        .fetch_one(&mut db)
+        .bind(self.refund_payments as i64)
+        .fetch_one(&mut self.db)
         .await
         .unwrap();
-        if let (Some(min_id), Some(max_id)) = (min_id, max_id) {
-            let refund = scripts.path().join("refund.sql");
-            std::fs::write(&refund, refund_script(merchant_id)).unwrap();
-            let label = "pgbench ceiling: the SQL one refund runs (`-M prepared`)";
-            progress(label);
-            let (min, max) = (format!("min_id={min_id}"), format!("max_id={max_id}"));
-            baselines.extend(
-                pgbench(
-                    Kind::Refund,
-                    settings.refund_clients,
-                    seconds,
-                    Some("prepared"),
-                    &["-D", &min, "-D", &max],
-                    &refund,
-                    label,
-                )
-                .await,
-            );
-        }
+        let (min, max) = (format!("min_id={}", min_id?), format!("max_id={}", max_id?));
+        let label = "pgbench ceiling: the SQL one refund runs (`-M prepared`)".to_owned();
+        self.run(
+            Kind::Refund,
+            Bracket::Alone,
+            self.refund_clients,
+            Some("prepared"),
+            &["-D", &min, "-D", &max],
+            "refund.sql",
+            label,
+        )
+        .await
     }
-    drop(db);
-    drop_databases(&[PGBENCH_DATABASE]).await;
-    baselines
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run(
+        &self,
+        of: Kind,
+        at: Bracket,
+        clients: usize,
+        mode: Option<&str>,
+        extra: &[&str],
+        script: &str,
+        label: String,
+    ) -> Option<Baseline> {
+        let label = match at {
+            Bracket::Alone => label,
+            _ => format!("{label}, {} the API's phase", at.name()),
+        };
+        progress(&label);
+        let script = self.scripts.path().join(script);
+        let mut baseline = pgbench(of, clients, self.seconds, mode, extra, &script, &label).await?;
+        baseline.at = at;
+        Some(baseline)
+    }
+
+    pub(crate) async fn finish(self) {
+        drop(self.db);
+        drop_databases(&[PGBENCH_DATABASE]).await;
+    }
+}
+
+/// The ceiling a phase of `kind` is set against: the `-M prepared` runs of
+/// its SQL that bracket it, their mean rate (or the one that ran).
+pub(crate) fn bracketed_ceiling(baselines: &[Baseline], kind: Kind) -> Option<f64> {
+    let runs: Vec<f64> = baselines
+        .iter()
+        .filter(|b| b.of == kind && b.at != Bracket::Alone && b.tps.is_finite())
+        .map(|b| b.tps)
+        .collect();
+    (!runs.is_empty()).then(|| runs.iter().sum::<f64>() / runs.len() as f64)
 }
 
 pub(crate) async fn pgbench(
@@ -465,7 +538,7 @@ pub(crate) async fn pgbench(
     args.extend(["-f".into(), script.display().to_string()]);
     args.extend([
         "-h".into(),
-        PG_HOST.into(),
+        pg_host(),
         "-p".into(),
         PG_PORT.into(),
         "-U".into(),
@@ -473,6 +546,7 @@ pub(crate) async fn pgbench(
         PGBENCH_DATABASE.into(),
     ]);
     let before = CpuTicks::sample();
+    let pg_before = PgActivity::sample().await;
     // Sessions as the host opens them to a server on this machine
     // (`db::plain_on_this_machine`): in the clear unless the server insists,
     // or as `PGSSLMODE` says, which the host follows too.
@@ -484,6 +558,7 @@ pub(crate) async fn pgbench(
         .await
         .expect("running pgbench");
     let cpu = CpuTicks::sample().since(&before);
+    let pg_after = PgActivity::sample().await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         println!(
@@ -501,16 +576,21 @@ pub(crate) async fn pgbench(
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|v| v.parse().ok())
     };
+    let transactions = find("number of transactions actually processed:").unwrap_or(f64::NAN);
     Some(Baseline {
         of,
         label: label.into(),
         command,
         clients,
-        transactions: find("number of transactions actually processed:").unwrap_or(f64::NAN) as u64,
+        transactions: transactions as u64,
         failed: find("number of failed transactions:").unwrap_or(0.0) as u64,
         tps: find("tps = ").unwrap_or(f64::NAN),
         latency_avg_ms: find("latency average = ").unwrap_or(f64::NAN),
         cpu,
+        pg: pg_before
+            .zip(pg_after)
+            .map(|(before, after)| after.per_request(&before, transactions)),
+        at: Bracket::Alone,
     })
 }
 
