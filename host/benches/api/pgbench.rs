@@ -557,7 +557,15 @@ pub(crate) async fn pgbench(
         .output()
         .await
         .expect("running pgbench");
-    let cpu = CpuTicks::sample().since(&before);
+    // pgbench's backends outlive it by a moment: until the postmaster has
+    // reaped them, their CPU is in neither a live process nor its children
+    // times (it read as "other processes"), and their last statistics are
+    // unreported. The window still ends when pgbench did.
+    let ended = Instant::now();
+    backends_gone(PGBENCH_DATABASE).await;
+    let mut after = CpuTicks::sample();
+    after.at = Some(ended);
+    let cpu = after.since(&before);
     let pg_after = PgActivity::sample().await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
@@ -596,3 +604,24 @@ pub(crate) async fn pgbench(
 
 // ---------------------------------------------------------------------------
 // The report.
+
+/// Waits (at most 2 s) until no backend serves `database`, then a moment
+/// for the postmaster to reap them.
+async fn backends_gone(database: &str) {
+    let Some(mut admin) = admin().await else {
+        return;
+    };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        let left: Result<i64, _> =
+            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = $1")
+                .bind(database)
+                .fetch_one(&mut admin)
+                .await;
+        if !matches!(left, Ok(n) if n > 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+}
