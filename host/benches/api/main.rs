@@ -50,7 +50,7 @@ mod wire;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -73,8 +73,7 @@ use pgstat::*;
 use report::*;
 use wire::*;
 
-/// The PostgreSQL server, as the tests reach it, unless `BENCH_PG_HOST`
-/// names another host or a Unix socket's directory.
+/// The PostgreSQL server's port and user, as the tests reach it.
 const PG_PORT: &str = "5432";
 const PG_USER: &str = "postgres";
 

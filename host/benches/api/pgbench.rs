@@ -469,6 +469,13 @@ impl Ceilings {
         .await
     }
 
+    pub(crate) async fn finish(self) {
+        drop(self.db);
+        drop_databases(&[PGBENCH_DATABASE]).await;
+    }
+
+    /// One pgbench run of `script` (a file of [`Ceilings::prepare`]),
+    /// labelled with when it ran against its phase.
     #[allow(clippy::too_many_arguments)]
     async fn run(
         &self,
@@ -486,14 +493,90 @@ impl Ceilings {
         };
         progress(&label);
         let script = self.scripts.path().join(script);
-        let mut baseline = pgbench(of, clients, self.seconds, mode, extra, &script, &label).await?;
-        baseline.at = at;
-        Some(baseline)
-    }
-
-    pub(crate) async fn finish(self) {
-        drop(self.db);
-        drop_databases(&[PGBENCH_DATABASE]).await;
+        let mut args: Vec<String> = vec![
+            "-n".into(),
+            "-c".into(),
+            clients.to_string(),
+            "-j".into(),
+            "2".into(),
+            "-T".into(),
+            self.seconds.to_string(),
+        ];
+        if let Some(mode) = mode {
+            args.extend(["-M".into(), mode.into()]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let command = format!(
+            "pgbench {} -f {} {PGBENCH_DATABASE}",
+            args.join(" "),
+            script.file_name().unwrap().to_string_lossy()
+        );
+        args.extend(["-f".into(), script.display().to_string()]);
+        args.extend([
+            "-h".into(),
+            pg_host(),
+            "-p".into(),
+            PG_PORT.into(),
+            "-U".into(),
+            PG_USER.into(),
+            PGBENCH_DATABASE.into(),
+        ]);
+        let before = CpuTicks::sample();
+        let pg_before = PgActivity::sample().await;
+        // Sessions as the host opens them to a server on this machine
+        // (`db::plain_on_this_machine`): in the clear unless the server insists,
+        // or as `PGSSLMODE` says, which the host follows too.
+        let mode = std::env::var("PGSSLMODE").unwrap_or_else(|_| "allow".into());
+        let out = tokio::process::Command::new("pgbench")
+            .args(&args)
+            .env("PGSSLMODE", mode)
+            .output()
+            .await
+            .expect("running pgbench");
+        // pgbench's backends outlive it by a moment: until the postmaster has
+        // reaped them, their CPU is in neither a live process nor its children
+        // times (it read as "other processes"), and their last statistics are
+        // unreported. The window ends when pgbench did; only PostgreSQL's
+        // figure is read again once they are reaped (what it spent while
+        // waiting for them is a few milliseconds of an idle server's).
+        let mut after = CpuTicks::sample();
+        backends_gone(PGBENCH_DATABASE).await;
+        after.postgres = CpuTicks::sample().postgres;
+        let cpu = after.since(&before);
+        let pg_after = PgActivity::sample().await;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            println!(
+                "`{command}` failed ({}):\n```\n{}{}```",
+                out.status,
+                stdout,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return None;
+        }
+        let find = |prefix: &str| -> Option<f64> {
+            stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(prefix))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+        };
+        let transactions = find("number of transactions actually processed:").unwrap_or(f64::NAN);
+        Some(Baseline {
+            of,
+            label,
+            command,
+            clients,
+            transactions: transactions as u64,
+            failed: find("number of failed transactions:").unwrap_or(0.0) as u64,
+            tps: find("tps = ").unwrap_or(f64::NAN),
+            latency_avg_ms: find("latency average = ").unwrap_or(f64::NAN),
+            cpu,
+            pg: pg_before
+                .zip(pg_after)
+                .map(|(before, after)| after.per_request(&before, transactions)),
+            at,
+        })
     }
 }
 
@@ -507,103 +590,6 @@ pub(crate) fn bracketed_ceiling(baselines: &[Baseline], kind: Kind) -> Option<f6
         .collect();
     (!runs.is_empty()).then(|| runs.iter().sum::<f64>() / runs.len() as f64)
 }
-
-pub(crate) async fn pgbench(
-    of: Kind,
-    clients: usize,
-    seconds: u64,
-    mode: Option<&str>,
-    extra: &[&str],
-    script: &Path,
-    label: &str,
-) -> Option<Baseline> {
-    let mut args: Vec<String> = vec![
-        "-n".into(),
-        "-c".into(),
-        clients.to_string(),
-        "-j".into(),
-        "2".into(),
-        "-T".into(),
-        seconds.to_string(),
-    ];
-    if let Some(mode) = mode {
-        args.extend(["-M".into(), mode.into()]);
-    }
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let command = format!(
-        "pgbench {} -f {} {PGBENCH_DATABASE}",
-        args.join(" "),
-        script.file_name().unwrap().to_string_lossy()
-    );
-    args.extend(["-f".into(), script.display().to_string()]);
-    args.extend([
-        "-h".into(),
-        pg_host(),
-        "-p".into(),
-        PG_PORT.into(),
-        "-U".into(),
-        PG_USER.into(),
-        PGBENCH_DATABASE.into(),
-    ]);
-    let before = CpuTicks::sample();
-    let pg_before = PgActivity::sample().await;
-    // Sessions as the host opens them to a server on this machine
-    // (`db::plain_on_this_machine`): in the clear unless the server insists,
-    // or as `PGSSLMODE` says, which the host follows too.
-    let mode = std::env::var("PGSSLMODE").unwrap_or_else(|_| "allow".into());
-    let out = tokio::process::Command::new("pgbench")
-        .args(&args)
-        .env("PGSSLMODE", mode)
-        .output()
-        .await
-        .expect("running pgbench");
-    // pgbench's backends outlive it by a moment: until the postmaster has
-    // reaped them, their CPU is in neither a live process nor its children
-    // times (it read as "other processes"), and their last statistics are
-    // unreported. The window still ends when pgbench did.
-    let ended = Instant::now();
-    backends_gone(PGBENCH_DATABASE).await;
-    let mut after = CpuTicks::sample();
-    after.at = Some(ended);
-    let cpu = after.since(&before);
-    let pg_after = PgActivity::sample().await;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        println!(
-            "`{command}` failed ({}):\n```\n{}{}```",
-            out.status,
-            stdout,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        return None;
-    }
-    let find = |prefix: &str| -> Option<f64> {
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(prefix))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-    };
-    let transactions = find("number of transactions actually processed:").unwrap_or(f64::NAN);
-    Some(Baseline {
-        of,
-        label: label.into(),
-        command,
-        clients,
-        transactions: transactions as u64,
-        failed: find("number of failed transactions:").unwrap_or(0.0) as u64,
-        tps: find("tps = ").unwrap_or(f64::NAN),
-        latency_avg_ms: find("latency average = ").unwrap_or(f64::NAN),
-        cpu,
-        pg: pg_before
-            .zip(pg_after)
-            .map(|(before, after)| after.per_request(&before, transactions)),
-        at: Bracket::Alone,
-    })
-}
-
-// ---------------------------------------------------------------------------
-// The report.
 
 /// Waits (at most 2 s) until no backend serves `database`, then a moment
 /// for the postmaster to reap them.
@@ -625,3 +611,6 @@ async fn backends_gone(database: &str) {
     }
     tokio::time::sleep(Duration::from_millis(20)).await;
 }
+
+// ---------------------------------------------------------------------------
+// The report.

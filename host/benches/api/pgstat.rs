@@ -8,7 +8,7 @@ use super::*;
 /// `pg_stat_database` and `pg_stat_wal` hold them. Backends report them
 /// when they go idle, at most once a second, so a window's figures are
 /// exact to about a second of its traffic.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 pub(crate) struct PgActivity {
     commits: i64,
     rows_written: i64,
