@@ -177,7 +177,8 @@ def targets(d):
         rows.append((target, original, measured, met))
 
     def share_of(phase, ceiling, percent, target):
-        """A phase's rate as a share of its same-run ceiling, against `percent`."""
+        """A phase's rate as a share of its same-run ceiling, against `percent`
+        (none: shown, not judged)."""
         if not phase or not ceiling:
             add(target, "", "–", None)
             return
@@ -186,7 +187,7 @@ def targets(d):
         bracket = (f"; the mean of its runs right before and after the phase, "
                    f"{' and '.join(num(r, 0) for r in runs)} tps" if len(runs) > 1 else "")
         add(target, "", f"{share:.0f}% ({num(phase['per_second'], 1)}/s of {num(ceiling['tps'], 0)} tps"
-            f"{bracket})", share >= percent)
+            f"{bracket})", None if percent is None else share >= percent)
 
     def check(value, test):
         if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -225,6 +226,10 @@ def targets(d):
             None)
     share_of(create, prepared_ceiling_of(api, "create"), 75,
              "create ≥ 75% of the same-run pgbench ceiling of its SQL (`-M prepared`, as sqlx sends it)")
+    pinned = d.get("api_pinned")
+    if pinned:
+        share_of(api_phase(pinned, "create"), prepared_ceiling_of(pinned, "create"), None,
+                 f"(the same, with {pinned_cpus(pinned)}: a run of its own)")
     v = show["per_second"] if show else None
     add("show ≥ 5,000 requests/s at 32 clients", ORIGINAL["show_rate"],
         num(v, 1, "/s") + at(show), check(v, at32(show, lambda x: x >= 5000)) if show else None)
@@ -412,6 +417,40 @@ def section_api(d, plot_link):
             "backends of other clients; \"other processes\" is everything else the machine ran."]
     out += postgres_per_request(d)
     return out
+
+
+def pinned_cpus(d):
+    s = d["settings"]
+    cpus = lambda c: ",".join(str(n) for n in c)
+    return (f"PostgreSQL on CPU {cpus(s['pg_cpus'])} of its own and everything else on CPU "
+            f"{cpus(s['other_cpus'])}")
+
+
+def section_api_pinned(d):
+    """The API bench's second run, with PostgreSQL pinned to CPUs of its own
+    (`BENCH_PG_CPUS`); results since 2026-12-06."""
+    out = ["", "### With PostgreSQL on CPUs of its own", "",
+           f"A second run of the same bench, {step_line_bare(d)}with {pinned_cpus(d)} "
+           "(`BENCH_PG_CPUS`, host/benches/api/pin.rs), as if the database ran on a server of its "
+           "own: each phase and its ceilings run on the same split, so the host's CPU does not "
+           "come out of PostgreSQL's.", ""]
+    rows = [phase_row(p, p["label"]) for p in d["phases"]]
+    rows += [(b["label"], b["clients"], num(b["transactions"], 0), num(b["failed"], 0),
+              num(b["tps"]), num(b["latency_avg_ms"], 2), "–", "–", "–", "–", "–")
+             for b in d["baselines"] if b.get("at") in ("before", "after")]
+    out += table(["measurement", "clients", "requests", "errors", "per second", "mean ms",
+                  "p50 ms", "p90 ms", "p99 ms", "max ms", "host RSS MiB (max)"], rows)
+    out += ["", "#### Where the CPU went", ""]
+    cpu = [cpu_row(f"{REQUEST[p['kind']]}, {p['clients']} clients", p["cpu"]) for p in d["phases"]]
+    cpu += [cpu_row(b["label"], b["cpu"]) for b in d["baselines"] if b.get("at") in ("before", "after")]
+    out += table(["phase", "wall s", f"machine busy (of {d['cores']})", "paygate host",
+                  "load generator", "sandbox provider", "pgbench client", "postgres (all)",
+                  "redis", "other processes"], cpu)
+    return out + postgres_per_request(d)
+
+
+def step_line_bare(d):
+    return f"started {d['started_at'][:16].replace('T', ' ')} UTC, "
 
 
 def postgres_per_request(d):
@@ -631,6 +670,7 @@ def build(args):
             step = json.loads(line)
             steps[step["name"]] = step
     data = {name: load_json(os.path.join(args.results, f"{name}.json")) for name, _, _ in SECTIONS}
+    data["api_pinned"] = load_json(os.path.join(args.results, "api-pinned.json"))
     m = machine_info
     when = dt.datetime.fromisoformat(m["started_at"])
     # A step measured on its own after the run (marked "separate" in
@@ -688,6 +728,8 @@ def build(args):
             doc += ["No figures: the bench did not write its results."]
         else:
             doc += render(data[name], plot_link)
+            if name == "api" and data["api_pinned"]:
+                doc += section_api_pinned(data["api_pinned"])
         notes = read(os.path.join(args.notes, f"{name}.md")).strip()
         if notes:
             doc += ["", notes]

@@ -33,7 +33,10 @@
 //! `BENCH_RATE_LIMIT` (`on`, or `off` to run without the rate-limit policy
 //! and isolate its cost), `BENCH_PG_HOST` (where the host and pgbench reach
 //! PostgreSQL: an address, or a Unix socket's directory such as
-//! `/var/run/postgresql`; default 127.0.0.1), `RUST_LOG` (default `warn`).
+//! `/var/run/postgresql`; default 127.0.0.1), `BENCH_PG_CPUS` (CPUs such as
+//! `0` or `0-1` that PostgreSQL then has to itself, everything else of the
+//! run being pinned to the others: pin.rs; unset by default), `RUST_LOG`
+//! (default `warn`).
 //!
 //! Prints Markdown tables, and writes their figures as JSON to the file
 //! `BENCH_JSON` names when it is set (scripts/report assembles
@@ -45,6 +48,7 @@ mod cpu;
 mod load;
 mod pgbench;
 mod pgstat;
+mod pin;
 mod report;
 mod wire;
 
@@ -120,6 +124,8 @@ struct Settings {
     db_pool_size: u32,
     client_threads: usize,
     rate_limit: bool,
+    /// `BENCH_PG_CPUS`: the CPUs PostgreSQL runs on alone (pin.rs).
+    pg_cpus: Option<std::collections::BTreeSet<usize>>,
 }
 
 /// `on` (the default) or `off`.
@@ -164,6 +170,10 @@ impl Settings {
             db_pool_size: env_or("BENCH_DB_POOL_SIZE", 32),
             client_threads: env_or("BENCH_CLIENT_THREADS", 1),
             rate_limit: env_switch("BENCH_RATE_LIMIT"),
+            pg_cpus: std::env::var("BENCH_PG_CPUS")
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| pin::parse_cpus(&v).unwrap_or_else(|e| panic!("BENCH_PG_CPUS: {e}"))),
         }
     }
 }
@@ -246,6 +256,11 @@ fn report_batches(phase: &str, metrics: &paygate::Metrics, before: [(u64, u64); 
 }
 
 async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
+    // Before the first connection, so every backend is forked pinned.
+    let pinned = settings.pg_cpus.clone().map(pin::Pinned::apply);
+    if let Some(p) = &pinned {
+        progress(&p.describe());
+    }
     let load_at_start = loadavg();
     let started_at = chrono::Utc::now();
     let server_info = postgres_info().await;
@@ -360,14 +375,16 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
 
     let mut phases = Vec::new();
     let measure = Duration::from_secs_f64(settings.seconds);
-    progress(&format!(
-        "POST /api/v1/payments, {} clients, {:?} warm-up + {measure:?}",
-        settings.clients, settings.warmup
-    ));
     sandbox.restart().await;
     if let Some(c) = &ceilings {
         baselines.extend(c.create(true, Bracket::Before).await);
     }
+    // Announced once its ceiling has run: `scripts/profile-api` starts
+    // recording a few seconds after this line.
+    progress(&format!(
+        "POST /api/v1/payments, {} clients, {:?} warm-up + {measure:?}",
+        settings.clients, settings.warmup
+    ));
     let metrics = services.payments.metrics.clone();
     let before = batches(&metrics);
     let create = run_phase(
@@ -387,17 +404,17 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
     let created = Arc::new(create.created.clone());
     phases.push(create);
 
-    progress(&format!(
-        "GET /api/v1/payments/{{id}}/show over {} payments, {} clients",
-        created.len(),
-        settings.clients
-    ));
     if created.is_empty() {
         println!("No payment was created, so `GET …/show` was not measured.");
     } else {
         if let Some(c) = &mut ceilings {
             baselines.extend(c.show(Bracket::Before).await);
         }
+        progress(&format!(
+            "GET /api/v1/payments/{{id}}/show over {} payments, {} clients",
+            created.len(),
+            settings.clients
+        ));
         let before = batches(&metrics);
         phases.push(
             run_phase(
@@ -537,6 +554,7 @@ async fn run(settings: Settings, loadgen: Handle, sandbox_rt: Handle) {
         baselines: &baselines,
         rss_peak_kib,
         notifications_received: notified.load(Ordering::Relaxed),
+        pinned: pinned.as_ref(),
     };
     report(&r);
     common::write_json(&report_json(&r));

@@ -15,6 +15,8 @@ pub(crate) struct Report<'a> {
     pub(crate) rss_peak_kib: u64,
     /// Notifications the merchant's endpoint received over the run.
     pub(crate) notifications_received: usize,
+    /// How PostgreSQL was given CPUs of its own, if it was.
+    pub(crate) pinned: Option<&'a pin::Pinned>,
 }
 
 pub(crate) fn phase_label(p: &Phase, rate_limit: bool) -> &'static str {
@@ -38,6 +40,14 @@ pub(crate) fn phase_label(p: &Phase, rate_limit: bool) -> &'static str {
     }
 }
 
+/// The machine's CPUs, including those a pinned run left to PostgreSQL.
+fn cores(r: &Report<'_>) -> usize {
+    r.pinned.map_or_else(
+        || std::thread::available_parallelism().map_or(0, |n| n.get()),
+        pin::Pinned::cpus,
+    )
+}
+
 pub(crate) fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
@@ -49,7 +59,7 @@ pub(crate) fn report_json(r: &Report<'_>) -> Value {
     json!({
         "bench": "api",
         "started_at": r.started_at.to_rfc3339(),
-        "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "cores": cores(r),
         "load_at_start": r.load_at_start, "load_at_end": r.load_at_end,
         "postgres": r.server_info,
         "settings": {
@@ -58,6 +68,7 @@ pub(crate) fn report_json(r: &Report<'_>) -> Value {
             "clients": s.clients, "refund_clients": s.refund_clients,
             "refund_payments": s.refund_payments, "db_pool_size": s.db_pool_size,
             "client_threads": s.client_threads, "rate_limit": s.rate_limit,
+            "pg_cpus": r.pinned.map(|p| &p.postgres), "other_cpus": r.pinned.map(|p| &p.rest),
             "rust_log": std::env::var("RUST_LOG").unwrap_or_default(),
         },
         "phases": r.phases.iter().map(|p| p.json(phase_label(p, s.rate_limit))).collect::<Vec<_>>(),
@@ -102,7 +113,7 @@ pub(crate) fn sweep_table(path: &str, per: &str, sweep: &[Phase]) {
 
 pub(crate) fn report(r: &Report<'_>) {
     let s = r.settings;
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cores = cores(r);
     println!();
     println!("## Merchant API under load");
     println!();
@@ -128,6 +139,9 @@ pub(crate) fn report(r: &Report<'_>) {
         s.sweep_seconds,
         s.sweep_warmup.as_secs_f64()
     );
+    if let Some(p) = r.pinned {
+        println!("{}.", p.describe());
+    }
     println!();
     println!(
         "| measurement | clients | requests | errors | per second | mean ms | p50 ms | p90 ms | p99 ms | max ms | host RSS MiB (max) |"
