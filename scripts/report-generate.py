@@ -372,12 +372,7 @@ def section_api(d, plot_link):
         f"sweep {num(s['sweep_seconds'], 1)} s per level after {num(s['sweep_warmup_seconds'], 0)} s.",
         "",
     ]
-    rows = [phase_row(p, p["label"]) for p in d["phases"]]
-    rows += [(b["label"], b["clients"], num(b["transactions"], 0), num(b["failed"], 0),
-              num(b["tps"]), num(b["latency_avg_ms"], 2), "–", "–", "–", "–", "–")
-             for b in d["baselines"]]
-    out += table(["measurement", "clients", "requests", "errors", "per second", "mean ms",
-                  "p50 ms", "p90 ms", "p99 ms", "max ms", "host RSS MiB (max)"], rows)
+    out += measurements(d)
     out += ["", f"Host RSS is `VmRSS` of the bench process (host, load generator and sandbox "
             f"provider); its peak (`VmHWM`) over the run: {num(d['rss_peak_mib'])} MiB. pgbench rows "
             f"are transactions (one run of the script) per second and pgbench's average latency:"]
@@ -405,14 +400,7 @@ def section_api(d, plot_link):
         out += ["", f"![create and show throughput and p99 latency against concurrency]({plot_link})"]
 
     out += ["", "### Where the CPU went (average cores in use over each measured window)", ""]
-    cpu = [cpu_row(f"{REQUEST[p['kind']]}, {p['clients']} clients", p["cpu"])
-           for p in d["phases"]]
-    cpu += [cpu_row(f"sweep {REQUEST[p['kind']]}, "
-                    f"{p['clients']} clients", p["cpu"]) for p in d["sweep"] + d["show_sweep"]]
-    cpu += [cpu_row(b["label"], b["cpu"]) for b in d["baselines"]]
-    out += table(["phase", "wall s", f"machine busy (of {d['cores']})", "paygate host",
-                  "load generator", "sandbox provider", "pgbench client", "postgres (all)",
-                  "redis", "other processes"], cpu)
+    out += cpu_table(d)
     out += ["", "\"postgres (all)\" is every PostgreSQL process on the machine, including "
             "backends of other clients; \"other processes\" is everything else the machine ran."]
     out += postgres_per_request(d)
@@ -429,28 +417,37 @@ def pinned_cpus(d):
 def section_api_pinned(d):
     """The API bench's second run, with PostgreSQL pinned to CPUs of its own
     (`BENCH_PG_CPUS`); results since 2026-12-06."""
+    started = d["started_at"][:16].replace("T", " ")
     out = ["", "### With PostgreSQL on CPUs of its own", "",
-           f"A second run of the same bench, {step_line_bare(d)}with {pinned_cpus(d)} "
+           f"A second run of the same bench, started {started} UTC, with {pinned_cpus(d)} "
            "(`BENCH_PG_CPUS`, host/benches/api/pin.rs), as if the database ran on a server of its "
            "own: each phase and its ceilings run on the same split, so the host's CPU does not "
            "come out of PostgreSQL's.", ""]
+    out += measurements(d)
+    out += ["", "#### Where the CPU went", ""]
+    return out + cpu_table(d) + postgres_per_request(d)
+
+
+def measurements(d):
+    """A row per phase and per pgbench ceiling of an API bench run."""
     rows = [phase_row(p, p["label"]) for p in d["phases"]]
     rows += [(b["label"], b["clients"], num(b["transactions"], 0), num(b["failed"], 0),
               num(b["tps"]), num(b["latency_avg_ms"], 2), "–", "–", "–", "–", "–")
-             for b in d["baselines"] if b.get("at") in ("before", "after")]
-    out += table(["measurement", "clients", "requests", "errors", "per second", "mean ms",
+             for b in d["baselines"]]
+    return table(["measurement", "clients", "requests", "errors", "per second", "mean ms",
                   "p50 ms", "p90 ms", "p99 ms", "max ms", "host RSS MiB (max)"], rows)
-    out += ["", "#### Where the CPU went", ""]
-    cpu = [cpu_row(f"{REQUEST[p['kind']]}, {p['clients']} clients", p["cpu"]) for p in d["phases"]]
-    cpu += [cpu_row(b["label"], b["cpu"]) for b in d["baselines"] if b.get("at") in ("before", "after")]
-    out += table(["phase", "wall s", f"machine busy (of {d['cores']})", "paygate host",
+
+
+def cpu_table(d):
+    """Where the CPU went in each phase, sweep level and ceiling of an API bench run."""
+    cpu = [cpu_row(f"{REQUEST[p['kind']]}, {p['clients']} clients", p["cpu"])
+           for p in d["phases"]]
+    cpu += [cpu_row(f"sweep {REQUEST[p['kind']]}, "
+                    f"{p['clients']} clients", p["cpu"]) for p in d["sweep"] + d["show_sweep"]]
+    cpu += [cpu_row(b["label"], b["cpu"]) for b in d["baselines"]]
+    return table(["phase", "wall s", f"machine busy (of {d['cores']})", "paygate host",
                   "load generator", "sandbox provider", "pgbench client", "postgres (all)",
                   "redis", "other processes"], cpu)
-    return out + postgres_per_request(d)
-
-
-def step_line_bare(d):
-    return f"started {d['started_at'][:16].replace('T', ' ')} UTC, "
 
 
 def postgres_per_request(d):

@@ -55,7 +55,7 @@ impl Pinned {
             rest,
             all,
         };
-        pinned.pin(&pinned.postgres, &pinned.rest, true);
+        pin(&pinned.postgres, &pinned.rest, true);
         pinned
     }
 
@@ -73,33 +73,36 @@ impl Pinned {
             list(&self.rest)
         )
     }
+}
 
-    fn pin(&self, postgres: &BTreeSet<usize>, rest: &BTreeSet<usize>, strict: bool) {
-        let fail = |what: String| {
-            if strict {
-                panic!("BENCH_PG_CPUS: {what}")
-            } else {
-                eprintln!("[bench-api] BENCH_PG_CPUS: {what}")
-            }
-        };
-        for task in tasks("/proc/self") {
-            if let Err(e) = set_affinity(task, rest) {
-                fail(format!("pinning this process's thread {task}: {e}"));
-            }
+/// Pins PostgreSQL's threads to `postgres`, and this process's and Redis's to
+/// `rest`; a thread that cannot be pinned stops the run when `strict`, and
+/// is reported otherwise.
+fn pin(postgres: &BTreeSet<usize>, rest: &BTreeSet<usize>, strict: bool) {
+    let fail = |what: String| {
+        if strict {
+            panic!("BENCH_PG_CPUS: {what}")
+        } else {
+            eprintln!("[bench-api] BENCH_PG_CPUS: {what}")
         }
-        for (pid, comm) in processes() {
-            let cpus = match comm.as_str() {
-                "postgres" => postgres,
-                c if c.starts_with("redis-server") => rest,
-                _ => continue,
-            };
-            for task in tasks(&format!("/proc/{pid}")) {
-                // A backend that exits meanwhile is no error.
-                if let Err(e) = set_affinity(task, cpus)
-                    && e.raw_os_error() != Some(libc::ESRCH)
-                {
-                    fail(format!("pinning {comm} (pid {pid}, thread {task}): {e}"));
-                }
+    };
+    for task in tasks("/proc/self") {
+        if let Err(e) = set_affinity(task, rest) {
+            fail(format!("pinning this process's thread {task}: {e}"));
+        }
+    }
+    for (pid, comm) in processes() {
+        let cpus = match comm.as_str() {
+            "postgres" => postgres,
+            c if c.starts_with("redis-server") => rest,
+            _ => continue,
+        };
+        for task in tasks(&format!("/proc/{pid}")) {
+            // A backend that exits meanwhile is no error.
+            if let Err(e) = set_affinity(task, cpus)
+                && e.raw_os_error() != Some(libc::ESRCH)
+            {
+                fail(format!("pinning {comm} (pid {pid}, thread {task}): {e}"));
             }
         }
     }
@@ -107,7 +110,7 @@ impl Pinned {
 
 impl Drop for Pinned {
     fn drop(&mut self) {
-        self.pin(&self.all, &self.all, false);
+        pin(&self.all, &self.all, false);
     }
 }
 
